@@ -1,0 +1,71 @@
+"""ipm-cds: clinical decision support for interventional pain management.
+
+Decision support for clinicians, never an order::
+
+    import ipm_cds
+    ruleset = ipm_cds.load_ruleset()
+    engine = ipm_cds.Engine(ruleset, profile="cms_lcd")
+    assessment = engine.evaluate(patient, as_of=date(2025, 6, 2))
+"""
+
+from ._version import __version__
+from .assessment import (
+    Alert,
+    Assessment,
+    Basis,
+    Candidate,
+    Citation,
+    Exclusion,
+    MissingData,
+    Precaution,
+    Provenance,
+    Referral,
+    Target,
+    TraceEntry,
+)
+from .engine import Engine
+from .errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    EngineFaultError,
+    EvaluationError,
+    FiringLimitError,
+    IpmCdsError,
+    PatientDataError,
+    Problem,
+    RulesetError,
+    SourceLocation,
+)
+from .patient import PatientCase, parse_patient
+from .ruleset.loader import Ruleset, load_ruleset
+
+__all__ = [
+    "Alert",
+    "Assessment",
+    "BackendUnavailableError",
+    "Basis",
+    "Candidate",
+    "Citation",
+    "ConfigurationError",
+    "Engine",
+    "EngineFaultError",
+    "EvaluationError",
+    "Exclusion",
+    "FiringLimitError",
+    "IpmCdsError",
+    "MissingData",
+    "PatientCase",
+    "PatientDataError",
+    "Precaution",
+    "Problem",
+    "Provenance",
+    "Referral",
+    "Ruleset",
+    "RulesetError",
+    "SourceLocation",
+    "Target",
+    "TraceEntry",
+    "__version__",
+    "load_ruleset",
+    "parse_patient",
+]

@@ -1,0 +1,164 @@
+"""The Assessment: what ipm-cds returns for one patient. Decision support for a clinician, never an order.
+
+Every candidate, exclusion, precaution, alert and referral names the rule (``id@version``) and the
+criterion ids behind it, and carries the citations of its sources. Lists are sorted, so the same input,
+ruleset and ``as_of`` give byte-identical JSON (``provenance.evaluated_at`` aside).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Urgency = Literal["emergency", "urgent", "soon", "routine"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Citation(_Out):
+    id: str
+    citation: str
+    url: str | None = None
+    year: int
+
+
+class Basis(_Out):
+    """Why a conclusion stands: the rule that drew it, its criteria and sources."""
+
+    rule: str = Field(description="Rule id@version.")
+    criteria: list[str]
+    sources: list[Citation]
+
+
+class Target(_Out):
+    region: str | None = None
+    side: str | None = None
+    levels: str | None = None
+
+
+class Precaution(_Out):
+    intervention: str | None = Field(None, description="The intervention it applies to; None: all candidates.")
+    kind: Literal["relative_contraindication", "caution", "antithrombotic"]
+    text: str
+    medication: str | None = None
+    bleeding_risk: Literal["low", "intermediate", "high"] | None = None
+    requires_prescriber_approval: bool = False
+    basis: Basis
+
+
+class Candidate(_Out):
+    intervention: str
+    name: str
+    kind: Literal["diagnostic", "therapeutic", "implant"]
+    cpt: list[str]
+    evidence_status: Literal["standard", "payer_dependent", "investigational"]
+    target: Target
+    image_guidance: list[str]
+    bleeding_risk: Literal["low", "intermediate", "high"]
+    rationale: str
+    evidence: str = Field(description="Strength and quality of the evidence, as the rule grades it.")
+    basis: Basis
+    precautions: list[Precaution] = Field(default_factory=list)
+    unresolved_checks: list[str] = Field(
+        default_factory=list, description="Safety checks that missing data left undecided for this candidate."
+    )
+
+
+class Exclusion(_Out):
+    intervention: str
+    name: str
+    reason: str
+    kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"]
+    was_candidate: bool = Field(description="A rule proposed it before a safety rule excluded it.")
+    basis: Basis
+
+
+class Alert(_Out):
+    code: str
+    severity: Literal["critical", "warning", "info"]
+    message: str
+    basis: Basis
+
+
+class Referral(_Out):
+    to: str
+    name: str
+    urgency: Urgency
+    reason: str
+    basis: Basis
+
+
+class MissingData(_Out):
+    field: str = Field(description="The patient field, e.g. 'pain.duration_weeks'.")
+    item: str = Field(description="Which item of the patient record, e.g. 'pain[region=lumbar, character=axial]'.")
+    needed_by: list[str] = Field(description="Rules (id@version) that could not decide without it.")
+    criteria: list[str]
+    safety: bool = Field(description="A safety rule (exclusion, alert, red flag) is among those waiting for it.")
+
+
+class BoundFact(_Out):
+    alias: str
+    fact: str = Field(description="The fact's label.")
+    values: dict[str, str | int | float | bool]
+
+
+class TraceEntry(_Out):
+    rule: str
+    stratum: int
+    status: Literal["fired", "blocked"]
+    blocked_by: list[str] = Field(default_factory=list, description="unless clauses (by index) that matched.")
+    bindings: list[BoundFact]
+
+
+class Provenance(_Out):
+    ruleset_id: str
+    ruleset_version: str
+    ruleset_sha256: str
+    library_version: str
+    profile: str
+    parameter_overrides: dict[str, int | float]
+    parameters: dict[str, int | float] = Field(description="Every parameter value in force.")
+    backend: Literal["durable", "python"]
+    as_of: date
+    evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
+    rules_active: int
+    rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
+
+
+class Assessment(_Out):
+    patient_id: str | None
+    as_of: date
+    candidates: list[Candidate]
+    excluded: list[Exclusion]
+    precautions: list[Precaution] = Field(description="Precautions that apply to the patient as a whole.")
+    alerts: list[Alert]
+    referrals: list[Referral]
+    missing_data: list[MissingData]
+    trace: list[TraceEntry]
+    provenance: Provenance
+    disclaimer: str
+
+    def to_json(self, *, indent: int | None = 2, timestamp: bool = True) -> str:
+        """Stable, sorted JSON. ``timestamp=False`` drops ``evaluated_at`` for byte-for-byte comparison."""
+        import json
+
+        data = self.model_dump(mode="json")
+        if not timestamp:
+            data["provenance"].pop("evaluated_at", None)
+        return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+
+    def candidate(self, intervention: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.intervention == intervention), None)
+
+    def codes(self) -> dict[str, list[str]]:
+        """A compact summary: codes of candidates, exclusions, referrals and alerts."""
+        return {
+            "candidates": sorted({c.intervention for c in self.candidates}),
+            "excluded": sorted({e.intervention for e in self.excluded}),
+            "referrals": sorted({r.to for r in self.referrals}),
+            "alerts": sorted({a.code for a in self.alerts}),
+        }

@@ -1,0 +1,5 @@
+"""Evaluation: programs, backends, the driver and the Engine facade."""
+
+from .facade import Engine
+
+__all__ = ["Engine"]

@@ -1,0 +1,22 @@
+"""What a backend is: something that runs one stratum of a program over facts, calling back on each firing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..facts.normalise import Fact
+from .program import Program, Stratum
+
+OnFire = Callable[[str, dict[str, Fact]], list[Fact]]
+"""Called with the exec-rule name and its bindings; returns new (derived) facts to assert."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def prepare(self, program: Program) -> None:
+        """Compile what the backend needs for this program (once per engine)."""
+
+    def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
+        """Fire every rule of the stratum on every match, to a fixpoint, asserting derived facts."""

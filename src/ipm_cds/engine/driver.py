@@ -1,0 +1,171 @@
+"""Run a program over a patient's facts, stratum by stratum, whatever the backend.
+
+The driver owns everything both backends must do identically: what a firing derives (``derive``
+conclusions and the ``candidate`` fact of every recommendation), which firings an ``unless`` clause
+blocks, the firing cap, and the search for missing data. Backends only match and fire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import EvaluationError, FiringLimitError, IpmCdsError
+from ..facts.normalise import Fact, Scalar
+from ..ruleset import ir
+from .base import Backend
+from .match import Truth, Unknown, eval_pattern, index_by_type, matches
+from .program import ExecRule, Program
+
+Signature = tuple[tuple[str, str], ...]  # (alias, fact key) for each of a rule's own patterns
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    rule: ir.Rule
+    bindings: Mapping[str, Fact]
+    signature: Signature
+
+
+@dataclass
+class Run:
+    """Everything an evaluation produced before resolution."""
+
+    firings: list[Firing] = field(default_factory=list)
+    blocked: dict[tuple[str, Signature], set[int]] = field(default_factory=dict)
+    facts: list[Fact] = field(default_factory=list)
+    unknown_blockers: dict[tuple[str, Signature], list[Unknown]] = field(default_factory=dict)
+    missing: dict[str, list[Unknown]] = field(default_factory=dict)  # rule ref -> unknown fields
+
+    def is_blocked(self, firing: Firing) -> bool:
+        return (firing.rule.id, firing.signature) in self.blocked
+
+
+def _signature(rule: ir.Rule, bound: Mapping[str, Fact]) -> Signature:
+    return tuple((p.alias, bound[p.alias].key) for p in rule.patterns)
+
+
+def resolve_value(value: ir.Value, bound: Mapping[str, Fact]) -> Scalar | None:
+    if isinstance(value, ir.Ref):
+        return bound[value.alias].values.get(value.field)
+    return value
+
+
+def derived_fact(type_name: str, values: Mapping[str, Scalar | None]) -> Fact:
+    compact = {k: v for k, v in sorted(values.items()) if v is not None}
+    digest = hashlib.sha256(json.dumps([type_name, compact], sort_keys=True).encode()).hexdigest()[:12]
+    label = f"{type_name}[{', '.join(f'{k}={v}' for k, v in compact.items())}]"
+    return Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
+
+
+class CandidateFacts:
+    """Builds the ``candidate`` fact of a recommendation from the intervention catalogue."""
+
+    def __init__(self, program: Program) -> None:
+        self.catalogue = program.ruleset.interventions
+
+    def __call__(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Fact:
+        item = self.catalogue[rec.intervention]
+        target = {k: resolve_value(v, bound) for k, v in rec.target}
+        region = target.get("region")
+        risk = item.bleeding_risk.by_region.get(str(region), item.bleeding_risk.default)
+        return derived_fact("candidate", {
+            "intervention": rec.intervention, "region": region, "side": target.get("side"),
+            "bleeding_risk": risk, "elective": item.elective, "kind": item.kind,
+        })
+
+
+def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firing_cap: int = 10_000) -> Run:
+    """Evaluate every stratum. Any error aborts the whole evaluation (fail closed)."""
+    exec_rules: dict[str, ExecRule] = {er.name: er for s in program.strata for er in s.rules}
+    run = Run(facts=list(facts))
+    known = {f.content() for f in run.facts}
+    candidate_fact = CandidateFacts(program)
+    count = 0
+    for stratum in program.strata:
+        deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []
+
+        def on_fire(name: str, bound: dict[str, Fact]) -> list[Fact]:
+            nonlocal count
+            count += 1
+            if count > firing_cap:
+                raise FiringLimitError(f"more than {firing_cap} rule firings in one evaluation",
+                                       rule=exec_rules[name].rule.ref if name in exec_rules else name)
+            er = exec_rules.get(name)
+            if er is None:
+                raise EvaluationError(f"the engine fired an unknown rule {name!r}")
+            rule = er.rule
+            try:
+                signature = _signature(rule, bound)
+                if er.blocker is not None:
+                    run.blocked.setdefault((rule.id, signature), set()).add(er.blocker)
+                    return []
+                run.firings.append(Firing(rule, dict(bound), signature))
+                made: list[Fact] = []
+                for conclusion in rule.conclusions:
+                    if isinstance(conclusion, ir.Derive):
+                        made.append(derived_fact(conclusion.fact, {
+                            k: resolve_value(v, bound) for k, v in conclusion.values}))
+                    elif isinstance(conclusion, ir.Recommend):
+                        made.append(candidate_fact(conclusion, bound))
+            except IpmCdsError:
+                raise
+            except Exception as exc:
+                raise EvaluationError(f"error while firing: {exc.__class__.__name__}: {exc}", rule=rule.ref) from exc
+            if rule.blockers:
+                deferred.append((rule, signature, made))
+                return []
+            new = [f for f in made if f.content() not in known]
+            known.update(f.content() for f in new)
+            run.facts.extend(new)
+            return new
+
+        backend.run_stratum(stratum, list(run.facts), on_fire)
+        for rule, signature, made in deferred:
+            if (rule.id, signature) in run.blocked:
+                continue
+            for fact in made:
+                if fact.content() not in known:
+                    known.add(fact.content())
+                    run.facts.append(fact)
+    _find_missing(program, run)
+    return run
+
+
+def _find_missing(program: Program, run: Run) -> None:
+    """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data."""
+    by_type = index_by_type(run.facts)
+    fired = {f.rule.id for f in run.firings}
+    for rule in program.rules:
+        if rule.id in fired:
+            continue
+        unknowns: list[Unknown] = []
+        for _bound, truth, unknown in matches(rule.patterns, by_type, three_valued=True):
+            if truth is None:
+                unknowns.extend(u for u in unknown if not u.fact.derived)
+        if unknowns:
+            run.missing[rule.ref] = unknowns
+    for firing in run.firings:
+        if not firing.rule.blockers or run.is_blocked(firing):
+            continue
+        undecided: list[Unknown] = []
+        for blocker in firing.rule.blockers:
+            for _bound, truth, unknown in _extend(blocker.pattern, firing.bindings, by_type):
+                if truth is None:
+                    undecided.extend(u for u in unknown if not u.fact.derived)
+        if undecided:
+            run.unknown_blockers[(firing.rule.id, firing.signature)] = undecided
+
+
+def _extend(pattern: ir.Pattern, bound: Mapping[str, Fact],
+            by_type: Mapping[str, Sequence[Fact]]) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
+    used = {id(f) for f in bound.values()}
+    for fact in by_type.get(pattern.fact_type, ()):
+        if id(fact) in used:
+            continue
+        unknowns: list[Unknown] = []
+        truth = eval_pattern(pattern, fact, bound, unknowns)
+        if truth is not False:
+            yield {pattern.alias: fact}, truth, unknowns

@@ -1,0 +1,235 @@
+"""The durable backend: the IR compiled to durable-rules JSON and run through its C extension.
+
+This module follows ``engine-notes.md`` to the letter, because the naive use of durable-rules crashes
+or answers wrongly:
+
+* no ``durable.engine.Host`` and no ``durable.lang``: the C extension is driven directly (§1);
+* one process-wide lock around each whole evaluation, a fresh sid per state, ``delete_state`` always,
+  errors included (§2) — the only global mutable state in ipm-cds;
+* a sentinel rule and a sentinel fact in every state (an action-less state corrupts the heap) (§2);
+* a cap on firings per evaluation (the engine has no loop guard) (§2);
+* facts, never events; our own ids ``f0, f1, …``; ``_t: 1`` on every fact (§2);
+* dotted paths for equality, ``$or`` of equalities for ``in``, no ``$not``, no rule-level ``any``,
+  joins only on our own attributes and a trailing ``_t`` join on every pattern that joins (§3);
+* the hard limits checked when a program is prepared and on every fact (§4).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, RulesetError, Problem
+from ..facts.normalise import Fact
+from ..ruleset import ir
+from .base import OnFire
+from .program import Program, Stratum
+
+try:  # pragma: no cover - exercised on 3.13+ only
+    import durable_rules_engine as _engine
+
+    _IMPORT_ERROR: str | None = None
+except ImportError as exc:  # pragma: no cover
+    _engine = None
+    _IMPORT_ERROR = str(exc)
+
+SENTINEL_RULE = "__sentinel"
+SENTINEL_TYPE = "__sentinel__"
+MAX_FACT_PROPERTIES = 252
+MAX_RULES_PER_RULESET = 4096
+MAX_FACTS_PER_RULE = 16
+MAX_JOINS_PER_PATTERN = 29
+MAX_STRING = 65_535
+MAX_CHILDREN_PER_CONDITION = 511
+MAX_RULES_ON_IDENTICAL_CONDITION = 255
+
+# The one piece of global mutable state (engine-notes §2): the engine is not safe for two live states.
+_LOCK = threading.Lock()
+_SIDS = itertools.count(1)
+_RULESET_NAMES = itertools.count(1)
+
+OK_CODES = (0, 1)  # 0 ok; 1 some fact matched no rule (normal)
+
+
+def available() -> bool:
+    return _engine is not None
+
+
+def _test_json(test: ir.Test) -> dict[str, Any]:
+    operand = test.operand
+    if test.op == "present":
+        return {"$ex": {test.field: 1}}
+    if test.op == "absent":
+        return {"$nex": {test.field: 1}}
+    if isinstance(operand, ir.Ref):
+        ref = {operand.alias: operand.field}
+        if test.op == "eq":
+            return {test.field: ref}
+        return {f"${test.op}": {test.field: ref}}
+    if test.op == "eq":
+        return {test.field: operand}
+    if test.op in ("in", "not_in"):
+        assert isinstance(operand, tuple)
+        if test.op == "in":
+            options = [{test.field: v} for v in operand]
+            return options[0] if len(options) == 1 else {"$or": options}
+        exclusions = [{"$neq": {test.field: v}} for v in operand]
+        return exclusions[0] if len(exclusions) == 1 else {"$and": exclusions}
+    return {f"${test.op}": {test.field: operand}}
+
+
+def _node_json(node: ir.Node) -> dict[str, Any]:
+    if isinstance(node, ir.AnyOf):
+        branches = []
+        for branch in node.branches:
+            parts = [_test_json(t) for t in branch]
+            branches.append(parts[0] if len(parts) == 1 else {"$and": parts})
+        return {"$or": branches}
+    return _test_json(node)
+
+
+def pattern_json(pattern: ir.Pattern, first_alias: str) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = [{"type": pattern.fact_type}]
+    clauses.extend(_node_json(node) for node in pattern.tests)
+    if pattern.refs():
+        # engine-notes §3, upstream #381: a false last join reads past the expression sequence.
+        clauses.append({"_t": {first_alias: "_t"}})
+    return {pattern.alias: {"$and": clauses}}
+
+
+def stratum_json(stratum: Stratum) -> dict[str, Any]:
+    rules: dict[str, Any] = {SENTINEL_RULE: {"all": [{"m": {"type": SENTINEL_TYPE}}]}}
+    for er in stratum.rules:
+        first = er.patterns[0].alias
+        rules[er.name] = {"all": [pattern_json(p, first) for p in er.patterns]}
+    return rules
+
+
+def check_limits(stratum: Stratum, where: str) -> list[Problem]:
+    """The engine's hard limits (engine-notes §4) that a compiled stratum can cross."""
+    problems: list[Problem] = []
+    if len(stratum.rules) + 1 > MAX_RULES_PER_RULESET:
+        problems.append(Problem(f"stratum {stratum.index} compiles to {len(stratum.rules) + 1} engine rules; "
+                                f"durable-rules allows {MAX_RULES_PER_RULESET}", hint="split the ruleset"))
+    first_conditions: dict[str, int] = {}
+    for er in stratum.rules:
+        rule = er.rule
+        if len(er.patterns) > MAX_FACTS_PER_RULE:
+            problems.append(Problem(f"{len(er.patterns)} facts in one engine rule (limit {MAX_FACTS_PER_RULE})",
+                                    rule.location, hint="derive an intermediate fact"))
+        for pattern in er.patterns:
+            joins = sum(1 for t in pattern.all_tests() if isinstance(t.operand, ir.Ref)) + (1 if pattern.refs() else 0)
+            if joins > MAX_JOINS_PER_PATTERN:
+                problems.append(Problem(f"pattern {pattern.alias} has {joins} join clauses "
+                                        f"(limit {MAX_JOINS_PER_PATTERN})", pattern.location))
+            for test in pattern.all_tests():
+                values = test.operand if isinstance(test.operand, tuple) else (test.operand,)
+                for value in values:
+                    if isinstance(value, str) and len(value) > MAX_STRING:
+                        problems.append(Problem("string longer than the engine compares reliably",
+                                                test.location))
+        key = json.dumps(pattern_json(er.patterns[-1], er.patterns[0].alias), sort_keys=True)
+        first_conditions[key] = first_conditions.get(key, 0) + 1
+    for count in first_conditions.values():
+        if count > MAX_RULES_ON_IDENTICAL_CONDITION:
+            problems.append(Problem(f"{count} engine rules end on an identical condition in {where} "
+                                    f"(limit {MAX_RULES_ON_IDENTICAL_CONDITION})", hint="vary or merge the rules"))
+    return problems
+
+
+class DurableBackend:
+    """Runs programs on durable-rules. One instance per engine; handles live as long as it does."""
+
+    name = "durable"
+
+    def __init__(self, firing_cap: int = 10_000) -> None:
+        if _engine is None:
+            raise BackendUnavailableError(
+                f"the durable backend needs durable-rules, which cannot be imported here ({_IMPORT_ERROR})",
+                hint=f"use backend='python' on Python {sys.version_info.major}.{sys.version_info.minor}",
+            )
+        self.firing_cap = firing_cap
+        self._handles: dict[int, int] = {}
+
+    def prepare(self, program: Program) -> None:
+        problems: list[Problem] = []
+        for stratum in program.strata:
+            problems.extend(check_limits(stratum, f"stratum {stratum.index}"))
+        if problems:
+            raise RulesetError(problems)
+        assert _engine is not None
+        for stratum in program.strata:
+            text = json.dumps(stratum_json(stratum), ensure_ascii=False)
+            name = f"ipm_cds_{next(_RULESET_NAMES)}"
+            with _LOCK:
+                self._handles[stratum.index] = _engine.create_ruleset(name, text)
+
+    def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
+        assert _engine is not None
+        handle = self._handles[stratum.index]
+        with _LOCK:
+            sid = str(next(_SIDS))
+            by_id: dict[str, Fact] = {}
+            counter = itertools.count()
+
+            def encode(fact: Fact) -> dict[str, Any]:
+                fid = f"f{next(counter)}"
+                by_id[fid] = fact
+                body: dict[str, Any] = {**fact.values, "type": fact.type, "key": fact.key, "id": fid,
+                                        "_t": 1, "sid": sid}
+                if len(body) > MAX_FACT_PROPERTIES:
+                    raise EngineFaultError(f"fact {fact.label} has {len(body)} properties; the engine drops "
+                                           f"facts over {MAX_FACT_PROPERTIES}")
+                return body
+
+            payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
+            payload.extend(encode(f) for f in facts)
+            code, state = _engine.assert_facts(handle, json.dumps(payload, ensure_ascii=False))
+            current: str | None = None
+            try:
+                if code not in OK_CODES:
+                    raise EngineFaultError(f"durable-rules refused the facts (code {code})",
+                                           hint="an 'observed' code means two facts share an id")
+                result = _engine.start_action_for_state(handle, state)
+                message = result[1] if result else None
+                firings = 0
+                while message:
+                    frame = json.loads(message)
+                    (current, binding), = frame.items()
+                    if current != SENTINEL_RULE:
+                        firings += 1
+                        if firings > self.firing_cap:
+                            raise FiringLimitError(f"more than {self.firing_cap} rule firings in one evaluation",
+                                                   rule=current, hint="a rule derives facts without end")
+                        bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
+                        for new in on_fire(current, bound):
+                            code, _ = _engine.assert_fact(handle, json.dumps(encode(new), ensure_ascii=False))
+                            if code not in OK_CODES:
+                                raise EngineFaultError(f"durable-rules refused a derived fact (code {code})",
+                                                       rule=current)
+                    message = _engine.complete_and_start_action(handle, state)
+                    current = None
+            except BaseException:
+                if current is not None:
+                    try:
+                        _engine.abandon_action(handle, state)
+                    except Exception:  # noqa: S110 - the original error is what matters; state is deleted below
+                        pass
+                raise
+            finally:
+                _engine.delete_state(handle, sid)
+
+    def close(self) -> None:
+        if _engine is None:
+            return
+        with _LOCK:
+            for handle in self._handles.values():
+                try:
+                    _engine.delete_ruleset(handle)
+                except Exception:  # noqa: S110 - nothing useful to do at teardown
+                    pass
+            self._handles.clear()

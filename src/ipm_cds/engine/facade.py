@@ -1,0 +1,68 @@
+"""The Engine: one ruleset, one profile, one backend; evaluates patients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any, Literal
+
+from ..assessment import Assessment
+from ..errors import ConfigurationError
+from ..facts.normalise import normalise
+from ..patient import PatientCase, parse_patient
+from ..ruleset.loader import Ruleset
+from .base import Backend
+from .driver import run_program
+from .program import ParamValue, Program, build_program
+from .python_backend import PythonBackend
+
+BackendName = Literal["durable", "python"]
+
+
+class Engine:
+    """Evaluate patients against a ruleset under one profile.
+
+    ``profile`` picks the published thresholds (``cms_lcd`` by default); ``parameters`` overrides
+    named parameters for a deployment (checked against their bounds). ``backend="python"`` runs the
+    plain-Python evaluator instead of durable-rules. An engine is safe to share between threads:
+    durable evaluations are serialised by one process-wide lock; scale with processes.
+    """
+
+    def __init__(self, ruleset: Ruleset, profile: str | None = None, backend: BackendName = "durable", *,
+                 parameters: Mapping[str, ParamValue] | None = None, firing_cap: int = 10_000) -> None:
+        if backend not in ("durable", "python"):
+            raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
+        if firing_cap < 1:
+            raise ConfigurationError("firing_cap must be positive")
+        self.ruleset = ruleset
+        self.program: Program = build_program(ruleset, profile, parameters)
+        self.backend_name: BackendName = backend
+        self.firing_cap = firing_cap
+        self._backend: Backend
+        if backend == "durable":
+            from .durable_backend import DurableBackend
+
+            self._backend = DurableBackend(firing_cap)
+        else:
+            self._backend = PythonBackend()
+        self._backend.prepare(self.program)
+
+    @property
+    def profile(self) -> str:
+        return self.program.profile
+
+    def evaluate(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None, *,
+                 timestamp: bool = True) -> Assessment:
+        """Assess one patient. ``as_of`` defaults to today; pin it for reproducible results.
+
+        Raises :class:`~ipm_cds.errors.PatientDataError` for bad input and
+        :class:`~ipm_cds.errors.EvaluationError` when evaluation fails (never a partial assessment).
+        """
+        from ..resolve import resolve
+
+        case = parse_patient(patient)
+        when = as_of or date.today()
+        facts = normalise(case, when, self.ruleset.normalise_context())
+        run = run_program(self.program, self._backend, facts, self.firing_cap)
+        return resolve(self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name,
+                       timestamp=timestamp)

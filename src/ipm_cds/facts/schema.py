@@ -1,0 +1,283 @@
+"""The fact schema: every fact type the rules can match, with its fields and their types.
+
+Facts are flat: each attribute is a string, an integer, a number or a boolean; there are no nested
+objects and no lists, so the engine's per-fact property limit is never approached and the two
+backends compare values identically. A missing value is an absent attribute, never a default.
+
+Rule files are checked against this schema when they load: every field a rule names must exist on
+its fact type, and every comparison must fit the field's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from .. import patient as pm
+
+ValueType = Literal["str", "int", "float", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    type: ValueType
+    description: str
+    values: tuple[str, ...] | None = None  # closed vocabulary for str fields
+    source: str | None = None  # where in the patient document the value comes from
+    unit: str | None = None
+
+    def accepts(self, value: object) -> bool:
+        """Whether a literal from a rule file has this field's type (bool is never a number)."""
+        if self.type == "bool":
+            return isinstance(value, bool)
+        if isinstance(value, bool):
+            return False
+        if self.type == "int":
+            return isinstance(value, int)
+        if self.type == "float":
+            return isinstance(value, int | float)
+        return isinstance(value, str)
+
+
+@dataclass(frozen=True, slots=True)
+class FactType:
+    name: str
+    description: str
+    fields: dict[str, FieldSpec]
+    identity: tuple[str, ...]  # fields that describe one fact of this type to a reader
+    source: str  # the part of the patient document the facts come from
+
+
+def _enum(lit: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in get_args(lit))
+
+
+def _s(desc: str, values: tuple[str, ...] | None = None, source: str | None = None) -> FieldSpec:
+    return FieldSpec("str", desc, values, source)
+
+
+def _i(desc: str, source: str | None = None, unit: str | None = None) -> FieldSpec:
+    return FieldSpec("int", desc, None, source, unit)
+
+
+def _f(desc: str, source: str | None = None, unit: str | None = None) -> FieldSpec:
+    return FieldSpec("float", desc, None, source, unit)
+
+
+def _b(desc: str, source: str | None = None) -> FieldSpec:
+    return FieldSpec("bool", desc, None, source)
+
+
+REGIONS = _enum(pm.BodyRegion)
+SIDES = _enum(pm.Laterality)
+BLEEDING_RISKS = ("low", "intermediate", "high")
+INTERVENTION_KINDS = ("diagnostic", "therapeutic", "implant")
+
+BASE_FACT_TYPES: dict[str, FactType] = {
+    ft.name: ft
+    for ft in [
+        FactType(
+            "patient",
+            "The patient as a whole: demographics, conservative care, psychological evaluation. Exactly one.",
+            {
+                "age_years": _i("Age in whole years at as_of.", "demographics.age_years", "years"),
+                "sex": _s("Sex.", ("female", "male", "other"), "demographics.sex"),
+                "pregnant": _b("Currently pregnant.", "demographics.pregnant"),
+                "bmi": _f("Body-mass index.", "demographics.bmi", "kg/m2"),
+                "tobacco_use": _s("Tobacco use.", ("current", "former", "never"), "demographics.tobacco_use"),
+                "conservative_care_failed": _b(
+                    "Documented failure of noninvasive conservative care.", "conservative_care.failed"
+                ),
+                "physical_therapy_weeks": _i(
+                    "Weeks of physical therapy.", "conservative_care.physical_therapy_weeks", "weeks"
+                ),
+                "active_exercise_program": _b(
+                    "A documented active exercise programme.", "conservative_care.active_exercise_program"
+                ),
+                "nonoperative_months": _i(
+                    "Months of non-operative management.", "conservative_care.nonoperative_months", "months"
+                ),
+                "psych_eval_completed": _b(
+                    "Pre-procedure psychological evaluation documented.", "psychological_evaluation.completed"
+                ),
+                "psych_eval_cleared": _b(
+                    "Psychological evaluation found no contraindication.", "psychological_evaluation.cleared"
+                ),
+            },
+            (),
+            "patient",
+        ),
+        FactType(
+            "pain",
+            "One pain complaint.",
+            {
+                "region": _s("Body region.", REGIONS, "region"),
+                "laterality": _s("Side.", SIDES, "laterality"),
+                "character": _s("Character.", _enum(pm.PainCharacter), "character"),
+                "duration_weeks": _i(
+                    "Duration in whole weeks at as_of (from onset_date or duration_weeks).",
+                    "duration_weeks",
+                    "weeks",
+                ),
+                "nrs": _i("NRS 0-10.", "nrs"),
+                "odi_pct": _i("Oswestry Disability Index %.", "odi_pct", "%"),
+                "ndi": _i("Neck Disability Index 0-50.", "ndi"),
+                "worsening": _b("Getting worse.", "worsening"),
+                "is_index": _b("The index pain.", "is_index"),
+            },
+            ("region", "character", "laterality"),
+            "pain",
+        ),
+        FactType(
+            "imaging",
+            "One imaging finding.",
+            {
+                "modality": _s("Modality.", _enum(pm.ImagingModality), "modality"),
+                "finding": _s("Finding.", _enum(pm.ImagingFindingCode), "finding"),
+                "region": _s("Region.", REGIONS, "region"),
+                "level": _s("Spinal level or segment.", None, "level"),
+                "side": _s("Side.", SIDES, "side"),
+                "concordant": _b("Concordant with symptoms.", "concordant"),
+                "days_since": _i("Days from the study to as_of.", "date", "days"),
+            },
+            ("finding", "region", "level"),
+            "imaging",
+        ),
+        FactType(
+            "exam",
+            "One examination finding or provocative test.",
+            {
+                "test": _s("Test or sign.", _enum(pm.ExamFindingCode), "test"),
+                "positive": _b("Positive.", "positive"),
+                "region": _s("Region.", REGIONS, "region"),
+                "side": _s("Side.", SIDES, "side"),
+            },
+            ("test", "region", "side"),
+            "exam",
+        ),
+        FactType(
+            "red_flag",
+            "One red-flag symptom or sign.",
+            {
+                "code": _s("Red flag.", _enum(pm.RedFlagCode), "code"),
+                "onset_days": _i("Days since onset at as_of.", "onset_date", "days"),
+                "deteriorating": _b("Getting worse.", "deteriorating"),
+            },
+            ("code",),
+            "red_flags",
+        ),
+        FactType(
+            "procedure",
+            "One prior procedure or operation (one session of one kind).",
+            {
+                "kind": _s("Procedure kind.", _enum(pm.ProcedureKind), "kind"),
+                "purpose": _s("Diagnostic or therapeutic.", ("diagnostic", "therapeutic"), "purpose"),
+                "region": _s("Region.", REGIONS, "region"),
+                "levels": _s("Levels, comma-separated in order given, e.g. 'L4-L5,L5-S1'.", None, "levels"),
+                "level_count": _i("Number of levels treated.", "levels"),
+                "side": _s("Side.", SIDES, "side"),
+                "days_since": _i("Days from the procedure to as_of.", "date", "days"),
+                "months_since": _i("Whole calendar months from the procedure to as_of.", "date", "months"),
+                "relief_pct": _i("Relief of the index pain, %.", "relief_pct", "%"),
+                "relief_duration_weeks": _f("Duration of relief in weeks.", "relief_duration_weeks", "weeks"),
+                "same_scale": _b("Relief measured on the same scale.", "same_scale"),
+                "duration_consistent_with_agent": _b(
+                    "Relief duration consistent with the agent.", "duration_consistent_with_agent"
+                ),
+            },
+            ("kind", "region", "levels"),
+            "procedures",
+        ),
+        FactType(
+            "procedure_history",
+            "Summary of prior sessions of one procedure kind in one region (sessions = distinct dates).",
+            {
+                "kind": _s("Procedure kind.", _enum(pm.ProcedureKind)),
+                "region": _s("Region.", REGIONS),
+                "sessions_in_window": _i(
+                    "Sessions on distinct dates inside the ruleset's rolling window (manifest settings)."
+                ),
+                "sessions_total": _i("Sessions on distinct dates, ever."),
+                "last_days_since": _i("Days since the most recent session.", None, "days"),
+            },
+            ("kind", "region"),
+            "procedures",
+        ),
+        FactType(
+            "medication",
+            "One current medication, with its class from the medication catalogue.",
+            {
+                "agent": _s("Medication code.", None, "agent"),
+                "drug_class": _s("Class, from the medication catalogue.", None, "agent"),
+                "antithrombotic": _b("An anticoagulant or antiplatelet, from the catalogue.", "agent"),
+                "daily_dose": _f("Total daily dose.", "daily_dose"),
+                "dose_unit": _s("Dose unit.", ("mg", "mcg", "mcg_per_hour", "units"), "dose_unit"),
+                "indication": _s(
+                    "Indication.",
+                    ("primary_prevention", "secondary_prevention", "treatment", "pain", "other"),
+                    "indication",
+                ),
+            },
+            ("agent",),
+            "medications",
+        ),
+        FactType(
+            "lab",
+            "One laboratory result.",
+            {
+                "test": _s("Test.", _enum(pm.LabTest), "test"),
+                "value": _f("Value in the test's canonical unit.", "value"),
+                "days_since": _i("Days from the result to as_of.", "date", "days"),
+            },
+            ("test",),
+            "labs",
+        ),
+        FactType(
+            "screening",
+            "One screening-instrument score.",
+            {
+                "instrument": _s("Instrument.", _enum(pm.Instrument), "instrument"),
+                "score": _i("Total score.", "score"),
+                "item9": _i("PHQ-9 item 9.", "item9"),
+                "distress_subscore": _i("STarT Back distress subscore.", "distress_subscore"),
+                "days_since": _i("Days from the screen to as_of.", "date", "days"),
+            },
+            ("instrument",),
+            "screenings",
+        ),
+        FactType(
+            "condition",
+            "One diagnosis or implanted device.",
+            {
+                "code": _s("Condition.", _enum(pm.ConditionCode), "code"),
+                "active": _b("Currently active.", "active"),
+                "region": _s("Region.", REGIONS, "region"),
+            },
+            ("code",),
+            "conditions",
+        ),
+        FactType(
+            "allergy",
+            "One allergy.",
+            {"substance": _s("Substance.", _enum(pm.AllergySubstance), "substance")},
+            ("substance",),
+            "allergies",
+        ),
+        FactType(
+            "candidate",
+            "Derived by the engine for every recommendation, so that safety rules can match what is proposed.",
+            {
+                "intervention": _s("Intervention code."),
+                "region": _s("Target region.", REGIONS),
+                "side": _s("Target side.", SIDES),
+                "bleeding_risk": _s("ASRA 2018 bleeding-risk category at this region.", BLEEDING_RISKS),
+                "elective": _b("Elective procedure."),
+                "kind": _s("Diagnostic, therapeutic or implant.", INTERVENTION_KINDS),
+            },
+            ("intervention", "region"),
+            "",
+        ),
+    ]
+}
+
+INPUT_FACT_TYPES = frozenset(name for name in BASE_FACT_TYPES if name != "candidate")

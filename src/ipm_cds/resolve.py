@@ -1,0 +1,346 @@
+"""Resolution: from the conclusions rules drew to an Assessment, safety first, by construction.
+
+The order is fixed here, in code, and never depends on the order rules fired in:
+
+1. collect every conclusion of every firing that no ``unless`` clause blocked;
+2. a red flag moves every elective candidate to ``excluded`` (kind ``red_flag``);
+3. an absolute contraindication moves the candidates it names to ``excluded``; a relative one stays
+   a candidate with a precaution attached;
+4. precautions and antithrombotic holds attach to the candidates they concern;
+5. missing data is reported, and candidates whose safety checks it left undecided say so;
+6. everything is sorted, so the JSON is byte-identical for the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Literal
+
+from ._version import __version__
+from .assessment import (
+    Alert,
+    Assessment,
+    Basis,
+    BoundFact,
+    Candidate,
+    Citation,
+    Exclusion,
+    MissingData,
+    Precaution,
+    Provenance,
+    Referral,
+    Target,
+    TraceEntry,
+)
+from .engine.driver import Firing, Run, resolve_value
+from .engine.match import Unknown
+from .engine.program import Program
+from .facts.normalise import Fact, Scalar
+from .facts.schema import BASE_FACT_TYPES
+from .ruleset import ir
+from .ruleset.model import HoldAdvice
+
+_URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
+_RISK_UP = {"low": "intermediate", "intermediate": "high", "high": "high"}
+ALL_ELECTIVE = "all_elective"
+NOT_RECORDED = "not recorded"
+
+
+def _fmt(value: Scalar | None) -> str:
+    if value is None:
+        return NOT_RECORDED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("_", " ") if isinstance(value, str) else str(value)
+
+
+@dataclass
+class _Resolver:
+    program: Program
+    run: Run
+
+    def render(self, template: ir.Template, bound: Mapping[str, Fact]) -> str:
+        out: list[str] = []
+        for part in template.parts:
+            if isinstance(part, ir.Ref):
+                out.append(_fmt(bound[part.alias].values.get(part.field)))
+            elif isinstance(part, ir.Param):
+                out.append(_fmt(self.program.parameters.get(part.name)))
+            else:
+                out.append(part)
+        return "".join(out)
+
+    def basis(self, rule: ir.Rule) -> Basis:
+        sources = self.program.ruleset.sources
+        return Basis(
+            rule=rule.ref,
+            criteria=sorted(rule.criteria),
+            sources=[Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                     for s in sorted(rule.sources)],
+        )
+
+    def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
+        values = {k: resolve_value(v, bound) for k, v in rec.target}
+        return Target(**{k: (str(v) if v is not None else None) for k, v in values.items()})
+
+
+def _matches(candidate: Candidate, codes: tuple[str, ...], elective_scope: bool, region: Scalar | None,
+             elective: Mapping[str, bool]) -> bool:
+    if elective_scope:
+        hit = elective[candidate.intervention]
+    else:
+        hit = candidate.intervention in codes
+    return hit and (region is None or candidate.target.region == region)
+
+
+def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, approval: bool) -> str:
+    if advice.action == "hold":
+        text = f"{name}: hold {advice.duration} before this {risk}-bleeding-risk procedure"
+        text += f" ({advice.condition})" if advice.condition else ""
+    elif advice.action == "shared":
+        text = f"{name}: whether to hold is a shared decision with the prescriber for this {risk}-risk procedure"
+    else:
+        text = f"{name}: usually continued for this {risk}-risk procedure; shared assessment if other bleeding risk factors"
+    if restart and advice.action != "continue":
+        text += f"; restart {restart} after"
+    text += "."
+    if advice.verification:
+        text += f" [ASRA 2018 table: {advice.verification}]"
+    if approval:
+        text += " Any change needs the prescriber's approval; never stop without it."
+    return text
+
+
+def _missing_entries(run: Run, program: Program) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
+    """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
+    grouped: dict[tuple[str, str], set[str]] = {}
+    meta: dict[tuple[str, str], tuple[str, str]] = {}
+    rules = {r.ref: r for r in program.rules}
+
+    def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
+        for u in unknowns:
+            fact_type = BASE_FACT_TYPES.get(u.fact.type)
+            if fact_type is None:
+                continue
+            spec = fact_type.fields[u.field]
+            source = spec.source or u.field
+            path = source if u.fact.type == "patient" else f"{fact_type.source}.{source}"
+            key = (u.fact.label, path)
+            grouped.setdefault(key, set()).add(rule_ref)
+            meta[key] = (u.fact.label, path)
+
+    for ref, unknowns in run.missing.items():
+        add(unknowns, ref)
+    by_id = {r.id: r for r in program.rules}
+    for (rule_id, _sig), unknowns in run.unknown_blockers.items():
+        add(unknowns, by_id[rule_id].ref)
+    entries = []
+    for key, refs in grouped.items():
+        label, path = meta[key]
+        entries.append(MissingData(
+            field=path, item=label, needed_by=sorted(refs),
+            criteria=sorted({c for r in refs for c in rules[r].criteria}),
+            safety=any(rules[r].safety or rules[r].blockers for r in refs),
+        ))
+    entries.sort(key=lambda m: (m.field, m.item))
+    return entries, grouped
+
+
+def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, backend: str,
+            timestamp: bool = True) -> Assessment:
+    r = _Resolver(program, run)
+    catalogue = program.ruleset.interventions
+    elective = {code: item.elective for code, item in catalogue.items()}
+    live = sorted((f for f in run.firings if not run.is_blocked(f)),
+                  key=lambda f: (f.rule.stratum, f.rule.id, f.signature))
+
+    candidates: dict[tuple[str, str | None, str | None, str | None], Candidate] = {}
+    candidate_firing: dict[tuple[str, str | None, str | None, str | None], Firing] = {}
+    red_flags: list[tuple[Firing, ir.RedFlag]] = []
+    excludes: list[tuple[Firing, ir.Exclude]] = []
+    precaution_rules: list[tuple[Firing, ir.Precaution]] = []
+    holds: list[tuple[Firing, ir.AntithromboticHold]] = []
+    alerts: dict[tuple[str, str], Alert] = {}
+    referrals: dict[tuple[str, str], Referral] = {}
+
+    for firing in live:
+        rule, bound = firing.rule, firing.bindings
+        for c in rule.conclusions:
+            if isinstance(c, ir.Recommend):
+                item = catalogue[c.intervention]
+                target = r.target(c, bound)
+                key = (c.intervention, target.region, target.side, target.levels)
+                if key in candidates:
+                    continue  # the first rule in (stratum, id, bindings) order speaks for it
+                risk = item.bleeding_risk.by_region.get(target.region or "", item.bleeding_risk.default)
+                candidates[key] = Candidate(
+                    intervention=c.intervention, name=item.name, kind=item.kind, cpt=list(item.cpt),
+                    evidence_status=item.evidence_status, target=target, image_guidance=list(item.image_guidance),
+                    bleeding_risk=risk, rationale=r.render(c.rationale, bound),
+                    evidence=f"{rule.evidence_strength}, {rule.evidence_quality.replace('_', ' ')} quality",
+                    basis=r.basis(rule),
+                )
+                candidate_firing[key] = firing
+            elif isinstance(c, ir.RedFlag):
+                red_flags.append((firing, c))
+                message = r.render(c.message, bound)
+                alerts.setdefault((f"red_flag.{c.code}", message),
+                                  Alert(code=f"red_flag.{c.code}", severity="critical", message=message,
+                                        basis=r.basis(rule)))
+            elif isinstance(c, ir.Exclude):
+                excludes.append((firing, c))
+            elif isinstance(c, ir.Precaution):
+                precaution_rules.append((firing, c))
+            elif isinstance(c, ir.AntithromboticHold):
+                holds.append((firing, c))
+            elif isinstance(c, ir.Alert):
+                message = r.render(c.message, bound)
+                alerts.setdefault((c.code, message), Alert(code=c.code, severity=c.severity, message=message,
+                                                           basis=r.basis(rule)))
+            elif isinstance(c, ir.Refer):
+                reason = r.render(c.reason, bound)
+                referrals.setdefault((c.to, reason), Referral(
+                    to=c.to, name=program.ruleset.referrals[c.to].name, urgency=c.urgency, reason=reason,
+                    basis=r.basis(rule)))
+
+    excluded: dict[tuple[str, str], Exclusion] = {}
+    removed: set[tuple[str, str | None, str | None, str | None]] = set()
+
+    def exclude(key: tuple[str, str | None, str | None, str | None] | None, code: str, name: str, reason: str,
+                kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"],
+                rule: ir.Rule) -> None:
+        if key is not None:
+            removed.add(key)
+        excluded.setdefault((code, reason), Exclusion(
+            intervention=code, name=name, reason=reason, kind=kind, was_candidate=key is not None,
+            basis=r.basis(rule)))
+
+    # Safety step 2: red flags suppress every elective candidate.
+    for firing, flag in red_flags:
+        message = r.render(flag.message, firing.bindings)
+        for key, cand in candidates.items():
+            if elective[cand.intervention]:
+                exclude(key, cand.intervention, cand.name, f"Red flag: {message}", "red_flag", firing.rule)
+    # Safety step 3: absolute contraindications exclude; relative ones become precautions.
+    attached: dict[tuple[str, str | None, str | None, str | None], list[Precaution]] = {}
+    patient_level: list[Precaution] = []
+    for firing, ex in excludes:
+        region = resolve_value(ex.region, firing.bindings) if ex.region is not None else None
+        reason = r.render(ex.reason, firing.bindings)
+        hit = [k for k, c in candidates.items() if _matches(c, ex.interventions, ex.elective_scope, region, elective)]
+        if ex.severity in ("absolute", "unmet"):
+            kind: Literal["absolute_contraindication", "unmet_criterion"] = (
+                "absolute_contraindication" if ex.severity == "absolute" else "unmet_criterion")
+            for key in hit:
+                exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
+            if not hit:
+                for code in ex.interventions or (ALL_ELECTIVE,):
+                    name = catalogue[code].name if code in catalogue else "All elective interventions"
+                    exclude(None, code, name, reason, kind, firing.rule)
+        else:
+            p = Precaution(intervention=None, kind="relative_contraindication", text=reason, basis=r.basis(firing.rule))
+            for key in hit:
+                attached.setdefault(key, []).append(p.model_copy(update={"intervention": key[0]}))
+    # Safety step 4: precautions and antithrombotic holds.
+    for firing, pr in precaution_rules:
+        region = resolve_value(pr.region, firing.bindings) if pr.region is not None else None
+        text = r.render(pr.text, firing.bindings)
+        hit = [k for k, c in candidates.items() if _matches(c, pr.interventions, pr.elective_scope, region, elective)]
+        for key in hit:
+            attached.setdefault(key, []).append(Precaution(intervention=key[0], kind="caution", text=text,
+                                                           basis=r.basis(firing.rule)))
+        if not hit and pr.elective_scope:
+            patient_level.append(Precaution(intervention=None, kind="caution", text=text, basis=r.basis(firing.rule)))
+    meds = program.ruleset.medications
+    for firing, hold in holds:
+        med_fact, cand_fact = firing.bindings[hold.medication], firing.bindings[hold.candidate]
+        entry = meds[str(med_fact.values["agent"])]
+        secondary = med_fact.values.get("indication") == "secondary_prevention"
+        table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
+        if table is None:
+            continue
+        base = str(cand_fact.values.get("bleeding_risk", "high"))
+        risk = _RISK_UP[base] if hold.upgrade else base
+        advice: HoldAdvice = getattr(table, risk)
+        approval = entry.prescriber_approval_always or secondary
+        text = _hold_text(entry.name, advice, risk, entry.restart, approval)
+        if hold.upgrade:
+            text += f" Category raised from {base} to {risk}: patient at high bleeding risk (AC-UPGRADE-01)."
+        for key, cand in candidates.items():
+            if cand.intervention == cand_fact.values.get("intervention") and cand.target.region == cand_fact.values.get("region"):
+                attached.setdefault(key, []).append(Precaution(
+                    intervention=cand.intervention, kind="antithrombotic", text=text, medication=entry.code,
+                    bleeding_risk=risk,  # type: ignore[arg-type]
+                    requires_prescriber_approval=approval, basis=r.basis(firing.rule)))
+
+    missing, grouped = _missing_entries(run, program)
+    # Step 5: safety checks that missing data left undecided, per candidate.
+    unresolved: dict[tuple[str, str | None, str | None, str | None], set[str]] = {}
+    rules_by_ref = {rule.ref: rule for rule in program.rules}
+    for (_label, path), refs in grouped.items():
+        for ref in refs:
+            rule = rules_by_ref[ref]
+            for key, cand in candidates.items():
+                concerned = False
+                for c in rule.conclusions:
+                    if isinstance(c, ir.RedFlag):
+                        concerned = concerned or elective[cand.intervention]
+                    elif isinstance(c, ir.Exclude | ir.Precaution):
+                        concerned = concerned or _matches(cand, c.interventions, c.elective_scope, None, elective)
+                if concerned:
+                    unresolved.setdefault(key, set()).add(f"{ref} needs {path}")
+    for (rule_id, sig), unknowns in run.unknown_blockers.items():
+        for key, firing in candidate_firing.items():
+            if firing.rule.id == rule_id and firing.signature == sig:
+                for u in unknowns:
+                    unresolved.setdefault(key, set()).add(f"{firing.rule.ref} needs {u.fact.label}.{u.field}")
+
+    final = []
+    for key, cand in candidates.items():
+        if key in removed:
+            continue
+        precautions = sorted({p.model_dump_json(): p for p in attached.get(key, [])}.values(),
+                             key=lambda p: (p.kind, p.medication or "", p.text))
+        final.append(cand.model_copy(update={"precautions": precautions,
+                                             "unresolved_checks": sorted(unresolved.get(key, set()))}))
+    final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
+
+    trace = []
+    for firing in run.firings:
+        bindings = [BoundFact(alias=a, fact=f.label, values=dict(sorted(f.values.items())))
+                    for a, f in firing.bindings.items()]
+        blocked = sorted(run.blocked.get((firing.rule.id, firing.signature), set()))
+        trace.append(TraceEntry(rule=firing.rule.ref, stratum=firing.rule.stratum,
+                                status="blocked" if blocked else "fired",
+                                blocked_by=[f"unless[{i}]" for i in blocked], bindings=bindings))
+    trace.sort(key=lambda t: (t.stratum, t.rule, [(b.alias, b.fact) for b in t.bindings]))
+
+    ruleset = program.ruleset
+    return Assessment(
+        patient_id=patient_id,
+        as_of=as_of,
+        candidates=final,
+        excluded=sorted(excluded.values(), key=lambda e: (e.intervention, e.kind, e.reason)),
+        precautions=sorted(patient_level, key=lambda p: p.text),
+        alerts=sorted(alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity],
+                                                      a.code, a.message)),
+        referrals=sorted(referrals.values(), key=lambda x: (_URGENCY_ORDER[x.urgency], x.to, x.reason)),
+        missing_data=missing,
+        trace=trace,
+        provenance=Provenance(
+            ruleset_id=ruleset.id, ruleset_version=ruleset.version, ruleset_sha256=ruleset.sha256,
+            library_version=__version__, profile=program.profile,
+            parameter_overrides=dict(sorted(program.overrides.items())),
+            parameters=dict(sorted(program.parameters.items())),
+            backend=backend,  # type: ignore[arg-type]
+            as_of=as_of,
+            evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
+            rules_active=len(program.rules),
+            rules_inactive=dict(sorted(program.disabled.items())),
+        ),
+        disclaimer=ruleset.manifest.disclaimer,
+    )

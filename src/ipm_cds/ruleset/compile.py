@@ -1,0 +1,583 @@
+"""Compile rule specs into the typed IR, checking everything the shape check cannot see.
+
+Every field path is checked against the fact schema (with a did-you-mean), every comparison against
+the field's type and vocabulary, every reference (alias, intervention, referral, parameter, criterion,
+source, profile) against what exists. Problems carry the file:line:col of the offending value and are
+all collected, not only the first. Rules are then stratified so that negation never depends on order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from typing import Any, cast
+
+from ..errors import Problem
+from ..facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
+from . import ir
+from .model import Parameter, RuleSpec
+from .yamlsrc import Path_, Positions
+
+RESERVED_ATTRIBUTES = frozenset({"type", "id", "sid", "_t", "key"})
+OPS: dict[str, ir.Op] = {
+    "eq": "eq", "neq": "neq", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte",
+    "in": "in", "not_in": "not_in",
+}
+CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag",
+                    "antithrombotic_hold")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def did_you_mean(word: str, options: Any) -> str | None:
+    close = get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+@dataclass
+class CompileContext:
+    interventions: Mapping[str, Any]
+    referrals: Mapping[str, Any]
+    parameters: Mapping[str, Parameter]
+    criteria: Mapping[str, Any]
+    sources: Mapping[str, Any]
+    profiles: Mapping[str, Any]
+    fact_types: dict[str, FactType] = field(default_factory=lambda: dict(BASE_FACT_TYPES))
+
+
+class _RuleCompiler:
+    def __init__(self, spec: RuleSpec, pos: Positions, ctx: CompileContext, problems: list[Problem]) -> None:
+        self.spec = spec
+        self.pos = pos
+        self.ctx = ctx
+        self.problems = problems
+        self.aliases: dict[str, str] = {}  # alias -> fact type
+
+    def error(self, path: Path_, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.problems.append(Problem(message, self.pos.at(path, key=key), hint=hint))
+
+    # -- patterns ----------------------------------------------------------------------------------
+
+    def pattern(self, alias: str, spec: Any, path: Path_, bound: Mapping[str, str]) -> ir.Pattern | None:
+        if not isinstance(spec, dict):
+            self.error(path, f"pattern {alias!r} must be a mapping with a 'type'", "e.g. {type: pain, region: lumbar}")
+            return None
+        type_name = spec.get("type")
+        if not isinstance(type_name, str):
+            self.error(path, f"pattern {alias!r} has no 'type'", "name the fact type, e.g. type: pain")
+            return None
+        fact_type = self.ctx.fact_types.get(type_name)
+        if fact_type is None:
+            self.error((*path, "type"), f"unknown fact type {type_name!r}", did_you_mean(type_name, self.ctx.fact_types))
+            return None
+        scope = {**bound, alias: type_name}
+        tests: list[ir.Node] = []
+        for name, cond in spec.items():
+            if name == "type":
+                continue
+            if name == "any_of":
+                node = self.any_of(fact_type, cond, (*path, name), scope, alias)
+                if node:
+                    tests.append(node)
+                continue
+            if isinstance(cond, dict) and "or_absent" in cond:
+                flag = cond["or_absent"]
+                rest = {k: v for k, v in cond.items() if k != "or_absent"}
+                if flag is not True or not rest:
+                    self.error((*path, name, "or_absent"), "or_absent: true goes beside another condition",
+                               "e.g. {neq: false, or_absent: true}")
+                    continue
+                inner = self.field_tests(fact_type, name, rest, (*path, name), scope, alias)
+                if inner:
+                    loc = self.pos.at((*path, name))
+                    tests.append(ir.AnyOf((tuple(inner), (ir.Test(name, "absent", None, loc),)), loc))
+                continue
+            tests.extend(self.field_tests(fact_type, name, cond, (*path, name), scope, alias))
+        return ir.Pattern(alias, type_name, tuple(tests), self.pos.at(path))
+
+    def any_of(self, fact_type: FactType, cond: Any, path: Path_, scope: Mapping[str, str],
+               alias: str) -> ir.AnyOf | None:
+        if not isinstance(cond, list) or len(cond) < 2:
+            self.error(path, "any_of needs a list of at least two condition mappings")
+            return None
+        branches: list[tuple[ir.Test, ...]] = []
+        for i, branch in enumerate(cond):
+            if not isinstance(branch, dict) or not branch:
+                self.error((*path, i), "each any_of branch is a mapping of field conditions")
+                continue
+            tests: list[ir.Test] = []
+            for name, sub in branch.items():
+                tests.extend(self.field_tests(fact_type, name, sub, (*path, i, name), scope, alias))
+            branches.append(tuple(tests))
+        return ir.AnyOf(tuple(branches), self.pos.at(path))
+
+    def field_spec(self, fact_type: FactType, name: str, path: Path_) -> FieldSpec | None:
+        spec = fact_type.fields.get(name)
+        if spec is None:
+            hint = did_you_mean(name, fact_type.fields) or f"fields of {fact_type.name}: {', '.join(sorted(fact_type.fields))}"
+            self.error(path, f"fact type {fact_type.name!r} has no field {name!r}", hint, key=True)
+        return spec
+
+    def field_tests(self, fact_type: FactType, name: str, cond: Any, path: Path_, scope: Mapping[str, str],
+                    alias: str) -> list[ir.Test]:
+        spec = self.field_spec(fact_type, name, path)
+        if spec is None:
+            return []
+        loc = self.pos.at(path)
+        if not isinstance(cond, dict):
+            if isinstance(cond, list):
+                self.error(path, "a list is not a condition", "write {in: [...]} for one of several values")
+                return []
+            value = self.literal(spec, cond, path, f"{fact_type.name}.{name}")
+            return [ir.Test(name, "eq", value, loc)] if value is not None else []
+        tests: list[ir.Test] = []
+        for op_name, operand in cond.items():
+            op_path = (*path, op_name)
+            if op_name == "same_as":
+                ref = self.ref(operand, op_path, scope, alias, spec)
+                if ref:
+                    tests.append(ir.Test(name, "eq", ref, self.pos.at(op_path)))
+            elif op_name == "present":
+                if not isinstance(operand, bool):
+                    self.error(op_path, "present takes true or false")
+                    continue
+                tests.append(ir.Test(name, "present" if operand else "absent", None, self.pos.at(op_path)))
+            elif op_name in ("in", "not_in"):
+                if not isinstance(operand, list) or not operand:
+                    self.error(op_path, f"{op_name} takes a non-empty list of values")
+                    continue
+                values = [self.literal(spec, v, (*op_path, i), f"{fact_type.name}.{name}")
+                          for i, v in enumerate(operand)]
+                if all(v is not None for v in values):
+                    tests.append(ir.Test(name, OPS[op_name], tuple(cast(list[ir.Scalar], values)),
+                                         self.pos.at(op_path)))
+            elif op_name in OPS:
+                operand_ir = self.operand(spec, operand, op_path, scope, alias, f"{fact_type.name}.{name}")
+                if operand_ir is None:
+                    continue
+                if op_name in ir.ORDERING_OPS and spec.type not in ("int", "float"):
+                    self.error(op_path, f"{op_name} compares numbers, but {fact_type.name}.{name} is a {spec.type}",
+                               "use eq, neq, in or not_in")
+                    continue
+                tests.append(ir.Test(name, OPS[op_name], operand_ir, self.pos.at(op_path)))
+            else:
+                hint = ("or_absent goes on a field directly, not inside any_of" if op_name == "or_absent"
+                        else did_you_mean(op_name, [*OPS, "same_as", "present", "or_absent"]))
+                self.error(op_path, f"unknown operator {op_name!r}", hint, key=True)
+        return tests
+
+    def operand(self, spec: FieldSpec, operand: Any, path: Path_, scope: Mapping[str, str], alias: str,
+                what: str) -> ir.Operand:
+        if isinstance(operand, dict):
+            if set(operand) == {"param"}:
+                return self.param(operand["param"], (*path, "param"), spec, what)
+            if set(operand) == {"ref"}:
+                return self.ref(operand["ref"], (*path, "ref"), scope, alias, spec)
+            self.error(path, "an operand is a value, {param: NAME} or {ref: alias.field}")
+            return None
+        return self.literal(spec, operand, path, what)
+
+    def literal(self, spec: FieldSpec, value: Any, path: Path_, what: str) -> ir.Scalar | None:
+        if not spec.accepts(value):
+            self.error(path, f"{what} is a {spec.type}, but {value!r} is a {type(value).__name__}",
+                       "quote strings, write numbers and true/false plainly")
+            return None
+        if spec.values is not None and value not in spec.values:
+            self.error(path, f"{value!r} is not a value of {what}",
+                       did_you_mean(str(value), spec.values) or f"one of: {', '.join(spec.values)}")
+            return None
+        return cast(ir.Scalar, value)
+
+    def param(self, name: Any, path: Path_, spec: FieldSpec | None, what: str) -> ir.Param | None:
+        if not isinstance(name, str) or name not in self.ctx.parameters:
+            self.error(path, f"unknown parameter {name!r}", did_you_mean(str(name), self.ctx.parameters))
+            return None
+        parameter = self.ctx.parameters[name]
+        if spec is not None and (spec.type not in ("int", "float") or
+                                 (spec.type == "int" and parameter.type == "float")):
+            self.error(path, f"parameter {name} is a {parameter.type}, but {what} is a {spec.type}")
+            return None
+        return ir.Param(name)
+
+    def ref(self, text: Any, path: Path_, scope: Mapping[str, str], alias: str,
+            spec: FieldSpec | None) -> ir.Ref | None:
+        if not isinstance(text, str) or "." not in text:
+            self.error(path, f"expected alias.field, got {text!r}")
+            return None
+        ref_alias, ref_field = text.split(".", 1)
+        if ref_alias == alias:
+            self.error(path, f"a pattern cannot join to itself ({text})")
+            return None
+        if ref_alias not in scope:
+            self.error(path, f"alias {ref_alias!r} is not bound before this pattern",
+                       did_you_mean(ref_alias, scope) or "joins refer to aliases listed earlier in 'when'")
+            return None
+        other = self.ctx.fact_types[scope[ref_alias]]
+        other_spec = other.fields.get(ref_field)
+        if other_spec is None:
+            self.error(path, f"fact type {other.name!r} (alias {ref_alias}) has no field {ref_field!r}",
+                       did_you_mean(ref_field, other.fields))
+            return None
+        if spec is not None and not _compatible(spec, other_spec):
+            self.error(path, f"cannot compare a {spec.type} with {text}, a {other_spec.type}")
+            return None
+        return ir.Ref(ref_alias, ref_field)
+
+    # -- conclusions -------------------------------------------------------------------------------
+
+    def template(self, text: Any, path: Path_) -> ir.Template | None:
+        if not isinstance(text, str) or not text.strip():
+            self.error(path, "expected text")
+            return None
+        parts: list[str | ir.Ref | ir.Param] = []
+        last = 0
+        for match in _PLACEHOLDER.finditer(text):
+            parts.append(text[last:match.start()])
+            last = match.end()
+            inner = match.group(1)
+            head, _, tail = inner.partition(".")
+            if head == "param":
+                p = self.param(tail, path, None, "text")
+                if p:
+                    parts.append(p)
+            elif head in self.aliases and tail in self.ctx.fact_types[self.aliases[head]].fields:
+                parts.append(ir.Ref(head, tail))
+            elif head in self.aliases:
+                self.error(path, f"{{{inner}}}: fact type {self.aliases[head]!r} has no field {tail!r}",
+                           did_you_mean(tail, self.ctx.fact_types[self.aliases[head]].fields))
+            else:
+                self.error(path, f"{{{inner}}} names no bound alias or parameter",
+                           did_you_mean(head, [*self.aliases, "param"]))
+        parts.append(text[last:])
+        return ir.Template(text, tuple(p for p in parts if p != ""))
+
+    def value(self, text: Any, path: Path_, expected: FieldSpec | None = None) -> ir.Value | None:
+        """A target/derive value: ``alias.field`` when alias is bound, otherwise a literal."""
+        if isinstance(text, str) and "." in text and text.split(".", 1)[0] in self.aliases:
+            a, f = text.split(".", 1)
+            spec = self.ctx.fact_types[self.aliases[a]].fields.get(f)
+            if spec is None:
+                self.error(path, f"fact type {self.aliases[a]!r} has no field {f!r}",
+                           did_you_mean(f, self.ctx.fact_types[self.aliases[a]].fields))
+                return None
+            return ir.Ref(a, f)
+        if expected is not None:
+            return self.literal(expected, text, path, "value")
+        if isinstance(text, str | int | float | bool):
+            return text
+        self.error(path, "expected alias.field or a plain value")
+        return None
+
+    def codes(self, body: dict[str, Any], path: Path_, catalogue: Mapping[str, Any],
+              what: str) -> tuple[tuple[str, ...], bool] | None:
+        single, many, scope = body.get("intervention"), body.get("interventions"), body.get("scope")
+        given = [k for k in ("intervention", "interventions", "scope") if k in body]
+        if len(given) != 1:
+            self.error(path, f"{what} needs exactly one of intervention, interventions or scope")
+            return None
+        if scope is not None:
+            if scope != "elective":
+                self.error((*path, "scope"), f"unknown scope {scope!r}", "the only scope is 'elective'")
+                return None
+            return (), True
+        items = [single] if single is not None else many
+        if not isinstance(items, list) or not items:
+            self.error(path, "interventions takes a non-empty list")
+            return None
+        ok = True
+        for i, code in enumerate(items):
+            sub = (*path, "intervention") if single is not None else (*path, "interventions", i)
+            if code not in catalogue:
+                self.error(sub, f"unknown intervention {code!r}", did_you_mean(str(code), catalogue))
+                ok = False
+        return (tuple(items), False) if ok else None
+
+    def conclusion(self, item: Any, path: Path_) -> ir.Conclusion | None:
+        if not isinstance(item, dict) or len(item) != 1:
+            self.error(path, "each conclusion is a mapping with one key", f"one of: {', '.join(CONCLUSION_KINDS)}")
+            return None
+        kind, body = next(iter(item.items()))
+        cpath = (*path, kind)
+        if kind not in CONCLUSION_KINDS:
+            self.error(cpath, f"unknown conclusion {kind!r}", did_you_mean(kind, CONCLUSION_KINDS), key=True)
+            return None
+        if not isinstance(body, dict):
+            self.error(cpath, f"{kind} takes a mapping")
+            return None
+        allowed = {
+            "recommend": {"intervention", "target", "rationale"},
+            "exclude": {"intervention", "interventions", "scope", "region", "severity", "reason"},
+            "precaution": {"intervention", "interventions", "scope", "region", "text"},
+            "alert": {"code", "severity", "message"},
+            "refer": {"to", "urgency", "reason"},
+            "derive": {"fact", "set"},
+            "red_flag": {"code", "message"},
+            "antithrombotic_hold": {"medication", "candidate", "upgrade"},
+        }[kind]
+        for key in body:
+            if key not in allowed:
+                self.error((*cpath, key), f"{kind} has no field {key!r}", did_you_mean(key, allowed), key=True)
+                return None
+        if kind == "recommend":
+            code = body.get("intervention")
+            if code not in self.ctx.interventions:
+                self.error((*cpath, "intervention"), f"unknown intervention {code!r}",
+                           did_you_mean(str(code), self.ctx.interventions))
+                return None
+            target_spec = body.get("target", {})
+            if not isinstance(target_spec, dict):
+                self.error((*cpath, "target"), "target is a mapping of region, side and levels")
+                return None
+            target: list[tuple[str, ir.Value]] = []
+            for key, raw in target_spec.items():
+                if key not in ("region", "side", "levels"):
+                    self.error((*cpath, "target", key), f"target has no field {key!r}",
+                               did_you_mean(key, ["region", "side", "levels"]), key=True)
+                    continue
+                val = self.value(raw, (*cpath, "target", key))
+                if val is not None:
+                    target.append((key, val))
+            rationale = self.template(body.get("rationale"), (*cpath, "rationale"))
+            return ir.Recommend(code, tuple(target), rationale) if rationale else None
+        if kind in ("exclude", "precaution"):
+            codes = self.codes(body, cpath, self.ctx.interventions, kind)
+            text_key = "reason" if kind == "exclude" else "text"
+            text = self.template(body.get(text_key), (*cpath, text_key))
+            region: ir.Value | None = None
+            if "region" in body:
+                region = self.value(body["region"], (*cpath, "region"), BASE_FACT_TYPES["pain"].fields["region"])
+                if region is None:
+                    return None
+            if codes is None or text is None:
+                return None
+            if kind == "precaution":
+                return ir.Precaution(codes[0], codes[1], region, text)
+            severity = body.get("severity")
+            if severity not in ("absolute", "relative", "unmet"):
+                self.error((*cpath, "severity"), "severity is 'absolute', 'relative' or 'unmet'",
+                           "absolute/relative: a contraindication; unmet: a criterion the patient does not meet")
+                return None
+            return ir.Exclude(codes[0], codes[1], region, severity, text)
+        if kind == "alert":
+            code, severity = body.get("code"), body.get("severity")
+            message = self.template(body.get("message"), (*cpath, "message"))
+            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_.]*$", code):
+                self.error((*cpath, "code"), "alert code is a lower-case name")
+                return None
+            if severity not in ("critical", "warning", "info"):
+                self.error((*cpath, "severity"), "severity is 'critical', 'warning' or 'info'")
+                return None
+            return ir.Alert(code, severity, message) if message else None
+        if kind == "refer":
+            to, urgency = body.get("to"), body.get("urgency")
+            if to not in self.ctx.referrals:
+                self.error((*cpath, "to"), f"unknown referral target {to!r}", did_you_mean(str(to), self.ctx.referrals))
+                return None
+            if urgency not in ("emergency", "urgent", "soon", "routine"):
+                self.error((*cpath, "urgency"), "urgency is emergency, urgent, soon or routine")
+                return None
+            reason = self.template(body.get("reason"), (*cpath, "reason"))
+            return ir.Refer(to, urgency, reason) if reason else None
+        if kind == "red_flag":
+            code = body.get("code")
+            message = self.template(body.get("message"), (*cpath, "message"))
+            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_]*$", code):
+                self.error((*cpath, "code"), "red flag code is a lower-case name")
+                return None
+            return ir.RedFlag(code, message) if message else None
+        if kind == "antithrombotic_hold":
+            med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
+            if self.aliases.get(med) != "medication":
+                self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
+                return None
+            if self.aliases.get(cand) != "candidate":
+                self.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
+                return None
+            if not isinstance(upgrade, bool):
+                self.error((*cpath, "upgrade"), "upgrade is true or false")
+                return None
+            return ir.AntithromboticHold(med, cand, upgrade)
+        # derive
+        name, values = body.get("fact"), body.get("set", {})
+        derived = self.ctx.fact_types.get(str(name))
+        if derived is None or not isinstance(values, dict):
+            self.error((*cpath, "fact"), f"cannot derive {name!r}")
+            return None
+        out: list[tuple[str, ir.Value]] = []
+        for key, raw in values.items():
+            val = self.value(raw, (*cpath, "set", key), None)
+            if val is not None:
+                out.append((key, val))
+        return ir.Derive(str(name), tuple(sorted(out, key=lambda kv: kv[0])))
+
+    # -- rule --------------------------------------------------------------------------------------
+
+    def compile(self) -> ir.Rule | None:
+        spec = self.spec
+        before = len(self.problems)
+        for i, crit in enumerate(spec.criteria):
+            if crit not in self.ctx.criteria:
+                self.error(("criteria", i), f"unknown criterion {crit!r}", did_you_mean(crit, self.ctx.criteria))
+        for i, src in enumerate(spec.evidence.sources):
+            if src not in self.ctx.sources:
+                self.error(("evidence", "sources", i), f"unknown source {src!r}", did_you_mean(src, self.ctx.sources))
+        for i, prof in enumerate(spec.profiles or []):
+            if prof not in self.ctx.profiles:
+                self.error(("profiles", i), f"unknown profile {prof!r}", did_you_mean(prof, self.ctx.profiles))
+        patterns: list[ir.Pattern] = []
+        for alias, pat in spec.when.items():
+            compiled = self.pattern(alias, pat, ("when", alias), dict(self.aliases))
+            if compiled is not None:
+                patterns.append(compiled)
+                self.aliases[alias] = compiled.fact_type
+            elif isinstance(pat, dict) and isinstance(pat.get("type"), str):
+                self.aliases[alias] = pat["type"]
+        blockers: list[ir.Blocker] = []
+        for i, clause in enumerate(spec.unless):
+            if not isinstance(clause, dict) or len(clause) != 1:
+                self.error(("unless", i), "each unless clause binds one alias to one pattern",
+                           "e.g. - radicular: {type: pain, character: radicular}")
+                continue
+            alias, pat = next(iter(clause.items()))
+            if alias in self.aliases:
+                self.error(("unless", i, alias), f"alias {alias!r} is already bound in 'when'", key=True)
+                continue
+            compiled = self.pattern(alias, pat, ("unless", i, alias), dict(self.aliases))
+            if compiled is not None:
+                blockers.append(ir.Blocker(i, compiled))
+        conclusions = [self.conclusion(item, ("then", i)) for i, item in enumerate(spec.then)]
+        if len(patterns) > 16:
+            self.error(("when",), f"{len(patterns)} patterns: the engine allows at most 16 facts per rule",
+                       "split the rule, deriving an intermediate fact")
+        if len(self.problems) > before:
+            return None
+        return ir.Rule(
+            id=spec.id, version=spec.version, title=spec.title, criteria=tuple(spec.criteria),
+            sources=tuple(spec.evidence.sources), evidence_strength=spec.evidence.strength,
+            evidence_quality=spec.evidence.quality, patterns=tuple(patterns), blockers=tuple(blockers),
+            conclusions=tuple(c for c in conclusions if c is not None),
+            profiles=tuple(spec.profiles) if spec.profiles is not None else None,
+            location=self.pos.at(()),
+        )
+
+
+def _compatible(a: FieldSpec, b: FieldSpec) -> bool:
+    numeric = {"int", "float"}
+    return a.type == b.type or (a.type in numeric and b.type in numeric)
+
+
+def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[Problem]) -> dict[str, FactType]:
+    """Infer the schema of every derived fact type from the ``derive`` conclusions that make it."""
+    derived: dict[str, dict[str, FieldSpec]] = {}
+    origins: dict[str, str] = {}
+    pending: list[tuple[RuleSpec, Positions, int, dict[str, Any]]] = []
+    for spec, pos in specs:
+        for i, item in enumerate(spec.then):
+            if isinstance(item, dict) and isinstance(item.get("derive"), dict):
+                pending.append((spec, pos, i, item["derive"]))
+    for spec, pos, i, body in pending:
+        name = body.get("fact")
+        if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_]*$", name):
+            problems.append(Problem("derive needs fact: a lower-case name", pos.at(("then", i, "derive"))))
+            continue
+        if name in BASE_FACT_TYPES:
+            problems.append(Problem(f"cannot derive {name!r}: it is an input fact type",
+                                    pos.at(("then", i, "derive", "fact")), hint="choose another name"))
+            continue
+        derived.setdefault(name, {})
+        origins.setdefault(name, spec.id)
+    # Resolve field types; derived-from-derived needs a few rounds.
+    for _ in range(len(pending) + 1):
+        changed = False
+        known = {**{n: ft.fields for n, ft in BASE_FACT_TYPES.items()}, **derived}
+        for spec, _pos, _i, body in pending:
+            name = body.get("fact")
+            if name not in derived:
+                continue
+            for key, raw in (body.get("set") or {}).items():
+                if key in derived[name]:
+                    continue
+                fs: FieldSpec | None = None
+                if isinstance(raw, str) and "." in raw and raw.split(".", 1)[0] in spec.when:
+                    a, f = raw.split(".", 1)
+                    t = spec.when[a].get("type") if isinstance(spec.when[a], dict) else None
+                    fs = known.get(str(t), {}).get(f)
+                elif isinstance(raw, bool):
+                    fs = FieldSpec("bool", f"derived by {spec.id}")
+                elif isinstance(raw, int):
+                    fs = FieldSpec("int", f"derived by {spec.id}")
+                elif isinstance(raw, float):
+                    fs = FieldSpec("float", f"derived by {spec.id}")
+                elif isinstance(raw, str):
+                    fs = FieldSpec("str", f"derived by {spec.id}")
+                if fs is not None:
+                    derived[name][key] = FieldSpec(fs.type, fs.description, fs.values, None, fs.unit)
+                    changed = True
+        if not changed:
+            break
+    for spec, pos, i, body in pending:
+        name = body.get("fact")
+        for key in body.get("set") or {}:
+            if key in RESERVED_ATTRIBUTES:
+                problems.append(Problem(f"{key!r} is reserved and cannot be derived",
+                                        pos.at(("then", i, "derive", "set", key), key=True)))
+            elif name in derived and key not in derived[name]:
+                problems.append(Problem(f"cannot tell the type of derived field {key!r}",
+                                        pos.at(("then", i, "derive", "set", key)),
+                                        hint="derive from a bound alias.field or a plain value"))
+    return {
+        name: FactType(name, f"Derived by rules (first: {origins[name]}).", fields, tuple(sorted(fields)), "")
+        for name, fields in derived.items()
+    }
+
+
+def compile_rules(specs: list[tuple[RuleSpec, Positions]], ctx: CompileContext,
+                  problems: list[Problem]) -> list[ir.Rule]:
+    ctx.fact_types.update(derived_fact_types(specs, problems))
+    rules = []
+    for spec, pos in specs:
+        compiled = _RuleCompiler(spec, pos, ctx, problems).compile()
+        if compiled is not None:
+            rules.append(compiled)
+    return stratify(rules, problems)
+
+
+def stratify(rules: list[ir.Rule], problems: list[Problem]) -> list[ir.Rule]:
+    """Order rules in strata so that a rule runs after every producer of the facts it negates.
+
+    The stratum of a derived fact type is the highest stratum of the rules that make it, plus one when
+    such a rule has ``unless`` clauses (its conclusions are only known once its blockers have run).
+    ``candidate`` facts are made by every recommending rule.
+    """
+    produces: dict[str, list[ir.Rule]] = {}
+    for rule in rules:
+        for c in rule.conclusions:
+            if isinstance(c, ir.Derive):
+                produces.setdefault(c.fact, []).append(rule)
+            elif isinstance(c, ir.Recommend):
+                produces.setdefault("candidate", []).append(rule)
+    stratum = {rule.id: 0 for rule in rules}
+    limit = len(rules) + 1
+    for _ in range(limit + 1):
+        changed = False
+        type_stratum = {
+            t: max(stratum[r.id] + (1 if r.blockers else 0) for r in makers) for t, makers in produces.items()
+        }
+        for rule in rules:
+            need = max([type_stratum.get(p.fact_type, 0) for p in rule.patterns] +
+                       [type_stratum.get(b.pattern.fact_type, 0) + 1 for b in rule.blockers
+                        if b.pattern.fact_type in produces] + [0])
+            if need > stratum[rule.id]:
+                if need > limit:
+                    problems.append(Problem(
+                        f"rule {rule.id} depends on its own conclusions through an unless clause",
+                        rule.location, hint="negation must not be circular: split the rule"))
+                    return rules
+                stratum[rule.id] = need
+                changed = True
+        if not changed:
+            break
+    from dataclasses import replace
+
+    return sorted((replace(r, stratum=stratum[r.id]) for r in rules), key=lambda r: (r.stratum, r.id))

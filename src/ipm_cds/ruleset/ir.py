@@ -1,0 +1,213 @@
+"""The rule IR: what rule files compile to, and what both backends run.
+
+A rule is a conjunction of *patterns* (one fact each, bound to an alias, distinct facts for distinct
+aliases), optional *blockers* (its ``unless`` clauses: each is the rule's own patterns plus one more),
+and *conclusions*. Parameters appear as :class:`Param` until an engine binds a profile's values.
+Rules are *stratified*: a rule runs only after every rule whose facts it negates has run, so negation
+never depends on firing order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import SourceLocation
+
+Scalar = str | int | float | bool
+Op = Literal["eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "present", "absent"]
+ORDERING_OPS: frozenset[str] = frozenset({"lt", "lte", "gt", "gte"})
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The value of ``field`` on the fact bound to ``alias`` (a join)."""
+
+    alias: str
+    field: str
+
+    def __str__(self) -> str:
+        return f"{self.alias}.{self.field}"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+
+    def __str__(self) -> str:
+        return f"param.{self.name}"
+
+
+Operand = Scalar | tuple[Scalar, ...] | Ref | Param | None
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """``field <op> operand`` on the pattern's own fact."""
+
+    field: str
+    op: Op
+    operand: Operand
+    location: SourceLocation | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """At least one branch holds; each branch is a conjunction of tests."""
+
+    branches: tuple[tuple[Test, ...], ...]
+    location: SourceLocation | None = field(default=None, compare=False)
+
+
+Node = Test | AnyOf
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    alias: str
+    fact_type: str
+    tests: tuple[Node, ...]
+    location: SourceLocation | None = field(default=None, compare=False)
+
+    def all_tests(self) -> list[Test]:
+        out: list[Test] = []
+        for node in self.tests:
+            out.extend(t for b in node.branches for t in b) if isinstance(node, AnyOf) else out.append(node)
+        return out
+
+    def refs(self) -> set[str]:
+        """Aliases this pattern joins to."""
+        return {t.operand.alias for t in self.all_tests() if isinstance(t.operand, Ref)}
+
+    def params(self) -> set[str]:
+        return {t.operand.name for t in self.all_tests() if isinstance(t.operand, Param)}
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Text with ``{alias.field}`` and ``{param.name}`` placeholders, parsed once."""
+
+    source: str
+    parts: tuple[str | Ref | Param, ...]
+
+
+Value = Scalar | Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Recommend:
+    intervention: str
+    target: tuple[tuple[str, Value], ...]
+    rationale: Template
+
+
+@dataclass(frozen=True, slots=True)
+class Exclude:
+    interventions: tuple[str, ...]
+    elective_scope: bool
+    region: Value | None
+    severity: Literal["absolute", "relative", "unmet"]
+    reason: Template
+
+
+@dataclass(frozen=True, slots=True)
+class Precaution:
+    interventions: tuple[str, ...]
+    elective_scope: bool
+    region: Value | None
+    text: Template
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    code: str
+    severity: Literal["critical", "warning", "info"]
+    message: Template
+
+
+@dataclass(frozen=True, slots=True)
+class Refer:
+    to: str
+    urgency: Literal["emergency", "urgent", "soon", "routine"]
+    reason: Template
+
+
+@dataclass(frozen=True, slots=True)
+class Derive:
+    fact: str
+    values: tuple[tuple[str, Value], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RedFlag:
+    code: str
+    message: Template
+
+
+@dataclass(frozen=True, slots=True)
+class AntithromboticHold:
+    medication: str  # alias bound to a medication fact
+    candidate: str  # alias bound to a candidate fact
+    upgrade: bool  # the patient is at high bleeding risk: one category up (AC-UPGRADE-01)
+
+
+Conclusion = Recommend | Exclude | Precaution | Alert | Refer | Derive | RedFlag | AntithromboticHold
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """An ``unless`` clause: when ``pattern`` matches together with the rule's patterns, the rule's
+    conclusions for those bindings do not stand."""
+
+    index: int
+    pattern: Pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    version: str
+    title: str
+    criteria: tuple[str, ...]
+    sources: tuple[str, ...]
+    evidence_strength: str
+    evidence_quality: str
+    patterns: tuple[Pattern, ...]
+    blockers: tuple[Blocker, ...]
+    conclusions: tuple[Conclusion, ...]
+    profiles: tuple[str, ...] | None
+    stratum: int = 0
+    location: SourceLocation | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def safety(self) -> bool:
+        """Safety rules exclude, caution, alert or raise red flags; their errors fail closed."""
+        return any(isinstance(c, Exclude | Precaution | Alert | RedFlag | AntithromboticHold)
+                   for c in self.conclusions)
+
+    def params(self) -> set[str]:
+        out: set[str] = set()
+        for pattern in self.patterns + tuple(b.pattern for b in self.blockers):
+            out |= pattern.params()
+        for conclusion in self.conclusions:
+            for template in _templates(conclusion):
+                out.update(p.name for p in template.parts if isinstance(p, Param))
+        return out
+
+
+def _templates(conclusion: Conclusion) -> list[Template]:
+    if isinstance(conclusion, Recommend):
+        return [conclusion.rationale]
+    if isinstance(conclusion, Exclude):
+        return [conclusion.reason]
+    if isinstance(conclusion, Precaution):
+        return [conclusion.text]
+    if isinstance(conclusion, Alert | RedFlag):
+        return [conclusion.message]
+    if isinstance(conclusion, Refer):
+        return [conclusion.reason]
+    return []

@@ -1,0 +1,311 @@
+"""Pydantic models of the rule files: manifest, catalogues, rules and test cases.
+
+These models check the *shape* of each file (and give JSON Schemas for editors). The meaning of a
+rule's conditions (field paths, types, references) is checked by :mod:`ipm_cds.ruleset.compile`
+against the fact schema and the catalogues, with the same file:line:col positions.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+RULE_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+CODE = re.compile(r"^[a-z][a-z0-9_]*$")
+CRITERION_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+
+Code = Annotated[str, Field(pattern=CODE.pattern, max_length=64)]
+Version = Annotated[str, Field(pattern=SEMVER.pattern, description="Semantic version MAJOR.MINOR.PATCH.")]
+CriterionId = Annotated[str, Field(pattern=CRITERION_ID.pattern, max_length=40)]
+Text = Annotated[str, Field(min_length=1, max_length=4000)]
+Scalar = str | int | float | bool
+Verification = Literal["V", "V2", "K", "UNVERIFIED"]
+BleedingRisk = Literal["low", "intermediate", "high"]
+Guidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
+Profiles = Annotated[str, Field(pattern=CODE.pattern)]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def version_key(version: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(p) for p in version.split("."))
+    return major, minor, patch
+
+
+# -- manifest ------------------------------------------------------------------------------------------
+
+
+class ProfileSpec(_M):
+    title: Text
+    description: Text | None = None
+
+
+class Settings(_M):
+    rolling_window_days: int = Field(
+        ge=1, le=3660, description="Length of the rolling window that session counts use (criteria §0.2)."
+    )
+    rolling_window_source: Code = Field(description="Source id that defines the window.")
+
+
+class CatalogueFiles(_M):
+    interventions: str
+    referrals: str
+    sources: str
+    parameters: str
+    medications: str
+    criteria: str
+
+
+class ChangeEntry(_M):
+    version: Version
+    date: date
+    changes: list[Text] = Field(min_length=1)
+
+
+class Manifest(_M):
+    """``ruleset.yaml``: what the ruleset is, its profiles, and the files it includes."""
+
+    id: Code
+    version: Version
+    title: Text
+    publisher: Text
+    status: Literal["draft", "active", "retired"]
+    effective: date
+    default_profile: Code
+    profiles: dict[Code, ProfileSpec] = Field(min_length=1)
+    settings: Settings
+    catalogues: CatalogueFiles
+    rules: list[str] = Field(min_length=1)
+    tests: list[str] = Field(default_factory=list)
+    changelog: list[ChangeEntry] = Field(default_factory=list)
+    disclaimer: Text
+
+    @model_validator(mode="after")
+    def _default_profile_exists(self) -> Manifest:
+        if self.default_profile not in self.profiles:
+            raise ValueError(f"default_profile {self.default_profile!r} is not one of the profiles")
+        return self
+
+
+# -- catalogues ----------------------------------------------------------------------------------------
+
+
+class Source(_M):
+    id: Code
+    citation: Text
+    url: str | None = None
+    year: int = Field(ge=1900, le=2100)
+    kind: Literal["payer_policy", "guideline", "consensus", "study", "regulatory", "reference"]
+
+
+class SourceCatalogue(_M):
+    sources: list[Source]
+
+
+class Criterion(_M):
+    id: CriterionId
+    title: Text
+    section: str = Field(description="Section of the clinical criteria document, e.g. '§1.1'.")
+    verification: Verification | None = None
+
+
+class CriterionCatalogue(_M):
+    criteria: list[Criterion]
+
+
+class BleedingRiskSpec(_M):
+    default: BleedingRisk
+    by_region: dict[Code, BleedingRisk] = Field(default_factory=dict)
+    source: Code
+    verification: Verification
+
+
+class Intervention(_M):
+    code: Code
+    name: Text
+    cpt: list[Annotated[str, Field(pattern=r"^\d{4}[0-9A-Z]$")]] = Field(default_factory=list)
+    kind: Literal["diagnostic", "therapeutic", "implant"]
+    elective: bool
+    evidence_status: Literal["standard", "payer_dependent", "investigational"]
+    bleeding_risk: BleedingRiskSpec
+    image_guidance: list[Guidance] = Field(min_length=1)
+    guidance_criteria: list[CriterionId] = Field(default_factory=list)
+    sources: list[Code] = Field(min_length=1)
+
+
+class InterventionCatalogue(_M):
+    interventions: list[Intervention]
+
+
+class ReferralTarget(_M):
+    code: Code
+    name: Text
+    description: Text | None = None
+
+
+class ReferralCatalogue(_M):
+    referrals: list[ReferralTarget]
+
+
+class Parameter(_M):
+    """A named clinical threshold. Rules read it; the profile (or a deployment override) sets it."""
+
+    name: Code
+    type: Literal["int", "float"]
+    unit: str
+    description: Text
+    default: int | float | None = Field(
+        description="Value when the profile sets none. null: no default (an [UNVERIFIED] item): the rules "
+        "that read it stay inactive until a deployment sets it."
+    )
+    profiles: dict[Code, int | float] = Field(default_factory=dict)
+    min: int | float
+    max: int | float
+    source: Code
+    verification: Verification
+    criteria: list[CriterionId] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> Parameter:
+        values = ([self.default] if self.default is not None else []) + list(self.profiles.values())
+        for value in values:
+            if self.type == "int" and not isinstance(value, int):
+                raise ValueError(f"parameter {self.name} is an int but has the value {value!r}")
+            if not self.min <= value <= self.max:
+                raise ValueError(f"parameter {self.name} value {value} is outside {self.min}..{self.max}")
+        return self
+
+
+class ParameterCatalogue(_M):
+    parameters: list[Parameter]
+
+
+class HoldAdvice(_M):
+    action: Literal["hold", "shared", "continue"]
+    duration: str | None = Field(None, description="How long before the procedure, as published: '5 days'.")
+    condition: str | None = Field(None, description="A condition attached to the hold, e.g. 'normal INR'.")
+    verification: Verification | None = None
+
+    @model_validator(mode="after")
+    def _hold_has_duration(self) -> HoldAdvice:
+        if self.action == "hold" and not self.duration:
+            raise ValueError("a hold needs a duration")
+        return self
+
+
+class HoldTable(_M):
+    high: HoldAdvice
+    intermediate: HoldAdvice
+    low: HoldAdvice
+
+
+class MedicationEntry(_M):
+    code: Code
+    name: Text
+    drug_class: Code
+    antithrombotic: bool
+    hold: HoldTable | None = None
+    secondary_prevention_hold: HoldTable | None = Field(
+        None, description="The row that applies when the indication is secondary prevention (ASRA 2018)."
+    )
+    restart: str | None = Field(None, description="When to restart after the procedure, as published.")
+    prescriber_approval_always: bool = Field(
+        False, description="Every change needs prescriber approval (anticoagulants; AC-NOSTOP-01)."
+    )
+    source: Code | None = None
+    verification: Verification | None = None
+
+    @model_validator(mode="after")
+    def _antithrombotic_has_table(self) -> MedicationEntry:
+        if self.antithrombotic and (self.hold is None or self.source is None or self.verification is None):
+            raise ValueError(f"antithrombotic {self.code} needs hold, source and verification")
+        return self
+
+
+class MedicationCatalogue(_M):
+    medications: list[MedicationEntry]
+
+
+# -- rules ---------------------------------------------------------------------------------------------
+
+
+class Evidence(_M):
+    strength: Literal["strong", "moderate", "weak", "consensus", "coverage"]
+    quality: Literal["high", "moderate", "low", "very_low", "not_graded"]
+    sources: list[Code] = Field(min_length=1)
+
+
+class Period(_M):
+    start: date | None = None
+    end: date | None = None
+
+
+PatternSpec = dict[str, Any]
+"""A fact pattern: ``type`` plus field conditions (checked by the compiler)."""
+
+ConclusionSpec = dict[str, Any]
+
+
+class RuleSpec(_M):
+    """One rule. ``when`` binds aliases to fact patterns; ``unless`` clauses block it; ``then`` concludes."""
+
+    id: str = Field(pattern=RULE_ID.pattern, max_length=120, description="Stable dotted id, e.g. facet.rfa.initial")
+    version: Version
+    status: Literal["draft", "active", "retired"]
+    title: Text
+    description: Text | None = None
+    criteria: list[CriterionId] = Field(min_length=1)
+    evidence: Evidence
+    profiles: list[Code] | None = Field(None, description="Profiles the rule runs under; all when absent.")
+    effective: Period | None = None
+    when: dict[str, PatternSpec] = Field(min_length=1)
+    unless: list[dict[str, PatternSpec]] = Field(default_factory=list)
+    then: list[ConclusionSpec] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _aliases(cls, value: dict[str, PatternSpec]) -> dict[str, PatternSpec]:
+        for alias in value:
+            if not CODE.match(alias) or alias == "param":
+                raise ValueError(f"alias {alias!r} must be a lower-case name other than 'param'")
+        return value
+
+
+class RuleFile(_M):
+    rules: list[RuleSpec] = Field(min_length=1)
+
+
+# -- test cases ----------------------------------------------------------------------------------------
+
+
+class Expectation(_M):
+    """What a test case expects. Lists of codes are exact sets; ``fired``/``not_fired`` are subsets."""
+
+    candidates: list[Code] | None = None
+    excluded: list[Code] | None = None
+    referrals: list[Code] | None = None
+    alerts: list[Code] | None = None
+    precautions: list[Code] | None = Field(None, description="Interventions that carry at least one precaution.")
+    missing: list[str] | None = Field(None, description="Missing-data fields, e.g. 'pain.duration_weeks'.")
+    fired: list[str] = Field(default_factory=list)
+    not_fired: list[str] = Field(default_factory=list)
+
+
+class TestCase(_M):
+    name: Text
+    description: Text | None = None
+    as_of: date
+    profile: Code | None = None
+    parameters: dict[Code, int | float] = Field(default_factory=dict)
+    patient: dict[str, Any]
+    expect: Expectation
+
+
+class TestFile(_M):
+    cases: list[TestCase] = Field(min_length=1)

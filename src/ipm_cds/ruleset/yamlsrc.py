@@ -1,0 +1,176 @@
+"""Safe YAML reading that remembers where every value came from.
+
+PyYAML composes the node graph (it keeps line and column marks); we construct plain Python data from
+it ourselves so that we control every hostile case: no object-constructing or custom tags, no
+duplicate keys, a bounded document size, bounded nesting, and bounded alias expansion (a "billion
+laughs" document is refused before it is expanded). Positions are kept in a :class:`Positions` map
+from a path (a tuple of keys and indices) to the 1-based line and column of that value or key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import Problem, RulesetError, SourceLocation
+
+MAX_DOCUMENT_BYTES = 2_000_000
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 200_000
+
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of a document stands in its file."""
+
+    file: str
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, path: Path_, *, key: bool = False) -> SourceLocation:
+        """The location of ``path``; the nearest enclosing value when ``path`` itself is absent."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        if key and probe in self.keys:
+            line, col = self.keys[probe]
+            return SourceLocation(self.file, line, col)
+        while probe not in self.values and probe:
+            probe = probe[:-1]
+        line, col = (table if probe in table else self.values).get(probe, (1, 1))
+        return SourceLocation(self.file, line, col)
+
+    def sub(self, prefix: Path_) -> Positions:
+        """Positions relative to ``prefix`` (for validating one item of a list on its own)."""
+        n = len(prefix)
+        out = Positions(self.file)
+        out.values = {p[n:]: v for p, v in self.values.items() if p[:n] == prefix}
+        out.keys = {p[n:]: v for p, v in self.keys.items() if p[:n] == prefix}
+        return out
+
+
+class _Reader:
+    def __init__(self, file: str) -> None:
+        self.positions = Positions(file)
+        self.file = file
+        self.expanded = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def loc(self, node: yaml.Node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def fail(self, node: yaml.Node, message: str, hint: str | None = None) -> RulesetError:
+        line, col = self.loc(node)
+        return RulesetError([Problem(message, SourceLocation(self.file, line, col), hint=hint)])
+
+    def build(self, node: yaml.Node, path: Path_, depth: int, active: frozenset[int]) -> Any:
+        self.expanded += 1
+        if self.expanded > MAX_EXPANDED_NODES:
+            raise self.fail(node, f"document expands to more than {MAX_EXPANDED_NODES} values",
+                            "remove repeated aliases (a YAML alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels", "flatten the document")
+        if node.tag not in _SAFE_TAGS:
+            raise self.fail(node, f"tag {node.tag!r} is not allowed in rule files",
+                            "rule files hold plain data: remove the tag")
+        if id(node) in active:
+            raise self.fail(node, "recursive alias", "an anchor cannot contain an alias to itself")
+        self.positions.values.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.MappingNode):
+            inner = active | {id(node)}
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail(key_node, "merge keys ('<<') are not allowed", "write the keys out")
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+                    raise self.fail(key_node, "mapping keys must be plain strings", "quote the key")
+                key = key_node.value
+                if key in result:
+                    line, col = self.positions.keys[(*path, key)]
+                    raise self.fail(key_node, f"duplicate key {key!r} (first at line {line}, column {col})",
+                                    "remove one of them")
+                self.positions.keys[(*path, key)] = self.loc(key_node)
+                result[key] = self.build(value_node, (*path, key), depth + 1, inner)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            inner = active | {id(node)}
+            return [self.build(item, (*path, i), depth + 1, inner) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise self.fail(node, f"bad scalar {node.value!r}: {exc}") from None
+        if isinstance(value, _dt.datetime):
+            raise self.fail(node, "timestamps are not allowed; write a date as YYYY-MM-DD")
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            raise self.fail(node, "NaN and infinities are not allowed")
+        return value
+
+
+def read_text(path: Path) -> str:
+    """Read a rule file as UTF-8 text, bounded in size, with a clear error for anything else."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RulesetError([Problem(f"cannot read file: {exc.strerror}", SourceLocation(name, 1, 1))]) from None
+    if size > MAX_DOCUMENT_BYTES:
+        raise RulesetError([Problem(f"file is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",
+                                    SourceLocation(name, 1, 1), hint="split it into several files")])
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RulesetError([Problem("file is not valid UTF-8", SourceLocation(name, line, col),
+                                    hint="save it as UTF-8")]) from None
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
+    """Parse one YAML document into plain data and its positions. Raises :class:`RulesetError`."""
+    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise RulesetError([Problem(f"document is over the {MAX_DOCUMENT_BYTES}-byte limit",
+                                    SourceLocation(file, 1, 1), hint="split it into several files")])
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = (exc.problem or exc.context or "YAML syntax error").strip()
+        raise RulesetError([Problem(f"YAML syntax error: {message}", SourceLocation(file, line, col))]) from None
+    except yaml.YAMLError as exc:
+        raise RulesetError([Problem(f"YAML error: {exc}", SourceLocation(file, 1, 1))]) from None
+    reader = _Reader(file)
+    if not nodes:
+        return None, reader.positions
+    if len(nodes) > 1:
+        line, col = reader.loc(nodes[1])
+        raise RulesetError([Problem("more than one YAML document in the file", SourceLocation(file, line, col),
+                                    hint="keep one document per file")])
+    return reader.build(nodes[0], (), 0, frozenset()), reader.positions
+
+
+def load_yaml_file(path: Path, display: str | None = None) -> tuple[Any, Positions]:
+    return load_yaml(read_text(path), display or str(path))
