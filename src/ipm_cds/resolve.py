@@ -72,7 +72,8 @@ class _Resolver:
                 out.append(_fmt(self.program.parameters.get(part.name)))
             else:
                 out.append(part)
-        return "".join(out)
+        text = "".join(out).strip()
+        return text[:1].upper() + text[1:]
 
     def basis(self, rule: ir.Rule) -> Basis:
         sources = self.program.ruleset.sources
@@ -165,7 +166,7 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
     precaution_rules: list[tuple[Firing, ir.Precaution]] = []
     holds: list[tuple[Firing, ir.AntithromboticHold]] = []
     alerts: dict[tuple[str, str], Alert] = {}
-    referrals: dict[tuple[str, str], Referral] = {}
+    referrals: dict[tuple[str, str, str], Referral] = {}
 
     for firing in live:
         rule, bound = firing.rule, firing.bindings
@@ -181,7 +182,7 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
                     intervention=c.intervention, name=item.name, kind=item.kind, cpt=list(item.cpt),
                     evidence_status=item.evidence_status, target=target, image_guidance=list(item.image_guidance),
                     bleeding_risk=risk, rationale=r.render(c.rationale, bound),
-                    evidence=f"{rule.evidence_strength}, {rule.evidence_quality.replace('_', ' ')} quality",
+                    evidence=f"{rule.evidence_strength} (quality: {rule.evidence_quality.replace('_', ' ')})",
                     basis=r.basis(rule),
                 )
                 candidate_firing[key] = firing
@@ -203,9 +204,12 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
                                                            basis=r.basis(rule)))
             elif isinstance(c, ir.Refer):
                 reason = r.render(c.reason, bound)
-                referrals.setdefault((c.to, reason), Referral(
-                    to=c.to, name=program.ruleset.referrals[c.to].name, urgency=c.urgency, reason=reason,
-                    basis=r.basis(rule)))
+                # One referral per target, urgency and rule: several findings behind it share one entry.
+                merged = referrals.get((c.to, c.urgency, rule.id))
+                reasons = sorted({*(merged.reason.split("\n") if merged else ()), reason})
+                referrals[(c.to, c.urgency, rule.id)] = Referral(
+                    to=c.to, name=program.ruleset.referrals[c.to].name, urgency=c.urgency,
+                    reason="\n".join(reasons), basis=r.basis(rule))
 
     excluded: dict[tuple[str, str], Exclusion] = {}
     removed: set[tuple[str, str | None, str | None, str | None]] = set()
@@ -221,10 +225,11 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
-        message = r.render(flag.message, firing.bindings)
+        reason = (f"Red flag ({flag.code.replace('_', ' ')}): every elective intervention is suppressed until it "
+                  f"has been assessed; see the critical alerts.")
         for key, cand in candidates.items():
             if elective[cand.intervention]:
-                exclude(key, cand.intervention, cand.name, f"Red flag: {message}", "red_flag", firing.rule)
+                exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
     # Safety step 3: absolute contraindications exclude; relative ones become precautions.
     attached: dict[tuple[str, str | None, str | None, str | None], list[Precaution]] = {}
     patient_level: list[Precaution] = []
@@ -317,7 +322,7 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
         trace.append(TraceEntry(rule=firing.rule.ref, stratum=firing.rule.stratum,
                                 status="blocked" if blocked else "fired",
                                 blocked_by=[f"unless[{i}]" for i in blocked], bindings=bindings))
-    trace.sort(key=lambda t: (t.stratum, t.rule, [(b.alias, b.fact) for b in t.bindings]))
+    trace.sort(key=lambda t: (t.stratum, t.rule, [(b.alias, b.fact, sorted(b.values.items())) for b in t.bindings]))
 
     ruleset = program.ruleset
     return Assessment(

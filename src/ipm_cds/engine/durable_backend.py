@@ -11,6 +11,10 @@ or answers wrongly:
 * facts, never events; our own ids ``f0, f1, …``; ``_t: 1`` on every fact (§2);
 * dotted paths for equality, ``$or`` of equalities for ``in``, no ``$not``, no rule-level ``any``,
   joins only on our own attributes and a trailing ``_t`` join on every pattern that joins (§3);
+* numbers in fixed notation only: exponent notation (``1e-05``) is silently misread in facts and
+  refused in rulesets (found by our property tests);
+* a pattern holding ``$or`` fires once per *true branch* for the same facts (found by our property
+  tests, not in the notes): repeated frames are completed and ignored, so a combination fires once;
 * the hard limits checked when a program is prepared and on every fact (§4).
 """
 
@@ -21,6 +25,7 @@ import json
 import sys
 import threading
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, RulesetError, Problem
@@ -57,6 +62,32 @@ OK_CODES = (0, 1)  # 0 ok; 1 some fact matched no rule (normal)
 
 def available() -> bool:
     return _engine is not None
+
+
+def dumps(value: Any) -> str:
+    """JSON for durable-rules. Numbers are written in fixed notation: the engine's parser silently
+    misreads exponent notation (``1e-05`` made every comparison on the fact false; measured, see
+    docs/engine.md) and refuses it in rulesets (error 204)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise EngineFaultError(f"cannot give the engine the number {value!r}")
+        text = format(Decimal(repr(value)), "f")
+        return text if text not in ("-0", "-0.0") else "0"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps(v) for k, v in value.items()) + "}"
+    raise EngineFaultError(f"cannot give the engine a {type(value).__name__}")
 
 
 def _test_json(test: ir.Test) -> dict[str, Any]:
@@ -163,7 +194,7 @@ class DurableBackend:
             raise RulesetError(problems)
         assert _engine is not None
         for stratum in program.strata:
-            text = json.dumps(stratum_json(stratum), ensure_ascii=False)
+            text = dumps(stratum_json(stratum))
             name = f"ipm_cds_{next(_RULESET_NAMES)}"
             with _LOCK:
                 self._handles[stratum.index] = _engine.create_ruleset(name, text)
@@ -188,7 +219,7 @@ class DurableBackend:
 
             payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
             payload.extend(encode(f) for f in facts)
-            code, state = _engine.assert_facts(handle, json.dumps(payload, ensure_ascii=False))
+            code, state = _engine.assert_facts(handle, dumps(payload))
             current: str | None = None
             try:
                 if code not in OK_CODES:
@@ -197,17 +228,22 @@ class DurableBackend:
                 result = _engine.start_action_for_state(handle, state)
                 message = result[1] if result else None
                 firings = 0
+                seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
                 while message:
                     frame = json.loads(message)
                     (current, binding), = frame.items()
-                    if current != SENTINEL_RULE:
+                    # A pattern with $or fires once per true branch (measured, see docs/engine.md): each
+                    # combination of facts must fire a rule once, so repeats are completed and ignored.
+                    signature = (current, tuple(sorted((a, o["id"]) for a, o in binding.items())))
+                    if current != SENTINEL_RULE and signature not in seen:
+                        seen.add(signature)
                         firings += 1
                         if firings > self.firing_cap:
                             raise FiringLimitError(f"more than {self.firing_cap} rule firings in one evaluation",
                                                    rule=current, hint="a rule derives facts without end")
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
-                            code, _ = _engine.assert_fact(handle, json.dumps(encode(new), ensure_ascii=False))
+                            code, _ = _engine.assert_fact(handle, dumps(encode(new)))
                             if code not in OK_CODES:
                                 raise EngineFaultError(f"durable-rules refused a derived fact (code {code})",
                                                        rule=current)

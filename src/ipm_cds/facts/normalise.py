@@ -62,6 +62,14 @@ def _canonical(items: Sequence[_M]) -> list[_M]:
     return sorted(items, key=lambda m: json.dumps(m.model_dump(mode="json"), sort_keys=True))
 
 
+_SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+def _level_key(level: str) -> tuple[int, int, str]:
+    """Anatomical order of a spinal level or segment: C1 < ... < T12 < L1 < ... < S5."""
+    return _SEGMENT_ORDER[level[0]], int(level[1:].split("-")[0]), level
+
+
 def _months_between(earlier: date, later: date) -> int:
     months = (later.year - earlier.year) * 12 + (later.month - earlier.month)
     return months - (1 if later.day < earlier.day else 0)
@@ -73,8 +81,14 @@ def _label(type_name: str, values: Mapping[str, Scalar]) -> str:
     return f"{type_name}[{', '.join(parts)}]" if parts else type_name
 
 
+FLOAT_DECIMALS = 6
+"""Float facts carry at most this many decimals: no clinical measurement needs more, and both backends
+then compare exactly the same numbers."""
+
+
 def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)
+            for k, v in values.items() if v is not None}
 
 
 def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
@@ -169,8 +183,8 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, proc in enumerate(_canonical(patient.procedures)):
         add("procedure", i, {
             "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
-            "levels": ",".join(proc.levels) if proc.levels else None,
-            "level_count": len(proc.levels) if proc.levels else None, "side": proc.side,
+            "levels": ",".join(sorted(set(proc.levels), key=_level_key)) if proc.levels else None,
+            "level_count": len(set(proc.levels)) if proc.levels else None, "side": proc.side,
             "days_since": (as_of - proc.date).days, "months_since": _months_between(proc.date, as_of),
             "relief_pct": proc.relief_pct, "relief_duration_weeks": proc.relief_duration_weeks,
             "same_scale": proc.same_scale, "duration_consistent_with_agent": proc.duration_consistent_with_agent,

@@ -1,0 +1,86 @@
+"""Run the YAML test cases that live beside a ruleset's rules, and diff expected against actual.
+
+A case pins ``as_of`` and the profile, so results never depend on the day the suite runs. Lists of
+codes in ``expect`` are exact sets; ``fired`` and ``not_fired`` name rules that must or must not fire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .assessment import Assessment
+from .engine.facade import BackendName, Engine
+from .errors import IpmCdsError
+from .ruleset.loader import LoadedTestCase, Ruleset
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    location: str
+    profile: str
+    failures: tuple[str, ...]
+    fired: frozenset[str] = field(default_factory=frozenset)
+    assessment: Assessment | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _diff(what: str, expected: Iterable[str] | None, actual: Iterable[str]) -> list[str]:
+    if expected is None:
+        return []
+    exp, act = set(expected), set(actual)
+    if exp == act:
+        return []
+    parts = []
+    if exp - act:
+        parts.append(f"missing {sorted(exp - act)}")
+    if act - exp:
+        parts.append(f"unexpected {sorted(act - exp)}")
+    return [f"{what}: expected {sorted(exp)}, got {sorted(act)} ({'; '.join(parts)})"]
+
+
+def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
+    expect = loaded.case.expect
+    failures: list[str] = []
+    codes = assessment.codes()
+    failures += _diff("candidates", expect.candidates, codes["candidates"])
+    failures += _diff("excluded", expect.excluded, codes["excluded"])
+    failures += _diff("referrals", expect.referrals, codes["referrals"])
+    failures += _diff("alerts", expect.alerts, codes["alerts"])
+    failures += _diff("precautions", expect.precautions,
+                      {c.intervention for c in assessment.candidates if c.precautions})
+    failures += _diff("missing", expect.missing, {m.field for m in assessment.missing_data})
+    fired = {t.rule.split("@")[0] for t in assessment.trace if t.status == "fired"}
+    for rule in expect.fired:
+        if rule not in fired:
+            failures.append(f"rule {rule} was expected to fire but did not")
+    for rule in expect.not_fired:
+        if rule in fired:
+            failures.append(f"rule {rule} fired but was expected not to")
+    return failures
+
+
+def run_cases(ruleset: Ruleset, *, backend: BackendName = "durable", name_filter: str | None = None) -> list[CaseResult]:
+    engines: dict[tuple[str, tuple[tuple[str, int | float], ...]], Engine] = {}
+    results: list[CaseResult] = []
+    for loaded in ruleset.tests:
+        case = loaded.case
+        if name_filter and name_filter not in case.name:
+            continue
+        profile = case.profile or ruleset.manifest.default_profile
+        key = (profile, tuple(sorted(case.parameters.items())))
+        try:
+            if key not in engines:
+                engines[key] = Engine(ruleset, profile=profile, backend=backend, parameters=case.parameters)
+            assessment = engines[key].evaluate(case.patient, as_of=case.as_of, timestamp=False)
+        except IpmCdsError as exc:
+            results.append(CaseResult(case.name, str(loaded.location), profile, (f"error: {exc}",)))
+            continue
+        fired = frozenset(t.rule.split("@")[0] for t in assessment.trace if t.status == "fired")
+        results.append(CaseResult(case.name, str(loaded.location), profile,
+                                  tuple(check_case(loaded, assessment)), fired, assessment))
+    return results

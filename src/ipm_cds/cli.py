@@ -1,0 +1,175 @@
+"""The ``ipm-cds`` command line.
+
+Exit codes: 0 success; 1 tests failed; 2 usage error; 3 invalid ruleset; 4 invalid patient data;
+5 evaluation error. Errors print one line (``file:line:col: message (hint)`` or ``field: message``),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import (
+    ConfigurationError,
+    EvaluationError,
+    IpmCdsError,
+    PatientDataError,
+    Problem,
+    RulesetError,
+    SourceLocation,
+)
+
+EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUATION = 0, 1, 2, 3, 4, 5
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parameter(text: str) -> tuple[str, int | float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        number: int | float = int(value)
+    except ValueError:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}") from None
+    return name, number
+
+
+def read_patient_document(path: Path) -> Any:
+    """Read a patient file (JSON or YAML). YAML is read with the same safe reader as rule files."""
+    from .ruleset.yamlsrc import load_yaml, read_text
+
+    if not path.is_file():
+        raise PatientDataError([Problem(f"no such file: {path}")])
+    try:
+        text = read_text(path)
+    except RulesetError as exc:
+        raise PatientDataError(exc.problems) from None
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PatientDataError([Problem(f"invalid JSON: {exc.msg}",
+                                            SourceLocation(str(path), exc.lineno, exc.colno))]) from None
+        return text  # validated by pydantic in JSON mode
+    try:
+        data, _ = load_yaml(text, str(path))
+    except RulesetError as exc:
+        raise PatientDataError(exc.problems) from None
+    return data
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ipm-cds", description="Clinical decision support for interventional "
+                                     "pain management. Decision support, never an order.")
+    parser.add_argument("--version", action="version", version=f"ipm-cds {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="assess one patient")
+    ev.add_argument("patient", type=Path, help="patient file, .json or .yaml")
+    ev.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
+    ev.add_argument("--as-of", type=_date, default=None, help="evaluation date YYYY-MM-DD (default: today)")
+    ev.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
+    ev.add_argument("--backend", choices=["durable", "python"], default="durable")
+    ev.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
+                    help="override a parameter (repeatable)")
+    ev.add_argument("--format", choices=["text", "json"], default="text")
+
+    va = sub.add_parser("validate", help="load, validate and compile a ruleset; list every problem")
+    va.add_argument("ruleset", type=Path, nargs="?", default=None)
+
+    te = sub.add_parser("test", help="run the ruleset's YAML test cases")
+    te.add_argument("ruleset", type=Path, nargs="?", default=None)
+    te.add_argument("--filter", default=None, help="only cases whose name contains this text")
+    te.add_argument("--backend", choices=["durable", "python"], default="durable")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .engine.facade import Engine
+    from .render import render_text
+    from .ruleset.loader import load_ruleset
+
+    document = read_patient_document(args.patient)
+    ruleset = load_ruleset(args.ruleset)
+    engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
+    assessment = engine.evaluate(document, as_of=args.as_of)
+    sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else render_text(assessment))
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .engine.facade import Engine
+    from .ruleset.loader import load_ruleset
+
+    ruleset = load_ruleset(args.ruleset)
+    for profile in ruleset.manifest.profiles:
+        Engine(ruleset, profile=profile, backend="python")
+    for warning in ruleset.warnings:
+        print(f"warning: {warning}")
+    print(f"{ruleset.id} {ruleset.version}: {len(ruleset.rules)} rules, {len(ruleset.tests)} test cases, "
+          f"profiles {', '.join(ruleset.manifest.profiles)}; valid (sha256 {ruleset.sha256})")
+    return EXIT_OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    from .casetests import run_cases
+    from .ruleset.loader import load_ruleset
+
+    ruleset = load_ruleset(args.ruleset)
+    results = run_cases(ruleset, backend=args.backend, name_filter=args.filter)
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        print(f"FAIL {r.location}: {r.name} [{r.profile}]")
+        for failure in r.failures:
+            print(f"    {failure}")
+    exercised = set().union(*(r.fired for r in results)) if results else set()
+    never = sorted(rule.id for rule in ruleset.rules if rule.id not in exercised)
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if never and not args.filter:
+        print(f"rules never fired by a case: {', '.join(never)}")
+    return EXIT_TESTS_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handlers = {"evaluate": _evaluate, "validate": _validate, "test": _test}
+    try:
+        return handlers[args.command](args)
+    except RulesetError as exc:
+        print(f"ipm-cds: invalid ruleset: {exc.report()}", file=sys.stderr)
+        return EXIT_RULESET
+    except PatientDataError as exc:
+        print(f"ipm-cds: {exc}", file=sys.stderr)
+        return EXIT_PATIENT
+    except ConfigurationError as exc:
+        print(f"ipm-cds: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EvaluationError as exc:
+        print(f"ipm-cds: evaluation failed: {exc}", file=sys.stderr)
+        return EXIT_EVALUATION
+    except IpmCdsError as exc:
+        print(f"ipm-cds: {exc}", file=sys.stderr)
+        return EXIT_EVALUATION
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
