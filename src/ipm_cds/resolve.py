@@ -105,7 +105,8 @@ def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, ap
     elif advice.action == "shared":
         text = f"{name}: whether to hold is a shared decision with the prescriber for this {risk}-risk procedure"
     else:
-        text = f"{name}: usually continued for this {risk}-risk procedure; shared assessment if other bleeding risk factors"
+        text = f"{name}: usually continued for this {risk}-risk procedure"
+        text += f" ({advice.condition})" if advice.condition else "; shared assessment if other bleeding risk factors"
     if restart and advice.action != "continue":
         text += f"; restart {restart} after"
     text += "."

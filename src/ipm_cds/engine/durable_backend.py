@@ -185,6 +185,7 @@ class DurableBackend:
             )
         self.firing_cap = firing_cap
         self._handles: dict[int, int] = {}
+        self._refs: dict[str, str] = {}  # engine rule name -> rule id@version, for error messages
 
     def prepare(self, program: Program) -> None:
         problems: list[Problem] = []
@@ -193,6 +194,7 @@ class DurableBackend:
         if problems:
             raise RulesetError(problems)
         assert _engine is not None
+        self._refs = {er.name: er.rule.ref for stratum in program.strata for er in stratum.rules}
         for stratum in program.strata:
             text = dumps(stratum_json(stratum))
             name = f"ipm_cds_{next(_RULESET_NAMES)}"
@@ -240,13 +242,14 @@ class DurableBackend:
                         firings += 1
                         if firings > self.firing_cap:
                             raise FiringLimitError(f"more than {self.firing_cap} rule firings in one evaluation",
-                                                   rule=current, hint="a rule derives facts without end")
+                                                   rule=self._refs.get(current, current),
+                                                   hint="a rule derives facts without end")
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
                             code, _ = _engine.assert_fact(handle, dumps(encode(new)))
                             if code not in OK_CODES:
                                 raise EngineFaultError(f"durable-rules refused a derived fact (code {code})",
-                                                       rule=current)
+                                                       rule=self._refs.get(current, current))
                     message = _engine.complete_and_start_action(handle, state)
                     current = None
             except BaseException:

@@ -162,8 +162,9 @@ class _RuleCompiler:
                     continue
                 tests.append(ir.Test(name, OPS[op_name], operand_ir, self.pos.at(op_path)))
             else:
+                operators = [*OPS, "same_as", "present", "or_absent"]
                 hint = ("or_absent goes on a field directly, not inside any_of" if op_name == "or_absent"
-                        else did_you_mean(op_name, [*OPS, "same_as", "present", "or_absent"]))
+                        else did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}")
                 self.error(op_path, f"unknown operator {op_name!r}", hint, key=True)
         return tests
 

@@ -290,7 +290,7 @@ class Expectation(_M):
     candidates: list[Code] | None = None
     excluded: list[Code] | None = None
     referrals: list[Code] | None = None
-    alerts: list[Code] | None = None
+    alerts: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")]] | None = None
     precautions: list[Code] | None = Field(None, description="Interventions that carry at least one precaution.")
     missing: list[str] | None = Field(None, description="Missing-data fields, e.g. 'pain.duration_weeks'.")
     fired: list[str] = Field(default_factory=list)

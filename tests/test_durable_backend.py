@@ -1,0 +1,121 @@
+"""The durable backend: engine defects we work around, the hard limits, and failing closed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import ipm_cds
+from ipm_cds.engine import driver, durable_backend
+from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError
+
+from .conftest import AS_OF
+
+RFA_PATIENT: dict[str, Any] = {
+    "pain": [{"region": "lumbar", "character": "axial", "duration_weeks": 30, "nrs": 7, "odi_pct": 40}],
+    "procedures": [
+        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-03-03", "relief_pct": 90},
+        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-04-07", "relief_pct": 85},
+    ],
+    "conservative_care": {"failed": True, "active_exercise_program": True},
+    "medications": [{"agent": "warfarin"}],
+}
+
+
+def codes(engine: ipm_cds.Engine, patient: dict[str, Any]) -> dict[str, list[str]]:
+    return engine.evaluate(patient, as_of=AS_OF).codes()
+
+
+def test_dumps_never_writes_exponent_notation() -> None:
+    assert durable_backend.dumps([1e-05, 5e-324, 1e20, -0.0, 0.5, 3]) == \
+        "[0.00001," + "0." + "0" * 323 + "5,100000000000000000000,0,0.5,3]"
+    with pytest.raises(EngineFaultError):
+        durable_backend.dumps(float("nan"))
+
+
+def test_tiny_float_does_not_silence_the_engine(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine) -> None:
+    """Regression: json.dumps wrote 1e-05 and durable-rules then matched nothing for the patient."""
+    patient = {**RFA_PATIENT, "procedures": [dict(p, relief_duration_weeks=0.00001) for p in RFA_PATIENT["procedures"]]}
+    assert codes(durable, patient) == codes(python_engine, patient)
+    assert codes(durable, patient)["candidates"] == ["facet_rfa"]
+
+
+def test_or_pattern_fires_once_per_fact(durable: ipm_cds.Engine) -> None:
+    """Regression: a pattern with $or fired once per true branch (onset < 14 days AND deteriorating)."""
+    patient = {"red_flags": [{"code": "bladder_dysfunction", "onset_date": "2025-05-30", "deteriorating": True}]}
+    trace = durable.evaluate(patient, as_of=AS_OF).trace
+    assert [t.rule for t in trace] == ["red_flag.cauda_equina@1.0.0"]
+
+
+def test_exception_inside_an_action_fails_closed_and_engine_recovers(
+        durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json()
+    real = driver.derived_fact
+
+    def broken(type_name: str, values: Any) -> Any:
+        if type_name == "candidate":
+            raise RuntimeError("injected fault")
+        return real(type_name, values)
+
+    monkeypatch.setattr(driver, "derived_fact", broken)
+    with pytest.raises(EvaluationError) as info:
+        durable.evaluate(RFA_PATIENT, as_of=AS_OF)
+    recommending = {r.ref for r in durable.program.rules if any(type(c).__name__ == "Recommend" for c in r.conclusions)}
+    assert info.value.rule in recommending
+    assert "injected fault" in str(info.value)
+    monkeypatch.setattr(driver, "derived_fact", real)
+    assert durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json() == before
+
+
+@pytest.mark.parametrize("backend", ["durable", "python"])
+def test_firing_cap_fails_closed_and_engine_recovers(ruleset: ipm_cds.Ruleset, backend: str) -> None:
+    engine = ipm_cds.Engine(ruleset, backend=backend, firing_cap=2)  # type: ignore[arg-type]
+    with pytest.raises(FiringLimitError) as info:
+        engine.evaluate(RFA_PATIENT, as_of=AS_OF)
+    assert info.value.rule in {r.ref for r in engine.program.rules}
+    assert engine.evaluate({"pain": [{"region": "knee", "character": "joint"}]}, as_of=AS_OF).candidates == []
+
+
+class _Wrapper:
+    """Delegates to the real C extension, returning a chosen code from assert_facts."""
+
+    def __init__(self, real: Any, code: int) -> None:
+        self._real, self._code = real, code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def assert_facts(self, handle: int, text: str) -> tuple[int, int]:
+        _, state = self._real.assert_facts(handle, text)
+        return self._code, state
+
+
+@pytest.mark.parametrize("code", [2, 3, 301])
+def test_unexpected_engine_codes_fail_closed(durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch,
+                                             code: int) -> None:
+    real = durable_backend._engine
+    monkeypatch.setattr(durable_backend, "_engine", _Wrapper(real, code))
+    with pytest.raises(EngineFaultError, match=f"code {code}"):
+        durable.evaluate(RFA_PATIENT, as_of=AS_OF)
+    monkeypatch.setattr(durable_backend, "_engine", real)
+    assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]
+
+
+def test_patterns_with_joins_end_on_the_t_join(durable: ipm_cds.Engine) -> None:
+    for stratum in durable.program.strata:
+        for er in stratum.rules:
+            for pattern in er.patterns:
+                clauses = durable_backend.pattern_json(pattern, er.patterns[0].alias)[pattern.alias]["$and"]
+                if pattern.refs():
+                    assert clauses[-1] == {"_t": {er.patterns[0].alias: "_t"}}
+                assert all("$not" not in str(c) and "$in" not in str(c) for c in clauses)
+
+
+def test_limit_check_rejects_oversized_stratum(durable: ipm_cds.Engine) -> None:
+    from dataclasses import replace
+
+    stratum = durable.program.strata[0]
+    huge = replace(stratum, rules=stratum.rules * (durable_backend.MAX_RULES_PER_RULESET // len(stratum.rules) + 1))
+    problems = durable_backend.check_limits(huge, "test")
+    assert any("durable-rules allows 4096" in p.message for p in problems)

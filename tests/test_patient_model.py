@@ -1,0 +1,77 @@
+"""Bad patient input gets a clear error naming the field; nothing is coerced or guessed."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+import ipm_cds
+from ipm_cds import PatientDataError, parse_patient
+
+from .conftest import AS_OF
+
+BASE = {"pain": [{"region": "lumbar", "character": "axial", "nrs": 6}]}
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "fragment"),
+    [
+        ({"pain": [{"region": "lumbar", "character": "axial", "nrs": 11}]}, "pain[0].nrs", "less than or equal to 10"),
+        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "relief_pct": 140}]},
+         "procedures[0].relief_pct", "less than or equal to 100"),
+        ({"pain": [{"region": "lumbar", "character": "axial", "nrs": "7"}]}, "pain[0].nrs", "valid integer"),
+        ({"pain": [{"region": "lumbr", "character": "axial"}]}, "pain[0].region", "unknown code 'lumbr'"),
+        ({"medications": [{"agent": "warfarin", "daily_dose": -1, "dose_unit": "mg"}]},
+         "medications[0].daily_dose", "greater than or equal to 0"),
+        ({"labs": [{"test": "inr", "value": float("nan"), "date": "2025-01-01"}]}, "labs[0].value", "finite number"),
+        ({"labs": [{"test": "inr", "value": 45.0, "date": "2025-01-01"}]}, "labs[0]", "outside 0.5–20.0"),
+        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-02-30"}]},
+         "procedures[0].date", "not a valid calendar date"),
+        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L9-L5"]}]},
+         "procedures[0].levels[0]", "not a spinal level"),
+        ({"pain": [{"region": "lumbar", "character": "axial", "nrs": True}]}, "pain[0].nrs", "valid integer"),
+        ({"demographics": {"age_years": 40}, "smoker": True}, "smoker", "Extra inputs are not permitted"),
+        ({"screenings": [{"instrument": "phq9", "score": 28}]}, "screenings[0]", "outside 0–27"),
+        ({"screenings": [{"instrument": "gad7", "score": 3, "item9": 1}]}, "screenings[0]", "item9 belongs to phq9"),
+        ({"pain": [{"region": "lumbar", "character": "axial", "is_index": True},
+                   {"region": "cervical", "character": "axial", "is_index": True}]}, "(patient)", "index pain"),
+    ],
+)
+def test_impossible_values_are_rejected_with_the_field_named(document: dict[str, object], field: str,
+                                                             fragment: str) -> None:
+    with pytest.raises(PatientDataError) as info:
+        parse_patient(document)
+    problem = info.value.problems[0]
+    assert problem.field == field
+    assert fragment in problem.message
+    assert field in str(info.value)
+
+
+def test_dates_after_as_of_are_rejected_at_evaluation(durable: ipm_cds.Engine) -> None:
+    doc = {**BASE, "procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-06-03"}]}
+    with pytest.raises(PatientDataError) as info:
+        durable.evaluate(doc, as_of=AS_OF)
+    assert info.value.problems[0].field == "procedures[0].date"
+    assert "after the evaluation date 2025-06-02" in str(info.value)
+
+
+def test_unknown_medication_code_gets_did_you_mean(durable: ipm_cds.Engine) -> None:
+    with pytest.raises(PatientDataError) as info:
+        durable.evaluate({**BASE, "medications": [{"agent": "apixiban"}]}, as_of=AS_OF)
+    problem = info.value.problems[0]
+    assert problem.field == "medications[0].agent"
+    assert problem.hint == "did you mean 'apixaban'?"
+
+
+def test_age_and_birth_date_must_agree(durable: ipm_cds.Engine) -> None:
+    doc = {**BASE, "demographics": {"age_years": 50, "birth_date": "1960-01-01"}}
+    with pytest.raises(PatientDataError, match="disagrees with birth_date"):
+        durable.evaluate(doc, as_of=date(2025, 6, 2))
+
+
+def test_json_text_is_parsed_strictly() -> None:
+    case = parse_patient('{"pain": [{"region": "lumbar", "character": "axial", "onset_date": "2024-01-05"}]}')
+    assert case.pain[0].onset_date == date(2024, 1, 5)
+    with pytest.raises(PatientDataError):
+        parse_patient('{"pain": [{"region": "lumbar", "character": "axial", "nrs": 6.5}]}')
