@@ -10,10 +10,10 @@ import ipm_cds
 
 AS_OF = date(2025, 6, 2)
 
-settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
-                          derandomize=True)
-settings.register_profile("thorough", max_examples=10_000, deadline=None,
-                          suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
+settings.register_profile("thorough", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -28,8 +28,10 @@ def codes(engine: ipm_cds.Engine, patient: dict[str, Any]) -> dict[str, list[str
 
 
 def test_dumps_never_writes_exponent_notation() -> None:
-    assert durable_backend.dumps([1e-05, 5e-324, 1e20, -0.0, 0.5, 3]) == \
-        "[0.00001," + "0." + "0" * 323 + "5,100000000000000000000,0,0.5,3]"
+    assert (
+        durable_backend.dumps([1e-05, 5e-324, 1e20, -0.0, 0.5, 3])
+        == "[0.00001," + "0." + "0" * 323 + "5,100000000000000000000,0,0.5,3]"
+    )
     with pytest.raises(EngineFaultError):
         durable_backend.dumps(float("nan"))
 
@@ -49,7 +51,8 @@ def test_or_pattern_fires_once_per_fact(durable: ipm_cds.Engine) -> None:
 
 
 def test_exception_inside_an_action_fails_closed_and_engine_recovers(
-        durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json()
     real = driver.derived_fact
 
@@ -92,8 +95,9 @@ class _Wrapper:
 
 
 @pytest.mark.parametrize("code", [2, 3, 301])
-def test_unexpected_engine_codes_fail_closed(durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch,
-                                             code: int) -> None:
+def test_unexpected_engine_codes_fail_closed(
+    durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     real = durable_backend._engine
     monkeypatch.setattr(durable_backend, "_engine", _Wrapper(real, code))
     with pytest.raises(EngineFaultError, match=f"code {code}"):

@@ -18,28 +18,49 @@ BASE = {"pain": [{"region": "lumbar", "character": "axial", "nrs": 6}]}
     ("document", "field", "fragment"),
     [
         ({"pain": [{"region": "lumbar", "character": "axial", "nrs": 11}]}, "pain[0].nrs", "less than or equal to 10"),
-        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "relief_pct": 140}]},
-         "procedures[0].relief_pct", "less than or equal to 100"),
+        (
+            {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "relief_pct": 140}]},
+            "procedures[0].relief_pct",
+            "less than or equal to 100",
+        ),
         ({"pain": [{"region": "lumbar", "character": "axial", "nrs": "7"}]}, "pain[0].nrs", "valid integer"),
         ({"pain": [{"region": "lumbr", "character": "axial"}]}, "pain[0].region", "unknown code 'lumbr'"),
-        ({"medications": [{"agent": "warfarin", "daily_dose": -1, "dose_unit": "mg"}]},
-         "medications[0].daily_dose", "greater than or equal to 0"),
+        (
+            {"medications": [{"agent": "warfarin", "daily_dose": -1, "dose_unit": "mg"}]},
+            "medications[0].daily_dose",
+            "greater than or equal to 0",
+        ),
         ({"labs": [{"test": "inr", "value": float("nan"), "date": "2025-01-01"}]}, "labs[0].value", "finite number"),
         ({"labs": [{"test": "inr", "value": 45.0, "date": "2025-01-01"}]}, "labs[0]", "outside 0.5–20.0"),
-        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-02-30"}]},
-         "procedures[0].date", "not a valid calendar date"),
-        ({"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L9-L5"]}]},
-         "procedures[0].levels[0]", "not a spinal level"),
+        (
+            {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-02-30"}]},
+            "procedures[0].date",
+            "not a valid calendar date",
+        ),
+        (
+            {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L9-L5"]}]},
+            "procedures[0].levels[0]",
+            "not a spinal level",
+        ),
         ({"pain": [{"region": "lumbar", "character": "axial", "nrs": True}]}, "pain[0].nrs", "valid integer"),
         ({"demographics": {"age_years": 40}, "smoker": True}, "smoker", "Extra inputs are not permitted"),
         ({"screenings": [{"instrument": "phq9", "score": 28}]}, "screenings[0]", "outside 0–27"),
         ({"screenings": [{"instrument": "gad7", "score": 3, "item9": 1}]}, "screenings[0]", "item9 belongs to phq9"),
-        ({"pain": [{"region": "lumbar", "character": "axial", "is_index": True},
-                   {"region": "cervical", "character": "axial", "is_index": True}]}, "(patient)", "index pain"),
+        (
+            {
+                "pain": [
+                    {"region": "lumbar", "character": "axial", "is_index": True},
+                    {"region": "cervical", "character": "axial", "is_index": True},
+                ]
+            },
+            "(patient)",
+            "index pain",
+        ),
     ],
 )
-def test_impossible_values_are_rejected_with_the_field_named(document: dict[str, object], field: str,
-                                                             fragment: str) -> None:
+def test_impossible_values_are_rejected_with_the_field_named(
+    document: dict[str, object], field: str, fragment: str
+) -> None:
     with pytest.raises(PatientDataError) as info:
         parse_patient(document)
     problem = info.value.problems[0]

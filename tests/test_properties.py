@@ -18,15 +18,17 @@ from .conftest import AS_OF
 
 @settings(max_examples=500)
 @given(patients())
-def test_backends_agree_on_500_generated_patients(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine,
-                                                  patient: PatientCase) -> None:
+def test_backends_agree_on_500_generated_patients(
+    durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, patient: PatientCase
+) -> None:
     invariants.assert_backends_agree(durable, python_engine, patient, AS_OF)
 
 
 @settings(max_examples=300)
 @given(patients(), st.randoms(use_true_random=False))
-def test_shuffling_every_list_changes_nothing(durable: ipm_cds.Engine, patient: PatientCase,
-                                              rng: random.Random) -> None:
+def test_shuffling_every_list_changes_nothing(
+    durable: ipm_cds.Engine, patient: PatientCase, rng: random.Random
+) -> None:
     invariants.assert_order_invariant(durable, patient, AS_OF, rng)
 
 

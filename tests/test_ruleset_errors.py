@@ -50,51 +50,79 @@ def test_bundled_ruleset_is_valid() -> None:
 
 
 def test_misspelt_field_path(copy: Path) -> None:
-    edit(copy, "rules/facet.yaml", "        relief_pct: {gte: {param: facet_block_relief_pct}}\n        same_scale",
-         "        relif_pct: {gte: {param: facet_block_relief_pct}}\n        same_scale")
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "        relief_pct: {gte: {param: facet_block_relief_pct}}\n        same_scale",
+        "        relif_pct: {gte: {param: facet_block_relief_pct}}\n        same_scale",
+    )
     line = line_of(copy, "rules/facet.yaml", "relif_pct")
-    assert problems(copy) == [f"ipm-core/rules/facet.yaml:{line}:9: fact type 'procedure' has no field "
-                              f"'relif_pct' (did you mean 'relief_pct'?)"]
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:9: fact type 'procedure' has no field "
+        f"'relif_pct' (did you mean 'relief_pct'?)"
+    ]
 
 
 def test_wrong_type_comparison(copy: Path) -> None:
-    edit(copy, "rules/facet.yaml", "    when:\n      pain:\n        type: pain\n        region: {in: [cervical, thoracic, lumbar]}\n"
-         "        character: axial\n        duration_weeks: {gte: {param: chronic_pain_min_weeks}}",
-         "    when:\n      pain:\n        type: pain\n        region: {in: [cervical, thoracic, lumbar]}\n"
-         "        character: axial\n        duration_weeks: {gte: twelve}")
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "    when:\n      pain:\n        type: pain\n        region: {in: [cervical, thoracic, lumbar]}\n"
+        "        character: axial\n        duration_weeks: {gte: {param: chronic_pain_min_weeks}}",
+        "    when:\n      pain:\n        type: pain\n        region: {in: [cervical, thoracic, lumbar]}\n"
+        "        character: axial\n        duration_weeks: {gte: twelve}",
+    )
     line = line_of(copy, "rules/facet.yaml", "gte: twelve")
-    assert problems(copy) == [f"ipm-core/rules/facet.yaml:{line}:31: pain.duration_weeks is a int, but 'twelve' is a "
-                              f"str (quote strings, write numbers and true/false plainly)"]
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:31: pain.duration_weeks is a int, but 'twelve' is a "
+        f"str (quote strings, write numbers and true/false plainly)"
+    ]
 
 
 def test_unknown_code_and_dangling_references(copy: Path) -> None:
-    edit(copy, "rules/facet.yaml", "intervention: facet_rfa\n          target: {region: pain.region, side: pain.laterality}\n"
-         "          rationale: >-\n            Two diagnostic",
-         "intervention: facet_rf\n          target: {region: pain.region, side: pain.laterality}\n"
-         "          rationale: >-\n            Two diagnostic")
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "intervention: facet_rfa\n          target: {region: pain.region, side: pain.laterality}\n"
+        "          rationale: >-\n            Two diagnostic",
+        "intervention: facet_rf\n          target: {region: pain.region, side: pain.laterality}\n"
+        "          rationale: >-\n            Two diagnostic",
+    )
     edit(copy, "rules/referrals.yaml", "to: physical_therapy", "to: physiotherapy")
-    edit(copy, "rules/red_flags.yaml", "    criteria: [RF-CES-01]\n    evidence: {strength: strong, quality: not_graded, "
-         "sources: [bmj_ces]}\n    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder",
-         "    criteria: [RF-CES-1]\n    evidence: {strength: strong, quality: not_graded, sources: [bmj_ces]}\n"
-         "    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder", first=True)
+    edit(
+        copy,
+        "rules/red_flags.yaml",
+        "    criteria: [RF-CES-01]\n    evidence: {strength: strong, quality: not_graded, "
+        "sources: [bmj_ces]}\n    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder",
+        "    criteria: [RF-CES-1]\n    evidence: {strength: strong, quality: not_graded, sources: [bmj_ces]}\n"
+        "    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder",
+        first=True,
+    )
     found = problems(copy)
     rfa = line_of(copy, "rules/facet.yaml", "intervention: facet_rf")
     assert f"ipm-core/rules/facet.yaml:{rfa}:25: unknown intervention 'facet_rf' (did you mean 'facet_rfa'?)" in found
     crit = line_of(copy, "rules/red_flags.yaml", "RF-CES-1]")
     assert f"ipm-core/rules/red_flags.yaml:{crit}:16: unknown criterion 'RF-CES-1' (did you mean 'RF-CES-01'?)" in found
     pt = line_of(copy, "rules/referrals.yaml", "to: physiotherapy")
-    assert f"ipm-core/rules/referrals.yaml:{pt}:15: unknown referral target 'physiotherapy' (did you mean " \
-           f"'physical_therapy'?)" in found
+    assert (
+        f"ipm-core/rules/referrals.yaml:{pt}:15: unknown referral target 'physiotherapy' (did you mean "
+        f"'physical_therapy'?)" in found
+    )
     assert len(found) == 3
 
 
 def test_duplicate_rule_id(copy: Path) -> None:
     edit(copy, "rules/facet.yaml", "  - id: facet.rfa.too_soon", "  - id: facet.rfa.repeat")
     first = line_of(copy, "rules/facet.yaml", "  - id: facet.rfa.repeat")
-    second = [i for i, line in enumerate((copy / "rules/facet.yaml").read_text().splitlines(), 1)
-              if line == "  - id: facet.rfa.repeat"][1]
-    assert problems(copy) == [f"ipm-core/rules/facet.yaml:{second}:9: duplicate rule id 'facet.rfa.repeat' "
-                              f"(first at ipm-core/rules/facet.yaml:{first}:9)"]
+    second = [
+        i
+        for i, line in enumerate((copy / "rules/facet.yaml").read_text().splitlines(), 1)
+        if line == "  - id: facet.rfa.repeat"
+    ][1]
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{second}:9: duplicate rule id 'facet.rfa.repeat' "
+        f"(first at ipm-core/rules/facet.yaml:{first}:9)"
+    ]
 
 
 def test_schema_error_and_unknown_field(copy: Path) -> None:
@@ -106,38 +134,56 @@ def test_schema_error_and_unknown_field(copy: Path) -> None:
 
 
 def test_unknown_parameter_and_operator(copy: Path) -> None:
-    edit(copy, "rules/facet.yaml", "months_since: {lt: {param: facet_rfa_repeat_min_months}}\n    then:",
-         "months_since: {less: {param: facet_rfa_repeat_min_month}}\n    then:")
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "months_since: {lt: {param: facet_rfa_repeat_min_months}}\n    then:",
+        "months_since: {less: {param: facet_rfa_repeat_min_month}}\n    then:",
+    )
     line = line_of(copy, "rules/facet.yaml", "{less:")
-    assert problems(copy) == [f"ipm-core/rules/facet.yaml:{line}:24: unknown operator 'less' (operators: eq, neq, lt, "
-                              f"lte, gt, gte, in, not_in, same_as, present, or_absent)"]
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:24: unknown operator 'less' (operators: eq, neq, lt, "
+        f"lte, gt, gte, in, not_in, same_as, present, or_absent)"
+    ]
 
 
 def test_include_outside_the_ruleset_folder(copy: Path) -> None:
     edit(copy, "ruleset.yaml", "  - rules/referrals.yaml\ntests:", "  - ../../etc/passwd\ntests:")
     line = line_of(copy, "ruleset.yaml", "../../etc/passwd")
-    assert problems(copy) == [f"ipm-core/ruleset.yaml:{line}:5: '../../etc/passwd' is outside the ruleset folder "
-                              f"(a ruleset includes only files inside its own folder)"]
+    assert problems(copy) == [
+        f"ipm-core/ruleset.yaml:{line}:5: '../../etc/passwd' is outside the ruleset folder "
+        f"(a ruleset includes only files inside its own folder)"
+    ]
 
 
 def test_bad_yaml_syntax(copy: Path) -> None:
-    edit(copy, "rules/referrals.yaml", "    title: Physical therapy / exercise when no active programme is documented",
-         "    title: Physical therapy: exercise when no active programme is documented")
+    edit(
+        copy,
+        "rules/referrals.yaml",
+        "    title: Physical therapy / exercise when no active programme is documented",
+        "    title: Physical therapy: exercise when no active programme is documented",
+    )
     line = line_of(copy, "rules/referrals.yaml", "title: Physical therapy:")
     col = col_of(copy, "rules/referrals.yaml", ": exercise")
-    assert problems(copy) == [f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: mapping values are not "
-                              f"allowed here"]
+    assert problems(copy) == [
+        f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: mapping values are not allowed here"
+    ]
 
 
 def test_join_to_an_unbound_alias(copy: Path) -> None:
-    edit(copy, "rules/facet.yaml", "second: {type: positive_facet_block, region: {same_as: pain.region}, "
-         "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa",
-         "second: {type: positive_facet_block, region: {same_as: pian.region}, "
-         "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa")
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "second: {type: positive_facet_block, region: {same_as: pain.region}, "
+        "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa",
+        "second: {type: positive_facet_block, region: {same_as: pian.region}, "
+        "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa",
+    )
     line = line_of(copy, "rules/facet.yaml", "pian.region")
     col = col_of(copy, "rules/facet.yaml", "pian.region")
-    assert problems(copy) == [f"ipm-core/rules/facet.yaml:{line}:{col}: alias 'pian' is not bound before this pattern "
-                              f"(did you mean 'pain'?)"]
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:{col}: alias 'pian' is not bound before this pattern (did you mean 'pain'?)"
+    ]
 
 
 def test_parameter_value_outside_its_bounds(copy: Path) -> None:

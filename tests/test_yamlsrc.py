@@ -28,9 +28,15 @@ def test_positions_of_values_and_keys() -> None:
     ("text", "expected"),
     [
         ("a: 1\na: 2\n", "f.yaml:2:1: duplicate key 'a' (first at line 1, column 1) (remove one of them)"),
-        ("a: !!python/object/apply:os.system [ls]\n", "f.yaml:1:4: tag 'tag:yaml.org,2002:python/object/apply:os.system' "
-         "is not allowed in rule files (rule files hold plain data: remove the tag)"),
-        ("a: !custom x\n", "f.yaml:1:4: tag '!custom' is not allowed in rule files (rule files hold plain data: remove the tag)"),
+        (
+            "a: !!python/object/apply:os.system [ls]\n",
+            "f.yaml:1:4: tag 'tag:yaml.org,2002:python/object/apply:os.system' "
+            "is not allowed in rule files (rule files hold plain data: remove the tag)",
+        ),
+        (
+            "a: !custom x\n",
+            "f.yaml:1:4: tag '!custom' is not allowed in rule files (rule files hold plain data: remove the tag)",
+        ),
         ("a: [1,\n", "f.yaml:2:1: YAML syntax error: expected the node content, but found '<stream end>'"),
         ("base: &b {x: 1}\nother:\n  <<: *b\n", "f.yaml:3:3: merge keys ('<<') are not allowed (write the keys out)"),
         ("x: 2025-01-01T10:00:00\n", "f.yaml:1:4: timestamps are not allowed; write a date as YYYY-MM-DD"),

@@ -51,8 +51,9 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     failures += _diff("excluded", expect.excluded, codes["excluded"])
     failures += _diff("referrals", expect.referrals, codes["referrals"])
     failures += _diff("alerts", expect.alerts, codes["alerts"])
-    failures += _diff("precautions", expect.precautions,
-                      {c.intervention for c in assessment.candidates if c.precautions})
+    failures += _diff(
+        "precautions", expect.precautions, {c.intervention for c in assessment.candidates if c.precautions}
+    )
     failures += _diff("missing", expect.missing, {m.field for m in assessment.missing_data})
     fired = {t.rule.split("@")[0] for t in assessment.trace if t.status == "fired"}
     for rule in expect.fired:
@@ -64,7 +65,9 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     return failures
 
 
-def run_cases(ruleset: Ruleset, *, backend: BackendName = "durable", name_filter: str | None = None) -> list[CaseResult]:
+def run_cases(
+    ruleset: Ruleset, *, backend: BackendName = "durable", name_filter: str | None = None
+) -> list[CaseResult]:
     engines: dict[tuple[str, tuple[tuple[str, int | float], ...]], Engine] = {}
     results: list[CaseResult] = []
     for loaded in ruleset.tests:
@@ -81,6 +84,9 @@ def run_cases(ruleset: Ruleset, *, backend: BackendName = "durable", name_filter
             results.append(CaseResult(case.name, str(loaded.location), profile, (f"error: {exc}",)))
             continue
         fired = frozenset(t.rule.split("@")[0] for t in assessment.trace if t.status == "fired")
-        results.append(CaseResult(case.name, str(loaded.location), profile,
-                                  tuple(check_case(loaded, assessment)), fired, assessment))
+        results.append(
+            CaseResult(
+                case.name, str(loaded.location), profile, tuple(check_case(loaded, assessment)), fired, assessment
+            )
+        )
     return results

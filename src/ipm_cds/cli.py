@@ -64,8 +64,9 @@ def read_patient_document(path: Path) -> Any:
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PatientDataError([Problem(f"invalid JSON: {exc.msg}",
-                                            SourceLocation(str(path), exc.lineno, exc.colno))]) from None
+            raise PatientDataError(
+                [Problem(f"invalid JSON: {exc.msg}", SourceLocation(str(path), exc.lineno, exc.colno))]
+            ) from None
         return text  # validated by pydantic in JSON mode
     try:
         data, _ = load_yaml(text, str(path))
@@ -75,8 +76,10 @@ def read_patient_document(path: Path) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ipm-cds", description="Clinical decision support for interventional "
-                                     "pain management. Decision support, never an order.")
+    parser = argparse.ArgumentParser(
+        prog="ipm-cds",
+        description="Clinical decision support for interventional pain management. Decision support, never an order.",
+    )
     parser.add_argument("--version", action="version", version=f"ipm-cds {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -86,8 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--as-of", type=_date, default=None, help="evaluation date YYYY-MM-DD (default: today)")
     ev.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
     ev.add_argument("--backend", choices=["durable", "python"], default="durable")
-    ev.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
-                    help="override a parameter (repeatable)")
+    ev.add_argument(
+        "--param",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter (repeatable)",
+    )
     ev.add_argument("--format", choices=["text", "json"], default="text")
 
     va = sub.add_parser("validate", help="load, validate and compile a ruleset; list every problem")
@@ -122,8 +131,10 @@ def _validate(args: argparse.Namespace) -> int:
         Engine(ruleset, profile=profile, backend="python")
     for warning in ruleset.warnings:
         print(f"warning: {warning}")
-    print(f"{ruleset.id} {ruleset.version}: {len(ruleset.rules)} rules, {len(ruleset.tests)} test cases, "
-          f"profiles {', '.join(ruleset.manifest.profiles)}; valid (sha256 {ruleset.sha256})")
+    print(
+        f"{ruleset.id} {ruleset.version}: {len(ruleset.rules)} rules, {len(ruleset.tests)} test cases, "
+        f"profiles {', '.join(ruleset.manifest.profiles)}; valid (sha256 {ruleset.sha256})"
+    )
     return EXIT_OK
 
 

@@ -318,7 +318,9 @@ class PriorProcedure(_Model):
     kind: ProcedureKind
     purpose: Literal["diagnostic", "therapeutic"] | None = None
     region: BodyRegion
-    levels: list[SpinalLevel] = Field(default_factory=list, max_length=10, description="Levels treated, e.g. ['L4-L5'].")
+    levels: list[SpinalLevel] = Field(
+        default_factory=list, max_length=10, description="Levels treated, e.g. ['L4-L5']."
+    )
     side: Laterality | None = None
     date: IsoDate = Field(description="Date of the procedure (session), YYYY-MM-DD.")
     relief_pct: int | None = Field(
@@ -355,9 +357,9 @@ class Medication(_Model):
     agent: str = Field(min_length=1, max_length=64, description="Medication code, e.g. 'apixaban'.")
     daily_dose: float | None = Field(None, ge=0, le=100000, description="Total daily dose in dose_unit.")
     dose_unit: Literal["mg", "mcg", "mcg_per_hour", "units"] | None = None
-    indication: (
-        Literal["primary_prevention", "secondary_prevention", "treatment", "pain", "other"] | None
-    ) = Field(None, description="Why it is taken; for antiplatelets, primary or secondary prevention.")
+    indication: Literal["primary_prevention", "secondary_prevention", "treatment", "pain", "other"] | None = Field(
+        None, description="Why it is taken; for antiplatelets, primary or secondary prevention."
+    )
 
     @model_validator(mode="after")
     def _dose_has_unit(self) -> Medication:
@@ -370,8 +372,10 @@ class Lab(_Model):
     """A laboratory result with its date."""
 
     test: LabTest
-    value: float = Field(description="Value in the test's canonical unit: INR ratio, platelets 10^9/L, "
-                         "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m².")
+    value: float = Field(
+        description="Value in the test's canonical unit: INR ratio, platelets 10^9/L, "
+        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m²."
+    )
     date: IsoDate
 
     @model_validator(mode="after")

@@ -46,8 +46,10 @@ def render_text(a: Assessment) -> str:
     for c in a.candidates:
         lines.append(f"  * {c.name} [{c.intervention}] - {_target(c)}")
         lines += _wrap(c.rationale, "      ")
-        lines.append(f"      Guidance: {', '.join(c.image_guidance)}; bleeding risk: {c.bleeding_risk}; "
-                     f"evidence: {c.evidence}; status: {c.evidence_status.replace('_', ' ')}")
+        lines.append(
+            f"      Guidance: {', '.join(c.image_guidance)}; bleeding risk: {c.bleeding_risk}; "
+            f"evidence: {c.evidence}; status: {c.evidence_status.replace('_', ' ')}"
+        )
         if c.cpt:
             lines.append(f"      CPT: {', '.join(c.cpt)}")
         for pr in c.precautions:

@@ -43,7 +43,9 @@ from .ruleset import ir
 from .ruleset.model import HoldAdvice
 
 _URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
-_RISK_UP = {"low": "intermediate", "intermediate": "high", "high": "high"}
+BleedingRisk = Literal["low", "intermediate", "high"]
+_RISK: dict[str, BleedingRisk] = {"low": "low", "intermediate": "intermediate", "high": "high"}
+_RISK_UP: dict[BleedingRisk, BleedingRisk] = {"low": "intermediate", "intermediate": "high", "high": "high"}
 ALL_ELECTIVE = "all_elective"
 NOT_RECORDED = "not recorded"
 
@@ -80,8 +82,10 @@ class _Resolver:
         return Basis(
             rule=rule.ref,
             criteria=sorted(rule.criteria),
-            sources=[Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
-                     for s in sorted(rule.sources)],
+            sources=[
+                Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                for s in sorted(rule.sources)
+            ],
         )
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
@@ -89,12 +93,14 @@ class _Resolver:
         return Target(**{k: (str(v) if v is not None else None) for k, v in values.items()})
 
 
-def _matches(candidate: Candidate, codes: tuple[str, ...], elective_scope: bool, region: Scalar | None,
-             elective: Mapping[str, bool]) -> bool:
-    if elective_scope:
-        hit = elective[candidate.intervention]
-    else:
-        hit = candidate.intervention in codes
+def _matches(
+    candidate: Candidate,
+    codes: tuple[str, ...],
+    elective_scope: bool,
+    region: Scalar | None,
+    elective: Mapping[str, bool],
+) -> bool:
+    hit = elective[candidate.intervention] if elective_scope else candidate.intervention in codes
     return hit and (region is None or candidate.target.region == region)
 
 
@@ -143,22 +149,34 @@ def _missing_entries(run: Run, program: Program) -> tuple[list[MissingData], dic
     entries = []
     for key, refs in grouped.items():
         label, path = meta[key]
-        entries.append(MissingData(
-            field=path, item=label, needed_by=sorted(refs),
-            criteria=sorted({c for r in refs for c in rules[r].criteria}),
-            safety=any(rules[r].safety or rules[r].blockers for r in refs),
-        ))
+        entries.append(
+            MissingData(
+                field=path,
+                item=label,
+                needed_by=sorted(refs),
+                criteria=sorted({c for r in refs for c in rules[r].criteria}),
+                safety=any(rules[r].safety or rules[r].blockers for r in refs),
+            )
+        )
     entries.sort(key=lambda m: (m.field, m.item))
     return entries, grouped
 
 
-def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, backend: str,
-            timestamp: bool = True) -> Assessment:
+def resolve(
+    program: Program,
+    run: Run,
+    *,
+    patient_id: str | None,
+    as_of: date,
+    backend: Literal["durable", "python"],
+    timestamp: bool = True,
+) -> Assessment:
     r = _Resolver(program, run)
     catalogue = program.ruleset.interventions
     elective = {code: item.elective for code, item in catalogue.items()}
-    live = sorted((f for f in run.firings if not run.is_blocked(f)),
-                  key=lambda f: (f.rule.stratum, f.rule.id, f.signature))
+    live = sorted(
+        (f for f in run.firings if not run.is_blocked(f)), key=lambda f: (f.rule.stratum, f.rule.id, f.signature)
+    )
 
     candidates: dict[tuple[str, str | None, str | None, str | None], Candidate] = {}
     candidate_firing: dict[tuple[str, str | None, str | None, str | None], Firing] = {}
@@ -178,11 +196,17 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
                 key = (c.intervention, target.region, target.side, target.levels)
                 if key in candidates:
                     continue  # the first rule in (stratum, id, bindings) order speaks for it
-                risk = item.bleeding_risk.by_region.get(target.region or "", item.bleeding_risk.default)
+                category = item.bleeding_risk.by_region.get(target.region or "", item.bleeding_risk.default)
                 candidates[key] = Candidate(
-                    intervention=c.intervention, name=item.name, kind=item.kind, cpt=list(item.cpt),
-                    evidence_status=item.evidence_status, target=target, image_guidance=list(item.image_guidance),
-                    bleeding_risk=risk, rationale=r.render(c.rationale, bound),
+                    intervention=c.intervention,
+                    name=item.name,
+                    kind=item.kind,
+                    cpt=list(item.cpt),
+                    evidence_status=item.evidence_status,
+                    target=target,
+                    image_guidance=list(item.image_guidance),
+                    bleeding_risk=category,
+                    rationale=r.render(c.rationale, bound),
                     evidence=f"{rule.evidence_strength} (quality: {rule.evidence_quality.replace('_', ' ')})",
                     basis=r.basis(rule),
                 )
@@ -190,9 +214,10 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
             elif isinstance(c, ir.RedFlag):
                 red_flags.append((firing, c))
                 message = r.render(c.message, bound)
-                alerts.setdefault((f"red_flag.{c.code}", message),
-                                  Alert(code=f"red_flag.{c.code}", severity="critical", message=message,
-                                        basis=r.basis(rule)))
+                alerts.setdefault(
+                    (f"red_flag.{c.code}", message),
+                    Alert(code=f"red_flag.{c.code}", severity="critical", message=message, basis=r.basis(rule)),
+                )
             elif isinstance(c, ir.Exclude):
                 excludes.append((firing, c))
             elif isinstance(c, ir.Precaution):
@@ -201,33 +226,53 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
                 holds.append((firing, c))
             elif isinstance(c, ir.Alert):
                 message = r.render(c.message, bound)
-                alerts.setdefault((c.code, message), Alert(code=c.code, severity=c.severity, message=message,
-                                                           basis=r.basis(rule)))
+                alerts.setdefault(
+                    (c.code, message), Alert(code=c.code, severity=c.severity, message=message, basis=r.basis(rule))
+                )
             elif isinstance(c, ir.Refer):
                 reason = r.render(c.reason, bound)
                 # One referral per target, urgency and rule: several findings behind it share one entry.
                 merged = referrals.get((c.to, c.urgency, rule.id))
                 reasons = sorted({*(merged.reason.split("\n") if merged else ()), reason})
                 referrals[(c.to, c.urgency, rule.id)] = Referral(
-                    to=c.to, name=program.ruleset.referrals[c.to].name, urgency=c.urgency,
-                    reason="\n".join(reasons), basis=r.basis(rule))
+                    to=c.to,
+                    name=program.ruleset.referrals[c.to].name,
+                    urgency=c.urgency,
+                    reason="\n".join(reasons),
+                    basis=r.basis(rule),
+                )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
     removed: set[tuple[str, str | None, str | None, str | None]] = set()
 
-    def exclude(key: tuple[str, str | None, str | None, str | None] | None, code: str, name: str, reason: str,
-                kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"],
-                rule: ir.Rule) -> None:
+    def exclude(
+        key: tuple[str, str | None, str | None, str | None] | None,
+        code: str,
+        name: str,
+        reason: str,
+        kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"],
+        rule: ir.Rule,
+    ) -> None:
         if key is not None:
             removed.add(key)
-        excluded.setdefault((code, reason), Exclusion(
-            intervention=code, name=name, reason=reason, kind=kind, was_candidate=key is not None,
-            basis=r.basis(rule)))
+        excluded.setdefault(
+            (code, reason),
+            Exclusion(
+                intervention=code,
+                name=name,
+                reason=reason,
+                kind=kind,
+                was_candidate=key is not None,
+                basis=r.basis(rule),
+            ),
+        )
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
-        reason = (f"Red flag ({flag.code.replace('_', ' ')}): every elective intervention is suppressed until it "
-                  f"has been assessed; see the critical alerts.")
+        reason = (
+            f"Red flag ({flag.code.replace('_', ' ')}): every elective intervention is suppressed until it "
+            f"has been assessed; see the critical alerts."
+        )
         for key, cand in candidates.items():
             if elective[cand.intervention]:
                 exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
@@ -240,7 +285,8 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
         hit = [k for k, c in candidates.items() if _matches(c, ex.interventions, ex.elective_scope, region, elective)]
         if ex.severity in ("absolute", "unmet"):
             kind: Literal["absolute_contraindication", "unmet_criterion"] = (
-                "absolute_contraindication" if ex.severity == "absolute" else "unmet_criterion")
+                "absolute_contraindication" if ex.severity == "absolute" else "unmet_criterion"
+            )
             for key in hit:
                 exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
             if not hit:
@@ -257,8 +303,9 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
         text = r.render(pr.text, firing.bindings)
         hit = [k for k, c in candidates.items() if _matches(c, pr.interventions, pr.elective_scope, region, elective)]
         for key in hit:
-            attached.setdefault(key, []).append(Precaution(intervention=key[0], kind="caution", text=text,
-                                                           basis=r.basis(firing.rule)))
+            attached.setdefault(key, []).append(
+                Precaution(intervention=key[0], kind="caution", text=text, basis=r.basis(firing.rule))
+            )
         if not hit and pr.elective_scope:
             patient_level.append(Precaution(intervention=None, kind="caution", text=text, basis=r.basis(firing.rule)))
     meds = program.ruleset.medications
@@ -269,19 +316,28 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
         table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
         if table is None:
             continue
-        base = str(cand_fact.values.get("bleeding_risk", "high"))
-        risk = _RISK_UP[base] if hold.upgrade else base
+        base = _RISK[str(cand_fact.values.get("bleeding_risk", "high"))]
+        risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
         advice: HoldAdvice = getattr(table, risk)
         approval = entry.prescriber_approval_always or secondary
         text = _hold_text(entry.name, advice, risk, entry.restart, approval)
         if hold.upgrade:
             text += f" Category raised from {base} to {risk}: patient at high bleeding risk (AC-UPGRADE-01)."
         for key, cand in candidates.items():
-            if cand.intervention == cand_fact.values.get("intervention") and cand.target.region == cand_fact.values.get("region"):
-                attached.setdefault(key, []).append(Precaution(
-                    intervention=cand.intervention, kind="antithrombotic", text=text, medication=entry.code,
-                    bleeding_risk=risk,  # type: ignore[arg-type]
-                    requires_prescriber_approval=approval, basis=r.basis(firing.rule)))
+            if cand.intervention == cand_fact.values.get("intervention") and cand.target.region == cand_fact.values.get(
+                "region"
+            ):
+                attached.setdefault(key, []).append(
+                    Precaution(
+                        intervention=cand.intervention,
+                        kind="antithrombotic",
+                        text=text,
+                        medication=entry.code,
+                        bleeding_risk=risk,
+                        requires_prescriber_approval=approval,
+                        basis=r.basis(firing.rule),
+                    )
+                )
 
     missing, grouped = _missing_entries(run, program)
     # Step 5: safety checks that missing data left undecided, per candidate.
@@ -309,20 +365,32 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
     for key, cand in candidates.items():
         if key in removed:
             continue
-        precautions = sorted({p.model_dump_json(): p for p in attached.get(key, [])}.values(),
-                             key=lambda p: (p.kind, p.medication or "", p.text))
-        final.append(cand.model_copy(update={"precautions": precautions,
-                                             "unresolved_checks": sorted(unresolved.get(key, set()))}))
+        precautions = sorted(
+            {p.model_dump_json(): p for p in attached.get(key, [])}.values(),
+            key=lambda p: (p.kind, p.medication or "", p.text),
+        )
+        final.append(
+            cand.model_copy(
+                update={"precautions": precautions, "unresolved_checks": sorted(unresolved.get(key, set()))}
+            )
+        )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
 
     trace = []
     for firing in run.firings:
-        bindings = [BoundFact(alias=a, fact=f.label, values=dict(sorted(f.values.items())))
-                    for a, f in firing.bindings.items()]
+        bindings = [
+            BoundFact(alias=a, fact=f.label, values=dict(sorted(f.values.items()))) for a, f in firing.bindings.items()
+        ]
         blocked = sorted(run.blocked.get((firing.rule.id, firing.signature), set()))
-        trace.append(TraceEntry(rule=firing.rule.ref, stratum=firing.rule.stratum,
-                                status="blocked" if blocked else "fired",
-                                blocked_by=[f"unless[{i}]" for i in blocked], bindings=bindings))
+        trace.append(
+            TraceEntry(
+                rule=firing.rule.ref,
+                stratum=firing.rule.stratum,
+                status="blocked" if blocked else "fired",
+                blocked_by=[f"unless[{i}]" for i in blocked],
+                bindings=bindings,
+            )
+        )
     trace.sort(key=lambda t: (t.stratum, t.rule, [(b.alias, b.fact, sorted(b.values.items())) for b in t.bindings]))
 
     ruleset = program.ruleset
@@ -332,17 +400,21 @@ def resolve(program: Program, run: Run, *, patient_id: str | None, as_of: date, 
         candidates=final,
         excluded=sorted(excluded.values(), key=lambda e: (e.intervention, e.kind, e.reason)),
         precautions=sorted(patient_level, key=lambda p: p.text),
-        alerts=sorted(alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity],
-                                                      a.code, a.message)),
+        alerts=sorted(
+            alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity], a.code, a.message)
+        ),
         referrals=sorted(referrals.values(), key=lambda x: (_URGENCY_ORDER[x.urgency], x.to, x.reason)),
         missing_data=missing,
         trace=trace,
         provenance=Provenance(
-            ruleset_id=ruleset.id, ruleset_version=ruleset.version, ruleset_sha256=ruleset.sha256,
-            library_version=__version__, profile=program.profile,
+            ruleset_id=ruleset.id,
+            ruleset_version=ruleset.version,
+            ruleset_sha256=ruleset.sha256,
+            library_version=__version__,
+            profile=program.profile,
             parameter_overrides=dict(sorted(program.overrides.items())),
             parameters=dict(sorted(program.parameters.items())),
-            backend=backend,  # type: ignore[arg-type]
+            backend=backend,
             as_of=as_of,
             evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
             rules_active=len(program.rules),

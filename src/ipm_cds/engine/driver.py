@@ -71,10 +71,17 @@ class CandidateFacts:
         target = {k: resolve_value(v, bound) for k, v in rec.target}
         region = target.get("region")
         risk = item.bleeding_risk.by_region.get(str(region), item.bleeding_risk.default)
-        return derived_fact("candidate", {
-            "intervention": rec.intervention, "region": region, "side": target.get("side"),
-            "bleeding_risk": risk, "elective": item.elective, "kind": item.kind,
-        })
+        return derived_fact(
+            "candidate",
+            {
+                "intervention": rec.intervention,
+                "region": region,
+                "side": target.get("side"),
+                "bleeding_risk": risk,
+                "elective": item.elective,
+                "kind": item.kind,
+            },
+        )
 
 
 def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firing_cap: int = 10_000) -> Run:
@@ -84,15 +91,18 @@ def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firin
     known = {f.content() for f in run.facts}
     candidate_fact = CandidateFacts(program)
     count = 0
+    deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
     for stratum in program.strata:
-        deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []
+        deferred.clear()
 
         def on_fire(name: str, bound: dict[str, Fact]) -> list[Fact]:
             nonlocal count
             count += 1
             if count > firing_cap:
-                raise FiringLimitError(f"more than {firing_cap} rule firings in one evaluation",
-                                       rule=exec_rules[name].rule.ref if name in exec_rules else name)
+                raise FiringLimitError(
+                    f"more than {firing_cap} rule firings in one evaluation",
+                    rule=exec_rules[name].rule.ref if name in exec_rules else name,
+                )
             er = exec_rules.get(name)
             if er is None:
                 raise EvaluationError(f"the engine fired an unknown rule {name!r}")
@@ -106,8 +116,9 @@ def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firin
                 made: list[Fact] = []
                 for conclusion in rule.conclusions:
                     if isinstance(conclusion, ir.Derive):
-                        made.append(derived_fact(conclusion.fact, {
-                            k: resolve_value(v, bound) for k, v in conclusion.values}))
+                        made.append(
+                            derived_fact(conclusion.fact, {k: resolve_value(v, bound) for k, v in conclusion.values})
+                        )
                     elif isinstance(conclusion, ir.Recommend):
                         made.append(candidate_fact(conclusion, bound))
             except IpmCdsError:
@@ -159,8 +170,9 @@ def _find_missing(program: Program, run: Run) -> None:
             run.unknown_blockers[(firing.rule.id, firing.signature)] = undecided
 
 
-def _extend(pattern: ir.Pattern, bound: Mapping[str, Fact],
-            by_type: Mapping[str, Sequence[Fact]]) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
+def _extend(
+    pattern: ir.Pattern, bound: Mapping[str, Fact], by_type: Mapping[str, Sequence[Fact]]
+) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
     used = {id(f) for f in bound.values()}
     for fact in by_type.get(pattern.fact_type, ()):
         if id(fact) in used:

@@ -20,15 +20,17 @@ or answers wrongly:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import math
 import sys
 import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, RulesetError, Problem
+from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, Problem, RulesetError
 from ..facts.normalise import Fact
 from ..ruleset import ir
 from .base import OnFire
@@ -77,7 +79,7 @@ def dumps(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise EngineFaultError(f"cannot give the engine the number {value!r}")
         text = format(Decimal(repr(value)), "f")
         return text if text not in ("-0", "-0.0") else "0"
@@ -144,31 +146,49 @@ def check_limits(stratum: Stratum, where: str) -> list[Problem]:
     """The engine's hard limits (engine-notes §4) that a compiled stratum can cross."""
     problems: list[Problem] = []
     if len(stratum.rules) + 1 > MAX_RULES_PER_RULESET:
-        problems.append(Problem(f"stratum {stratum.index} compiles to {len(stratum.rules) + 1} engine rules; "
-                                f"durable-rules allows {MAX_RULES_PER_RULESET}", hint="split the ruleset"))
+        problems.append(
+            Problem(
+                f"stratum {stratum.index} compiles to {len(stratum.rules) + 1} engine rules; "
+                f"durable-rules allows {MAX_RULES_PER_RULESET}",
+                hint="split the ruleset",
+            )
+        )
     first_conditions: dict[str, int] = {}
     for er in stratum.rules:
         rule = er.rule
         if len(er.patterns) > MAX_FACTS_PER_RULE:
-            problems.append(Problem(f"{len(er.patterns)} facts in one engine rule (limit {MAX_FACTS_PER_RULE})",
-                                    rule.location, hint="derive an intermediate fact"))
+            problems.append(
+                Problem(
+                    f"{len(er.patterns)} facts in one engine rule (limit {MAX_FACTS_PER_RULE})",
+                    rule.location,
+                    hint="derive an intermediate fact",
+                )
+            )
         for pattern in er.patterns:
             joins = sum(1 for t in pattern.all_tests() if isinstance(t.operand, ir.Ref)) + (1 if pattern.refs() else 0)
             if joins > MAX_JOINS_PER_PATTERN:
-                problems.append(Problem(f"pattern {pattern.alias} has {joins} join clauses "
-                                        f"(limit {MAX_JOINS_PER_PATTERN})", pattern.location))
+                problems.append(
+                    Problem(
+                        f"pattern {pattern.alias} has {joins} join clauses (limit {MAX_JOINS_PER_PATTERN})",
+                        pattern.location,
+                    )
+                )
             for test in pattern.all_tests():
                 values = test.operand if isinstance(test.operand, tuple) else (test.operand,)
                 for value in values:
                     if isinstance(value, str) and len(value) > MAX_STRING:
-                        problems.append(Problem("string longer than the engine compares reliably",
-                                                test.location))
+                        problems.append(Problem("string longer than the engine compares reliably", test.location))
         key = json.dumps(pattern_json(er.patterns[-1], er.patterns[0].alias), sort_keys=True)
         first_conditions[key] = first_conditions.get(key, 0) + 1
     for count in first_conditions.values():
         if count > MAX_RULES_ON_IDENTICAL_CONDITION:
-            problems.append(Problem(f"{count} engine rules end on an identical condition in {where} "
-                                    f"(limit {MAX_RULES_ON_IDENTICAL_CONDITION})", hint="vary or merge the rules"))
+            problems.append(
+                Problem(
+                    f"{count} engine rules end on an identical condition in {where} "
+                    f"(limit {MAX_RULES_ON_IDENTICAL_CONDITION})",
+                    hint="vary or merge the rules",
+                )
+            )
     return problems
 
 
@@ -212,11 +232,19 @@ class DurableBackend:
             def encode(fact: Fact) -> dict[str, Any]:
                 fid = f"f{next(counter)}"
                 by_id[fid] = fact
-                body: dict[str, Any] = {**fact.values, "type": fact.type, "key": fact.key, "id": fid,
-                                        "_t": 1, "sid": sid}
+                body: dict[str, Any] = {
+                    **fact.values,
+                    "type": fact.type,
+                    "key": fact.key,
+                    "id": fid,
+                    "_t": 1,
+                    "sid": sid,
+                }
                 if len(body) > MAX_FACT_PROPERTIES:
-                    raise EngineFaultError(f"fact {fact.label} has {len(body)} properties; the engine drops "
-                                           f"facts over {MAX_FACT_PROPERTIES}")
+                    raise EngineFaultError(
+                        f"fact {fact.label} has {len(body)} properties; the engine drops "
+                        f"facts over {MAX_FACT_PROPERTIES}"
+                    )
                 return body
 
             payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
@@ -225,15 +253,17 @@ class DurableBackend:
             current: str | None = None
             try:
                 if code not in OK_CODES:
-                    raise EngineFaultError(f"durable-rules refused the facts (code {code})",
-                                           hint="an 'observed' code means two facts share an id")
+                    raise EngineFaultError(
+                        f"durable-rules refused the facts (code {code})",
+                        hint="an 'observed' code means two facts share an id",
+                    )
                 result = _engine.start_action_for_state(handle, state)
                 message = result[1] if result else None
                 firings = 0
                 seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
                 while message:
                     frame = json.loads(message)
-                    (current, binding), = frame.items()
+                    ((current, binding),) = frame.items()
                     # A pattern with $or fires once per true branch (measured, see docs/engine.md): each
                     # combination of facts must fire a rule once, so repeats are completed and ignored.
                     signature = (current, tuple(sorted((a, o["id"]) for a, o in binding.items())))
@@ -241,23 +271,26 @@ class DurableBackend:
                         seen.add(signature)
                         firings += 1
                         if firings > self.firing_cap:
-                            raise FiringLimitError(f"more than {self.firing_cap} rule firings in one evaluation",
-                                                   rule=self._refs.get(current, current),
-                                                   hint="a rule derives facts without end")
+                            raise FiringLimitError(
+                                f"more than {self.firing_cap} rule firings in one evaluation",
+                                rule=self._refs.get(current, current),
+                                hint="a rule derives facts without end",
+                            )
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
                             code, _ = _engine.assert_fact(handle, dumps(encode(new)))
                             if code not in OK_CODES:
-                                raise EngineFaultError(f"durable-rules refused a derived fact (code {code})",
-                                                       rule=self._refs.get(current, current))
+                                raise EngineFaultError(
+                                    f"durable-rules refused a derived fact (code {code})",
+                                    rule=self._refs.get(current, current),
+                                )
                     message = _engine.complete_and_start_action(handle, state)
                     current = None
             except BaseException:
                 if current is not None:
-                    try:
+                    # The original error is what matters; the state is deleted below either way.
+                    with contextlib.suppress(Exception):
                         _engine.abandon_action(handle, state)
-                    except Exception:  # noqa: S110 - the original error is what matters; state is deleted below
-                        pass
                 raise
             finally:
                 _engine.delete_state(handle, sid)
@@ -267,8 +300,6 @@ class DurableBackend:
             return
         with _LOCK:
             for handle in self._handles.values():
-                try:
+                with contextlib.suppress(Exception):  # nothing useful to do at teardown
                     _engine.delete_ruleset(handle)
-                except Exception:  # noqa: S110 - nothing useful to do at teardown
-                    pass
             self._handles.clear()

@@ -28,8 +28,15 @@ class Engine:
     durable evaluations are serialised by one process-wide lock; scale with processes.
     """
 
-    def __init__(self, ruleset: Ruleset, profile: str | None = None, backend: BackendName = "durable", *,
-                 parameters: Mapping[str, ParamValue] | None = None, firing_cap: int = 10_000) -> None:
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        profile: str | None = None,
+        backend: BackendName = "durable",
+        *,
+        parameters: Mapping[str, ParamValue] | None = None,
+        firing_cap: int = 10_000,
+    ) -> None:
         if backend not in ("durable", "python"):
             raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
         if firing_cap < 1:
@@ -51,8 +58,9 @@ class Engine:
     def profile(self) -> str:
         return self.program.profile
 
-    def evaluate(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None, *,
-                 timestamp: bool = True) -> Assessment:
+    def evaluate(
+        self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None, *, timestamp: bool = True
+    ) -> Assessment:
         """Assess one patient. ``as_of`` defaults to today; pin it for reproducible results.
 
         Raises :class:`~ipm_cds.errors.PatientDataError` for bad input and
@@ -64,5 +72,6 @@ class Engine:
         when = as_of or date.today()
         facts = normalise(case, when, self.ruleset.normalise_context())
         run = run_program(self.program, self._backend, facts, self.firing_cap)
-        return resolve(self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name,
-                       timestamp=timestamp)
+        return resolve(
+            self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name, timestamp=timestamp
+        )

@@ -112,12 +112,14 @@ def index_by_type(facts: Sequence[Fact]) -> dict[str, list[Fact]]:
     return out
 
 
-def matches(patterns: Sequence[ir.Pattern], by_type: Mapping[str, Sequence[Fact]],
-            *, three_valued: bool = False) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
+def matches(
+    patterns: Sequence[ir.Pattern], by_type: Mapping[str, Sequence[Fact]], *, three_valued: bool = False
+) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
     """Every assignment of distinct facts to the patterns that is true (or, three-valued, not false)."""
 
-    def walk(i: int, bound: dict[str, Fact], used: set[int], truth: Truth,
-             unknowns: list[Unknown]) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
+    def walk(
+        i: int, bound: dict[str, Fact], used: set[int], truth: Truth, unknowns: list[Unknown]
+    ) -> Iterator[tuple[dict[str, Fact], Truth, list[Unknown]]]:
         if i == len(patterns):
             yield dict(bound), truth, list(unknowns)
             return

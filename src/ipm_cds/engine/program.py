@@ -50,8 +50,9 @@ class Program:
         raise KeyError(name)
 
 
-def resolve_parameters(ruleset: Ruleset, profile: str,
-                       overrides: Mapping[str, ParamValue] | None) -> tuple[dict[str, ParamValue], dict[str, ParamValue]]:
+def resolve_parameters(
+    ruleset: Ruleset, profile: str, overrides: Mapping[str, ParamValue] | None
+) -> tuple[dict[str, ParamValue], dict[str, ParamValue]]:
     """Parameter values for a profile, with deployment overrides checked against each parameter's bounds."""
     values: dict[str, ParamValue] = {}
     for name, param in ruleset.parameters.items():
@@ -60,16 +61,19 @@ def resolve_parameters(ruleset: Ruleset, profile: str,
             values[name] = value
     checked: dict[str, ParamValue] = {}
     for name, value in (overrides or {}).items():
-        param = ruleset.parameters.get(name)
-        if param is None:
+        known = ruleset.parameters.get(name)
+        if known is None:
             from ..ruleset.compile import did_you_mean
 
             raise ConfigurationError(f"unknown parameter {name!r}", hint=did_you_mean(name, ruleset.parameters))
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-                param.type == "int" and not isinstance(value, int)):
-            raise ConfigurationError(f"parameter {name} takes an {param.type}, got {value!r}")
-        if not param.min <= value <= param.max:
-            raise ConfigurationError(f"parameter {name}={value} is outside {param.min}..{param.max} {param.unit}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (known.type == "int" and not isinstance(value, int))
+        ):
+            raise ConfigurationError(f"parameter {name} takes an {known.type}, got {value!r}")
+        if not known.min <= value <= known.max:
+            raise ConfigurationError(f"parameter {name}={value} is outside {known.min}..{known.max} {known.unit}")
         checked[name] = value
     values.update(checked)
     return values, checked
@@ -91,15 +95,18 @@ def _bind_pattern(pattern: ir.Pattern, values: Mapping[str, ParamValue]) -> ir.P
     return replace(pattern, tests=tuple(tests))
 
 
-def build_program(ruleset: Ruleset, profile: str | None = None,
-                  overrides: Mapping[str, ParamValue] | None = None) -> Program:
+def build_program(
+    ruleset: Ruleset, profile: str | None = None, overrides: Mapping[str, ParamValue] | None = None
+) -> Program:
     profile = profile or ruleset.manifest.default_profile
     if profile not in ruleset.manifest.profiles:
         from ..ruleset.compile import did_you_mean
 
-        raise ConfigurationError(f"unknown profile {profile!r}",
-                                 hint=did_you_mean(profile, ruleset.manifest.profiles)
-                                 or f"profiles: {', '.join(ruleset.manifest.profiles)}")
+        raise ConfigurationError(
+            f"unknown profile {profile!r}",
+            hint=did_you_mean(profile, ruleset.manifest.profiles)
+            or f"profiles: {', '.join(ruleset.manifest.profiles)}",
+        )
     values, checked = resolve_parameters(ruleset, profile, overrides)
     disabled: dict[str, str] = {}
     active: list[ir.Rule] = []
@@ -115,11 +122,13 @@ def build_program(ruleset: Ruleset, profile: str | None = None,
         if unset:
             disabled[rule.ref] = "parameter without a value: " + ", ".join(unset)
             continue
-        active.append(replace(
-            rule,
-            patterns=tuple(_bind_pattern(p, values) for p in rule.patterns),
-            blockers=tuple(replace(b, pattern=_bind_pattern(b.pattern, values)) for b in rule.blockers),
-        ))
+        active.append(
+            replace(
+                rule,
+                patterns=tuple(_bind_pattern(p, values) for p in rule.patterns),
+                blockers=tuple(replace(b, pattern=_bind_pattern(b.pattern, values)) for b in rule.blockers),
+            )
+        )
     by_stratum: dict[int, list[ExecRule]] = {}
     for n, rule in enumerate(active):
         bucket = by_stratum.setdefault(rule.stratum, [])

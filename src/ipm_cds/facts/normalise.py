@@ -67,7 +67,7 @@ _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
 
 def _level_key(level: str) -> tuple[int, int, str]:
     """Anatomical order of a spinal level or segment: C1 < ... < T12 < L1 < ... < S5."""
-    return _SEGMENT_ORDER[level[0]], int(level[1:].split("-")[0]), level
+    return _SEGMENT_ORDER[level[0]], int(level[1:].split("-", maxsplit=1)[0]), level
 
 
 def _months_between(earlier: date, later: date) -> int:
@@ -87,8 +87,9 @@ then compare exactly the same numbers."""
 
 
 def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    return {k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)
-            for k, v in values.items() if v is not None}
+    return {
+        k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v) for k, v in values.items() if v is not None
+    }
 
 
 def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
@@ -103,9 +104,13 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
             for i, item in enumerate(value):
                 walk(item, f"{path}[{i}]")
         elif isinstance(value, date) and value > as_of:
-            problems.append(Problem(f"date {value.isoformat()} is after the evaluation date "
-                                    f"{as_of.isoformat()}", field=path,
-                                    hint="correct the date, or evaluate with a later --as-of"))
+            problems.append(
+                Problem(
+                    f"date {value.isoformat()} is after the evaluation date {as_of.isoformat()}",
+                    field=path,
+                    hint="correct the date, or evaluate with a later --as-of",
+                )
+            )
 
     walk(patient, "")
     return problems
@@ -120,18 +125,29 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         born = demo.birth_date
         computed = as_of.year - born.year - ((as_of.month, as_of.day) < (born.month, born.day))
         if age is not None and age != computed:
-            problems.append(Problem(f"age_years {age} disagrees with birth_date {born.isoformat()} "
-                                    f"(age {computed} at {as_of.isoformat()})", field="demographics.age_years",
-                                    hint="give one of them, or correct it"))
+            problems.append(
+                Problem(
+                    f"age_years {age} disagrees with birth_date {born.isoformat()} "
+                    f"(age {computed} at {as_of.isoformat()})",
+                    field="demographics.age_years",
+                    hint="give one of them, or correct it",
+                )
+            )
         age = computed
     for i, med in enumerate(patient.medications):
         if med.agent not in context.medications:
             from difflib import get_close_matches
 
             close = get_close_matches(med.agent, list(context.medications), n=1)
-            problems.append(Problem(f"unknown medication code {med.agent!r}", field=f"medications[{i}].agent",
-                                    hint=f"did you mean {close[0]!r}?" if close else
-                                    "see the ruleset's medication catalogue for the codes"))
+            problems.append(
+                Problem(
+                    f"unknown medication code {med.agent!r}",
+                    field=f"medications[{i}].agent",
+                    hint=f"did you mean {close[0]!r}?"
+                    if close
+                    else "see the ruleset's medication catalogue for the codes",
+                )
+            )
     if problems:
         raise PatientDataError(problems)
 
@@ -144,74 +160,129 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     care = patient.conservative_care
     psych = patient.psychological_evaluation
-    add("patient", None, {
-        "age_years": age,
-        "sex": demo.sex,
-        "pregnant": demo.pregnant,
-        "bmi": demo.bmi,
-        "tobacco_use": demo.tobacco_use,
-        "conservative_care_failed": care.failed,
-        "physical_therapy_weeks": care.physical_therapy_weeks,
-        "active_exercise_program": care.active_exercise_program,
-        "nonoperative_months": care.nonoperative_months,
-        "psych_eval_completed": psych.completed if psych else None,
-        "psych_eval_cleared": psych.cleared if psych else None,
-    })
+    add(
+        "patient",
+        None,
+        {
+            "age_years": age,
+            "sex": demo.sex,
+            "pregnant": demo.pregnant,
+            "bmi": demo.bmi,
+            "tobacco_use": demo.tobacco_use,
+            "conservative_care_failed": care.failed,
+            "physical_therapy_weeks": care.physical_therapy_weeks,
+            "active_exercise_program": care.active_exercise_program,
+            "nonoperative_months": care.nonoperative_months,
+            "psych_eval_completed": psych.completed if psych else None,
+            "psych_eval_cleared": psych.cleared if psych else None,
+        },
+    )
     for i, pain in enumerate(_canonical(patient.pain)):
         weeks = pain.duration_weeks
         if pain.onset_date is not None:
             weeks = (as_of - pain.onset_date).days // 7
-        add("pain", i, {
-            "region": pain.region, "laterality": pain.laterality, "character": pain.character,
-            "duration_weeks": weeks, "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi,
-            "worsening": pain.worsening, "is_index": pain.is_index,
-        })
+        add(
+            "pain",
+            i,
+            {
+                "region": pain.region,
+                "laterality": pain.laterality,
+                "character": pain.character,
+                "duration_weeks": weeks,
+                "nrs": pain.nrs,
+                "odi_pct": pain.odi_pct,
+                "ndi": pain.ndi,
+                "worsening": pain.worsening,
+                "is_index": pain.is_index,
+            },
+        )
     for i, img in enumerate(_canonical(patient.imaging)):
-        add("imaging", i, {
-            "modality": img.modality, "finding": img.finding, "region": img.region, "level": img.level,
-            "side": img.side, "concordant": img.concordant,
-            "days_since": (as_of - img.date).days if img.date else None,
-        })
+        add(
+            "imaging",
+            i,
+            {
+                "modality": img.modality,
+                "finding": img.finding,
+                "region": img.region,
+                "level": img.level,
+                "side": img.side,
+                "concordant": img.concordant,
+                "days_since": (as_of - img.date).days if img.date else None,
+            },
+        )
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
     for i, rf in enumerate(_canonical(patient.red_flags)):
-        add("red_flag", i, {
-            "code": rf.code, "deteriorating": rf.deteriorating,
-            "onset_days": (as_of - rf.onset_date).days if rf.onset_date else None,
-        })
+        add(
+            "red_flag",
+            i,
+            {
+                "code": rf.code,
+                "deteriorating": rf.deteriorating,
+                "onset_days": (as_of - rf.onset_date).days if rf.onset_date else None,
+            },
+        )
     sessions: dict[tuple[str, str], set[date]] = {}
     for i, proc in enumerate(_canonical(patient.procedures)):
-        add("procedure", i, {
-            "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
-            "levels": ",".join(sorted(set(proc.levels), key=_level_key)) if proc.levels else None,
-            "level_count": len(set(proc.levels)) if proc.levels else None, "side": proc.side,
-            "days_since": (as_of - proc.date).days, "months_since": _months_between(proc.date, as_of),
-            "relief_pct": proc.relief_pct, "relief_duration_weeks": proc.relief_duration_weeks,
-            "same_scale": proc.same_scale, "duration_consistent_with_agent": proc.duration_consistent_with_agent,
-        })
+        add(
+            "procedure",
+            i,
+            {
+                "kind": proc.kind,
+                "purpose": proc.purpose,
+                "region": proc.region,
+                "levels": ",".join(sorted(set(proc.levels), key=_level_key)) if proc.levels else None,
+                "level_count": len(set(proc.levels)) if proc.levels else None,
+                "side": proc.side,
+                "days_since": (as_of - proc.date).days,
+                "months_since": _months_between(proc.date, as_of),
+                "relief_pct": proc.relief_pct,
+                "relief_duration_weeks": proc.relief_duration_weeks,
+                "same_scale": proc.same_scale,
+                "duration_consistent_with_agent": proc.duration_consistent_with_agent,
+            },
+        )
         sessions.setdefault((proc.kind, proc.region), set()).add(proc.date)
     for i, ((kind, region), dates) in enumerate(sorted(sessions.items())):
-        add("procedure_history", i, {
-            "kind": kind, "region": region,
-            "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
-            "sessions_total": len(dates),
-            "last_days_since": min((as_of - d).days for d in dates),
-        })
+        add(
+            "procedure_history",
+            i,
+            {
+                "kind": kind,
+                "region": region,
+                "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
+                "sessions_total": len(dates),
+                "last_days_since": min((as_of - d).days for d in dates),
+            },
+        )
     for i, med in enumerate(_canonical(patient.medications)):
         info = context.medications[med.agent]
-        add("medication", i, {
-            "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
-            "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
-            "dose_unit": med.dose_unit, "indication": med.indication,
-        })
+        add(
+            "medication",
+            i,
+            {
+                "agent": med.agent,
+                "drug_class": info.drug_class,
+                "antithrombotic": info.antithrombotic,
+                "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
+                "dose_unit": med.dose_unit,
+                "indication": med.indication,
+            },
+        )
     for i, lab in enumerate(_canonical(patient.labs)):
         add("lab", i, {"test": lab.test, "value": float(lab.value), "days_since": (as_of - lab.date).days})
     for i, scr in enumerate(_canonical(patient.screenings)):
-        add("screening", i, {
-            "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,
-            "distress_subscore": scr.distress_subscore,
-            "days_since": (as_of - scr.date).days if scr.date else None,
-        })
+        add(
+            "screening",
+            i,
+            {
+                "instrument": scr.instrument,
+                "score": scr.score,
+                "item9": scr.item9,
+                "distress_subscore": scr.distress_subscore,
+                "days_since": (as_of - scr.date).days if scr.date else None,
+            },
+        )
     for i, cond in enumerate(_canonical(patient.conditions)):
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
     for i, allergy in enumerate(_canonical(patient.allergies)):

@@ -22,11 +22,16 @@ from .yamlsrc import Path_, Positions
 
 RESERVED_ATTRIBUTES = frozenset({"type", "id", "sid", "_t", "key"})
 OPS: dict[str, ir.Op] = {
-    "eq": "eq", "neq": "neq", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte",
-    "in": "in", "not_in": "not_in",
+    "eq": "eq",
+    "neq": "neq",
+    "lt": "lt",
+    "lte": "lte",
+    "gt": "gt",
+    "gte": "gte",
+    "in": "in",
+    "not_in": "not_in",
 }
-CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag",
-                    "antithrombotic_hold")
+CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag", "antithrombotic_hold")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -69,7 +74,9 @@ class _RuleCompiler:
             return None
         fact_type = self.ctx.fact_types.get(type_name)
         if fact_type is None:
-            self.error((*path, "type"), f"unknown fact type {type_name!r}", did_you_mean(type_name, self.ctx.fact_types))
+            self.error(
+                (*path, "type"), f"unknown fact type {type_name!r}", did_you_mean(type_name, self.ctx.fact_types)
+            )
             return None
         scope = {**bound, alias: type_name}
         tests: list[ir.Node] = []
@@ -85,8 +92,11 @@ class _RuleCompiler:
                 flag = cond["or_absent"]
                 rest = {k: v for k, v in cond.items() if k != "or_absent"}
                 if flag is not True or not rest:
-                    self.error((*path, name, "or_absent"), "or_absent: true goes beside another condition",
-                               "e.g. {neq: false, or_absent: true}")
+                    self.error(
+                        (*path, name, "or_absent"),
+                        "or_absent: true goes beside another condition",
+                        "e.g. {neq: false, or_absent: true}",
+                    )
                     continue
                 inner = self.field_tests(fact_type, name, rest, (*path, name), scope, alias)
                 if inner:
@@ -96,8 +106,9 @@ class _RuleCompiler:
             tests.extend(self.field_tests(fact_type, name, cond, (*path, name), scope, alias))
         return ir.Pattern(alias, type_name, tuple(tests), self.pos.at(path))
 
-    def any_of(self, fact_type: FactType, cond: Any, path: Path_, scope: Mapping[str, str],
-               alias: str) -> ir.AnyOf | None:
+    def any_of(
+        self, fact_type: FactType, cond: Any, path: Path_, scope: Mapping[str, str], alias: str
+    ) -> ir.AnyOf | None:
         if not isinstance(cond, list) or len(cond) < 2:
             self.error(path, "any_of needs a list of at least two condition mappings")
             return None
@@ -115,12 +126,16 @@ class _RuleCompiler:
     def field_spec(self, fact_type: FactType, name: str, path: Path_) -> FieldSpec | None:
         spec = fact_type.fields.get(name)
         if spec is None:
-            hint = did_you_mean(name, fact_type.fields) or f"fields of {fact_type.name}: {', '.join(sorted(fact_type.fields))}"
+            hint = (
+                did_you_mean(name, fact_type.fields)
+                or f"fields of {fact_type.name}: {', '.join(sorted(fact_type.fields))}"
+            )
             self.error(path, f"fact type {fact_type.name!r} has no field {name!r}", hint, key=True)
         return spec
 
-    def field_tests(self, fact_type: FactType, name: str, cond: Any, path: Path_, scope: Mapping[str, str],
-                    alias: str) -> list[ir.Test]:
+    def field_tests(
+        self, fact_type: FactType, name: str, cond: Any, path: Path_, scope: Mapping[str, str], alias: str
+    ) -> list[ir.Test]:
         spec = self.field_spec(fact_type, name, path)
         if spec is None:
             return []
@@ -147,29 +162,38 @@ class _RuleCompiler:
                 if not isinstance(operand, list) or not operand:
                     self.error(op_path, f"{op_name} takes a non-empty list of values")
                     continue
-                values = [self.literal(spec, v, (*op_path, i), f"{fact_type.name}.{name}")
-                          for i, v in enumerate(operand)]
+                values = [
+                    self.literal(spec, v, (*op_path, i), f"{fact_type.name}.{name}") for i, v in enumerate(operand)
+                ]
                 if all(v is not None for v in values):
-                    tests.append(ir.Test(name, OPS[op_name], tuple(cast(list[ir.Scalar], values)),
-                                         self.pos.at(op_path)))
+                    tests.append(
+                        ir.Test(name, OPS[op_name], tuple(cast(list[ir.Scalar], values)), self.pos.at(op_path))
+                    )
             elif op_name in OPS:
                 operand_ir = self.operand(spec, operand, op_path, scope, alias, f"{fact_type.name}.{name}")
                 if operand_ir is None:
                     continue
                 if op_name in ir.ORDERING_OPS and spec.type not in ("int", "float"):
-                    self.error(op_path, f"{op_name} compares numbers, but {fact_type.name}.{name} is a {spec.type}",
-                               "use eq, neq, in or not_in")
+                    self.error(
+                        op_path,
+                        f"{op_name} compares numbers, but {fact_type.name}.{name} is a {spec.type}",
+                        "use eq, neq, in or not_in",
+                    )
                     continue
                 tests.append(ir.Test(name, OPS[op_name], operand_ir, self.pos.at(op_path)))
             else:
                 operators = [*OPS, "same_as", "present", "or_absent"]
-                hint = ("or_absent goes on a field directly, not inside any_of" if op_name == "or_absent"
-                        else did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}")
+                hint = (
+                    "or_absent goes on a field directly, not inside any_of"
+                    if op_name == "or_absent"
+                    else did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}"
+                )
                 self.error(op_path, f"unknown operator {op_name!r}", hint, key=True)
         return tests
 
-    def operand(self, spec: FieldSpec, operand: Any, path: Path_, scope: Mapping[str, str], alias: str,
-                what: str) -> ir.Operand:
+    def operand(
+        self, spec: FieldSpec, operand: Any, path: Path_, scope: Mapping[str, str], alias: str, what: str
+    ) -> ir.Operand:
         if isinstance(operand, dict):
             if set(operand) == {"param"}:
                 return self.param(operand["param"], (*path, "param"), spec, what)
@@ -181,12 +205,18 @@ class _RuleCompiler:
 
     def literal(self, spec: FieldSpec, value: Any, path: Path_, what: str) -> ir.Scalar | None:
         if not spec.accepts(value):
-            self.error(path, f"{what} is a {spec.type}, but {value!r} is a {type(value).__name__}",
-                       "quote strings, write numbers and true/false plainly")
+            self.error(
+                path,
+                f"{what} is a {spec.type}, but {value!r} is a {type(value).__name__}",
+                "quote strings, write numbers and true/false plainly",
+            )
             return None
         if spec.values is not None and value not in spec.values:
-            self.error(path, f"{value!r} is not a value of {what}",
-                       did_you_mean(str(value), spec.values) or f"one of: {', '.join(spec.values)}")
+            self.error(
+                path,
+                f"{value!r} is not a value of {what}",
+                did_you_mean(str(value), spec.values) or f"one of: {', '.join(spec.values)}",
+            )
             return None
         return cast(ir.Scalar, value)
 
@@ -195,14 +225,16 @@ class _RuleCompiler:
             self.error(path, f"unknown parameter {name!r}", did_you_mean(str(name), self.ctx.parameters))
             return None
         parameter = self.ctx.parameters[name]
-        if spec is not None and (spec.type not in ("int", "float") or
-                                 (spec.type == "int" and parameter.type == "float")):
+        if spec is not None and (
+            spec.type not in ("int", "float") or (spec.type == "int" and parameter.type == "float")
+        ):
             self.error(path, f"parameter {name} is a {parameter.type}, but {what} is a {spec.type}")
             return None
         return ir.Param(name)
 
-    def ref(self, text: Any, path: Path_, scope: Mapping[str, str], alias: str,
-            spec: FieldSpec | None) -> ir.Ref | None:
+    def ref(
+        self, text: Any, path: Path_, scope: Mapping[str, str], alias: str, spec: FieldSpec | None
+    ) -> ir.Ref | None:
         if not isinstance(text, str) or "." not in text:
             self.error(path, f"expected alias.field, got {text!r}")
             return None
@@ -211,14 +243,20 @@ class _RuleCompiler:
             self.error(path, f"a pattern cannot join to itself ({text})")
             return None
         if ref_alias not in scope:
-            self.error(path, f"alias {ref_alias!r} is not bound before this pattern",
-                       did_you_mean(ref_alias, scope) or "joins refer to aliases listed earlier in 'when'")
+            self.error(
+                path,
+                f"alias {ref_alias!r} is not bound before this pattern",
+                did_you_mean(ref_alias, scope) or "joins refer to aliases listed earlier in 'when'",
+            )
             return None
         other = self.ctx.fact_types[scope[ref_alias]]
         other_spec = other.fields.get(ref_field)
         if other_spec is None:
-            self.error(path, f"fact type {other.name!r} (alias {ref_alias}) has no field {ref_field!r}",
-                       did_you_mean(ref_field, other.fields))
+            self.error(
+                path,
+                f"fact type {other.name!r} (alias {ref_alias}) has no field {ref_field!r}",
+                did_you_mean(ref_field, other.fields),
+            )
             return None
         if spec is not None and not _compatible(spec, other_spec):
             self.error(path, f"cannot compare a {spec.type} with {text}, a {other_spec.type}")
@@ -234,7 +272,7 @@ class _RuleCompiler:
         parts: list[str | ir.Ref | ir.Param] = []
         last = 0
         for match in _PLACEHOLDER.finditer(text):
-            parts.append(text[last:match.start()])
+            parts.append(text[last : match.start()])
             last = match.end()
             inner = match.group(1)
             head, _, tail = inner.partition(".")
@@ -245,11 +283,15 @@ class _RuleCompiler:
             elif head in self.aliases and tail in self.ctx.fact_types[self.aliases[head]].fields:
                 parts.append(ir.Ref(head, tail))
             elif head in self.aliases:
-                self.error(path, f"{{{inner}}}: fact type {self.aliases[head]!r} has no field {tail!r}",
-                           did_you_mean(tail, self.ctx.fact_types[self.aliases[head]].fields))
+                self.error(
+                    path,
+                    f"{{{inner}}}: fact type {self.aliases[head]!r} has no field {tail!r}",
+                    did_you_mean(tail, self.ctx.fact_types[self.aliases[head]].fields),
+                )
             else:
-                self.error(path, f"{{{inner}}} names no bound alias or parameter",
-                           did_you_mean(head, [*self.aliases, "param"]))
+                self.error(
+                    path, f"{{{inner}}} names no bound alias or parameter", did_you_mean(head, [*self.aliases, "param"])
+                )
         parts.append(text[last:])
         return ir.Template(text, tuple(p for p in parts if p != ""))
 
@@ -259,8 +301,11 @@ class _RuleCompiler:
             a, f = text.split(".", 1)
             spec = self.ctx.fact_types[self.aliases[a]].fields.get(f)
             if spec is None:
-                self.error(path, f"fact type {self.aliases[a]!r} has no field {f!r}",
-                           did_you_mean(f, self.ctx.fact_types[self.aliases[a]].fields))
+                self.error(
+                    path,
+                    f"fact type {self.aliases[a]!r} has no field {f!r}",
+                    did_you_mean(f, self.ctx.fact_types[self.aliases[a]].fields),
+                )
                 return None
             return ir.Ref(a, f)
         if expected is not None:
@@ -270,8 +315,9 @@ class _RuleCompiler:
         self.error(path, "expected alias.field or a plain value")
         return None
 
-    def codes(self, body: dict[str, Any], path: Path_, catalogue: Mapping[str, Any],
-              what: str) -> tuple[tuple[str, ...], bool] | None:
+    def codes(
+        self, body: dict[str, Any], path: Path_, catalogue: Mapping[str, Any], what: str
+    ) -> tuple[tuple[str, ...], bool] | None:
         single, many, scope = body.get("intervention"), body.get("interventions"), body.get("scope")
         given = [k for k in ("intervention", "interventions", "scope") if k in body]
         if len(given) != 1:
@@ -322,9 +368,12 @@ class _RuleCompiler:
                 return None
         if kind == "recommend":
             code = body.get("intervention")
-            if code not in self.ctx.interventions:
-                self.error((*cpath, "intervention"), f"unknown intervention {code!r}",
-                           did_you_mean(str(code), self.ctx.interventions))
+            if not isinstance(code, str) or code not in self.ctx.interventions:
+                self.error(
+                    (*cpath, "intervention"),
+                    f"unknown intervention {code!r}",
+                    did_you_mean(str(code), self.ctx.interventions),
+                )
                 return None
             target_spec = body.get("target", {})
             if not isinstance(target_spec, dict):
@@ -333,8 +382,12 @@ class _RuleCompiler:
             target: list[tuple[str, ir.Value]] = []
             for key, raw in target_spec.items():
                 if key not in ("region", "side", "levels"):
-                    self.error((*cpath, "target", key), f"target has no field {key!r}",
-                               did_you_mean(key, ["region", "side", "levels"]), key=True)
+                    self.error(
+                        (*cpath, "target", key),
+                        f"target has no field {key!r}",
+                        did_you_mean(key, ["region", "side", "levels"]),
+                        key=True,
+                    )
                     continue
                 val = self.value(raw, (*cpath, "target", key))
                 if val is not None:
@@ -356,8 +409,11 @@ class _RuleCompiler:
                 return ir.Precaution(codes[0], codes[1], region, text)
             severity = body.get("severity")
             if severity not in ("absolute", "relative", "unmet"):
-                self.error((*cpath, "severity"), "severity is 'absolute', 'relative' or 'unmet'",
-                           "absolute/relative: a contraindication; unmet: a criterion the patient does not meet")
+                self.error(
+                    (*cpath, "severity"),
+                    "severity is 'absolute', 'relative' or 'unmet'",
+                    "absolute/relative: a contraindication; unmet: a criterion the patient does not meet",
+                )
                 return None
             return ir.Exclude(codes[0], codes[1], region, severity, text)
         if kind == "alert":
@@ -372,7 +428,7 @@ class _RuleCompiler:
             return ir.Alert(code, severity, message) if message else None
         if kind == "refer":
             to, urgency = body.get("to"), body.get("urgency")
-            if to not in self.ctx.referrals:
+            if not isinstance(to, str) or to not in self.ctx.referrals:
                 self.error((*cpath, "to"), f"unknown referral target {to!r}", did_you_mean(str(to), self.ctx.referrals))
                 return None
             if urgency not in ("emergency", "urgent", "soon", "routine"):
@@ -389,10 +445,10 @@ class _RuleCompiler:
             return ir.RedFlag(code, message) if message else None
         if kind == "antithrombotic_hold":
             med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
-            if self.aliases.get(med) != "medication":
+            if not isinstance(med, str) or self.aliases.get(med) != "medication":
                 self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
                 return None
-            if self.aliases.get(cand) != "candidate":
+            if not isinstance(cand, str) or self.aliases.get(cand) != "candidate":
                 self.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
                 return None
             if not isinstance(upgrade, bool):
@@ -437,8 +493,11 @@ class _RuleCompiler:
         blockers: list[ir.Blocker] = []
         for i, clause in enumerate(spec.unless):
             if not isinstance(clause, dict) or len(clause) != 1:
-                self.error(("unless", i), "each unless clause binds one alias to one pattern",
-                           "e.g. - radicular: {type: pain, character: radicular}")
+                self.error(
+                    ("unless", i),
+                    "each unless clause binds one alias to one pattern",
+                    "e.g. - radicular: {type: pain, character: radicular}",
+                )
                 continue
             alias, pat = next(iter(clause.items()))
             if alias in self.aliases:
@@ -449,14 +508,23 @@ class _RuleCompiler:
                 blockers.append(ir.Blocker(i, compiled))
         conclusions = [self.conclusion(item, ("then", i)) for i, item in enumerate(spec.then)]
         if len(patterns) > 16:
-            self.error(("when",), f"{len(patterns)} patterns: the engine allows at most 16 facts per rule",
-                       "split the rule, deriving an intermediate fact")
+            self.error(
+                ("when",),
+                f"{len(patterns)} patterns: the engine allows at most 16 facts per rule",
+                "split the rule, deriving an intermediate fact",
+            )
         if len(self.problems) > before:
             return None
         return ir.Rule(
-            id=spec.id, version=spec.version, title=spec.title, criteria=tuple(spec.criteria),
-            sources=tuple(spec.evidence.sources), evidence_strength=spec.evidence.strength,
-            evidence_quality=spec.evidence.quality, patterns=tuple(patterns), blockers=tuple(blockers),
+            id=spec.id,
+            version=spec.version,
+            title=spec.title,
+            criteria=tuple(spec.criteria),
+            sources=tuple(spec.evidence.sources),
+            evidence_strength=spec.evidence.strength,
+            evidence_quality=spec.evidence.quality,
+            patterns=tuple(patterns),
+            blockers=tuple(blockers),
             conclusions=tuple(c for c in conclusions if c is not None),
             profiles=tuple(spec.profiles) if spec.profiles is not None else None,
             location=self.pos.at(()),
@@ -483,8 +551,13 @@ def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[P
             problems.append(Problem("derive needs fact: a lower-case name", pos.at(("then", i, "derive"))))
             continue
         if name in BASE_FACT_TYPES:
-            problems.append(Problem(f"cannot derive {name!r}: it is an input fact type",
-                                    pos.at(("then", i, "derive", "fact")), hint="choose another name"))
+            problems.append(
+                Problem(
+                    f"cannot derive {name!r}: it is an input fact type",
+                    pos.at(("then", i, "derive", "fact")),
+                    hint="choose another name",
+                )
+            )
             continue
         derived.setdefault(name, {})
         origins.setdefault(name, spec.id)
@@ -517,24 +590,33 @@ def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[P
                     changed = True
         if not changed:
             break
-    for spec, pos, i, body in pending:
+    for _spec, pos, i, body in pending:
         name = body.get("fact")
         for key in body.get("set") or {}:
             if key in RESERVED_ATTRIBUTES:
-                problems.append(Problem(f"{key!r} is reserved and cannot be derived",
-                                        pos.at(("then", i, "derive", "set", key), key=True)))
+                problems.append(
+                    Problem(
+                        f"{key!r} is reserved and cannot be derived",
+                        pos.at(("then", i, "derive", "set", key), key=True),
+                    )
+                )
             elif name in derived and key not in derived[name]:
-                problems.append(Problem(f"cannot tell the type of derived field {key!r}",
-                                        pos.at(("then", i, "derive", "set", key)),
-                                        hint="derive from a bound alias.field or a plain value"))
+                problems.append(
+                    Problem(
+                        f"cannot tell the type of derived field {key!r}",
+                        pos.at(("then", i, "derive", "set", key)),
+                        hint="derive from a bound alias.field or a plain value",
+                    )
+                )
     return {
         name: FactType(name, f"Derived by rules (first: {origins[name]}).", fields, tuple(sorted(fields)), "")
         for name, fields in derived.items()
     }
 
 
-def compile_rules(specs: list[tuple[RuleSpec, Positions]], ctx: CompileContext,
-                  problems: list[Problem]) -> list[ir.Rule]:
+def compile_rules(
+    specs: list[tuple[RuleSpec, Positions]], ctx: CompileContext, problems: list[Problem]
+) -> list[ir.Rule]:
     ctx.fact_types.update(derived_fact_types(specs, problems))
     rules = []
     for spec, pos in specs:
@@ -566,14 +648,24 @@ def stratify(rules: list[ir.Rule], problems: list[Problem]) -> list[ir.Rule]:
             t: max(stratum[r.id] + (1 if r.blockers else 0) for r in makers) for t, makers in produces.items()
         }
         for rule in rules:
-            need = max([type_stratum.get(p.fact_type, 0) for p in rule.patterns] +
-                       [type_stratum.get(b.pattern.fact_type, 0) + 1 for b in rule.blockers
-                        if b.pattern.fact_type in produces] + [0])
+            need = max(
+                [type_stratum.get(p.fact_type, 0) for p in rule.patterns]
+                + [
+                    type_stratum.get(b.pattern.fact_type, 0) + 1
+                    for b in rule.blockers
+                    if b.pattern.fact_type in produces
+                ]
+                + [0]
+            )
             if need > stratum[rule.id]:
                 if need > limit:
-                    problems.append(Problem(
-                        f"rule {rule.id} depends on its own conclusions through an unless clause",
-                        rule.location, hint="negation must not be circular: split the rule"))
+                    problems.append(
+                        Problem(
+                            f"rule {rule.id} depends on its own conclusions through an unless clause",
+                            rule.location,
+                            hint="negation must not be circular: split the rule",
+                        )
+                    )
                     return rules
                 stratum[rule.id] = need
                 changed = True

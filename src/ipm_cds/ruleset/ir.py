@@ -9,7 +9,8 @@ never depends on firing order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import SourceLocation
@@ -48,7 +49,7 @@ class Test:
     field: str
     op: Op
     operand: Operand
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class AnyOf:
     """At least one branch holds; each branch is a conjunction of tests."""
 
     branches: tuple[tuple[Test, ...], ...]
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 
 
 Node = Test | AnyOf
@@ -67,7 +68,7 @@ class Pattern:
     alias: str
     fact_type: str
     tests: tuple[Node, ...]
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 
     def all_tests(self) -> list[Test]:
         out: list[Test] = []
@@ -177,7 +178,7 @@ class Rule:
     conclusions: tuple[Conclusion, ...]
     profiles: tuple[str, ...] | None
     stratum: int = 0
-    location: SourceLocation | None = field(default=None, compare=False)
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 
     @property
     def ref(self) -> str:
@@ -186,8 +187,7 @@ class Rule:
     @property
     def safety(self) -> bool:
         """Safety rules exclude, caution, alert or raise red flags; their errors fail closed."""
-        return any(isinstance(c, Exclude | Precaution | Alert | RedFlag | AntithromboticHold)
-                   for c in self.conclusions)
+        return any(isinstance(c, Exclude | Precaution | Alert | RedFlag | AntithromboticHold) for c in self.conclusions)
 
     def params(self) -> set[str]:
         out: set[str] = set()

@@ -33,7 +33,6 @@ from .model import (
     ParameterCatalogue,
     ReferralCatalogue,
     ReferralTarget,
-    RuleFile,
     RuleSpec,
     Source,
     SourceCatalogue,
@@ -149,8 +148,13 @@ class _Loader:
     def resolve(self, relative: str, where: SourceLocation) -> Path | None:
         candidate = (self.root / relative).resolve()
         if not candidate.is_relative_to(self.root.resolve()):
-            self.problems.append(Problem(f"{relative!r} is outside the ruleset folder", where,
-                                         hint="a ruleset includes only files inside its own folder"))
+            self.problems.append(
+                Problem(
+                    f"{relative!r} is outside the ruleset folder",
+                    where,
+                    hint="a ruleset includes only files inside its own folder",
+                )
+            )
             return None
         if not candidate.is_file():
             self.problems.append(Problem(f"included file {relative!r} does not exist", where))
@@ -199,8 +203,15 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
     loader = _Loader(root)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise RulesetError([Problem(f"no {MANIFEST} in {root}", SourceLocation(str(root), 1, 1),
-                                    hint="point at a ruleset folder, e.g. rules/ipm-core")])
+        raise RulesetError(
+            [
+                Problem(
+                    f"no {MANIFEST} in {root}",
+                    SourceLocation(str(root), 1, 1),
+                    hint="point at a ruleset folder, e.g. rules/ipm-core",
+                )
+            ]
+        )
     loaded = loader.read(manifest_path.resolve())
     if loaded is None:
         raise RulesetError(loader.problems)
@@ -235,8 +246,7 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
         if value is not None and value not in table:
             problems.append(Problem(f"unknown {what} {value!r}", pos.at(path), hint=did_you_mean(value, table)))
 
-    check_ref(manifest.settings.rolling_window_source, sources, "source", mpos,
-              ("settings", "rolling_window_source"))
+    check_ref(manifest.settings.rolling_window_source, sources, "source", mpos, ("settings", "rolling_window_source"))
     ipos = interventions_c[1]
     for i, item in enumerate(interventions_c[0].interventions):
         for j, src in enumerate(item.sources):
@@ -306,10 +316,20 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
         json.dumps(loader.canonical, sort_keys=True, default=str, separators=(",", ":")).encode()
     ).hexdigest()
     return Ruleset(
-        path=root, manifest=manifest, interventions=interventions, referrals=referrals, sources=sources,
-        parameters=parameters, medications=medications, criteria=criteria, rules=tuple(rules),
-        rule_specs={s.id: s for s, _ in specs}, fact_types=dict(ctx.fact_types), tests=tuple(tests),
-        sha256=digest, warnings=tuple(p for p in problems if p.severity == "warning"),
+        path=root,
+        manifest=manifest,
+        interventions=interventions,
+        referrals=referrals,
+        sources=sources,
+        parameters=parameters,
+        medications=medications,
+        criteria=criteria,
+        rules=tuple(rules),
+        rule_specs={s.id: s for s, _ in specs},
+        fact_types=dict(ctx.fact_types),
+        tests=tuple(tests),
+        sha256=digest,
+        warnings=tuple(p for p in problems if p.severity == "warning"),
     )
 
 
@@ -322,6 +342,12 @@ def bundled_ruleset_path() -> Path:
     source_tree = here.parent.parent / "rules" / "ipm-core"
     if source_tree.is_dir():
         return source_tree
-    raise RulesetError([Problem("the bundled ruleset is missing from this installation",
-                                SourceLocation(str(installed), 1, 1),
-                                hint="reinstall ipm-cds, or pass a ruleset path")])
+    raise RulesetError(
+        [
+            Problem(
+                "the bundled ruleset is missing from this installation",
+                SourceLocation(str(installed), 1, 1),
+                hint="reinstall ipm-cds, or pass a ruleset path",
+            )
+        ]
+    )

@@ -10,6 +10,7 @@ from a path (a tuple of keys and indices) to the 1-based line and column of that
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,17 @@ class _Reader:
     def build(self, node: yaml.Node, path: Path_, depth: int, active: frozenset[int]) -> Any:
         self.expanded += 1
         if self.expanded > MAX_EXPANDED_NODES:
-            raise self.fail(node, f"document expands to more than {MAX_EXPANDED_NODES} values",
-                            "remove repeated aliases (a YAML alias bomb?)")
+            raise self.fail(
+                node,
+                f"document expands to more than {MAX_EXPANDED_NODES} values",
+                "remove repeated aliases (a YAML alias bomb?)",
+            )
         if depth > MAX_DEPTH:
             raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels", "flatten the document")
         if node.tag not in _SAFE_TAGS:
-            raise self.fail(node, f"tag {node.tag!r} is not allowed in rule files",
-                            "rule files hold plain data: remove the tag")
+            raise self.fail(
+                node, f"tag {node.tag!r} is not allowed in rule files", "rule files hold plain data: remove the tag"
+            )
         if id(node) in active:
             raise self.fail(node, "recursive alias", "an anchor cannot contain an alias to itself")
         self.positions.values.setdefault(path, self.loc(node))
@@ -103,8 +108,9 @@ class _Reader:
                 key = key_node.value
                 if key in result:
                     line, col = self.positions.keys[(*path, key)]
-                    raise self.fail(key_node, f"duplicate key {key!r} (first at line {line}, column {col})",
-                                    "remove one of them")
+                    raise self.fail(
+                        key_node, f"duplicate key {key!r} (first at line {line}, column {col})", "remove one of them"
+                    )
                 self.positions.keys[(*path, key)] = self.loc(key_node)
                 result[key] = self.build(value_node, (*path, key), depth + 1, inner)
             return result
@@ -123,7 +129,7 @@ class _Reader:
             raise self.fail(node, f"bad scalar {node.value!r}: {exc}") from None
         if isinstance(value, _dt.datetime):
             raise self.fail(node, "timestamps are not allowed; write a date as YYYY-MM-DD")
-        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(node, "NaN and infinities are not allowed")
         return value
 
@@ -136,23 +142,38 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         raise RulesetError([Problem(f"cannot read file: {exc.strerror}", SourceLocation(name, 1, 1))]) from None
     if size > MAX_DOCUMENT_BYTES:
-        raise RulesetError([Problem(f"file is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",
-                                    SourceLocation(name, 1, 1), hint="split it into several files")])
+        raise RulesetError(
+            [
+                Problem(
+                    f"file is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",
+                    SourceLocation(name, 1, 1),
+                    hint="split it into several files",
+                )
+            ]
+        )
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise RulesetError([Problem("file is not valid UTF-8", SourceLocation(name, line, col),
-                                    hint="save it as UTF-8")]) from None
+        raise RulesetError(
+            [Problem("file is not valid UTF-8", SourceLocation(name, line, col), hint="save it as UTF-8")]
+        ) from None
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain data and its positions. Raises :class:`RulesetError`."""
     if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise RulesetError([Problem(f"document is over the {MAX_DOCUMENT_BYTES}-byte limit",
-                                    SourceLocation(file, 1, 1), hint="split it into several files")])
+        raise RulesetError(
+            [
+                Problem(
+                    f"document is over the {MAX_DOCUMENT_BYTES}-byte limit",
+                    SourceLocation(file, 1, 1),
+                    hint="split it into several files",
+                )
+            ]
+        )
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
@@ -167,8 +188,15 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         return None, reader.positions
     if len(nodes) > 1:
         line, col = reader.loc(nodes[1])
-        raise RulesetError([Problem("more than one YAML document in the file", SourceLocation(file, line, col),
-                                    hint="keep one document per file")])
+        raise RulesetError(
+            [
+                Problem(
+                    "more than one YAML document in the file",
+                    SourceLocation(file, line, col),
+                    hint="keep one document per file",
+                )
+            ]
+        )
     return reader.build(nodes[0], (), 0, frozenset()), reader.positions
 
 

@@ -58,16 +58,22 @@ def assert_red_flag_dominance(engine: Engine, assessment: Assessment) -> None:
     catalogue = engine.ruleset.interventions
     elective = [c.intervention for c in assessment.candidates if catalogue[c.intervention].elective]
     assert not elective, f"elective candidates despite a red flag: {elective}"
-    assert any(r.urgency in ("emergency", "urgent") for r in assessment.referrals), \
+    assert any(r.urgency in ("emergency", "urgent") for r in assessment.referrals), (
         "red flag without an emergency or urgent referral"
+    )
 
 
 def assert_provenance_complete(engine: Engine, assessment: Assessment) -> None:
     """Every conclusion names an active rule id@version, criteria and sources that resolve in the ruleset."""
     active = {r.ref: r for r in engine.program.rules}
-    bases = [c.basis for c in assessment.candidates] + [e.basis for e in assessment.excluded] + \
-        [a.basis for a in assessment.alerts] + [r.basis for r in assessment.referrals] + \
-        [p.basis for c in assessment.candidates for p in c.precautions] + [p.basis for p in assessment.precautions]
+    bases = (
+        [c.basis for c in assessment.candidates]
+        + [e.basis for e in assessment.excluded]
+        + [a.basis for a in assessment.alerts]
+        + [r.basis for r in assessment.referrals]
+        + [p.basis for c in assessment.candidates for p in c.precautions]
+        + [p.basis for p in assessment.precautions]
+    )
     for basis in bases:
         assert basis.rule in active, f"unknown rule {basis.rule}"
         assert basis.criteria, f"{basis.rule} names no criteria"

@@ -21,17 +21,39 @@ DEFAULT_AS_OF = date(2025, 6, 2)
 SPINE = ("cervical", "thoracic", "lumbar")
 _REGIONS = (*SPINE, "sacral", "sacroiliac", "knee", "hip", "head", "lower_limb")
 _CHARACTERS = tuple(get_args(pm.PainCharacter))
-_PROCEDURE_KINDS = ("facet_mbb", "facet_mbb", "facet_mbb", "facet_mbb", "facet_rfa", "facet_rfa", "facet_ia",
-                    "facet_ia", "spinal_fusion", "esi_transforaminal", "sij_injection")
-_ANTITHROMBOTICS = ("aspirin", "clopidogrel", "warfarin", "apixaban", "rivaroxaban", "dabigatran", "enoxaparin_therapeutic",
-                    "ibuprofen", "naproxen", "ticagrelor", "edoxaban", "heparin_sc")
+_PROCEDURE_KINDS = (
+    "facet_mbb",
+    "facet_mbb",
+    "facet_mbb",
+    "facet_mbb",
+    "facet_rfa",
+    "facet_rfa",
+    "facet_ia",
+    "facet_ia",
+    "spinal_fusion",
+    "esi_transforaminal",
+    "sij_injection",
+)
+_ANTITHROMBOTICS = (
+    "aspirin",
+    "clopidogrel",
+    "warfarin",
+    "apixaban",
+    "rivaroxaban",
+    "dabigatran",
+    "enoxaparin_therapeutic",
+    "ibuprofen",
+    "naproxen",
+    "ticagrelor",
+    "edoxaban",
+    "heparin_sc",
+)
 _OTHER_MEDICATIONS = ("acetaminophen", "gabapentin", "duloxetine", "sertraline", "oxycodone", "tramadol", "alprazolam")
 _CONDITIONS = tuple(get_args(pm.ConditionCode))
 _RED_FLAGS = tuple(get_args(pm.RedFlagCode))
 
 # Values on and around the thresholds of the bundled ruleset, mixed with the whole range.
-_RELIEF = st.one_of(st.sampled_from([0, 30, 49, 50, 51, 59, 60, 74, 75, 79, 80, 81, 85, 90, 100]),
-                    st.integers(0, 100))
+_RELIEF = st.one_of(st.sampled_from([0, 30, 49, 50, 51, 59, 60, 74, 75, 79, 80, 81, 85, 90, 100]), st.integers(0, 100))
 _WEEKS = st.one_of(st.sampled_from([0, 4, 11, 12, 13, 25, 26, 27, 52]), st.integers(0, 520))
 
 
@@ -72,10 +94,14 @@ def _procedure(draw: st.DrawFn, as_of: date, region: str | None, focus: str) -> 
         "region": region,
         "levels": levels,
         # dates near the 6-month and 12-month edges, and anywhere in the last three years
-        "date": draw(st.one_of(
-            st.sampled_from([150, 181, 182, 183, 184, 200, 364, 365, 366]).map(
-                lambda d: (as_of - timedelta(days=d)).isoformat()),
-            _past_date(as_of, 1100))),
+        "date": draw(
+            st.one_of(
+                st.sampled_from([150, 181, 182, 183, 184, 200, 364, 365, 366]).map(
+                    lambda d: (as_of - timedelta(days=d)).isoformat()
+                ),
+                _past_date(as_of, 1100),
+            )
+        ),
         "relief_pct": draw(_maybe(_RELIEF)),
         "relief_duration_weeks": draw(_maybe(st.one_of(_WEEKS.map(float), st.floats(0, 2, allow_nan=False)))),
         "side": draw(_maybe(st.sampled_from(get_args(pm.Laterality)))),
@@ -119,31 +145,73 @@ def patients(
     n_procs = {True: (1, 6), False: (0, 0), None: (0, 6)}[prior_procedures]
     procedures = draw(st.lists(_procedure(as_of, region, focus), min_size=n_procs[0], max_size=n_procs[1]))
     n_flags = {True: (1, 2), False: (0, 0), None: (0, 2)}[red_flags]
-    flags = draw(st.lists(st.fixed_dictionaries({"code": st.sampled_from(_RED_FLAGS)}, optional={
-        "onset_date": st.one_of(st.sampled_from([12, 13, 14, 15]).map(lambda d: (as_of - timedelta(days=d)).isoformat()),
-                                _past_date(as_of, 400)),
-        "deteriorating": st.booleans(),
-    }), min_size=n_flags[0], max_size=n_flags[1]))
+    flags = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"code": st.sampled_from(_RED_FLAGS)},
+                optional={
+                    "onset_date": st.one_of(
+                        st.sampled_from([12, 13, 14, 15]).map(lambda d: (as_of - timedelta(days=d)).isoformat()),
+                        _past_date(as_of, 400),
+                    ),
+                    "deteriorating": st.booleans(),
+                },
+            ),
+            min_size=n_flags[0],
+            max_size=n_flags[1],
+        )
+    )
     meds: list[dict[str, Any]] = []
     if anticoagulants is not False:
         n = (1, 2) if anticoagulants else (0, 2)
         for agent in draw(st.lists(st.sampled_from(_ANTITHROMBOTICS), min_size=n[0], max_size=n[1], unique=True)):
-            meds.append({"agent": agent, "indication": draw(st.sampled_from(
-                [None, "primary_prevention", "secondary_prevention", "treatment"]))})
+            meds.append(
+                {
+                    "agent": agent,
+                    "indication": draw(
+                        st.sampled_from([None, "primary_prevention", "secondary_prevention", "treatment"])
+                    ),
+                }
+            )
     for agent in draw(st.lists(st.sampled_from(_OTHER_MEDICATIONS), max_size=2, unique=True)):
         meds.append({"agent": agent})
-    conditions = [{"code": c, "active": draw(st.booleans())}
-                  for c in draw(st.lists(st.sampled_from(_CONDITIONS), max_size=3, unique=True))]
-    care = draw(st.fixed_dictionaries({}, optional={
-        "failed": st.booleans(), "active_exercise_program": st.booleans(),
-        "physical_therapy_weeks": st.integers(0, 52)}))
-    imaging = draw(st.lists(st.fixed_dictionaries({
-        "modality": st.sampled_from(["mri", "ct", "xray"]),
-        "finding": st.sampled_from(["facet_arthropathy", "disc_herniation", "vertebral_fracture", "tumor", "normal"]),
-        "region": st.sampled_from(SPINE)}), max_size=2))
+    conditions = [
+        {"code": c, "active": draw(st.booleans())}
+        for c in draw(st.lists(st.sampled_from(_CONDITIONS), max_size=3, unique=True))
+    ]
+    care = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "failed": st.booleans(),
+                "active_exercise_program": st.booleans(),
+                "physical_therapy_weeks": st.integers(0, 52),
+            },
+        )
+    )
+    imaging = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "modality": st.sampled_from(["mri", "ct", "xray"]),
+                    "finding": st.sampled_from(
+                        ["facet_arthropathy", "disc_herniation", "vertebral_fracture", "tumor", "normal"]
+                    ),
+                    "region": st.sampled_from(SPINE),
+                }
+            ),
+            max_size=2,
+        )
+    )
     doc = {
         "id": draw(_maybe(st.text("abcdef0123456789", min_size=1, max_size=8))),
-        "demographics": demographics, "pain": pain, "procedures": procedures, "red_flags": flags,
-        "medications": meds, "conditions": conditions, "conservative_care": care, "imaging": imaging,
+        "demographics": demographics,
+        "pain": pain,
+        "procedures": procedures,
+        "red_flags": flags,
+        "medications": meds,
+        "conditions": conditions,
+        "conservative_care": care,
+        "imaging": imaging,
     }
     return PatientCase.model_validate(doc)
