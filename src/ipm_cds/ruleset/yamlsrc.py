@@ -20,6 +20,7 @@ import yaml
 from ..errors import Problem, RulesetError, SourceLocation
 
 MAX_DOCUMENT_BYTES = 2_000_000
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 200_000
 
@@ -175,7 +176,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
             ]
         )
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        try:
+            nodes = list(yaml.compose_all(text, Loader=_FAST_LOADER))
+        except yaml.YAMLError:
+            # Re-parse with the pure-Python loader: its messages and positions are the ones we report.
+            nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
