@@ -74,7 +74,7 @@ def test_wrong_type_comparison(copy: Path) -> None:
     )
     line = line_of(copy, "rules/facet.yaml", "gte: twelve")
     assert problems(copy) == [
-        f"ipm-core/rules/facet.yaml:{line}:31: pain.duration_weeks is a int, but 'twelve' is a "
+        f"ipm-core/rules/facet.yaml:{line}:31: pain.duration_weeks is an int, but 'twelve' is a "
         f"str (quote strings, write numbers and true/false plainly)"
     ]
 
@@ -129,7 +129,10 @@ def test_schema_error_and_unknown_field(copy: Path) -> None:
     edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.0\n    owner: me")
     line = line_of(copy, "rules/referrals.yaml", "version: 1.0")
     found = problems(copy)
-    assert found[0] == f"ipm-core/rules/referrals.yaml:{line}:14: version: Input should be a valid string"
+    assert (
+        found[0]
+        == f'ipm-core/rules/referrals.yaml:{line}:14: version: Input should be a valid string (quote it: "1.0")'
+    )
     assert found[1] == f"ipm-core/rules/referrals.yaml:{line + 1}:5: unknown field 'owner'"
 
 
@@ -192,3 +195,68 @@ def test_parameter_value_outside_its_bounds(copy: Path) -> None:
     assert len(found) == 1
     assert "parameter facet_block_relief_pct value 180 is outside 0..100" in found[0]
     assert found[0].startswith("ipm-core/catalogues/parameters.yaml:")
+
+
+def test_misspelt_rule_field_gets_did_you_mean(copy: Path) -> None:
+    edit(copy, "rules/referrals.yaml", "    evidence: {strength: strong", "    evidense: {strength: strong")
+    line = line_of(copy, "rules/referrals.yaml", "evidense:")
+    found = problems(copy)
+    assert f"ipm-core/rules/referrals.yaml:{line}:5: unknown field 'evidense' (did you mean 'evidence'?)" in found
+
+
+def test_red_flag_without_urgent_referral_is_refused(copy: Path) -> None:
+    path = copy / "rules/red_flags.yaml"
+    text = path.read_text()
+    start = text.index("      - refer:\n          to: emergency_department")
+    end = text.index("  - id: red_flag.cauda_equina.course_unknown")
+    path.write_text(text[:start] + "\n" + text[end:])
+    line = line_of(copy, "rules/red_flags.yaml", "      - red_flag:")
+    assert problems(copy) == [  # the position of the rule's 'then' list
+        f"ipm-core/rules/red_flags.yaml:{line}:7: a rule that raises a red flag must also refer with urgency "
+        "emergency or urgent (add e.g. - refer: {to: emergency_department, urgency: emergency, reason: ...})"
+    ]
+
+
+def test_unverified_parameter_default_must_be_labelled_local_policy(copy: Path) -> None:
+    edit(copy, "catalogues/parameters.yaml", "    local_policy_default: true\n", "")
+    found = problems(copy)
+    assert len(found) == 1
+    assert "parameter facet_dx_max_sessions is UNVERIFIED and ships a default: set local_policy_default" in found[0]
+
+
+def test_target_literal_is_checked_against_the_vocabulary(copy: Path) -> None:
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "          target: {region: pain.region, side: pain.laterality}\n          rationale: >-\n            Axial",
+        "          target: {region: lumber, side: pain.laterality}\n          rationale: >-\n            Axial",
+    )
+    found = problems(copy)
+    assert len(found) == 1 and "'lumber' is not a value of value (did you mean 'lumbar'?)" in found[0]
+
+
+def test_content_hash_ignores_test_files_and_comments(copy: Path) -> None:
+    original = load_ruleset(copy).sha256
+    (copy / "tests/referrals.yaml").write_text((copy / "tests/referrals.yaml").read_text() + "\n# note\n")
+    (copy / "rules/facet.yaml").write_text("# a comment\n" + (copy / "rules/facet.yaml").read_text())
+    assert load_ruleset(copy).sha256 == original
+    edit(copy, "catalogues/parameters.yaml", "      cms_lcd: 80\n", "      cms_lcd: 81\n")
+    assert load_ruleset(copy).sha256 != original
+
+
+def test_broken_test_file_does_not_stop_evaluation_only_loading(copy: Path) -> None:
+    (copy / "tests/referrals.yaml").write_text("cases: [\n")
+    assert "YAML syntax error" in problems(copy)[0]
+    assert load_ruleset(copy, with_tests=False).tests == ()
+
+
+def test_globs_in_the_manifest(copy: Path) -> None:
+    edit(
+        copy,
+        "ruleset.yaml",
+        "  - tests/facet.yaml\n  - tests/red_flags.yaml\n  - tests/antithrombotic.yaml\n  - tests/referrals.yaml\n",
+        "  - tests/*.yaml\n",
+    )
+    assert len(load_ruleset(copy).tests) == len(load_ruleset().tests)
+    edit(copy, "ruleset.yaml", "  - tests/*.yaml\n", "  - tests/none-*.yaml\n")
+    assert any("'tests/none-*.yaml' matches no file" in p for p in problems(copy))

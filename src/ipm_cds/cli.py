@@ -115,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .ruleset.loader import load_ruleset
 
     document = read_patient_document(args.patient)
-    ruleset = load_ruleset(args.ruleset)
+    ruleset = load_ruleset(args.ruleset, with_tests=False)
     engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
     assessment = engine.evaluate(document, as_of=args.as_of)
     sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else render_text(assessment))
@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ipm-cds: invalid ruleset: {exc.report()}", file=sys.stderr)
         return EXIT_RULESET
     except PatientDataError as exc:
-        print(f"ipm-cds: {exc}", file=sys.stderr)
+        for problem in exc.problems:  # one line per problem: every field to fix, not only the first
+            print(f"ipm-cds: invalid patient data: {problem}", file=sys.stderr)
         return EXIT_PATIENT
     except ConfigurationError as exc:
         print(f"ipm-cds: {exc}", file=sys.stderr)

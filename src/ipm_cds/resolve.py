@@ -110,6 +110,7 @@ def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, ap
         text += f" ({advice.condition})" if advice.condition else ""
     elif advice.action == "shared":
         text = f"{name}: whether to hold is a shared decision with the prescriber for this {risk}-risk procedure"
+        text += f" ({advice.condition})" if advice.condition else ""
     else:
         text = f"{name}: usually continued for this {risk}-risk procedure"
         text += f" ({advice.condition})" if advice.condition else "; shared assessment if other bleeding risk factors"
@@ -155,7 +156,7 @@ def _missing_entries(run: Run, program: Program) -> tuple[list[MissingData], dic
                 item=label,
                 needed_by=sorted(refs),
                 criteria=sorted({c for r in refs for c in rules[r].criteria}),
-                safety=any(rules[r].safety or rules[r].blockers for r in refs),
+                safety=any(rules[r].safety for r in refs),
             )
         )
     entries.sort(key=lambda m: (m.field, m.item))
@@ -417,8 +418,15 @@ def resolve(
             backend=backend,
             as_of=as_of,
             evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
-            rules_active=len(program.rules),
-            rules_inactive=dict(sorted(program.disabled.items())),
+            rules_active=len(program.rules) - len(run.not_in_effect),
+            rules_inactive=dict(
+                sorted(
+                    {
+                        **program.disabled,
+                        **{ref: f"not in effect on {as_of.isoformat()}" for ref in run.not_in_effect},
+                    }.items()
+                )
+            ),
         ),
         disclaimer=ruleset.manifest.disclaimer,
     )

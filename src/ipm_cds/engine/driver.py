@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
 from ..facts.normalise import Fact, Scalar
@@ -19,6 +20,7 @@ from .base import Backend
 from .match import Truth, Unknown, eval_pattern, index_by_type, matches
 from .program import ExecRule, Program
 
+DEFAULT_FIRING_CAP = 20_000
 Signature = tuple[tuple[str, str], ...]  # (alias, fact key) for each of a rule's own patterns
 
 
@@ -37,6 +39,7 @@ class Run:
     blocked: dict[tuple[str, Signature], set[int]] = field(default_factory=dict)
     facts: list[Fact] = field(default_factory=list)
     unknown_blockers: dict[tuple[str, Signature], list[Unknown]] = field(default_factory=dict)
+    not_in_effect: set[str] = field(default_factory=set)  # rule refs outside their effective period
     missing: dict[str, list[Unknown]] = field(default_factory=dict)  # rule ref -> unknown fields
 
     def is_blocked(self, firing: Firing) -> bool:
@@ -84,10 +87,23 @@ class CandidateFacts:
         )
 
 
-def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firing_cap: int = 10_000) -> Run:
-    """Evaluate every stratum. Any error aborts the whole evaluation (fail closed)."""
+def in_effect(rule: ir.Rule, as_of: date) -> bool:
+    """Whether ``as_of`` falls inside the rule's effective period (both ends inclusive)."""
+    start, end = rule.effective
+    return (start is None or start <= as_of) and (end is None or as_of <= end)
+
+
+def run_program(
+    program: Program, backend: Backend, facts: Sequence[Fact], as_of: date, firing_cap: int = DEFAULT_FIRING_CAP
+) -> Run:
+    """Evaluate every stratum. Any error aborts the whole evaluation (fail closed).
+
+    Rules outside their effective period at ``as_of`` still match in the engine (it is compiled once) but
+    their firings are ignored here, identically for both backends, and they are listed as inactive.
+    """
     exec_rules: dict[str, ExecRule] = {er.name: er for s in program.strata for er in s.rules}
     run = Run(facts=list(facts))
+    run.not_in_effect = {r.ref for r in program.rules if not in_effect(r, as_of)}
     known = {f.content() for f in run.facts}
     candidate_fact = CandidateFacts(program)
     count = 0
@@ -100,13 +116,16 @@ def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firin
             count += 1
             if count > firing_cap:
                 raise FiringLimitError(
-                    f"more than {firing_cap} rule firings in one evaluation",
+                    f"more than {firing_cap} rule firings in one evaluation (a rule derives facts without end, "
+                    "or matches too many combinations of facts)",
                     rule=exec_rules[name].rule.ref if name in exec_rules else name,
                 )
             er = exec_rules.get(name)
             if er is None:
                 raise EvaluationError(f"the engine fired an unknown rule {name!r}")
             rule = er.rule
+            if rule.ref in run.not_in_effect:
+                return []
             try:
                 signature = _signature(rule, bound)
                 if er.blocker is not None:
@@ -148,10 +167,10 @@ def run_program(program: Program, backend: Backend, facts: Sequence[Fact], firin
 def _find_missing(program: Program, run: Run) -> None:
     """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data."""
     by_type = index_by_type(run.facts)
-    fired = {f.rule.id for f in run.firings}
     for rule in program.rules:
-        if rule.id in fired:
+        if rule.ref in run.not_in_effect:
             continue
+        # Every undecided combination counts, also for a rule that fired on other facts.
         unknowns: list[Unknown] = []
         for _bound, truth, unknown in matches(rule.patterns, by_type, three_valued=True):
             if truth is None:

@@ -197,11 +197,12 @@ class DurableBackend:
 
     name = "durable"
 
-    def __init__(self, firing_cap: int = 10_000) -> None:
+    def __init__(self, firing_cap: int = 20_000) -> None:
         if _engine is None:
             raise BackendUnavailableError(
                 f"the durable backend needs durable-rules, which cannot be imported here ({_IMPORT_ERROR})",
-                hint=f"use backend='python' on Python {sys.version_info.major}.{sys.version_info.minor}",
+                hint=f"use the python backend on Python {sys.version_info.major}.{sys.version_info.minor} "
+                "(backend='python', or --backend python)",
             )
         self.firing_cap = firing_cap
         self._handles: dict[int, int] = {}
@@ -272,7 +273,8 @@ class DurableBackend:
                         firings += 1
                         if firings > self.firing_cap:
                             raise FiringLimitError(
-                                f"more than {self.firing_cap} rule firings in one evaluation",
+                                f"more than {self.firing_cap} rule firings in one evaluation (a rule derives facts "
+                                "without end, or matches too many combinations of facts)",
                                 rule=self._refs.get(current, current),
                                 hint="a rule derives facts without end",
                             )

@@ -12,7 +12,7 @@ from ..facts.normalise import normalise
 from ..patient import PatientCase, parse_patient
 from ..ruleset.loader import Ruleset
 from .base import Backend
-from .driver import run_program
+from .driver import DEFAULT_FIRING_CAP, run_program
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
 
@@ -35,7 +35,7 @@ class Engine:
         backend: BackendName = "durable",
         *,
         parameters: Mapping[str, ParamValue] | None = None,
-        firing_cap: int = 10_000,
+        firing_cap: int = DEFAULT_FIRING_CAP,
     ) -> None:
         if backend not in ("durable", "python"):
             raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
@@ -53,6 +53,7 @@ class Engine:
         else:
             self._backend = PythonBackend()
         self._backend.prepare(self.program)
+        self._context = ruleset.normalise_context()
 
     @property
     def profile(self) -> str:
@@ -70,8 +71,8 @@ class Engine:
 
         case = parse_patient(patient)
         when = as_of or date.today()
-        facts = normalise(case, when, self.ruleset.normalise_context())
-        run = run_program(self.program, self._backend, facts, self.firing_cap)
+        facts = normalise(case, when, self._context)
+        run = run_program(self.program, self._backend, facts, when, self.firing_cap)
         return resolve(
             self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name, timestamp=timestamp
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
@@ -45,14 +45,21 @@ class Fact:
 class MedicationInfo:
     drug_class: str
     antithrombotic: bool
+    mme_factor: float | None = None
+    mme_dose_unit: str | None = None
+    mme_excluded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NormaliseContext:
-    """What the normaliser needs from the ruleset: the medication catalogue and the rolling window."""
+    """What the normaliser needs from the ruleset: the medication catalogue, the rolling window and the
+    groups that summary facts count over (all data from the ruleset, no clinical numbers in code)."""
 
     medications: Mapping[str, MedicationInfo]
     rolling_window_days: int
+    procedure_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    exam_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    medication_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -135,6 +142,15 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             )
         age = computed
     for i, med in enumerate(patient.medications):
+        info = context.medications.get(med.agent)
+        if info is not None and info.mme_dose_unit and med.dose_unit and med.dose_unit != info.mme_dose_unit:
+            problems.append(
+                Problem(
+                    f"{med.agent} doses are counted in {info.mme_dose_unit} (CDC MME table), not {med.dose_unit}",
+                    field=f"medications[{i}].dose_unit",
+                    hint=f"give the total daily dose in {info.mme_dose_unit}",
+                )
+            )
         if med.agent not in context.medications:
             from difflib import get_close_matches
 
@@ -158,131 +174,104 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         key = type_name if index is None else f"{type_name}#{index}"
         facts.append(Fact(type_name, key, compact, _label(type_name, compact)))
 
-    care = patient.conservative_care
-    psych = patient.psychological_evaluation
-    add(
-        "patient",
-        None,
-        {
-            "age_years": age,
-            "sex": demo.sex,
-            "pregnant": demo.pregnant,
-            "bmi": demo.bmi,
-            "tobacco_use": demo.tobacco_use,
-            "conservative_care_failed": care.failed,
-            "physical_therapy_weeks": care.physical_therapy_weeks,
-            "active_exercise_program": care.active_exercise_program,
-            "nonoperative_months": care.nonoperative_months,
-            "psych_eval_completed": psych.completed if psych else None,
-            "psych_eval_cleared": psych.cleared if psych else None,
-        },
-    )
+    def days(d: date | None) -> int | None:
+        return (as_of - d).days if d is not None else None
+
+    def iso(d: date | None) -> str | None:
+        return d.isoformat() if d is not None else None
+
+    care, psych = patient.conservative_care, patient.psychological_evaluation
+    add("patient", None, {
+        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant, "bmi": demo.bmi,
+        "tobacco_use": demo.tobacco_use, "conservative_care_failed": care.failed,
+        "physical_therapy_weeks": care.physical_therapy_weeks,
+        "active_exercise_program": care.active_exercise_program, "nonoperative_months": care.nonoperative_months,
+        "psych_eval_completed": psych.completed if psych else None,
+        "psych_eval_cleared": psych.cleared if psych else None,
+    })  # fmt: skip
     for i, pain in enumerate(_canonical(patient.pain)):
-        weeks = pain.duration_weeks
-        if pain.onset_date is not None:
-            weeks = (as_of - pain.onset_date).days // 7
-        add(
-            "pain",
-            i,
-            {
-                "region": pain.region,
-                "laterality": pain.laterality,
-                "character": pain.character,
-                "duration_weeks": weeks,
-                "nrs": pain.nrs,
-                "odi_pct": pain.odi_pct,
-                "ndi": pain.ndi,
-                "worsening": pain.worsening,
-                "is_index": pain.is_index,
-            },
-        )
+        weeks = pain.duration_weeks if pain.onset_date is None else (as_of - pain.onset_date).days // 7
+        add("pain", i, {
+            "region": pain.region, "laterality": pain.laterality, "character": pain.character,
+            "duration_weeks": weeks, "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi,
+            "worsening": pain.worsening, "is_index": pain.is_index,
+        })  # fmt: skip
     for i, img in enumerate(_canonical(patient.imaging)):
-        add(
-            "imaging",
-            i,
-            {
-                "modality": img.modality,
-                "finding": img.finding,
-                "region": img.region,
-                "level": img.level,
-                "side": img.side,
-                "concordant": img.concordant,
-                "days_since": (as_of - img.date).days if img.date else None,
-            },
-        )
+        add("imaging", i, {
+            "modality": img.modality, "finding": img.finding, "region": img.region, "level": img.level,
+            "side": img.side, "concordant": img.concordant, "days_since": days(img.date), "date": iso(img.date),
+        })  # fmt: skip
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
+    for i, (group, members) in enumerate(sorted(context.exam_groups.items())):
+        recorded = [ex for ex in patient.exam if ex.test in members]
+        add("exam_summary", i, {
+            "group": group,
+            "positive_count": sum(1 for ex in recorded if ex.positive),
+            "negative_count": sum(1 for ex in recorded if not ex.positive),
+        })  # fmt: skip
     for i, rf in enumerate(_canonical(patient.red_flags)):
-        add(
-            "red_flag",
-            i,
-            {
-                "code": rf.code,
-                "deteriorating": rf.deteriorating,
-                "onset_days": (as_of - rf.onset_date).days if rf.onset_date else None,
-            },
-        )
-    sessions: dict[tuple[str, str], set[date]] = {}
+        add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(rf.onset_date)})
+    by_kind: dict[tuple[str, str], set[date]] = {}
     for i, proc in enumerate(_canonical(patient.procedures)):
-        add(
-            "procedure",
-            i,
-            {
-                "kind": proc.kind,
-                "purpose": proc.purpose,
-                "region": proc.region,
-                "levels": ",".join(sorted(set(proc.levels), key=_level_key)) if proc.levels else None,
-                "level_count": len(set(proc.levels)) if proc.levels else None,
-                "side": proc.side,
-                "days_since": (as_of - proc.date).days,
-                "months_since": _months_between(proc.date, as_of),
-                "relief_pct": proc.relief_pct,
-                "relief_duration_weeks": proc.relief_duration_weeks,
-                "same_scale": proc.same_scale,
-                "duration_consistent_with_agent": proc.duration_consistent_with_agent,
-            },
-        )
-        sessions.setdefault((proc.kind, proc.region), set()).add(proc.date)
-    for i, ((kind, region), dates) in enumerate(sorted(sessions.items())):
-        add(
-            "procedure_history",
-            i,
-            {
-                "kind": kind,
-                "region": region,
-                "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
-                "sessions_total": len(dates),
-                "last_days_since": min((as_of - d).days for d in dates),
-            },
-        )
+        levels = sorted(set(proc.levels), key=_level_key)
+        add("procedure", i, {
+            "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
+            "levels": ",".join(levels) if levels else None, "level_count": len(levels) if levels else None,
+            "side": proc.side, "days_since": days(proc.date), "months_since": _months_between(proc.date, as_of),
+            "date": iso(proc.date), "relief_pct": proc.relief_pct,
+            "relief_duration_weeks": proc.relief_duration_weeks, "same_scale": proc.same_scale,
+            "duration_consistent_with_agent": proc.duration_consistent_with_agent,
+        })  # fmt: skip
+        by_kind.setdefault((proc.kind, proc.region), set()).add(proc.date)
+
+    def history(dates: set[date]) -> dict[str, int]:
+        return {
+            "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
+            "sessions_total": len(dates),
+            "last_days_since": min((as_of - d).days for d in dates),
+        }
+
+    for i, ((kind, region), dates) in enumerate(sorted(by_kind.items())):
+        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)})
+    by_group: dict[tuple[str, str], set[date]] = {}
+    for group, members in context.procedure_groups.items():
+        for (kind, region), dates in by_kind.items():
+            if kind in members:
+                by_group.setdefault((group, region), set()).update(dates)
+    for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
+        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)})
+    mme_total: float | None = 0.0
+    opioids = uncounted = 0
     for i, med in enumerate(_canonical(patient.medications)):
         info = context.medications[med.agent]
-        add(
-            "medication",
-            i,
-            {
-                "agent": med.agent,
-                "drug_class": info.drug_class,
-                "antithrombotic": info.antithrombotic,
-                "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
-                "dose_unit": med.dose_unit,
-                "indication": med.indication,
-            },
-        )
+        mme: float | None = None
+        if info.mme_excluded:
+            opioids, uncounted = opioids + 1, uncounted + 1
+        elif info.mme_factor is not None:
+            opioids += 1
+            mme = med.daily_dose * info.mme_factor if med.daily_dose is not None else None
+            mme_total = mme_total + mme if mme is not None and mme_total is not None else None
+        add("medication", i, {
+            "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
+            "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
+            "dose_unit": med.dose_unit, "indication": med.indication, "mme_per_day": mme,
+        })  # fmt: skip
+    if opioids:
+        add("opioid_summary", None, {
+            "total_mme_per_day": mme_total, "opioid_count": opioids, "uncounted_count": uncounted})  # fmt: skip
+    for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
+        count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
+        add("medication_summary", i, {"group": group, "count": count})
     for i, lab in enumerate(_canonical(patient.labs)):
-        add("lab", i, {"test": lab.test, "value": float(lab.value), "days_since": (as_of - lab.date).days})
-    for i, scr in enumerate(_canonical(patient.screenings)):
         add(
-            "screening",
-            i,
-            {
-                "instrument": scr.instrument,
-                "score": scr.score,
-                "item9": scr.item9,
-                "distress_subscore": scr.distress_subscore,
-                "days_since": (as_of - scr.date).days if scr.date else None,
-            },
+            "lab", i, {"test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date)}
         )
+    for i, scr in enumerate(_canonical(patient.screenings)):
+        add("screening", i, {
+            "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,
+            "distress_subscore": scr.distress_subscore, "days_since": days(scr.date),
+        })  # fmt: skip
     for i, cond in enumerate(_canonical(patient.conditions)):
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
     for i, allergy in enumerate(_canonical(patient.allergies)):

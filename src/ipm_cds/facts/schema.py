@@ -139,8 +139,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "side": _s("Side.", SIDES, "side"),
                 "concordant": _b("Concordant with symptoms.", "concordant"),
                 "days_since": _i("Days from the study to as_of.", "date", "days"),
+                "date": _s("Date of the study, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
             },
-            ("finding", "region", "level"),
+            ("finding", "region", "level", "date"),
             "imaging",
         ),
         FactType(
@@ -173,11 +174,14 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "kind": _s("Procedure kind.", _enum(pm.ProcedureKind), "kind"),
                 "purpose": _s("Diagnostic or therapeutic.", ("diagnostic", "therapeutic"), "purpose"),
                 "region": _s("Region.", REGIONS, "region"),
-                "levels": _s("Levels, comma-separated in order given, e.g. 'L4-L5,L5-S1'.", None, "levels"),
+                "levels": _s(
+                    "Levels, distinct and in anatomical order, comma-separated: 'L4-L5,L5-S1'.", None, "levels"
+                ),
                 "level_count": _i("Number of levels treated.", "levels"),
                 "side": _s("Side.", SIDES, "side"),
                 "days_since": _i("Days from the procedure to as_of.", "date", "days"),
                 "months_since": _i("Whole calendar months from the procedure to as_of.", "date", "months"),
+                "date": _s("Date of the session, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
                 "relief_pct": _i("Relief of the index pain, %.", "relief_pct", "%"),
                 "relief_duration_weeks": _f("Duration of relief in weeks.", "relief_duration_weeks", "weeks"),
                 "same_scale": _b("Relief measured on the same scale.", "same_scale"),
@@ -185,7 +189,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "Relief duration consistent with the agent.", "duration_consistent_with_agent"
                 ),
             },
-            ("kind", "region", "levels"),
+            ("kind", "region", "levels", "date"),
             "procedures",
         ),
         FactType(
@@ -204,6 +208,56 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "procedures",
         ),
         FactType(
+            "procedure_group_history",
+            "Summary of prior sessions of a group of procedure kinds in one region (manifest settings).",
+            {
+                "group": _s("Procedure group, from the manifest's settings."),
+                "region": _s("Region.", REGIONS),
+                "sessions_in_window": _i("Sessions on distinct dates inside the rolling window."),
+                "sessions_total": _i("Sessions on distinct dates, ever."),
+                "last_days_since": _i("Days since the most recent session.", None, "days"),
+            },
+            ("group", "region"),
+            "procedures",
+        ),
+        FactType(
+            "exam_summary",
+            "Counts of positive and negative tests in one group of examination tests (manifest settings).",
+            {
+                "group": _s("Examination group, from the manifest's settings."),
+                "positive_count": _i("Tests of the group recorded positive.", "positive"),
+                "negative_count": _i("Tests of the group recorded negative.", "positive"),
+            },
+            ("group",),
+            "exam",
+        ),
+        FactType(
+            "opioid_summary",
+            "Opioid dosage across current medications. Present only when an opioid is listed.",
+            {
+                "total_mme_per_day": _f(
+                    "Morphine milligram equivalents per day: the sum of daily dose x CDC factor over counted opioids. "
+                    "Absent when a counted opioid has no daily dose.",
+                    "daily_dose",
+                    "MME/day",
+                ),
+                "opioid_count": _i("Opioids listed, counted or not."),
+                "uncounted_count": _i("Opioids never counted toward MME (buprenorphine)."),
+            },
+            (),
+            "medications",
+        ),
+        FactType(
+            "medication_summary",
+            "How many current medications fall in one group of drug classes (manifest settings).",
+            {
+                "group": _s("Medication group, from the manifest's settings."),
+                "count": _i("Current medications whose class is in the group.", "agent"),
+            },
+            ("group",),
+            "medications",
+        ),
+        FactType(
             "medication",
             "One current medication, with its class from the medication catalogue.",
             {
@@ -217,6 +271,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     ("primary_prevention", "secondary_prevention", "treatment", "pain", "other"),
                     "indication",
                 ),
+                "mme_per_day": _f("MME/day of this opioid (daily dose x CDC factor).", "daily_dose", "MME/day"),
             },
             ("agent",),
             "medications",
@@ -228,8 +283,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "test": _s("Test.", _enum(pm.LabTest), "test"),
                 "value": _f("Value in the test's canonical unit.", "value"),
                 "days_since": _i("Days from the result to as_of.", "date", "days"),
+                "date": _s("Date of the result, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
             },
-            ("test",),
+            ("test", "date"),
             "labs",
         ),
         FactType(

@@ -15,7 +15,7 @@ from difflib import get_close_matches
 from typing import Any, cast
 
 from ..errors import Problem
-from ..facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
+from ..facts.schema import BASE_FACT_TYPES, REGIONS, SIDES, FactType, FieldSpec
 from . import ir
 from .model import Parameter, RuleSpec
 from .yamlsrc import Path_, Positions
@@ -207,7 +207,7 @@ class _RuleCompiler:
         if not spec.accepts(value):
             self.error(
                 path,
-                f"{what} is a {spec.type}, but {value!r} is a {type(value).__name__}",
+                f"{what} is {_article(spec.type)}, but {value!r} is {_article(type(value).__name__)}",
                 "quote strings, write numbers and true/false plainly",
             )
             return None
@@ -389,7 +389,9 @@ class _RuleCompiler:
                         key=True,
                     )
                     continue
-                val = self.value(raw, (*cpath, "target", key))
+                vocabulary = {"region": REGIONS, "side": SIDES}.get(key)
+                expected = FieldSpec("str", f"target {key}", vocabulary) if vocabulary else None
+                val = self.value(raw, (*cpath, "target", key), expected)
                 if val is not None:
                     target.append((key, val))
             rationale = self.template(body.get("rationale"), (*cpath, "rationale"))
@@ -507,6 +509,14 @@ class _RuleCompiler:
             if compiled is not None:
                 blockers.append(ir.Blocker(i, compiled))
         conclusions = [self.conclusion(item, ("then", i)) for i, item in enumerate(spec.then)]
+        if any(isinstance(c, ir.RedFlag) for c in conclusions) and not any(
+            isinstance(c, ir.Refer) and c.urgency in ("emergency", "urgent") for c in conclusions
+        ):
+            self.error(
+                ("then",),
+                "a rule that raises a red flag must also refer with urgency emergency or urgent",
+                "add e.g. - refer: {to: emergency_department, urgency: emergency, reason: ...}",
+            )
         if len(patterns) > 16:
             self.error(
                 ("when",),
@@ -527,8 +537,13 @@ class _RuleCompiler:
             blockers=tuple(blockers),
             conclusions=tuple(c for c in conclusions if c is not None),
             profiles=tuple(spec.profiles) if spec.profiles is not None else None,
+            effective=(spec.effective.start, spec.effective.end) if spec.effective else (None, None),
             location=self.pos.at(()),
         )
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _compatible(a: FieldSpec, b: FieldSpec) -> bool:

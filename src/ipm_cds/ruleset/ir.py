@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from ..errors import SourceLocation
@@ -177,6 +178,7 @@ class Rule:
     blockers: tuple[Blocker, ...]
     conclusions: tuple[Conclusion, ...]
     profiles: tuple[str, ...] | None
+    effective: tuple[date | None, date | None] = (None, None)
     stratum: int = 0
     location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 

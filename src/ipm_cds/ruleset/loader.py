@@ -79,9 +79,16 @@ class Ruleset:
         return self.manifest.version
 
     def normalise_context(self) -> NormaliseContext:
+        settings = self.manifest.settings
         return NormaliseContext(
-            {code: MedicationInfo(m.drug_class, m.antithrombotic) for code, m in self.medications.items()},
-            self.manifest.settings.rolling_window_days,
+            {
+                code: MedicationInfo(m.drug_class, m.antithrombotic, m.mme_factor, m.mme_dose_unit, m.mme_excluded)
+                for code, m in self.medications.items()
+            },
+            settings.rolling_window_days,
+            {k: tuple(v) for k, v in settings.procedure_groups.items()},
+            {k: tuple(v) for k, v in settings.exam_groups.items()},
+            {k: tuple(v) for k, v in settings.medication_groups.items()},
         )
 
     def rule(self, rule_id: str) -> ir.Rule:
@@ -91,7 +98,30 @@ class Ruleset:
         raise KeyError(rule_id)
 
 
-def _pydantic_problems(exc: ValidationError, pos: Positions, prefix: Path_ = ()) -> list[Problem]:
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at ``loc`` inside ``model`` (for did-you-mean on unknown fields)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)]
+        models = [a for a in nested if issubclass(a, BaseModel)]
+        if not models:
+            inner = [x for a in getattr(annotation, "__args__", ()) for x in getattr(a, "__args__", (a,))]
+            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return []
+        current = models[0]
+    return list(getattr(current, "model_fields", {}))
+
+
+def _pydantic_problems(
+    exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
+) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
@@ -100,8 +130,8 @@ def _pydantic_problems(exc: ValidationError, pos: Positions, prefix: Path_ = ())
         hint = None
         if err["type"] == "extra_forbidden":
             message = f"unknown field {loc[-1]!r}"
-            parent_model = err.get("ctx", {})
-            hint = parent_model.get("hint") if isinstance(parent_model, dict) else None
+            fields = _fields_at(model, loc[:-1])
+            hint = did_you_mean(str(loc[-1]), fields) if fields else None
             location = pos.at(path, key=True)
         elif err["type"] == "missing":
             message = f"missing required field {loc[-1]!r}"
@@ -110,6 +140,8 @@ def _pydantic_problems(exc: ValidationError, pos: Positions, prefix: Path_ = ())
             where = ".".join(str(p) for p in loc)
             message = f"{where}: {message}" if where else message
             location = pos.at(path)
+            if err["type"] == "string_type" and isinstance(err.get("input"), int | float):
+                hint = f'quote it: "{err["input"]}"'
         problems.append(Problem(message, location, hint=hint))
     return problems
 
@@ -118,19 +150,8 @@ def _validate(model: type[_T], data: Any, pos: Positions, problems: list[Problem
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, pos, prefix))
+        problems.extend(_pydantic_problems(exc, pos, prefix, model))
         return None
-
-
-def _extra_hints(problems: list[Problem], model: type[BaseModel], data: Any, pos: Positions) -> None:
-    """Add did-you-mean hints to unknown top-level fields."""
-    if not isinstance(data, dict):
-        return
-    for key in data:
-        if key not in model.model_fields:
-            for i, p in enumerate(problems):
-                if p.message == f"unknown field {key!r}" and p.hint is None:
-                    problems[i] = Problem(p.message, p.location, hint=did_you_mean(key, model.model_fields))
 
 
 class _Loader:
@@ -161,39 +182,81 @@ class _Loader:
             return None
         return candidate
 
-    def read(self, path: Path) -> tuple[Any, Positions] | None:
+    def expand(self, entry: str, where: SourceLocation) -> list[Path]:
+        """One manifest entry: a relative path, or a glob such as ``rules/*.yaml`` (sorted)."""
+        if not any(ch in entry for ch in "*?["):
+            path = self.resolve(entry, where)
+            return [path] if path else []
+        if ".." in Path(entry).parts or Path(entry).is_absolute():
+            self.problems.append(
+                Problem(
+                    f"{entry!r} is outside the ruleset folder",
+                    where,
+                    hint="a ruleset includes only files inside its own folder",
+                )
+            )
+            return []
+        matches = sorted(p for p in self.root.glob(entry) if p.is_file())
+        if not matches:
+            self.problems.append(Problem(f"{entry!r} matches no file", where))
+        return [p for p in (self.resolve(m.relative_to(self.root).as_posix(), where) for m in matches) if p]
+
+    def read(self, path: Path, *, hashed: bool = True) -> tuple[Any, Positions] | None:
+        """Read one YAML file; ``hashed`` files (all but test cases) make up the ruleset's content hash."""
         try:
             data, pos = load_yaml_file(path, self.display(path))
         except RulesetError as exc:
             self.problems.extend(exc.problems)
             return None
-        self.canonical[path.relative_to(self.root.resolve()).as_posix()] = data
+        if hashed:
+            self.canonical[path.relative_to(self.root.resolve()).as_posix()] = data
         return data, pos
 
-    def catalogue(self, model: type[_T], relative: str, where: SourceLocation) -> tuple[_T, Positions] | None:
-        path = self.resolve(relative, where)
-        loaded = self.read(path) if path else None
-        if loaded is None:
-            return None
-        data, pos = loaded
-        before = len(self.problems)
-        result = _validate(model, data, pos, self.problems)
-        _extra_hints(self.problems[before:], model, data, pos)
-        return (result, pos) if result is not None else None
+    def catalogue(
+        self, model: type[_T], entries: list[tuple[str, SourceLocation]]
+    ) -> list[tuple[_T, Positions]] | None:
+        """Load every file of one catalogue; None when any of them failed."""
+        out: list[tuple[_T, Positions]] = []
+        ok = True
+        for entry, where in entries:
+            for path in self.expand(entry, where):
+                loaded = self.read(path)
+                if loaded is None:
+                    ok = False
+                    continue
+                data, pos = loaded
+                result = _validate(model, data, pos, self.problems)
+                if result is None:
+                    ok = False
+                else:
+                    out.append((result, pos))
+        return out if ok else None
 
 
-def _index(items: list[Any], key: str, pos: Positions, list_key: str, problems: list[Problem]) -> dict[str, Any]:
+def _index(files: list[tuple[Any, Positions]], list_key: str, key: str, problems: list[Problem]) -> dict[str, Any]:
+    """Merge the items of one catalogue's files by key; a key defined twice is an error (across files too)."""
     out: dict[str, Any] = {}
-    for i, item in enumerate(items):
-        k = getattr(item, key)
-        if k in out:
-            problems.append(Problem(f"duplicate {key} {k!r}", pos.at((list_key, i, key))))
-        out[k] = item
+    where: dict[str, SourceLocation] = {}
+    for model, pos in files:
+        for i, item in enumerate(getattr(model, list_key)):
+            k = getattr(item, key)
+            if k in out:
+                problems.append(Problem(f"duplicate {key} {k!r} (first at {where[k]})", pos.at((list_key, i, key))))
+                continue
+            out[k] = item
+            where[k] = pos.at((list_key, i, key))
     return out
 
 
-def load_ruleset(path: str | Path | None = None) -> Ruleset:
+def _items(files: list[tuple[Any, Positions]], list_key: str) -> list[tuple[Any, Positions, int]]:
+    return [(item, pos, i) for model, pos in files for i, item in enumerate(getattr(model, list_key))]
+
+
+def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
+
+    ``with_tests=False`` skips the test-case files (an application that only evaluates needs none). The
+    content hash never covers test cases: editing a test does not change a ruleset's provenance.
 
     Raises :class:`~ipm_cds.errors.RulesetError` listing every problem found, each with file:line:col.
     """
@@ -217,14 +280,16 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
         raise RulesetError(loader.problems)
     data, mpos = loaded
     manifest = _validate(Manifest, data, mpos, loader.problems)
-    _extra_hints(loader.problems, Manifest, data, mpos)
     if manifest is None:
         raise RulesetError(loader.problems)
     cat = manifest.catalogues
     problems = loader.problems
 
-    def cat_load(model: type[_T], name: str) -> tuple[_T, Positions] | None:
-        return loader.catalogue(model, getattr(cat, name), mpos.at(("catalogues", name)))
+    def cat_load(model: type[_T], name: str) -> list[tuple[_T, Positions]] | None:
+        entries = getattr(cat, name)
+        if isinstance(entries, list):
+            return loader.catalogue(model, [(e, mpos.at(("catalogues", name, i))) for i, e in enumerate(entries)])
+        return loader.catalogue(model, [(entries, mpos.at(("catalogues", name)))])
 
     sources_c = cat_load(SourceCatalogue, "sources")
     criteria_c = cat_load(CriterionCatalogue, "criteria")
@@ -232,44 +297,48 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
     referrals_c = cat_load(ReferralCatalogue, "referrals")
     parameters_c = cat_load(ParameterCatalogue, "parameters")
     medications_c = cat_load(MedicationCatalogue, "medications")
-    if None in (sources_c, criteria_c, interventions_c, referrals_c, parameters_c, medications_c):
+    if (
+        sources_c is None
+        or criteria_c is None
+        or interventions_c is None
+        or referrals_c is None
+        or parameters_c is None
+        or medications_c is None
+    ):
         raise RulesetError(problems)
-    assert sources_c and criteria_c and interventions_c and referrals_c and parameters_c and medications_c
-    sources = _index(sources_c[0].sources, "id", sources_c[1], "sources", problems)
-    criteria = _index(criteria_c[0].criteria, "id", criteria_c[1], "criteria", problems)
-    interventions = _index(interventions_c[0].interventions, "code", interventions_c[1], "interventions", problems)
-    referrals = _index(referrals_c[0].referrals, "code", referrals_c[1], "referrals", problems)
-    parameters = _index(parameters_c[0].parameters, "name", parameters_c[1], "parameters", problems)
-    medications = _index(medications_c[0].medications, "code", medications_c[1], "medications", problems)
+    sources = _index(sources_c, "sources", "id", problems)
+    criteria = _index(criteria_c, "criteria", "id", problems)
+    interventions = _index(interventions_c, "interventions", "code", problems)
+    referrals = _index(referrals_c, "referrals", "code", problems)
+    parameters = _index(parameters_c, "parameters", "name", problems)
+    medications = _index(medications_c, "medications", "code", problems)
 
     def check_ref(value: str | None, table: Mapping[str, Any], what: str, pos: Positions, path: Path_) -> None:
         if value is not None and value not in table:
             problems.append(Problem(f"unknown {what} {value!r}", pos.at(path), hint=did_you_mean(value, table)))
 
     check_ref(manifest.settings.rolling_window_source, sources, "source", mpos, ("settings", "rolling_window_source"))
-    ipos = interventions_c[1]
-    for i, item in enumerate(interventions_c[0].interventions):
+    for item, ipos, i in _items(interventions_c, "interventions"):
         for j, src in enumerate(item.sources):
             check_ref(src, sources, "source", ipos, ("interventions", i, "sources", j))
         check_ref(item.bleeding_risk.source, sources, "source", ipos, ("interventions", i, "bleeding_risk", "source"))
         for j, crit in enumerate(item.guidance_criteria):
             check_ref(crit, criteria, "criterion", ipos, ("interventions", i, "guidance_criteria", j))
-    ppos = parameters_c[1]
-    for i, param in enumerate(parameters_c[0].parameters):
+    for param, ppos, i in _items(parameters_c, "parameters"):
         check_ref(param.source, sources, "source", ppos, ("parameters", i, "source"))
         for j, crit in enumerate(param.criteria):
             check_ref(crit, criteria, "criterion", ppos, ("parameters", i, "criteria", j))
         for prof in param.profiles:
             check_ref(prof, manifest.profiles, "profile", ppos, ("parameters", i, "profiles", prof))
-    medpos = medications_c[1]
-    for i, med in enumerate(medications_c[0].medications):
+    for med, medpos, i in _items(medications_c, "medications"):
         check_ref(med.source, sources, "source", medpos, ("medications", i, "source"))
+        check_ref(med.mme_source, sources, "source", medpos, ("medications", i, "mme_source"))
 
     specs: list[tuple[RuleSpec, Positions]] = []
     seen_ids: dict[str, SourceLocation] = {}
-    for i, relative in enumerate(manifest.rules):
-        path = loader.resolve(relative, mpos.at(("rules", i)))
-        loaded_rules = loader.read(path) if path else None
+    rule_paths = [p for i, entry in enumerate(manifest.rules) for p in loader.expand(entry, mpos.at(("rules", i)))]
+    for rule_path in rule_paths:
+        loaded_rules = loader.read(rule_path)
         if loaded_rules is None:
             continue
         rdata, rpos = loaded_rules
@@ -295,9 +364,10 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
     rules = compile_rules([s for s in specs if s[0].status != "retired"], ctx, problems)
 
     tests: list[LoadedTestCase] = []
-    for i, relative in enumerate(manifest.tests):
-        path = loader.resolve(relative, mpos.at(("tests", i)))
-        loaded_tests = loader.read(path) if path else None
+    test_entries = manifest.tests if with_tests else []
+    test_paths = [p for i, entry in enumerate(test_entries) for p in loader.expand(entry, mpos.at(("tests", i)))]
+    for test_path in test_paths:
+        loaded_tests = loader.read(test_path, hashed=False)
         if loaded_tests is None:
             continue
         tdata, tpos = loaded_tests

@@ -51,15 +51,51 @@ class Settings(_M):
         ge=1, le=3660, description="Length of the rolling window that session counts use (criteria §0.2)."
     )
     rolling_window_source: Code = Field(description="Source id that defines the window.")
+    procedure_groups: dict[Code, list[Code]] = Field(
+        default_factory=dict,
+        description="Procedure kinds counted together per region (e.g. every ESI approach); each group becomes "
+        "a procedure_group_history fact.",
+    )
+    exam_groups: dict[Code, list[Code]] = Field(
+        default_factory=dict,
+        description="Examination tests counted together (e.g. SIJ provocative manoeuvres); each group becomes an "
+        "exam_summary fact with the number of positive and negative tests.",
+    )
+    medication_groups: dict[Code, list[Code]] = Field(
+        default_factory=dict,
+        description="Drug classes counted together (e.g. every agent that raises bleeding risk); each group "
+        "becomes a medication_summary fact with the number of current medications in it.",
+    )
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> Settings:
+        from typing import get_args
+
+        from ..patient import ExamFindingCode, ProcedureKind
+
+        kinds, tests = set(get_args(ProcedureKind)), set(get_args(ExamFindingCode))
+        for group, members in self.procedure_groups.items():
+            for kind in members:
+                if kind not in kinds:
+                    raise ValueError(f"procedure group {group}: unknown procedure kind {kind!r}")
+        for group, members in self.exam_groups.items():
+            for test in members:
+                if test not in tests:
+                    raise ValueError(f"exam group {group}: unknown examination test {test!r}")
+        return self
+
+
+Files = str | list[str]
+"""One file, or several (each may be a glob such as ``catalogues/interventions-*.yaml``)."""
 
 
 class CatalogueFiles(_M):
-    interventions: str
-    referrals: str
-    sources: str
-    parameters: str
-    medications: str
-    criteria: str
+    interventions: Files
+    referrals: Files
+    sources: Files
+    parameters: Files
+    medications: Files
+    criteria: Files
 
 
 class ChangeEntry(_M):
@@ -170,6 +206,20 @@ class Parameter(_M):
     source: Code
     verification: Verification
     criteria: list[CriterionId] = Field(min_length=1)
+    local_policy_default: bool = Field(
+        False,
+        description="The default is local policy, not a published figure. Required for an [UNVERIFIED] parameter "
+        "that ships a default (criteria §0.1).",
+    )
+
+    @model_validator(mode="after")
+    def _unverified_default_is_labelled(self) -> Parameter:
+        if self.verification == "UNVERIFIED" and self.default is not None and not self.local_policy_default:
+            raise ValueError(
+                f"parameter {self.name} is UNVERIFIED and ships a default: set local_policy_default: true, "
+                "or give no default"
+            )
+        return self
 
     @model_validator(mode="after")
     def _values_fit(self) -> Parameter:
@@ -220,6 +270,20 @@ class MedicationEntry(_M):
     )
     source: Code | None = None
     verification: Verification | None = None
+    mme_factor: float | None = Field(
+        None, gt=0, le=100, description="Morphine milligram equivalents per unit of daily dose (CDC 2022 table)."
+    )
+    mme_dose_unit: Literal["mg", "mcg_per_hour"] | None = Field(None, description="The unit the factor applies to.")
+    mme_excluded: bool = Field(False, description="An opioid that is never counted toward MME (buprenorphine).")
+    mme_source: Code | None = None
+    mme_verification: Verification | None = None
+
+    @model_validator(mode="after")
+    def _mme_complete(self) -> MedicationEntry:
+        given = [self.mme_factor is not None, self.mme_dose_unit is not None, self.mme_source is not None]
+        if any(given) and not all(given):
+            raise ValueError(f"{self.code}: mme_factor, mme_dose_unit and mme_source go together")
+        return self
 
     @model_validator(mode="after")
     def _antithrombotic_has_table(self) -> MedicationEntry:
