@@ -151,7 +151,7 @@ def test_unknown_parameter_and_operator(copy: Path) -> None:
 
 
 def test_include_outside_the_ruleset_folder(copy: Path) -> None:
-    edit(copy, "ruleset.yaml", "  - rules/referrals.yaml\ntests:", "  - ../../etc/passwd\ntests:")
+    edit(copy, "ruleset.yaml", '  - "rules/*.yaml"\ntests:', '  - "rules/*.yaml"\n  - ../../etc/passwd\ntests:')
     line = line_of(copy, "ruleset.yaml", "../../etc/passwd")
     assert problems(copy) == [
         f"ipm-core/ruleset.yaml:{line}:5: '../../etc/passwd' is outside the ruleset folder "
@@ -251,12 +251,10 @@ def test_broken_test_file_does_not_stop_evaluation_only_loading(copy: Path) -> N
 
 
 def test_globs_in_the_manifest(copy: Path) -> None:
-    edit(
-        copy,
-        "ruleset.yaml",
-        "  - tests/facet.yaml\n  - tests/red_flags.yaml\n  - tests/antithrombotic.yaml\n  - tests/referrals.yaml\n",
-        "  - tests/*.yaml\n",
-    )
+    listed = "".join(f"  - tests/{p.name}\n" for p in sorted((copy / "tests").glob("*.yaml")))
+    edit(copy, "ruleset.yaml", '  - "tests/*.yaml"\n', listed)
     assert len(load_ruleset(copy).tests) == len(load_ruleset().tests)
-    edit(copy, "ruleset.yaml", "  - tests/*.yaml\n", "  - tests/none-*.yaml\n")
+    edit(copy, "ruleset.yaml", listed, '  - "tests/none-*.yaml"\n')
     assert any("'tests/none-*.yaml' matches no file" in p for p in problems(copy))
+    edit(copy, "ruleset.yaml", '  - "tests/none-*.yaml"\n', '  - "../*/tests/*.yaml"\n')
+    assert any("is outside the ruleset folder" in p for p in problems(copy))

@@ -93,6 +93,11 @@ class _Resolver:
         return Target(**{k: (str(v) if v is not None else None) for k, v in values.items()})
 
 
+def _codes(items: tuple[str | ir.Ref, ...], bound: Mapping[str, Fact]) -> tuple[str, ...]:
+    """Intervention codes of a conclusion; a Ref names the intervention of the candidate the rule matched."""
+    return tuple(str(resolve_value(x, bound)) if isinstance(x, ir.Ref) else x for x in items)
+
+
 def _matches(
     candidate: Candidate,
     codes: tuple[str, ...],
@@ -283,7 +288,8 @@ def resolve(
     for firing, ex in excludes:
         region = resolve_value(ex.region, firing.bindings) if ex.region is not None else None
         reason = r.render(ex.reason, firing.bindings)
-        hit = [k for k, c in candidates.items() if _matches(c, ex.interventions, ex.elective_scope, region, elective)]
+        ex_codes = _codes(ex.interventions, firing.bindings)
+        hit = [k for k, c in candidates.items() if _matches(c, ex_codes, ex.elective_scope, region, elective)]
         if ex.severity in ("absolute", "unmet"):
             kind: Literal["absolute_contraindication", "unmet_criterion"] = (
                 "absolute_contraindication" if ex.severity == "absolute" else "unmet_criterion"
@@ -291,7 +297,7 @@ def resolve(
             for key in hit:
                 exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
             if not hit:
-                for code in ex.interventions or (ALL_ELECTIVE,):
+                for code in ex_codes or (ALL_ELECTIVE,):
                     name = catalogue[code].name if code in catalogue else "All elective interventions"
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
@@ -302,7 +308,8 @@ def resolve(
     for firing, pr in precaution_rules:
         region = resolve_value(pr.region, firing.bindings) if pr.region is not None else None
         text = r.render(pr.text, firing.bindings)
-        hit = [k for k, c in candidates.items() if _matches(c, pr.interventions, pr.elective_scope, region, elective)]
+        pr_codes = _codes(pr.interventions, firing.bindings)
+        hit = [k for k, c in candidates.items() if _matches(c, pr_codes, pr.elective_scope, region, elective)]
         for key in hit:
             attached.setdefault(key, []).append(
                 Precaution(intervention=key[0], kind="caution", text=text, basis=r.basis(firing.rule))
@@ -353,7 +360,12 @@ def resolve(
                     if isinstance(c, ir.RedFlag):
                         concerned = concerned or elective[cand.intervention]
                     elif isinstance(c, ir.Exclude | ir.Precaution):
-                        concerned = concerned or _matches(cand, c.interventions, c.elective_scope, None, elective)
+                        # An undecided rule that targets "the matched candidate" concerns every candidate.
+                        targets_candidate = any(isinstance(x, ir.Ref) for x in c.interventions)
+                        static = tuple(x for x in c.interventions if isinstance(x, str))
+                        concerned = (
+                            concerned or targets_candidate or _matches(cand, static, c.elective_scope, None, elective)
+                        )
                 if concerned:
                     unresolved.setdefault(key, set()).add(f"{ref} needs {path}")
     for (rule_id, sig), unknowns in run.unknown_blockers.items():

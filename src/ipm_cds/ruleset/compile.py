@@ -317,7 +317,7 @@ class _RuleCompiler:
 
     def codes(
         self, body: dict[str, Any], path: Path_, catalogue: Mapping[str, Any], what: str
-    ) -> tuple[tuple[str, ...], bool] | None:
+    ) -> tuple[tuple[str | ir.Ref, ...], bool] | None:
         single, many, scope = body.get("intervention"), body.get("interventions"), body.get("scope")
         given = [k for k in ("intervention", "interventions", "scope") if k in body]
         if len(given) != 1:
@@ -333,12 +333,25 @@ class _RuleCompiler:
             self.error(path, "interventions takes a non-empty list")
             return None
         ok = True
+        out: list[str | ir.Ref] = []
         for i, code in enumerate(items):
             sub = (*path, "intervention") if single is not None else (*path, "interventions", i)
-            if code not in catalogue:
+            alias = code.split(".", 1)[0] if isinstance(code, str) and "." in code else None
+            if alias is not None and self.aliases.get(alias) == "candidate" and code == f"{alias}.intervention":
+                out.append(ir.Ref(alias, "intervention"))  # the candidate this rule matched
+            elif alias is not None:
+                self.error(
+                    sub,
+                    f"{code!r}: only a candidate's intervention can be referenced here",
+                    "write alias.intervention where alias is bound to a candidate fact",
+                )
+                ok = False
+            elif code not in catalogue:
                 self.error(sub, f"unknown intervention {code!r}", did_you_mean(str(code), catalogue))
                 ok = False
-        return (tuple(items), False) if ok else None
+            else:
+                out.append(code)
+        return (tuple(out), False) if ok else None
 
     def conclusion(self, item: Any, path: Path_) -> ir.Conclusion | None:
         if not isinstance(item, dict) or len(item) != 1:

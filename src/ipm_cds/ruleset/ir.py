@@ -105,7 +105,7 @@ class Recommend:
 
 @dataclass(frozen=True, slots=True)
 class Exclude:
-    interventions: tuple[str, ...]
+    interventions: tuple[str | Ref, ...]  # a Ref names the intervention of a matched candidate
     elective_scope: bool
     region: Value | None
     severity: Literal["absolute", "relative", "unmet"]
@@ -114,7 +114,7 @@ class Exclude:
 
 @dataclass(frozen=True, slots=True)
 class Precaution:
-    interventions: tuple[str, ...]
+    interventions: tuple[str | Ref, ...]
     elective_scope: bool
     region: Value | None
     text: Template
