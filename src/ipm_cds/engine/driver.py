@@ -83,6 +83,14 @@ class CandidateFacts:
                 "bleeding_risk": risk,
                 "elective": item.elective,
                 "kind": item.kind,
+                "evidence_status": item.evidence_status,
+                "uses_steroid": item.uses_steroid,
+                "uses_contrast": item.uses_contrast,
+                "uses_radiofrequency": item.uses_radiofrequency,
+                "neuraxial": item.neuraxial,
+                "needle": item.needle,
+                "ionizing_guidance": any(g in ("fluoroscopy", "ct") for g in item.image_guidance),
+                "ultrasound_possible": "ultrasound" in item.image_guidance,
             },
         )
 

@@ -173,6 +173,11 @@ class Intervention(_M):
     image_guidance: list[Guidance] = Field(min_length=1)
     guidance_criteria: list[CriterionId] = Field(default_factory=list)
     sources: list[Code] = Field(min_length=1)
+    uses_steroid: bool = Field(False, description="Usually given with a corticosteroid.")
+    uses_contrast: bool = Field(False, description="Usually done with iodinated contrast.")
+    uses_radiofrequency: bool = Field(False, description="Delivers radiofrequency energy.")
+    neuraxial: bool = Field(False, description="Enters the epidural or intrathecal space.")
+    needle: bool = Field(True, description="A needle or implant procedure (false: e.g. a referral-only option).")
 
 
 class InterventionCatalogue(_M):
