@@ -51,3 +51,14 @@ def test_every_anticoagulated_candidate_carries_its_hold_advice(durable: ipm_cds
     for candidate in assessment.candidates:
         advised = {p.medication for p in candidate.precautions if p.kind == "antithrombotic"}
         assert advised == agents, f"{candidate.intervention}: hold advice for {advised}, on {agents}"
+
+
+@given(patients(prior_procedures=True))
+def test_explanations_agree_across_backends(
+    durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, patient: PatientCase
+) -> None:
+    a = durable.explain(patient, as_of=AS_OF).model_dump(mode="json")
+    b = python_engine.explain(patient, as_of=AS_OF).model_dump(mode="json")
+    for d in (a, b):
+        d["assessment"]["provenance"].pop("backend")
+    assert a == b

@@ -36,6 +36,7 @@ from .errors import (
     RulesetError,
     SourceLocation,
 )
+from .explain import Explanation, WhyNot
 from .patient import PatientCase, parse_patient
 from .ruleset.loader import Ruleset, load_ruleset
 
@@ -51,6 +52,7 @@ __all__ = [
     "EngineFaultError",
     "EvaluationError",
     "Exclusion",
+    "Explanation",
     "FiringLimitError",
     "IpmCdsError",
     "MissingData",
@@ -65,6 +67,7 @@ __all__ = [
     "SourceLocation",
     "Target",
     "TraceEntry",
+    "WhyNot",
     "__version__",
     "load_ruleset",
     "parse_patient",

@@ -99,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--format", choices=["text", "json"], default="text")
 
+    ex = sub.add_parser("explain", help="why each conclusion, and why not each other intervention")
+    ex.add_argument("patient", type=Path, help="patient file, .json or .yaml")
+    ex.add_argument("--ruleset", type=Path, default=None)
+    ex.add_argument("--as-of", type=_date, default=None)
+    ex.add_argument("--profile", default=None)
+    ex.add_argument("--backend", choices=["durable", "python"], default="durable")
+    ex.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE")
+    ex.add_argument("--intervention", default=None, help="only this intervention's why-not")
+    ex.add_argument("--format", choices=["text", "json"], default="text")
+
     va = sub.add_parser("validate", help="load, validate and compile a ruleset; list every problem")
     va.add_argument("ruleset", type=Path, nargs="?", default=None)
 
@@ -119,6 +129,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
     assessment = engine.evaluate(document, as_of=args.as_of)
     sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else render_text(assessment))
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .engine.facade import Engine
+    from .explain import render_explanation
+    from .ruleset.loader import load_ruleset
+
+    document = read_patient_document(args.patient)
+    ruleset = load_ruleset(args.ruleset, with_tests=False)
+    engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
+    explanation = engine.explain(document, as_of=args.as_of)
+    if args.intervention:
+        if args.intervention not in ruleset.interventions:
+            from .ruleset.compile import did_you_mean
+
+            raise ConfigurationError(
+                f"unknown intervention {args.intervention!r}",
+                hint=did_you_mean(args.intervention, ruleset.interventions),
+            )
+        explanation = explanation.model_copy(
+            update={
+                "why_not": [w for w in explanation.why_not if w.intervention == args.intervention],
+                "conclusions": [c for c in explanation.conclusions if args.intervention in c.conclusion],
+            }
+        )
+    if args.format == "json":
+        sys.stdout.write(json.dumps(explanation.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_explanation(explanation))
     return EXIT_OK
 
 
@@ -160,7 +200,7 @@ def _test(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"evaluate": _evaluate, "validate": _validate, "test": _test}
+    handlers = {"evaluate": _evaluate, "explain": _explain, "validate": _validate, "test": _test}
     try:
         return handlers[args.command](args)
     except RulesetError as exc:

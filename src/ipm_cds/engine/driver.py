@@ -40,6 +40,7 @@ class Run:
     facts: list[Fact] = field(default_factory=list)
     unknown_blockers: dict[tuple[str, Signature], list[Unknown]] = field(default_factory=dict)
     not_in_effect: set[str] = field(default_factory=set)  # rule refs outside their effective period
+    derived_by: dict[str, list[Firing]] = field(default_factory=dict)  # derived fact key -> firings that made it
     missing: dict[str, list[Unknown]] = field(default_factory=dict)  # rule ref -> unknown fields
 
     def is_blocked(self, firing: Firing) -> bool:
@@ -155,6 +156,9 @@ def run_program(
             if rule.blockers:
                 deferred.append((rule, signature, made))
                 return []
+            firing = run.firings[-1]
+            for fact in made:
+                run.derived_by.setdefault(fact.key, []).append(firing)
             new = [f for f in made if f.content() not in known]
             known.update(f.content() for f in new)
             run.facts.extend(new)
@@ -164,7 +168,9 @@ def run_program(
         for rule, signature, made in deferred:
             if (rule.id, signature) in run.blocked:
                 continue
+            firing = next(f for f in reversed(run.firings) if f.rule.id == rule.id and f.signature == signature)
             for fact in made:
+                run.derived_by.setdefault(fact.key, []).append(firing)
                 if fact.content() not in known:
                     known.add(fact.content())
                     run.facts.append(fact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..assessment import Assessment
 from ..errors import ConfigurationError
@@ -12,9 +12,12 @@ from ..facts.normalise import normalise
 from ..patient import PatientCase, parse_patient
 from ..ruleset.loader import Ruleset
 from .base import Backend
-from .driver import DEFAULT_FIRING_CAP, run_program
+from .driver import DEFAULT_FIRING_CAP, Run, run_program
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
+
+if TYPE_CHECKING:
+    from ..explain import Explanation
 
 BackendName = Literal["durable", "python"]
 
@@ -67,12 +70,25 @@ class Engine:
         Raises :class:`~ipm_cds.errors.PatientDataError` for bad input and
         :class:`~ipm_cds.errors.EvaluationError` when evaluation fails (never a partial assessment).
         """
+        return self._run(patient, as_of, timestamp)[1]
+
+    def explain(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None) -> Explanation:
+        """The assessment with its derivation tree, and why each other intervention is not a candidate."""
+        from ..explain import explain_run
+
+        run, assessment = self._run(patient, as_of, timestamp=False)
+        return explain_run(self.program, run, assessment, {r.id: r for r in self.ruleset.rules})
+
+    def _run(
+        self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None, timestamp: bool
+    ) -> tuple[Run, Assessment]:
         from ..resolve import resolve
 
         case = parse_patient(patient)
         when = as_of or date.today()
         facts = normalise(case, when, self._context)
         run = run_program(self.program, self._backend, facts, when, self.firing_cap)
-        return resolve(
+        assessment = resolve(
             self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name, timestamp=timestamp
         )
+        return run, assessment

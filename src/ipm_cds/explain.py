@@ -1,0 +1,413 @@
+"""Explanations: why each conclusion stands, and why each other intervention is not a candidate.
+
+For a conclusion: the rule ``id@version``, the facts it matched with their values, and for every derived
+fact among them the rule that derived it, recursively (the derivation tree).
+
+For an intervention that is not a candidate, every rule that could have proposed it is analysed:
+inactive (and why), blocked by an ``unless`` clause (which fact matched it), overridden by a safety rule
+(which), waiting for missing data (which field), or failing a condition. A failing condition is shown
+with the patient's actual value against the required one, naming the parameter behind a threshold; when
+a derived fact is missing, the rules that derive it are analysed in turn (so "no RFA" leads to "the
+second block gave 60% relief, below the 80% of facet_block_relief_pct").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .assessment import Assessment
+from .engine.driver import Firing, Run, in_effect
+from .engine.match import Unknown, eval_pattern, eval_test, index_by_type
+from .engine.program import Program
+from .facts.normalise import Fact, Scalar
+from .ruleset import ir
+
+_SYMBOL = {"eq": "=", "neq": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥", "in": "one of", "not_in": "none of"}
+MAX_DEPTH = 4
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MatchedFact(_Out):
+    alias: str
+    fact: str
+    values: dict[str, str | int | float | bool]
+    derived_by: list[Derivation] = Field(default_factory=list, description="How a derived fact came to be.")
+
+
+class Derivation(_Out):
+    rule: str
+    matched: list[MatchedFact]
+
+
+class ConclusionExplanation(_Out):
+    conclusion: str = Field(description="What was concluded, e.g. 'candidate facet_rfa (lumbar)'.")
+    rule: str
+    matched: list[MatchedFact]
+
+
+class Check(_Out):
+    """One condition of a rule, checked against one fact."""
+
+    pattern: str = Field(description="The rule's alias for the fact, and its type.")
+    fact: str | None = Field(description="The fact examined; None when no fact of the type exists.")
+    condition: str
+    actual: str
+    outcome: str = Field(description="'failed', 'missing' or 'no such fact'.")
+
+
+class RuleAnalysis(_Out):
+    rule: str
+    outcome: str = Field(description="inactive | blocked | overridden | missing data | condition failed | fired")
+    details: list[str] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    because: list[RuleAnalysis] = Field(default_factory=list, description="Why a needed derived fact is absent.")
+
+
+class WhyNot(_Out):
+    intervention: str
+    name: str
+    status: str = Field(description="'excluded' or 'not proposed'.")
+    rules: list[RuleAnalysis]
+
+
+class Explanation(_Out):
+    assessment: Assessment
+    conclusions: list[ConclusionExplanation]
+    why_not: list[WhyNot]
+
+
+MatchedFact.model_rebuild()
+
+
+def _order(firing: Firing) -> tuple[tuple[str, str], ...]:
+    """Firings in a stable order (the engine's firing order differs between backends)."""
+    return tuple((alias, fact.label + repr(sorted(fact.values.items()))) for alias, fact in firing.bindings.items())
+
+
+def _fmt(value: Scalar | tuple[Scalar, ...] | None) -> str:
+    if value is None:
+        return "not recorded"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass
+class _Explainer:
+    program: Program
+    run: Run
+    unbound: Mapping[str, ir.Rule]  # rule id -> rule with parameter names (for display)
+
+    def matched(self, bindings: Mapping[str, Fact], depth: int = 0) -> list[MatchedFact]:
+        out = []
+        for alias, fact in bindings.items():
+            derivations = []
+            if fact.derived and depth < MAX_DEPTH:
+                for firing in sorted(self.run.derived_by.get(fact.key, []), key=_order)[:2]:
+                    derivations.append(
+                        Derivation(rule=firing.rule.ref, matched=self.matched(firing.bindings, depth + 1))
+                    )
+            out.append(
+                MatchedFact(
+                    alias=alias, fact=fact.label, values=dict(sorted(fact.values.items())), derived_by=derivations
+                )
+            )
+        return out
+
+    # -- conditions --------------------------------------------------------------------------------
+
+    def describe(self, test: ir.Test) -> str:
+        if test.op == "present":
+            return f"{test.field} recorded"
+        if test.op == "absent":
+            return f"{test.field} not recorded"
+        operand = test.operand
+        if isinstance(operand, ir.Param):
+            shown = f"{_fmt(self.program.parameters.get(operand.name))} (parameter {operand.name})"
+        elif isinstance(operand, ir.Ref):
+            shown = str(operand)
+        else:
+            shown = _fmt(operand)
+        return f"{test.field} {_SYMBOL[test.op]} {shown}"
+
+    def checks_for(self, rule: ir.Rule, index: int, fact: Fact, bound: Mapping[str, Fact]) -> list[Check]:
+        """The conditions of pattern ``index`` that ``fact`` fails (or cannot decide)."""
+        pattern = rule.patterns[index] if index < len(rule.patterns) else None
+        shown_rule = self.unbound.get(rule.id, rule)
+        if pattern is None:
+            return []
+        shown = shown_rule.patterns[index] if index < len(shown_rule.patterns) else pattern
+        out: list[Check] = []
+        for node, shown_node in zip(pattern.tests, shown.tests, strict=False):
+            tests = (
+                [
+                    (t, s)
+                    for b, sb in zip(node.branches, shown_node.branches, strict=False)
+                    for t, s in zip(b, sb, strict=False)
+                ]
+                if isinstance(node, ir.AnyOf) and isinstance(shown_node, ir.AnyOf)
+                else [(node, shown_node)]
+            )
+            results = []
+            for test, shown_test in tests:
+                assert isinstance(test, ir.Test) and isinstance(shown_test, ir.Test)
+                unknowns: list[Unknown] = []
+                truth = eval_test(test, fact, bound, unknowns)
+                actual = fact.values.get(test.field)
+                other = ""
+                if isinstance(test.operand, ir.Ref):
+                    other = f" ({test.operand} = {_fmt(bound[test.operand.alias].values.get(test.operand.field))})"
+                results.append(
+                    (
+                        truth,
+                        Check(
+                            pattern=f"{pattern.alias} ({pattern.fact_type})",
+                            fact=fact.label,
+                            condition=self.describe(shown_test),
+                            actual=_fmt(actual) + other,
+                            outcome="missing" if truth is None else "failed",
+                        ),
+                    )
+                )
+            if isinstance(node, ir.AnyOf):
+                if not any(t is True for t, _ in results):
+                    joined = " or ".join(c.condition for _, c in results)
+                    worst = "missing" if any(t is None for t, _ in results) else "failed"
+                    out.append(
+                        Check(
+                            pattern=results[0][1].pattern,
+                            fact=fact.label,
+                            condition=f"any of: {joined}",
+                            actual="; ".join(f"{c.condition.split(' ')[0]} = {c.actual}" for _, c in results),
+                            outcome=worst,
+                        )
+                    )
+            else:
+                out.extend(c for t, c in results if t is not True)
+        return out
+
+    # -- rules -------------------------------------------------------------------------------------
+
+    def analyse(self, rule: ir.Rule, depth: int = 0) -> RuleAnalysis:
+        by_type = index_by_type(self.run.facts)
+        firings = sorted((f for f in self.run.firings if f.rule.id == rule.id), key=_order)
+        blocked = [f for f in firings if self.run.is_blocked(f)]
+        if firings and len(blocked) < len(firings):
+            return RuleAnalysis(rule=rule.ref, outcome="fired")
+        if blocked:
+            details = []
+            for firing in blocked[:3]:
+                for index in sorted(self.run.blocked[(rule.id, firing.signature)]):
+                    clause = next(b for b in rule.blockers if b.index == index)
+                    hits = [
+                        f
+                        for f in by_type.get(clause.pattern.fact_type, [])
+                        if f not in firing.bindings.values() and eval_pattern(clause.pattern, f, firing.bindings, None)
+                    ]
+                    facts = ", ".join(f.label for f in hits[:3]) or "a matching fact"
+                    details.append(
+                        f"unless[{index}] ({clause.pattern.alias}: {clause.pattern.fact_type}) matched {facts}"
+                    )
+            return RuleAnalysis(rule=rule.ref, outcome="blocked", details=details)
+        missing = self.run.missing.get(rule.ref, [])
+        checks, because = self.best_attempt(rule, by_type, depth)
+        if missing:
+            fields = sorted({f"{u.fact.label}.{u.field}" for u in missing})
+            return RuleAnalysis(
+                rule=rule.ref,
+                outcome="missing data",
+                details=[f"needs {f}" for f in fields],
+                checks=checks,
+                because=because,
+            )
+        return RuleAnalysis(rule=rule.ref, outcome="condition failed", checks=checks, because=because)
+
+    def best_attempt(
+        self, rule: ir.Rule, by_type: Mapping[str, Sequence[Fact]], depth: int
+    ) -> tuple[list[Check], list[RuleAnalysis]]:
+        """Bind patterns greedily to the facts that fail fewest conditions; report what fails."""
+        bound: dict[str, Fact] = {}
+        checks: list[Check] = []
+        because: list[RuleAnalysis] = []
+        for index, pattern in enumerate(rule.patterns):
+            free = [f for f in by_type.get(pattern.fact_type, []) if f not in bound.values()]
+            # Selector conditions (field = literal, field in [...]) say which facts are relevant at all.
+            selectors = [
+                t
+                for t in pattern.tests
+                if isinstance(t, ir.Test) and t.op in ("eq", "in") and not isinstance(t.operand, ir.Ref | ir.Param)
+            ]
+            options = [f for f in free if all(eval_test(t, f, bound, None) for t in selectors)]
+            if not options:
+                wanted = ", ".join(self.describe(t) for t in selectors)
+                article = "another" if any(f.type == pattern.fact_type for f in bound.values()) else "a"
+                checks.append(
+                    Check(
+                        pattern=f"{pattern.alias} ({pattern.fact_type})",
+                        fact=None,
+                        condition=f"{article} {pattern.fact_type} fact" + (f" with {wanted}" if wanted else ""),
+                        actual="none recorded"
+                        if not free
+                        else f"{len(free)} {pattern.fact_type} fact(s), none with {wanted}",
+                        outcome="no such fact",
+                    )
+                )
+                because.extend(self.why_no_fact(pattern.fact_type, depth))
+                break
+            scored = sorted(
+                ((self.checks_for(rule, index, f, bound), f) for f in options), key=lambda cf: (len(cf[0]), cf[1].label)
+            )
+            best_checks, best = scored[0]
+            bound[pattern.alias] = best
+            checks.extend(best_checks)
+            if (
+                best_checks
+                and any(c.outcome == "failed" for c in best_checks)
+                and pattern.fact_type not in ("patient",)
+                and self.derivers(pattern.fact_type)
+            ):
+                because.extend(self.why_no_fact(pattern.fact_type, depth))
+        return checks, because
+
+    def derivers(self, fact_type: str) -> list[ir.Rule]:
+        out = []
+        for rule in self.program.rules:
+            for c in rule.conclusions:
+                if (isinstance(c, ir.Derive) and c.fact == fact_type) or (
+                    isinstance(c, ir.Recommend) and fact_type == "candidate"
+                ):
+                    out.append(rule)
+                    break
+        return out
+
+    def why_no_fact(self, fact_type: str, depth: int) -> list[RuleAnalysis]:
+        if depth >= MAX_DEPTH or fact_type == "candidate":
+            return []
+        out = []
+        for rule in self.derivers(fact_type):
+            # A deriving rule that fired may still have failed for other facts: explain those failures.
+            by_type = index_by_type(self.run.facts)
+            first = rule.patterns[0]
+            fired_on = {f.bindings[first.alias].key for f in self.run.firings if f.rule.id == rule.id}
+            for fact in by_type.get(first.fact_type, []):
+                if fact.key in fired_on:
+                    continue
+                checks = self.checks_for(rule, 0, fact, {})
+                if checks:
+                    out.append(RuleAnalysis(rule=rule.ref, outcome="condition failed", checks=checks))
+            if not by_type.get(first.fact_type):
+                out.append(self.analyse(rule, depth + 1))
+        return out
+
+
+def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Mapping[str, ir.Rule]) -> Explanation:
+    ex = _Explainer(program, run, unbound)
+    conclusions: list[ConclusionExplanation] = []
+    by_rule: dict[str, list[Firing]] = {}
+    for firing in run.firings:
+        if not run.is_blocked(firing):
+            by_rule.setdefault(firing.rule.ref, []).append(firing)
+
+    def add(what: str, rule_ref: str) -> None:
+        for firing in sorted(by_rule.get(rule_ref, []), key=_order)[:3]:
+            conclusions.append(
+                ConclusionExplanation(conclusion=what, rule=rule_ref, matched=ex.matched(firing.bindings))
+            )
+
+    for c in assessment.candidates:
+        add(f"candidate {c.intervention} ({c.target.region or 'no region'})", c.basis.rule)
+    for e in assessment.excluded:
+        add(f"excluded {e.intervention}: {e.reason}", e.basis.rule)
+    for a in assessment.alerts:
+        add(f"alert {a.code}", a.basis.rule)
+    for r in assessment.referrals:
+        add(f"referral {r.to} ({r.urgency})", r.basis.rule)
+
+    candidates = {c.intervention for c in assessment.candidates}
+    excluded = {e.intervention: e for e in assessment.excluded}
+    why_not: list[WhyNot] = []
+    for code, item in sorted(program.ruleset.interventions.items()):
+        if code in candidates:
+            continue
+        analyses: list[RuleAnalysis] = []
+        for rule in program.ruleset.rules:
+            if not any(isinstance(c, ir.Recommend) and c.intervention == code for c in rule.conclusions):
+                continue
+            active = next((r for r in program.rules if r.id == rule.id), None)
+            if active is None:
+                analyses.append(
+                    RuleAnalysis(
+                        rule=rule.ref, outcome="inactive", details=[program.disabled.get(rule.ref, "not active")]
+                    )
+                )
+            elif not in_effect(active, assessment.as_of):
+                analyses.append(
+                    RuleAnalysis(
+                        rule=rule.ref, outcome="inactive", details=[f"not in effect on {assessment.as_of.isoformat()}"]
+                    )
+                )
+            else:
+                analysis = ex.analyse(active)
+                if analysis.outcome == "fired" and code in excluded:
+                    e = excluded[code]
+                    analysis = RuleAnalysis(
+                        rule=rule.ref,
+                        outcome="overridden",
+                        details=[f"{e.kind.replace('_', ' ')} by {e.basis.rule}: {e.reason}"],
+                    )
+                analyses.append(analysis)
+        if code in excluded and not analyses:
+            e = excluded[code]
+            analyses.append(RuleAnalysis(rule=e.basis.rule, outcome="overridden", details=[e.reason]))
+        why_not.append(
+            WhyNot(
+                intervention=code,
+                name=item.name,
+                status="excluded" if code in excluded else "not proposed",
+                rules=analyses,
+            )
+        )
+    return Explanation(assessment=assessment, conclusions=conclusions, why_not=why_not)
+
+
+def render_explanation(ex: Explanation) -> str:
+    lines = [f"Explanation as of {ex.assessment.as_of.isoformat()} ({ex.assessment.provenance.profile})", ""]
+    lines.append("WHY EACH CONCLUSION")
+
+    def facts(matched: Sequence[MatchedFact], indent: str) -> None:
+        for m in matched:
+            values = ", ".join(f"{k}={_fmt(v)}" for k, v in m.values.items())
+            lines.append(f"{indent}{m.alias}: {m.fact} {{{values}}}")
+            for d in m.derived_by:
+                lines.append(f"{indent}  derived by {d.rule} from:")
+                facts(d.matched, indent + "    ")
+
+    for c in ex.conclusions:
+        lines.append(f"* {c.conclusion}")
+        lines.append(f"  rule {c.rule}, matched:")
+        facts(c.matched, "    ")
+    lines += ["", "WHY NOT"]
+
+    def analysis(a: RuleAnalysis, indent: str, lead: str = "- ") -> None:
+        lines.append(f"{indent}{lead}{a.rule}: {a.outcome}")
+        for d in a.details:
+            lines.append(f"{indent}    {d}")
+        for c in a.checks:
+            where = f" in {c.fact}" if c.fact else ""
+            lines.append(f"{indent}    {c.outcome}: {c.condition}; actual {c.actual}{where}")
+        for b in a.because:
+            analysis(b, indent + "    ", "because ")
+
+    for w in ex.why_not:
+        lines.append(f"x {w.name} [{w.intervention}] - {w.status}")
+        for a in w.rules:
+            analysis(a, "  ")
+    return "\n".join(lines) + "\n"
