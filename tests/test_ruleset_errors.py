@@ -258,3 +258,53 @@ def test_globs_in_the_manifest(copy: Path) -> None:
     assert any("'tests/none-*.yaml' matches no file" in p for p in problems(copy))
     edit(copy, "ruleset.yaml", '  - "tests/none-*.yaml"\n', '  - "../*/tests/*.yaml"\n')
     assert any("is outside the ruleset folder" in p for p in problems(copy))
+
+
+def lock_problems(root: Path) -> list[str]:
+    from ipm_cds.ruleset.lock import check_lock
+
+    return [f"{p.severity}: {p}" for p in check_lock(load_ruleset(root))]
+
+
+def test_bundled_lock_is_current() -> None:
+    assert lock_problems(bundled_ruleset_path()) == []
+
+
+def test_changed_rule_without_version_bump(copy: Path) -> None:
+    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon")
+    line = line_of(copy, "rules/referrals.yaml", "  - id: referral.physical_therapy") + 1
+    assert lock_problems(copy) == [
+        f"error: ipm-core/rules/referrals.yaml:{line}:14: rule referral.physical_therapy changed but its version is "
+        "still 1.0.0 (bump it (e.g. 1.0.1 for a fix, 1.1.0 for new logic) and run ipm-cds lock)"
+    ]
+    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.1.0")
+    assert lock_problems(copy) == []
+
+
+def test_version_going_backwards(copy: Path) -> None:
+    edit(
+        copy,
+        "rules/antithrombotic.yaml",
+        "  - id: asra.bleeding_risk.concurrent_agents\n    version: 1.1.0",
+        "  - id: asra.bleeding_risk.concurrent_agents\n    version: 1.0.9",
+    )
+    line = line_of(copy, "rules/antithrombotic.yaml", "version: 1.0.9")
+    assert lock_problems(copy) == [
+        f"error: ipm-core/rules/antithrombotic.yaml:{line}:14: rule asra.bleeding_risk.concurrent_agents version "
+        "1.0.9 is lower than the locked 1.1.0 (versions only go up)"
+    ]
+
+
+def test_new_rule_is_a_warning_until_locked(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import EXIT_OK, EXIT_RULESET, main
+
+    edit(copy, "rules/referrals.yaml", "  - id: referral.physical_therapy", "  - id: referral.physical_therapy_v2")
+    found = lock_problems(copy)
+    assert "warning: " in found[0] and "rule referral.physical_therapy_v2 is not in ruleset.lock.json" in found[0]
+    assert "locked rule referral.physical_therapy is no longer in the ruleset" in found[1]
+    assert main(["validate", str(copy)]) == EXIT_OK
+    assert main(["lock", str(copy)]) == EXIT_OK
+    assert lock_problems(copy) == []
+    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon")
+    assert main(["validate", str(copy)]) == EXIT_RULESET
+    assert "changed but its version is still 1.0.0" in capsys.readouterr().err

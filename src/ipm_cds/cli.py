@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="load, validate and compile a ruleset; list every problem")
     va.add_argument("ruleset", type=Path, nargs="?", default=None)
 
+    lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
+    lo.add_argument("ruleset", type=Path, nargs="?", default=None)
+
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
@@ -165,16 +168,31 @@ def _explain(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .engine.facade import Engine
     from .ruleset.loader import load_ruleset
+    from .ruleset.lock import check_lock
 
     ruleset = load_ruleset(args.ruleset)
     for profile in ruleset.manifest.profiles:
         Engine(ruleset, profile=profile, backend="python")
-    for warning in ruleset.warnings:
+    problems = [*ruleset.warnings, *check_lock(ruleset)]
+    for warning in (p for p in problems if p.severity == "warning"):
         print(f"warning: {warning}")
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise RulesetError(errors)
     print(
         f"{ruleset.id} {ruleset.version}: {len(ruleset.rules)} rules, {len(ruleset.tests)} test cases, "
         f"profiles {', '.join(ruleset.manifest.profiles)}; valid (sha256 {ruleset.sha256})"
     )
+    return EXIT_OK
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from .ruleset.loader import load_ruleset
+    from .ruleset.lock import write_lock
+
+    ruleset = load_ruleset(args.ruleset)
+    path = write_lock(ruleset)
+    print(f"locked {len(ruleset.rule_specs)} rules of {ruleset.id} {ruleset.version} in {path}")
     return EXIT_OK
 
 
@@ -200,7 +218,7 @@ def _test(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"evaluate": _evaluate, "explain": _explain, "validate": _validate, "test": _test}
+    handlers = {"evaluate": _evaluate, "explain": _explain, "validate": _validate, "lock": _lock, "test": _test}
     try:
         return handlers[args.command](args)
     except RulesetError as exc:

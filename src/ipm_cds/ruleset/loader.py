@@ -69,6 +69,7 @@ class Ruleset:
     tests: tuple[LoadedTestCase, ...]
     sha256: str
     warnings: tuple[Problem, ...] = field(default=())
+    version_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # rule id -> its version
 
     @property
     def id(self) -> str:
@@ -396,6 +397,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         criteria=criteria,
         rules=tuple(rules),
         rule_specs={s.id: s for s, _ in specs},
+        version_locations={s.id: pos.at(("version",)) for s, pos in specs},
         fact_types=dict(ctx.fact_types),
         tests=tuple(tests),
         sha256=digest,
