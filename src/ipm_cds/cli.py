@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
     lo.add_argument("ruleset", type=Path, nargs="?", default=None)
 
+    sc = sub.add_parser("schema", help="write JSON Schemas for rule files, catalogues, manifest and test cases")
+    sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
+
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
@@ -167,13 +170,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from .engine.facade import Engine
+    from .ruleset.checks import semantic_problems
     from .ruleset.loader import load_ruleset
     from .ruleset.lock import check_lock
 
     ruleset = load_ruleset(args.ruleset)
     for profile in ruleset.manifest.profiles:
         Engine(ruleset, profile=profile, backend="python")
-    problems = [*ruleset.warnings, *check_lock(ruleset)]
+    problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset)]
     for warning in (p for p in problems if p.severity == "warning"):
         print(f"warning: {warning}")
     errors = [p for p in problems if p.severity == "error"]
@@ -193,6 +197,14 @@ def _lock(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset)
     path = write_lock(ruleset)
     print(f"locked {len(ruleset.rule_specs)} rules of {ruleset.id} {ruleset.version} in {path}")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .ruleset.schema import write_schemas
+
+    for path in write_schemas(args.out):
+        print(path)
     return EXIT_OK
 
 
@@ -218,7 +230,14 @@ def _test(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"evaluate": _evaluate, "explain": _explain, "validate": _validate, "lock": _lock, "test": _test}
+    handlers = {
+        "evaluate": _evaluate,
+        "explain": _explain,
+        "validate": _validate,
+        "lock": _lock,
+        "schema": _schema,
+        "test": _test,
+    }
     try:
         return handlers[args.command](args)
     except RulesetError as exc:

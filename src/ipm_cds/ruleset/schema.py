@@ -1,0 +1,201 @@
+"""JSON Schemas for rule-file authors' editors, generated from the pydantic models.
+
+The models type a rule's ``when``/``unless``/``then`` loosely (they are checked by the compiler against
+the fact schema); here the schema is tightened with the condition language itself: a pattern needs a
+``type`` naming a fact type, a condition is a value or a mapping of known operators, a conclusion is one
+of the known kinds with its fields. An editor then flags a misspelt operator or conclusion as you type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..facts.schema import BASE_FACT_TYPES
+from ..patient import PatientCase
+from .compile import CONCLUSION_KINDS, OPS
+from .model import (
+    CriterionCatalogue,
+    InterventionCatalogue,
+    Manifest,
+    MedicationCatalogue,
+    ParameterCatalogue,
+    ReferralCatalogue,
+    RuleFile,
+    SourceCatalogue,
+    TestFile,
+)
+
+SCHEMA_ID_BASE = "https://ipm-cds.invalid/schema/"
+FILES: dict[str, type[BaseModel]] = {
+    "ruleset": Manifest,
+    "rules": RuleFile,
+    "tests": TestFile,
+    "interventions": InterventionCatalogue,
+    "referrals": ReferralCatalogue,
+    "sources": SourceCatalogue,
+    "parameters": ParameterCatalogue,
+    "medications": MedicationCatalogue,
+    "criteria": CriterionCatalogue,
+}
+
+_SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
+_OPERAND: dict[str, Any] = {
+    "oneOf": [
+        _SCALAR,
+        {
+            "type": "object",
+            "properties": {"param": {"type": "string"}},
+            "required": ["param"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {"ref": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$"}},
+            "required": ["ref"],
+            "additionalProperties": False,
+        },
+    ]
+}
+_CONDITION: dict[str, Any] = {
+    "oneOf": [
+        _SCALAR,
+        {
+            "type": "object",
+            "minProperties": 1,
+            "properties": {
+                **{op: _OPERAND for op in OPS if op not in ("in", "not_in")},
+                "in": {"type": "array", "items": _SCALAR, "minItems": 1},
+                "not_in": {"type": "array", "items": _SCALAR, "minItems": 1},
+                "same_as": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$"},
+                "present": {"type": "boolean"},
+                "or_absent": {"const": True},
+            },
+            "additionalProperties": False,
+        },
+    ]
+}
+_BRANCH: dict[str, Any] = {"type": "object", "minProperties": 1, "additionalProperties": _CONDITION}
+
+
+def _pattern(fact_types: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "description": "The fact type this pattern matches.", "examples": fact_types},
+            "any_of": {"type": "array", "items": _BRANCH, "minItems": 2},
+        },
+        "additionalProperties": _CONDITION,
+    }
+
+
+def _conclusions() -> dict[str, Any]:
+    text = {"type": "string", "minLength": 1}
+    targets = {
+        "intervention": {"type": "string"},
+        "interventions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "scope": {"const": "elective"},
+        "region": {"type": "string"},
+    }
+    bodies: dict[str, dict[str, Any]] = {
+        "recommend": {
+            "properties": {
+                "intervention": {"type": "string"},
+                "rationale": text,
+                "target": {
+                    "type": "object",
+                    "properties": {
+                        "region": {"type": "string"},
+                        "side": {"type": "string"},
+                        "levels": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["intervention", "rationale"],
+        },
+        "exclude": {
+            "properties": {**targets, "severity": {"enum": ["absolute", "relative", "unmet"]}, "reason": text},
+            "required": ["severity", "reason"],
+        },
+        "precaution": {"properties": {**targets, "text": text}, "required": ["text"]},
+        "alert": {
+            "properties": {
+                "code": {"type": "string"},
+                "severity": {"enum": ["critical", "warning", "info"]},
+                "message": text,
+            },
+            "required": ["code", "severity", "message"],
+        },
+        "refer": {
+            "properties": {
+                "to": {"type": "string"},
+                "urgency": {"enum": ["emergency", "urgent", "soon", "routine"]},
+                "reason": text,
+            },
+            "required": ["to", "urgency", "reason"],
+        },
+        "derive": {"properties": {"fact": {"type": "string"}, "set": {"type": "object"}}, "required": ["fact"]},
+        "red_flag": {"properties": {"code": {"type": "string"}, "message": text}, "required": ["code", "message"]},
+        "antithrombotic_hold": {
+            "properties": {
+                "medication": {"type": "string"},
+                "candidate": {"type": "string"},
+                "upgrade": {"type": "boolean"},
+            },
+            "required": ["medication", "candidate"],
+        },
+    }
+    assert set(bodies) == set(CONCLUSION_KINDS)
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {kind: {"type": "object", "additionalProperties": False, **body}},
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind, body in bodies.items()
+        ]
+    }
+
+
+def schema_for(name: str) -> dict[str, Any]:
+    model = FILES[name]
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"{SCHEMA_ID_BASE}{name}.schema.json"
+    if name == "rules":
+        rule = schema["$defs"]["RuleSpec"]["properties"]
+        pattern = _pattern(sorted(BASE_FACT_TYPES))
+        rule["when"] = {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": pattern,
+            "description": rule["when"].get("description", ""),
+        }
+        rule["unless"] = {
+            "type": "array",
+            "items": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": pattern},
+        }
+        rule["then"] = {"type": "array", "minItems": 1, "items": _conclusions()}
+    if name == "tests":
+        patient = PatientCase.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+        schema["$defs"].update(patient.pop("$defs", {}))
+        schema["$defs"]["PatientCase"] = patient
+        schema["$defs"]["TestCase"]["properties"]["patient"] = {"$ref": "#/$defs/PatientCase"}
+    return schema
+
+
+def write_schemas(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in FILES:
+        path = out / f"{name}.schema.json"
+        path.write_text(json.dumps(schema_for(name), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
