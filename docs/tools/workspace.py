@@ -15,6 +15,7 @@ the README's ``.venv``), through two small shims in ``<tmp>/bin``. The rest of t
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -67,7 +68,8 @@ class Workspace:
 def open_workspace() -> Iterator[Workspace]:
     """Create the workspace (links, fixtures, shims, environment); remove it on exit."""
     with tempfile.TemporaryDirectory(prefix="ipm-cds-docs-") as tmp:
-        base = Path(tmp)
+        # Resolved: ipm-cds names a ruleset file relative to the folder's parent only if "$PWD/…" has no symlink.
+        base = Path(tmp).resolve()
         cwd = base / "root"
         cwd.mkdir()
         for entry in sorted(ROOT.iterdir()):
@@ -79,6 +81,7 @@ def open_workspace() -> Iterator[Workspace]:
         _write_shims(bin_dir)
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED and not k.startswith("LC_")}
         env.update(_PINNED)
+        env["PWD"] = str(cwd)
         env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])
         yield Workspace(base=base, cwd=cwd, env=env)
 
@@ -170,9 +173,10 @@ def make_fixtures(fixtures: Path) -> None:
     for test_file in (with_tests / "tests").iterdir():
         test_file.unlink()
     shutil.copyfile(STATIC_FIXTURES / "cases.yaml.txt", with_tests / "tests" / "facet.yaml")
-    _replace_once(
-        with_tests / "ruleset.yaml",
-        "tests:\n  - tests/facet.yaml\n  - tests/red_flags.yaml\n  - tests/antithrombotic.yaml\n"
-        "  - tests/referrals.yaml\n",
-        "tests:\n  - tests/facet.yaml\n",
+    manifest = with_tests / "ruleset.yaml"
+    text, count = re.subn(
+        r"^tests:\n(?:  - .*\n)+", "tests:\n  - tests/facet.yaml\n", manifest.read_text("utf-8"), flags=re.M
     )
+    if count != 1:
+        raise FixtureError("ruleset.yaml: no `tests:` list to replace; update docs/tools/workspace.py")
+    manifest.write_text(text, encoding="utf-8")
