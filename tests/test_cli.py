@@ -157,3 +157,14 @@ def test_console_entry_point_runs_without_traceback(tmp_path: Path) -> None:
     assert proc.stderr.strip() == (
         "ipm-cds: invalid patient data: demographics.age_years: Input should be greater than or equal to 0"
     )
+
+
+def test_relative_ruleset_path_shows_relative_file_names(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    path = root / "rules" / "referrals.yaml"
+    path.write_text(path.read_text().replace("urgency: routine", "urgency: whenever"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "ipm-core"]) == EXIT_RULESET
+    assert capsys.readouterr().err.startswith("ipm-cds: invalid ruleset: ipm-core/rules/referrals.yaml:")

@@ -162,8 +162,9 @@ class _Loader:
         self.canonical: dict[str, Any] = {}
 
     def display(self, path: Path) -> str:
+        """A file as problems show it: relative to the ruleset folder's parent (``ipm-core/rules/x.yaml``)."""
         try:
-            return str(path.relative_to(self.root.parent))
+            return path.resolve().relative_to(self.root.resolve().parent).as_posix()
         except ValueError:
             return str(path)
 
