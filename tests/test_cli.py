@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import ipm_cds
 from ipm_cds.cli import EXIT_OK, EXIT_PATIENT, EXIT_RULESET, EXIT_TESTS_FAILED, EXIT_USAGE, main
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 
@@ -159,8 +160,9 @@ def test_console_entry_point_runs_without_traceback(tmp_path: Path) -> None:
     )
 
 
-def test_relative_ruleset_path_shows_relative_file_names(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_ruleset_path_shows_relative_file_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "ipm-core"
     shutil.copytree(bundled_ruleset_path(), root)
     path = root / "rules" / "referrals.yaml"
@@ -168,3 +170,38 @@ def test_relative_ruleset_path_shows_relative_file_names(tmp_path: Path, capsys:
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "ipm-core"]) == EXIT_RULESET
     assert capsys.readouterr().err.startswith("ipm-cds: invalid ruleset: ipm-core/rules/referrals.yaml:")
+
+
+def test_junit_report_and_coverage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    path = root / "tests" / "referrals.yaml"
+    path.write_text(path.read_text().replace("referrals: [physical_therapy]", "referrals: []", 1))
+    report = tmp_path / "junit.xml"
+    assert main(["test", str(root), "--junit", str(report)]) == EXIT_TESTS_FAILED
+    out = capsys.readouterr().out
+    assert "coverage: all " in out and " rules seen firing and not firing" in out
+    suite = ET.parse(report).getroot()
+    cases = suite.findall("testcase")
+    assert suite.get("tests") == str(len(cases)) and len(cases) > 50
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert len(failures) == 1 and suite.get("failures") == "1"
+    assert failures[0].get("classname") == "ipm-core/tests/referrals.yaml"
+
+
+def test_coverage_names_rules_never_fired_and_never_missed(ruleset: object) -> None:
+    from ipm_cds.casetests import CaseResult, coverage
+
+    rs = ipm_cds.load_ruleset()
+    ids = sorted(r.id for r in rs.rules)
+    a, b = ids[0], ids[1]
+    results = [
+        CaseResult("one", "f:1:1", "cms_lcd", (), fired=frozenset({a}), active=frozenset(ids)),
+        CaseResult("two", "f:2:1", "cms_lcd", (), fired=frozenset({a, b}), active=frozenset(ids)),
+    ]
+    cov = coverage(rs, results)
+    assert cov.never_missed == (a,)
+    assert a not in cov.never_fired and b not in cov.never_fired
+    assert set(cov.never_fired) == set(ids) - {a, b}

@@ -6,7 +6,7 @@ codes in ``expect`` are exact sets; ``fired`` and ``not_fired`` name rules that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .assessment import Assessment
@@ -22,6 +22,7 @@ class CaseResult:
     profile: str
     failures: tuple[str, ...]
     fired: frozenset[str] = field(default_factory=frozenset)
+    active: frozenset[str] = field(default_factory=frozenset)  # rules that ran for this case
     assessment: Assessment | None = None
 
     @property
@@ -84,9 +85,49 @@ def run_cases(
             results.append(CaseResult(case.name, str(loaded.location), profile, (f"error: {exc}",)))
             continue
         fired = frozenset(t.rule.split("@")[0] for t in assessment.trace if t.status == "fired")
+        inactive = {ref.split("@")[0] for ref in assessment.provenance.rules_inactive}
+        active = frozenset(r.id for r in engines[key].program.rules if r.id not in inactive)
         results.append(
             CaseResult(
-                case.name, str(loaded.location), profile, tuple(check_case(loaded, assessment)), fired, assessment
+                name=case.name,
+                location=str(loaded.location),
+                profile=profile,
+                failures=tuple(check_case(loaded, assessment)),
+                fired=fired,
+                active=active,
+                assessment=assessment,
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class Coverage:
+    never_fired: tuple[str, ...]  # active rules that no case fires
+    never_missed: tuple[str, ...]  # rules that fired in every case where they ran: no near miss
+
+
+def coverage(ruleset: Ruleset, results: Sequence[CaseResult]) -> Coverage:
+    fired: set[str] = set().union(*(r.fired for r in results)) if results else set()
+    missed: set[str] = set().union(*(r.active - r.fired for r in results)) if results else set()
+    ids = sorted(r.id for r in ruleset.rules)
+    return Coverage(tuple(i for i in ids if i not in fired), tuple(i for i in ids if i in fired and i not in missed))
+
+
+def junit_xml(ruleset: Ruleset, results: Sequence[CaseResult], backend: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element(
+        "testsuite",
+        name=f"{ruleset.id}@{ruleset.version} ({backend})",
+        tests=str(len(results)),
+        failures=str(sum(1 for r in results if not r.passed)),
+    )
+    for r in results:
+        case = ET.SubElement(suite, "testcase", name=r.name, classname=r.location.split(":")[0])
+        ET.SubElement(case, "properties").append(ET.Element("property", name="profile", value=r.profile))
+        if not r.passed:
+            failure = ET.SubElement(case, "failure", message=r.failures[0])
+            failure.text = "\n".join([r.location, *r.failures])
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

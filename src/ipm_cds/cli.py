@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
     te.add_argument("--backend", choices=["durable", "python"], default="durable")
+    te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
     return parser
 
 
@@ -209,7 +210,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .casetests import run_cases
+    from .casetests import coverage, junit_xml, run_cases
     from .ruleset.loader import load_ruleset
 
     ruleset = load_ruleset(args.ruleset)
@@ -219,11 +220,17 @@ def _test(args: argparse.Namespace) -> int:
         print(f"FAIL {r.location}: {r.name} [{r.profile}]")
         for failure in r.failures:
             print(f"    {failure}")
-    exercised = set().union(*(r.fired for r in results)) if results else set()
-    never = sorted(rule.id for rule in ruleset.rules if rule.id not in exercised)
+    if args.junit:
+        args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
+    if not args.filter:
+        cov = coverage(ruleset, results)
+        if cov.never_fired:
+            print(f"coverage: rules no case fires: {', '.join(cov.never_fired)}")
+        if cov.never_missed:
+            print(f"coverage: rules never seen not firing (no near miss): {', '.join(cov.never_missed)}")
+        if not cov.never_fired and not cov.never_missed:
+            print(f"coverage: all {len(ruleset.rules)} rules seen firing and not firing")
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    if never and not args.filter:
-        print(f"rules never fired by a case: {', '.join(never)}")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 
 
