@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
     lo.add_argument("ruleset", type=Path, nargs="?", default=None)
 
+    di = sub.add_parser("diff", help="impact analysis between two ruleset versions")
+    di.add_argument("old", type=Path)
+    di.add_argument("new", type=Path)
+    di.add_argument("--cases", type=Path, default=None, help="a folder of patient files to evaluate too")
+    di.add_argument("--generate", type=int, default=0, metavar="N", help="also evaluate N generated patients")
+    di.add_argument("--profile", default=None, help="profile for both versions (default: each one's default)")
+    di.add_argument("--format", choices=["text", "json"], default="text")
+
     sc = sub.add_parser("schema", help="write JSON Schemas for rule files, catalogues, manifest and test cases")
     sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
 
@@ -201,6 +209,21 @@ def _lock(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import case_patients, diff_rulesets, generated_patients, render_diff
+    from .ruleset.loader import load_ruleset
+
+    old, new = load_ruleset(args.old), load_ruleset(args.new)
+    cohort = case_patients(old, new, folder=args.cases)
+    cohort += [(p, date(2025, 6, 2)) for p in generated_patients(args.generate)]
+    result = diff_rulesets(old, new, patients=cohort, profile_old=args.profile, profile_new=args.profile)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_diff(result))
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from .ruleset.schema import write_schemas
 
@@ -242,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "explain": _explain,
         "validate": _validate,
         "lock": _lock,
+        "diff": _diff,
         "schema": _schema,
         "test": _test,
     }

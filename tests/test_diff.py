@@ -1,0 +1,74 @@
+"""ipm-cds diff: structural changes and clinical impact between two ruleset versions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import ipm_cds
+from ipm_cds.cli import EXIT_OK, main
+from ipm_cds.diff import case_patients, diff_rulesets, generated_patients
+from ipm_cds.ruleset.loader import bundled_ruleset_path
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    target = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), target)
+    return target
+
+
+def test_identical_rulesets_change_nothing(ruleset: ipm_cds.Ruleset) -> None:
+    d = diff_rulesets(ruleset, ruleset, patients=case_patients(ruleset))
+    assert d.changes == [] and d.parameters_changed == [] and d.rules_added == []
+    assert d.unchanged == d.patients + d.probes and d.patients > 50
+
+
+def test_facet_threshold_80_to_50_reports_patients_who_gain_rfa(ruleset: ipm_cds.Ruleset, copy: Path) -> None:
+    path = copy / "catalogues" / "parameters.yaml"
+    path.write_text(path.read_text().replace("      cms_lcd: 80\n", "      cms_lcd: 50\n"))
+    new = ipm_cds.load_ruleset(copy)
+    d = diff_rulesets(ruleset, new, patients=case_patients(ruleset, new))
+    assert d.parameters_changed == ["facet_block_relief_pct [cms_lcd]: 80 -> 50"]
+    assert d.probes > 0
+    rfa = next(c for c in d.changes if (c.what, c.code) == ("candidate", "facet_rfa"))
+    assert rfa.gained > 0 and rfa.lost == 0
+    assert rfa.gained_example is not None
+    # the example really gains RFA: evaluate it under both versions
+    old_engine, new_engine = ipm_cds.Engine(ruleset), ipm_cds.Engine(new)
+    from datetime import date
+
+    when = date(2025, 6, 2)
+    assert "facet_rfa" not in old_engine.evaluate(rfa.gained_example, as_of=when).codes()["candidates"]
+    assert "facet_rfa" in new_engine.evaluate(rfa.gained_example, as_of=when).codes()["candidates"]
+
+
+def test_structural_changes_are_listed(ruleset: ipm_cds.Ruleset, copy: Path) -> None:
+    path = copy / "rules" / "referrals.yaml"
+    path.write_text(
+        path.read_text()
+        .replace("urgency: routine", "urgency: soon")
+        .replace("    version: 1.0.0", "    version: 1.1.0", 1)
+    )
+    facet = copy / "rules" / "facet.yaml"
+    facet.write_text(facet.read_text().replace("at most {param.facet_max_levels} levels, under", "under", 1))
+    new = ipm_cds.load_ruleset(copy)
+    d = diff_rulesets(ruleset, new, patients=[])
+    assert d.rules_reversioned == ["referral.physical_therapy 1.0.0 -> 1.1.0"]
+    assert d.rules_changed_without_version == ["facet.mbb.first@1.0.0"]
+
+
+def test_generated_patients_are_the_same_on_every_run() -> None:
+    a, b = generated_patients(5), generated_patients(5)
+    assert len(a) == 5 and [p.model_dump_json() for p in a] == [p.model_dump_json() for p in b]
+
+
+def test_cli_diff(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = copy / "catalogues" / "parameters.yaml"
+    path.write_text(path.read_text().replace("      cms_lcd: 80\n", "      cms_lcd: 50\n"))
+    assert main(["diff", str(bundled_ruleset_path()), str(copy), "--generate", "20"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "facet_block_relief_pct [cms_lcd]: 80 -> 50" in out
+    assert "candidate facet_rfa: +" in out and "smallest patient who gained it:" in out
