@@ -1,32 +1,39 @@
+"""The project's own suite uses the ipm_cds pytest plugin (ipm_cds.testing.pytest_plugin) like any user.
+
+The plugin's ``ipm-ci`` hypothesis profile is the default here; ``IPM_CDS_HYPOTHESIS_PROFILE=thorough``
+(or ``--ipm-hypothesis-profile thorough``) runs 10,000 examples per property.
+"""
+
 from __future__ import annotations
 
 import os
 from datetime import date
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 import ipm_cds
 
 AS_OF = date(2025, 6, 2)
 
-settings.register_profile(
-    "ci", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
-settings.register_profile("thorough", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-settings.load_profile(os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE", "ci"))
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Default to the plugin's fast, deterministic profile unless one was chosen."""
+    if not (os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE") or config.getoption("--ipm-hypothesis-profile")):
+        settings.load_profile("ipm-ci")
 
 
 @pytest.fixture(scope="session")
-def ruleset() -> ipm_cds.Ruleset:
-    return ipm_cds.load_ruleset()
+def ruleset(ipm_ruleset: ipm_cds.Ruleset) -> ipm_cds.Ruleset:
+    return ipm_ruleset
 
 
 @pytest.fixture(scope="session")
-def durable(ruleset: ipm_cds.Ruleset) -> ipm_cds.Engine:
-    return ipm_cds.Engine(ruleset, backend="durable")
+def durable(ipm_engine: ipm_cds.Engine) -> ipm_cds.Engine:
+    return ipm_engine
 
 
 @pytest.fixture(scope="session")
-def python_engine(ruleset: ipm_cds.Ruleset) -> ipm_cds.Engine:
-    return ipm_cds.Engine(ruleset, backend="python")
+def python_engine(ipm_python_engine: ipm_cds.Engine) -> ipm_cds.Engine:
+    return ipm_python_engine

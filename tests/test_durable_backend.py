@@ -123,3 +123,88 @@ def test_limit_check_rejects_oversized_stratum(durable: ipm_cds.Engine) -> None:
     huge = replace(stratum, rules=stratum.rules * (durable_backend.MAX_RULES_PER_RULESET // len(stratum.rules) + 1))
     problems = durable_backend.check_limits(huge, "test")
     assert any("durable-rules allows 4096" in p.message for p in problems)
+
+
+def test_join_on_a_field_the_other_fact_lacks(tmp_path: Any) -> None:
+    """Regression: durable-rules failed the whole assert (error 311) when a joined field was absent."""
+    import shutil
+
+    from ipm_cds.ruleset.loader import bundled_ruleset_path
+
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    (root / "rules" / "zz-probe.yaml").write_text("""rules:
+  - id: probe.latest_gad7
+    version: 1.0.0
+    status: active
+    title: Latest GAD-7 only
+    criteria: [MD-GAD7]
+    evidence: {strength: strong, quality: moderate, sources: [acp_2017]}
+    when:
+      gad7: {type: screening, instrument: gad7, score: {gte: 10}}
+    unless:
+      - newer: {type: screening, instrument: gad7, days_since: {lt: {ref: gad7.days_since}}}
+    then:
+      - alert: {code: probe.gad7, severity: info, message: "GAD-7 {gad7.score}"}
+""")
+    ruleset = ipm_cds.load_ruleset(root)
+    patient = {
+        "screenings": [{"instrument": "gad7", "score": 12}, {"instrument": "gad7", "score": 4, "date": "2025-05-20"}]
+    }
+    results = [
+        ipm_cds.Engine(ruleset, backend=b).evaluate(patient, as_of=AS_OF).codes()  # type: ignore[arg-type]
+        for b in ("durable", "python")
+    ]
+    assert results[0] == results[1]
+    assert results[0]["alerts"] == ["probe.gad7"]
+
+
+class _Raising(_Wrapper):
+    def assert_facts(self, handle: int, text: str) -> tuple[int, int]:
+        raise self._real.error("Could not assert facts, error code: 999")
+
+
+def test_errors_of_the_c_extension_fail_closed(durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = durable_backend._engine
+    monkeypatch.setattr(durable_backend, "_engine", _Raising(real, 0))
+    with pytest.raises(EngineFaultError, match=r"durable-rules could not assert the facts: .*999"):
+        durable.evaluate(RFA_PATIENT, as_of=AS_OF)
+    monkeypatch.setattr(durable_backend, "_engine", real)
+    assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]
+
+
+def test_joins_after_an_or_are_not_ignored(tmp_path: Any) -> None:
+    """Regression: durable-rules treated a join that followed an $or in one pattern as always true."""
+    import shutil
+
+    from ipm_cds.ruleset.loader import bundled_ruleset_path
+
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    (root / "rules" / "zz-probe.yaml").write_text("""rules:
+  - id: probe.latest_block
+    version: 1.0.0
+    status: active
+    title: Judged on the most recent session only
+    criteria: [FACET-DX-02]
+    evidence: {strength: coverage, quality: not_graded, sources: [cms_lcd_facet]}
+    when:
+      history: {type: procedure_history, kind: facet_mbb}
+      latest:
+        type: procedure
+        kind: {in: [facet_mbb, facet_ia]}
+        days_since: {same_as: history.last_days_since}
+        relief_pct: {lt: 50}
+    then:
+      - alert: {code: probe.latest_poor, severity: info, message: "latest block {latest.relief_pct}%"}
+""")
+    ruleset = ipm_cds.load_ruleset(root)
+    patient = {
+        "procedures": [
+            {"kind": "facet_mbb", "region": "lumbar", "date": "2024-05-01", "relief_pct": 20},
+            {"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-06", "relief_pct": 90},
+        ]
+    }
+    for backend in ("durable", "python"):
+        engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
+        assert engine.evaluate(patient, as_of=AS_OF).codes()["alerts"] == [], backend

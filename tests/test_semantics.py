@@ -119,9 +119,16 @@ def test_mme_is_computed_from_the_catalogue_table(ruleset: ipm_cds.Ruleset) -> N
     assert oxy.mme_factor is not None
     assert facts["opioid_summary"].values == {
         "total_mme_per_day": round(20 * oxy.mme_factor, 6),
+        "known_mme_per_day": round(20 * oxy.mme_factor, 6),
         "opioid_count": 2,
         "uncounted_count": 1,
     }
+    case = parse_patient(
+        {"medications": [{"agent": "oxycodone", "daily_dose": 20, "dose_unit": "mg"}, {"agent": "morphine"}]}
+    )
+    summary = {f.type: f for f in normalise(case, AS_OF, context)}["opioid_summary"].values
+    assert "total_mme_per_day" not in summary  # unknown: never read as low
+    assert summary["known_mme_per_day"] == round(20 * oxy.mme_factor, 6)
 
 
 def test_fentanyl_patch_dose_must_be_in_mcg_per_hour(durable: ipm_cds.Engine) -> None:

@@ -11,7 +11,7 @@ of those patients with the compared field set just below, on and just above the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .engine.facade import Engine
 from .errors import IpmCdsError
-from .facts.schema import BASE_FACT_TYPES
 from .patient import PatientCase
 from .ruleset import ir
 from .ruleset.loader import Ruleset
 from .ruleset.lock import rule_hash
+from .testing.boundaries import Threshold, set_fact_field, thresholds
 
 DEFAULT_AS_OF = date(2025, 6, 2)
 
@@ -103,45 +103,56 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
 
 def _changed_thresholds(
     old: Ruleset, new: Ruleset, profile_old: str, profile_new: str
-) -> list[tuple[str, str, list[float]]]:
-    """(fact type, field, probe values) for every parameter whose value differs between the two versions."""
-    probes: dict[tuple[str, str], set[float]] = {}
+) -> list[tuple[Threshold, list[float]]]:
+    """Thresholds that read a parameter whose value differs, with probe values around old and new."""
+    changed: dict[str, set[float]] = {}
     for name in sorted(set(old.parameters) & set(new.parameters)):
         a, b = old.parameters[name], new.parameters[name]
         va, vb = a.profiles.get(profile_old, a.default), b.profiles.get(profile_new, b.default)
-        if va == vb:
-            continue
-        step = 1 if a.type == "int" else 0.1
-        values = {v + d for v in (va, vb) if v is not None for d in (-step, 0, step)}
-        for ruleset in (old, new):
-            for rule in ruleset.rules:
-                for pattern in (*rule.patterns, *(bl.pattern for bl in rule.blockers)):
-                    for test in pattern.all_tests():
-                        if isinstance(test.operand, ir.Param) and test.operand.name == name:
-                            probes.setdefault((pattern.fact_type, test.field), set()).update(values)
-    return [(t, f, sorted(v)) for (t, f), v in sorted(probes.items())]
+        if va != vb:
+            step = 1 if a.type == "int" else 0.1
+            changed[name] = {v + d for v in (va, vb) if v is not None for d in (-step, 0, step)}
+    out: list[tuple[Threshold, list[float]]] = []
+    for ruleset, profile in ((old, profile_old), (new, profile_new)):
+        unbound = {r.id: r for r in ruleset.rules}
+        for t in thresholds(ruleset, profile):
+            rule = unbound[t.rule.split("@")[0]]
+            names = {
+                x.operand.name
+                for p in (*rule.patterns, *(b.pattern for b in rule.blockers))
+                for x in p.all_tests()
+                if isinstance(x.operand, ir.Param) and x.field == t.field
+            }
+            values = sorted(set().union(*(changed[n] for n in names if n in changed)))
+            if values:
+                out.append((t, values))
+    return out
 
 
-def _probe(patient: PatientCase, fact_type: str, field: str, values: Iterable[float]) -> list[PatientCase]:
-    """Copies of ``patient`` with the patient field behind ``fact_type.field`` set to each value."""
-    spec = BASE_FACT_TYPES.get(fact_type)
-    if spec is None or not spec.source or spec.fields[field].source is None:
-        return []
-    source = spec.fields[field].source or field
-    doc = patient.model_dump(mode="json")
-    items = doc.get(spec.source)
-    if not isinstance(items, list) or not items or "." in source:
-        return []
+def _probes(
+    patient: PatientCase, when: date, found: list[tuple[Threshold, list[float]]], ruleset: Ruleset
+) -> list[PatientCase]:
+    doc = patient.model_dump(mode="json", exclude_none=True)
     out = []
-    for value in values:
-        number: int | float = int(value) if spec.fields[field].type == "int" else round(value, 6)
-        for i in range(len(items)):
-            copy = json.loads(json.dumps(doc))
-            copy[spec.source][i][source] = number
-            try:
-                out.append(PatientCase.model_validate(copy))
-            except ValueError:
-                continue  # outside the field's range: not a patient
+    for threshold, values in found:
+        for value in values:
+            for index in range(max(1, len(doc.get("procedures", [])))):
+                probed = set_fact_field(
+                    doc,
+                    threshold.fact_type,
+                    threshold.field,
+                    value,
+                    when,
+                    threshold.selectors,
+                    index=index,
+                    ruleset=ruleset,
+                )
+                if probed is None:
+                    break
+                try:
+                    out.append(PatientCase.model_validate(probed))
+                except ValueError:
+                    continue  # outside the field's range: not a patient
     return out
 
 
@@ -192,9 +203,9 @@ def diff_rulesets(
     e_old = Engine(old, profile=profile_old, backend="python", parameters=parameters)
     e_new = Engine(new, profile=profile_new, backend="python", parameters=parameters)
     structure = _structure(old, new)
-    thresholds = _changed_thresholds(old, new, e_old.profile, e_new.profile)
+    found = _changed_thresholds(old, new, e_old.profile, e_new.profile)
     cohort = list(patients)
-    probes = [(p2, when) for p, when in patients for (t, f, values) in thresholds for p2 in _probe(p, t, f, values)]
+    probes = [(p2, when) for p, when in patients for p2 in _probes(p, when, found, new)]
     tallies: dict[tuple[str, str], dict[str, list[PatientCase]]] = {}
     unchanged, errors = 0, []
     for patient, when in cohort + probes:

@@ -360,8 +360,15 @@ def resolve(
                     if isinstance(c, ir.RedFlag):
                         concerned = concerned or elective[cand.intervention]
                     elif isinstance(c, ir.Exclude | ir.Precaution):
-                        # An undecided rule that targets "the matched candidate" concerns every candidate.
-                        targets_candidate = any(isinstance(x, ir.Ref) for x in c.interventions)
+                        # A rule that targets "the matched candidate" concerns the candidates it could not
+                        # decide about; static codes concern the candidates they name.
+                        undecided = {
+                            (f.values.get("intervention"), f.values.get("region"))
+                            for f in run.undecided_candidates.get(ref, [])
+                        }
+                        targets_candidate = any(isinstance(x, ir.Ref) for x in c.interventions) and (
+                            (cand.intervention, cand.target.region) in undecided
+                        )
                         static = tuple(x for x in c.interventions if isinstance(x, str))
                         concerned = (
                             concerned or targets_candidate or _matches(cand, static, c.elective_scope, None, elective)

@@ -42,6 +42,9 @@ class Run:
     not_in_effect: set[str] = field(default_factory=set)  # rule refs outside their effective period
     derived_by: dict[str, list[Firing]] = field(default_factory=dict)  # derived fact key -> firings that made it
     missing: dict[str, list[Unknown]] = field(default_factory=dict)  # rule ref -> unknown fields
+    # rule ref -> candidate facts bound in combinations the rule could not decide (safety rules that target
+    # the candidate they match concern only those candidates)
+    undecided_candidates: dict[str, list[Fact]] = field(default_factory=dict)
 
     def is_blocked(self, firing: Firing) -> bool:
         return (firing.rule.id, firing.signature) in self.blocked
@@ -186,9 +189,12 @@ def _find_missing(program: Program, run: Run) -> None:
             continue
         # Every undecided combination counts, also for a rule that fired on other facts.
         unknowns: list[Unknown] = []
-        for _bound, truth, unknown in matches(rule.patterns, by_type, three_valued=True):
+        for bound, truth, unknown in matches(rule.patterns, by_type, three_valued=True):
             if truth is None:
                 unknowns.extend(u for u in unknown if not u.fact.derived)
+                candidates = [f for f in bound.values() if f.type == "candidate"]
+                if candidates and any(not u.fact.derived for u in unknown):
+                    run.undecided_candidates.setdefault(rule.ref, []).extend(candidates)
         if unknowns:
             run.missing[rule.ref] = unknowns
     for firing in run.firings:

@@ -13,6 +13,7 @@ or answers wrongly:
   joins only on our own attributes and a trailing ``_t`` join on every pattern that joins (§3);
 * numbers in fixed notation only: exponent notation (``1e-05``) is silently misread in facts and
   refused in rulesets (found by our property tests);
+* joins come first in a pattern: a join that follows an ``$or`` is ignored (found by a rule author's test);
 * a pattern holding ``$or`` fires once per *true branch* for the same facts (found by our property
   tests, not in the notes): repeated frames are completed and ignored, so a combination fires once;
 * the hard limits checked when a program is prepared and on every fact (§4).
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, Problem, RulesetError
+from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, IpmCdsError, Problem, RulesetError
 from ..facts.normalise import Fact
 from ..ruleset import ir
 from .base import OnFire
@@ -125,20 +126,40 @@ def _node_json(node: ir.Node) -> dict[str, Any]:
     return _test_json(node)
 
 
-def pattern_json(pattern: ir.Pattern, first_alias: str) -> dict[str, Any]:
+def pattern_json(pattern: ir.Pattern, first_alias: str, guards: frozenset[str] = frozenset()) -> dict[str, Any]:
     clauses: list[dict[str, Any]] = [{"type": pattern.fact_type}]
-    clauses.extend(_node_json(node) for node in pattern.tests)
+    # Joins first: durable-rules ignores a join that follows an $or in the same pattern (it then matches as if
+    # the join held; measured, see docs/engine.md). Conjunction order changes nothing else.
+    joins = [n for n in pattern.tests if isinstance(n, ir.Test) and isinstance(n.operand, ir.Ref)]
+    clauses.extend(_node_json(node) for node in joins)
+    clauses.extend(_node_json(node) for node in pattern.tests if node not in joins)
+    # A later pattern joins on these fields of this fact: when the fact lacks one, durable-rules fails the whole
+    # assert with error 311 instead of treating the join as false. The join is false then anyway, so requiring
+    # the field here changes no result (joins sit in the top-level conjunction: the compiler refuses them
+    # inside any_of).
+    clauses.extend({"$ex": {field: 1}} for field in sorted(guards))
     if pattern.refs():
         # engine-notes §3, upstream #381: a false last join reads past the expression sequence.
         clauses.append({"_t": {first_alias: "_t"}})
     return {pattern.alias: {"$and": clauses}}
 
 
+def join_guards(patterns: Sequence[ir.Pattern]) -> dict[str, frozenset[str]]:
+    """For each alias, the fields that other patterns of the same engine rule join on."""
+    guards: dict[str, set[str]] = {}
+    for pattern in patterns:
+        for test in pattern.all_tests():
+            if isinstance(test.operand, ir.Ref):
+                guards.setdefault(test.operand.alias, set()).add(test.operand.field)
+    return {alias: frozenset(fields) for alias, fields in guards.items()}
+
+
 def stratum_json(stratum: Stratum) -> dict[str, Any]:
     rules: dict[str, Any] = {SENTINEL_RULE: {"all": [{"m": {"type": SENTINEL_TYPE}}]}}
     for er in stratum.rules:
         first = er.patterns[0].alias
-        rules[er.name] = {"all": [pattern_json(p, first) for p in er.patterns]}
+        guards = join_guards(er.patterns)
+        rules[er.name] = {"all": [pattern_json(p, first, guards.get(p.alias, frozenset())) for p in er.patterns]}
     return rules
 
 
@@ -250,7 +271,10 @@ class DurableBackend:
 
             payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
             payload.extend(encode(f) for f in facts)
-            code, state = _engine.assert_facts(handle, dumps(payload))
+            try:
+                code, state = _engine.assert_facts(handle, dumps(payload))
+            except Exception as exc:  # the C extension raises its own error type: fail closed, clearly
+                raise EngineFaultError(f"durable-rules could not assert the facts: {exc}") from exc
             current: str | None = None
             try:
                 if code not in OK_CODES:
@@ -288,6 +312,18 @@ class DurableBackend:
                                 )
                     message = _engine.complete_and_start_action(handle, state)
                     current = None
+            except IpmCdsError:
+                if current is not None:
+                    with contextlib.suppress(Exception):
+                        _engine.abandon_action(handle, state)
+                raise
+            except Exception as exc:  # an error of the C extension itself
+                if current is not None:
+                    with contextlib.suppress(Exception):
+                        _engine.abandon_action(handle, state)
+                raise EngineFaultError(
+                    f"durable-rules failed: {exc}", rule=self._refs.get(current or "", current)
+                ) from exc
             except BaseException:
                 if current is not None:
                     # The original error is what matters; the state is deleted below either way.

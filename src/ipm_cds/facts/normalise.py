@@ -242,6 +242,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
         add("procedure_group_history", i, {"group": group, "region": region, **history(dates)})
     mme_total: float | None = 0.0
+    mme_known = 0.0
     opioids = uncounted = 0
     for i, med in enumerate(_canonical(patient.medications)):
         info = context.medications[med.agent]
@@ -252,6 +253,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             opioids += 1
             mme = med.daily_dose * info.mme_factor if med.daily_dose is not None else None
             mme_total = mme_total + mme if mme is not None and mme_total is not None else None
+            mme_known += mme or 0.0
         add("medication", i, {
             "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
             "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
@@ -259,7 +261,8 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         })  # fmt: skip
     if opioids:
         add("opioid_summary", None, {
-            "total_mme_per_day": mme_total, "opioid_count": opioids, "uncounted_count": uncounted})  # fmt: skip
+            "total_mme_per_day": mme_total, "known_mme_per_day": mme_known, "opioid_count": opioids,
+            "uncounted_count": uncounted})  # fmt: skip
     for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
         count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
         add("medication_summary", i, {"group": group, "count": count})

@@ -241,6 +241,12 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "daily_dose",
                     "MME/day",
                 ),
+                "known_mme_per_day": _f(
+                    "MME/day over the counted opioids whose daily dose is recorded: a lower bound of the total "
+                    "when a dose is missing.",
+                    None,
+                    "MME/day",
+                ),
                 "opioid_count": _i("Opioids listed, counted or not."),
                 "uncounted_count": _i("Opioids never counted toward MME (buprenorphine)."),
             },

@@ -99,6 +99,13 @@ class _RuleCompiler:
                     )
                     continue
                 inner = self.field_tests(fact_type, name, rest, (*path, name), scope, alias)
+                if any(isinstance(t.operand, ir.Ref) for t in inner):
+                    self.error(
+                        (*path, name, "or_absent"),
+                        "or_absent cannot go beside a join (same_as, ref)",
+                        "split the rule: one with the join, one with present: false",
+                    )
+                    continue
                 if inner:
                     loc = self.pos.at((*path, name))
                     tests.append(ir.AnyOf((tuple(inner), (ir.Test(name, "absent", None, loc),)), loc))
@@ -120,6 +127,15 @@ class _RuleCompiler:
             tests: list[ir.Test] = []
             for name, sub in branch.items():
                 tests.extend(self.field_tests(fact_type, name, sub, (*path, i, name), scope, alias))
+            for test in tests:
+                if isinstance(test.operand, ir.Ref):
+                    self.problems.append(
+                        Problem(
+                            "joins (same_as, ref) are not allowed inside any_of",
+                            test.location,
+                            hint="move the join out of any_of, or split the rule",
+                        )
+                    )
             branches.append(tuple(tests))
         return ir.AnyOf(tuple(branches), self.pos.at(path))
 

@@ -87,3 +87,121 @@ def assert_provenance_complete(engine: Engine, assessment: Assessment) -> None:
 def assert_round_trip(assessment: Assessment) -> None:
     again = Assessment.model_validate_json(assessment.to_json())
     assert again == assessment, "the assessment does not survive a JSON round trip"
+
+
+# -- hostile input ------------------------------------------------------------------------------------------
+
+
+def assert_rejects_or_evaluates(engine: Engine, document: Any, as_of: date) -> Assessment | None:
+    """Bad input is rejected with a PatientDataError naming a field; anything else is a bug."""
+    from ..errors import PatientDataError
+
+    try:
+        return engine.evaluate(document, as_of=as_of, timestamp=False)
+    except PatientDataError as exc:
+        assert exc.problems and all(str(p) for p in exc.problems), "a rejection must say what is wrong"
+        return None
+
+
+# -- metamorphic relations ------------------------------------------------------------------------------------
+
+
+def _candidates(engine: Engine, patient: PatientCase, as_of: date) -> set[tuple[str, str | None]]:
+    a = engine.evaluate(patient, as_of=as_of, timestamp=False)
+    return {(c.intervention, c.target.region) for c in a.candidates}
+
+
+def assert_adding_never_adds_candidates(
+    engine: Engine, patient: PatientCase, as_of: date, addition: dict[str, Any]
+) -> None:
+    """Adding a red flag or a contraindication (``addition``: e.g. ``{"conditions": [{"code": ...}]}``)
+    never adds a candidate."""
+    doc = patient.model_dump(mode="python")
+    for key, items in addition.items():
+        doc[key] = [*doc.get(key, []), *items]
+    before = _candidates(engine, patient, as_of)
+    after = _candidates(engine, PatientCase.model_validate(doc), as_of)
+    assert after <= before, f"adding {addition} added candidates {sorted(after - before)}"
+
+
+def assert_more_relief_never_removes(
+    engine: Engine, patient: PatientCase, as_of: date, kinds: tuple[str, ...] = ("facet_mbb",), step: int = 10
+) -> None:
+    """Raising a diagnostic block's relief never removes a candidate."""
+    before = _candidates(engine, patient, as_of)
+    for i, proc in enumerate(patient.procedures):
+        if proc.kind not in kinds or proc.relief_pct is None or proc.relief_pct >= 100:
+            continue
+        doc = patient.model_dump(mode="python")
+        doc["procedures"][i]["relief_pct"] = min(100, proc.relief_pct + step)
+        after = _candidates(engine, PatientCase.model_validate(doc), as_of)
+        assert before <= after, (
+            f"raising procedures[{i}] relief from {proc.relief_pct}% removed {sorted(before - after)}"
+        )
+
+
+def unread_patient_fields(engine: Engine) -> list[str]:
+    """Patient fields (``section.field``) that no active rule reads under the engine's profile."""
+    from ..facts.schema import BASE_FACT_TYPES
+    from ..ruleset import ir
+
+    read: set[tuple[str, str]] = set()
+    for rule in engine.program.rules:
+        for pattern in (*rule.patterns, *(b.pattern for b in rule.blockers)):
+            for test in pattern.all_tests():
+                read.add((pattern.fact_type, test.field))
+                if isinstance(test.operand, ir.Ref):
+                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == test.operand.alias), None)
+                    if alias_type:
+                        read.add((alias_type, test.operand.field))
+        for template in _templates_of(rule):
+            for part in template.parts:
+                if isinstance(part, ir.Ref):
+                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == part.alias), None)
+                    if alias_type:
+                        read.add((alias_type, part.field))
+        for conclusion in rule.conclusions:
+            for value in dict(getattr(conclusion, "values", ()) or ()).values():
+                if isinstance(value, ir.Ref):
+                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == value.alias), None)
+                    if alias_type:
+                        read.add((alias_type, value.field))
+    out = []
+    for fact_type in ("patient", "pain"):
+        spec = BASE_FACT_TYPES[fact_type]
+        for name, field in spec.fields.items():
+            if (fact_type, name) not in read and field.source and field.type in ("int", "float", "bool"):
+                out.append(field.source if fact_type == "patient" else f"pain.{field.source}")
+    return sorted(out)
+
+
+def _templates_of(rule: Any) -> list[Any]:
+    from ..ruleset.ir import _templates
+
+    out: list[Any] = []
+    for conclusion in rule.conclusions:
+        out.extend(_templates(conclusion))
+    return out
+
+
+def assert_unread_field_changes_nothing(
+    engine: Engine, patient: PatientCase, as_of: date, field: str, value: Any
+) -> None:
+    """Changing a field no rule reads changes no conclusion (the trace, which shows all values, aside)."""
+    doc = patient.model_dump(mode="python")
+    section, name = field.split(".", 1)
+    if section == "pain":
+        if not doc["pain"]:
+            return
+        for item in doc["pain"]:
+            item[name] = value
+    else:
+        doc.setdefault(section, {})
+        doc[section] = {**(doc[section] or {}), name: value}
+    try:
+        changed = PatientCase.model_validate(doc)
+    except ValueError:
+        return
+    a = engine.evaluate(patient, as_of=as_of, timestamp=False).model_dump(mode="json", exclude={"trace"})
+    b = engine.evaluate(changed, as_of=as_of, timestamp=False).model_dump(mode="json", exclude={"trace"})
+    assert a == b, f"changing {field} (read by no rule) to {value!r} changed the assessment"
