@@ -32,7 +32,7 @@ def test_rfa_example_shows_candidate_with_rationale_criteria_citations_and_rule(
     assert "CANDIDATE INTERVENTIONS (1)" in out
     assert "Facet medial branch radiofrequency ablation (thermal) [facet_rfa] - lumbar, bilateral" in out
     assert "gave 90% and 85% relief of the index pain, each at or above 80%" in flat
-    assert "Rule facet.rfa.initial@1.0.0; criteria FACET-IMG-01, FACET-LEVELS-01, FACET-RFA-01" in out
+    assert "Rule facet.rfa.initial@1.1.0; criteria FACET-IMG-01, FACET-LEVELS-01, FACET-RFA-01" in out
     assert "[cms_lcd_facet] CMS LCD Facet Joint Interventions" in flat
     assert "Apixaban:" in out
 
@@ -96,7 +96,7 @@ def test_malformed_rule_file_gives_file_line_col(tmp_path: Path, capsys: pytest.
     root = tmp_path / "ipm-core"
     shutil.copytree(bundled_ruleset_path(), root)
     path = root / "rules" / "referrals.yaml"
-    path.write_text(path.read_text().replace("urgency: routine", "urgency: whenever"))
+    path.write_text(path.read_text().replace("urgency: routine", "urgency: whenever", 1))
     code, _, err = run(capsys, "evaluate", str(EXAMPLES / "cauda_equina.yaml"), "--ruleset", str(root))
     line = next(i for i, s in enumerate(path.read_text().splitlines(), 1) if "urgency: whenever" in s)
     assert code == EXIT_RULESET
@@ -166,7 +166,7 @@ def test_relative_ruleset_path_shows_relative_file_names(
     root = tmp_path / "ipm-core"
     shutil.copytree(bundled_ruleset_path(), root)
     path = root / "rules" / "referrals.yaml"
-    path.write_text(path.read_text().replace("urgency: routine", "urgency: whenever"))
+    path.write_text(path.read_text().replace("urgency: routine", "urgency: whenever", 1))
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "ipm-core"]) == EXIT_RULESET
     assert capsys.readouterr().err.startswith("ipm-cds: invalid ruleset: ipm-core/rules/referrals.yaml:")

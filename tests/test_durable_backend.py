@@ -208,3 +208,11 @@ def test_joins_after_an_or_are_not_ignored(tmp_path: Any) -> None:
     for backend in ("durable", "python"):
         engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
         assert engine.evaluate(patient, as_of=AS_OF).codes()["alerts"] == [], backend
+
+
+def test_fast_fact_json_is_used_only_when_exact() -> None:
+    plain = [{"a": 1, "b": 0.5, "c": "x", "d": True}]
+    assert durable_backend.dumps_facts(plain) == '[{"a": 1, "b": 0.5, "c": "x", "d": true}]'
+    assert durable_backend.dumps_facts([{"a": 1e-05}]) == '[{"a":0.00001}]'
+    with pytest.raises(EngineFaultError):
+        durable_backend.dumps_facts([{"a": float("inf")}])

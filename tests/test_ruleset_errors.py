@@ -88,7 +88,7 @@ def test_unknown_code_and_dangling_references(copy: Path) -> None:
         "intervention: facet_rf\n          target: {region: pain.region, side: pain.laterality}\n"
         "          rationale: >-\n            Two diagnostic",
     )
-    edit(copy, "rules/referrals.yaml", "to: physical_therapy", "to: physiotherapy")
+    edit(copy, "rules/referrals.yaml", "to: physical_therapy", "to: physiotherapy", first=True)
     edit(
         copy,
         "rules/red_flags.yaml",
@@ -126,7 +126,7 @@ def test_duplicate_rule_id(copy: Path) -> None:
 
 
 def test_schema_error_and_unknown_field(copy: Path) -> None:
-    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.0\n    owner: me")
+    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.0\n    owner: me", first=True)
     line = line_of(copy, "rules/referrals.yaml", "version: 1.0")
     found = problems(copy)
     assert (
@@ -165,6 +165,7 @@ def test_bad_yaml_syntax(copy: Path) -> None:
         "rules/referrals.yaml",
         "    title: Physical therapy / exercise when no active programme is documented",
         "    title: Physical therapy: exercise when no active programme is documented",
+        first=True,
     )
     line = line_of(copy, "rules/referrals.yaml", "title: Physical therapy:")
     col = col_of(copy, "rules/referrals.yaml", ": exercise")
@@ -198,7 +199,7 @@ def test_parameter_value_outside_its_bounds(copy: Path) -> None:
 
 
 def test_misspelt_rule_field_gets_did_you_mean(copy: Path) -> None:
-    edit(copy, "rules/referrals.yaml", "    evidence: {strength: strong", "    evidense: {strength: strong")
+    edit(copy, "rules/referrals.yaml", "    evidence: {strength: strong", "    evidense: {strength: strong", first=True)
     line = line_of(copy, "rules/referrals.yaml", "evidense:")
     found = problems(copy)
     assert f"ipm-core/rules/referrals.yaml:{line}:5: unknown field 'evidense' (did you mean 'evidence'?)" in found
@@ -271,13 +272,13 @@ def test_bundled_lock_is_current() -> None:
 
 
 def test_changed_rule_without_version_bump(copy: Path) -> None:
-    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon")
+    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon", first=True)
     line = line_of(copy, "rules/referrals.yaml", "  - id: referral.physical_therapy") + 1
     assert lock_problems(copy) == [
         f"error: ipm-core/rules/referrals.yaml:{line}:14: rule referral.physical_therapy changed but its version is "
         "still 1.0.0 (bump it (e.g. 1.0.1 for a fix, 1.1.0 for new logic) and run ipm-cds lock)"
     ]
-    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.1.0")
+    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.1.0", first=True)
     assert lock_problems(copy) == []
 
 
@@ -298,13 +299,19 @@ def test_version_going_backwards(copy: Path) -> None:
 def test_new_rule_is_a_warning_until_locked(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ipm_cds.cli import EXIT_OK, EXIT_RULESET, main
 
-    edit(copy, "rules/referrals.yaml", "  - id: referral.physical_therapy", "  - id: referral.physical_therapy_v2")
+    edit(
+        copy,
+        "rules/referrals.yaml",
+        "  - id: referral.physical_therapy",
+        "  - id: referral.physical_therapy_v2",
+        first=True,
+    )
     found = lock_problems(copy)
     assert "warning: " in found[0] and "rule referral.physical_therapy_v2 is not in ruleset.lock.json" in found[0]
     assert "locked rule referral.physical_therapy is no longer in the ruleset" in found[1]
     assert main(["validate", str(copy)]) == EXIT_OK
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
-    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon")
+    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon", first=True)
     assert main(["validate", str(copy)]) == EXIT_RULESET
     assert "changed but its version is still 1.0.0" in capsys.readouterr().err

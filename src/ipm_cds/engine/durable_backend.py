@@ -93,6 +93,21 @@ def dumps(value: Any) -> str:
     raise EngineFaultError(f"cannot give the engine a {type(value).__name__}")
 
 
+def _plain(value: object) -> bool:
+    """A scalar that json.dumps writes exactly as durable-rules reads it (no exponent, finite)."""
+    if isinstance(value, float):
+        text = repr(value)
+        return "e" not in text and "n" not in text  # 'inf' and 'nan' contain an n
+    return True
+
+
+def dumps_facts(facts: list[dict[str, Any]]) -> str:
+    """JSON for a batch of flat facts: the C encoder when every number is plain, else :func:`dumps`."""
+    if all(_plain(v) for fact in facts for v in fact.values()):
+        return json.dumps(facts, ensure_ascii=False)
+    return dumps(facts)
+
+
 def _test_json(test: ir.Test) -> dict[str, Any]:
     operand = test.operand
     if test.op == "present":
@@ -272,7 +287,7 @@ class DurableBackend:
             payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
             payload.extend(encode(f) for f in facts)
             try:
-                code, state = _engine.assert_facts(handle, dumps(payload))
+                code, state = _engine.assert_facts(handle, dumps_facts(payload))
             except Exception as exc:  # the C extension raises its own error type: fail closed, clearly
                 raise EngineFaultError(f"durable-rules could not assert the facts: {exc}") from exc
             current: str | None = None
@@ -304,7 +319,7 @@ class DurableBackend:
                             )
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
-                            code, _ = _engine.assert_fact(handle, dumps(encode(new)))
+                            code, _ = _engine.assert_fact(handle, dumps_facts([encode(new)])[1:-1])
                             if code not in OK_CODES:
                                 raise EngineFaultError(
                                     f"durable-rules refused a derived fact (code {code})",
