@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,36 @@ def read_patient_document(path: Path) -> Any:
     return data
 
 
+# Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
+# A module whose optional dependencies are missing still gets a subcommand that says what to install.
+EXTENSIONS: tuple[tuple[str, str, str], ...] = (
+    ("batch", "ipm_cds.batch", ""),
+    ("serve", "ipm_cds.interop.service", "service"),
+)
+Handler = Callable[[argparse.Namespace], int]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def _register_extension(sub: Any, name: str, module: str, extra: str) -> None:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or module
+        parser = sub.add_parser(name, help=f"(unavailable: {missing} is not installed)")
+        parser.add_argument("args", nargs="*")
+        hint = f'pip install "ipm-cds[{extra}]"' if extra else "reinstall ipm-cds"
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise ConfigurationError(f"ipm-cds {name} needs {missing}, which is not installed", hint=hint)
+
+        _HANDLERS[name] = unavailable
+        return
+    parser = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0] if mod.__doc__ else name)
+    _HANDLERS[name] = mod.register(parser)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ipm-cds",
@@ -125,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("schema", help="write JSON Schemas for rule files, catalogues, manifest and test cases")
     sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
+
+    for name, module, extra in EXTENSIONS:
+        _register_extension(sub, name, module, extra)
 
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
@@ -260,7 +293,7 @@ def _test(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {
+    handlers: dict[str, Handler] = {
         "evaluate": _evaluate,
         "explain": _explain,
         "validate": _validate,
@@ -268,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff": _diff,
         "schema": _schema,
         "test": _test,
+        **_HANDLERS,
     }
     try:
         return handlers[args.command](args)
