@@ -21,7 +21,7 @@ def copy(tmp_path: Path) -> Path:
 
 
 def test_identical_rulesets_change_nothing(ruleset: ipm_cds.Ruleset) -> None:
-    d = diff_rulesets(ruleset, ruleset, patients=case_patients(ruleset))
+    d = diff_rulesets(ruleset, ruleset, patients=case_patients(ruleset)[::4])
     assert d.changes == [] and d.parameters_changed == [] and d.rules_added == []
     assert d.unchanged == d.patients + d.probes and d.patients > 50
 
@@ -30,7 +30,12 @@ def test_facet_threshold_80_to_50_reports_patients_who_gain_rfa(ruleset: ipm_cds
     path = copy / "catalogues" / "parameters.yaml"
     path.write_text(path.read_text().replace("      cms_lcd: 80\n", "      cms_lcd: 50\n"))
     new = ipm_cds.load_ruleset(copy)
-    d = diff_rulesets(ruleset, new, patients=case_patients(ruleset, new))
+    # the facet cases: patients with a facet procedure (the rest cannot change; the test stays fast)
+    cohort = [
+        (p, when) for p, when in case_patients(ruleset, new) if any(x.kind.startswith("facet") for x in p.procedures)
+    ]
+    assert len(cohort) > 20
+    d = diff_rulesets(ruleset, new, patients=cohort[:12])
     assert d.parameters_changed == ["facet_block_relief_pct [cms_lcd]: 80 -> 50"]
     assert d.probes > 0
     rfa = next(c for c in d.changes if (c.what, c.code) == ("candidate", "facet_rfa"))
@@ -65,10 +70,23 @@ def test_generated_patients_are_the_same_on_every_run() -> None:
     assert len(a) == 5 and [p.model_dump_json() for p in a] == [p.model_dump_json() for p in b]
 
 
-def test_cli_diff(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = copy / "catalogues" / "parameters.yaml"
-    path.write_text(path.read_text().replace("      cms_lcd: 80\n", "      cms_lcd: 50\n"))
-    assert main(["diff", str(bundled_ruleset_path()), str(copy), "--generate", "20"]) == EXIT_OK
+def _without_tests(target: Path) -> Path:
+    shutil.copytree(bundled_ruleset_path(), target, ignore=shutil.ignore_patterns("tests"))
+    manifest = target / "ruleset.yaml"
+    manifest.write_text(manifest.read_text().replace('tests:\n  - "tests/*.yaml"\n', "tests: []\n"))
+    return target
+
+
+def test_cli_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = _without_tests(tmp_path / "old"), _without_tests(tmp_path / "new")
+    params = new / "catalogues" / "parameters.yaml"
+    params.write_text(params.read_text().replace("      cms_lcd: 80\n", "      cms_lcd: 50\n"))
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(
+        Path(__file__).resolve().parent.parent / "examples" / "patients" / "facet_discordant_blocks.yaml", cases
+    )
+    assert main(["diff", str(old), str(new), "--cases", str(cases), "--generate", "10"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "facet_block_relief_pct [cms_lcd]: 80 -> 50" in out
     assert "candidate facet_rfa: +" in out and "smallest patient who gained it:" in out
