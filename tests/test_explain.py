@@ -56,7 +56,7 @@ def test_red_flag_override_and_blocked_rules_are_named(python_engine: ipm_cds.En
     assert initial.outcome == "overridden"
     assert initial.details[0].startswith("red flag by red_flag.cauda_equina@1.0.0")
     mbb = next(w for w in ex.why_not if w.intervention == "facet_mbb")
-    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.1.0")
+    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.2.0")
     assert first.outcome == "blocked"
     assert first.details[0].startswith("unless[0] (earlier_block: procedure) matched procedure[kind=facet_mbb")
 
@@ -68,7 +68,7 @@ def test_missing_data_is_the_reason(durable: ipm_cds.Engine) -> None:
     }
     ex = durable.explain(patient, as_of=AS_OF)
     mbb = next(w for w in ex.why_not if w.intervention == "facet_mbb")
-    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.1.0")
+    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.2.0")
     assert first.outcome == "missing data"
     assert first.details == ["needs pain[region=lumbar, character=axial].duration_weeks"]
 

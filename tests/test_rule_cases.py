@@ -35,3 +35,35 @@ def test_every_active_rule_fires_in_some_case_and_is_missed_in_another() -> None
     active = {r.id for r in RULESET.rules if RULESET.rule_specs[r.id].status == "active"}
     assert active - fired == set(), "rules no case fires"
     assert active - not_fired == set(), "rules without a near-miss case (expect.not_fired)"
+
+
+# Criteria that no rule can encode with the current patient model, and why.
+NOT_RULE_ABLE = {
+    "MD-PEG": "the PEG scale is a primary-care tracking instrument; the patient model has no PEG score",
+}
+
+
+def test_every_rule_able_criterion_is_cited_by_an_active_rule() -> None:
+    cited = {c for r in RULESET.rules if RULESET.rule_specs[r.id].status == "active" for c in r.criteria}
+    assert set(RULESET.criteria) - cited == set(NOT_RULE_ABLE)
+
+
+def test_every_rule_cites_a_source_from_the_catalogue() -> None:
+    for rule in RULESET.rules:
+        assert rule.sources, rule.id
+        assert set(rule.sources) <= set(RULESET.sources), rule.id
+
+
+def test_content_table_lists_every_rule_with_criteria_tags_and_profiles() -> None:
+    from ipm_cds.content import content, render_markdown
+
+    rows = content(RULESET)
+    assert [r.rule for r in rows] == [r.ref for r in sorted(RULESET.rules, key=lambda r: r.id)]
+    age = next(r for r in rows if r.rule.startswith("asra.bleeding_risk.age@"))
+    assert age.parameters[0].name == "asra_old_age_years" and age.parameters[0].verification == "UNVERIFIED"
+    assert set(age.profiles.values()) == {"parameter without a value: asra_old_age_years"}
+    positive = next(r for r in rows if r.rule.startswith("facet.block.positive@"))
+    block = next(p for p in positive.parameters if p.name == "facet_block_relief_pct")
+    assert block.values["cms_lcd"] == 80 and block.values["society_consensus"] == 50
+    table = render_markdown(RULESET, rows)
+    assert table.count("\n| `") == len(RULESET.rules)

@@ -153,6 +153,10 @@ def _parser() -> argparse.ArgumentParser:
     di.add_argument("--profile", default=None, help="profile for both versions (default: each one's default)")
     di.add_argument("--format", choices=["text", "json"], default="text")
 
+    co = sub.add_parser("content", help="the clinical content of a ruleset as a table (rules, criteria, tags)")
+    co.add_argument("ruleset", type=Path, nargs="?", default=None)
+    co.add_argument("--format", choices=["markdown", "json"], default="markdown")
+
     sc = sub.add_parser("schema", help="write JSON Schemas for rule files, catalogues, manifest and test cases")
     sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
 
@@ -257,6 +261,19 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _content(args: argparse.Namespace) -> int:
+    from .content import content, render_markdown
+    from .ruleset.loader import load_ruleset
+
+    ruleset = load_ruleset(args.ruleset, with_tests=False)
+    rows = content(ruleset)
+    if args.format == "json":
+        sys.stdout.write(json.dumps([r.model_dump(mode="json") for r in rows], indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_markdown(ruleset, rows))
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from .ruleset.schema import write_schemas
 
@@ -300,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lock": _lock,
         "diff": _diff,
         "schema": _schema,
+        "content": _content,
         "test": _test,
         **_HANDLERS,
     }
