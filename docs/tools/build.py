@@ -80,7 +80,28 @@ def f_json_head(out: str) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-FILTERS: dict[str, Callable[[str], str]] = {"json_head": f_json_head}
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def f_fold(out: str) -> str:
+    """Fold each run of four or more lines that differ only in a quoted name: its first two, then a count."""
+    lines = out.splitlines()
+    shapes = [_QUOTED.sub("'…'", line) for line in lines]
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        j = i + 1
+        while j < len(lines) and shapes[j] == shapes[i] != lines[i]:
+            j += 1
+        if j - i >= 4:
+            kept += [*lines[i : i + 2], f"… ({j - i - 2} more lines like these trimmed)"]
+        else:
+            kept += lines[i:j]
+        i = j
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+FILTERS: dict[str, Callable[[str], str]] = {"json_head": f_json_head, "fold": f_fold}
 
 
 def trim(out: str, head: int | None, tail: int | None) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent.parent
 STATIC_FIXTURES = TOOLS / "fixtures"
+BROKEN_FIXTURES = ROOT / "tests" / "fixtures" / "broken"  # the test suite's broken rule files, reused as they are
 FIXTURES = "fixtures"  # the fixtures folder, relative to the working directory, as the docs show it
 
 # Variables that would make the output depend on the caller's shell rather than on the repository.
@@ -109,6 +110,23 @@ def _replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+def _replace_in_entry(path: Path, head: str, old: str, new: str) -> None:
+    """``_replace_once`` within one entry of a top-level list, from its ``head`` line (``  - id: x``) to the next."""
+    text = path.read_text(encoding="utf-8")
+    if text.count(f"{head}\n") != 1:
+        raise FixtureError(f"{path.name}: no {head.strip()!r}; the file changed, update docs/tools/workspace.py")
+    start = text.index(f"{head}\n")
+    end = text.find("\n  - ", start + len(head))
+    end = len(text) if end < 0 else end + 1
+    entry = text[start:end]
+    if entry.count(old) != 1:
+        raise FixtureError(
+            f"{path.name}: expected exactly one occurrence of {old!r} under {head.strip()!r}, found "
+            f"{entry.count(old)}; the file changed, update docs/tools/workspace.py"
+        )
+    path.write_text(text[:start] + entry.replace(old, new) + text[end:], encoding="utf-8")
+
+
 def _copy_ruleset(fixtures: Path, name: str) -> Path:
     target = fixtures / name
     shutil.copytree(ROOT / "rules" / "ipm-core", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -118,6 +136,29 @@ def _copy_ruleset(fixtures: Path, name: str) -> Path:
 def _append(path: Path, fragment: str) -> None:
     with path.open("a", encoding="utf-8") as fh:
         fh.write((STATIC_FIXTURES / fragment).read_text(encoding="utf-8"))
+
+
+def _add_broken(ruleset: Path, *names: str) -> None:
+    """Copy ``tests/fixtures/broken/NAME.yaml`` into the ruleset as ``rules/zz-NAME.yaml`` (``rules/*.yaml``)."""
+    for name in names:
+        source = BROKEN_FIXTURES / f"{name}.yaml"
+        if not source.is_file():
+            raise FixtureError(f"tests/fixtures/broken/{name}.yaml does not exist; update docs/tools/workspace.py")
+        shutil.copyfile(source, ruleset / "rules" / f"zz-{name}.yaml")
+
+
+def _only_tests(ruleset: Path, fragment: str) -> None:
+    """Make ``fragment`` the ruleset's only test file, ``tests/facet.yaml``."""
+    for test_file in (ruleset / "tests").iterdir():
+        test_file.unlink()
+    shutil.copyfile(STATIC_FIXTURES / fragment, ruleset / "tests" / "facet.yaml")
+    manifest = ruleset / "ruleset.yaml"
+    text, count = re.subn(
+        r"^tests:\n(?:  - .*\n)+", "tests:\n  - tests/facet.yaml\n", manifest.read_text("utf-8"), flags=re.M
+    )
+    if count != 1:
+        raise FixtureError("ruleset.yaml: no `tests:` list to replace; update docs/tools/workspace.py")
+    manifest.write_text(text, encoding="utf-8")
 
 
 def make_fixtures(fixtures: Path) -> None:
@@ -169,14 +210,50 @@ def make_fixtures(fixtures: Path) -> None:
     )
 
     # with-tests: a ruleset whose only test file is cases.yaml.txt, one case deliberately wrong
-    with_tests = _copy_ruleset(fixtures, "with-tests")
-    for test_file in (with_tests / "tests").iterdir():
-        test_file.unlink()
-    shutil.copyfile(STATIC_FIXTURES / "cases.yaml.txt", with_tests / "tests" / "facet.yaml")
-    manifest = with_tests / "ruleset.yaml"
-    text, count = re.subn(
-        r"^tests:\n(?:  - .*\n)+", "tests:\n  - tests/facet.yaml\n", manifest.read_text("utf-8"), flags=re.M
+    _only_tests(_copy_ruleset(fixtures, "with-tests"), "cases.yaml.txt")
+
+    # bad-test-patient: one good case, and one whose patient has a misspelt region (test.md, schema.md)
+    _only_tests(_copy_ruleset(fixtures, "bad-test-patient"), "cases_bad_patient.yaml.txt")
+
+    # validate-load: broken rule files from the test suite, each refused when the ruleset loads (validate.md)
+    _add_broken(
+        _copy_ruleset(fixtures, "validate-load"),
+        "01-misspelt-field",
+        "03-wrong-type",
+        "04-dangling-intervention",
+        "15-red-flag-without-referral",
+        "16-limit-exceeded",
+        "17-bad-version",
     )
-    if count != 1:
-        raise FixtureError("ruleset.yaml: no `tests:` list to replace; update docs/tools/workspace.py")
-    manifest.write_text(text, encoding="utf-8")
+
+    # validate-semantic: rules that load but that the semantic checks refuse or warn about (validate.md)
+    semantic = _copy_ruleset(fixtures, "validate-semantic")
+    _add_broken(semantic, "09-unsatisfiable", "10-unsatisfiable-under-one-profile", "11-recommend-and-exclude")
+    shutil.copyfile(STATIC_FIXTURES / "never_fires.yaml.txt", semantic / "rules" / "zz-never-fires.yaml")
+    # (the manifest includes catalogues/parameters*.yaml)
+    shutil.copyfile(STATIC_FIXTURES / "unused_parameter.yaml.txt", semantic / "catalogues" / "parameters-zz.yaml")
+
+    # lock-unbumped: referral.physical_therapy changed (urgency routine -> soon), its version left at 1.0.0
+    pt, routine, soon = "  - id: referral.physical_therapy", "urgency: routine\n", "urgency: soon\n"
+    _replace_in_entry(_copy_ruleset(fixtures, "lock-unbumped") / "rules" / "referrals.yaml", pt, routine, soon)
+
+    # lock-bumped: the same change with the version bumped to 1.1.0, ruleset.lock.json not yet rewritten
+    referrals = _copy_ruleset(fixtures, "lock-bumped") / "rules" / "referrals.yaml"
+    _replace_in_entry(referrals, pt, routine, soon)
+    _replace_in_entry(referrals, pt, "    version: 1.0.0\n", "    version: 1.1.0\n")
+
+    # lock-backwards: asra.bleeding_risk.concurrent_agents (locked at 1.1.0) back at 1.0.0, content unchanged
+    _replace_in_entry(
+        _copy_ruleset(fixtures, "lock-backwards") / "rules" / "antithrombotic.yaml",
+        "  - id: asra.bleeding_risk.concurrent_agents",
+        "    version: 1.1.0\n",
+        "    version: 1.0.0\n",
+    )
+
+    # relief-50: facet_block_relief_pct lowered from 80 to 50 under cms_lcd (diff.md)
+    _replace_in_entry(
+        _copy_ruleset(fixtures, "relief-50") / "catalogues" / "parameters.yaml",
+        "  - name: facet_block_relief_pct",
+        "      cms_lcd: 80\n",
+        "      cms_lcd: 50\n",
+    )
