@@ -296,22 +296,82 @@ def test_version_going_backwards(copy: Path) -> None:
     ]
 
 
+NEW_RULE = """rules:
+  - id: zz.new_rule
+    version: 1.0.0
+    status: active
+    title: A rule added after the last lock
+    criteria: [MD-PT]
+    evidence: {strength: strong, quality: moderate, sources: [acp_2017]}
+    when:
+      pain: {type: pain, region: lumbar}
+    then:
+      - alert: {code: zz.note, severity: info, message: "x"}
+"""
+
+
 def test_new_rule_is_a_warning_until_locked(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ipm_cds.cli import EXIT_OK, EXIT_RULESET, main
 
-    edit(
-        copy,
-        "rules/referrals.yaml",
-        "  - id: referral.physical_therapy",
-        "  - id: referral.physical_therapy_v2",
-        first=True,
-    )
+    (copy / "rules" / "zz-new.yaml").write_text(NEW_RULE)
     found = lock_problems(copy)
-    assert "warning: " in found[0] and "rule referral.physical_therapy_v2 is not in ruleset.lock.json" in found[0]
-    assert "locked rule referral.physical_therapy is no longer in the ruleset" in found[1]
+    assert found == [
+        "warning: ipm-core/rules/zz-new.yaml:3:14: rule zz.new_rule is not in ruleset.lock.json (run ipm-cds lock)"
+    ]
     assert main(["validate", str(copy)]) == EXIT_OK
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
-    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon", first=True)
+    (copy / "rules" / "zz-new.yaml").write_text(NEW_RULE.replace("severity: info", "severity: warning"))
     assert main(["validate", str(copy)]) == EXIT_RULESET
+    assert "rule zz.new_rule changed but its version is still 1.0.0" in capsys.readouterr().err
+    (copy / "rules" / "zz-new.yaml").unlink()
+    assert lock_problems(copy) == [
+        "warning: ipm-core/ruleset.lock.json:1:1: locked rule zz.new_rule is no longer "
+        "in the ruleset (run ipm-cds lock to record its removal)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("[]", "Input should be an object"),
+        ('{"ruleset": "x", "rules": {"facet.rfa.initial": "1.0.0"}}', "rules.facet.rfa.initial: Input should be"),
+        (
+            '{"ruleset": "x", "rules": {"facet.rfa.initial": {"version": "1.1", "sha256": "' + "a" * 64 + '"}}}',
+            "rules.facet.rfa.initial.version: String should match pattern",
+        ),
+        ("not json", "Invalid JSON"),
+    ],
+)
+def test_malformed_lock_file_is_a_clear_error(copy: Path, content: str, fragment: str) -> None:
+    (copy / "ruleset.lock.json").write_text(content)
+    (problem,) = lock_problems(copy)
+    assert problem.startswith("error: ipm-core/ruleset.lock.json:1:1: ruleset.lock.json is not a valid lock file: ")
+    assert fragment in problem
+
+
+def test_lock_refuses_to_bless_an_unbumped_change(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import EXIT_OK, EXIT_RULESET, main
+
+    before = (copy / "ruleset.lock.json").read_text()
+    edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon", first=True)
+    assert main(["lock", str(copy)]) == EXIT_RULESET
     assert "changed but its version is still 1.0.0" in capsys.readouterr().err
+    assert (copy / "ruleset.lock.json").read_text() == before
+    assert main(["lock", str(copy), "--force"]) == EXIT_OK
+
+
+def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
+    edit(
+        copy,
+        "tests/referrals.yaml",
+        "fired: [referral.physical_therapy",
+        "fired: [referral.physical_therapi",
+        first=True,
+    )
+    line = line_of(copy, "tests/referrals.yaml", "referral.physical_therapi,")
+    col = col_of(copy, "tests/referrals.yaml", "referral.physical_therapi,")
+    assert problems(copy) == [
+        f"ipm-core/tests/referrals.yaml:{line}:{col}: unknown rule 'referral.physical_therapi' in expect.fired "
+        "(did you mean 'referral.physical_therapy'?)"
+    ]

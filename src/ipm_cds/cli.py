@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
     lo.add_argument("ruleset", type=Path, nargs="?", default=None)
+    lo.add_argument("--force", action="store_true", help="write even over unbumped changes or a broken lock file")
 
     di = sub.add_parser("diff", help="impact analysis between two ruleset versions")
     di.add_argument("old", type=Path)
@@ -241,7 +242,7 @@ def _lock(args: argparse.Namespace) -> int:
     from .ruleset.lock import write_lock
 
     ruleset = load_ruleset(args.ruleset)
-    path = write_lock(ruleset)
+    path = write_lock(ruleset, force=args.force)
     print(f"locked {len(ruleset.rule_specs)} rules of {ruleset.id} {ruleset.version} in {path}")
     return EXIT_OK
 
@@ -288,6 +289,8 @@ def _test(args: argparse.Namespace) -> int:
 
     ruleset = load_ruleset(args.ruleset)
     results = run_cases(ruleset, backend=args.backend, name_filter=args.filter)
+    if args.filter and not results:
+        raise ConfigurationError(f"no test case name contains {args.filter!r}")
     failed = [r for r in results if not r.passed]
     for r in failed:
         print(f"FAIL {r.location}: {r.name} [{r.profile}]")

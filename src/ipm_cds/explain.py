@@ -316,7 +316,12 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
         if not run.is_blocked(firing):
             by_rule.setdefault(firing.rule.ref, []).append(firing)
 
+    explained: set[tuple[str, str]] = set()
+
     def add(what: str, rule_ref: str) -> None:
+        if (what, rule_ref) in explained:  # e.g. two alerts of one code from one rule: explain the firings once
+            return
+        explained.add((what, rule_ref))
         for firing in sorted(by_rule.get(rule_ref, []), key=_order)[:3]:
             conclusions.append(
                 ConclusionExplanation(conclusion=what, rule=rule_ref, matched=ex.matched(firing.bindings))

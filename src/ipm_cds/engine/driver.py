@@ -17,7 +17,8 @@ from ..errors import EvaluationError, FiringLimitError, IpmCdsError
 from ..facts.normalise import Fact, Scalar
 from ..ruleset import ir
 from .base import Backend
-from .match import Truth, Unknown, eval_pattern, index_by_type, matches
+from .compiled import compile_program
+from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
 DEFAULT_FIRING_CAP = 20_000
@@ -105,6 +106,44 @@ def in_effect(rule: ir.Rule, as_of: date) -> bool:
     return (start is None or start <= as_of) and (end is None or as_of <= end)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every evaluation of a program needs and nothing in it changes: computed once per program."""
+
+    exec_rules: Mapping[str, ExecRule]
+    # per stratum: the fact types each of its engine rules needs, and the types the stratum itself can derive
+    needs: tuple[tuple[frozenset[str], ...], ...]
+    derives: tuple[frozenset[str], ...]
+
+
+def _plan(program: Program) -> _Plan:
+    plan = program.cache.get("plan")
+    if plan is None:
+        needs: list[tuple[frozenset[str], ...]] = []
+        derives: list[frozenset[str]] = []
+        for stratum in program.strata:
+            needs.append(tuple(frozenset(p.fact_type for p in er.patterns) for er in stratum.rules))
+            made: set[str] = set()
+            for er in stratum.rules:
+                for c in er.rule.conclusions:
+                    if isinstance(c, ir.Derive):
+                        made.add(c.fact)
+                    elif isinstance(c, ir.Recommend):
+                        made.add("candidate")
+            derives.append(frozenset(made))
+        plan = _Plan({er.name: er for s in program.strata for er in s.rules}, tuple(needs), tuple(derives))
+        program.cache["plan"] = plan
+    assert isinstance(plan, _Plan)
+    return plan
+
+
+def can_fire(plan_needs: Sequence[frozenset[str]], derives: frozenset[str], present: set[str]) -> bool:
+    """Whether any rule of a stratum could match: each of its patterns needs a fact of its type, recorded or
+    derivable in the stratum. A stratum where none could is not run (nothing would fire in it)."""
+    available = present | derives
+    return any(needed <= available for needed in plan_needs)
+
+
 def run_program(
     program: Program, backend: Backend, facts: Sequence[Fact], as_of: date, firing_cap: int = DEFAULT_FIRING_CAP
 ) -> Run:
@@ -113,14 +152,18 @@ def run_program(
     Rules outside their effective period at ``as_of`` still match in the engine (it is compiled once) but
     their firings are ignored here, identically for both backends, and they are listed as inactive.
     """
-    exec_rules: dict[str, ExecRule] = {er.name: er for s in program.strata for er in s.rules}
+    plan = _plan(program)
+    exec_rules = plan.exec_rules
     run = Run(facts=list(facts))
     run.not_in_effect = {r.ref for r in program.rules if not in_effect(r, as_of)}
     known = {f.content() for f in run.facts}
+    present = {f.type for f in run.facts}
     candidate_fact = CandidateFacts(program)
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
-    for stratum in program.strata:
+    for stratum, needs, derives in zip(program.strata, plan.needs, plan.derives, strict=True):
+        if not can_fire(needs, derives, present):
+            continue
         deferred.clear()
 
         def on_fire(name: str, bound: dict[str, Fact]) -> list[Fact]:
@@ -136,7 +179,7 @@ def run_program(
             if er is None:
                 raise EvaluationError(f"the engine fired an unknown rule {name!r}")
             rule = er.rule
-            if rule.ref in run.not_in_effect:
+            if run.not_in_effect and rule.ref in run.not_in_effect:
                 return []
             try:
                 signature = _signature(rule, bound)
@@ -165,6 +208,7 @@ def run_program(
             new = [f for f in made if f.content() not in known]
             known.update(f.content() for f in new)
             run.facts.extend(new)
+            present.update(f.type for f in new)
             return new
 
         backend.run_stratum(stratum, list(run.facts), on_fire)
@@ -177,34 +221,49 @@ def run_program(
                 if fact.content() not in known:
                     known.add(fact.content())
                     run.facts.append(fact)
+                    present.add(fact.type)
     _find_missing(program, run)
     return run
 
 
 def _find_missing(program: Program, run: Run) -> None:
-    """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data."""
+    """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data.
+
+    Runs the compiled matchers (:mod:`compiled`), which return exactly what :func:`match.matches` with
+    ``three_valued=True`` would, restricted to the undecided combinations this search looks at."""
+    compiled = compile_program(program)
     by_type = index_by_type(run.facts)
-    for rule in program.rules:
-        if rule.ref in run.not_in_effect:
+    not_in_effect = run.not_in_effect
+    for ref, search in compiled.missing.items():
+        if ref in not_in_effect:
+            continue
+        found = search(by_type)
+        if not found:
             continue
         # Every undecided combination counts, also for a rule that fired on other facts.
         unknowns: list[Unknown] = []
-        for bound, truth, unknown in matches(rule.patterns, by_type, three_valued=True):
-            if truth is None:
-                unknowns.extend(u for u in unknown if not u.fact.derived)
+        for bound, unknown in found:
+            recorded = [u for u in unknown if not u.fact.derived]
+            unknowns.extend(recorded)
+            if recorded:
                 candidates = [f for f in bound.values() if f.type == "candidate"]
-                if candidates and any(not u.fact.derived for u in unknown):
-                    run.undecided_candidates.setdefault(rule.ref, []).extend(candidates)
+                if candidates:
+                    run.undecided_candidates.setdefault(ref, []).extend(candidates)
         if unknowns:
-            run.missing[rule.ref] = unknowns
+            run.missing[ref] = unknowns
     for firing in run.firings:
         if not firing.rule.blockers or run.is_blocked(firing):
             continue
         undecided: list[Unknown] = []
+        used = {id(f) for f in firing.bindings.values()}
         for blocker in firing.rule.blockers:
-            for _bound, truth, unknown in _extend(blocker.pattern, firing.bindings, by_type):
-                if truth is None:
-                    undecided.extend(u for u in unknown if not u.fact.derived)
+            extend = compiled.extend[(firing.rule.id, blocker.index)]
+            for fact in by_type.get(blocker.pattern.fact_type, ()):
+                if id(fact) in used:
+                    continue
+                result = extend(fact, firing.bindings)
+                if result is not None and result[0] is None:
+                    undecided.extend(u for u in result[1] if not u.fact.derived)
         if undecided:
             run.unknown_blockers[(firing.rule.id, firing.signature)] = undecided
 

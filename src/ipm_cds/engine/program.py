@@ -9,7 +9,7 @@ out and listed, never run with a guessed number.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..errors import ConfigurationError
 from ..ruleset import ir
@@ -41,6 +41,8 @@ class Program:
     strata: tuple[Stratum, ...]
     rules: tuple[ir.Rule, ...]  # active rules, parameters bound
     disabled: Mapping[str, str]  # rule ref -> why it does not run
+    # What evaluations derive once from the program and reuse (compiled matchers, indexes); never compared.
+    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def exec_rule(self, name: str) -> ExecRule:
         for stratum in self.strata:

@@ -3,6 +3,10 @@
 It is the oracle the durable backend is tested against, the fallback where durable-rules cannot be
 installed, and the engine behind explanations. Forward chaining runs to a fixpoint; each combination
 of facts fires a rule once, as in the durable engine.
+
+Patterns run as compiled Python (:mod:`compiled`, generated from the IR with the semantics of
+:mod:`match`). After the first round, a rule is matched again only when a fact of a type it reads was
+derived in the round before: its other matches are the ones it already fired.
 """
 
 from __future__ import annotations
@@ -11,29 +15,42 @@ from collections.abc import Sequence
 
 from ..facts.normalise import Fact
 from .base import OnFire
-from .match import index_by_type, matches
+from .compiled import CompiledProgram, compile_program
+from .match import index_by_type
 from .program import Program, Stratum
 
 
 class PythonBackend:
     name = "python"
 
+    def __init__(self) -> None:
+        self._compiled: CompiledProgram | None = None
+        self._reads: dict[str, frozenset[str]] = {}
+
     def prepare(self, program: Program) -> None:
-        return None
+        self._compiled = compile_program(program)
+        self._reads = {er.name: frozenset(p.fact_type for p in er.patterns) for s in program.strata for er in s.rules}
 
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
+        assert self._compiled is not None, "prepare() first"
+        match = self._compiled.match
         by_type = index_by_type(facts)
         fired: set[tuple[str, tuple[int, ...]]] = set()
+        changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
             pending: list[tuple[str, dict[str, Fact]]] = []
             for er in stratum.rules:
-                for bound, _truth, _unknown in matches(er.patterns, by_type):
-                    signature = (er.name, tuple(id(bound[p.alias]) for p in er.patterns))
+                if changed is not None and self._reads[er.name].isdisjoint(changed):
+                    continue
+                for bound in match[er.name](by_type):
+                    signature = (er.name, tuple(id(f) for f in bound.values()))
                     if signature not in fired:
                         fired.add(signature)
                         pending.append((er.name, bound))
             if not pending:
                 return
+            changed = set()
             for name, bound in pending:
                 for fact in on_fire(name, bound):
                     by_type.setdefault(fact.type, []).append(fact)
+                    changed.add(fact.type)

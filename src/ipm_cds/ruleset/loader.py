@@ -366,6 +366,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     rules = compile_rules([s for s in specs if s[0].status != "retired"], ctx, problems)
 
     tests: list[LoadedTestCase] = []
+    rules_ok = not any(p.severity == "error" for p in problems)
     test_entries = manifest.tests if with_tests else []
     test_paths = [p for i, entry in enumerate(test_entries) for p in loader.expand(entry, mpos.at(("tests", i)))]
     for test_path in test_paths:
@@ -379,6 +380,17 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         for j, case in enumerate(tfile.cases):
             if case.profile is not None:
                 check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
+            for key in ("fired", "not_fired"):
+                for k, rule_id in enumerate(getattr(case.expect, key)):
+                    # only once the rules themselves loaded cleanly: a broken rule file is the problem to show
+                    if rules_ok and rule_id not in seen_ids:
+                        problems.append(
+                            Problem(
+                                f"unknown rule {rule_id!r} in expect.{key}",
+                                tpos.at(("cases", j, "expect", key, k)),
+                                hint=did_you_mean(rule_id, seen_ids),
+                            )
+                        )
             tests.append(LoadedTestCase(case, tpos.at(("cases", j))))
 
     errors = [p for p in problems if p.severity == "error"]

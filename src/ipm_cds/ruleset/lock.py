@@ -11,9 +11,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..errors import Problem, SourceLocation
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import Problem, RulesetError, SourceLocation
 from .loader import Ruleset
-from .model import RuleSpec, version_key
+from .model import SEMVER, RuleSpec, version_key
 
 LOCK_FILE = "ruleset.lock.json"
 
@@ -34,16 +36,41 @@ def lock_data(ruleset: Ruleset) -> dict[str, object]:
     }
 
 
-def write_lock(ruleset: Ruleset) -> Path:
+def write_lock(ruleset: Ruleset, *, force: bool = False) -> Path:
+    """Record every rule's hash at its version. Refuses (RulesetError) when a rule changed without a version
+    bump or a version went backwards: re-hashing would bless the change. ``force`` writes anyway (a new or
+    broken lock file)."""
+    if not force:
+        errors = [p for p in check_lock(ruleset) if p.severity == "error" and "not a valid lock file" not in p.message]
+        if errors:
+            raise RulesetError(errors)
     path = ruleset.path / LOCK_FILE
     path.write_text(json.dumps(lock_data(ruleset), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 
+class LockEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    version: str = Field(pattern=SEMVER.pattern)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    ruleset: str
+    rules: dict[str, LockEntry]
+
+
+def _display(ruleset: Ruleset) -> str:
+    """The lock file's name as problems show files: relative to the ruleset folder's parent."""
+    root = ruleset.path.resolve()
+    return (root / LOCK_FILE).relative_to(root.parent).as_posix()
+
+
 def check_lock(ruleset: Ruleset) -> list[Problem]:
     """Errors for changed-but-not-bumped and backwards versions; warnings for unlocked and vanished rules."""
     path = ruleset.path / LOCK_FILE
-    where = SourceLocation(str(path), 1, 1)
+    where = SourceLocation(_display(ruleset), 1, 1)
     if not path.is_file():
         return [
             Problem(
@@ -51,10 +78,18 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
             )
         ]
     try:
-        locked = json.loads(path.read_text(encoding="utf-8"))["rules"]
-        assert isinstance(locked, dict)
-    except (ValueError, KeyError, AssertionError):
-        return [Problem(f"{LOCK_FILE} is not a valid lock file", where, hint="run ipm-cds lock")]
+        locked = LockFile.model_validate_json(path.read_bytes()).rules
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(x) for x in first["loc"])
+        message = first["msg"] if not field else f"{field}: {first['msg']}"
+        return [
+            Problem(
+                f"{LOCK_FILE} is not a valid lock file: {message}",
+                where,
+                hint="run ipm-cds lock --force to write it anew",
+            )
+        ]
     problems: list[Problem] = []
     for rid, spec in sorted(ruleset.rule_specs.items()):
         at = ruleset.version_locations.get(rid)
@@ -64,7 +99,7 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
                 Problem(f"rule {rid} is not in {LOCK_FILE}", at, hint="run ipm-cds lock", severity="warning")
             )
             continue
-        old_version, old_hash = str(entry.get("version")), str(entry.get("sha256"))
+        old_version, old_hash = entry.version, entry.sha256
         if version_key(spec.version) < version_key(old_version):
             problems.append(
                 Problem(

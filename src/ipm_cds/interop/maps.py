@@ -1,0 +1,447 @@
+"""The code maps of :mod:`ipm_cds.interop`: data files in ``maps/*.yaml``, loaded and checked once.
+
+Each file names its sources; each entry names its code system (a key of ``systems.yaml``) and the
+source that confirmed it. Codes that could not be confirmed are listed under ``not_included`` and
+are not read. Loading validates every file against the models below (unknown keys are errors) and
+checks every target against the patient model's vocabularies, so a typo fails at import, not at a
+patient's bedside.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .. import patient as pm
+from ..errors import ConfigurationError
+
+__all__ = ["Maps", "load_maps", "normalise_icd10"]
+
+MAP_FILES = (
+    "systems",
+    "observations",
+    "conditions",
+    "medications",
+    "procedures",
+    "allergies",
+    "qualifiers",
+    "override_reasons",
+)
+
+# Vocabularies a local code system may hold (systems.yaml `local.*.vocabulary`). The two catalogue
+# vocabularies depend on the ruleset and are checked when a ruleset is given.
+MEDICATION_INDICATIONS = ("primary_prevention", "secondary_prevention", "treatment", "pain", "other")
+VOCABULARIES: dict[str, tuple[str, ...] | None] = {
+    "BodyRegion": get_args(pm.BodyRegion),
+    "PainCharacter": get_args(pm.PainCharacter),
+    "RedFlagCode": get_args(pm.RedFlagCode),
+    "ConditionCode": get_args(pm.ConditionCode),
+    "ExamFindingCode": get_args(pm.ExamFindingCode),
+    "ImagingFindingCode": get_args(pm.ImagingFindingCode),
+    "ImagingModality": get_args(pm.ImagingModality),
+    "AllergySubstance": get_args(pm.AllergySubstance),
+    "ProcedureKind": get_args(pm.ProcedureKind),
+    "MedicationIndication": MEDICATION_INDICATIONS,
+    "InterventionCatalogue": None,
+    "MedicationCatalogue": None,
+    "LocalObservation": None,  # the `observation` entries of observations.yaml
+}
+
+ObservationTarget = Literal[
+    "pain.nrs",
+    "pain.odi_pct",
+    "pain.ndi",
+    "pain.worsening",
+    "pain.duration_weeks",
+    "demographics.bmi",
+    "demographics.tobacco_use",
+    "demographics.pregnant",
+    "screening.phq9",
+    "screening.phq9.item9",
+    "screening.gad7",
+    "screening.pcs",
+    "screening.start_back",
+    "screening.start_back.distress",
+    "screening.ort",
+    "screening.stop_bang",
+    "screening.isi",
+    "lab.inr",
+    "lab.platelets",
+    "lab.glucose",
+    "lab.hba1c",
+    "lab.egfr",
+    "procedure.relief_pct",
+    "procedure.relief_duration_weeks",
+    "procedure.same_scale",
+    "procedure.duration_consistent_with_agent",
+    "conservative_care.physical_therapy_weeks",
+    "conservative_care.active_exercise_program",
+    "conservative_care.failed",
+    "conservative_care.nonoperative_months",
+    "psychological_evaluation.completed",
+    "psychological_evaluation.cleared",
+]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StandardSystem(_M):
+    uri: str
+    source: str
+
+
+class LocalSystem(_M):
+    uri: str
+    vocabulary: str
+
+
+class SystemsFile(_M):
+    standard: dict[str, StandardSystem]
+    local: dict[str, LocalSystem]
+    extensions: dict[str, str]
+
+
+class Answer(_M):
+    system: str
+    code: str
+    display: str
+    value: str | bool | int
+
+
+class UnitRule(_M):
+    unit: str
+    factor: float = 1.0
+    offset: float = 0.0
+    source: str | None = None
+
+
+class ObservationEntry(_M):
+    system: str
+    code: str
+    display: str
+    target: ObservationTarget
+    value: Literal["integer", "number", "boolean", "coded"]
+    units: tuple[UnitRule, ...] | None = None
+    answers: tuple[Answer, ...] | None = None
+    source: str
+
+
+class ObservationsFile(_M):
+    sources: dict[str, str]
+    observations: tuple[ObservationEntry, ...]
+    not_included: tuple[dict[str, str], ...] = ()
+
+
+class _Coded(_M):
+    system: str
+    code: str | None = None
+    prefix: str | None = None
+    display: str
+    source: str
+
+    @model_validator(mode="after")
+    def _one_of(self) -> _Coded:
+        if (self.code is None) == (self.prefix is None):
+            raise ValueError("give code or prefix, not both")
+        return self
+
+
+class ConditionMapEntry(_Coded):
+    condition: str
+    active: bool | None = Field(None, description="Force the condition's active flag (e.g. personal history: false).")
+
+
+class PainMapEntry(_Coded):
+    region: str
+    character: str
+    laterality: str | None = None
+
+
+class ConditionsFile(_M):
+    sources: dict[str, str]
+    conditions: tuple[ConditionMapEntry, ...]
+    pain: tuple[PainMapEntry, ...]
+    not_included: tuple[dict[str, str], ...] = ()
+
+
+class MedicationMapEntry(_M):
+    code: str
+    display: str
+    tty: Literal["IN", "SCD", "SBD"]
+    agent: str
+    strength_mcg_per_hour: float | None = None
+    source: str
+
+
+class AmbiguousCode(_M):
+    code: str
+    display: str
+    reason: str
+
+
+class MedicationsFile(_M):
+    sources: dict[str, str]
+    medications: tuple[MedicationMapEntry, ...]
+    ambiguous: tuple[AmbiguousCode, ...] = ()
+    not_included: tuple[dict[str, Any], ...] = ()
+
+
+class CptEntry(_M):
+    code: str
+    procedure_kinds: tuple[str, ...]
+    interventions: tuple[str, ...]
+    source: str
+
+
+class ProceduresFile(_M):
+    sources: dict[str, str]
+    cpt: tuple[CptEntry, ...]
+    not_included: tuple[dict[str, Any], ...] = ()
+
+
+class AllergyMapEntry(_M):
+    system: str
+    code: str
+    display: str
+    substance: str
+    source: str
+
+
+class AllergiesFile(_M):
+    sources: dict[str, str]
+    allergies: tuple[AllergyMapEntry, ...]
+    not_included: tuple[dict[str, str], ...] = ()
+
+
+class QualifierEntry(_M):
+    system: str
+    code: str
+    display: str
+    value: str
+    source: str
+
+
+class QualifiersFile(_M):
+    sources: dict[str, str]
+    laterality: tuple[QualifierEntry, ...]
+    modality: tuple[QualifierEntry, ...]
+    not_included: tuple[dict[str, str], ...] = ()
+
+
+class OverrideReasonsFile(_M):
+    system: str
+    reasons: dict[str, str]
+    cards: dict[str, tuple[str, ...]]
+
+
+def normalise_icd10(code: str) -> str:
+    """ICD-10-CM code without the dot, upper case: ``m54.50`` -> ``M5450``."""
+    return code.replace(".", "").strip().upper()
+
+
+_Key = tuple[str, str]  # (system URI, code)
+_T = TypeVar("_T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Maps:
+    """Every code map, indexed for lookup by (system URI, code)."""
+
+    systems: SystemsFile
+    observations: ObservationsFile
+    conditions: ConditionsFile
+    medications: MedicationsFile
+    procedures: ProceduresFile
+    allergies: AllergiesFile
+    qualifiers: QualifiersFile
+    override_reasons: OverrideReasonsFile
+    observation_by_code: Mapping[_Key, ObservationEntry]
+    answer_by_code: Mapping[tuple[int, str, str], Answer]  # (id(entry), system URI, code)
+    condition_by_code: Mapping[_Key, ConditionMapEntry]
+    condition_prefixes: tuple[tuple[str, str, ConditionMapEntry], ...]  # (system URI, normalised prefix, entry)
+    pain_by_code: Mapping[_Key, PainMapEntry]
+    pain_prefixes: tuple[tuple[str, str, PainMapEntry], ...]
+    medication_by_rxcui: Mapping[str, MedicationMapEntry]
+    ambiguous_rxcui: Mapping[str, AmbiguousCode]
+    cpt: Mapping[str, CptEntry]
+    allergy_by_code: Mapping[_Key, AllergyMapEntry]
+    laterality_by_code: Mapping[_Key, str]
+    modality_by_code: Mapping[_Key, str]
+
+    def uri(self, key: str) -> str:
+        """The URI of a standard system (``loinc``) or a local one (``red-flag``)."""
+        if key in self.systems.standard:
+            return self.systems.standard[key].uri
+        return self.systems.local[key].uri
+
+    def extension(self, key: str) -> str:
+        return self.systems.extensions[key]
+
+    def local_key(self, uri: str) -> str | None:
+        """The key of the local system with this URI, if it is one."""
+        for key, system in self.systems.local.items():
+            if system.uri == uri:
+                return key
+        return None
+
+    def answer(self, entry: ObservationEntry, system: str, code: str) -> Answer | None:
+        return self.answer_by_code.get((id(entry), system, code))
+
+    def local_observation_codes(self) -> tuple[str, ...]:
+        local = self.uri("observation")
+        return tuple(code for (system, code) in self.observation_by_code if system == local)
+
+
+def _read(name: str) -> Any:
+    text = resources.files("ipm_cds.interop").joinpath("maps", f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _validate(model: type[_T], name: str) -> _T:
+    try:
+        return model.model_validate(_read(name))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"maps/{name}.yaml: {where}: {first['msg']}") from None
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigurationError(f"maps/{name}.yaml: {message}")
+
+
+_ICD = re.compile(r"^[A-Z][0-9A-Z.]*$")
+
+
+@lru_cache(maxsize=1)
+def load_maps() -> Maps:
+    """Load, validate and index the map files (cached: they are package data)."""
+    systems = _validate(SystemsFile, "systems")
+    observations = _validate(ObservationsFile, "observations")
+    conditions = _validate(ConditionsFile, "conditions")
+    medications = _validate(MedicationsFile, "medications")
+    procedures = _validate(ProceduresFile, "procedures")
+    allergies = _validate(AllergiesFile, "allergies")
+    qualifiers = _validate(QualifiersFile, "qualifiers")
+    override_reasons = _validate(OverrideReasonsFile, "override_reasons")
+
+    known = set(systems.standard) | set(systems.local)
+    for key, local in systems.local.items():
+        _check(local.vocabulary in VOCABULARIES, "systems", f"local.{key}: unknown vocabulary {local.vocabulary!r}")
+
+    def uri(key: str, name: str) -> str:
+        _check(key in known, name, f"unknown code system {key!r}")
+        return systems.standard[key].uri if key in systems.standard else systems.local[key].uri
+
+    def vocab(value: str, vocabulary: str, name: str, what: str) -> None:
+        allowed = VOCABULARIES[vocabulary]
+        _check(allowed is None or value in allowed, name, f"{what}: {value!r} is not a {vocabulary} code")
+
+    observation_by_code: dict[_Key, ObservationEntry] = {}
+    answer_by_code: dict[tuple[int, str, str], Answer] = {}
+    for o in observations.observations:
+        _check(o.source in observations.sources, "observations", f"{o.code}: unknown source {o.source!r}")
+        key = (uri(o.system, "observations"), o.code)
+        _check(key not in observation_by_code, "observations", f"{o.code}: listed twice")
+        observation_by_code[key] = o
+        _check((o.value == "coded") <= (o.answers is not None), "observations", f"{o.code}: coded needs answers")
+        for a in o.answers or ():
+            answer_by_code[(id(o), uri(a.system, "observations"), a.code)] = a
+        for u in o.units or ():
+            _check(u.source is None or u.source in observations.sources, "observations", f"{o.code}: unit source")
+
+    condition_by_code: dict[_Key, ConditionMapEntry] = {}
+    condition_prefixes: list[tuple[str, str, ConditionMapEntry]] = []
+    for c in conditions.conditions:
+        _check(c.source in conditions.sources, "conditions", f"{c.display}: unknown source {c.source!r}")
+        vocab(c.condition, "ConditionCode", "conditions", c.display)
+        system = uri(c.system, "conditions")
+        if c.prefix is not None:
+            _check(c.system == "icd10cm" and bool(_ICD.match(c.prefix)), "conditions", f"bad prefix {c.prefix!r}")
+            condition_prefixes.append((system, normalise_icd10(c.prefix), c))
+        else:
+            condition_by_code[(system, str(c.code))] = c
+    pain_by_code: dict[_Key, PainMapEntry] = {}
+    pain_prefixes: list[tuple[str, str, PainMapEntry]] = []
+    for p in conditions.pain:
+        _check(p.source in conditions.sources, "conditions", f"{p.display}: unknown source {p.source!r}")
+        vocab(p.region, "BodyRegion", "conditions", p.display)
+        vocab(p.character, "PainCharacter", "conditions", p.display)
+        _check(p.laterality in (None, *get_args(pm.Laterality)), "conditions", f"{p.display}: laterality")
+        system = uri(p.system, "conditions")
+        if p.prefix is not None:
+            pain_prefixes.append((system, normalise_icd10(p.prefix), p))
+        else:
+            pain_by_code[(system, str(p.code))] = p
+    # Longest prefix first: the most specific entry wins.
+    condition_prefixes.sort(key=lambda t: -len(t[1]))
+    pain_prefixes.sort(key=lambda t: -len(t[1]))
+
+    medication_by_rxcui: dict[str, MedicationMapEntry] = {}
+    for m in medications.medications:
+        _check(m.source in medications.sources, "medications", f"{m.code}: unknown source {m.source!r}")
+        _check(m.code not in medication_by_rxcui, "medications", f"{m.code}: listed twice")
+        medication_by_rxcui[m.code] = m
+    ambiguous = {a.code: a for a in medications.ambiguous}
+    _check(not set(ambiguous) & set(medication_by_rxcui), "medications", "a code is both mapped and ambiguous")
+
+    cpt: dict[str, CptEntry] = {}
+    for e in procedures.cpt:
+        _check(e.source in procedures.sources, "procedures", f"{e.code}: unknown source {e.source!r}")
+        _check(e.code not in cpt, "procedures", f"{e.code}: listed twice")
+        for kind in e.procedure_kinds:
+            vocab(kind, "ProcedureKind", "procedures", e.code)
+        cpt[e.code] = e
+
+    allergy_by_code: dict[_Key, AllergyMapEntry] = {}
+    for al in allergies.allergies:
+        _check(al.source in allergies.sources, "allergies", f"{al.code}: unknown source {al.source!r}")
+        vocab(al.substance, "AllergySubstance", "allergies", al.code)
+        allergy_by_code[(uri(al.system, "allergies"), al.code)] = al
+
+    laterality: dict[_Key, str] = {}
+    for q in qualifiers.laterality:
+        _check(q.value in get_args(pm.Laterality), "qualifiers", f"{q.code}: laterality {q.value!r}")
+        laterality[(uri(q.system, "qualifiers"), q.code)] = q.value
+    modality: dict[_Key, str] = {}
+    for q in qualifiers.modality:
+        vocab(q.value, "ImagingModality", "qualifiers", q.code)
+        modality[(uri(q.system, "qualifiers"), q.code)] = q.value
+
+    for kind, codes in override_reasons.cards.items():
+        for code in codes:
+            _check(code in override_reasons.reasons, "override_reasons", f"cards.{kind}: unknown reason {code!r}")
+
+    return Maps(
+        systems=systems,
+        observations=observations,
+        conditions=conditions,
+        medications=medications,
+        procedures=procedures,
+        allergies=allergies,
+        qualifiers=qualifiers,
+        override_reasons=override_reasons,
+        observation_by_code=observation_by_code,
+        answer_by_code=answer_by_code,
+        condition_by_code=condition_by_code,
+        condition_prefixes=tuple(condition_prefixes),
+        pain_by_code=pain_by_code,
+        pain_prefixes=tuple(pain_prefixes),
+        medication_by_rxcui=medication_by_rxcui,
+        ambiguous_rxcui=ambiguous,
+        cpt=cpt,
+        allergy_by_code=allergy_by_code,
+        laterality_by_code=laterality,
+        modality_by_code=modality,
+    )
+
