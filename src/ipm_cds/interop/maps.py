@@ -351,9 +351,9 @@ def load_maps() -> Maps:
     answer_by_code: dict[tuple[int, str, str], Answer] = {}
     for o in observations.observations:
         _check(o.source in observations.sources, "observations", f"{o.code}: unknown source {o.source!r}")
-        key = (uri(o.system, "observations"), o.code)
-        _check(key not in observation_by_code, "observations", f"{o.code}: listed twice")
-        observation_by_code[key] = o
+        obs_key = (uri(o.system, "observations"), o.code)
+        _check(obs_key not in observation_by_code, "observations", f"{o.code}: listed twice")
+        observation_by_code[obs_key] = o
         _check((o.value == "coded") <= (o.answers is not None), "observations", f"{o.code}: coded needs answers")
         for a in o.answers or ():
             answer_by_code[(id(o), uri(a.system, "observations"), a.code)] = a
@@ -444,4 +444,3 @@ def load_maps() -> Maps:
         laterality_by_code=laterality,
         modality_by_code=modality,
     )
-

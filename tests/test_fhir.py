@@ -1,0 +1,745 @@
+"""FHIR R4 in: the example Bundles and their native twins, the code maps, what is reported, invalid FHIR."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ipm_cds
+from ipm_cds.cli import read_patient_document
+from ipm_cds.interop.fhir import (
+    FhirInputError,
+    FhirMapping,
+    ordered_interventions,
+    prefetch_from_bundle,
+    prefetch_templates,
+    read_bundle,
+    read_fhir,
+    read_prefetch,
+)
+from ipm_cds.interop.maps import load_maps
+
+AS_OF = date(2025, 6, 2)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "fhir"
+BUNDLES = sorted(EXAMPLES.glob("*.json"))
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+IPM = "https://ipm-cds.invalid/fhir"
+
+
+def cs(name: str) -> str:
+    return f"{IPM}/CodeSystem/{name}"
+
+
+def ext(name: str, **value: Any) -> dict[str, Any]:
+    return {"url": f"{IPM}/StructureDefinition/{name}", **value}
+
+
+def cc(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def bundle(*resources: dict[str, Any], patient: dict[str, Any] | None = None) -> dict[str, Any]:
+    pat = patient if patient is not None else {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in ([pat] if pat else []) + list(resources)],
+    }
+
+
+def obs(rid: str, code: dict[str, Any], **value: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": value.pop("status", "final"),
+        "code": code,
+        "subject": {"reference": "Patient/p1"},
+        **value,
+    }
+
+
+def pain(rid: str = "c1", code: str = "M54.50", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "active"),
+        "code": cc(ICD, code),
+        "subject": {"reference": "Patient/p1"},
+        **extra,
+    }
+
+
+def med(rid: str, codings: list[tuple[str, str]], **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": extra.pop("status", "active"),
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": s, "code": c} for s, c in codings]},
+        "subject": {"reference": "Patient/p1"},
+        **extra,
+    }
+
+
+def proc(rid: str, codings: list[tuple[str, str]], region: str | None = "lumbar", **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Procedure",
+        "id": rid,
+        "status": extra.pop("status", "completed"),
+        "code": {"coding": [{"system": s, "code": c} for s, c in codings]},
+        "subject": {"reference": "Patient/p1"},
+        "performedDateTime": extra.pop("performedDateTime", "2025-03-03"),
+        **extra,
+    }
+    if region:
+        out["bodySite"] = [cc(cs("body-region"), region)]
+    return out
+
+
+def kinds(mapping: FhirMapping) -> dict[str, str]:
+    return {u.resource: u.kind for u in mapping.unmapped}
+
+
+def canonical(case: ipm_cds.PatientCase) -> str:
+    """A patient document with every list sorted: lists are unordered in the patient model."""
+    data = case.model_dump(mode="json", exclude_defaults=True)
+    for key, value in data.items():
+        if isinstance(value, list):
+            data[key] = sorted(value, key=lambda v: json.dumps(v, sort_keys=True))
+    return json.dumps(data, sort_keys=True)
+
+
+# -- the examples --------------------------------------------------------------------------------------
+
+
+def test_there_is_a_bundle_per_pathway() -> None:
+    names = {p.stem for p in BUNDLES}
+    assert {"facet_rfa", "cauda_equina", "esi_radiculopathy", "sij", "scs", "opioids"} <= names
+    for path in BUNDLES:
+        assert path.with_suffix(".yaml").is_file(), f"{path.name} has no native twin"
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.stem)
+def test_each_bundle_maps_to_the_same_assessment_as_its_native_twin(
+    path: Path, ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine
+) -> None:
+    mapping = read_bundle(path.read_text(encoding="utf-8"), ruleset=ruleset)
+    twin = ipm_cds.parse_patient(read_patient_document(path.with_suffix(".yaml")))
+    assert mapping.unmapped == (), mapping.report()
+    assert canonical(mapping.patient) == canonical(twin)
+    from_fhir = durable.evaluate(mapping.patient, as_of=AS_OF).to_json(timestamp=False)
+    from_twin = durable.evaluate(twin, as_of=AS_OF).to_json(timestamp=False)
+    assert from_fhir == from_twin
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.stem)
+def test_prefetch_answered_from_the_bundle_reads_the_same_patient(path: Path, ruleset: ipm_cds.Ruleset) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    patient_id = next(e["resource"]["id"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient")
+    prefetch = prefetch_from_bundle(data, prefetch_templates(ruleset), patient_id)
+    from_prefetch = read_prefetch(prefetch, ruleset=ruleset, patient_id=patient_id)
+    assert canonical(from_prefetch.patient) == canonical(read_bundle(data, ruleset=ruleset).patient)
+    assert from_prefetch.unmapped == ()
+
+
+def test_the_examples_exercise_each_pathway(ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine) -> None:
+    codes = {}
+    for path in BUNDLES:
+        case = read_bundle(path.read_text(encoding="utf-8"), ruleset=ruleset).patient
+        codes[path.stem] = python_engine.evaluate(case, as_of=AS_OF).codes()
+    assert codes["facet_rfa"]["candidates"] == ["facet_rfa"]
+    assert codes["cauda_equina"]["alerts"] == ["red_flag.cauda_equina"]
+    assert "emergency_department" in codes["cauda_equina"]["referrals"]
+    assert {"esi_interlaminar", "esi_transforaminal"} <= set(codes["esi_radiculopathy"]["candidates"])
+    assert codes["sij"]["candidates"] == ["sij_injection"]
+    assert codes["scs"]["candidates"] == ["scs_trial"]
+    assert "opioid.mme.caution" in codes["opioids"]["alerts"]
+    assert "referral.suicide_risk" in codes["opioids"]["alerts"]
+    assert codes["vertebral_augmentation"]["candidates"] == ["vertebral_augmentation"]
+
+
+# -- observations --------------------------------------------------------------------------------------
+
+
+def test_pain_scores_attach_to_their_condition_by_focus() -> None:
+    m = read_bundle(
+        bundle(
+            pain("c1", extension=[ext("index-pain", valueBoolean=True), ext("laterality", valueCode="left")]),
+            pain("c2", code="M54.2"),
+            obs("n1", cc(LOINC, "72514-3"), valueInteger=6, focus=[{"reference": "Condition/c1"}]),
+            obs("n2", cc(LOINC, "72514-3"), valueInteger=3, focus=[{"reference": "Condition/c2"}]),
+            obs(
+                "o1",
+                cc(cs("observation"), "odi_pct"),
+                valueQuantity={"value": 40, "unit": "%"},
+                focus=[{"reference": "Condition/c1"}],
+            ),
+        )
+    )
+    by_region = {p.region: p for p in m.patient.pain}
+    assert by_region["lumbar"].nrs == 6 and by_region["lumbar"].odi_pct == 40
+    assert by_region["lumbar"].is_index and by_region["lumbar"].laterality == "left"
+    assert by_region["cervical"].nrs == 3 and by_region["cervical"].character == "axial"
+    assert m.sources["pain[0].nrs"] == "Observation/n1"  # pains are listed by reference: c1, c2
+    assert m.resource_of("pain[0].nrs") == "Observation/n1" and m.resource_of("pain[1]") == "Condition/c2"
+
+
+def test_an_unlinked_pain_score_goes_to_the_only_pain_and_is_reported_when_ambiguous() -> None:
+    one = read_bundle(bundle(pain("c1"), obs("n1", cc(LOINC, "72514-3"), valueInteger=5)))
+    assert one.patient.pain[0].nrs == 5
+    two = read_bundle(bundle(pain("c1"), pain("c2", "M54.2"), obs("n1", cc(LOINC, "72514-3"), valueInteger=5)))
+    assert all(p.nrs is None for p in two.patient.pain)
+    assert kinds(two)["Observation/n1"] == "incomplete"
+
+
+def test_the_latest_value_wins_and_older_ones_are_reported_superseded() -> None:
+    m = read_bundle(
+        bundle(
+            obs(
+                "b1", cc(LOINC, "39156-5"), valueQuantity={"value": 30, "unit": "kg/m2"}, effectiveDateTime="2024-01-01"
+            ),
+            obs(
+                "b2",
+                cc(LOINC, "39156-5"),
+                valueQuantity={"value": 28.5, "unit": "kg/m2"},
+                effectiveDateTime="2025-01-01",
+            ),
+        )
+    )
+    assert m.patient.demographics.bmi == 28.5
+    assert kinds(m) == {"Observation/b1": "superseded"}
+
+
+def test_coded_answers_tobacco_and_pregnancy() -> None:
+    m = read_bundle(
+        bundle(
+            obs("t", cc(LOINC, "72166-2"), valueCodeableConcept=cc(SNOMED, "8517006")),
+            obs("p", cc(LOINC, "82810-3"), valueCodeableConcept=cc(SNOMED, "60001007")),
+            obs("u", cc(LOINC, "72166-2"), valueCodeableConcept=cc(SNOMED, "266927001")),
+        )
+    )
+    assert m.patient.demographics.tobacco_use == "former"
+    assert m.patient.demographics.pregnant is False
+    assert kinds(m) == {"Observation/u": "unknown_code"}  # "smoking status unknown" is not recorded
+
+
+@pytest.mark.parametrize(
+    ("how", "resources"),
+    [
+        (
+            "component",
+            [
+                obs(
+                    "q",
+                    cc(LOINC, "44261-6"),
+                    valueInteger=12,
+                    effectiveDateTime="2025-05-01",
+                    component=[{"code": cc(LOINC, "44260-8"), "valueCodeableConcept": cc(LOINC, "LA6570-1")}],
+                )
+            ],
+        ),
+        (
+            "member",
+            [
+                obs("q", cc(LOINC, "44261-6"), valueInteger=12, hasMember=[{"reference": "Observation/i9"}]),
+                obs("i9", cc(LOINC, "44260-8"), valueInteger=2),
+            ],
+        ),
+        (
+            "same day",
+            [
+                obs("q", cc(LOINC, "44261-6"), valueInteger=12, effectiveDateTime="2025-05-01"),
+                obs(
+                    "i9", cc(cs("observation"), "phq9_item9"), valueInteger=2, effectiveDateTime="2025-05-01T10:00:00Z"
+                ),
+            ],
+        ),
+    ],
+)
+def test_phq9_item9(how: str, resources: list[dict[str, Any]]) -> None:
+    m = read_bundle(bundle(*resources))
+    (screen,) = m.patient.screenings
+    assert (screen.instrument, screen.score, screen.item9) == ("phq9", 12, 2)
+    assert m.unmapped == ()
+
+
+def test_an_item9_without_its_total_is_reported() -> None:
+    m = read_bundle(bundle(obs("i9", cc(LOINC, "44260-8"), valueInteger=1)))
+    assert m.patient.screenings == []
+    assert kinds(m) == {"Observation/i9": "incomplete"}
+
+
+def test_labs_are_converted_to_the_canonical_unit() -> None:
+    m = read_bundle(
+        bundle(
+            obs(
+                "g",
+                cc(LOINC, "2345-7"),
+                valueQuantity={"value": 5.5, "system": UCUM, "code": "mmol/L"},
+                effectiveDateTime="2025-05-01",
+            ),
+            obs(
+                "h",
+                cc(LOINC, "4548-4"),
+                valueQuantity={"value": 53, "system": UCUM, "code": "mmol/mol"},
+                effectiveDateTime="2025-05-01",
+            ),
+            obs("i", cc(LOINC, "6301-6"), valueQuantity={"value": 1.1}, effectiveDateTime="2025-05-02"),
+            obs(
+                "pl",
+                cc(LOINC, "777-3"),
+                valueQuantity={"value": 210, "unit": "10*3/uL"},
+                effectiveDateTime="2025-05-02",
+            ),
+        )
+    )
+    labs = {lab.test: lab.value for lab in m.patient.labs}
+    assert labs["glucose"] == pytest.approx(99.088)
+    assert labs["hba1c"] == pytest.approx(7.0, abs=0.01)
+    assert labs["inr"] == 1.1 and labs["platelets"] == 210
+
+
+def test_a_lab_in_an_unknown_unit_or_without_a_date_is_reported() -> None:
+    m = read_bundle(
+        bundle(
+            obs("g", cc(LOINC, "2345-7"), valueQuantity={"value": 5, "unit": "g/L"}, effectiveDateTime="2025-05-01"),
+            obs("i", cc(LOINC, "6301-6"), valueQuantity={"value": 1.1}),
+        )
+    )
+    assert m.patient.labs == []
+    assert kinds(m) == {"Observation/g": "unknown_unit", "Observation/i": "incomplete"}
+
+
+def test_observation_status_and_unknown_codes_are_reported() -> None:
+    m = read_bundle(
+        bundle(
+            obs("x", cc(LOINC, "39156-5"), valueQuantity={"value": 30, "unit": "kg/m2"}, status="entered-in-error"),
+            obs("y", cc(LOINC, "8867-4"), valueQuantity={"value": 70, "unit": "/min"}),
+        )
+    )
+    assert m.patient.demographics.bmi is None
+    assert kinds(m) == {"Observation/x": "not_current", "Observation/y": "unknown_code"}
+    assert next(u for u in m.unmapped if u.resource == "Observation/y").code == f"{LOINC}|8867-4"
+
+
+def test_exam_imaging_and_red_flag_observations() -> None:
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s1",
+        "status": "available",
+        "subject": {"reference": "Patient/p1"},
+        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}],
+        "started": "2025-01-10T09:00:00Z",
+    }
+    m = read_bundle(
+        bundle(
+            study,
+            obs(
+                "f",
+                cc(cs("imaging-finding"), "disc_herniation"),
+                bodySite=cc(cs("body-region"), "lumbar"),
+                derivedFrom=[{"reference": "ImagingStudy/s1"}],
+                extension=[ext("spinal-level", valueString="L5-S1"), ext("concordant", valueBoolean=True)],
+            ),
+            obs("e", cc(cs("exam-finding"), "straight_leg_raise"), valueBoolean=True, bodySite=cc(SNOMED, "7771000")),
+            obs("r", cc(cs("red-flag"), "fever"), valueBoolean=True),
+            obs("r2", cc(cs("red-flag"), "night_pain"), valueBoolean=False),
+        )
+    )
+    (finding,) = m.patient.imaging
+    assert (finding.modality, finding.finding, finding.level, finding.concordant) == (
+        "mri",
+        "disc_herniation",
+        "L5-S1",
+        True,
+    )
+    assert finding.date == date(2025, 1, 10)
+    (exam,) = m.patient.exam
+    assert (exam.test, exam.positive, exam.side) == ("straight_leg_raise", True, "left")
+    assert [r.code for r in m.patient.red_flags] == ["fever"]
+    assert kinds(m) == {"Observation/r2": "not_current"}
+
+
+def test_a_diagnostic_report_with_only_conclusion_codes_is_reported() -> None:
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "d",
+        "status": "final",
+        "code": {"text": "MRI lumbar spine"},
+        "subject": {"reference": "Patient/p1"},
+        "conclusionCode": [cc(SNOMED, "1234567")],
+    }
+    m = read_bundle(bundle(report))
+    assert kinds(m) == {"DiagnosticReport/d": "unknown_code"}
+
+
+# -- conditions, medications, procedures, allergies -----------------------------------------------------
+
+
+def test_conditions_by_icd10_prefix_snomed_and_local_code() -> None:
+    m = read_bundle(
+        bundle(
+            pain("d", code="E11.9"),
+            pain("h", code="Z85.3"),
+            pain(
+                "s",
+                code="G47.33",
+                clinicalStatus=cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved"),
+            ),
+            {**pain("x", code="X"), "code": cc(cs("condition"), "recent_coronary_stent")},
+            {**pain("sn", code="X"), "code": cc(SNOMED, "44054006")},
+            pain(
+                "r",
+                code="M81.0",
+                verificationStatus=cc("http://terminology.hl7.org/CodeSystem/condition-ver-status", "refuted"),
+            ),
+            pain("u", code="I10"),
+        )
+    )
+    found = {(c.code, c.active) for c in m.patient.conditions}
+    assert found == {("diabetes", True), ("cancer", False), ("sleep_apnea", False), ("recent_coronary_stent", True)}
+    assert kinds(m) == {"Condition/r": "not_current", "Condition/u": "unknown_code"}
+
+
+def test_red_flag_conditions_with_onset_and_deteriorating() -> None:
+    flag = {
+        **pain("rf", code="X"),
+        "code": cc(cs("red-flag"), "saddle_anesthesia"),
+        "onsetDateTime": "2025-05-29",
+        "extension": [ext("deteriorating", valueBoolean=True)],
+    }
+    m = read_bundle(bundle(flag))
+    (red,) = m.patient.red_flags
+    assert (red.code, red.onset_date, red.deteriorating) == ("saddle_anesthesia", date(2025, 5, 29), True)
+
+
+def test_a_local_pain_code_needs_a_region() -> None:
+    no_region = {**pain("c", code="X"), "code": cc(cs("pain-character"), "joint")}
+    m = read_bundle(bundle(no_region))
+    assert m.patient.pain == [] and kinds(m) == {"Condition/c": "incomplete"}
+    with_region = {**no_region, "bodySite": [cc(cs("body-region"), "sacroiliac")]}
+    assert read_bundle(bundle(with_region)).patient.pain[0].region == "sacroiliac"
+
+
+def test_medications_rxnorm_local_dose_and_status(ruleset: ipm_cds.Ruleset) -> None:
+    m = read_bundle(
+        bundle(
+            med(
+                "ox",
+                [(RXNORM, "7804")],
+                dosageInstruction=[
+                    {
+                        "timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}},
+                        "doseAndRate": [{"doseQuantity": {"value": 10, "unit": "mg", "system": UCUM, "code": "mg"}}],
+                    }
+                ],
+            ),
+            med("patch", [(RXNORM, "245135")]),
+            med(
+                "g",
+                [(cs("medication"), "gabapentin")],
+                extension=[ext("daily-dose", valueQuantity={"value": 0.9, "code": "g"})],
+            ),
+            med("w", [(RXNORM, "11289")], status="stopped"),
+            med("f", [(RXNORM, "4337")]),
+            med("riv", [(RXNORM, "1114195")]),
+            med("prn", [(RXNORM, "7052")], dosageInstruction=[{"asNeededBoolean": True}]),
+        ),
+        ruleset=ruleset,
+    )
+    doses = {x.agent: (x.daily_dose, x.dose_unit) for x in m.patient.medications}
+    assert doses["oxycodone"] == (40.0, "mg")
+    assert doses["fentanyl_transdermal"] == (50.0, "mcg_per_hour")
+    assert doses["gabapentin"] == (900.0, "mg")
+    assert doses["morphine"] == (None, None)
+    assert "warfarin" not in doses
+    assert kinds(m) == {
+        "MedicationRequest/w": "not_current",
+        "MedicationRequest/f": "ambiguous_code",
+        "MedicationRequest/riv": "unknown_code",
+        "MedicationRequest/prn": "partial",
+    }
+
+
+def test_a_medication_reference_is_followed() -> None:
+    medication = {"resourceType": "Medication", "id": "m1", "code": cc(RXNORM, "1364430")}
+    request = med("r", [])
+    del request["medicationCodeableConcept"]
+    request["medicationReference"] = {"reference": "Medication/m1"}
+    m = read_bundle(bundle(medication, request))
+    assert [x.agent for x in m.patient.medications] == ["apixaban"] and m.unmapped == ()
+
+
+def test_a_medication_missing_from_the_ruleset_catalogue_is_reported(ruleset: ipm_cds.Ruleset) -> None:
+    m = read_bundle(bundle(med("x", [(cs("medication"), "not_a_drug")])), ruleset=ruleset)
+    assert m.patient.medications == [] and kinds(m) == {"MedicationRequest/x": "unknown_code"}
+
+
+def test_procedures_cpt_local_ambiguity_and_relief() -> None:
+    m = read_bundle(
+        bundle(
+            proc("a", [(CPT, "64635")], extension=[ext("spinal-level", valueString="L4-L5")]),
+            proc("b", [(CPT, "64493")]),
+            proc(
+                "c",
+                [(CPT, "64493"), (cs("procedure-kind"), "facet_mbb")],
+                extension=[ext("procedure-purpose", valueCode="diagnostic")],
+            ),
+            proc("d", [(CPT, "64493"), (cs("procedure-kind"), "facet_rfa")]),
+            proc("e", [(CPT, "64635")], region=None),
+            proc("f", [(CPT, "64635")], status="not-done"),
+            obs(
+                "rel",
+                cc(cs("observation"), "relief_pct"),
+                valueQuantity={"value": 85, "unit": "%"},
+                partOf=[{"reference": "Procedure/c"}],
+            ),
+            obs("lost", cc(cs("observation"), "relief_pct"), valueQuantity={"value": 50, "unit": "%"}),
+        )
+    )
+    procs = {p.kind: p for p in m.patient.procedures}
+    assert set(procs) == {"facet_rfa", "facet_mbb"}
+    assert procs["facet_mbb"].relief_pct == 85 and procs["facet_mbb"].purpose == "diagnostic"
+    assert procs["facet_rfa"].levels == ["L4-L5"]
+    assert kinds(m) == {
+        "Procedure/b": "ambiguous_code",
+        "Procedure/d": "ambiguous_code",
+        "Procedure/e": "incomplete",
+        "Procedure/f": "not_current",
+        "Observation/lost": "incomplete",
+    }
+
+
+def test_allergies() -> None:
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a",
+        "code": cc(RXNORM, "6387"),
+        "patient": {"reference": "Patient/p1"},
+        "reaction": [{"description": "hives", "manifestation": [{"text": "urticaria"}]}],
+    }
+    refuted = {
+        **allergy,
+        "id": "b",
+        "code": cc(cs("allergy-substance"), "latex"),
+        "verificationStatus": cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "refuted"),
+    }
+    m = read_bundle(bundle(allergy, refuted))
+    assert [(a.substance, a.reaction) for a in m.patient.allergies] == [("local_anesthetic", "hives")]
+    assert kinds(m) == {"AllergyIntolerance/b": "not_current"}
+
+
+def test_unsupported_resources_are_reported_not_dropped() -> None:
+    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"}}
+    m = read_bundle(bundle(encounter))
+    assert kinds(m) == {"Encounter/e": "unsupported_resource"}
+    assert "Encounter/e: unsupported_resource" in m.report()
+
+
+def test_patient_demographics() -> None:
+    m = read_bundle(
+        bundle(patient={"resourceType": "Patient", "id": "p1", "birthDate": "1961-03-15", "gender": "female"})
+    )
+    assert m.patient.id == "p1" and m.patient.demographics.birth_date == date(1961, 3, 15)
+    partial = read_bundle(bundle(patient={"resourceType": "Patient", "id": "p1", "birthDate": "1961"}))
+    assert partial.patient.demographics.birth_date is None and kinds(partial) == {"Patient/p1": "partial"}
+
+
+# -- invalid FHIR --------------------------------------------------------------------------------------
+
+INVALID: list[tuple[str, Callable[[], Any], str]] = [
+    ("not JSON", lambda: "{nope", "not JSON"),
+    ("no resourceType", lambda: {"entry": []}, ""),
+    ("unknown element", lambda: bundle(obs("x", cc(LOINC, "39156-5"), valueBanana=1)), "valueBanana"),
+    (
+        "bad date",
+        lambda: bundle(patient={"resourceType": "Patient", "id": "p1", "birthDate": "1961-13-40"}),
+        "birthDate",
+    ),
+    ("unknown type", lambda: bundle({"resourceType": "Banana", "id": "b"}), "Banana"),
+    (
+        "entry not an object",
+        lambda: {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": 3}]},
+        "entry",
+    ),
+    ("two patients", lambda: bundle({"resourceType": "Patient", "id": "p2"}), "more than one Patient"),
+    (
+        "another patient's data",
+        lambda: bundle({**obs("x", cc(LOINC, "39156-5")), "subject": {"reference": "Patient/p2"}}),
+        "Patient/p2",
+    ),
+    (
+        "an NRS of 11",
+        lambda: bundle(pain("c1"), obs("n", cc(LOINC, "72514-3"), valueInteger=11)),
+        "Observation/n: pain[0].nrs",
+    ),
+    ("a duplicated id", lambda: bundle(pain("c1"), pain("c1")), "appears twice"),
+    (
+        "two patients' data without a Patient",
+        lambda: bundle(pain("c1"), {**pain("c2"), "subject": {"reference": "Patient/p2"}}, patient={}),
+        "more than one patient",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "text"), INVALID, ids=[i[0] for i in INVALID])
+def test_invalid_fhir_is_a_clear_error(name: str, data: Callable[[], Any], text: str) -> None:
+    with pytest.raises(FhirInputError) as info:
+        read_fhir(data())
+    assert isinstance(info.value, ipm_cds.IpmCdsError) and isinstance(info.value, ipm_cds.PatientDataError)
+    assert str(info.value).startswith("invalid FHIR input: ")
+    assert text in info.value.report()
+
+
+def test_without_a_patient_resource_the_subject_names_the_patient() -> None:
+    m = read_bundle(bundle(pain("c1"), patient={}))
+    assert m.patient.id == "p1" and m.patient_reference == "Patient/p1"
+
+
+def test_the_patient_must_be_the_context_patient() -> None:
+    with pytest.raises(FhirInputError, match="not Patient/other"):
+        read_bundle(bundle(), patient_id="other")
+    assert read_bundle(bundle(), patient_id="p1").patient.id == "p1"
+
+
+def test_prefetch_dictionary_with_searchsets_and_nulls() -> None:
+    searchset = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": pain("c1")}]}
+    prefetch = {
+        "patient": {"resourceType": "Patient", "id": "p1", "gender": "male"},
+        "conditions": searchset,
+        "labs": None,
+    }
+    m = read_fhir(prefetch, patient_id="p1")
+    assert m.patient.demographics.sex == "male" and m.patient.pain[0].region == "lumbar"
+    with pytest.raises(FhirInputError):
+        read_prefetch({"labs": "not a resource"})
+
+
+# -- prefetch templates, orders, maps ------------------------------------------------------------------
+
+
+def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset) -> None:
+    templates = prefetch_templates(ruleset)
+    assert templates["patient"] == "Patient/{{context.patientId}}"
+    assert templates["medicationRequests"].startswith("MedicationRequest?patient={{context.patientId}}")
+    assert f"{LOINC}|72514-3" in templates["painObservations"]
+    assert f"{LOINC}|6301-6" in templates["labs"]
+    assert f"{LOINC}|39156-5" in templates["patientObservations"]
+    maps = load_maps()
+    for template in templates.values():
+        for pair in template.partition("code=")[2].split(",") if "code=" in template else []:
+            system, _, code = pair.rpartition("|")
+            assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
+
+
+def test_prefetch_templates_shrink_with_the_ruleset(ruleset: ipm_cds.Ruleset) -> None:
+    from dataclasses import replace
+
+    only_red_flags = replace(ruleset, rules=tuple(r for r in ruleset.rules if r.id.startswith("red_flag.cauda")))
+    templates = prefetch_templates(only_red_flags)
+    assert "medicationRequests" not in templates and "labs" not in templates
+    assert "redFlagObservations" in templates and "patient" in templates
+
+
+def test_ordered_interventions(ruleset: ipm_cds.Ruleset) -> None:
+    def sr(rid: str, codings: list[tuple[str, str]], region: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "id": rid,
+            "status": "draft",
+            "intent": "order",
+            "code": {"coding": [{"system": s, "code": c} for s, c in codings]},
+            "subject": {"reference": "Patient/p1"},
+        }
+        if region:
+            out["bodySite"] = [cc(cs("body-region"), region)]
+        return out
+
+    draft = bundle(
+        sr("rfa", [(CPT, "64635")], "lumbar"),
+        sr("mbb", [(CPT, "64493")]),
+        sr("local", [(cs("intervention"), "sij_rfa")]),
+        sr("lab", [(LOINC, "6301-6")]),
+        patient={},
+    )
+    orders, other = ordered_interventions(draft, ruleset)
+    found = {o.reference: o for o in orders}
+    assert found["ServiceRequest/rfa"].interventions == ("facet_rfa",)
+    assert found["ServiceRequest/rfa"].region == "lumbar"
+    assert found["ServiceRequest/mbb"].interventions == ("facet_ia", "facet_mbb") and found["ServiceRequest/mbb"].note
+    assert found["ServiceRequest/local"].interventions == ("sij_rfa",)
+    assert [u.resource for u in other] == ["ServiceRequest/lab"]
+    selected, _ = ordered_interventions(draft, ruleset, ["ServiceRequest/rfa"])
+    assert [o.reference for o in selected] == ["ServiceRequest/rfa"]
+
+
+def test_maps_agree_with_the_ruleset_catalogues(ruleset: ipm_cds.Ruleset) -> None:
+    maps = load_maps()
+    for entry in maps.medications.medications:
+        assert entry.agent in ruleset.medications, entry
+    for code, intervention in ruleset.interventions.items():
+        for cpt in intervention.cpt:
+            assert code in maps.cpt[cpt].interventions, (code, cpt)
+    for cpt, entry in maps.cpt.items():
+        for code in entry.interventions:
+            assert cpt in ruleset.interventions[code].cpt, (cpt, code)
+
+
+def test_every_map_entry_names_a_known_system_and_source() -> None:
+    maps = load_maps()
+    systems = set(maps.systems.standard) | set(maps.systems.local)
+    for entry in maps.observations.observations:
+        assert entry.system in systems and entry.source in maps.observations.sources
+    for c in [*maps.conditions.conditions, *maps.conditions.pain]:
+        assert c.system in systems and c.source in maps.conditions.sources
+    for med_entry in maps.medications.medications:
+        assert med_entry.source in maps.medications.sources
+    assert maps.medications.not_included and maps.conditions.not_included  # what was left out is said
+
+
+def test_maps_are_package_data_and_fail_loudly_when_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipm_cds.errors import ConfigurationError
+    from ipm_cds.interop import maps as maps_module
+
+    original = maps_module._read
+
+    def broken(name: str) -> Any:
+        data = original(name)
+        if name == "observations":
+            data = copy.deepcopy(data)
+            data["observations"][0]["target"] = "pain.nrz"
+        return data
+
+    monkeypatch.setattr(maps_module, "_read", broken)
+    maps_module.load_maps.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match=r"maps/observations.yaml: observations.0.target"):
+            maps_module.load_maps()
+    finally:
+        monkeypatch.undo()
+        maps_module.load_maps.cache_clear()
+    assert maps_module.load_maps().observation_by_code
+
+
+def test_import_ipm_cds_does_not_need_the_service_extra() -> None:
+    code = (
+        "import sys, ipm_cds, ipm_cds.interop, ipm_cds.interop.cds_hooks, ipm_cds.interop.maps;"
+        "bad = [m for m in ('fastapi', 'uvicorn', 'jwt', 'fhir.resources', 'httpx') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,584 @@
+"""ipm-cds serve: the real server on uvicorn, on a loopback port, exercised over HTTP with httpx.
+
+Discovery, patient-view, order-select, order-sign and feedback; the 400, 404, 412 and 413 answers
+(each an OperationOutcome); the JWT checks of the CDS Hooks security model. Every card returned is
+validated against the JSON Schema of the CDS Hooks card (tests/fixtures/cds_hooks_card.schema.json).
+Loopback only: the servers listen on 127.0.0.1, never on any other address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jsonschema import Draft202012Validator
+
+import ipm_cds
+from ipm_cds.interop.cds_hooks import patient_view_cards
+from ipm_cds.interop.fhir import prefetch_from_bundle, prefetch_templates, read_prefetch
+from ipm_cds.interop.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
+
+AS_OF = date(2025, 6, 2)
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "fhir"
+SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "cds_hooks_card.schema.json").read_text(encoding="utf-8"))
+VALIDATOR = Draft202012Validator(SCHEMA)
+ISSUER = "https://ehr.example.org"
+KID = "ehr-key-1"
+MAX_BYTES = 1_000_000
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, Any]:
+    private = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    jwk.update(kid=KID, alg="ES384", use="sig")
+    return {"private": private, "jwks": {"keys": [jwk]}}
+
+
+class Server:
+    def __init__(self, base: str, feedback_log: Path, ruleset: ipm_cds.Ruleset) -> None:
+        self.base, self.feedback_log, self.ruleset = base, feedback_log, ruleset
+
+
+@pytest.fixture(scope="module")
+def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, see service
+    sock.bind((LOOPBACK, 0))
+    port = sock.getsockname()[1]
+    base = f"http://{LOOPBACK}:{port}"
+    log = tmp_path_factory.mktemp("service") / "feedback.jsonl"
+    config = ServiceConfig(
+        as_of=AS_OF,
+        feedback_log=log,
+        max_request_bytes=MAX_BYTES,
+        public_url=base,
+        issuers=(TrustedIssuer(ISSUER, keys["jwks"], jku=(f"{ISSUER}/jwks.json",)),),
+    )
+    app = create_app(config)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    yield Server(base, log, app.state.ruleset)
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def token(
+    keys: dict[str, Any],
+    audience: str,
+    *,
+    claims: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
+    key: Any = None,
+    algorithm: str = "ES384",
+) -> str:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 120, "jti": str(uuid.uuid4())}
+    payload.update(claims or {})
+    header = {"kid": KID, "typ": "JWT", **(headers or {})}
+    return jwt.encode(payload, key if key is not None else keys["private"], algorithm=algorithm, headers=header)
+
+
+class Client:
+    """httpx against the server, with a fresh signed JWT on every call (aud = the endpoint's URL)."""
+
+    def __init__(self, server: Server, keys: dict[str, Any]) -> None:
+        self.server, self.keys = server, keys
+        self.http = httpx.Client(base_url=server.base, timeout=60, trust_env=False)
+
+    def auth(self, path: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token(self.keys, self.server.base + path)}"}
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path, headers=self.auth(path))
+
+    def post(self, path: str, body: Any = None, *, content: bytes | None = None, **kw: Any) -> httpx.Response:
+        headers = {**self.auth(path), **kw.pop("headers", {})}
+        if content is not None:
+            return self.http.post(path, content=content, headers={"Content-Type": "application/json", **headers})
+        return self.http.post(path, json=body, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def client(server: Server, keys: dict[str, Any]) -> Iterator[Client]:
+    c = Client(server, keys)
+    yield c
+    c.http.close()
+
+
+def example(name: str) -> tuple[dict[str, Any], str]:
+    data = json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    pid = next(e["resource"]["id"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient")
+    return data, pid
+
+
+def hook_request(server: Server, name: str, hook: str = "patient-view", **context: Any) -> dict[str, Any]:
+    data, pid = example(name)
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/dr-1", "patientId": pid, **context},
+        "prefetch": prefetch_from_bundle(data, prefetch_templates(server.ruleset), pid),
+    }
+
+
+def assert_cards(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"cards"}
+    for card in body["cards"]:
+        errors = list(VALIDATOR.iter_errors(card))
+        assert not errors, f"{card['summary']}: {[e.message for e in errors]}"
+    return list(body["cards"])
+
+
+def assert_outcome(response: httpx.Response, status: int, text: str = "") -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"]
+    assert all(i["severity"] == "error" for i in outcome["issue"])
+    assert text in json.dumps(outcome)
+    return dict(outcome)
+
+
+def draft_orders(pid: str, *codes: tuple[str, str, str | None]) -> dict[str, Any]:
+    entries = []
+    for rid, code, region in codes:
+        system = (
+            "http://www.ama-assn.org/go/cpt"
+            if code.isdigit()
+            else "https://ipm-cds.invalid/fhir/CodeSystem/intervention"
+        )
+        resource: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "id": rid,
+            "status": "draft",
+            "intent": "order",
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        if region:
+            resource["bodySite"] = [
+                {"coding": [{"system": "https://ipm-cds.invalid/fhir/CodeSystem/body-region", "code": region}]}
+            ]
+        entries.append({"resource": resource})
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+# -- discovery and hooks ---------------------------------------------------------------------------------
+
+
+def test_discovery(client: Client) -> None:
+    response = client.get("/cds-services")
+    assert response.status_code == 200
+    services = {s["id"]: s for s in response.json()["services"]}
+    assert set(services) == set(SERVICES)
+    assert {s["hook"] for s in services.values()} == {"patient-view", "order-select", "order-sign"}
+    templates = prefetch_templates(client.server.ruleset)
+    for service in services.values():
+        assert service["description"] and service["title"]
+        assert service["prefetch"] == templates
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.json")))
+def test_patient_view_for_every_example(client: Client, name: str, durable: ipm_cds.Engine) -> None:
+    request = hook_request(client.server, name)
+    cards = assert_cards(client.post("/cds-services/ipm-cds-patient-view", request))
+    assert cards
+    # the same cards as the library gives for the same hook instance
+    mapping = read_prefetch(
+        request["prefetch"], ruleset=client.server.ruleset, patient_id=request["context"]["patientId"]
+    )
+    expected = patient_view_cards(
+        durable.evaluate(mapping.patient, as_of=AS_OF),
+        ruleset=client.server.ruleset,
+        hook_instance=request["hookInstance"],
+        unmapped=mapping.unmapped,
+        patient_reference=mapping.patient_reference,
+    )
+    assert cards == json.loads(json.dumps(expected))
+
+
+def test_order_select_for_a_candidate_and_for_an_intervention_no_rule_supports(client: Client) -> None:
+    _, pid = example("facet_rfa")
+    orders = draft_orders(pid, ("rfa", "64635", "lumbar"), ("tf", "64483", None), ("lab", "85610", None))
+    request = hook_request(
+        client.server, "facet_rfa", "order-select", selections=["ServiceRequest/rfa"], draftOrders=orders
+    )
+    cards = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
+    info = [c for c in cards if c["indicator"] == "info"]
+    assert len(info) == 1 and "criteria met now" in info[0]["summary"]
+    assert any("Apixaban" in c["summary"] for c in cards if c["indicator"] == "warning")
+
+    request["context"]["selections"] = ["ServiceRequest/tf"]
+    (card,) = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
+    assert card["indicator"] == "warning" and "not shown to be met" in card["summary"]
+    assert card["suggestions"][0]["actions"][0] == {
+        "type": "delete",
+        "description": card["suggestions"][0]["actions"][0]["description"],
+        "resourceId": "ServiceRequest/tf",
+    }
+
+    request["context"]["selections"] = ["ServiceRequest/lab"]  # not one of ours: no cards
+    assert assert_cards(client.post("/cds-services/ipm-cds-order-select", request)) == []
+
+
+def test_order_sign_with_a_red_flag(client: Client) -> None:
+    _, pid = example("cauda_equina")
+    request = hook_request(
+        client.server, "cauda_equina", "order-sign", draftOrders=draft_orders(pid, ("r", "facet_rfa", None))
+    )
+    cards = assert_cards(client.post("/cds-services/ipm-cds-order-sign", request))
+    critical = [c for c in cards if c["indicator"] == "critical"]
+    assert len(critical) >= 3  # two red-flag cards and the order's own
+    assert any(
+        s["actions"][0]["resourceId"] == "ServiceRequest/r"
+        for c in critical
+        for s in c.get("suggestions", [])
+        if s["actions"][0]["type"] == "delete"
+    )
+
+
+# -- feedback --------------------------------------------------------------------------------------------
+
+
+def test_feedback_is_recorded_in_the_decision_log(client: Client) -> None:
+    cards = assert_cards(client.post("/cds-services/ipm-cds-patient-view", hook_request(client.server, "cauda_equina")))
+    red = next(c for c in cards if c["indicator"] == "critical")
+    other = next(c for c in cards if c["indicator"] == "info")
+    feedback = {
+        "feedback": [
+            {
+                "card": red["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": red["suggestions"][0]["uuid"]}],
+                "outcomeTimestamp": "2025-06-02T10:05:31Z",
+            },
+            {
+                "card": other["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {
+                    "reason": other["overrideReasons"][0],
+                    "userComment": "Mr Example declined; see note",
+                },
+                "outcomeTimestamp": "2025-06-02T10:06:00Z",
+            },
+        ]
+    }
+    before = client.server.feedback_log.read_text().splitlines() if client.server.feedback_log.exists() else []
+    response = client.post("/cds-services/ipm-cds-patient-view/feedback", feedback)
+    assert response.status_code == 200 and response.json() == {}
+    records = [json.loads(line) for line in client.server.feedback_log.read_text().splitlines()[len(before) :]]
+    accepted, overridden = records
+    assert accepted["outcome"] == "accepted" and accepted["card_facts"]["rule"] == "red_flag.cauda_equina@1.0.0"
+    assert accepted["card_facts"]["indicator"] == "critical" and accepted["suggestions_known"] is True
+    assert overridden["overrideReason"]["reason"]["code"] == other["overrideReasons"][0]["code"]
+    assert overridden["overrideReason"] == {**overridden["overrideReason"], "userComment_present": True}
+    assert "Mr Example" not in client.server.feedback_log.read_text()  # free text is patient data
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"card": "x", "outcome": "accepted", "outcomeTimestamp": "2025-06-02T10:05:31Z"},
+        {"card": "x", "outcome": "ignored", "outcomeTimestamp": "2025-06-02T10:05:31Z"},
+        {"card": "x", "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2025-06-02T10:05:31Z"},
+        {"card": "x", "outcome": "overridden"},
+    ],
+)
+def test_invalid_feedback_is_400(client: Client, item: dict[str, Any]) -> None:
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view/feedback", {"feedback": [item]}), 400)
+
+
+# -- 400, 404, 412, 413 ----------------------------------------------------------------------------------
+
+
+def test_malformed_requests_are_400_with_an_operation_outcome(client: Client) -> None:
+    path = "/cds-services/ipm-cds-patient-view"
+    assert_outcome(client.post(path, content=b"{not json"), 400, "not JSON")
+    good = hook_request(client.server, "sij")
+    for broken, text in [
+        ({k: v for k, v in good.items() if k != "hookInstance"}, "hookInstance"),
+        ({**good, "hookInstance": "not-a-uuid"}, "UUID"),
+        ({**good, "hook": "order-sign"}, "answers patient-view"),
+        ({**good, "context": {"userId": "Practitioner/1"}}, "context.patientId"),
+        ({**good, "surprise": 1}, "surprise"),
+        (
+            {
+                **good,
+                "fhirAuthorization": {
+                    "access_token": "t",
+                    "token_type": "Bearer",
+                    "expires_in": 60,
+                    "scope": "s",
+                    "subject": "c",
+                },
+            },
+            "fhirServer",
+        ),
+    ]:
+        assert_outcome(client.post(path, broken), 400, text)
+    select = hook_request(client.server, "sij", "order-select", draftOrders=draft_orders("fhir-sij"))
+    assert_outcome(client.post("/cds-services/ipm-cds-order-select", select), 400, "selections")
+
+
+def test_invalid_fhir_in_the_prefetch_is_400_naming_the_resource(client: Client) -> None:
+    request = hook_request(client.server, "facet_rfa")
+    request["prefetch"]["conditions"]["entry"][0]["resource"]["bogus"] = True
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 400, "bogus")
+    request = hook_request(client.server, "facet_rfa")
+    request["context"]["patientId"] = "someone-else"
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 400, "not Patient/someone-else")
+    request = hook_request(client.server, "facet_rfa")
+    nrs = next(
+        e["resource"]
+        for e in request["prefetch"]["painObservations"]["entry"]
+        if e["resource"].get("valueInteger") == 7
+    )
+    nrs["valueInteger"] = 11
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 400, f"Observation/{nrs['id']}")
+
+
+def test_missing_required_prefetch_is_412(client: Client) -> None:
+    request = hook_request(client.server, "facet_rfa")
+    del request["prefetch"]["medicationRequests"]
+    request["prefetch"]["labs"] = None
+    outcome = assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "medicationRequests")
+    assert "labs" in json.dumps(outcome) and "fhirServer" in json.dumps(outcome)
+    request.pop("prefetch")
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "patient")
+
+
+def test_unknown_service_is_404(client: Client) -> None:
+    assert_outcome(client.post("/cds-services/nope", {}), 404, "nope")
+    assert_outcome(client.post("/cds-services/nope/feedback", {}), 404)
+
+
+def test_request_size_is_bounded(client: Client) -> None:
+    request = hook_request(client.server, "sij")
+    request["extension"] = {"padding": "x" * (MAX_BYTES + 1)}
+    assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"padding": "'
+        for _ in range(MAX_BYTES // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    path = "/cds-services/ipm-cds-patient-view"
+    response = client.http.post(
+        path, content=chunks(), headers={**client.auth(path), "Content-Type": "application/json"}
+    )
+    assert_outcome(response, 413)
+
+
+# -- JWT -------------------------------------------------------------------------------------------------
+
+
+def test_requests_without_a_valid_jwt_are_401(client: Client, keys: dict[str, Any]) -> None:
+    base = client.server.base
+    path = "/cds-services"
+    aud = base + path
+    other_ec = ec.generate_private_key(ec.SECP384R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    cases = {
+        "no token": None,
+        "not a JWT": "abc.def",
+        "wrong audience": token(keys, base + "/cds-services/ipm-cds-patient-view"),
+        "expired": token(keys, aud, claims={"iat": now - 400, "exp": now - 200}),
+        "lifetime too long": token(keys, aud, claims={"exp": now + 3600}),
+        "untrusted issuer": token(keys, aud, claims={"iss": "https://evil.example.org"}),
+        "wrong key": token(keys, aud, key=other_ec),
+        "unknown kid": token(keys, aud, headers={"kid": "other"}),
+        "HMAC": jwt.encode(
+            {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 60, "jti": "h"},
+            "secret" * 6,
+            algorithm="HS256",
+            headers={"kid": KID},
+        ),
+        "alg none": jwt.encode(
+            {"iss": ISSUER, "aud": aud, "iat": now, "exp": now + 60, "jti": "n"},
+            None,
+            algorithm="none",
+            headers={"kid": KID},
+        ),
+        "key of another type": token(keys, aud, key=rsa_key, algorithm="RS384"),
+        "jku not allowed": token(keys, aud, headers={"jku": "https://evil.example.org/jwks.json"}),
+        "no jti": token(keys, aud, claims={"jti": None}),
+        "typ not JWT": token(keys, aud, headers={"typ": "at+jwt"}),
+    }
+    for name, value in cases.items():
+        headers = {"Authorization": f"Bearer {value}"} if value else {}
+        response = client.http.get(path, headers=headers)
+        assert response.status_code == 401, name
+        assert response.headers["www-authenticate"].startswith("Bearer"), name
+        assert response.json()["issue"][0]["code"] == "security", name
+    allowed_jku = token(keys, aud, headers={"jku": f"{ISSUER}/jwks.json"})
+    assert client.http.get(path, headers={"Authorization": f"Bearer {allowed_jku}"}).status_code == 200
+
+
+def test_a_replayed_jwt_is_refused(client: Client, keys: dict[str, Any]) -> None:
+    path = "/cds-services"
+    headers = {"Authorization": f"Bearer {token(keys, client.server.base + path)}"}
+    assert client.http.get(path, headers=headers).status_code == 200
+    assert client.http.get(path, headers=headers).status_code == 401
+
+
+def test_hook_calls_need_the_jwt_too(client: Client, keys: dict[str, Any]) -> None:
+    path = "/cds-services/ipm-cds-patient-view"
+    request = hook_request(client.server, "sij")
+    assert client.http.post(path, json=request).status_code == 401
+    discovery_token = token(keys, client.server.base + "/cds-services")  # aud of another endpoint
+    assert (
+        client.http.post(path, json=request, headers={"Authorization": f"Bearer {discovery_token}"}).status_code == 401
+    )
+
+
+# -- logging and the command line ---------------------------------------------------------------------
+
+
+def test_no_patient_data_in_the_logs(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    request = hook_request(client.server, "opioids")
+    assert_cards(client.post("/cds-services/ipm-cds-patient-view", request))
+    request["prefetch"]["conditions"]["entry"][0]["resource"]["bogus"] = True
+    client.post("/cds-services/ipm-cds-patient-view", request)
+    text = caplog.text
+    assert "ipm-cds-patient-view" in text  # the service logs its calls ...
+    for secret in ("fhir-opioids", "1979-01-05", "oxycodone", "bogus"):  # ... but never the patient
+        assert secret not in text
+
+
+def test_load_issuers(tmp_path: Path, keys: dict[str, Any]) -> None:
+    (tmp_path / "ehr.jwks.json").write_text(json.dumps(keys["jwks"]))
+    (tmp_path / "issuers.yaml").write_text(
+        f"issuers:\n  - iss: {ISSUER}\n    jwks_file: ehr.jwks.json\n    jku: [{ISSUER}/jwks.json]\n"
+    )
+    (issuer,) = load_issuers(tmp_path / "issuers.yaml")
+    assert issuer.iss == ISSUER and issuer.jku == (f"{ISSUER}/jwks.json",) and issuer.jwks == keys["jwks"]
+    private = dict(keys["jwks"]["keys"][0], d="secret")
+    (tmp_path / "bad.yaml").write_text(json.dumps({"issuers": [{"iss": ISSUER, "jwks": {"keys": [private]}}]}))
+    with pytest.raises(ipm_cds.ConfigurationError, match="public asymmetric keys only"):
+        load_issuers(tmp_path / "bad.yaml")
+
+
+def test_ipm_cds_serve_starts_on_loopback_and_answers(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipm_cds",
+            "serve",
+            "--host",
+            LOOPBACK,
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--as-of",
+            "2025-06-02",
+            "--backend",
+            "python",
+            "--feedback-log",
+            str(tmp_path / "feedback.jsonl"),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "ipm-cds serve did not start"
+            time.sleep(0.05)
+        base = f"http://{LOOPBACK}:{int(port_file.read_text())}"
+        with httpx.Client(base_url=base, timeout=30, trust_env=False) as http:
+            while True:
+                try:
+                    response = http.get("/cds-services")
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            assert response.status_code == 200 and len(response.json()["services"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_ipm_cds_serve_refuses_a_non_loopback_address_without_jwt(capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import EXIT_USAGE, main
+
+    # refused before anything is bound: no socket is opened on 0.0.0.0
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == EXIT_USAGE
+    assert "without JWT verification" in capsys.readouterr().err
+
+
+# -- the example requests of docs/cds-hooks.md ---------------------------------------------------------
+
+REQUESTS = EXAMPLES / "requests"
+
+
+@pytest.mark.parametrize("path", sorted(REQUESTS.glob("*.*-*.json")), ids=lambda p: p.stem)
+def test_the_example_requests_match_their_bundle_and_are_answered(client: Client, path: Path) -> None:
+    request = json.loads(path.read_text(encoding="utf-8"))
+    name, hook = path.stem.split(".")
+    data, pid = example(name)
+    assert request["hook"] == hook and request["context"]["patientId"] == pid
+    assert request["prefetch"] == prefetch_from_bundle(data, prefetch_templates(client.server.ruleset), pid), (
+        f"{path.name} is stale: rebuild its prefetch with ipm_cds.interop.fhir.prefetch_from_bundle"
+    )
+    cards = assert_cards(client.post(f"/cds-services/ipm-cds-{hook}", request))
+    assert cards
+    if path.name == "cauda_equina.patient-view.json":
+        feedback = json.loads((REQUESTS / "cauda_equina.feedback.json").read_text(encoding="utf-8"))
+        by_uuid = {c["uuid"]: c for c in cards}
+        for item in feedback["feedback"]:
+            assert item["card"] in by_uuid, "cauda_equina.feedback.json names a card the service no longer returns"
+            for accepted in item.get("acceptedSuggestions", []):
+                assert accepted["id"] in {s["uuid"] for s in by_uuid[item["card"]].get("suggestions", [])}
+        response = client.post("/cds-services/ipm-cds-patient-view/feedback", feedback)
+        assert response.status_code == 200
+
+
+def test_an_internal_error_is_500_and_its_message_is_not_logged(
+    client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ipm_cds.engine.facade import Engine
+
+    def broken(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Mr Example, born 1979-01-05")
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(Engine, "evaluate", broken)
+    response = client.post("/cds-services/ipm-cds-patient-view", hook_request(client.server, "opioids"))
+    assert_outcome(response, 500, "internal error")
+    assert "RuntimeError" in caplog.text and "Mr Example" not in caplog.text and "1979" not in caplog.text
