@@ -16,7 +16,12 @@ from ipm_cds.testing.strategies import patients
 from .conftest import AS_OF
 
 
-@settings(max_examples=500)
+def at_least(n: int) -> settings:
+    """``n`` examples, or more when the chosen hypothesis profile asks for more (thorough: 10,000)."""
+    return settings(max_examples=max(n, settings.default.max_examples))
+
+
+@at_least(500)
 @given(patients())
 def test_backends_agree_on_500_generated_patients(
     durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, patient: PatientCase
@@ -24,7 +29,7 @@ def test_backends_agree_on_500_generated_patients(
     invariants.assert_backends_agree(durable, python_engine, patient, AS_OF)
 
 
-@settings(max_examples=300)
+@at_least(300)
 @given(patients(), st.randoms(use_true_random=False))
 def test_shuffling_every_list_changes_nothing(
     durable: ipm_cds.Engine, patient: PatientCase, rng: random.Random

@@ -50,6 +50,35 @@ ALL_ELECTIVE = "all_elective"
 NOT_RECORDED = "not recorded"
 
 
+@dataclass(frozen=True)
+class _Index:
+    """Lookups over a program that every resolution needs: built once per program (``program.cache``)."""
+
+    rules_by_ref: Mapping[str, ir.Rule]
+    rules_by_id: Mapping[str, ir.Rule]
+    elective: Mapping[str, bool]
+    citations: Mapping[str, Citation]  # Citation holds scalars only, so one instance can be shared
+
+
+def _index(program: Program) -> _Index:
+    index = program.cache.get("resolve")
+    if index is None:
+        sources = program.ruleset.sources
+        index = _Index(
+            rules_by_ref={r.ref: r for r in program.rules},
+            rules_by_id={r.id: r for r in program.rules},
+            elective={code: item.elective for code, item in program.ruleset.interventions.items()},
+            citations={
+                s: Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                for r in program.rules
+                for s in r.sources
+            },
+        )
+        program.cache["resolve"] = index
+    assert isinstance(index, _Index)
+    return index
+
+
 def _fmt(value: Scalar | None) -> str:
     if value is None:
         return NOT_RECORDED
@@ -64,6 +93,7 @@ def _fmt(value: Scalar | None) -> str:
 class _Resolver:
     program: Program
     run: Run
+    index: _Index
 
     def render(self, template: ir.Template, bound: Mapping[str, Fact]) -> str:
         out: list[str] = []
@@ -78,14 +108,9 @@ class _Resolver:
         return text[:1].upper() + text[1:]
 
     def basis(self, rule: ir.Rule) -> Basis:
-        sources = self.program.ruleset.sources
+        citations = self.index.citations
         return Basis(
-            rule=rule.ref,
-            criteria=sorted(rule.criteria),
-            sources=[
-                Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
-                for s in sorted(rule.sources)
-            ],
+            rule=rule.ref, criteria=sorted(rule.criteria), sources=[citations[s] for s in sorted(rule.sources)]
         )
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
@@ -129,11 +154,11 @@ def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, ap
     return text
 
 
-def _missing_entries(run: Run, program: Program) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
+def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
     meta: dict[tuple[str, str], tuple[str, str]] = {}
-    rules = {r.ref: r for r in program.rules}
+    rules = index.rules_by_ref
 
     def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
         for u in unknowns:
@@ -149,7 +174,7 @@ def _missing_entries(run: Run, program: Program) -> tuple[list[MissingData], dic
 
     for ref, unknowns in run.missing.items():
         add(unknowns, ref)
-    by_id = {r.id: r for r in program.rules}
+    by_id = index.rules_by_id
     for (rule_id, _sig), unknowns in run.unknown_blockers.items():
         add(unknowns, by_id[rule_id].ref)
     entries = []
@@ -177,9 +202,10 @@ def resolve(
     backend: Literal["durable", "python"],
     timestamp: bool = True,
 ) -> Assessment:
-    r = _Resolver(program, run)
+    index = _index(program)
+    r = _Resolver(program, run, index)
     catalogue = program.ruleset.interventions
-    elective = {code: item.elective for code, item in catalogue.items()}
+    elective = index.elective
     live = sorted(
         (f for f in run.firings if not run.is_blocked(f)), key=lambda f: (f.rule.stratum, f.rule.id, f.signature)
     )
@@ -347,34 +373,46 @@ def resolve(
                     )
                 )
 
-    missing, grouped = _missing_entries(run, program)
+    missing, grouped = _missing_entries(run, index)
     # Step 5: safety checks that missing data left undecided, per candidate.
     unresolved: dict[tuple[str, str | None, str | None, str | None], set[str]] = {}
-    rules_by_ref = {rule.ref: rule for rule in program.rules}
+    rules_by_ref = index.rules_by_ref
+    concerned_by_ref: dict[str, list[tuple[str, str | None, str | None, str | None]]] = {}
+
+    def concerned_keys(ref: str) -> list[tuple[str, str | None, str | None, str | None]]:
+        """The candidates a rule waiting for data concerns (the same whichever field it waits for)."""
+        keys = concerned_by_ref.get(ref)
+        if keys is not None:
+            return keys
+        rule = rules_by_ref[ref]
+        # A rule that targets "the matched candidate" concerns the candidates it could not decide about;
+        # static codes concern the candidates they name.
+        undecided = {
+            (f.values.get("intervention"), f.values.get("region")) for f in run.undecided_candidates.get(ref, [])
+        }
+        keys = []
+        for key, cand in candidates.items():
+            concerned = False
+            for c in rule.conclusions:
+                if isinstance(c, ir.RedFlag):
+                    concerned = concerned or elective[cand.intervention]
+                elif isinstance(c, ir.Exclude | ir.Precaution):
+                    targets_candidate = any(isinstance(x, ir.Ref) for x in c.interventions) and (
+                        (cand.intervention, cand.target.region) in undecided
+                    )
+                    static = tuple(x for x in c.interventions if isinstance(x, str))
+                    concerned = (
+                        concerned or targets_candidate or _matches(cand, static, c.elective_scope, None, elective)
+                    )
+            if concerned:
+                keys.append(key)
+        concerned_by_ref[ref] = keys
+        return keys
+
     for (_label, path), refs in grouped.items():
         for ref in refs:
-            rule = rules_by_ref[ref]
-            for key, cand in candidates.items():
-                concerned = False
-                for c in rule.conclusions:
-                    if isinstance(c, ir.RedFlag):
-                        concerned = concerned or elective[cand.intervention]
-                    elif isinstance(c, ir.Exclude | ir.Precaution):
-                        # A rule that targets "the matched candidate" concerns the candidates it could not
-                        # decide about; static codes concern the candidates they name.
-                        undecided = {
-                            (f.values.get("intervention"), f.values.get("region"))
-                            for f in run.undecided_candidates.get(ref, [])
-                        }
-                        targets_candidate = any(isinstance(x, ir.Ref) for x in c.interventions) and (
-                            (cand.intervention, cand.target.region) in undecided
-                        )
-                        static = tuple(x for x in c.interventions if isinstance(x, str))
-                        concerned = (
-                            concerned or targets_candidate or _matches(cand, static, c.elective_scope, None, elective)
-                        )
-                if concerned:
-                    unresolved.setdefault(key, set()).add(f"{ref} needs {path}")
+            for key in concerned_keys(ref) if candidates else ():
+                unresolved.setdefault(key, set()).add(f"{ref} needs {path}")
     for (rule_id, sig), unknowns in run.unknown_blockers.items():
         for key, firing in candidate_firing.items():
             if firing.rule.id == rule_id and firing.signature == sig:

@@ -114,6 +114,7 @@ class _Plan:
     # per stratum: the fact types each of its engine rules needs, and the types the stratum itself can derive
     needs: tuple[tuple[frozenset[str], ...], ...]
     derives: tuple[frozenset[str], ...]
+    dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
 
 
 def _plan(program: Program) -> _Plan:
@@ -131,7 +132,12 @@ def _plan(program: Program) -> _Plan:
                     elif isinstance(c, ir.Recommend):
                         made.add("candidate")
             derives.append(frozenset(made))
-        plan = _Plan({er.name: er for s in program.strata for er in s.rules}, tuple(needs), tuple(derives))
+        plan = _Plan(
+            {er.name: er for s in program.strata for er in s.rules},
+            tuple(needs),
+            tuple(derives),
+            tuple(r for r in program.rules if r.effective != (None, None)),
+        )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
     return plan
@@ -155,7 +161,7 @@ def run_program(
     plan = _plan(program)
     exec_rules = plan.exec_rules
     run = Run(facts=list(facts))
-    run.not_in_effect = {r.ref for r in program.rules if not in_effect(r, as_of)}
+    run.not_in_effect = {r.ref for r in plan.dated if not in_effect(r, as_of)}
     known = {f.content() for f in run.facts}
     present = {f.type for f in run.facts}
     candidate_fact = CandidateFacts(program)
@@ -234,10 +240,12 @@ def _find_missing(program: Program, run: Run) -> None:
     compiled = compile_program(program)
     by_type = index_by_type(run.facts)
     not_in_effect = run.not_in_effect
-    for ref, search in compiled.missing.items():
-        if ref in not_in_effect:
-            continue
-        found = search(by_type)
+    present = by_type.keys()
+    needs = compiled.needs
+    for ref in compiled.rule_refs:
+        if ref in not_in_effect or not needs[ref] <= present:
+            continue  # (a rule reading a fact type with no fact has no combination, decided or not)
+        found = compiled.missing[ref](by_type)
         if not found:
             continue
         # Every undecided combination counts, also for a rule that fired on other facts.

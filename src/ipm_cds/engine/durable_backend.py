@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import json
 import math
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -53,12 +54,17 @@ MAX_FACTS_PER_RULE = 16
 MAX_JOINS_PER_PATTERN = 29
 MAX_STRING = 65_535
 MAX_CHILDREN_PER_CONDITION = 511
+MAX_SAFE_CHILDREN = 500  # checked with a margin: the hang was seen between 500 and 520 joined patterns
+MAX_SIBLINGS_AT_ONCE = 64
 MAX_RULES_ON_IDENTICAL_CONDITION = 255
 
 # The one piece of global mutable state (engine-notes §2): the engine is not safe for two live states.
 _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
 _RULESET_NAMES = itertools.count(1)
+
+RESERVED = frozenset({"type", "key", "id", "_t", "sid"})  # attributes ipm-cds sets on every engine fact
+_TEXT_CACHE_SIZE = 4096
 
 OK_CODES = (0, 1)  # 0 ok; 1 some fact matched no rule (normal)
 
@@ -178,6 +184,73 @@ def stratum_json(stratum: Stratum) -> dict[str, Any]:
     return rules
 
 
+def _check_children(stratum: Stratum, where: str) -> list[Problem]:
+    """Two limits of durable-rules on the conditions that follow one shared condition (engine-notes §4).
+
+    The engine shares a pattern's leading conditions with every pattern that starts the same way (same
+    fact type, then the same clauses in order), except joins and ``$or`` (``any_of``, ``in``): those are a
+    new condition every time, even when identical (measured). Below each shared condition:
+
+    * past 511 distinct conditions, ``create_ruleset`` never returns (520 patterns of one type starting
+      with a join hang; 500 do not): checked with a margin, at 500;
+    * when more than 64 of them hold at once for one fact, the engine refuses the whole assert (error
+      303): a join or an ``$or`` always holds at that point, and so may every other condition, except that
+      equalities of one field with different values exclude each other. A ruleset in which more than 64
+      could hold at once would fail for some patients; it is refused here instead.
+    """
+    children: dict[tuple[str, ...], dict[str, str | None]] = {}  # prefix -> condition -> equality field
+    shown: dict[str, str] = {}
+    for er in stratum.rules:
+        guards = join_guards(er.patterns)
+        first = er.patterns[0].alias
+        for n, pattern in enumerate(er.patterns):
+            clauses = pattern_json(pattern, first, guards.get(pattern.alias, frozenset()))[pattern.alias]["$and"]
+            prefix: tuple[str, ...] = ()
+            for i, clause in enumerate(clauses):
+                text = json.dumps(clause, sort_keys=True)
+                ((name, value),) = clause.items()
+                fresh = name == "$or" or _is_join(name, value)
+                key = f"{er.name}/{n}/{i}:{text}" if fresh else text
+                shown[key] = text
+                equality = name if not name.startswith("$") and not isinstance(value, dict) else None
+                children.setdefault(prefix, {})[key] = equality
+                if name == "$or":
+                    break  # what follows an $or hangs from it alone
+                prefix = (*prefix, key)
+    problems = []
+    for prefix, below in children.items():
+        after = shown[prefix[-1]] if prefix else "the engine's root"
+        if len(below) > MAX_SAFE_CHILDREN:
+            problems.append(
+                Problem(
+                    f"{len(below)} distinct conditions follow the condition {after} in {where}; durable-rules "
+                    f"hangs past {MAX_CHILDREN_PER_CONDITION} (joins, any_of and in count once per pattern)",
+                    hint="vary the rules' leading conditions, split them over strata, or use the python backend",
+                )
+            )
+        fields = {f for f in below.values() if f is not None}
+        at_once = sum(1 for f in below.values() if f is None) + len(fields)
+        if at_once > MAX_SIBLINGS_AT_ONCE:
+            problems.append(
+                Problem(
+                    f"up to {at_once} conditions that follow the condition {after} in {where} can hold at once "
+                    f"for one fact; durable-rules refuses such a fact (error 303) past {MAX_SIBLINGS_AT_ONCE} "
+                    "(joins, any_of and in count once per pattern)",
+                    hint="vary the rules' leading conditions, split them over strata, or use the python backend",
+                )
+            )
+    return problems
+
+
+def _is_join(name: str, value: object) -> bool:
+    """``{"field": {"alias": "field"}}`` or ``{"$op": {"field": {"alias": "field"}}}``."""
+    if not isinstance(value, dict):
+        return False
+    if not name.startswith("$"):
+        return True
+    return any(isinstance(v, dict) for v in value.values())
+
+
 def check_limits(stratum: Stratum, where: str) -> list[Problem]:
     """The engine's hard limits (engine-notes §4) that a compiled stratum can cross."""
     problems: list[Problem] = []
@@ -216,6 +289,7 @@ def check_limits(stratum: Stratum, where: str) -> list[Problem]:
                         problems.append(Problem("string longer than the engine compares reliably", test.location))
         key = json.dumps(pattern_json(er.patterns[-1], er.patterns[0].alias), sort_keys=True)
         first_conditions[key] = first_conditions.get(key, 0) + 1
+    problems.extend(_check_children(stratum, where))
     for count in first_conditions.values():
         if count > MAX_RULES_ON_IDENTICAL_CONDITION:
             problems.append(
@@ -226,6 +300,30 @@ def check_limits(stratum: Stratum, where: str) -> list[Problem]:
                 )
             )
     return problems
+
+
+# create_ruleset's error codes (durable-rules rules.h) that a compiled ruleset can reach, in words.
+_CREATE_ERRORS = {
+    106: f"more than {MAX_RULES_PER_RULESET} engine rules in one stratum",
+    107: "more than 128 conditions of one kind follow one identical condition; any_of and in (compiled to $or) "
+    "count here: more than 128 patterns that share their first conditions and then hold an any_of or an in",
+    108: f"more than {MAX_RULES_ON_IDENTICAL_CONDITION + 1} engine rules share one condition",
+}
+
+
+def _create_error(stratum: Stratum, exc: Exception) -> RulesetError:
+    match = re.search(r"error code: (\d+)", str(exc))
+    code = int(match.group(1)) if match else None
+    meaning = _CREATE_ERRORS.get(code or 0, "a limit of the engine")
+    return RulesetError(
+        [
+            Problem(
+                f"durable-rules cannot run stratum {stratum.index} of this ruleset "
+                f"(error {code if code is not None else exc}: {meaning})",
+                hint="vary the rules' leading conditions, split the rules over more strata, or use the python backend",
+            )
+        ]
+    )
 
 
 class DurableBackend:
@@ -243,6 +341,11 @@ class DurableBackend:
         self.firing_cap = firing_cap
         self._handles: dict[int, int] = {}
         self._refs: dict[str, str] = {}  # engine rule name -> rule id@version, for error messages
+        self._reads: dict[int, frozenset[str]] = {}  # stratum -> the fact types its patterns read
+        self._first_stratum = 0
+        # id(fact) -> (fact, JSON text without id, _t, sid and the closing brace): a fact is written once per
+        # evaluation, not once per stratum. The entry holds the fact, so its id cannot be reused meanwhile.
+        self._texts: dict[int, tuple[Fact, str]] = {}
 
     def prepare(self, program: Program) -> None:
         problems: list[Problem] = []
@@ -252,42 +355,44 @@ class DurableBackend:
             raise RulesetError(problems)
         assert _engine is not None
         self._refs = {er.name: er.rule.ref for stratum in program.strata for er in stratum.rules}
+        self._reads = {s.index: frozenset(p.fact_type for er in s.rules for p in er.patterns) for s in program.strata}
+        self._first_stratum = program.strata[0].index if program.strata else 0
         for stratum in program.strata:
             text = dumps(stratum_json(stratum))
             name = f"ipm_cds_{next(_RULESET_NAMES)}"
             with _LOCK:
-                self._handles[stratum.index] = _engine.create_ruleset(name, text)
+                try:
+                    self._handles[stratum.index] = _engine.create_ruleset(name, text)
+                except Exception as exc:  # a limit of the engine that check_limits does not model
+                    error = _create_error(stratum, exc)
+                else:
+                    continue
+            self.close()  # the strata already created are not left behind
+            raise error
 
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
         assert _engine is not None
         handle = self._handles[stratum.index]
+        reads = self._reads[stratum.index]
         with _LOCK:
+            if stratum.index == self._first_stratum or len(self._texts) > _TEXT_CACHE_SIZE:
+                self._texts.clear()  # a new evaluation: the facts of the last one are not asked for again
             sid = str(next(_SIDS))
             by_id: dict[str, Fact] = {}
             counter = itertools.count()
+            tail = f', "_t": 1, "sid": "{sid}"}}'
 
-            def encode(fact: Fact) -> dict[str, Any]:
+            def encode(fact: Fact) -> str:
+                """The fact's JSON: ``json.dumps`` of its values, type, key, id, ``_t`` and sid, in that order."""
                 fid = f"f{next(counter)}"
                 by_id[fid] = fact
-                body: dict[str, Any] = {
-                    **fact.values,
-                    "type": fact.type,
-                    "key": fact.key,
-                    "id": fid,
-                    "_t": 1,
-                    "sid": sid,
-                }
-                if len(body) > MAX_FACT_PROPERTIES:
-                    raise EngineFaultError(
-                        f"fact {fact.label} has {len(body)} properties; the engine drops "
-                        f"facts over {MAX_FACT_PROPERTIES}"
-                    )
-                return body
+                return self._text(fact) + f', "id": "{fid}"' + tail
 
-            payload = [{"type": SENTINEL_TYPE, "id": "sentinel", "_t": 1, "sid": sid}]
-            payload.extend(encode(f) for f in facts)
+            # A fact of a type no pattern of the stratum reads can match nothing there: it is not asserted.
+            payload = [f'{{"type": "{SENTINEL_TYPE}", "id": "sentinel", "_t": 1, "sid": "{sid}"}}']
+            payload.extend(encode(f) for f in facts if f.type in reads)
             try:
-                code, state = _engine.assert_facts(handle, dumps_facts(payload))
+                code, state = _engine.assert_facts(handle, "[" + ", ".join(payload) + "]")
             except Exception as exc:  # the C extension raises its own error type: fail closed, clearly
                 raise EngineFaultError(f"durable-rules could not assert the facts: {exc}") from exc
             current: str | None = None
@@ -319,7 +424,7 @@ class DurableBackend:
                             )
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
-                            code, _ = _engine.assert_fact(handle, dumps_facts([encode(new)])[1:-1])
+                            code, _ = _engine.assert_fact(handle, encode(new))
                             if code not in OK_CODES:
                                 raise EngineFaultError(
                                     f"durable-rules refused a derived fact (code {code})",
@@ -347,6 +452,23 @@ class DurableBackend:
                 raise
             finally:
                 _engine.delete_state(handle, sid)
+
+    def _text(self, fact: Fact) -> str:
+        entry = self._texts.get(id(fact))
+        if entry is not None and entry[0] is fact:
+            return entry[1]
+        if len(fact.values) + 5 > MAX_FACT_PROPERTIES:
+            raise EngineFaultError(
+                f"fact {fact.label} has {len(fact.values) + 5} properties; the engine drops "
+                f"facts over {MAX_FACT_PROPERTIES}"
+            )
+        if RESERVED & fact.values.keys():
+            raise EngineFaultError(f"fact {fact.label} uses an attribute the engine reserves")
+        body = {**fact.values, "type": fact.type, "key": fact.key}
+        text = json.dumps(body, ensure_ascii=False) if all(_plain(v) for v in fact.values.values()) else dumps(body)
+        text = text[:-1]
+        self._texts[id(fact)] = (fact, text)
+        return text
 
     def close(self) -> None:
         if _engine is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,6 +18,7 @@ from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
 
 if TYPE_CHECKING:
+    from ..decision_log import DecisionLog
     from ..explain import Explanation
 
 BackendName = Literal["durable", "python"]
@@ -29,6 +31,7 @@ class Engine:
     named parameters for a deployment (checked against their bounds). ``backend="python"`` runs the
     plain-Python evaluator instead of durable-rules. An engine is safe to share between threads:
     durable evaluations are serialised by one process-wide lock; scale with processes.
+    ``decision_log`` (a :class:`~ipm_cds.decision_log.DecisionLog`) records every assessment made.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class Engine:
         *,
         parameters: Mapping[str, ParamValue] | None = None,
         firing_cap: int = DEFAULT_FIRING_CAP,
+        decision_log: DecisionLog | None = None,
     ) -> None:
         if backend not in ("durable", "python"):
             raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
@@ -57,6 +61,7 @@ class Engine:
             self._backend = PythonBackend()
         self._backend.prepare(self.program)
         self._context = ruleset.normalise_context()
+        self.decision_log = decision_log
 
     @property
     def profile(self) -> str:
@@ -70,7 +75,15 @@ class Engine:
         Raises :class:`~ipm_cds.errors.PatientDataError` for bad input and
         :class:`~ipm_cds.errors.EvaluationError` when evaluation fails (never a partial assessment).
         """
-        return self._run(patient, as_of, timestamp)[1]
+        if self.decision_log is None:
+            return self._run(patient, as_of, timestamp)[1]
+        started = time.perf_counter()
+        case = parse_patient(patient)
+        assessment = self._run(case, as_of, timestamp)[1]
+        self.decision_log.record(
+            assessment, case, elapsed_seconds=time.perf_counter() - started, backend=self.backend_name
+        )
+        return assessment
 
     def explain(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None) -> Explanation:
         """The assessment with its derivation tree, and why each other intervention is not a candidate."""

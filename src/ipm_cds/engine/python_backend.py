@@ -25,23 +25,23 @@ class PythonBackend:
 
     def __init__(self) -> None:
         self._compiled: CompiledProgram | None = None
-        self._reads: dict[str, frozenset[str]] = {}
 
     def prepare(self, program: Program) -> None:
         self._compiled = compile_program(program)
-        self._reads = {er.name: frozenset(p.fact_type for p in er.patterns) for s in program.strata for er in s.rules}
 
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
         assert self._compiled is not None, "prepare() first"
-        match = self._compiled.match
+        match, needs = self._compiled.match, self._compiled.needs
         by_type = index_by_type(facts)
+        present = by_type.keys()
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
             pending: list[tuple[str, dict[str, Fact]]] = []
             for er in stratum.rules:
-                if changed is not None and self._reads[er.name].isdisjoint(changed):
-                    continue
+                reads = needs[er.name]
+                if not reads <= present or (changed is not None and reads.isdisjoint(changed)):
+                    continue  # no fact of a type it reads; or nothing new it reads since it last ran
                 for bound in match[er.name](by_type):
                     signature = (er.name, tuple(id(f) for f in bound.values()))
                     if signature not in fired:

@@ -9,10 +9,11 @@ can never change which fact gets which key, and so never the answer.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -66,6 +67,8 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def _canonical(items: Sequence[_M]) -> list[_M]:
+    if len(items) < 2:
+        return list(items)  # nothing to order (and no JSON to write for the sort key)
     return sorted(items, key=lambda m: json.dumps(m.model_dump(mode="json"), sort_keys=True))
 
 
@@ -99,6 +102,41 @@ def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
     }
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _may_hold_date(annotation: Any) -> bool:
+    """False only for annotations made of strings, numbers, booleans, None and literals (no date inside)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _may_hold_date(get_args(annotation)[0])
+    if origin is Literal:
+        return False
+    if origin is Union or origin is types.UnionType or origin in (list, tuple):
+        return any(_may_hold_date(a) for a in get_args(annotation) if a is not Ellipsis)
+    return not (isinstance(annotation, type) and issubclass(annotation, _PLAIN))
+
+
+_DATE_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _date_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    names = _DATE_FIELDS.get(model)
+    if names is None:
+        names = tuple(n for n, info in model.model_fields.items() if _may_hold_date(info.annotation))
+        _DATE_FIELDS[model] = names
+    return names
+
+
+def _any_after(value: Any, as_of: date) -> bool:
+    """Whether any date in ``value`` is after ``as_of`` (the fast check before :func:`_check_dates`)."""
+    if isinstance(value, BaseModel):
+        return any(_any_after(getattr(value, name), as_of) for name in _date_fields(type(value)))
+    if isinstance(value, list):
+        return any(_any_after(item, as_of) for item in value)
+    return isinstance(value, date) and value > as_of
+
+
 def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
     """Every date in the document must be on or before as_of (field paths use the input order)."""
     problems: list[Problem] = []
@@ -125,7 +163,7 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
 
 def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
     """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
-    problems = _check_dates(patient, as_of)
+    problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
     demo = patient.demographics
     age = demo.age_years
     if demo.birth_date is not None:

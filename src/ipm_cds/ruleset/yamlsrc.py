@@ -45,6 +45,11 @@ class Positions:
     file: str
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # prefix length -> (sizes when built, paths of values and of keys grouped by their first elements):
+    # sub() is called once per rule, and scanning every path each time made loading quadratic in rules per file
+    _groups: dict[int, tuple[tuple[int, int], dict[Path_, list[Path_]], dict[Path_, list[Path_]]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def at(self, path: Path_, *, key: bool = False) -> SourceLocation:
         """The location of ``path``; the nearest enclosing value when ``path`` itself is absent."""
@@ -61,9 +66,21 @@ class Positions:
     def sub(self, prefix: Path_) -> Positions:
         """Positions relative to ``prefix`` (for validating one item of a list on its own)."""
         n = len(prefix)
+        sizes = (len(self.values), len(self.keys))
+        groups = self._groups.get(n)
+        if groups is None or groups[0] != sizes:
+            by_values: dict[Path_, list[Path_]] = {}
+            by_keys: dict[Path_, list[Path_]] = {}
+            for p in self.values:
+                by_values.setdefault(p[:n], []).append(p)
+            for p in self.keys:
+                by_keys.setdefault(p[:n], []).append(p)
+            groups = (sizes, by_values, by_keys)
+            self._groups[n] = groups
+        prefix = tuple(prefix)
         out = Positions(self.file)
-        out.values = {p[n:]: v for p, v in self.values.items() if p[:n] == prefix}
-        out.keys = {p[n:]: v for p, v in self.keys.items() if p[:n] == prefix}
+        out.values = {p[n:]: self.values[p] for p in groups[1].get(prefix, ())}
+        out.keys = {p[n:]: self.keys[p] for p in groups[2].get(prefix, ())}
         return out
 
 
@@ -163,6 +180,17 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _too_deep(file: str, mark: Any) -> RulesetError:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return RulesetError(
+        [
+            Problem(
+                f"nesting deeper than {MAX_DEPTH} levels", SourceLocation(file, line, col), hint="flatten the document"
+            )
+        ]
+    )
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain data and its positions. Raises :class:`RulesetError`."""
     if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
@@ -178,9 +206,14 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     try:
         try:
             nodes = list(yaml.compose_all(text, Loader=_FAST_LOADER))
-        except yaml.YAMLError:
+        except yaml.YAMLError as exc:
+            if "nesting depth" in str(getattr(exc, "problem", "")):
+                raise _too_deep(file, getattr(exc, "problem_mark", None)) from None  # libyaml's own bound (1000)
             # Re-parse with the pure-Python loader: its messages and positions are the ones we report.
             nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except RecursionError:
+        # The pure-Python composer recurses once per level: a few thousand levels (a few kB) exhaust the stack.
+        raise _too_deep(file, None) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

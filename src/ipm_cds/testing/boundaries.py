@@ -4,7 +4,11 @@ A threshold is a numeric comparison a rule makes on an input fact field, with a 
 (resolved under a profile). :func:`set_fact_field` maps a fact field back to the patient document field
 it comes from (``procedure.days_since`` is the procedure's date, ``pain.duration_weeks`` the pain's
 duration, ``patient.age_years`` the demographics), so a probe changes exactly what a clinician would
-record. Summary facts (counts, MME totals) and derived facts are not probed directly.
+record. Summary facts are probed through what they summarise: ``procedure_history.sessions_in_window``
+and ``last_days_since`` through sessions of the procedure, ``exam_summary`` counts through the group's
+tests, ``medication_summary.count`` through agents of the group, MME per day (``medication.mme_per_day``,
+``opioid_summary.total_mme_per_day``) through an opioid's daily dose in its unit (these need the ruleset).
+Derived facts are not probed directly.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ _SKELETONS: dict[str, dict[str, Any]] = {
     "conditions": {"code": "diabetes"},
 }
 _INSTRUMENT_MAX = {"phq9": 27, "gad7": 21, "pcs": 52, "start_back": 9, "ort": 26, "stop_bang": 8, "isi": 28}
+# Adjacent segments, for a probe on the number of levels a session treated.
+_LEVEL_CHAINS = {
+    "cervical": ("C2-C3", "C3-C4", "C4-C5", "C5-C6", "C6-C7", "C7-T1"),
+    "thoracic": tuple(f"T{i}-T{i + 1}" for i in range(1, 12)),
+    "lumbar": ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +52,18 @@ class Threshold:
     selectors: tuple[tuple[str, object], ...]  # literal eq conditions of the same pattern (kind, test, ...)
     rule: str
     profile: str
+    op: str = "gte"  # the comparison of the first rule found to make it: lt, lte, gt or gte
 
     def probes(self) -> tuple[float, float, float]:
         step = 1.0 if float(self.value).is_integer() else 0.1
-        return self.value - step, self.value, self.value + step
+        return round(self.value - step, 6), self.value, round(self.value + step, 6)
+
+    def side(self, actual: float) -> str:
+        """Which side of the comparison ``actual`` is on: ``"below"`` or ``"above"`` (the boundary value
+        itself is above for ``lt``/``gte``, below for ``lte``/``gt``)."""
+        if self.op in ("lte", "gt"):
+            return "below" if actual <= self.value else "above"
+        return "below" if actual < self.value else "above"
 
 
 def thresholds(ruleset: Ruleset, profile: str | None = None) -> list[Threshold]:
@@ -56,22 +74,36 @@ def thresholds(ruleset: Ruleset, profile: str | None = None) -> list[Threshold]:
         for pattern in (*rule.patterns, *(b.pattern for b in rule.blockers)):
             if pattern.fact_type not in BASE_FACT_TYPES or pattern.fact_type == "candidate":
                 continue
-            selectors = tuple(
-                sorted(
-                    (t.field, t.operand)
-                    for t in pattern.tests
-                    if isinstance(t, ir.Test) and t.op == "eq" and isinstance(t.operand, str | bool)
-                )
-            )
-            for test in pattern.all_tests():
-                value = test.operand
-                if test.op in ir.ORDERING_OPS and isinstance(value, int | float) and not isinstance(value, bool):
-                    key = (pattern.fact_type, test.field, float(value), selectors)
-                    out.setdefault(
-                        key,
-                        Threshold(pattern.fact_type, test.field, float(value), selectors, rule.ref, program.profile),
+            plain = tuple(t for t in pattern.tests if isinstance(t, ir.Test))
+            # the pattern's own tests, and each branch of an any_of with them (its selectors are the branch's too)
+            groups = [
+                plain,
+                *(plain + branch for node in pattern.tests if isinstance(node, ir.AnyOf) for branch in node.branches),
+            ]
+            for tests in groups:
+                selectors = tuple(
+                    sorted(
+                        {(t.field, t.operand) for t in tests if t.op == "eq" and isinstance(t.operand, str | bool)},
+                        key=repr,
                     )
-    return sorted(out.values(), key=lambda t: (t.fact_type, t.field, t.value, t.selectors))
+                )
+                for test in tests:
+                    value = test.operand
+                    if test.op in ir.ORDERING_OPS and isinstance(value, int | float) and not isinstance(value, bool):
+                        key = (pattern.fact_type, test.field, float(value), selectors)
+                        out.setdefault(
+                            key,
+                            Threshold(
+                                pattern.fact_type,
+                                test.field,
+                                float(value),
+                                selectors,
+                                rule.ref,
+                                program.profile,
+                                test.op,
+                            ),
+                        )
+    return sorted(out.values(), key=lambda t: (t.fact_type, t.field, t.value, repr(t.selectors)))
 
 
 def _months_before(as_of: date, months: int) -> date:
@@ -92,7 +124,8 @@ def set_fact_field(
 ) -> dict[str, Any] | None:
     """A copy of the patient document in which the input behind ``fact_type.field`` gives ``value``.
 
-    Returns None when the value cannot be expressed (a summary field, a negative duration, ...).
+    Returns None when the value cannot be expressed (a negative duration, a summary without the
+    ruleset, ...). The result may still be invalid (a score outside its instrument's range): validate it.
     """
     spec = BASE_FACT_TYPES.get(fact_type)
     if spec is None or field not in spec.fields:
@@ -101,6 +134,8 @@ def set_fact_field(
     out = copy.deepcopy(doc)
     if fact_type in ("procedure_history", "procedure_group_history", "medication_summary", "exam_summary"):
         return _set_count(out, fact_type, field, int(number), as_of, dict(selectors), ruleset)
+    if field in ("mme_per_day", "total_mme_per_day"):
+        return _set_mme(out, float(number), index, dict(selectors), ruleset, whole=fact_type == "opioid_summary")
     if fact_type == "patient":
         source = spec.fields[field].source
         if source is None or "." not in source:
@@ -111,19 +146,28 @@ def set_fact_field(
         out.setdefault(section, {})[name] = number
         if (section, name) == ("demographics", "age_years"):
             out[section].pop("birth_date", None)
+        for key, val in selectors:  # the pattern's other conditions on the patient (conservative care failed)
+            where = spec.fields[key].source
+            if where and "." in where and not where.startswith("psychological_evaluation."):
+                part, attr = where.split(".", 1)
+                out.setdefault(part, {})[attr] = val
         return out
     list_name = spec.source
     if list_name not in _SKELETONS:
         return None
     items = out.setdefault(list_name, [])
+    own = [(k, v) for k, v in selectors if spec.fields[k].source == k]  # selectors that are document fields
     if not items:
         items.append(dict(_SKELETONS[list_name]))
     item = items[index % len(items)]
-    for key, val in selectors:  # the pattern's own selectors (kind, test, instrument, ...) so that it can match
-        if spec.fields[key].source == key:
-            item[key] = val
+    for key, val in own:  # the pattern's own selectors (kind, test, instrument, ...) so that it can match
+        item[key] = val
     if fact_type == "screening" and "instrument" in item:
         item["score"] = min(item.get("score", 0), _INSTRUMENT_MAX[item["instrument"]])
+        if item["instrument"] != "phq9":  # what belongs to another instrument goes
+            item.pop("item9", None)
+        if item["instrument"] != "start_back":
+            item.pop("distress_subscore", None)
     if field in ("days_since", "months_since", "onset_days"):
         if number < 0:
             return None
@@ -132,11 +176,59 @@ def set_fact_field(
         return out
     if fact_type == "pain" and field == "duration_weeks":
         item.pop("onset_date", None)
+    if fact_type == "procedure" and field == "level_count":
+        chain = _LEVEL_CHAINS.get(str(item.get("region")), _LEVEL_CHAINS["lumbar"])
+        if not 1 <= number <= len(chain):
+            return None
+        item["levels"] = list(chain[: int(number)])
+        return out
     source = spec.fields[field].source
     if source is None or source in ("date", "agent", "positive") or "." in source:
         return None
     item[source] = number
     return out
+
+
+def _set_mme(
+    doc: dict[str, Any],
+    mme: float,
+    index: int,
+    selectors: dict[str, object],
+    ruleset: Ruleset | None,
+    whole: bool,
+) -> dict[str, Any] | None:
+    """An opioid whose daily dose gives ``mme`` MME/day (``whole``: the only counted opioid, so that the
+    total is ``mme`` too), preferring a factor of 1 (morphine) so that the value is exact."""
+    if ruleset is None or mme < 0:
+        return None
+    counted = {
+        code: med
+        for code, med in sorted(ruleset.medications.items())
+        if med.mme_factor
+        and med.mme_dose_unit
+        and not med.mme_excluded
+        and selectors.get("drug_class", med.drug_class) == med.drug_class
+    }
+    if not counted:
+        return None
+    agent = min(counted, key=lambda code: (abs(float(counted[code].mme_factor or 0) - 1.0), code))
+    med = counted[agent]
+    dose = round(mme / float(med.mme_factor or 1.0), 6)
+    meds = doc.setdefault("medications", [])
+    opioid = {"agent": agent, "daily_dose": dose, "dose_unit": med.mme_dose_unit}
+    if whole:
+        meds[:] = [m for m in meds if m.get("agent") not in counted]
+        meds.append(opioid)
+        return doc
+    places = [i for i, m in enumerate(meds) if m.get("agent") in counted]
+    if places:
+        meds[places[index % len(places)]] = opioid
+        others = {m["agent"] for i, m in enumerate(meds) if i != places[index % len(places)]}
+        if agent in others:  # one entry per agent
+            meds[:] = [m for m in meds if m.get("agent") != agent] + [opioid]
+    else:
+        meds.append(opioid)
+    return doc
 
 
 def _set_count(
@@ -148,12 +240,18 @@ def _set_count(
     selectors: dict[str, object],
     ruleset: Ruleset | None,
 ) -> dict[str, Any] | None:
-    """Make a summary fact count ``count``: sessions inside the rolling window, agents, positive tests."""
-    if count < 0 or count > 20:
+    """Make a summary fact count ``count``: sessions inside the rolling window (or the last session
+    ``count`` days ago), agents, positive or negative tests."""
+    if count < 0:
         return None
-    if fact_type in ("procedure_history", "procedure_group_history") and field == "sessions_in_window":
+    if fact_type in ("procedure_history", "procedure_group_history") and field in (
+        "sessions_in_window",
+        "last_days_since",
+    ):
         if fact_type == "procedure_history":
             kind = selectors.get("kind")
+            if kind is None and ruleset is not None:  # any facet kind will do for a region-only threshold
+                kind = "facet_mbb"
         elif ruleset is not None and selectors.get("group") in ruleset.manifest.settings.procedure_groups:
             kind = ruleset.manifest.settings.procedure_groups[str(selectors["group"])][0]
         else:
@@ -161,13 +259,20 @@ def _set_count(
         if not isinstance(kind, str):
             return None
         region = str(selectors.get("region", "lumbar"))
-        window = ruleset.manifest.settings.rolling_window_days if ruleset else 365
-        spacing = max(1, (window - 1) // max(count, 1))
         others = [p for p in doc.get("procedures", []) if not (p.get("kind") == kind and p.get("region") == region)]
-        sessions = [
-            {"kind": kind, "region": region, "date": (as_of - timedelta(days=1 + i * spacing)).isoformat()}
-            for i in range(count)
-        ]
+        if field == "last_days_since":
+            sessions = [{"kind": kind, "region": region, "date": (as_of - timedelta(days=count)).isoformat()}]
+        else:
+            if count > 20:
+                return None
+            window = ruleset.manifest.settings.rolling_window_days if ruleset else 365
+            spacing = max(1, (window - 1) // max(count, 1))
+            sessions = [
+                {"kind": kind, "region": region, "date": (as_of - timedelta(days=1 + i * spacing)).isoformat()}
+                for i in range(count)
+            ]
+            if not sessions:  # none in the window: one session before it, so that the summary exists
+                sessions = [{"kind": kind, "region": region, "date": (as_of - timedelta(days=window + 30)).isoformat()}]
         doc["procedures"] = others + sessions
         return doc
     if fact_type == "medication_summary" and field == "count" and ruleset is not None:

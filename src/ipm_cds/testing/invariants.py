@@ -19,6 +19,7 @@ def _diff(a: str, b: str) -> str:
 
 def assert_backends_agree(durable: Engine, python: Engine, patient: PatientCase, as_of: date) -> Assessment:
     """The durable and python backends return identical assessments (backend name aside)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     a = durable.evaluate(patient, as_of=as_of, timestamp=False)
     b = python.evaluate(patient, as_of=as_of, timestamp=False)
     ja = a.to_json(timestamp=False).replace('"backend": "durable"', '"backend": "-"')
@@ -44,6 +45,7 @@ def shuffled(patient: PatientCase, rng: random.Random) -> PatientCase:
 
 def assert_order_invariant(engine: Engine, patient: PatientCase, as_of: date, rng: random.Random) -> None:
     """Shuffling every list in the input, or evaluating twice, gives byte-identical JSON."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     first = engine.evaluate(patient, as_of=as_of, timestamp=False).to_json(timestamp=False)
     again = engine.evaluate(patient, as_of=as_of, timestamp=False).to_json(timestamp=False)
     assert first == again, f"two evaluations differ:\n{_diff(first, again)}"
@@ -53,6 +55,7 @@ def assert_order_invariant(engine: Engine, patient: PatientCase, as_of: date, rn
 
 def assert_red_flag_dominance(engine: Engine, assessment: Assessment) -> None:
     """With a red flag, no elective candidate remains and an emergency or urgent referral is made."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     if not any(a.code.startswith("red_flag.") for a in assessment.alerts):
         return
     catalogue = engine.ruleset.interventions
@@ -65,6 +68,7 @@ def assert_red_flag_dominance(engine: Engine, assessment: Assessment) -> None:
 
 def assert_provenance_complete(engine: Engine, assessment: Assessment) -> None:
     """Every conclusion names an active rule id@version, criteria and sources that resolve in the ruleset."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     active = {r.ref: r for r in engine.program.rules}
     bases = (
         [c.basis for c in assessment.candidates]
@@ -85,6 +89,7 @@ def assert_provenance_complete(engine: Engine, assessment: Assessment) -> None:
 
 
 def assert_round_trip(assessment: Assessment) -> None:
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     again = Assessment.model_validate_json(assessment.to_json())
     assert again == assessment, "the assessment does not survive a JSON round trip"
 
@@ -94,6 +99,7 @@ def assert_round_trip(assessment: Assessment) -> None:
 
 def assert_rejects_or_evaluates(engine: Engine, document: Any, as_of: date) -> Assessment | None:
     """Bad input is rejected with a PatientDataError naming a field; anything else is a bug."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     from ..errors import PatientDataError
 
     try:
@@ -116,6 +122,7 @@ def assert_adding_never_adds_candidates(
 ) -> None:
     """Adding a red flag or a contraindication (``addition``: e.g. ``{"conditions": [{"code": ...}]}``)
     never adds a candidate."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     doc = patient.model_dump(mode="python")
     for key, items in addition.items():
         doc[key] = [*doc.get(key, []), *items]
@@ -128,6 +135,7 @@ def assert_more_relief_never_removes(
     engine: Engine, patient: PatientCase, as_of: date, kinds: tuple[str, ...] = ("facet_mbb",), step: int = 10
 ) -> None:
     """Raising a diagnostic block's relief never removes a candidate."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     before = _candidates(engine, patient, as_of)
     for i, proc in enumerate(patient.procedures):
         if proc.kind not in kinds or proc.relief_pct is None or proc.relief_pct >= 100:
@@ -188,6 +196,7 @@ def assert_unread_field_changes_nothing(
     engine: Engine, patient: PatientCase, as_of: date, field: str, value: Any
 ) -> None:
     """Changing a field no rule reads changes no conclusion (the trace, which shows all values, aside)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     doc = patient.model_dump(mode="python")
     section, name = field.split(".", 1)
     if section == "pain":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 
@@ -36,11 +36,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        from hypothesis import HealthCheck, settings
+        from hypothesis import HealthCheck, Phase, settings
     except ImportError:  # pragma: no cover - hypothesis is optional for the fixtures
         return
+    # ci: the same examples and the same report on every run and every machine (no explain phase: it lists
+    # the absolute paths of the lines that failing examples ran)
     settings.register_profile(
-        "ipm-ci", max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        "ipm-ci",
+        max_examples=100,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[p for p in Phase if p != Phase.explain],
     )
     settings.register_profile(
         "ipm-thorough", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck)
@@ -66,15 +73,24 @@ def ipm_ruleset(pytestconfig: pytest.Config) -> Ruleset:
     return load_ruleset(Path(path) if path else None)
 
 
-@pytest.fixture(scope="session")
-def ipm_engine(ipm_ruleset: Ruleset, pytestconfig: pytest.Config) -> Engine:
+def _engine(ruleset: Ruleset, profile: str | None, backend: Literal["durable", "python"]) -> Engine:
+    """An engine whose repr names its ruleset, profile and backend (hypothesis prints the fixtures a
+    failing test took: the report stays readable and the same on every run)."""
     from ..engine.facade import Engine
 
-    return Engine(ipm_ruleset, profile=pytestconfig.getoption("--ipm-profile"), backend="durable")
+    class _Engine(Engine):
+        def __repr__(self) -> str:
+            manifest = self.ruleset.manifest
+            return f"Engine({manifest.id} {manifest.version}, profile={self.profile}, backend={self.backend_name})"
+
+    return _Engine(ruleset, profile=profile, backend=backend)
+
+
+@pytest.fixture(scope="session")
+def ipm_engine(ipm_ruleset: Ruleset, pytestconfig: pytest.Config) -> Engine:
+    return _engine(ipm_ruleset, pytestconfig.getoption("--ipm-profile"), "durable")
 
 
 @pytest.fixture(scope="session")
 def ipm_python_engine(ipm_ruleset: Ruleset, pytestconfig: pytest.Config) -> Engine:
-    from ..engine.facade import Engine
-
-    return Engine(ipm_ruleset, profile=pytestconfig.getoption("--ipm-profile"), backend="python")
+    return _engine(ipm_ruleset, pytestconfig.getoption("--ipm-profile"), "python")

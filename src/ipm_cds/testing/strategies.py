@@ -23,7 +23,11 @@ Keyword knobs steer the draw; ``None`` leaves the choice to hypothesis:
   have them are not drawn;
 - ``red_flags``, ``anticoagulants`` (any antithrombotic, NSAIDs included), ``opioids``,
   ``prior_procedures``: ``True`` for at least one, ``False`` for none;
-- ``max_pain``: at most this many pain complaints (at least one is always drawn).
+- ``max_pain``: at most this many pain complaints (at least one is always drawn);
+- ``ruleset``: draw only the medications of that ruleset's catalogue.
+
+The numbers cluster around the thresholds of the bundled ruleset (``rules/ipm-core``). For another
+ruleset's own thresholds, draw from :func:`boundary_patients` as well.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -40,6 +44,9 @@ from pydantic import ValidationError
 from .. import patient as pm
 from ..patient import PatientCase
 from ..ruleset.loader import Ruleset
+
+if TYPE_CHECKING:
+    from .boundaries import Threshold
 
 T = TypeVar("T")
 
@@ -209,11 +216,19 @@ def _around(marks: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
 class _Draw:
     """Plain choices from strategies built once, so that a draw costs little and shrinks well."""
 
-    __slots__ = ("as_of", "draw")
+    __slots__ = ("as_of", "count", "fn")
 
     def __init__(self, draw: st.DrawFn, as_of: date) -> None:
-        self.draw = draw
+        self.fn = draw
         self.as_of = as_of
+        self.count = 0
+
+    def draw(self, strategy: st.SearchStrategy[T]) -> T:
+        # Each choice of a patient has its own label (its position), so that hypothesis's mutator, which
+        # copies a choice over another one with the same label, does not spend most draws on patients
+        # that differ from an earlier one in a choice that changes nothing.
+        self.count += 1
+        return self.fn(strategy, label=self.count)
 
     def pick(self, options: Sequence[T]) -> T:
         return cast(T, self.draw(_choice(tuple(options))))
@@ -249,14 +264,12 @@ class _Draw:
         return self.pick(_LATERALITY) if self.chance(pct) else None
 
     def dates(self, n: int, low: int, high: int) -> list[int]:
-        """``n`` distinct day offsets in [low, high], oldest first."""
+        """``n`` distinct day offsets from [low, high] (a later one moves up a day), oldest first."""
         seen: set[int] = set()
         for _ in range(n):
             offset = self.num(low, high)
             while offset in seen:
-                offset = offset + 1 if offset < high else low + (offset - low + 1) % max(1, high - low + 1)
-                if len(seen) >= high - low + 1:
-                    break
+                offset += 1
             seen.add(offset)
         return sorted(seen, reverse=True)
 
@@ -265,10 +278,12 @@ class _Draw:
 class _Ctx:
     """The knobs of one ``patients()`` call, and the document being built."""
 
+    as_of: date
     region: str | None
     character: str | None
     prior_procedures: bool | None
     doc: dict[str, Any]
+    opioid: bool = False  # the pathway wants an opioid in the background
 
     def region_of(self, d: _Draw, options: Sequence[str]) -> str:
         return self.region if self.region is not None else d.pick(options)
@@ -311,30 +326,39 @@ def _pain(
     nrs: tuple[int, ...] = (4, 7),
     disability: int = 50,
     worsening: int = 20,
+    worse: int = 75,
 ) -> dict[str, Any]:
-    """A pain complaint: duration near ``weeks``, NRS near ``nrs``, disability score ``disability`` % of draws."""
+    """A pain complaint: duration near ``weeks``, NRS near ``nrs``, a disability score in ``disability`` % of
+    draws, and a course recorded (worsening or not) in ``worsening`` %."""
     item: dict[str, Any] = {"region": region, "character": character}
     side = d.side()
     if side is not None:
         item["laterality"] = side
-    if d.chance(90):
+    if d.chance(95):
         item["nrs"] = d.near(nrs, 0, 10)
-    duration = d.near(weeks, 0, 520) if d.chance(92) else None
-    if duration is not None:
+    if d.chance(95):
+        duration = d.near(weeks, 0, 520)
         if d.chance(70):
             item["duration_weeks"] = duration
         else:  # an onset date that gives the same whole weeks
             item["onset_date"] = d.ago(duration * 7 + d.num(0, 6))
     if d.chance(disability):
-        score = "ndi" if _DISABILITY.get(region) == "ndi" or (region not in _DISABILITY and d.chance(30)) else "odi_pct"
-        item[score] = d.near((40,), 0, 100, pct=40) if score == "odi_pct" else d.num(0, 50)
+        if _DISABILITY.get(region, "odi_pct") == "ndi":
+            item["ndi"] = d.num(0, 50)
+        else:
+            item["odi_pct"] = d.near((40,), 0, 100, pct=40)
     if d.chance(worsening):
-        item["worsening"] = d.chance(65)
+        item["worsening"] = d.chance(worse)
     return ctx.add("pain", item)
 
 
-def _relief(d: _Draw, marks: tuple[int, ...], missing: int = 8) -> int | None:
-    return None if d.chance(missing) else d.near(marks, 0, 100)
+def _relief(d: _Draw, marks: tuple[int, ...], like: int | None = None) -> int | None:
+    """Relief near ``marks``; close to ``like`` (an earlier session's relief) two times in three."""
+    if d.chance(6):
+        return None
+    if like is not None and d.chance(65):
+        return min(100, max(0, like + d.pick((0, 0, 1, -1, 5, -5, 10))))
+    return d.near(marks, 0, 100)
 
 
 def _procedure(
@@ -345,13 +369,15 @@ def _procedure(
     days_ago: int,
     *,
     relief: tuple[int, ...] | None = None,
+    like: int | None = None,
     weeks: tuple[int, ...] | None = None,
     purpose: str | None = None,
     levels: Sequence[str] = (),
     side: str | None = None,
     flags: bool = False,
 ) -> dict[str, Any]:
-    """One session; relief near ``relief`` and relief duration near ``weeks``, never longer than the time since."""
+    """One session ``days_ago`` days before as_of; relief near ``relief``, relief duration near ``weeks`` (never
+    longer than the time since the session); ``flags``: same scale and duration consistent with the agent."""
     item: dict[str, Any] = {"kind": kind, "region": region, "date": d.ago(days_ago)}
     if purpose is not None:
         item["purpose"] = purpose
@@ -360,19 +386,19 @@ def _procedure(
     if side is not None:
         item["side"] = side
     if relief is not None:
-        pct = _relief(d, relief)
+        pct = _relief(d, relief, like)
         if pct is not None:
             item["relief_pct"] = pct
-    if weeks is not None and d.chance(90):
-        limit = days_ago / 7
-        if limit >= 1 and d.chance(85):
-            item["relief_duration_weeks"] = float(min(d.near(weeks, 0, 520), int(limit)))
-        else:  # a short block: hours to days
-            item["relief_duration_weeks"] = round(min(limit, d.pick((0.0, 0.1, 0.5, 1.0))), 2)
+    if weeks is not None and d.chance(92):
+        limit = days_ago // 7
+        if limit >= 1 and weeks != (0,):
+            item["relief_duration_weeks"] = float(min(d.near(weeks, 0, 520), limit))
+        else:  # a diagnostic block: hours to days
+            item["relief_duration_weeks"] = min(float(limit), d.pick((0.0, 0.02, 0.1, 0.5, 1.0)))
     if flags:
         for flag in ("same_scale", "duration_consistent_with_agent"):
-            if d.chance(25):
-                item[flag] = d.chance(70)
+            if d.chance(20):
+                item[flag] = d.chance(65)
     return ctx.add("procedures", item)
 
 
@@ -385,7 +411,6 @@ def _imaging(
     level: str | None = None,
     modality: str | None = None,
     concordant: bool | None = None,
-    days_ago: int | None = None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"modality": modality or d.pick(("mri", "mri", "ct", "xray")), "finding": finding}
     item["region"] = region
@@ -393,12 +418,14 @@ def _imaging(
         item["level"] = level
     if concordant is not None:
         item["concordant"] = concordant
-    if days_ago is not None:
-        item["date"] = d.ago(days_ago)
+    if d.chance(50):
+        item["date"] = d.ago(d.num(0, 700))
     return ctx.add("imaging", item)
 
 
 def _condition(ctx: _Ctx, code: str, *, active: bool = True, region: str | None = None) -> None:
+    if any(c["code"] == code for c in ctx.doc.get("conditions", [])):
+        return
     item: dict[str, Any] = {"code": code}
     if not active:
         item["active"] = False
@@ -407,26 +434,38 @@ def _condition(ctx: _Ctx, code: str, *, active: bool = True, region: str | None 
     ctx.add("conditions", item)
 
 
-def _care(d: _Draw, ctx: _Ctx, failed: int = 80) -> None:
-    """Conservative care: failed in ``failed`` % of draws, with physical therapy and an exercise programme."""
+def _care(d: _Draw, ctx: _Ctx, failed: int = 85, therapy: tuple[int, ...] = (4,)) -> None:
+    """Conservative care: failed in ``failed`` % of draws, physical therapy for weeks near ``therapy``, an
+    exercise programme."""
     care = ctx.care
-    if d.chance(92):
+    if d.chance(96):
         care["failed"] = d.chance(failed)
-    if d.chance(45):
-        care["physical_therapy_weeks"] = d.near((4,), 0, 52)
+    if d.chance(50):
+        care["physical_therapy_weeks"] = d.near(therapy, 0, 52)
     if d.chance(55):
         care["active_exercise_program"] = d.chance(50)
 
 
 def _psych_evaluation(d: _Draw, ctx: _Ctx) -> None:
-    if d.chance(65):
-        completed = d.chance(80)
+    if d.chance(70):
+        completed = d.chance(85)
         evaluation: dict[str, Any] = {"completed": completed}
         if completed:
             evaluation["date"] = d.ago(d.num(5, 300))
             if d.chance(85):
-                evaluation["cleared"] = d.chance(75)
+                evaluation["cleared"] = d.chance(65)
         ctx.doc["psychological_evaluation"] = evaluation
+
+
+def _pregnancy(d: _Draw, ctx: _Ctx, pct: int) -> None:
+    """A pregnant patient in ``pct`` % of draws (a woman of child-bearing age)."""
+    if d.chance(pct):
+        demo = ctx.demographics
+        demo["sex"] = "female"
+        demo["age_years"] = d.num(18, 45)
+        demo["pregnant"] = True
+        if d.chance(25):  # an NSAID she should not take
+            ctx.add("medications", {"agent": d.pick(("ibuprofen", "naproxen", "diclofenac"))})
 
 
 def _spine_region(d: _Draw, ctx: _Ctx) -> str:
@@ -435,11 +474,18 @@ def _spine_region(d: _Draw, ctx: _Ctx) -> str:
 
 def _oldest_days(ctx: _Ctx) -> int:
     dates = [date.fromisoformat(p["date"]) for p in ctx.doc.get("procedures", [])]
-    return max(((ctx_as_of(ctx) - x).days for x in dates), default=0)
+    return max(((ctx.as_of - x).days for x in dates), default=0)
 
 
-def ctx_as_of(ctx: _Ctx) -> date:
-    return cast(date, ctx.doc["__as_of"])
+def _backdate_pain(ctx: _Ctx, pain: dict[str, Any]) -> None:
+    """The pain began before the first procedure done for it."""
+    oldest = _oldest_days(ctx)
+    weeks = pain.get("duration_weeks")
+    if "onset_date" in pain:
+        weeks = (ctx.as_of - date.fromisoformat(pain["onset_date"])).days // 7
+    if oldest and weeks is not None and weeks * 7 <= oldest:
+        pain.pop("onset_date", None)
+        pain["duration_weeks"] = oldest // 7 + 2
 
 
 # -- pathways ------------------------------------------------------------------------------------------------
@@ -447,8 +493,7 @@ def ctx_as_of(ctx: _Ctx) -> date:
 
 def _general(d: _Draw, ctx: _Ctx) -> None:
     region = ctx.region_of(d, ("lumbar", *_REGIONS))
-    character = ctx.character_of(d, ("axial", *_CHARACTERS))
-    _pain(d, ctx, region, character, weeks=(4, 12, 26), nrs=(4, 5, 7, 8))
+    pain = _pain(d, ctx, region, ctx.character_of(d, ("axial", *_CHARACTERS)), weeks=(4, 12, 26), nrs=(4, 5, 7, 8))
     _care(d, ctx, failed=60)
     if ctx.stage(d, ("none", "none", "some")) == "some":
         kinds = (
@@ -463,62 +508,78 @@ def _general(d: _Draw, ctx: _Ctx) -> None:
             "laminectomy",
         )
         for offset in d.dates(d.num(1, 2), 10, 1200):
-            kind = d.pick(kinds)
-            _procedure(d, ctx, kind, region, offset, relief=(50, 75, 80), weeks=(12,))
+            _procedure(d, ctx, d.pick(kinds), region, offset, relief=(50, 75, 80), weeks=(12,))
+    for instrument in d.some(tuple(_SCREEN_MARKS), 1, 4):  # the screening referrals
+        ctx.add("screenings", _screening(d, instrument))
+        if d.chance(20):
+            ctx.add("screenings", _screening(d, instrument))
     if d.chance(30):
         area = region if region in _SEGMENTS or region in ("knee", "hip", "shoulder") else "lumbar"
-        finding = d.pick(("normal", "facet_arthropathy", "disc_bulge", "osteoarthritis", "spondylolisthesis"))
-        _imaging(d, ctx, finding, area, days_ago=d.num(0, 700) if d.chance(50) else None)
+        _imaging(d, ctx, d.pick(("normal", "facet_arthropathy", "disc_bulge", "osteoarthritis", "fusion")), area)
+    _backdate_pain(ctx, pain)
 
 
 def _facet(d: _Draw, ctx: _Ctx) -> None:
     region = _spine_region(d, ctx)
-    character = ctx.character_of(d, ("axial",) * 6 + ("radicular", "neurogenic_claudication"))
+    character = ctx.character_of(d, ("axial",) * 7 + ("radicular", "neurogenic_claudication"))
     if character == "neurogenic_claudication" and region != "lumbar" and ctx.character is None:
         character = "radicular"
-    pain = _pain(d, ctx, region, character, weeks=(12,), nrs=(4, 5), disability=85)
-    _care(d, ctx, failed=82)
+    pain = _pain(d, ctx, region, character, weeks=(12, 26), nrs=(4, 5, 7), disability=92)
+    _care(d, ctx, failed=88)
     segments = _SEGMENTS[region]
 
     def levels() -> list[str]:
-        return d.some(segments, 1, 3) if d.chance(85) else []
+        return d.some(segments, 1, 3) if d.chance(90) else []
 
-    stage = ctx.stage(d, ("none", "none", "one_block", "two_blocks", "two_blocks", "rfa", "rfa", "many"))
+    stages = (
+        *("none", "none", "one_block", "one_block", "one_block", "two_blocks", "two_blocks", "ia", "ia", "ia", "ia"),
+        *("rfa", "rfa", "rfa", "rfa", "many_mbb", "many_mbb", "many_ia", "many_rfa"),
+    )
+    stage = ctx.stage(d, stages)
     blocks: list[dict[str, Any]] = []
-    if stage in ("one_block", "two_blocks"):
-        n = 1 if stage == "one_block" else 2
-        where = levels()
-        for offset in d.dates(n, 7, 330):
-            blocks.append(
-                _procedure(d, ctx, "facet_mbb", region, offset, relief=(50, 80), weeks=(0,), levels=where, flags=True)
+    where = levels()
+    if stage in ("one_block", "two_blocks", "ia"):
+        like: int | None = None
+        for offset in d.dates(1 if stage == "one_block" else 2, 7, 330):
+            block = _procedure(
+                d,
+                ctx,
+                "facet_mbb",
+                region,
+                offset,
+                relief=(80, 90) if stage == "ia" else (50, 80, 90),
+                like=like,
+                weeks=(0,),
+                levels=where,
+                flags=True,
             )
-        if stage == "two_blocks" and d.chance(45):  # RFA is not an option: IA instead
-            _condition(
-                ctx, d.pick(("spinal_pseudarthrosis", "pacemaker", "implanted_defibrillator", "spinal_cord_stimulator"))
-            )
+            like = block.get("relief_pct")
+            blocks.append(block)
+        if stage == "ia" or (stage == "two_blocks" and d.chance(20)):  # no RFA: intra-articular injection instead
+            reason = d.pick(("spinal_pseudarthrosis", "pacemaker", "implanted_defibrillator", "spinal_cord_stimulator"))
+            _condition(ctx, reason)
             for offset in d.dates(d.pick((0, 0, 1, 2, 4)), 14, 360):
                 _procedure(d, ctx, "facet_ia", region, offset, relief=(50,), weeks=(12,), levels=where)
     elif stage == "rfa":
-        where = levels()
+        like = None
         for offset in d.dates(2, 330, 900):
-            blocks.append(_procedure(d, ctx, "facet_mbb", region, offset, relief=(50, 80), weeks=(0,), levels=where))
-        first = d.pick((150, 170, 181, 182, 183, 184, 200, 250, 300, 400))
-        _procedure(d, ctx, "facet_rfa", region, first, relief=(50,), weeks=(26,), levels=where)
-        if d.chance(30):
+            block = _procedure(
+                d, ctx, "facet_mbb", region, offset, relief=(50, 80, 90), like=like, weeks=(0,), levels=where
+            )
+            like = block.get("relief_pct")
+            blocks.append(block)
+        first = d.pick((150, 170, 181, 182, 183, 184, 200, 250, 300, 400, 500))
+        _procedure(d, ctx, "facet_rfa", region, first, relief=(50, 70), weeks=(26, 40), levels=where)
+        if d.chance(20):
             _procedure(d, ctx, "facet_rfa", region, d.num(20, min(first - 1, 320)), relief=(50,), weeks=(26,))
-    elif stage == "many":
-        kind = d.pick(("facet_mbb", "facet_ia", "facet_rfa"))
-        where = levels()
-        count = d.pick((2, 3, 4, 5))
-        for offset in d.dates(count, 5, 360):
+    elif stage.startswith("many_"):
+        kind = "facet_" + stage.removeprefix("many_")
+        for offset in d.dates(d.pick((2, 3, 4, 4, 5)), 5, 360):
             _procedure(d, ctx, kind, region, offset, relief=(50, 80), weeks=(12,), levels=where)
-    if blocks and d.chance(15):  # a fusion, at the blocked levels or elsewhere
-        fused = blocks[0].get("levels") if d.chance(60) else None
-        fused = fused or d.some(segments, 1, 2)
+    if d.chance(22):  # a fusion, at the blocked levels or elsewhere
+        fused = where if where and blocks and d.chance(70) else d.some(segments, 1, 2)
         _procedure(d, ctx, "spinal_fusion", region, _oldest_days(ctx) + d.num(30, 900), levels=fused)
-    elif stage == "none" and d.chance(10):
-        _procedure(d, ctx, "spinal_fusion", region, d.num(100, 3000), levels=d.some(segments, 1, 2))
-    if stage != "none" and region in ("cervical", "thoracic") and d.chance(30):
+    if stage != "none" and region in ("cervical", "thoracic") and d.chance(35):
         other = "thoracic" if region == "cervical" else "cervical"
         kind = d.pick(("facet_mbb", "facet_rfa", "facet_ia"))
         _procedure(d, ctx, kind, other, d.num(10, 360), relief=(80,), levels=d.some(_SEGMENTS[other], 1, 2))
@@ -537,192 +598,197 @@ def _facet(d: _Draw, ctx: _Ctx) -> None:
             )
         )
         _imaging(d, ctx, finding, region, level=d.pick(segments) if d.chance(60) else None)
-    if d.chance(10):
+    if d.chance(15):
         _condition(ctx, d.pick(("pacemaker", "implanted_defibrillator", "spinal_cord_stimulator")))
+    _pregnancy(d, ctx, 5)
     _backdate_pain(ctx, pain)
 
 
-def _backdate_pain(ctx: _Ctx, pain: dict[str, Any]) -> None:
-    """The pain began before the first procedure done for it."""
-    oldest = _oldest_days(ctx)
-    weeks = pain.get("duration_weeks")
-    if "onset_date" in pain:
-        weeks = (ctx_as_of(ctx) - date.fromisoformat(pain["onset_date"])).days // 7
-    if oldest and weeks is not None and weeks * 7 <= oldest:
-        pain.pop("onset_date", None)
-        pain["duration_weeks"] = oldest // 7 + 2
-
-
 def _esi(d: _Draw, ctx: _Ctx) -> None:
-    region = ctx.region_of(d, ("lumbar", "lumbar", "lumbar", "cervical", "thoracic"))
-    character = ctx.character_of(
-        d, ("radicular",) * 5 + ("neurogenic_claudication", "neurogenic_claudication", "axial")
-    )
+    region = ctx.region_of(d, ("lumbar", "lumbar", "lumbar", "cervical", "cervical", "thoracic"))
+    character = ctx.character_of(d, ("radicular",) * 5 + ("neurogenic_claudication",) * 3 + ("axial",))
     if character == "neurogenic_claudication" and region != "lumbar" and ctx.character is None:
         character = "radicular"
-    pain = _pain(d, ctx, region, character, weeks=(4,), nrs=(7,), disability=85)
-    _care(d, ctx, failed=82)
-    segments = _SEGMENTS[region]
-    level = d.pick(segments)
-    findings = (
-        ("central_canal_stenosis", "foraminal_stenosis") if character == "neurogenic_claudication" else _COMPRESSIVE
-    )
-    for _ in range(d.pick((1, 1, 1, 2, 0))):
-        concordant = d.pick((True, True, True, None, False))
-        _imaging(
-            d,
-            ctx,
-            d.pick(findings),
-            region,
-            level=level if d.chance(85) else None,
-            modality="mri",
-            concordant=concordant,
-            days_ago=d.num(0, 400) if d.chance(50) else None,
-        )
-    stage = ctx.stage(d, ("none", "none", "one", "two", "many"))
+    pain = _pain(d, ctx, region, character, weeks=(4, 12), nrs=(5, 7), disability=92)
+    _care(d, ctx, failed=88)
+    level = d.pick(_SEGMENTS[region])
+    claudication = character == "neurogenic_claudication"
+    findings = ("central_canal_stenosis", "foraminal_stenosis") if claudication else _COMPRESSIVE
+    for _ in range(d.pick((1, 1, 1, 1, 1, 2, 0))):
+        concordant = d.pick((True, True, True, True, True, None, False))
+        where = level if d.chance(85) else None
+        _imaging(d, ctx, d.pick(findings), region, level=where, modality="mri", concordant=concordant)
+    stage = ctx.stage(d, ("none", "none", "none", "one", "two", "many"))
     if stage != "none":
         count = {"one": 1, "two": 2, "many": d.pick((4, 5))}[stage]
+        like: int | None = None
         for offset in d.dates(count, 30, 330 if stage == "many" else 500):
-            _procedure(
-                d, ctx, d.pick(_ESI_KINDS), region, offset, relief=(50,), weeks=(12,), levels=[level], flags=True
-            )
-    if d.chance(15):
+            kind = d.pick(_ESI_KINDS)
+            done = _procedure(d, ctx, kind, region, offset, relief=(50, 70), like=like, weeks=(12, 20), levels=[level])
+            like = done.get("relief_pct")
+    if d.chance(35):
         _procedure(d, ctx, "laminectomy", region, _oldest_days(ctx) + d.num(60, 2000), levels=[level])
-    if d.chance(15):
+    if d.chance(25):
         ctx.add("allergies", {"substance": "iodinated_contrast"})
+    if d.chance(15):
+        _condition(ctx, "diabetes")
+    if d.chance(15):
+        ctx.add("medications", {"agent": "prednisone"})
     if character == "radicular" and d.chance(25):  # a second, axial complaint in the same region
         _pain(d, ctx, region, "axial", weeks=(12,), nrs=(4,))
+    _pregnancy(d, ctx, 5)
     _backdate_pain(ctx, pain)
 
 
 def _sij(d: _Draw, ctx: _Ctx) -> None:
     character = ctx.character_of(d, ("axial", "joint", "joint"))
-    pain = _pain(d, ctx, ctx.region_of(d, ("sacroiliac",)), character, weeks=(12,), nrs=(4,), disability=40)
-    _care(d, ctx, failed=85)
+    region = ctx.region_of(d, ("sacroiliac",))
+    pain = _pain(d, ctx, region, character, weeks=(12, 26), nrs=(4, 6), disability=40)
+    _care(d, ctx, failed=90, therapy=(4, 12))
     if d.chance(80):
-        ctx.care["physical_therapy_weeks"] = d.near((4,), 0, 52)
-    tests = d.some(_SIJ_TESTS, 0, 6)
-    positives = d.near((3,), 0, len(tests), pct=60) if tests else 0
+        ctx.care["physical_therapy_weeks"] = d.near((4, 12), 0, 52)
+    tests = d.some(_SIJ_TESTS, d.pick((0, 2, 3, 4, 5, 6)), 6)
+    positives = d.near((3, 5), 0, len(tests), pct=70) if tests else 0
     for i, test in enumerate(tests):
         finding: dict[str, Any] = {"test": test, "positive": i < positives}
         if d.chance(30):
             finding["region"] = "sacroiliac"
         ctx.add("exam", finding)
     side = pain.get("laterality")
-    stage = ctx.stage(d, ("none", "none", "diagnostic", "diagnostic", "two_diagnostic", "therapeutic", "many"))
+    stages = (
+        "none",
+        "none",
+        "none",
+        "none",
+        "diagnostic",
+        "diagnostic",
+        "two_diagnostic",
+        "therapeutic",
+        "therapeutic",
+        "many",
+    )
+    stage = ctx.stage(d, stages)
     if stage in ("diagnostic", "two_diagnostic"):
+        like: int | None = None
         for offset in d.dates(1 if stage == "diagnostic" else 2, 7, 400):
-            _procedure(
+            block = _procedure(
                 d,
                 ctx,
                 "sij_injection",
-                "sacroiliac",
+                region,
                 offset,
                 relief=(75,),
+                like=like,
                 weeks=(0,),
                 purpose="diagnostic",
                 side=side,
                 flags=True,
             )
+            like = block.get("relief_pct")
     elif stage in ("therapeutic", "many"):
-        count = 1 if stage == "therapeutic" else d.pick((3, 4, 5))
-        offsets = d.dates(count + 1, 20, 360 if stage == "many" else 700)
+        count = d.pick((1, 1, 2)) if stage == "therapeutic" else d.pick((3, 4, 4, 5))
+        offsets = d.dates(count, 20, 350) if stage == "many" else d.dates(count, 90, 700)
         _procedure(
             d,
             ctx,
             "sij_injection",
-            "sacroiliac",
-            offsets[0] + 14,
-            relief=(75,),
+            region,
+            offsets[0] + d.num(14, 60),
+            relief=(75, 90),
             weeks=(0,),
             purpose="diagnostic",
             side=side,
         )
-        for offset in offsets[1:]:
-            _procedure(
+        like = None
+        for offset in offsets:
+            done = _procedure(
                 d,
                 ctx,
                 "sij_injection",
-                "sacroiliac",
+                region,
                 offset,
-                relief=(50,),
-                weeks=(12,),
+                relief=(50, 70),
+                like=like,
+                weeks=(12, 20),
                 purpose="therapeutic",
                 side=side,
                 flags=True,
             )
+            like = done.get("relief_pct")
     if d.chance(5):
-        _procedure(d, ctx, "sij_rfa", "sacroiliac", d.num(30, 700), relief=(50,), weeks=(26,))
-    if d.chance(12):
-        region = d.pick(("sacroiliac", "sacral", "pelvis", "lumbar"))
-        _imaging(d, ctx, d.pick(("vertebral_fracture", "tumor", "infection")), region)
-    if d.chance(15):
+        _procedure(d, ctx, "sij_rfa", region, d.num(30, 700), relief=(50,), weeks=(26,))
+    if d.chance(10):
+        where = d.pick(("sacroiliac", "sacral", "pelvis", "lumbar"))
+        _imaging(d, ctx, d.pick(("vertebral_fracture", "tumor", "infection")), where)
+    if d.chance(25):
         ctx.add("allergies", {"substance": "iodinated_contrast"})
+    if d.chance(10):
+        _condition(ctx, "diabetes")
+    if d.chance(15):
+        ctx.add("medications", {"agent": "prednisone"})
+    _pregnancy(d, ctx, 8)
     _backdate_pain(ctx, pain)
 
 
 def _neuromod_candidacy(d: _Draw, ctx: _Ctx, region: str, lower: bool) -> None:
     """What SCS and DRG read: conservative care, psychological evaluation, trials, implants, contraindications."""
-    _care(d, ctx, failed=72)
+    _care(d, ctx, failed=70)
     _psych_evaluation(d, ctx)
     if d.chance(25):
         ctx.add("screenings", _screening(d, d.pick(("pcs", "phq9"))))
-    stage = ctx.stage(d, ("none", "none", "trial", "trial", "trials", "implanted"))
-    kind = "drg_trial" if lower and d.chance(40) else "scs_trial"
+    stage = ctx.stage(d, ("none", "none", "none", "trial", "trial", "trials", "implanted"))
+    kind = "drg_trial" if d.chance(60 if lower else 35) else "scs_trial"
     if stage in ("trial", "trials", "implanted"):
+        like: int | None = None
         for offset in d.dates(1 if stage != "trials" else 2, 14, 500):
-            _procedure(d, ctx, kind, region, offset, relief=(50,), weeks=(1,), flags=True)
+            done = _procedure(d, ctx, kind, region, offset, relief=(50,), like=like, weeks=(1,), flags=True)
+            like = done.get("relief_pct")
     if stage == "implanted":
         _procedure(d, ctx, kind.replace("trial", "implant"), region, d.num(1, 10), relief=(50,))
     if d.chance(8):
         _condition(ctx, "spinal_cord_stimulator")
-    if d.chance(25):
-        _condition(
-            ctx,
-            d.pick(
-                (
-                    "active_systemic_infection",
-                    "local_infection_at_site",
-                    "bleeding_disorder",
-                    "untreated_major_psychiatric_disorder",
-                    "substance_use_disorder",
-                    "opioid_use_disorder",
-                    "pacemaker",
-                    "implanted_defibrillator",
-                )
-            ),
+    if d.chance(40):
+        contraindication = d.pick(
+            (
+                "active_systemic_infection",
+                "local_infection_at_site",
+                "bleeding_disorder",
+                "untreated_major_psychiatric_disorder",
+                "substance_use_disorder",
+                "opioid_use_disorder",
+                "substance_use_disorder",
+                "opioid_use_disorder",
+                "pacemaker",
+                "implanted_defibrillator",
+            )
         )
-    if d.chance(12):
-        ctx.demographics["sex"] = "female"
-        ctx.demographics["pregnant"] = d.chance(70)
+        _condition(ctx, contraindication)
+    _pregnancy(d, ctx, 10)
 
 
 def _neuromodulation(d: _Draw, ctx: _Ctx) -> None:
     kind = d.pick(("psps", "psps", "pdn"))
     if ctx.region is not None:
         kind = "psps" if ctx.region in SPINE else "pdn"
-    if kind == "psps":
+    if kind == "psps":  # persistent spinal pain after surgery
         region = _spine_region(d, ctx)
-        character = ctx.character_of(d, ("radicular", "neuropathic"))
-        pain = _pain(d, ctx, region, character, weeks=(26,), nrs=(7,))
+        pain = _pain(d, ctx, region, ctx.character_of(d, ("radicular", "neuropathic")), weeks=(26,), nrs=(7,))
         surgery = d.pick(_SPINE_SURGERY)
         _procedure(d, ctx, surgery, region, d.num(180, 3000), levels=d.some(_SEGMENTS[region], 1, 2))
-        lower = False
-    else:
-        region = ctx.region_of(d, ("lower_limb", "upper_limb"))
+    else:  # painful diabetic neuropathy
+        region = ctx.region_of(d, ("lower_limb", "lower_limb", "upper_limb"))
         pain = _pain(d, ctx, region, ctx.character_of(d, ("neuropathic",)), weeks=(26,), nrs=(7,))
         _condition(ctx, "painful_diabetic_neuropathy", active=d.chance(92))
         if d.chance(70):
             _condition(ctx, "diabetes")
-        lower = region == "lower_limb"
-    _neuromod_candidacy(d, ctx, region, lower)
+    _neuromod_candidacy(d, ctx, region, region == "lower_limb")
     _backdate_pain(ctx, pain)
 
 
 def _crps(d: _Draw, ctx: _Ctx) -> None:
     region = ctx.region_of(d, _LIMBS)
     pain = _pain(d, ctx, region, ctx.character_of(d, ("neuropathic",)), weeks=(12, 26), nrs=(7,))
-    where = d.pick((region, None, None, d.pick(_LIMBS)))
+    where = d.pick((region, region, None, None, d.pick(_LIMBS)))
     _condition(ctx, "crps", active=d.chance(92), region=where)
     if ctx.prior_procedures is not False and d.chance(30):
         upper = region in ("upper_limb", "shoulder")
@@ -735,99 +801,77 @@ def _crps(d: _Draw, ctx: _Ctx) -> None:
         _neuromod_candidacy(d, ctx, region, region in ("lower_limb", "hip", "knee"))
     else:
         _care(d, ctx)
+        _pregnancy(d, ctx, 10)
     _backdate_pain(ctx, pain)
 
 
 def _pva(d: _Draw, ctx: _Ctx) -> None:
     region = ctx.region_of(d, ("thoracic", "lumbar", "lumbar", "cervical"))
     character = ctx.character_of(d, ("axial", "axial", "axial", "cancer"))
-    pain = _pain(d, ctx, region, character, weeks=(2, 6), nrs=(5, 8), worsening=75)
-    _care(d, ctx, failed=80)
+    pain = _pain(d, ctx, region, character, weeks=(2, 6), nrs=(4, 5, 8), worsening=92, worse=65)
+    _care(d, ctx, failed=88)
     level = d.pick(_VERTEBRAE[region])
-    if d.chance(75):  # osteoporotic fracture with marrow oedema on MRI
-        _imaging(d, ctx, "vertebral_fracture", region, level=level, days_ago=d.num(0, 60) if d.chance(50) else None)
-        if d.chance(85):
-            edema = level if d.chance(85) else d.pick(_VERTEBRAE[region])
-            _imaging(d, ctx, "bone_marrow_edema", region, level=edema, modality=d.pick(("mri",) * 5 + ("ct",)))
+    if d.chance(75):  # osteoporotic fracture, with marrow oedema on MRI
+        _imaging(d, ctx, "vertebral_fracture", region, level=level)
+        if d.chance(90):
+            edema = level if d.chance(90) else d.pick(_VERTEBRAE[region])
+            _imaging(d, ctx, "bone_marrow_edema", region, level=edema, modality=d.pick(("mri",) * 6 + ("ct",)))
         if d.chance(40):
             _condition(ctx, "osteoporosis")
     if character == "cancer" or d.chance(25):  # a metastatic lesion
         _imaging(d, ctx, "tumor", region, level=level, modality="mri")
         _condition(ctx, "cancer", active=d.chance(90))
-    if ctx.prior_procedures is not False and d.chance(15):
-        _procedure(
-            d,
-            ctx,
-            "vertebral_augmentation",
-            region,
-            d.num(30, 900),
-            levels=[level if d.chance(50) else d.pick(_VERTEBRAE[region])],
-        )
-    if ctx.prior_procedures and not ctx.doc.get("procedures"):
-        _procedure(d, ctx, "vertebral_augmentation", region, d.num(30, 900), levels=[d.pick(_VERTEBRAE[region])])
+    if ctx.prior_procedures is not False and (d.chance(15) or (ctx.prior_procedures and not ctx.doc.get("procedures"))):
+        treated = level if d.chance(50) else d.pick(_VERTEBRAE[region])
+        _procedure(d, ctx, "vertebral_augmentation", region, d.num(30, 900), levels=[treated])
     if d.chance(15):
         ctx.add("allergies", {"substance": d.pick(("bone_cement", "iodinated_contrast"))})
-    if d.chance(12):
+    if d.chance(15):
         _condition(ctx, "bleeding_disorder")
-    if d.chance(10):
+    if d.chance(15):
         _imaging(d, ctx, "infection", region, level=level, modality="mri")
     if d.chance(10):
         _condition(ctx, d.pick(("active_systemic_infection", "local_infection_at_site")))
+    _pregnancy(d, ctx, 6)
     _backdate_pain(ctx, pain)
 
 
 def _bvn(d: _Draw, ctx: _Ctx) -> None:
-    pain = _pain(
-        d, ctx, ctx.region_of(d, ("lumbar",)), ctx.character_of(d, ("axial",)), weeks=(26,), nrs=(5,), disability=80
-    )
-    _care(d, ctx, failed=85)
-    if d.chance(85):
-        ctx.care["nonoperative_months"] = d.near((6,), 0, 120)
-    region = d.pick(("lumbar", "lumbar", "sacral"))
-    _imaging(
-        d,
-        ctx,
-        d.pick(("modic_type_1", "modic_type_2")),
-        region,
-        level=d.pick(_MODIC_LEVELS),
-        modality=d.pick(("mri",) * 6 + ("ct",)),
-    )
-    if d.chance(18):
+    region = ctx.region_of(d, ("lumbar",))
+    pain = _pain(d, ctx, region, ctx.character_of(d, ("axial",)), weeks=(26, 52), nrs=(5,), disability=85)
+    _care(d, ctx, failed=88)
+    if d.chance(88):
+        ctx.care["nonoperative_months"] = d.near((6, 12), 0, 120)
+    modic = d.pick(("modic_type_1", "modic_type_2"))
+    _imaging(d, ctx, modic, d.pick(("lumbar", "lumbar", "sacral")), level=d.pick(_MODIC_LEVELS), modality="mri")
+    if d.chance(30):
         _pain(d, ctx, d.pick(("lumbar", "sacral")), d.pick(("radicular", "neurogenic_claudication")), weeks=(12,))
-    if d.chance(15):
-        _imaging(
-            d,
-            ctx,
-            d.pick(("central_canal_stenosis", "foraminal_stenosis")),
-            d.pick(("lumbar", "sacral")),
-            concordant=d.pick((True, False, None)),
-        )
-    if d.chance(15):
+    if d.chance(35):
+        stenosis = d.pick(("central_canal_stenosis", "foraminal_stenosis"))
+        _imaging(d, ctx, stenosis, d.pick(("lumbar", "sacral")), concordant=d.pick((True, True, True, False, None)))
+    if d.chance(30):
         _imaging(d, ctx, d.pick(("disc_herniation", "spondylolisthesis")), d.pick(("lumbar", "sacral")))
-    if ctx.prior_procedures is not False and d.chance(15):
+    if ctx.prior_procedures is not False and d.chance(22):
         _procedure(d, ctx, d.pick(_SPINE_SURGERY), d.pick(("lumbar", "sacral")), d.num(200, 3000))
-    if ctx.prior_procedures is not False and d.chance(8):
-        _procedure(d, ctx, "bvn_ablation", "lumbar", d.num(30, 900), relief=(50,), weeks=(26,))
-    if ctx.prior_procedures and not ctx.doc.get("procedures"):
-        _procedure(d, ctx, "bvn_ablation", "lumbar", d.num(30, 900), relief=(50,), weeks=(26,))
-    if d.chance(15):
+    if ctx.prior_procedures is not False and (d.chance(8) or (ctx.prior_procedures and not ctx.doc.get("procedures"))):
+        _procedure(d, ctx, "bvn_ablation", region, d.num(30, 900), relief=(50,), weeks=(26,))
+    if d.chance(20):
         _condition(ctx, "osteoporosis")
+    if d.chance(15):
+        _condition(ctx, d.pick(("pacemaker", "implanted_defibrillator")))
+    if d.chance(8):
+        _imaging(d, ctx, "infection", region, modality="mri")
+    _pregnancy(d, ctx, 6)
     _backdate_pain(ctx, pain)
 
 
 def _genicular(d: _Draw, ctx: _Ctx) -> None:
-    pain = _pain(
-        d,
-        ctx,
-        ctx.region_of(d, ("knee",)),
-        ctx.character_of(d, ("joint", "joint", "neuropathic")),
-        weeks=(12, 26),
-        nrs=(5, 7),
-    )
+    character = ctx.character_of(d, ("joint", "joint", "neuropathic"))
+    pain = _pain(d, ctx, ctx.region_of(d, ("knee",)), character, weeks=(12, 26), nrs=(5, 7))
     _care(d, ctx)
     if d.chance(70):
         _imaging(d, ctx, "osteoarthritis", "knee", modality=d.pick(("xray", "mri")))
-    stage = ctx.stage(d, ("none", "block", "rfa", "arthroplasty"))
+    stage = ctx.stage(d, ("none", "block", "rfa", "arthroplasty", "regenerative"))
     side = pain.get("laterality")
     if stage == "block":
         for offset in d.dates(d.num(1, 2), 7, 300):
@@ -838,19 +882,15 @@ def _genicular(d: _Draw, ctx: _Ctx) -> None:
             _procedure(d, ctx, "genicular_rfa", "knee", offset, relief=(50,), weeks=(26,), side=side)
     elif stage == "arthroplasty":
         _procedure(d, ctx, "knee_arthroplasty", "knee", d.num(200, 2000), side=side)
+    elif stage == "regenerative":
+        _procedure(d, ctx, "regenerative_injection", "knee", d.num(14, 700), relief=(50,), weeks=(12,), side=side)
+    _pregnancy(d, ctx, 6)
     _backdate_pain(ctx, pain)
 
 
 def _occipital(d: _Draw, ctx: _Ctx) -> None:
-    pain = _pain(
-        d,
-        ctx,
-        ctx.region_of(d, ("head",)),
-        ctx.character_of(d, ("headache", "headache", "neuropathic")),
-        weeks=(12,),
-        nrs=(5, 7),
-        disability=10,
-    )
+    character = ctx.character_of(d, ("headache", "headache", "neuropathic"))
+    pain = _pain(d, ctx, ctx.region_of(d, ("head",)), character, weeks=(12,), nrs=(5, 7), disability=10)
     _care(d, ctx, failed=60)
     if ctx.stage(d, ("none", "none", "some")) == "some":
         for offset in d.dates(d.num(1, 5), 7, 360):
@@ -866,57 +906,53 @@ def _neurolysis(d: _Draw, ctx: _Ctx) -> None:
     _care(d, ctx, failed=75)
     if ctx.stage(d, ("none", "none", "some")) == "some":
         kind = "celiac_neurolysis" if region == "abdomen" else "hypogastric_neurolysis"
-        _procedure(
-            d,
-            ctx,
-            kind,
-            region,
-            d.num(7, 200),
-            relief=(50,),
-            weeks=(2,),
-            purpose=d.pick(("diagnostic", "diagnostic", "therapeutic", None)),
-        )
+        purpose = d.pick(("diagnostic", "diagnostic", "therapeutic", None))
+        _procedure(d, ctx, kind, region, d.num(7, 200), relief=(50,), weeks=(2,), purpose=purpose)
     _backdate_pain(ctx, pain)
 
 
 def _tpi(d: _Draw, ctx: _Ctx) -> None:
-    region = ctx.region_of(d, _TPI_REGIONS)
-    pain = _pain(d, ctx, region, ctx.character_of(d, ("myofascial",)), weeks=(6,), nrs=(5,))
-    _care(d, ctx, failed=85)
-    if d.chance(70):
-        ctx.care["active_exercise_program"] = d.chance(65)
+    region = ctx.region_of(d, (*_TPI_REGIONS, "abdomen", "abdomen"))
+    pain = _pain(d, ctx, region, ctx.character_of(d, ("myofascial",)), weeks=(6, 12), nrs=(5,))
+    _care(d, ctx, failed=88)
     if d.chance(85):
-        band: dict[str, Any] = {"test": "taut_band", "positive": d.chance(85)}
-        where = d.pick((region, region, None, None, "lumbar"))
+        ctx.care["active_exercise_program"] = d.chance(75)
+    if d.chance(90):
+        band: dict[str, Any] = {"test": "taut_band", "positive": d.chance(90)}
+        where = d.pick((region, region, region, None, None, None, "lumbar"))
         if where is not None:
             band["region"] = where
         ctx.add("exam", band)
     if ctx.stage(d, ("none", "none", "some")) == "some":
-        offsets = d.dates(d.num(1, 3), 43, 360)
+        offsets = d.dates(d.num(1, 5), 43, 360)
         offsets[-1] = d.near((42,), 1, 365)
         for offset in sorted(set(offsets), reverse=True):
             _procedure(d, ctx, "trigger_point_injection", region, offset, relief=(50,), weeks=(4,))
-    if d.chance(10):
+    if d.chance(30):
         _condition(ctx, "crps")
     _backdate_pain(ctx, pain)
 
 
 def _idd(d: _Draw, ctx: _Ctx) -> None:
     region = ctx.region_of(d, _CANCER_REGIONS)
-    pain = _pain(d, ctx, region, ctx.character_of(d, ("cancer",)), weeks=(4, 12), nrs=(7,))
+    pain = _pain(d, ctx, region, ctx.character_of(d, ("cancer",)), weeks=(4, 12), nrs=(7, 9))
     _condition(ctx, "cancer", active=d.chance(92))
-    _care(d, ctx, failed=85)
-    stage = ctx.stage(d, ("none", "none", "trial", "trials", "implanted"))
+    _care(d, ctx, failed=88)
+    stage = ctx.stage(d, ("none", "none", "none", "trial", "trials", "implanted"))
     if stage != "none":
+        like: int | None = None
         for offset in d.dates(2 if stage == "trials" else 1, 14, 300):
-            _procedure(d, ctx, "idd_trial", "thoracic", offset, relief=(50,), weeks=(1,), flags=True)
+            done = _procedure(
+                d, ctx, "idd_trial", "thoracic", offset, relief=(50, 70), like=like, weeks=(1,), flags=True
+            )
+            like = done.get("relief_pct")
     if stage == "implanted":
         _procedure(d, ctx, "idd_implant", "thoracic", d.num(1, 13))
     if d.chance(10):
         _condition(ctx, "intrathecal_pump")
-    if d.chance(18):
+    if d.chance(40):
         codes = ("untreated_major_psychiatric_disorder", "bleeding_disorder", "active_systemic_infection")
-        _condition(ctx, d.pick((*codes, "local_infection_at_site")))
+        _condition(ctx, d.pick((*codes, *codes[:2], "local_infection_at_site")))
     _backdate_pain(ctx, pain)
 
 
@@ -930,87 +966,93 @@ def _red_flag(d: _Draw, code: str | None = None) -> dict[str, Any]:
 
 
 def _red_flags(d: _Draw, ctx: _Ctx) -> None:
-    region = ctx.region_of(d, ("lumbar", "lumbar", "thoracic", "cervical", "sacral"))
-    pain = _pain(
-        d,
-        ctx,
-        region,
-        ctx.character_of(d, ("axial", "axial", "radicular", "neurogenic_claudication")),
-        weeks=(2, 6),
-        nrs=(7,),
-        worsening=70,
-    )
-    _care(d, ctx, failed=50)
-    scenario = d.pick(("ces", "neuro", "malignancy", "infection", "fracture", "inflammatory"))
-    if scenario == "ces":
-        ctx.add("red_flags", _red_flag(d, d.pick(_CES)))
-    elif scenario == "neuro":
-        if d.chance(50):
-            ctx.add("red_flags", _red_flag(d, "progressive_neurological_deficit"))
-        else:
-            ctx.add("exam", {"test": "myelopathic_signs", "positive": d.chance(85)})
-        if d.chance(35):
-            _condition(ctx, d.pick(("cancer", "immunosuppression", "active_systemic_infection")))
-    elif scenario == "malignancy":
-        if d.chance(60):
-            _condition(ctx, "cancer", active=d.chance(80))
-        for code in d.some(("unexplained_weight_loss", "night_pain"), 0, 2):
-            ctx.add("red_flags", _red_flag(d, code))
-        ctx.demographics["age_years"] = d.near((50,), 18, 95)
-    elif scenario == "infection":
-        choice = d.pick(("fever", "ivdu", "condition", "condition"))
-        if choice == "fever":
-            ctx.add("red_flags", _red_flag(d, "fever"))
-        elif choice == "ivdu":
-            ctx.add("red_flags", _red_flag(d, "intravenous_drug_use"))
-        else:
-            _condition(ctx, d.pick(("immunosuppression", "active_systemic_infection")))
-        if d.chance(25):
-            ctx.add("red_flags", _red_flag(d, "progressive_neurological_deficit"))
-    elif scenario == "fracture":
-        choice = d.pick(("trauma", "steroid", "osteoporosis", "age"))
-        if choice == "trauma":
-            ctx.add("red_flags", _red_flag(d, "significant_trauma"))
-        elif choice == "steroid":
-            ctx.add("red_flags", _red_flag(d, "prolonged_corticosteroid_use"))
-        elif choice == "osteoporosis":
-            _condition(ctx, "osteoporosis")
-        else:
-            ctx.demographics["age_years"] = d.near((70,), 18, 95)
-        if d.chance(25):
-            _imaging(d, ctx, "vertebral_fracture", region if region in _VERTEBRAE else "lumbar")
+    """Red flags, in a patient on another pathway half of the time (their candidates must give way)."""
+    base = d.pick(("spine", "spine", "facet", "facet", "esi", "sij", "pva", "bvn", "tpi"))
+    if base == "spine" or (ctx.region is not None and ctx.region not in _PATHWAY_SCOPE[base][0]):
+        region = ctx.region_of(d, ("lumbar", "lumbar", "thoracic", "cervical", "sacral"))
+        character = ctx.character_of(d, ("axial", "axial", "radicular", "neurogenic_claudication"))
+        pain = _pain(d, ctx, region, character, weeks=(2, 6), nrs=(7,), worsening=65)
+        _care(d, ctx, failed=50)
     else:
-        _condition(ctx, "spondyloarthritis", active=d.chance(90))
+        _BUILDERS[base](d, ctx)
+        pain = ctx.doc["pain"][0]
+        region = pain["region"]
+        if d.chance(50):
+            pain["worsening"] = d.chance(60)
+    scenarios = ("ces", "neuro", "malignancy", "malignancy", "infection", "infection", "fracture", "fracture", "other")
+    for scenario in d.some(scenarios, 1, 2):
+        if scenario == "ces":
+            ctx.add("red_flags", _red_flag(d, d.pick(_CES)))
+        elif scenario == "neuro":
+            if d.chance(50):
+                ctx.add("red_flags", _red_flag(d, "progressive_neurological_deficit"))
+            else:
+                ctx.add("exam", {"test": "myelopathic_signs", "positive": d.chance(85)})
+            if d.chance(60):
+                _condition(ctx, d.pick(("cancer", "cancer", "immunosuppression", "active_systemic_infection")))
+        elif scenario == "malignancy":
+            if d.chance(50):
+                _condition(ctx, "cancer", active=d.chance(80))
+            for code in d.some(("unexplained_weight_loss", "night_pain"), 1, 2):
+                ctx.add("red_flags", _red_flag(d, code))
+            ctx.demographics["age_years"] = d.near((50, 70), 18, 95)
+        elif scenario == "infection":
+            choice = d.pick(("fever", "fever", "ivdu", "ivdu", "condition", "condition"))
+            if choice == "fever":
+                ctx.add("red_flags", _red_flag(d, "fever"))
+            elif choice == "ivdu":
+                ctx.add("red_flags", _red_flag(d, "intravenous_drug_use"))
+                if d.chance(50):  # no sign of infection (yet)
+                    pain["worsening"] = False
+            else:
+                _condition(ctx, d.pick(("immunosuppression", "active_systemic_infection")))
+            if d.chance(25):
+                ctx.add("red_flags", _red_flag(d, "progressive_neurological_deficit"))
+        elif scenario == "fracture":
+            choice = d.pick(("trauma", "trauma", "steroid", "steroid", "osteoporosis", "age"))
+            if choice == "trauma":
+                ctx.add("red_flags", _red_flag(d, "significant_trauma"))
+            elif choice == "steroid":
+                ctx.add("red_flags", _red_flag(d, "prolonged_corticosteroid_use"))
+            elif choice == "osteoporosis":
+                _condition(ctx, "osteoporosis")
+            else:
+                ctx.demographics["age_years"] = d.near((70,), 18, 95)
+            if d.chance(25):
+                _imaging(d, ctx, "vertebral_fracture", region if region in _VERTEBRAE else "lumbar")
+        else:
+            _condition(ctx, "spondyloarthritis", active=d.chance(90))
     _backdate_pain(ctx, pain)
 
 
 def _opioids(d: _Draw, ctx: _Ctx) -> None:
     region = ctx.region_of(d, ("lumbar", "lumbar", "cervical", "sacral", "hip", "knee", "lower_limb"))
-    pain = _pain(d, ctx, region, ctx.character_of(d, ("axial", "radicular", "joint", "neuropathic")), weeks=(26,))
+    character = ctx.character_of(d, ("axial", "radicular", "joint", "neuropathic", "cancer"))
+    pain = _pain(d, ctx, region, character, weeks=(26,))
     _care(d, ctx, failed=70)
-    ctx.doc["__opioids"] = True
-    if d.chance(40):
-        ctx.add("screenings", _screening(d, d.pick(("ort", "stop_bang"))))
-    if d.chance(30):
-        _condition(
-            ctx,
-            d.pick(
-                (
-                    "prior_overdose",
-                    "substance_use_disorder",
-                    "opioid_use_disorder",
-                    "sleep_apnea",
-                    "advanced_renal_disease",
-                    "liver_cirrhosis",
-                    "cancer",
-                )
-            ),
-            active=d.chance(80),
+    ctx.opioid = True
+    for instrument in d.some(("stop_bang", "ort", "stop_bang"), 0, 2):
+        ctx.add("screenings", _screening(d, instrument))
+    if d.chance(25):  # a dose on record for one opioid only: the total is unknown
+        agent = d.pick(("morphine", "hydrocodone", "oxycodone"))
+        ctx.add("medications", {"agent": agent, "daily_dose": float(d.pick((50, 60, 90, 120))), "dose_unit": "mg"})
+        ctx.add("medications", {"agent": d.pick(("tramadol", "tapentadol", "fentanyl_transdermal"))})
+    if d.chance(45):
+        history = (
+            "sleep_apnea",
+            "prior_overdose",
+            "substance_use_disorder",
+            "opioid_use_disorder",
+            "sleep_apnea",
+            "advanced_renal_disease",
+            "liver_cirrhosis",
+            "cancer",
         )
-    if d.chance(20):
+        _condition(ctx, d.pick(history), active=d.chance(80))
+    if d.chance(25):
         ctx.demographics["age_years"] = d.near((65,), 18, 95)
-    if d.chance(10):
-        pain["character"] = "cancer" if ctx.character is None else pain["character"]
+    if ctx.prior_procedures is not False and d.chance(10):
+        _procedure(d, ctx, "regenerative_injection", region, d.num(14, 700), relief=(50,), weeks=(12,))
     _backdate_pain(ctx, pain)
 
 
@@ -1031,6 +1073,24 @@ _BUILDERS: dict[str, Callable[[_Draw, _Ctx], None]] = {
     "red_flags": _red_flags,
     "opioids": _opioids,
 }
+# How often each pathway is drawn, relative to the others (by the number of rules that read it).
+_WEIGHTS = {
+    "general": 3,
+    "facet": 6,
+    "esi": 6,
+    "sij": 4,
+    "neuromodulation": 2,
+    "crps": 3,
+    "pva": 4,
+    "bvn": 3,
+    "genicular": 1,
+    "occipital": 1,
+    "neurolysis": 1,
+    "tpi": 3,
+    "idd": 2,
+    "red_flags": 6,
+    "opioids": 3,
+}
 
 
 # -- background ----------------------------------------------------------------------------------------------
@@ -1045,18 +1105,33 @@ _SCREEN_MARKS: dict[str, tuple[int, ...]] = {
     "isi": (15,),
 }
 _SCREEN_MAX = {"phq9": 27, "gad7": 21, "pcs": 52, "start_back": 9, "ort": 26, "stop_bang": 8, "isi": 28}
+# Conditions the background draws, those that safety rules read first (twice as often).
+_BACKGROUND_CONDITIONS = (
+    "diabetes",
+    "immunosuppression",
+    "active_systemic_infection",
+    "local_infection_at_site",
+    "bleeding_disorder",
+    "liver_cirrhosis",
+    "advanced_renal_disease",
+    "pacemaker",
+    "mechanical_heart_valve",
+    "recent_coronary_stent",
+    "recent_vte_or_stroke",
+    "osteoporosis",
+    "sleep_apnea",
+    *_CONDITIONS,
+)
 
 
 def _screening(d: _Draw, instrument: str) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "instrument": instrument,
-        "score": d.near(_SCREEN_MARKS[instrument], 0, _SCREEN_MAX[instrument]),
-    }
+    score = d.near(_SCREEN_MARKS[instrument], 0, _SCREEN_MAX[instrument])
+    item: dict[str, Any] = {"instrument": instrument, "score": score}
     if instrument == "phq9" and d.chance(60):
         item["item9"] = d.pick((0, 0, 1, 2, 3))
-    if instrument == "start_back" and d.chance(70):
+    if instrument == "start_back" and d.chance(60):
         item["distress_subscore"] = d.near((4,), 0, 5)
-    if d.chance(65):
+    if d.chance(60):
         item["date"] = d.ago(d.num(0, 800))
     return item
 
@@ -1073,27 +1148,44 @@ def _opioid(d: _Draw) -> dict[str, Any]:
     return item
 
 
-def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: bool | None, opioids: bool | None) -> None:
-    doc = ctx.doc
+def _lab(d: _Draw, test: str) -> dict[str, Any]:
+    if test == "inr":
+        value = d.pick((0.9, 1.0, 1.1, 1.4, 1.5, 1.6, 2.0, 2.5, 2.9, 3.0, 3.1, 3.5, 4.5))
+    elif test == "platelets":
+        value = float(d.pick((8.0, 15.0, 19.0, 20.0, 21.0, 49.0, 50.0, 51.0, 99.0, 100.0, 101.0, 180.0, 250.0)))
+    elif test == "glucose":
+        value = float(d.pick((85, 110, 150, 201, 250, 320)))
+    elif test == "hba1c":
+        value = d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0))
+    else:
+        value = float(d.pick((15, 29, 45, 60, 90)))
+    return {"test": test, "value": value, "date": d.ago(d.num(0, 200))}
+
+
+def _demographics(d: _Draw, ctx: _Ctx) -> None:
     demo = ctx.demographics
     if "age_years" not in demo and d.chance(85):
         age = d.near((50, 65, 70), 18, 95, pct=35)
         if d.chance(15):  # a birth date instead, giving the same age at as_of
-            start = date(ctx_as_of(ctx).year - age, 1, 1)
-            demo["birth_date"] = (
-                start + timedelta(days=d.num(0, (ctx_as_of(ctx) - date(ctx_as_of(ctx).year, 1, 1)).days))
-            ).isoformat()
+            january = date(ctx.as_of.year, 1, 1)
+            born = date(ctx.as_of.year - age, 1, 1) + timedelta(days=d.num(0, (ctx.as_of - january).days))
+            demo["birth_date"] = born.isoformat()
         else:
             demo["age_years"] = age
     if "sex" not in demo and d.chance(85):
         demo["sex"] = d.pick(("female", "male", "female", "male", "other"))
-    if demo.get("sex") in ("female", "other") and "pregnant" not in demo and d.chance(50):
+    if demo.get("sex") == "female" and "pregnant" not in demo and d.chance(50):
         recorded = demo.get("age_years")
-        demo["pregnant"] = d.chance(15) and (recorded is None or recorded <= 50)
+        demo["pregnant"] = d.chance(20) and (recorded is None or recorded <= 50) and "birth_date" not in demo
     if d.chance(60):
         demo["bmi"] = float(d.near((30,), 16, 55, pct=40)) + d.pick((0.0, 0.0, 0.5))
     if d.chance(60):
         demo["tobacco_use"] = d.pick(("never", "former", "current"))
+
+
+def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: bool | None, opioids: bool | None) -> None:
+    doc = ctx.doc
+    _demographics(d, ctx)
     if "psychological_evaluation" not in doc and d.chance(10):
         _psych_evaluation(d, ctx)
     # screenings: instruments on and around their thresholds, some undated, some repeated
@@ -1103,17 +1195,16 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
             if d.chance(12):
                 ctx.add("screenings", _screening(d, instrument))
     # medications
-    want_at = anticoagulants if anticoagulants is not None else d.chance(22)
-    if want_at:
+    if anticoagulants if anticoagulants is not None else d.chance(25):
         for agent in d.some(_ANTITHROMBOTICS, 1, 2):
             item: dict[str, Any] = {"agent": agent}
             indication = d.pick(_ANTITHROMBOTIC_INDICATIONS)
             if indication is not None:
                 item["indication"] = indication
             ctx.add("medications", item)
-    want_opioid = opioids if opioids is not None else (doc.pop("__opioids", False) or d.chance(12))
-    doc.pop("__opioids", None)
-    if want_opioid:
+            if agent in ("warfarin", "acenocoumarol") and d.chance(75):
+                ctx.add("labs", _lab(d, "inr"))
+    if opioids if opioids is not None else (ctx.opioid or d.chance(10)):
         agents: set[str] = set()
         for _ in range(d.pick((1, 1, 1, 2, 2, 3))):
             opioid = _opioid(d)
@@ -1124,48 +1215,94 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
             ctx.add("medications", {"agent": d.pick(_BENZODIAZEPINES)})
         if d.chance(25):
             ctx.add("medications", {"agent": "naloxone"})
-    if d.chance(30):
+    if d.chance(25):
         for agent in d.some(_OTHER_MEDICATIONS, 1, 2):
             ctx.add("medications", {"agent": agent})
     # laboratory results, in their canonical units, before as_of
-    if d.chance(22):
-        for _ in range(d.num(1, 3)):
-            test = d.pick(("inr", "platelets", "inr", "platelets", "glucose", "hba1c", "egfr"))
-            value = {
-                "inr": lambda: d.pick((0.9, 1.0, 1.1, 1.4, 1.5, 1.6, 2.0, 2.9, 3.0, 3.1, 4.0)),
-                "platelets": lambda: float(d.near((20, 50, 100), 5, 450)),
-                "glucose": lambda: float(d.pick((85, 110, 150, 201, 250, 320))),
-                "hba1c": lambda: d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0)),
-                "egfr": lambda: float(d.pick((15, 29, 45, 60, 90))),
-            }[test]()
-            ctx.add("labs", {"test": test, "value": value, "date": d.ago(d.num(0, 200))})
-    # conditions, allergies
     if d.chance(30):
-        for code in d.some(_CONDITIONS, 1, 2):
-            entry: dict[str, Any] = {"code": code}
-            if d.chance(15):
-                entry["active"] = False
-            if code in ("local_infection_at_site", "crps") and d.chance(60):
-                pains = doc.get("pain") or [{"region": "lumbar"}]
-                entry["region"] = pains[0]["region"]
-            ctx.add("conditions", entry)
+        for _ in range(d.num(1, 3)):
+            ctx.add("labs", _lab(d, d.pick(("inr", "platelets", "inr", "platelets", "glucose", "hba1c", "egfr"))))
+    # conditions, allergies
+    if d.chance(35):
+        for code in d.some(_BACKGROUND_CONDITIONS, 1, 2):
+            region = None
+            if code in ("local_infection_at_site", "crps") and d.chance(70):
+                region = (doc.get("pain") or [{"region": "lumbar"}])[0]["region"]
+            _condition(ctx, code, active=d.chance(88), region=region)
+    if doc.get("pain") and d.chance(5):  # an infected injection site
+        _condition(ctx, "local_infection_at_site", region=doc["pain"][0]["region"])
     if d.chance(12):
         for substance in d.some(_ALLERGIES, 1, 2):
             ctx.add("allergies", {"substance": substance})
     # red flags
     if red_flags is False:
         doc.pop("red_flags", None)
-    elif red_flags or (not doc.get("red_flags") and d.chance(6)):
-        have = len(doc.get("red_flags", []))
-        for _ in range(d.num(max(0, 1 - have), 2 - min(have, 1))):
-            ctx.add("red_flags", _red_flag(d, d.pick(_CES) if d.chance(50) else None))
+    elif (red_flags and not doc.get("red_flags")) or (red_flags is None and d.chance(5)):
+        for _ in range(d.pick((1, 1, 2))):
+            ctx.add("red_flags", _red_flag(d, d.pick(_CES) if d.chance(70) else None))
 
 
-def _finish(d: _Draw, ctx: _Ctx, max_pain: int, prior_procedures: bool | None) -> dict[str, Any]:
+def _complication(d: _Draw, ctx: _Ctx) -> None:
+    """One finding that a safety rule reads beside the candidates of the pathway (in ``region``)."""
+    region = ctx.doc["pain"][0]["region"] if ctx.doc.get("pain") else "lumbar"
+    what = d.pick(
+        (
+            "pregnant",
+            "site_infection",
+            "systemic_infection",
+            "immunosuppression",
+            "fever",
+            "contrast_allergy",
+            "anaesthetic_allergy",
+            "diabetes",
+            "prednisone",
+            "device",
+            "bleeding_disorder",
+            "renal_hepatic",
+            "inr_high",
+            "platelets_low",
+            "warfarin",
+            "thrombotic_risk",
+            "drug_use",
+        )
+    )
+    if what == "pregnant":
+        _pregnancy(d, ctx, 100)
+    elif what == "site_infection":
+        _condition(ctx, "local_infection_at_site", region=region)
+    elif what == "systemic_infection":
+        _condition(ctx, "active_systemic_infection")
+    elif what in ("immunosuppression", "diabetes", "bleeding_disorder"):
+        _condition(ctx, what)
+    elif what == "fever":
+        ctx.add("red_flags", _red_flag(d, "fever"))
+    elif what == "drug_use":  # a risk factor for spinal infection, not a red flag by itself
+        ctx.add("red_flags", _red_flag(d, "intravenous_drug_use"))
+    elif what in ("contrast_allergy", "anaesthetic_allergy"):
+        ctx.add("allergies", {"substance": "iodinated_contrast" if what == "contrast_allergy" else "local_anesthetic"})
+    elif what == "prednisone":
+        ctx.add("medications", {"agent": "prednisone"})
+    elif what == "device":
+        _condition(ctx, d.pick(("pacemaker", "implanted_defibrillator")))
+    elif what == "renal_hepatic":
+        _condition(ctx, d.pick(("advanced_renal_disease", "liver_cirrhosis")))
+    elif what in ("inr_high", "platelets_low"):
+        test = "inr" if what == "inr_high" else "platelets"
+        value = d.pick((1.6, 2.0, 3.1, 3.5, 4.5)) if test == "inr" else d.pick((8.0, 15.0, 19.0, 45.0, 80.0))
+        ctx.add("labs", {"test": test, "value": value, "date": d.ago(d.num(0, 30))})
+    elif what == "warfarin":
+        ctx.add("medications", {"agent": d.pick(("warfarin", "acenocoumarol")), "indication": "treatment"})
+        if d.chance(50):
+            ctx.add("labs", _lab(d, "inr"))
+    else:
+        ctx.add("medications", {"agent": d.pick(("clopidogrel", "apixaban", "aspirin", "warfarin"))})
+        _condition(ctx, d.pick(("mechanical_heart_valve", "recent_coronary_stent", "recent_vte_or_stroke")))
+
+
+def _finish(d: _Draw, ctx: _Ctx, max_pain: int) -> dict[str, Any]:
     """Apply the knobs that constrain the whole document; mark the index pain."""
     doc = ctx.doc
-    pain: list[dict[str, Any]] = doc.get("pain", [])
-    if len(pain) < max_pain and d.chance(15):  # an unrelated second complaint
+    if len(doc.get("pain", [])) < max_pain and d.chance(12):  # an unrelated second complaint
         _pain(d, ctx, d.pick(_REGIONS), d.pick(_CHARACTERS), weeks=(12,))
     pain = doc["pain"] = doc["pain"][:max_pain]
     for item in pain:
@@ -1173,17 +1310,16 @@ def _finish(d: _Draw, ctx: _Ctx, max_pain: int, prior_procedures: bool | None) -
             item["region"] = ctx.region
         if ctx.character is not None:
             item["character"] = ctx.character
-    if pain and d.chance(92):
+    if d.chance(92):
         pain[0]["is_index"] = True
-    if prior_procedures is False:
+    if ctx.prior_procedures is False:
         doc.pop("procedures", None)
-    elif prior_procedures and not doc.get("procedures"):
-        region = ctx.region or pain[0]["region"]
+    elif ctx.prior_procedures and not doc.get("procedures"):
         kind = d.pick(("facet_mbb", "esi_transforaminal", "trigger_point_injection", "regenerative_injection"))
-        _procedure(d, ctx, kind, region, d.num(7, 700), relief=(50, 80), weeks=(12,))
+        _procedure(d, ctx, kind, pain[0]["region"], d.num(7, 700), relief=(50, 80), weeks=(12,))
     if d.chance(25):
         doc["id"] = "p" + str(d.num(1, 99999))
-    return {k: v for k, v in doc.items() if v not in ({}, []) and not k.startswith("__")}
+    return {k: v for k, v in doc.items() if v not in ({}, [])}
 
 
 def patients(
@@ -1197,8 +1333,33 @@ def patients(
     opioids: bool | None = None,
     prior_procedures: bool | None = None,
     max_pain: int = 2,
+    ruleset: Ruleset | None = None,
 ) -> st.SearchStrategy[PatientCase]:
-    """Valid, clinically coherent patients (see the module docstring for the pathways and the knobs)."""
+    """Valid, clinically coherent patients (the module docstring describes the pathways and the knobs).
+
+    ``ruleset``: draw only medications of its catalogue (a ruleset with a smaller catalogue than the
+    bundled one would refuse the others). The same knobs give the same strategy object (strategies are
+    built once, so that drawing stays cheap).
+    """
+    agents = frozenset(ruleset.medications) if ruleset is not None else None
+    return _patients(
+        as_of, pathway, region, character, red_flags, anticoagulants, opioids, prior_procedures, max_pain, agents
+    )
+
+
+@functools.cache
+def _patients(
+    as_of: date,
+    pathway: str | None,
+    region: str | None,
+    character: str | None,
+    red_flags: bool | None,
+    anticoagulants: bool | None,
+    opioids: bool | None,
+    prior_procedures: bool | None,
+    max_pain: int,
+    agents: frozenset[str] | None,
+) -> st.SearchStrategy[PatientCase]:
     if pathway is not None and pathway not in _BUILDERS:
         raise ValueError(f"unknown pathway {pathway!r}; choose from {', '.join(PATHWAYS)}")
     if region is not None and region not in _REGIONS:
@@ -1215,23 +1376,31 @@ def patients(
             for name, (regions, characters) in _PATHWAY_SCOPE.items()
             if (region is None or region in regions) and (character is None or character in characters)
         ) or ("general",)
-    # the general pathway stays the simplest (shrinking goes there) but is drawn no more often than any other
-    weighted = (eligible[0], *eligible) if len(eligible) > 1 else eligible
+    # simplest first (shrinking goes there), each pathway as often as its weight says
+    weighted = tuple(name for name in eligible for _ in range(_WEIGHTS[name]))
 
     @st.composite
     def build(draw: st.DrawFn) -> PatientCase:
         d = _Draw(draw, as_of)
-        ctx = _Ctx(region, character, prior_procedures, {"__as_of": as_of})
-        name = d.pick(weighted)
-        _BUILDERS[name](d, ctx)
+        ctx = _Ctx(as_of, region, character, prior_procedures, {})
+        first = d.pick(weighted)
+        _BUILDERS[first](d, ctx)
+        if pathway is None and max_pain > 1 and d.chance(65):  # a second complaint on another pathway
+            second = d.pick(weighted)
+            if second not in (first, "red_flags"):
+                _BUILDERS[second](d, ctx)
+        if first not in ("general", "red_flags", "opioids"):
+            for _ in range(d.pick((0, 0, 1, 1, 1, 2))):
+                _complication(d, ctx)
         _background(d, ctx, red_flags, anticoagulants, opioids)
-        doc = _finish(d, ctx, max_pain, prior_procedures)
-        if anticoagulants is False or opioids is False:
+        doc = _finish(d, ctx, max_pain)
+        if anticoagulants is False or opioids is False or agents is not None:
             doc["medications"] = [
                 m
                 for m in doc.get("medications", [])
                 if not (anticoagulants is False and m["agent"] in _ANTITHROMBOTICS)
                 and not (opioids is False and m["agent"] in _OPIOIDS)
+                and (agents is None or m["agent"] in agents)
             ]
         return PatientCase.model_validate(doc)
 
@@ -1239,32 +1408,40 @@ def patients(
 
 
 def boundary_patients(
-    ruleset: Ruleset, *, profile: str | None = None, as_of: date = DEFAULT_AS_OF
+    ruleset: Ruleset,
+    *,
+    profile: str | None = None,
+    as_of: date = DEFAULT_AS_OF,
+    targets: Sequence[Threshold] | None = None,
+    base: st.SearchStrategy[PatientCase] | None = None,
 ) -> st.SearchStrategy[PatientCase]:
     """Patients with one value just below, on or just above one numeric threshold of ``ruleset``.
 
-    Every threshold a rule compares (a literal, or a parameter resolved under ``profile``) is a target;
-    the rest of the patient is drawn by :func:`patients`, so the threshold meets varied surroundings.
+    Every threshold a rule compares (a literal, or a parameter resolved under ``profile``) is a target,
+    or only ``targets`` (from :func:`ipm_cds.testing.boundaries.thresholds`); each (threshold, probe value)
+    pair is equally likely. The rest of the patient is drawn by ``base`` (:func:`patients` by default), so
+    the threshold meets varied surroundings. Probes that cannot be recorded (a negative count, a score
+    outside its instrument's range) are rejected, never drawn.
     """
     from hypothesis import assume
 
     from .boundaries import set_fact_field, thresholds
 
-    found = thresholds(ruleset, profile)
+    found = list(targets) if targets is not None else thresholds(ruleset, profile)
     if not found:
         raise ValueError("the ruleset compares no numeric threshold")
+    probes = tuple((t, value) for t in found for value in t.probes())
+    surroundings = base if base is not None else patients(as_of=as_of)
 
     @st.composite
     def draw(draw: st.DrawFn) -> PatientCase:
-        target = draw(st.sampled_from(found))
-        value = draw(st.sampled_from(target.probes()))
-        base = draw(patients(as_of=as_of)).model_dump(mode="json", exclude_none=True)
-        doc = set_fact_field(
-            base, target.fact_type, target.field, value, as_of, target.selectors, index=draw(st.integers(0, 5))
-        )
-        assume(doc is not None)
+        target, value = draw(_choice(probes))
+        doc = draw(surroundings).model_dump(mode="json", exclude_none=True)
+        where = draw(_int(0, 5))
+        probed = set_fact_field(doc, target.fact_type, target.field, value, as_of, target.selectors, where, ruleset)
+        assume(probed is not None)
         try:
-            return PatientCase.model_validate(doc)
+            return PatientCase.model_validate(probed)
         except ValidationError:
             assume(False)
             raise  # unreachable: assume(False) stops the draw

@@ -1,0 +1,470 @@
+"""Evaluate many patients (JSON Lines in, JSON Lines out), in several processes, in input order.
+
+:func:`evaluate_many` takes any iterable of patient documents (mappings, :class:`~ipm_cds.PatientCase`
+objects, or JSON text) and yields one :class:`BatchResult` per document, in input order, as soon as it
+and every result before it are ready. It streams: however long the input, at most
+``workers * IN_FLIGHT_CHUNKS`` chunks of ``chunk_size`` documents are held at once. With ``workers > 1``
+each worker process builds one engine and evaluates chunk after chunk (durable-rules never releases the
+GIL, so processes are the way to use several cores); with ``workers=1`` everything runs in this process.
+
+A document that cannot be assessed (invalid patient data, an evaluation error) becomes a result that
+carries the error instead of an assessment; the batch goes on. ``ipm-cds batch`` writes each result as
+one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from .decision_log import DecisionLog, decision_entry
+from .engine.facade import BackendName, Engine
+from .errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
+from .ruleset.loader import Ruleset, load_ruleset
+
+DEFAULT_CHUNK_SIZE = 32
+IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""A JSON Lines record longer than this is reported as an error without being read into memory whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome for one input document: an assessment (as JSON) or an error, never both."""
+
+    index: int  # 0-based position in the input
+    line: int | None  # 1-based line number, when the input was read from JSON Lines
+    assessment_json: str | None  # compact JSON with sorted keys, as Assessment.to_json(indent=None)
+    error: Mapping[str, Any] | None  # {"type", "message"} and, where known, "problems" or "rule"
+    decision: Mapping[str, Any] | None = None  # the decision-log entry, when decisions are logged
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def assessment(self) -> Any:
+        """The :class:`~ipm_cds.Assessment` (parsed from JSON on demand); raises if this result is an error."""
+        from .assessment import Assessment
+
+        if self.assessment_json is None:
+            raise ValueError(f"record {self.line or self.index + 1} has no assessment: {self.error}")
+        return Assessment.model_validate_json(self.assessment_json)
+
+    def to_json_line(self) -> str:
+        """One JSON Lines record (without the newline)."""
+        position = f'"line": {self.line}' if self.line is not None else f'"index": {self.index}'
+        if self.assessment_json is not None:
+            return "{" + position + ', "assessment": ' + self.assessment_json + "}"
+        return "{" + position + ', "error": ' + json.dumps(self.error, sort_keys=True, ensure_ascii=False) + "}"
+
+
+@dataclass(frozen=True)
+class _Config:
+    ruleset: Ruleset
+    profile: str | None
+    backend: BackendName
+    parameters: Mapping[str, int | float]
+    as_of: date
+    timestamp: bool
+    log_decisions: bool
+    include_patient_id: bool
+
+
+Record = tuple[int, int | None, Any]  # (index, line, document)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, PatientDataError):
+        out["problems"] = [str(p) for p in exc.problems]
+    elif isinstance(exc, EvaluationError) and exc.rule:
+        out["rule"] = exc.rule
+    elif not isinstance(exc, IpmCdsError):
+        out["message"] = f"unexpected error (a bug in ipm-cds, please report it): {exc}"
+    return out
+
+
+class _Evaluator:
+    """One engine and the batch settings; evaluates records into results."""
+
+    def __init__(self, config: _Config) -> None:
+        self.config = config
+        self.engine = Engine(
+            config.ruleset, profile=config.profile, backend=config.backend, parameters=config.parameters
+        )
+
+    def evaluate(self, record: Record) -> BatchResult:
+        from .patient import parse_patient
+
+        index, line, document = record
+        config = self.config
+        started = time.perf_counter()
+        try:
+            if isinstance(document, _Oversize):
+                raise PatientDataError([Problem(f"record is longer than {MAX_RECORD_BYTES} bytes")])
+            case = parse_patient(document)
+            assessment = self.engine.evaluate(case, as_of=config.as_of, timestamp=config.timestamp)
+        except Exception as exc:  # every failure is this record's, reported in its place; the batch goes on
+            return BatchResult(index, line, None, _error(exc))
+        elapsed = time.perf_counter() - started
+        decision = None
+        if config.log_decisions:
+            decision = decision_entry(
+                assessment,
+                case,
+                elapsed_seconds=elapsed,
+                backend=config.backend,
+                include_patient_id=config.include_patient_id,
+            )
+        return BatchResult(index, line, assessment.to_json(indent=None, timestamp=config.timestamp), None, decision)
+
+
+class _Oversize:
+    """Stands in for a JSON Lines record too long to read (its text is skipped, never held)."""
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+
+_WORKER: dict[str, _Evaluator] = {}  # in a worker process: its one evaluator (one engine)
+
+
+def _init_worker(config: _Config) -> None:
+    _WORKER["evaluator"] = _Evaluator(config)
+
+
+def _run_chunk(chunk: list[Record]) -> list[BatchResult]:
+    evaluator = _WORKER["evaluator"]
+    return [evaluator.evaluate(record) for record in chunk]
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers start from a clean process, not a copy of one that may hold locks or live engine
+    # states (fork copies both); spawn where forkserver does not exist.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _evaluate_records(
+    records: Iterable[Record], config: _Config, workers: int, chunk_size: int
+) -> Iterator[BatchResult]:
+    if workers == 1:
+        evaluator = _Evaluator(config)
+        for record in records:
+            yield evaluator.evaluate(record)
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,)
+    ) as pool:
+        pending: deque[Future[list[BatchResult]]] = deque()
+        try:
+            for chunk in _chunks(records, chunk_size):
+                pending.append(pool.submit(_run_chunk, chunk))
+                while len(pending) >= workers * IN_FLIGHT_CHUNKS:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise EvaluationError(
+                "a batch worker process ended unexpectedly; no result after the last one written is certain",
+                hint="run the batch again with --workers 1 to find the record",
+            ) from exc
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _config(
+    ruleset: Ruleset | str | os.PathLike[str] | None,
+    profile: str | None,
+    backend: BackendName,
+    parameters: Mapping[str, int | float] | None,
+    as_of: date | None,
+    timestamp: bool,
+    decision_log: object,
+    include_patient_id: bool,
+) -> _Config:
+    from .engine.program import build_program
+
+    loaded = (
+        ruleset
+        if isinstance(ruleset, Ruleset)
+        else load_ruleset(None if ruleset is None else Path(ruleset), with_tests=False)
+    )
+    build_program(loaded, profile, parameters)  # an unknown profile or a bad parameter fails here, once
+    return _Config(
+        ruleset=loaded,
+        profile=profile,
+        backend=backend,
+        parameters=dict(parameters or {}),
+        as_of=as_of or date.today(),  # one date for the whole batch, even across midnight
+        timestamp=timestamp,
+        log_decisions=decision_log is not None,
+        include_patient_id=include_patient_id,
+    )
+
+
+def evaluate_many(
+    patients: Iterable[Any],
+    workers: int = 1,
+    *,
+    ruleset: Ruleset | str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    as_of: date | None = None,
+    backend: BackendName = "durable",
+    parameters: Mapping[str, int | float] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timestamp: bool = True,
+    decision_log: str | os.PathLike[str] | DecisionLog | None = None,
+    include_patient_id: bool = False,
+) -> Iterator[BatchResult]:
+    """Assess every patient; return an iterator of results in input order, streaming.
+
+    ``ruleset`` is a loaded :class:`~ipm_cds.Ruleset` or a folder (the bundled ruleset by default);
+    ``as_of`` defaults to today, fixed once for the whole batch. ``decision_log`` is a path or a
+    :class:`~ipm_cds.decision_log.DecisionLog`: each assessment made is recorded there, in input order.
+    Bad settings raise :class:`~ipm_cds.errors.ConfigurationError` (or ``RulesetError``) here, before
+    any patient is read.
+    """
+    return _evaluate(
+        ((i, None, p) for i, p in enumerate(patients)),
+        workers=workers,
+        ruleset=ruleset,
+        profile=profile,
+        as_of=as_of,
+        backend=backend,
+        parameters=parameters,
+        chunk_size=chunk_size,
+        timestamp=timestamp,
+        decision_log=decision_log,
+        include_patient_id=include_patient_id,
+    )
+
+
+def _evaluate(
+    records: Iterable[Record],
+    *,
+    workers: int,
+    ruleset: Ruleset | str | os.PathLike[str] | None,
+    profile: str | None,
+    as_of: date | None,
+    backend: BackendName,
+    parameters: Mapping[str, int | float] | None,
+    chunk_size: int,
+    timestamp: bool,
+    decision_log: str | os.PathLike[str] | DecisionLog | None,
+    include_patient_id: bool,
+) -> Iterator[BatchResult]:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
+    if backend not in ("durable", "python"):
+        raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
+    config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
+    if backend == "durable":
+        from .engine import durable_backend
+
+        if not durable_backend.available():
+            Engine(config.ruleset, profile=profile, backend="durable")  # raises BackendUnavailableError
+    if isinstance(decision_log, DecisionLog):
+        return _logged(_evaluate_records(records, config, workers, chunk_size), decision_log, owned=False)
+    if decision_log is not None:
+        log = DecisionLog(decision_log, include_patient_id=include_patient_id)
+        return _logged(_evaluate_records(records, config, workers, chunk_size), log, owned=True)
+    return _evaluate_records(records, config, workers, chunk_size)
+
+
+def _logged(results: Iterator[BatchResult], log: DecisionLog, *, owned: bool) -> Iterator[BatchResult]:
+    try:
+        for result in results:
+            if result.decision is not None:
+                log.write(dict(result.decision))
+            yield result
+    finally:
+        if owned:
+            log.close()
+
+
+# -- JSON Lines -----------------------------------------------------------------------------------------
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parameter(text: str) -> tuple[str, int | float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}")
+
+
+class _Reader:
+    """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        index = 0
+        number = 0
+        while True:
+            line = self.stream.readline(MAX_RECORD_BYTES + 1)
+            if not line:
+                return
+            number += 1
+            self.bytes_read += len(line)
+            document: Any = line
+            if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time
+                    line = self.stream.readline(MAX_RECORD_BYTES)
+                    self.bytes_read += len(line)
+                document = _Oversize()
+            elif not line.strip():
+                continue  # blank lines separate nothing in JSON Lines; they are skipped, not errors
+            yield index, number, document
+            index += 1
+
+
+class _Progress:
+    """A one-line progress report on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.total = total_bytes
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.done = self.errors = 0
+
+    def update(self, result: BatchResult, bytes_read: int) -> None:
+        self.done += 1
+        self.errors += 0 if result.ok else 1
+        now = time.monotonic()
+        if self.enabled and now - self.last >= 0.2:
+            self.last = now
+            self.draw(bytes_read)
+
+    def draw(self, bytes_read: int) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        text = f"{self.done:,} records, {self.done / elapsed:,.0f}/s, {self.errors:,} errors"
+        if self.total:
+            fraction = min(bytes_read / self.total, 1.0)
+            filled = int(fraction * 30)
+            text = f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} " + text
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+
+    def close(self, bytes_read: int) -> None:
+        if self.enabled:
+            self.draw(bytes_read)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    source: IO[bytes]
+    total: int | None = None
+    if str(args.input) == "-":
+        source = sys.stdin.buffer
+    else:
+        if not args.input.is_file():
+            raise PatientDataError([Problem(f"no such file: {args.input}")])
+        source = args.input.open("rb")
+        total = args.input.stat().st_size
+    reader = _Reader(source)
+    try:
+        results = _evaluate(
+            reader,
+            workers=args.workers,
+            ruleset=args.ruleset,
+            profile=args.profile,
+            as_of=args.as_of,
+            backend=args.backend,
+            parameters=dict(args.param),
+            chunk_size=args.chunk_size,
+            timestamp=True,
+            decision_log=args.decision_log,
+            include_patient_id=args.log_patient_id,
+        )
+    except BaseException:
+        if source is not sys.stdin.buffer:
+            source.close()
+        raise
+    out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+    progress = _Progress(total)
+    try:
+        for result in results:
+            out.write(result.to_json_line() + "\n")
+            progress.update(result, reader.bytes_read)
+    finally:
+        progress.close(reader.bytes_read)
+        if source is not sys.stdin.buffer:
+            source.close()
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """Add the ``ipm-cds batch`` arguments to ``parser``; return the command's handler."""
+    parser.description = (
+        "Assess every patient of a JSON Lines file (one patient document per line). Each output line is "
+        '{"line": N, "assessment": {...}} or {"line": N, "error": {...}}, in input order; a record that '
+        "fails does not stop the batch."
+    )
+    parser.add_argument("input", type=Path, help="JSON Lines file of patient documents ('-': standard input)")
+    parser.add_argument("--out", type=Path, default=Path("-"), help="output JSON Lines file (default: stdout)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
+    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
+    parser.add_argument(
+        "--as-of", type=_date, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
+    )
+    parser.add_argument("--backend", choices=["durable", "python"], default="durable")
+    parser.add_argument(
+        "--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
+    )
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--decision-log", type=Path, default=None, metavar="FILE", help="append one decision entry per assessment"
+    )
+    parser.add_argument(
+        "--log-patient-id", action="store_true", help="write patient ids in the decision log (off by default)"
+    )
+    return _run_cli

@@ -1,0 +1,242 @@
+"""Batch evaluation (ipm_cds.batch, ``ipm-cds batch``) and the decision log.
+
+The multi-process comparison runs 2,000 generated patients in CI; ``IPM_CDS_STRESS=full`` runs 100,000.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ipm_cds
+from ipm_cds import batch
+from ipm_cds.cli import main
+from ipm_cds.decision_log import DecisionLog, input_digest
+from ipm_cds.errors import ConfigurationError
+from ipm_cds.patient import PatientCase
+from ipm_cds.testing.strategies import patients
+
+from .conftest import AS_OF
+
+FULL = os.environ.get("IPM_CDS_STRESS") == "full"
+
+
+def generated(count: int) -> list[dict[str, Any]]:
+    """``count`` generated patient documents (deterministic), as JSON-ready mappings."""
+    out: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=count, database=None, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(st.one_of(patients(), patients(prior_procedures=True, anticoagulants=True), patients(red_flags=True)))
+    def collect(patient: PatientCase) -> None:
+        out.append(patient.model_dump(mode="json", exclude_none=True))
+
+    collect()
+    while len(out) < count:  # hypothesis stops early once it has seen enough: repeat, in order
+        out.append(out[len(out) % max(1, len(out))])
+    return out[:count]
+
+
+@pytest.fixture(scope="module")
+def cohort() -> list[dict[str, Any]]:
+    return generated(120)
+
+
+def sequential(engine: ipm_cds.Engine, documents: list[Any]) -> list[str]:
+    out = []
+    for d in documents:
+        try:
+            out.append(engine.evaluate(d, as_of=AS_OF, timestamp=False).to_json(indent=None, timestamp=False))
+        except ipm_cds.IpmCdsError as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def outcomes(results: Iterator[batch.BatchResult]) -> list[str]:
+    return [
+        r.assessment_json if r.assessment_json is not None else f"{r.error['type']}: {r.error['message']}"  # type: ignore[index]
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_match_sequential_evaluation_in_input_order(
+    durable: ipm_cds.Engine, cohort: list[dict[str, Any]], workers: int
+) -> None:
+    documents: list[Any] = [*cohort[:40], {"pain": "not a list"}, *cohort[40:], "{not json"]
+    expected = sequential(durable, documents)
+    results = list(batch.evaluate_many(documents, workers=workers, as_of=AS_OF, timestamp=False, chunk_size=7))
+    assert [r.index for r in results] == list(range(len(documents)))
+    assert outcomes(iter(results)) == expected
+    assert [r.ok for r in results].count(False) == 2
+    assert results[40].error is not None and results[40].error["type"] == "PatientDataError"
+    assert results[0].assessment().to_json(indent=None, timestamp=False) == expected[0]
+
+
+def test_python_backend_and_profile_are_passed_to_the_workers(
+    ruleset: ipm_cds.Ruleset, cohort: list[dict[str, Any]]
+) -> None:
+    engine = ipm_cds.Engine(ruleset, profile="society_consensus", backend="python")
+    results = batch.evaluate_many(
+        cohort[:30],
+        workers=2,
+        ruleset=ruleset,
+        profile="society_consensus",
+        backend="python",
+        as_of=AS_OF,
+        timestamp=False,
+    )
+    assert outcomes(results) == sequential(engine, cohort[:30])
+
+
+def test_bad_settings_fail_before_any_patient_is_read() -> None:
+    def never() -> Iterator[Any]:  # pragma: no cover - must not be consumed
+        raise AssertionError("read")
+        yield
+
+    for kwargs in ({"workers": 0}, {"profile": "no_such_profile"}, {"parameters": {"nope": 1}}, {"chunk_size": 0}):
+        with pytest.raises(ConfigurationError):
+            batch.evaluate_many(never(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_streaming_holds_a_bounded_number_of_records(cohort: list[dict[str, Any]]) -> None:
+    """However long the input, only ``workers * IN_FLIGHT_CHUNKS`` chunks are read ahead of the output."""
+    read = [0]
+
+    def endless() -> Iterator[dict[str, Any]]:
+        while True:
+            read[0] += 1
+            yield cohort[read[0] % len(cohort)]
+
+    workers, chunk = 2, 5
+    results = batch.evaluate_many(endless(), workers=workers, as_of=AS_OF, chunk_size=chunk)
+    bound = (workers * batch.IN_FLIGHT_CHUNKS + 1) * chunk
+    for n, result in enumerate(results, start=1):
+        assert result.ok
+        assert read[0] - n <= bound, f"{read[0]} read for {n} written"
+        if n == 300:
+            break
+
+
+def write_jsonl(path: Path, documents: list[Any]) -> None:
+    with path.open("wb") as f:
+        for d in documents:
+            f.write(d if isinstance(d, bytes) else json.dumps(d).encode() + b"\n")
+
+
+def test_cli_batch_reports_errors_by_line_and_goes_on(
+    tmp_path: Path, durable: ipm_cds.Engine, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    oversize = b'{"id": "' + b"x" * (batch.MAX_RECORD_BYTES + 10) + b'"}\n'
+    records: list[Any] = [
+        cohort[0],
+        b"\n",  # a blank line: skipped, still counted
+        b"{broken json\n",
+        b'{"pain": [{"region": "lumbar", "character": "axial", "nrs": 11}]}\n',
+        b'{"id": "caf\xe9"}\n',  # not UTF-8
+        oversize,
+        cohort[1],
+    ]
+    write_jsonl(source, records)
+    out = tmp_path / "out.jsonl"
+    code = main(["batch", str(source), "--out", str(out), "--workers", "2", "--as-of", "2025-06-02"])
+    assert code == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [x["line"] for x in lines] == [1, 3, 4, 5, 6, 7]
+    assert [("assessment" in x) for x in lines] == [True, False, False, False, False, True]
+    assert "Invalid JSON" in lines[1]["error"]["message"]
+    assert lines[2]["error"]["problems"] == ["pain[0].nrs: Input should be less than or equal to 10"]
+    assert "longer than" in lines[4]["error"]["message"]
+    expected = json.loads(durable.evaluate(cohort[1], as_of=AS_OF).to_json(timestamp=False))
+    lines[5]["assessment"]["provenance"].pop("evaluated_at")
+    assert lines[5]["assessment"] == expected
+    assert "6 records, 4 with errors" in capsys.readouterr().err
+
+
+def test_cli_batch_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [{"pain": []}])
+    assert main(["batch", str(source), "--workers", "0", "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert not (tmp_path / "o.jsonl").exists()  # nothing written for a batch that never started
+    assert main(["batch", str(tmp_path / "missing.jsonl")]) == 4
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    result = batch.BatchResult(0, 1, "{}", None)
+    for stream, shown in ((io.StringIO(), False), (Tty(), True)):
+        progress = batch._Progress(1000, stream)
+        progress.last = -1.0
+        progress.update(result, 500)
+        progress.close(1000)
+        text = stream.getvalue()
+        assert bool(text) is shown
+        if shown:
+            assert "50%" in text and "100%" in text and "1 records" in text
+
+
+# -- the decision log ------------------------------------------------------------------------------------------
+
+
+def test_decision_log_entries_without_identifiers(tmp_path: Path, cohort: list[dict[str, Any]]) -> None:
+    log = tmp_path / "decisions.jsonl"
+    documents = [{**cohort[0], "id": "patient-123"}, {**cohort[0], "id": "patient-456"}, {"pain": 3}]
+    results = list(batch.evaluate_many(documents, workers=1, as_of=AS_OF, decision_log=log))
+    entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(entries) == 2  # one per assessment made; the invalid record made none
+    text = log.read_text(encoding="utf-8")
+    assert "patient-123" not in text and "patient-456" not in text
+    first, second = entries
+    assert first["input_sha256"] == second["input_sha256"]  # the digest leaves the id out
+    assert first["decision_id"] != second["decision_id"]
+    assert first["conclusions"] == results[0].assessment().codes()
+    assert first["ruleset"]["sha256"] == results[0].assessment().provenance.ruleset_sha256
+    assert first["profile"] == "cms_lcd" and first["as_of"] == "2025-06-02" and first["elapsed_ms"] > 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", first["timestamp"])
+
+
+def test_decision_log_on_the_engine_with_ids_when_configured(ruleset: ipm_cds.Ruleset, tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    with DecisionLog(path, include_patient_id=True) as log:
+        engine = ipm_cds.Engine(ruleset, backend="python", decision_log=log)
+        assessment = engine.evaluate({"id": "p-1", "pain": [{"region": "knee", "character": "joint"}]}, as_of=AS_OF)
+    (entry,) = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert entry["patient_id"] == "p-1" and entry["backend"] == "python"
+    assert entry["input_sha256"] == input_digest(
+        ipm_cds.parse_patient({"pain": [{"region": "knee", "character": "joint"}]})
+    )
+    assert entry["conclusions"] == assessment.codes()
+
+
+def test_decision_log_costs_nothing_when_off(ruleset: ipm_cds.Ruleset) -> None:
+    assert ipm_cds.Engine(ruleset).decision_log is None
+
+
+# -- the multi-process stress comparison ------------------------------------------------------------------------
+
+
+def test_multiprocess_batch_matches_sequential_record_by_record(durable: ipm_cds.Engine) -> None:
+    """2,000 generated patients in CI (100,000 with IPM_CDS_STRESS=full), 2 worker processes, every record
+    compared with the sequential result of one engine in this process."""
+    count = 100_000 if FULL else 2_000
+    documents = generated(count)
+    expected = sequential(durable, documents)
+    got = outcomes(batch.evaluate_many(documents, workers=2, as_of=AS_OF, timestamp=False))
+    assert len(got) == count
+    mismatches = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
+    assert mismatches == []
