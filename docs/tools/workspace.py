@@ -33,7 +33,20 @@ BROKEN_FIXTURES = ROOT / "tests" / "fixtures" / "broken"  # the test suite's bro
 FIXTURES = "fixtures"  # the fixtures folder, relative to the working directory, as the docs show it
 
 # Variables that would make the output depend on the caller's shell rather than on the repository.
-_DROPPED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONWARNINGS", "PYTHONINSPECT", "LANGUAGE")
+_DROPPED = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONWARNINGS",
+    "PYTHONINSPECT",
+    "LANGUAGE",
+    # CI runners set these; pytest then stops truncating its summary and hypothesis prints reproduce blobs,
+    # so the examples would print differently in CI than on a developer's machine.
+    "CI",
+    "BUILD_NUMBER",
+    "GITHUB_ACTIONS",
+    "HYPOTHESIS_PROFILE",
+)
 _PINNED = {
     "COLUMNS": "100",
     "LC_ALL": "C",  # byte-order `sort`, untranslated messages; Python switches to UTF-8 mode under C
