@@ -85,6 +85,11 @@ class Explanation(_Out):
 MatchedFact.model_rebuild()
 
 
+def _fact_order(fact: Fact) -> tuple[str, str]:
+    """Facts in a stable order: the engines list derived facts in their own firing order."""
+    return fact.label, repr(sorted(fact.values.items()))
+
+
 def _order(firing: Firing) -> tuple[tuple[str, str], ...]:
     """Firings in a stable order (the engine's firing order differs between backends)."""
     return tuple((alias, fact.label + repr(sorted(fact.values.items()))) for alias, fact in firing.bindings.items())
@@ -263,7 +268,8 @@ class _Explainer:
                 because.extend(self.why_no_fact(pattern.fact_type, depth))
                 break
             scored = sorted(
-                ((self.checks_for(rule, index, f, bound), f) for f in options), key=lambda cf: (len(cf[0]), cf[1].label)
+                ((self.checks_for(rule, index, f, bound), f) for f in options),
+                key=lambda cf: (len(cf[0]), _fact_order(cf[1])),
             )
             best_checks, best = scored[0]
             bound[pattern.alias] = best
@@ -297,7 +303,7 @@ class _Explainer:
             by_type = index_by_type(self.run.facts)
             first = rule.patterns[0]
             fired_on = {f.bindings[first.alias].key for f in self.run.firings if f.rule.id == rule.id}
-            for fact in by_type.get(first.fact_type, []):
+            for fact in sorted(by_type.get(first.fact_type, []), key=_fact_order):
                 if fact.key in fired_on:
                     continue
                 checks = self.checks_for(rule, 0, fact, {})
