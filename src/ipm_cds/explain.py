@@ -214,7 +214,7 @@ class _Explainer:
                     clause = next(b for b in rule.blockers if b.index == index)
                     hits = [
                         f
-                        for f in by_type.get(clause.pattern.fact_type, [])
+                        for f in sorted(by_type.get(clause.pattern.fact_type, []), key=_fact_order)
                         if f not in firing.bindings.values() and eval_pattern(clause.pattern, f, firing.bindings, None)
                     ]
                     facts = ", ".join(f.label for f in hits[:3]) or "a matching fact"
