@@ -39,13 +39,15 @@ def pytest_configure(config: pytest.Config) -> None:
         from hypothesis import HealthCheck, Phase, settings
     except ImportError:  # pragma: no cover - hypothesis is optional for the fixtures
         return
-    # ci: the same examples and the same report on every run and every machine (no explain phase: it lists
-    # the absolute paths of the lines that failing examples ran)
+    # ci: the same examples and the same report on every run and every machine (no example database, which
+    # would replay failures found by earlier runs; no explain phase, which lists the absolute paths of the
+    # lines that failing examples ran)
     settings.register_profile(
         "ipm-ci",
         max_examples=100,
         deadline=None,
         derandomize=True,
+        database=None,
         suppress_health_check=list(HealthCheck),
         phases=[p for p in Phase if p != Phase.explain],
     )
