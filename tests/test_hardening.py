@@ -109,7 +109,7 @@ def test_hostile_rule_file_is_refused_quickly_and_clearly(ruleset_copy: Path, na
 def test_deep_nesting_is_refused_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pure-Python composer recurses once per level; the stack running out is a clear error too."""
     monkeypatch.setattr(yamlsrc, "_FAST_LOADER", yaml.SafeLoader)
-    for text in ("a: " + "[" * 5000 + "]" * 5000 + "\n", "- " * 5000 + "x\n"):
+    for text in ("a: " + "[" * 3000 + "]" * 3000 + "\n", "- " * 3000 + "x\n"):
         started = time.perf_counter()
         with pytest.raises(RulesetError, match="nesting deeper than"):
             yamlsrc.load_yaml(text, "f.yaml")
@@ -151,6 +151,25 @@ def test_hostile_patient_yaml_file_is_refused(tmp_path: Path) -> None:
         started = time.perf_counter()
         assert main(["evaluate", str(path), "--as-of", "2025-06-02"]) == 4, name
         assert time.perf_counter() - started < TIME_BOUND_S, name
+
+
+def test_deeply_nested_patient_json_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import main
+
+    path = tmp_path / "patient.json"
+    path.write_text('{"pain": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    assert main(["evaluate", str(path), "--as-of", "2025-06-02"]) == 4
+    assert "JSON nested too deeply" in capsys.readouterr().err
+
+
+def test_deeply_nested_patient_json_is_refused_by_the_library_and_batch(durable: ipm_cds.Engine) -> None:
+    text = '{"pain": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(PatientDataError, match="recursion limit"):
+        durable.evaluate(text, as_of=AS_OF)
+    from ipm_cds.batch import evaluate_many
+
+    (result,) = evaluate_many([text], as_of=AS_OF)
+    assert result.error is not None and result.error["type"] == "PatientDataError"
 
 
 # -- hostile patients --------------------------------------------------------------------------------------------

@@ -67,6 +67,15 @@ def read_patient_document(path: Path) -> Any:
             raise PatientDataError(
                 [Problem(f"invalid JSON: {exc.msg}", SourceLocation(str(path), exc.lineno, exc.colno))]
             ) from None
+        except RecursionError:  # json.loads recurses once per level of nesting
+            raise PatientDataError(
+                [
+                    Problem(
+                        f"{path}: JSON nested too deeply to read (recursion limit)",
+                        hint="a patient document is a few levels deep; this file is not one",
+                    )
+                ]
+            ) from None
         return text  # validated by pydantic in JSON mode
     try:
         data, _ = load_yaml(text, str(path))

@@ -234,14 +234,14 @@ class _Lazy(dict[_K, _F]):
     """Functions generated on first use: a ruleset has hundreds of rules, and a patient reaches only some.
     (Compiling every rule up front took 100 ms for the bundled ruleset; one rule takes well under 1 ms.)"""
 
-    def __init__(self, generate: Callable[[_K], _Source], prefix: str, keys: Iterable[_K]) -> None:
+    def __init__(self, generate: Callable[[_K, str], _Source], prefix: str, keys: Iterable[_K]) -> None:
         super().__init__()
         self._generate = generate
         self._names = {key: f"{prefix}_{n}" for n, key in enumerate(keys)}
 
     def __missing__(self, key: _K) -> _F:
         name = self._names[key]  # KeyError for a key the program does not have
-        function: _F = _build(self._generate(key), name)
+        function: _F = _build(self._generate(key, name), name)
         self[key] = function  # another thread may store an equal function first: either will do
         return function
 
@@ -267,32 +267,19 @@ class CompiledProgram:
         }
         self.rule_refs: tuple[str, ...] = tuple(rules)
         self.match: dict[str, MatchFn] = _Lazy(
-            lambda key: _one(_match_source, self.match, key, exec_rules[key]), "match", exec_rules
+            lambda key, name: _generated(_match_source, name, exec_rules[key]), "match", exec_rules
         )
         self.missing: dict[str, MissingFn] = _Lazy(
-            lambda key: _one(_missing_source, self.missing, key, rules[key]), "missing", rules
+            lambda key, name: _generated(_missing_source, name, rules[key]), "missing", rules
         )
         self.extend: dict[tuple[str, int], ExtendFn] = _Lazy(
-            lambda key: _one_extend(self.extend, key, *blockers[key]), "extend", blockers
+            lambda key, name: _generated(_extend_source, name, *blockers[key]), "extend", blockers
         )
 
 
-def _one(
-    generate: Callable[[_Source, str, Sequence[ir.Pattern]], None],
-    table: dict[Any, Any],
-    key: Any,
-    patterns: Sequence[ir.Pattern],
-) -> _Source:
-    assert isinstance(table, _Lazy)
+def _generated(generate: Callable[..., None], name: str, *args: Any) -> _Source:
     src = _Source()
-    generate(src, table._names[key], patterns)
-    return src
-
-
-def _one_extend(table: dict[Any, Any], key: Any, pattern: ir.Pattern, aliases: Sequence[str]) -> _Source:
-    assert isinstance(table, _Lazy)
-    src = _Source()
-    _extend_source(src, table._names[key], pattern, aliases)
+    generate(src, name, *args)
     return src
 
 
