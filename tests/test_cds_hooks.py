@@ -111,6 +111,7 @@ def test_every_patient_view_card_of_every_example_is_valid(
 def _bases(a: ipm_cds.Assessment) -> list[ipm_cds.Basis]:
     out = [c.basis for c in a.candidates] + [e.basis for e in a.excluded] + [x.basis for x in a.alerts]
     out += [r.basis for r in a.referrals] + [p.basis for p in a.precautions]
+    out += [d.basis for d in a.deferred_referrals] + [d.referral.basis for d in a.deferred_referrals]
     out += [p.basis for c in a.candidates for p in c.precautions]
     return out
 
@@ -128,7 +129,16 @@ def test_indicators_follow_the_kind_of_finding(ruleset: ipm_cds.Ruleset, durable
     assert action["resource"]["subject"] == {"reference": "Patient/fhir-cauda-equina"}
     assert "Facet medial branch radiofrequency ablation" in red[0]["detail"]  # suppressed candidate
     assert not [c for c in cards if kind(c) == "referral" and "Emergency" in c["summary"]]
-    referrals = [c for c in cards if kind(c) == "referral"]
+    # elective referrals wait for the red flag: listed on its card, never suggested, no card of their own
+    assert {d.referral.to for d in cauda.deferred_referrals} == {"physical_therapy", "multidisciplinary_rehabilitation"}
+    assert not [c for c in cards if kind(c) == "referral"]
+    deferred_on = [c for c in red if "Referrals deferred until assessed" in c["detail"]]
+    assert len(deferred_on) == 1 and "Physical therapy" in deferred_on[0]["detail"]
+    suggested = [a["resource"] for c in red for s in c.get("suggestions", []) for a in s["actions"]]
+    assert suggested and not any("therapy" in json.dumps(r).lower() for r in suggested)
+
+    radicular, _ = assessment_of("esi_radiculopathy", ruleset, durable)
+    referrals = [c for c in patient_view_cards(radicular, ruleset=ruleset, hook_instance=HOOK) if kind(c) == "referral"]
     assert referrals and all(c["indicator"] == "info" and c["selectionBehavior"] == "at-most-one" for c in referrals)
 
     facet, _ = assessment_of("facet_rfa", ruleset, durable)

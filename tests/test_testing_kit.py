@@ -216,8 +216,8 @@ def test_invariants_catch_a_red_flag_written_as_a_plain_alert(tmp_path: Path) ->
     def violates(patient: PatientCase) -> bool:
         try:
             invariants.assert_red_flag_dominance(engine, engine.evaluate(patient, as_of=AS_OF))
-        except AssertionError:
-            return True
+        except AssertionError as exc:  # an elective referral left beside the flag is caught too; look for a candidate
+            return "elective candidates" in str(exc)
         return False
 
     example = find(
@@ -230,3 +230,27 @@ def test_invariants_catch_a_red_flag_written_as_a_plain_alert(tmp_path: Path) ->
     # the same patient is safe under the intact ruleset
     intact = ipm_cds.Engine(ipm_cds.load_ruleset(), backend="python")
     invariants.assert_red_flag_dominance(intact, intact.evaluate(example, as_of=AS_OF))
+
+
+def test_red_flag_invariant_checks_the_deferred_referrals(durable: ipm_cds.Engine) -> None:
+    """Elective referrals (physical therapy) wait for a red flag: the invariant refuses an assessment that
+    offers one beside a red flag, and one that defers a referral with no red flag."""
+    patient = {
+        "pain": [{"region": "lumbar", "character": "axial", "duration_weeks": 20, "nrs": 7, "is_index": True}],
+        "conservative_care": {"active_exercise_program": False},
+        "red_flags": [{"code": "saddle_anesthesia", "onset_date": "2025-05-30", "deteriorating": True}],
+    }
+    assessment = durable.evaluate(patient, as_of=AS_OF)
+    invariants.assert_red_flag_dominance(durable, assessment)
+    assert [d.referral.to for d in assessment.deferred_referrals] == ["physical_therapy"]
+    offered = assessment.model_copy(
+        update={
+            "referrals": [*assessment.referrals, *(d.referral for d in assessment.deferred_referrals)],
+            "deferred_referrals": [],
+        }
+    )
+    with pytest.raises(AssertionError, match="elective referrals despite a red flag"):
+        invariants.assert_red_flag_dominance(durable, offered)
+    no_flag = assessment.model_copy(update={"alerts": [a for a in assessment.alerts if a.severity != "critical"]})
+    with pytest.raises(AssertionError, match="referrals deferred with no red flag"):
+        invariants.assert_red_flag_dominance(durable, no_flag)

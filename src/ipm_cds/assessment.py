@@ -92,6 +92,15 @@ class Referral(_Out):
     basis: Basis
 
 
+class DeferredReferral(_Out):
+    """An elective referral held back while a red flag stands (criteria §11.5: red flags short-circuit the
+    ruleset). It is listed, never dropped: act on it once the red flag has been assessed and cleared."""
+
+    referral: Referral
+    reason: str
+    basis: Basis = Field(description="The red-flag rule that deferred it.")
+
+
 class MissingData(_Out):
     field: str = Field(description="The patient field, e.g. 'pain.duration_weeks'.")
     item: str = Field(description="Which item of the patient record, e.g. 'pain[region=lumbar, character=axial]'.")
@@ -137,6 +146,10 @@ class Assessment(_Out):
     precautions: list[Precaution] = Field(description="Precautions that apply to the patient as a whole.")
     alerts: list[Alert]
     referrals: list[Referral]
+    deferred_referrals: list[DeferredReferral] = Field(
+        default_factory=list,
+        description="Elective referrals (e.g. physical therapy) deferred by a red flag, with the red flag's rule.",
+    )
     missing_data: list[MissingData]
     trace: list[TraceEntry]
     provenance: Provenance
@@ -155,10 +168,11 @@ class Assessment(_Out):
         return next((c for c in self.candidates if c.intervention == intervention), None)
 
     def codes(self) -> dict[str, list[str]]:
-        """A compact summary: codes of candidates, exclusions, referrals and alerts."""
+        """A compact summary: codes of candidates, exclusions, referrals (active and deferred) and alerts."""
         return {
             "candidates": sorted({c.intervention for c in self.candidates}),
             "excluded": sorted({e.intervention for e in self.excluded}),
             "referrals": sorted({r.to for r in self.referrals}),
+            "deferred_referrals": sorted({d.referral.to for d in self.deferred_referrals}),
             "alerts": sorted({a.code for a in self.alerts}),
         }

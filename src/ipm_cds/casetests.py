@@ -51,6 +51,7 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     failures += _diff("candidates", expect.candidates, codes["candidates"])
     failures += _diff("excluded", expect.excluded, codes["excluded"])
     failures += _diff("referrals", expect.referrals, codes["referrals"])
+    failures += _diff("deferred referrals", expect.deferred_referrals, codes["deferred_referrals"])
     failures += _diff("alerts", expect.alerts, codes["alerts"])
     failures += _diff(
         "precautions", expect.precautions, {c.intervention for c in assessment.candidates if c.precautions}

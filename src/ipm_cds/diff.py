@@ -34,7 +34,7 @@ class _Out(BaseModel):
 
 
 class Change(_Out):
-    what: str = Field(description="'candidate', 'referral' or 'alert'.")
+    what: str = Field(description="'candidate', 'referral', 'deferred referral' or 'alert'.")
     code: str
     gained: int = Field(description="Patients who have it under NEW but not OLD.")
     lost: int = Field(description="Patients who had it under OLD but not NEW.")
@@ -187,6 +187,7 @@ def _codes(engine: Engine, patient: PatientCase, as_of: date) -> dict[str, set[s
     return {
         "candidate": {c.intervention for c in a.candidates},
         "referral": {r.to for r in a.referrals},
+        "deferred referral": {d.referral.to for d in a.deferred_referrals},
         "alert": {x.code for x in a.alerts},
     }
 
@@ -215,7 +216,7 @@ def diff_rulesets(
             errors.append(f"{patient.id or 'patient'}: {exc}")
             continue
         same = True
-        for what in ("candidate", "referral", "alert"):
+        for what in ("candidate", "referral", "deferred referral", "alert"):
             for code in b[what] - a[what]:
                 tallies.setdefault((what, code), {"gained": [], "lost": []})["gained"].append(patient)
                 same = False

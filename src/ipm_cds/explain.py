@@ -341,6 +341,8 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
         add(f"alert {a.code}", a.basis.rule)
     for r in assessment.referrals:
         add(f"referral {r.to} ({r.urgency})", r.basis.rule)
+    for d in assessment.deferred_referrals:
+        add(f"referral {d.referral.to} ({d.referral.urgency}), deferred by a red flag", d.referral.basis.rule)
 
     candidates = {c.intervention for c in assessment.candidates}
     excluded = {e.intervention: e for e in assessment.excluded}

@@ -83,6 +83,13 @@ def render_text(a: Assessment) -> str:
         for reason in r.reason.split("\n"):
             lines += _wrap(reason, "      ")
         lines.append(f"      Rule {r.basis.rule}; criteria {', '.join(r.basis.criteria)}")
+    if a.deferred_referrals:
+        lines += ["", f"DEFERRED REFERRALS ({len(a.deferred_referrals)}): until the red flag has been assessed"]
+        for d in a.deferred_referrals:
+            lines.append(f"  ~ {d.referral.name} [{d.referral.to}] - {d.referral.urgency.upper()}, deferred")
+            for reason in d.referral.reason.split("\n"):
+                lines += _wrap(reason, "      ")
+            lines.append(f"      Rule {d.referral.basis.rule}; deferred by {d.basis.rule}")
     if a.missing_data:
         lines += ["", f"MISSING DATA ({len(a.missing_data)})"]
         for m in a.missing_data:

@@ -3,7 +3,8 @@
 The order is fixed here, in code, and never depends on the order rules fired in:
 
 1. collect every conclusion of every firing that no ``unless`` clause blocked;
-2. a red flag moves every elective candidate to ``excluded`` (kind ``red_flag``);
+2. a red flag moves every elective candidate to ``excluded`` (kind ``red_flag``), and every referral to an
+   elective target (the referral catalogue's ``elective: true``) to ``deferred_referrals``;
 3. an absolute contraindication moves the candidates it names to ``excluded``; a relative one stays
    a candidate with a precaution attached;
 4. precautions and antithrombotic holds attach to the candidates they concern;
@@ -26,6 +27,7 @@ from .assessment import (
     BoundFact,
     Candidate,
     Citation,
+    DeferredReferral,
     Exclusion,
     MissingData,
     Precaution,
@@ -308,6 +310,19 @@ def resolve(
         for key, cand in candidates.items():
             if elective[cand.intervention]:
                 exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
+    # A red flag defers elective referrals too (physical therapy beside a suspected fracture, say): listed
+    # with the red flag that deferred them, never dropped.
+    deferred: list[DeferredReferral] = []
+    if red_flags:
+        codes = sorted({flag.code.replace("_", " ") for _, flag in red_flags})
+        why = (
+            f"Deferred while a red flag stands ({', '.join(codes)}): elective care waits until the red flag has "
+            f"been assessed; see the critical alerts."
+        )
+        for ref_key, referral in list(referrals.items()):
+            if program.ruleset.referrals[referral.to].elective:
+                del referrals[ref_key]
+                deferred.append(DeferredReferral(referral=referral, reason=why, basis=r.basis(red_flags[0][0].rule)))
     # Safety step 3: absolute contraindications exclude; relative ones become precautions.
     attached: dict[tuple[str, str | None, str | None, str | None], list[Precaution]] = {}
     patient_level: list[Precaution] = []
@@ -462,6 +477,9 @@ def resolve(
             alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity], a.code, a.message)
         ),
         referrals=sorted(referrals.values(), key=lambda x: (_URGENCY_ORDER[x.urgency], x.to, x.reason)),
+        deferred_referrals=sorted(
+            deferred, key=lambda d: (_URGENCY_ORDER[d.referral.urgency], d.referral.to, d.referral.reason)
+        ),
         missing_data=missing,
         trace=trace,
         provenance=Provenance(

@@ -27,7 +27,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..assessment import Alert, Assessment, Basis, Candidate, Citation, Exclusion, Precaution, Referral
+from ..assessment import (
+    Alert,
+    Assessment,
+    Basis,
+    Candidate,
+    Citation,
+    DeferredReferral,
+    Exclusion,
+    Precaution,
+    Referral,
+)
 
 if TYPE_CHECKING:
     from ..explain import WhyNot
@@ -241,12 +251,21 @@ def _referral_suggestion(ctx: _Context, referral: Referral, key: str) -> dict[st
     }
 
 
-def _alert_card(ctx: _Context, alert: Alert, referrals: list[Referral], suppressed: list[Exclusion]) -> dict[str, Any]:
+def _alert_card(
+    ctx: _Context,
+    alert: Alert,
+    referrals: list[Referral],
+    suppressed: list[Exclusion],
+    deferred: Sequence[DeferredReferral] = (),
+) -> dict[str, Any]:
     red_flag = alert.code.startswith("red_flag")
     detail = [_md(alert.message)]
     if suppressed:
         detail += ["", "**Suppressed until assessed**"]
         detail += [f"- {_md(e.name)} (`{e.intervention}`)" for e in suppressed]
+    if deferred:  # listed, never suggested: acting on them waits for the red flag
+        detail += ["", "**Referrals deferred until assessed**"]
+        detail += [f"- {_md(d.referral.name)}: {_md(d.referral.reason)}" for d in deferred]
     if referrals:
         detail += ["", "**Referral**"]
         detail += [f"- {_md(r.name)}, {r.urgency}: {_md(r.reason)}" for r in referrals]
@@ -461,10 +480,17 @@ def patient_view_cards(
     by_rule: dict[str, list[Referral]] = defaultdict(list)
     for r in assessment.referrals:
         by_rule[r.basis.rule].append(r)
+    deferred_shown: set[str] = set()
     for alert in assessment.alerts:
         critical = alert.severity == "critical"
         suppressed = [e for e in assessment.excluded if e.kind == "red_flag" and e.basis.rule == alert.basis.rule]
-        cards.append(_alert_card(ctx, alert, by_rule.get(alert.basis.rule, []) if critical else [], suppressed))
+        # deferred referrals go on the first card of the red-flag rule that deferred them
+        deferred = [d for d in assessment.deferred_referrals if d.basis.rule == alert.basis.rule]
+        if deferred and alert.basis.rule in deferred_shown:
+            deferred = []
+        deferred_shown.add(alert.basis.rule)
+        referrals = by_rule.get(alert.basis.rule, []) if critical else []
+        cards.append(_alert_card(ctx, alert, referrals, suppressed, deferred))
     groups: dict[tuple[str, str, str], list[Exclusion]] = defaultdict(list)
     for e in assessment.excluded:
         if e.kind == "red_flag" and e.basis.rule in red_rules:
@@ -511,11 +537,16 @@ def order_cards(
     """
     ctx = _context(assessment, ruleset, hook_instance, patient_reference)
     cards: list[dict[str, Any]] = []
+    deferred_shown: set[str] = set()
     for alert in assessment.alerts:
         if alert.severity == "critical":
             suppressed = [e for e in assessment.excluded if e.kind == "red_flag" and e.basis.rule == alert.basis.rule]
             referrals = [r for r in assessment.referrals if r.basis.rule == alert.basis.rule]
-            cards.append(_alert_card(ctx, alert, referrals, suppressed))
+            deferred = [d for d in assessment.deferred_referrals if d.basis.rule == alert.basis.rule]
+            if alert.basis.rule in deferred_shown:
+                deferred = []  # on the first card of the red-flag rule that deferred them
+            deferred_shown.add(alert.basis.rule)
+            cards.append(_alert_card(ctx, alert, referrals, suppressed, deferred))
     names = {w.intervention: w.name for w in why_not}
     for intervention in order.interventions:
         candidates = [

@@ -188,6 +188,12 @@ class ReferralTarget(_M):
     code: Code
     name: Text
     description: Text | None = None
+    elective: bool = Field(
+        False,
+        description="Part of elective pain care (e.g. physical therapy, implant work-up): while a red flag stands, "
+        "the referral is deferred (listed under deferred_referrals, not referrals) until the red flag has been "
+        "assessed. Urgent and safety referrals are never elective.",
+    )
 
 
 class ReferralCatalogue(_M):
@@ -359,6 +365,7 @@ class Expectation(_M):
     candidates: list[Code] | None = None
     excluded: list[Code] | None = None
     referrals: list[Code] | None = None
+    deferred_referrals: list[Code] | None = Field(None, description="Referrals a red flag deferred.")
     alerts: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")]] | None = None
     precautions: list[Code] | None = Field(None, description="Interventions that carry at least one precaution.")
     missing: list[str] | None = Field(None, description="Missing-data fields, e.g. 'pain.duration_weeks'.")

@@ -54,13 +54,19 @@ def assert_order_invariant(engine: Engine, patient: PatientCase, as_of: date, rn
 
 
 def assert_red_flag_dominance(engine: Engine, assessment: Assessment) -> None:
-    """With a red flag, no elective candidate remains and an emergency or urgent referral is made."""
+    """With a red flag, no elective candidate or elective referral remains and an emergency or urgent referral
+    is made; without one, no referral is deferred."""
     __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     if not any(a.code.startswith("red_flag.") for a in assessment.alerts):
+        deferred = [d.referral.to for d in assessment.deferred_referrals]
+        assert not deferred, f"referrals deferred with no red flag: {deferred}"
         return
     catalogue = engine.ruleset.interventions
     elective = [c.intervention for c in assessment.candidates if catalogue[c.intervention].elective]
     assert not elective, f"elective candidates despite a red flag: {elective}"
+    targets = engine.ruleset.referrals
+    elective_referrals = [r.to for r in assessment.referrals if targets[r.to].elective]
+    assert not elective_referrals, f"elective referrals despite a red flag: {elective_referrals}"
     assert any(r.urgency in ("emergency", "urgent") for r in assessment.referrals), (
         "red flag without an emergency or urgent referral"
     )
@@ -75,6 +81,8 @@ def assert_provenance_complete(engine: Engine, assessment: Assessment) -> None:
         + [e.basis for e in assessment.excluded]
         + [a.basis for a in assessment.alerts]
         + [r.basis for r in assessment.referrals]
+        + [d.basis for d in assessment.deferred_referrals]
+        + [d.referral.basis for d in assessment.deferred_referrals]
         + [p.basis for c in assessment.candidates for p in c.precautions]
         + [p.basis for p in assessment.precautions]
     )
