@@ -54,8 +54,8 @@ def keys() -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, base: str, feedback_log: Path, ruleset: ipm_cds.Ruleset) -> None:
-        self.base, self.feedback_log, self.ruleset = base, feedback_log, ruleset
+    def __init__(self, base: str, feedback_log: Path, decision_log: Path, ruleset: ipm_cds.Ruleset) -> None:
+        self.base, self.feedback_log, self.decision_log, self.ruleset = base, feedback_log, decision_log, ruleset
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +65,11 @@ def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
     port = sock.getsockname()[1]
     base = f"http://{LOOPBACK}:{port}"
     log = tmp_path_factory.mktemp("service") / "feedback.jsonl"
+    decisions = log.with_name("decisions.jsonl")
     config = ServiceConfig(
         as_of=AS_OF,
         feedback_log=log,
+        decision_log=decisions,
         max_request_bytes=MAX_BYTES,
         public_url=base,
         issuers=(TrustedIssuer(ISSUER, keys["jwks"], jku=(f"{ISSUER}/jwks.json",)),),
@@ -80,7 +82,7 @@ def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
     while not uv.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.01)
-    yield Server(base, log, app.state.ruleset)
+    yield Server(base, log, decisions, app.state.ruleset)
     uv.should_exit = True
     thread.join(timeout=10)
 
@@ -265,7 +267,11 @@ def test_order_sign_with_a_red_flag(client: Client) -> None:
 
 
 def test_feedback_is_recorded_in_the_decision_log(client: Client) -> None:
+    logged = client.server.decision_log.read_text().splitlines() if client.server.decision_log.exists() else []
     cards = assert_cards(client.post("/cds-services/ipm-cds-patient-view", hook_request(client.server, "cauda_equina")))
+    (decision,) = [json.loads(line) for line in client.server.decision_log.read_text().splitlines()[len(logged) :]]
+    assert decision["conclusions"]["alerts"] == ["red_flag.cauda_equina"] and "patient_id" not in decision
+    assert decision["conclusions"]["deferred_referrals"] == ["multidisciplinary_rehabilitation", "physical_therapy"]
     red = next(c for c in cards if c["indicator"] == "critical")
     other = next(c for c in cards if c["indicator"] == "info")
     feedback = {
@@ -292,6 +298,8 @@ def test_feedback_is_recorded_in_the_decision_log(client: Client) -> None:
     assert response.status_code == 200 and response.json() == {}
     records = [json.loads(line) for line in client.server.feedback_log.read_text().splitlines()[len(before) :]]
     accepted, overridden = records
+    # each feedback record names the decision behind its card: the two logs join on decision_id
+    assert accepted["card_facts"]["decision_id"] == overridden["card_facts"]["decision_id"] == decision["decision_id"]
     assert accepted["outcome"] == "accepted" and accepted["card_facts"]["rule"] == "red_flag.cauda_equina@1.0.0"
     assert accepted["card_facts"]["indicator"] == "critical" and accepted["suggestions_known"] is True
     assert overridden["overrideReason"]["reason"]["code"] == other["overrideReasons"][0]["code"]

@@ -121,6 +121,7 @@ class ServiceConfig:
     as_of: date | None = None  # pin the evaluation date (tests, docs); None: today
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     feedback_log: Path | None = None
+    decision_log: Path | None = None  # one JSON line per assessment (ipm_cds.decision_log); feedback names it
     log_patient_data: bool = False
     public_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"  # the ``aud`` a token must name is this + path
     issuers: tuple[TrustedIssuer, ...] = ()
@@ -396,11 +397,15 @@ class _CardLog:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def add(self, service: str, hook_instance: str, cards: Sequence[Mapping[str, Any]]) -> None:
+    def add(
+        self, service: str, hook_instance: str, cards: Sequence[Mapping[str, Any]], decision_id: str | None = None
+    ) -> None:
         with self._lock:
             for card in cards:
                 facts = dict(card.get("extension", {}).get(CARD_EXTENSION, {}))
                 facts.update(service=service, hookInstance=hook_instance, indicator=card["indicator"])
+                if decision_id is not None:
+                    facts["decision_id"] = decision_id  # the decision log's entry for the assessment
                 facts["suggestions"] = [s.get("uuid") for s in card.get("suggestions", [])]
                 self._cards[card["uuid"]] = facts
                 self._cards.move_to_end(card["uuid"])
@@ -468,11 +473,17 @@ def _discovery(templates: Mapping[str, str], config: ServiceConfig, ruleset_labe
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI application. Loads the ruleset and builds the engine once, at creation."""
+    from ..decision_log import DecisionLog
     from ..engine.facade import Engine
     from ..ruleset.loader import load_ruleset
 
     ruleset = load_ruleset(config.ruleset, with_tests=False)
     engine = Engine(ruleset, profile=config.profile, backend=config.backend, parameters=dict(config.parameters))
+    decisions = (
+        DecisionLog(config.decision_log, include_patient_id=config.log_patient_data)
+        if config.decision_log is not None
+        else None
+    )
     templates = prefetch_templates(ruleset)
     label = f"{ruleset.id} {ruleset.version} ({engine.profile})"
     discovery = _discovery(templates, config, label)
@@ -553,8 +564,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     (f"prefetch key {k!r} ({templates[k]}) is absent or null", None, [f"prefetch.{k}"]) for k in missing
                 ],
             )
-        cards = await run_in_threadpool(_cards_for, spec, hook_request, context, prefetch)
-        card_log.add(spec.id, hook_request.hookInstance, cards)
+        cards, decision_id = await run_in_threadpool(_cards_for, spec, hook_request, context, prefetch)
+        card_log.add(spec.id, hook_request.hookInstance, cards, decision_id)
         patient = f" patient={context.patientId}" if config.log_patient_data else ""
         logger.info(
             "%s service=%s hookInstance=%s cards=%d ms=%.1f%s",
@@ -567,27 +578,36 @@ def create_app(config: ServiceConfig) -> FastAPI:
         )
         return JSONResponse({"cards": cards})
 
-    def _cards_for(spec: ServiceSpec, req: HookRequest, context: _Context, prefetch: Mapping[str, Any]) -> list[Any]:
+    def _cards_for(
+        spec: ServiceSpec, req: HookRequest, context: _Context, prefetch: Mapping[str, Any]
+    ) -> tuple[list[Any], str | None]:
+        """The cards, and the decision log's id for the assessment behind them (None without a log)."""
         wanted = {k: v for k, v in prefetch.items() if k in templates}
         try:
             mapping = read_prefetch(wanted, ruleset=ruleset, patient_id=context.patientId)
         except FhirInputError as exc:
             raise _data_error("the prefetch data is not valid FHIR R4 for this patient", exc, None) from None
         try:
+            evaluated = time.perf_counter()
             assessment = engine.evaluate(mapping.patient, as_of=config.as_of)
         except PatientDataError as exc:
             raise _data_error("the patient data in the prefetch is not valid for evaluation", exc, mapping) from None
         except EvaluationError as exc:
             logger.error("evaluation failed: %s", exc if config.log_patient_data else type(exc).__name__)
             raise CdsHttpError(500, "exception", "evaluation failed; no partial assessment is returned") from None
+        decision_id = None
+        if decisions is not None:
+            elapsed = time.perf_counter() - evaluated
+            decision_id = decisions.record(assessment, mapping.patient, elapsed_seconds=elapsed, backend=config.backend)
         if spec.hook == "patient-view":
-            return patient_view_cards(
+            cards = patient_view_cards(
                 assessment,
                 ruleset=ruleset,
                 hook_instance=req.hookInstance,
                 unmapped=mapping.unmapped,
                 patient_reference=mapping.patient_reference,
             )
+            return cards, decision_id
         assert isinstance(context, OrderSignContext)
         selections = context.selections if isinstance(context, OrderSelectContext) else None
         try:
@@ -595,9 +615,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         except FhirInputError as exc:
             raise _data_error("context.draftOrders is not a valid FHIR R4 Bundle", exc, None) from None
         if not orders:
-            return []
+            return [], decision_id
         why_not = engine.explain(mapping.patient, as_of=config.as_of).why_not
-        cards: dict[str, Any] = {}
+        by_uuid: dict[str, Any] = {}
         for order in orders:
             for card in order_cards(
                 assessment,
@@ -608,8 +628,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 unmapped=mapping.unmapped,
                 patient_reference=mapping.patient_reference,
             ):
-                cards.setdefault(card["uuid"], card)
-        return list(cards.values())
+                by_uuid.setdefault(card["uuid"], card)
+        return list(by_uuid.values()), decision_id
 
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> JSONResponse:
@@ -723,6 +743,12 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--as-of", type=_date_arg, default=None, help="pin the evaluation date (default: today)")
     parser.add_argument("--issuers", type=Path, default=None, help="trusted CDS clients (YAML/JSON); enables JWT")
     parser.add_argument("--feedback-log", type=Path, default=Path("ipm-cds-feedback.jsonl"), help="JSON Lines log")
+    parser.add_argument(
+        "--decision-log",
+        type=Path,
+        default=None,
+        help="JSON Lines decision log (one entry per assessment; feedback records name its decision_id)",
+    )
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--log-patient-data", action="store_true", help="allow patient identifiers in the logs")
     parser.add_argument(
@@ -761,6 +787,7 @@ def _serve(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         max_request_bytes=args.max_request_bytes,
         feedback_log=args.feedback_log,
+        decision_log=args.decision_log,
         log_patient_data=args.log_patient_data,
         public_url=args.public_url or f"http://{args.host}:{port}",
         issuers=issuers,
