@@ -285,6 +285,14 @@ def _alert_card(
     )
 
 
+def _deferred(assessment: Assessment, alert: Alert, shown: set[str]) -> list[DeferredReferral]:
+    """The referrals the alert's red-flag rule deferred, for the first card of that rule only."""
+    if alert.basis.rule in shown:
+        return []
+    shown.add(alert.basis.rule)
+    return [d for d in assessment.deferred_referrals if d.basis.rule == alert.basis.rule]
+
+
 def _exclusion_card(ctx: _Context, group: list[Exclusion]) -> dict[str, Any]:
     first = group[0]
     names = [e.name for e in group]
@@ -484,13 +492,8 @@ def patient_view_cards(
     for alert in assessment.alerts:
         critical = alert.severity == "critical"
         suppressed = [e for e in assessment.excluded if e.kind == "red_flag" and e.basis.rule == alert.basis.rule]
-        # deferred referrals go on the first card of the red-flag rule that deferred them
-        deferred = [d for d in assessment.deferred_referrals if d.basis.rule == alert.basis.rule]
-        if deferred and alert.basis.rule in deferred_shown:
-            deferred = []
-        deferred_shown.add(alert.basis.rule)
         referrals = by_rule.get(alert.basis.rule, []) if critical else []
-        cards.append(_alert_card(ctx, alert, referrals, suppressed, deferred))
+        cards.append(_alert_card(ctx, alert, referrals, suppressed, _deferred(assessment, alert, deferred_shown)))
     groups: dict[tuple[str, str, str], list[Exclusion]] = defaultdict(list)
     for e in assessment.excluded:
         if e.kind == "red_flag" and e.basis.rule in red_rules:
@@ -542,11 +545,7 @@ def order_cards(
         if alert.severity == "critical":
             suppressed = [e for e in assessment.excluded if e.kind == "red_flag" and e.basis.rule == alert.basis.rule]
             referrals = [r for r in assessment.referrals if r.basis.rule == alert.basis.rule]
-            deferred = [d for d in assessment.deferred_referrals if d.basis.rule == alert.basis.rule]
-            if alert.basis.rule in deferred_shown:
-                deferred = []  # on the first card of the red-flag rule that deferred them
-            deferred_shown.add(alert.basis.rule)
-            cards.append(_alert_card(ctx, alert, referrals, suppressed, deferred))
+            cards.append(_alert_card(ctx, alert, referrals, suppressed, _deferred(assessment, alert, deferred_shown)))
     names = {w.intervention: w.name for w in why_not}
     for intervention in order.interventions:
         candidates = [
