@@ -7,8 +7,10 @@ ruleset and ``as_of`` give byte-identical JSON (``provenance.evaluated_at`` asid
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -176,3 +178,56 @@ class Assessment(_Out):
             "deferred_referrals": sorted({d.referral.to for d in self.deferred_referrals}),
             "alerts": sorted({a.code for a in self.alerts}),
         }
+
+
+_M = TypeVar("_M", bound=_Out)
+_Defaults = tuple[tuple[str, ...], tuple[tuple[str, Callable[[], Any]], ...]]
+_DEFAULTS: dict[type[_Out], _Defaults] = {}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _defaults(cls: type[_Out]) -> _Defaults:
+    fields = cls.model_fields
+    made: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in fields.items():
+        if info.is_required():
+            continue
+        if info.default_factory is not None:
+            made.append((name, info.default_factory))  # type: ignore[arg-type]  # no factory takes data here
+        else:
+            made.append((name, functools.partial(_same, info.default)))
+    entry = (tuple(fields), tuple(made))
+    _DEFAULTS[cls] = entry
+    return entry
+
+
+def trusted(cls: type[_M], /, **values: Any) -> _M:
+    """An output model built from values that already have its field types, without validating them.
+
+    For the resolver, which builds an assessment of dozens of models from data that was validated on the
+    way in (the patient, the compiled ruleset): pydantic's validation of those models cost about half of
+    resolving, and ``model_construct`` is no faster in pydantic 2. The result is what the validating
+    constructor would build from the same values (defaults filled, the fields given marked as set); a
+    wrong value is *not* caught here, so only code whose values are correct by construction may use it.
+    The identity check (``benchmarks/identity.py``) and the round-trip tests compare the JSON.
+    """
+    names, defaults = _DEFAULTS.get(cls) or _defaults(cls)
+    given = set(values)
+    if len(values) != len(names):
+        for name, make in defaults:
+            if name not in values:
+                values[name] = make()
+        if len(values) != len(names):
+            unknown = sorted(given - set(names))
+            raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
+    obj = _new(cls)
+    _set(obj, "__dict__", {name: values[name] for name in names})
+    _set(obj, "__pydantic_fields_set__", given)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj

@@ -35,6 +35,7 @@ from .assessment import (
     Referral,
     Target,
     TraceEntry,
+    trusted,
 )
 from .engine.driver import Firing, Run, resolve_value
 from .engine.match import Unknown
@@ -60,20 +61,27 @@ class _Index:
     rules_by_id: Mapping[str, ir.Rule]
     elective: Mapping[str, bool]
     citations: Mapping[str, Citation]  # Citation holds scalars only, so one instance can be shared
+    # rule ref -> its criteria and citations, sorted (each Basis gets lists of its own)
+    basis: Mapping[str, tuple[tuple[str, ...], tuple[Citation, ...]]]
 
 
 def _index(program: Program) -> _Index:
     index = program.cache.get("resolve")
     if index is None:
         sources = program.ruleset.sources
+        citations = {
+            s: Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+            for r in program.rules
+            for s in r.sources
+        }
         index = _Index(
             rules_by_ref={r.ref: r for r in program.rules},
             rules_by_id={r.id: r for r in program.rules},
             elective={code: item.elective for code, item in program.ruleset.interventions.items()},
-            citations={
-                s: Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+            citations=citations,
+            basis={
+                r.ref: (tuple(sorted(r.criteria)), tuple(citations[s] for s in sorted(r.sources)))
                 for r in program.rules
-                for s in r.sources
             },
         )
         program.cache["resolve"] = index
@@ -110,14 +118,12 @@ class _Resolver:
         return text[:1].upper() + text[1:]
 
     def basis(self, rule: ir.Rule) -> Basis:
-        citations = self.index.citations
-        return Basis(
-            rule=rule.ref, criteria=sorted(rule.criteria), sources=[citations[s] for s in sorted(rule.sources)]
-        )
+        criteria, sources = self.index.basis[rule.ref]
+        return trusted(Basis, rule=rule.ref, criteria=list(criteria), sources=list(sources))
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
         values = {k: resolve_value(v, bound) for k, v in rec.target}
-        return Target(**{k: (str(v) if v is not None else None) for k, v in values.items()})
+        return trusted(Target, **{k: (str(v) if v is not None else None) for k, v in values.items()})
 
 
 def _codes(items: tuple[str | ir.Ref, ...], bound: Mapping[str, Fact]) -> tuple[str, ...]:
@@ -134,6 +140,11 @@ def _matches(
 ) -> bool:
     hit = elective[candidate.intervention] if elective_scope else candidate.intervention in codes
     return hit and (region is None or candidate.target.region == region)
+
+
+def _precaution_key(p: Precaution) -> tuple[object, ...]:
+    """Everything a precaution's JSON holds (its basis follows from the rule): equal keys, equal JSON."""
+    return (p.intervention, p.kind, p.text, p.medication, p.bleeding_risk, p.requires_prescriber_approval, p.basis.rule)
 
 
 def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, approval: bool) -> str:
@@ -183,7 +194,8 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
     for key, refs in grouped.items():
         label, path = meta[key]
         entries.append(
-            MissingData(
+            trusted(
+                MissingData,
                 field=path,
                 item=label,
                 needed_by=sorted(refs),
@@ -231,7 +243,8 @@ def resolve(
                 if key in candidates:
                     continue  # the first rule in (stratum, id, bindings) order speaks for it
                 category = item.bleeding_risk.by_region.get(target.region or "", item.bleeding_risk.default)
-                candidates[key] = Candidate(
+                candidates[key] = trusted(
+                    Candidate,
                     intervention=c.intervention,
                     name=item.name,
                     kind=item.kind,
@@ -250,7 +263,9 @@ def resolve(
                 message = r.render(c.message, bound)
                 alerts.setdefault(
                     (f"red_flag.{c.code}", message),
-                    Alert(code=f"red_flag.{c.code}", severity="critical", message=message, basis=r.basis(rule)),
+                    trusted(
+                        Alert, code=f"red_flag.{c.code}", severity="critical", message=message, basis=r.basis(rule)
+                    ),
                 )
             elif isinstance(c, ir.Exclude):
                 excludes.append((firing, c))
@@ -261,14 +276,16 @@ def resolve(
             elif isinstance(c, ir.Alert):
                 message = r.render(c.message, bound)
                 alerts.setdefault(
-                    (c.code, message), Alert(code=c.code, severity=c.severity, message=message, basis=r.basis(rule))
+                    (c.code, message),
+                    trusted(Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)),
                 )
             elif isinstance(c, ir.Refer):
                 reason = r.render(c.reason, bound)
                 # One referral per target, urgency and rule: several findings behind it share one entry.
                 merged = referrals.get((c.to, c.urgency, rule.id))
                 reasons = sorted({*(merged.reason.split("\n") if merged else ()), reason})
-                referrals[(c.to, c.urgency, rule.id)] = Referral(
+                referrals[(c.to, c.urgency, rule.id)] = trusted(
+                    Referral,
                     to=c.to,
                     name=program.ruleset.referrals[c.to].name,
                     urgency=c.urgency,
@@ -291,7 +308,8 @@ def resolve(
             removed.add(key)
         excluded.setdefault(
             (code, reason),
-            Exclusion(
+            trusted(
+                Exclusion,
                 intervention=code,
                 name=name,
                 reason=reason,
@@ -342,7 +360,9 @@ def resolve(
                     name = catalogue[code].name if code in catalogue else "All elective interventions"
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
-            p = Precaution(intervention=None, kind="relative_contraindication", text=reason, basis=r.basis(firing.rule))
+            p = trusted(
+                Precaution, intervention=None, kind="relative_contraindication", text=reason, basis=r.basis(firing.rule)
+            )
             for key in hit:
                 attached.setdefault(key, []).append(p.model_copy(update={"intervention": key[0]}))
     # Safety step 4: precautions and antithrombotic holds.
@@ -353,10 +373,12 @@ def resolve(
         hit = [k for k, c in candidates.items() if _matches(c, pr_codes, pr.elective_scope, region, elective)]
         for key in hit:
             attached.setdefault(key, []).append(
-                Precaution(intervention=key[0], kind="caution", text=text, basis=r.basis(firing.rule))
+                trusted(Precaution, intervention=key[0], kind="caution", text=text, basis=r.basis(firing.rule))
             )
         if not hit and pr.elective_scope:
-            patient_level.append(Precaution(intervention=None, kind="caution", text=text, basis=r.basis(firing.rule)))
+            patient_level.append(
+                trusted(Precaution, intervention=None, kind="caution", text=text, basis=r.basis(firing.rule))
+            )
     meds = program.ruleset.medications
     for firing, hold in holds:
         med_fact, cand_fact = firing.bindings[hold.medication], firing.bindings[hold.candidate]
@@ -377,7 +399,8 @@ def resolve(
                 "region"
             ):
                 attached.setdefault(key, []).append(
-                    Precaution(
+                    trusted(
+                        Precaution,
                         intervention=cand.intervention,
                         kind="antithrombotic",
                         text=text,
@@ -439,7 +462,7 @@ def resolve(
         if key in removed:
             continue
         precautions = sorted(
-            {p.model_dump_json(): p for p in attached.get(key, [])}.values(),
+            {_precaution_key(p): p for p in attached.get(key, [])}.values(),
             key=lambda p: (p.kind, p.medication or "", p.text),
         )
         final.append(
@@ -449,22 +472,32 @@ def resolve(
         )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
 
-    trace = []
+    # One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
+    bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
+    keyed = []
     for firing in run.firings:
-        bindings = [
-            BoundFact(alias=a, fact=f.label, values=dict(sorted(f.values.items()))) for a, f in firing.bindings.items()
-        ]
+        bindings = []
+        order = []
+        for a, f in firing.bindings.items():
+            made = bound_facts.get((a, id(f)))
+            if made is None:
+                items = sorted(f.values.items())
+                made = (trusted(BoundFact, alias=a, fact=f.label, values=dict(items)), (a, f.label, items))
+                bound_facts[(a, id(f))] = made
+            bindings.append(made[0])
+            order.append(made[1])
         blocked = sorted(run.blocked.get((firing.rule.id, firing.signature), set()))
-        trace.append(
-            TraceEntry(
-                rule=firing.rule.ref,
-                stratum=firing.rule.stratum,
-                status="blocked" if blocked else "fired",
-                blocked_by=[f"unless[{i}]" for i in blocked],
-                bindings=bindings,
-            )
+        traced = trusted(
+            TraceEntry,
+            rule=firing.rule.ref,
+            stratum=firing.rule.stratum,
+            status="blocked" if blocked else "fired",
+            blocked_by=[f"unless[{i}]" for i in blocked],
+            bindings=bindings,
         )
-    trace.sort(key=lambda t: (t.stratum, t.rule, [(b.alias, b.fact, sorted(b.values.items())) for b in t.bindings]))
+        keyed.append(((traced.stratum, traced.rule, order), traced))
+    keyed.sort(key=lambda pair: pair[0])  # stable, on the key alone: the order of the former trace.sort
+    trace = [t for _, t in keyed]
 
     ruleset = program.ruleset
     return Assessment(
