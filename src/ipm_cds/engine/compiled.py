@@ -266,6 +266,14 @@ class CompiledProgram:
             **{k: frozenset(p.fact_type for p in ps) for k, ps in rules.items()},
         }
         self.rule_refs: tuple[str, ...] = tuple(rules)
+        self.rule_order: dict[str, int] = {ref: n for n, ref in enumerate(self.rule_refs)}
+        # the rules grouped by the fact types they read, in program order within a group
+        groups: dict[frozenset[str], list[str]] = {}
+        for ref in self.rule_refs:
+            groups.setdefault(self.needs[ref], []).append(ref)
+        self.rules_by_needs: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = tuple(
+            (needs, tuple(group)) for needs, group in groups.items()
+        )
         self.match: dict[str, MatchFn] = _Lazy(
             lambda key, name: _generated(_match_source, name, exec_rules[key]), "match", exec_rules
         )

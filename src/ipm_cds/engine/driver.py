@@ -22,6 +22,7 @@ from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
 DEFAULT_FIRING_CAP = 20_000
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 Signature = tuple[tuple[str, str], ...]  # (alias, fact key) for each of a rule's own patterns
 
 
@@ -61,11 +62,27 @@ def resolve_value(value: ir.Value, bound: Mapping[str, Fact]) -> Scalar | None:
     return value
 
 
+_DerivedKey = tuple[str, tuple[tuple[str, type, Scalar], ...]]
+_DERIVED: dict[_DerivedKey, Fact] = {}
+_DERIVED_CACHE_SIZE = 4096
+
+
 def derived_fact(type_name: str, values: Mapping[str, Scalar | None]) -> Fact:
+    """The derived fact of this type and content. Its key is a digest of the content, so equal content gives
+    an equal fact: recently made ones are reused (a fact is immutable), which spares the digest and label."""
+    # the value's type is part of the key: 1, 1.0 and True are equal (and hash alike) but are written differently
+    cache_key = (type_name, tuple((k, type(v), v) for k, v in sorted(values.items()) if v is not None))
+    fact = _DERIVED.get(cache_key)
+    if fact is not None:
+        return fact
     compact = {k: v for k, v in sorted(values.items()) if v is not None}
-    digest = hashlib.sha256(json.dumps([type_name, compact], sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(_SORTED_JSON([type_name, compact]).encode()).hexdigest()[:12]
     label = f"{type_name}[{', '.join(f'{k}={v}' for k, v in compact.items())}]"
-    return Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
+    fact = Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
+    if len(_DERIVED) >= _DERIVED_CACHE_SIZE:
+        _DERIVED.clear()  # bounded: a long-running process keeps at most this many
+    _DERIVED[cache_key] = fact
+    return fact
 
 
 class CandidateFacts:
@@ -240,11 +257,14 @@ def _find_missing(program: Program, run: Run) -> None:
     compiled = compile_program(program)
     by_type = index_by_type(run.facts)
     not_in_effect = run.not_in_effect
-    present = by_type.keys()
-    needs = compiled.needs
-    for ref in compiled.rule_refs:
-        if ref in not_in_effect or not needs[ref] <= present:
-            continue  # (a rule reading a fact type with no fact has no combination, decided or not)
+    present = set(by_type)
+    # (a rule reading a fact type with no fact has no combination, decided or not: it is not run)
+    refs = [ref for needs, group in compiled.rules_by_needs if needs <= present for ref in group]
+    if len(refs) > 1:
+        refs.sort(key=compiled.rule_order.__getitem__)  # in the program's order, as before
+    for ref in refs:
+        if ref in not_in_effect:
+            continue
         found = compiled.missing[ref](by_type)
         if not found:
             continue

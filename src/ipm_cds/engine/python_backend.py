@@ -33,7 +33,7 @@ class PythonBackend:
         assert self._compiled is not None, "prepare() first"
         match, needs = self._compiled.match, self._compiled.needs
         by_type = index_by_type(facts)
-        present = by_type.keys()
+        present = set(by_type)  # a set, kept up to date below: ``frozenset <= set`` is fast, ``<= dict_keys`` is not
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
@@ -53,4 +53,5 @@ class PythonBackend:
             for name, bound in pending:
                 for fact in on_fire(name, bound):
                     by_type.setdefault(fact.type, []).append(fact)
+                    present.add(fact.type)
                     changed.add(fact.type)

@@ -64,12 +64,13 @@ class NormaliseContext:
 
 
 _M = TypeVar("_M", bound=BaseModel)
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 
 
 def _canonical(items: Sequence[_M]) -> list[_M]:
     if len(items) < 2:
         return list(items)  # nothing to order (and no JSON to write for the sort key)
-    return sorted(items, key=lambda m: json.dumps(m.model_dump(mode="json"), sort_keys=True))
+    return sorted(items, key=lambda m: _SORTED_JSON(m.model_dump(mode="json")))
 
 
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
@@ -131,9 +132,15 @@ def _date_fields(model: type[BaseModel]) -> tuple[str, ...]:
 def _any_after(value: Any, as_of: date) -> bool:
     """Whether any date in ``value`` is after ``as_of`` (the fast check before :func:`_check_dates`)."""
     if isinstance(value, BaseModel):
-        return any(_any_after(getattr(value, name), as_of) for name in _date_fields(type(value)))
+        for name in _DATE_FIELDS.get(type(value)) or _date_fields(type(value)):
+            if _any_after(getattr(value, name), as_of):
+                return True
+        return False
     if isinstance(value, list):
-        return any(_any_after(item, as_of) for item in value)
+        for item in value:  # noqa: SIM110 (a loop: any() over a generator costs a frame per item)
+            if _any_after(item, as_of):
+                return True
+        return False
     return isinstance(value, date) and value > as_of
 
 
