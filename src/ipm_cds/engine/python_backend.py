@@ -25,28 +25,44 @@ class PythonBackend:
 
     def __init__(self) -> None:
         self._compiled: CompiledProgram | None = None
+        # per stratum: the engine rules' names, and their positions grouped by the fact types they read
+        self._groups: dict[int, tuple[tuple[str, ...], tuple[tuple[frozenset[str], tuple[int, ...]], ...]]] = {}
 
     def prepare(self, program: Program) -> None:
         self._compiled = compile_program(program)
+        for stratum in program.strata:
+            names = tuple(er.name for er in stratum.rules)
+            groups: dict[frozenset[str], list[int]] = {}
+            for i, name in enumerate(names):
+                groups.setdefault(self._compiled.needs[name], []).append(i)
+            self._groups[stratum.index] = (names, tuple((k, tuple(v)) for k, v in groups.items()))
 
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
         assert self._compiled is not None, "prepare() first"
-        match, needs = self._compiled.match, self._compiled.needs
+        match = self._compiled.match
+        names, groups = self._groups[stratum.index]
         by_type = index_by_type(facts)
         present = set(by_type)  # a set, kept up to date below: ``frozenset <= set`` is fast, ``<= dict_keys`` is not
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
             pending: list[tuple[str, dict[str, Fact]]] = []
-            for er in stratum.rules:
-                reads = needs[er.name]
-                if not reads <= present or (changed is not None and reads.isdisjoint(changed)):
-                    continue  # no fact of a type it reads; or nothing new it reads since it last ran
-                for bound in match[er.name](by_type):
-                    signature = (er.name, tuple(id(f) for f in bound.values()))
+            # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
+            # derived in the round before (its other matches already fired). The others run in stratum order.
+            selected = [
+                i
+                for reads, positions in groups
+                if reads <= present and (changed is None or not reads.isdisjoint(changed))
+                for i in positions
+            ]
+            selected.sort()
+            for i in selected:
+                name = names[i]
+                for bound in match[name](by_type):
+                    signature = (name, tuple(id(f) for f in bound.values()))
                     if signature not in fired:
                         fired.add(signature)
-                        pending.append((er.name, bound))
+                        pending.append((name, bound))
             if not pending:
                 return
             changed = set()
