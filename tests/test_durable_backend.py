@@ -56,10 +56,10 @@ def test_exception_inside_an_action_fails_closed_and_engine_recovers(
     before = durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json()
     real = driver.derived_fact
 
-    def broken(type_name: str, values: Any) -> Any:
+    def broken(type_name: str, values: Any, memo: Any = None) -> Any:
         if type_name == "candidate":
             raise RuntimeError("injected fault")
-        return real(type_name, values)
+        return real(type_name, values, memo)
 
     monkeypatch.setattr(driver, "derived_fact", broken)
     with pytest.raises(EvaluationError) as info:

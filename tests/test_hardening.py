@@ -416,10 +416,10 @@ def test_an_exception_in_an_action_fails_closed_on_both_backends(
     engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
     real = driver.derived_fact
 
-    def broken(type_name: str, values: Any) -> Any:
+    def broken(type_name: str, values: Any, memo: Any = None) -> Any:
         if type_name == "candidate":
             raise ValueError("injected")
-        return real(type_name, values)
+        return real(type_name, values, memo)
 
     monkeypatch.setattr(driver, "derived_fact", broken)
     with pytest.raises(EvaluationError, match="injected") as info:
@@ -440,7 +440,7 @@ def test_failed_evaluations_never_leak_engine_states(ruleset: ipm_cds.Ruleset, m
     engine = ipm_cds.Engine(ruleset)
     real = driver.derived_fact
 
-    def interrupted(type_name: str, values: Any) -> Any:
+    def interrupted(type_name: str, values: Any, memo: Any = None) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(driver, "derived_fact", interrupted)

@@ -63,25 +63,35 @@ def resolve_value(value: ir.Value, bound: Mapping[str, Fact]) -> Scalar | None:
 
 
 _DerivedKey = tuple[str, tuple[tuple[str, type, Scalar], ...]]
-_DERIVED: dict[_DerivedKey, Fact] = {}
-_DERIVED_CACHE_SIZE = 4096
+DerivedMemo = dict[_DerivedKey, Fact]
+_DERIVED_MEMO_SIZE = 4096
 
 
-def derived_fact(type_name: str, values: Mapping[str, Scalar | None]) -> Fact:
+def derived_memo(program: Program) -> DerivedMemo:
+    """The program's memo of recently derived facts (one per program, so per engine: no module state)."""
+    memo = program.cache.setdefault("derived_facts", {})
+    assert isinstance(memo, dict)
+    return memo
+
+
+def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: DerivedMemo | None = None) -> Fact:
     """The derived fact of this type and content. Its key is a digest of the content, so equal content gives
-    an equal fact: recently made ones are reused (a fact is immutable), which spares the digest and label."""
+    an equal fact: with a ``memo``, recently made ones are reused (a fact is immutable), which spares the
+    digest and label."""
     # the value's type is part of the key: 1, 1.0 and True are equal (and hash alike) but are written differently
     cache_key = (type_name, tuple((k, type(v), v) for k, v in sorted(values.items()) if v is not None))
-    fact = _DERIVED.get(cache_key)
-    if fact is not None:
-        return fact
+    if memo is not None:
+        fact = memo.get(cache_key)
+        if fact is not None:
+            return fact
     compact = {k: v for k, v in sorted(values.items()) if v is not None}
     digest = hashlib.sha256(_SORTED_JSON([type_name, compact]).encode()).hexdigest()[:12]
     label = f"{type_name}[{', '.join(f'{k}={v}' for k, v in compact.items())}]"
     fact = Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
-    if len(_DERIVED) >= _DERIVED_CACHE_SIZE:
-        _DERIVED.clear()  # bounded: a long-running process keeps at most this many
-    _DERIVED[cache_key] = fact
+    if memo is not None:
+        if len(memo) >= _DERIVED_MEMO_SIZE:
+            memo.clear()  # bounded: a long-running engine keeps at most this many (threads: a lost entry is remade)
+        memo[cache_key] = fact
     return fact
 
 
@@ -90,6 +100,7 @@ class CandidateFacts:
 
     def __init__(self, program: Program) -> None:
         self.catalogue = program.ruleset.interventions
+        self.memo = derived_memo(program)
 
     def __call__(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Fact:
         item = self.catalogue[rec.intervention]
@@ -182,6 +193,7 @@ def run_program(
     known = {f.content() for f in run.facts}
     present = {f.type for f in run.facts}
     candidate_fact = CandidateFacts(program)
+    memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
     for stratum, needs, derives in zip(program.strata, plan.needs, plan.derives, strict=True):
@@ -213,9 +225,8 @@ def run_program(
                 made: list[Fact] = []
                 for conclusion in rule.conclusions:
                     if isinstance(conclusion, ir.Derive):
-                        made.append(
-                            derived_fact(conclusion.fact, {k: resolve_value(v, bound) for k, v in conclusion.values})
-                        )
+                        values = {k: resolve_value(v, bound) for k, v in conclusion.values}
+                        made.append(derived_fact(conclusion.fact, values, memo))
                     elif isinstance(conclusion, ir.Recommend):
                         made.append(candidate_fact(conclusion, bound))
             except IpmCdsError:
