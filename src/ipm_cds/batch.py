@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from .argtypes import date_arg, parameter_arg
 from .decision_log import DecisionLog, decision_entry
 from .engine.facade import BackendName, Engine
 from .errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
@@ -311,25 +312,6 @@ def _logged(results: Iterator[BatchResult], log: DecisionLog, *, owned: bool) ->
 # -- JSON Lines -----------------------------------------------------------------------------------------
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _parameter(text: str) -> tuple[str, int | float]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    for kind in (int, float):
-        try:
-            return name, kind(value)
-        except ValueError:
-            continue
-    raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}")
-
-
 class _Reader:
     """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
 
@@ -454,11 +436,11 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
     parser.add_argument(
-        "--as-of", type=_date, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
+        "--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
     )
     parser.add_argument("--backend", choices=["durable", "python"], default="durable")
     parser.add_argument(
-        "--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
+        "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
     )
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
     parser.add_argument(

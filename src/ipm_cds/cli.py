@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .argtypes import date_arg, parameter_arg
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -27,27 +28,6 @@ from .errors import (
 )
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUATION = 0, 1, 2, 3, 4, 5
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _parameter(text: str) -> tuple[str, int | float]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        number: int | float = int(value)
-    except ValueError:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}") from None
-    return name, number
 
 
 def read_patient_document(path: Path) -> Any:
@@ -125,12 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="assess one patient")
     ev.add_argument("patient", type=Path, help="patient file, .json or .yaml")
     ev.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
-    ev.add_argument("--as-of", type=_date, default=None, help="evaluation date YYYY-MM-DD (default: today)")
+    ev.add_argument("--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD (default: today)")
     ev.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
     ev.add_argument("--backend", choices=["durable", "python"], default="durable")
     ev.add_argument(
         "--param",
-        type=_parameter,
+        type=parameter_arg,
         action="append",
         default=[],
         metavar="NAME=VALUE",
@@ -141,10 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="why each conclusion, and why not each other intervention")
     ex.add_argument("patient", type=Path, help="patient file, .json or .yaml")
     ex.add_argument("--ruleset", type=Path, default=None)
-    ex.add_argument("--as-of", type=_date, default=None)
+    ex.add_argument("--as-of", type=date_arg, default=None)
     ex.add_argument("--profile", default=None)
     ex.add_argument("--backend", choices=["durable", "python"], default="durable")
-    ex.add_argument("--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE")
+    ex.add_argument("--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE")
     ex.add_argument("--intervention", default=None, help="only this intervention's why-not")
     ex.add_argument("--format", choices=["text", "json"], default="text")
 

@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..argtypes import date_arg, parameter_arg
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError
 from .cds_hooks import CARD_EXTENSION, CDS_HOOKS_VERSION, operation_outcome, order_cards, patient_view_cards
 from .fhir import FhirInputError, FhirMapping, ordered_interventions, prefetch_templates, read_prefetch
@@ -698,26 +699,6 @@ def _data_error(text: str, exc: PatientDataError, mapping: FhirMapping | None) -
 # -- command line ------------------------------------------------------------------------------------
 
 
-def _date_arg(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _param_arg(text: str) -> tuple[str, int | float]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, int(value)
-    except ValueError:
-        try:
-            return name, float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}") from None
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -739,8 +720,8 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--profile", default=None)
     parser.add_argument("--backend", choices=["durable", "python"], default="durable")
-    parser.add_argument("--param", type=_param_arg, action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--as-of", type=_date_arg, default=None, help="pin the evaluation date (default: today)")
+    parser.add_argument("--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--as-of", type=date_arg, default=None, help="pin the evaluation date (default: today)")
     parser.add_argument("--issuers", type=Path, default=None, help="trusted CDS clients (YAML/JSON); enables JWT")
     parser.add_argument("--feedback-log", type=Path, default=Path("ipm-cds-feedback.jsonl"), help="JSON Lines log")
     parser.add_argument(
