@@ -7,7 +7,11 @@ The plugin's ``ipm-ci`` hypothesis profile is the default here; ``IPM_CDS_HYPOTH
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -15,6 +19,41 @@ from hypothesis import settings
 import ipm_cds
 
 AS_OF = date(2025, 6, 2)
+
+# Lumbar axial pain after two positive blocks (an RFA candidate), on warfarin (a hold precaution).
+RFA_PATIENT: dict[str, Any] = {
+    "pain": [{"region": "lumbar", "character": "axial", "duration_weeks": 30, "nrs": 7, "odi_pct": 40}],
+    "procedures": [
+        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-03-03", "relief_pct": 90},
+        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-04-07", "relief_pct": 85},
+    ],
+    "conservative_care": {"failed": True, "active_exercise_program": True},
+    "medications": [{"agent": "warfarin"}],
+}
+
+
+def run_in_threads(work: Callable[[int], None], threads: int = 8) -> None:
+    """Run ``work(0)`` .. ``work(threads - 1)`` at once with an aggressive switch interval (1e-5 s), so
+    that threads interleave as often as they can; fails with every exception a thread raised."""
+    errors: list[BaseException] = []
+
+    def guarded(worker: int) -> None:
+        try:
+            work(worker)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        started = [threading.Thread(target=guarded, args=(w,)) for w in range(threads)]
+        for t in started:
+            t.start()
+        for t in started:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors
 
 
 @pytest.hookimpl(trylast=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +9,7 @@ import ipm_cds
 from ipm_cds.patient import PatientCase
 from ipm_cds.testing.strategies import patients
 
-from .conftest import AS_OF
+from .conftest import AS_OF, run_in_threads
 
 
 @settings(max_examples=1, suppress_health_check=list(HealthCheck), deadline=None)
@@ -22,27 +19,13 @@ def test_eight_threads_match_sequential_results(ruleset: ipm_cds.Ruleset, cohort
     expected = [engine.evaluate(p, as_of=AS_OF, timestamp=False).to_json() for p in cohort]
     rounds = 10
     results: dict[tuple[int, int, int], str] = {}
-    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        try:
-            for r in range(rounds):
-                for i, patient in enumerate(cohort):
-                    results[(worker, r, i)] = engine.evaluate(patient, as_of=AS_OF, timestamp=False).to_json()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for r in range(rounds):
+            for i, patient in enumerate(cohort):
+                results[(worker, r, i)] = engine.evaluate(patient, as_of=AS_OF, timestamp=False).to_json()
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+    run_in_threads(work)
     assert len(results) == 8 * rounds * len(cohort)
     mismatches = [k for k, v in results.items() if v != expected[k[2]]]
     assert mismatches == []

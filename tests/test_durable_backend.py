@@ -10,17 +10,7 @@ import ipm_cds
 from ipm_cds.engine import driver, durable_backend
 from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError
 
-from .conftest import AS_OF
-
-RFA_PATIENT: dict[str, Any] = {
-    "pain": [{"region": "lumbar", "character": "axial", "duration_weeks": 30, "nrs": 7, "odi_pct": 40}],
-    "procedures": [
-        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-03-03", "relief_pct": 90},
-        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-04-07", "relief_pct": 85},
-    ],
-    "conservative_care": {"failed": True, "active_exercise_program": True},
-    "medications": [{"agent": "warfarin"}],
-}
+from .conftest import AS_OF, RFA_PATIENT
 
 
 def codes(engine: ipm_cds.Engine, patient: dict[str, Any]) -> dict[str, list[str]]:

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -33,21 +32,11 @@ from ipm_cds.ruleset import yamlsrc
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing.strategies import patients, raw_patient_documents
 
-from .conftest import AS_OF
+from .conftest import AS_OF, RFA_PATIENT, run_in_threads
 
 FULL = os.environ.get("IPM_CDS_STRESS") == "full"
 TIME_BOUND_S = 5.0  # every hostile input is refused well within this
 MEMORY_BOUND_MB = 64.0
-
-RFA_PATIENT: dict[str, Any] = {
-    "pain": [{"region": "lumbar", "character": "axial", "duration_weeks": 30, "nrs": 7, "odi_pct": 40}],
-    "procedures": [
-        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-03-03", "relief_pct": 90},
-        {"kind": "facet_mbb", "region": "lumbar", "date": "2025-04-07", "relief_pct": 85},
-    ],
-    "conservative_care": {"failed": True, "active_exercise_program": True},
-    "medications": [{"agent": "warfarin"}],
-}
 
 
 @pytest.fixture
@@ -511,26 +500,12 @@ def test_threads_with_an_aggressive_switch_interval_match_sequential_results(
     expected = [engine.evaluate(p, as_of=AS_OF, timestamp=False).to_json() for p in cohort]
     per_thread = total // 8
     mismatches: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        try:
-            for k in range(per_thread):
-                i = (worker * 7 + k) % len(cohort)
-                if engine.evaluate(cohort[i], as_of=AS_OF, timestamp=False).to_json() != expected[i]:
-                    mismatches.append((worker, i))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for k in range(per_thread):
+            i = (worker * 7 + k) % len(cohort)
+            if engine.evaluate(cohort[i], as_of=AS_OF, timestamp=False).to_json() != expected[i]:
+                mismatches.append((worker, i))
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+    run_in_threads(work)
     assert mismatches == []
