@@ -453,8 +453,9 @@ def _reference_missing(patterns: Any, by_type: Any) -> Iterator[tuple[dict[str, 
 @settings(max_examples=60, deadline=None)
 @given(st.one_of(patients(), patients(prior_procedures=True, anticoagulants=True), patients(red_flags=True)))
 def test_compiled_matchers_equal_the_reference_matcher(python_engine: ipm_cds.Engine, patient: PatientCase) -> None:
-    """Generated code (engine/compiled.py) gives what match.py gives: same combinations, same order, same
-    unknown fields, for every rule, on the facts a real evaluation ends with (recorded and derived)."""
+    """The compiled matchers (engine/compiled.py) give what match.py gives: same combinations, same order,
+    same unknown fields, for every rule, on the facts a real evaluation ends with (recorded and derived).
+    tests/test_compiled_matchers.py does the same for arbitrary patterns."""
     program = python_engine.program
     run = python_engine._run(patient, AS_OF, timestamp=False)[0]
     by_type = index_by_type(run.facts)

@@ -4,7 +4,7 @@ It is the oracle the durable backend is tested against, the fallback where durab
 installed, and the engine behind explanations. Forward chaining runs to a fixpoint; each combination
 of facts fires a rule once, as in the durable engine.
 
-Patterns run as compiled Python (:mod:`compiled`, generated from the IR with the semantics of
+Patterns run as compiled matchers (:mod:`compiled`: closures built from the IR, with the semantics of
 :mod:`match`). After the first round, a rule is matched again only when a fact of a type it reads was
 derived in the round before: its other matches are the ones it already fired.
 """

@@ -1,0 +1,109 @@
+"""The compiled matchers (engine/compiled.py) against the reference matcher (engine/match.py) on arbitrary
+patterns, not only the bundled ruleset's.
+
+``tests/test_hardening.py`` compares them on every rule of the bundled ruleset; that ruleset does not
+reach every shape the compiler specialises (one, two, three and more patterns; one test or several;
+``eq``/``in`` without a presence test; joins at every position; ``any_of`` with and without joins; several
+patterns of one fact type). Here hypothesis draws the patterns and the facts: every combination, its order
+and its unknown fields must be the reference's, two-valued, three-valued and for unless clauses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipm_cds.engine import compiled, driver
+from ipm_cds.engine.match import index_by_type, matches
+from ipm_cds.facts.normalise import Fact
+from ipm_cds.ruleset import ir
+
+TYPES = ("a", "b")
+NUMBER_FIELDS = ("x", "y")
+TEXT_FIELDS = ("s",)
+NUMBERS = (0, 1, 2, 3.5)
+TEXTS = ("p", "q", "r")
+
+
+@st.composite
+def facts(draw: Any) -> list[Fact]:
+    out = []
+    for n in range(draw(st.integers(0, 6))):
+        values: dict[str, Any] = {}
+        for field in NUMBER_FIELDS:
+            if draw(st.booleans()):
+                values[field] = draw(st.sampled_from(NUMBERS))
+        for field in TEXT_FIELDS:
+            if draw(st.booleans()):
+                values[field] = draw(st.sampled_from(TEXTS))
+        out.append(Fact(draw(st.sampled_from(TYPES)), f"k{n}", values, f"fact {n}"))
+    return out
+
+
+@st.composite
+def single_test(draw: Any, earlier: tuple[str, ...]) -> ir.Test:
+    if draw(st.booleans()):
+        field = draw(st.sampled_from(NUMBER_FIELDS))
+        op = draw(st.sampled_from(("eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "present", "absent")))
+        if op in ("present", "absent"):
+            return ir.Test(field, op, None)
+        if op in ("in", "not_in"):
+            return ir.Test(field, op, tuple(draw(st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=5))))
+        if earlier and draw(st.booleans()):
+            return ir.Test(field, op, ir.Ref(draw(st.sampled_from(earlier)), draw(st.sampled_from(NUMBER_FIELDS))))
+        return ir.Test(field, op, draw(st.sampled_from(NUMBERS)))
+    field = draw(st.sampled_from(TEXT_FIELDS))
+    op = draw(st.sampled_from(("eq", "neq", "in", "not_in", "present", "absent")))
+    if op in ("present", "absent"):
+        return ir.Test(field, op, None)
+    if op in ("in", "not_in"):
+        return ir.Test(field, op, tuple(draw(st.lists(st.sampled_from(TEXTS), min_size=1, max_size=5))))
+    if earlier and draw(st.booleans()):
+        return ir.Test(field, op, ir.Ref(draw(st.sampled_from(earlier)), draw(st.sampled_from(TEXT_FIELDS))))
+    return ir.Test(field, op, draw(st.sampled_from(TEXTS)))
+
+
+@st.composite
+def patterns(draw: Any) -> list[ir.Pattern]:
+    out: list[ir.Pattern] = []
+    for i in range(draw(st.integers(1, 5))):
+        earlier = tuple(p.alias for p in out)
+        nodes: list[ir.Node] = []
+        for _ in range(draw(st.integers(0, 3))):
+            if draw(st.integers(0, 4)) == 0:
+                branches = draw(
+                    st.lists(st.lists(single_test(earlier), min_size=1, max_size=2), min_size=1, max_size=3)
+                )
+                nodes.append(ir.AnyOf(tuple(tuple(b) for b in branches)))
+            else:
+                nodes.append(draw(single_test(earlier)))
+        out.append(ir.Pattern(f"p{i}", draw(st.sampled_from(TYPES)), tuple(nodes)))
+    return out
+
+
+@settings(max_examples=1000, deadline=None)
+@given(patterns(), facts())
+def test_compiled_matchers_equal_the_reference_on_arbitrary_patterns(
+    rule: list[ir.Pattern], recorded: list[Fact]
+) -> None:
+    by_type = index_by_type(recorded)
+    expected = [bound for bound, _, _ in matches(rule, by_type)]
+    assert compiled._matcher(rule)(by_type) == expected
+    expected_missing = [
+        (bound, unknown) for bound, truth, unknown in matches(rule, by_type, three_valued=True) if truth is None
+    ]
+    assert compiled._missing_matcher(rule)(by_type) == expected_missing
+    if len(rule) > 1:
+        # the last pattern as an unless clause of a rule made of the others
+        *when, unless = rule
+        extend = compiled._extender(unless, [p.alias for p in when])
+        for bound, _, _ in matches(when, by_type):
+            used = {id(f) for f in bound.values()}
+            got = [
+                r
+                for f in by_type.get(unless.fact_type, ())
+                if id(f) not in used and (r := extend(f, bound)) is not None
+            ]
+            assert got == [(t, u) for _, t, u in driver._extend(unless, bound, by_type)]
