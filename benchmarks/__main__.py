@@ -136,7 +136,7 @@ def bench_load(args: argparse.Namespace) -> dict[str, Any]:
     engine = ipm_cds.Engine(ruleset, backend="python")
     out["engine_rules"] = sum(len(s.rules) for s in engine.program.strata)
     out["strata"] = len(engine.program.strata)
-    # The compiled matchers are generated per rule on first use; compiling all of them up front costs:
+    # The compiled matchers are built per rule on first use; building all of them up front costs:
     try:
         from ipm_cds.engine.compiled import compile_program
     except ImportError:  # an ipm-cds from before the compiled matchers (for before/after comparisons)
