@@ -25,6 +25,8 @@ NUMBER_FIELDS = ("x", "y")
 TEXT_FIELDS = ("s",)
 NUMBERS = (0, 1, 2, 3.5)
 TEXTS = ("p", "q", "r")
+EQUALITY_OPS = ("eq", "neq", "in", "not_in", "present", "absent")
+ORDERED_OPS = (*EQUALITY_OPS, "lt", "lte", "gt", "gte")
 
 
 @st.composite
@@ -44,25 +46,18 @@ def facts(draw: Any) -> list[Fact]:
 
 @st.composite
 def single_test(draw: Any, earlier: tuple[str, ...]) -> ir.Test:
-    if draw(st.booleans()):
-        field = draw(st.sampled_from(NUMBER_FIELDS))
-        op = draw(st.sampled_from(("eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "present", "absent")))
-        if op in ("present", "absent"):
-            return ir.Test(field, op, None)
-        if op in ("in", "not_in"):
-            return ir.Test(field, op, tuple(draw(st.lists(st.sampled_from(NUMBERS), min_size=1, max_size=5))))
-        if earlier and draw(st.booleans()):
-            return ir.Test(field, op, ir.Ref(draw(st.sampled_from(earlier)), draw(st.sampled_from(NUMBER_FIELDS))))
-        return ir.Test(field, op, draw(st.sampled_from(NUMBERS)))
-    field = draw(st.sampled_from(TEXT_FIELDS))
-    op = draw(st.sampled_from(("eq", "neq", "in", "not_in", "present", "absent")))
+    fields, constants, ops = draw(
+        st.sampled_from([(NUMBER_FIELDS, NUMBERS, ORDERED_OPS), (TEXT_FIELDS, TEXTS, EQUALITY_OPS)])
+    )
+    field = draw(st.sampled_from(fields))
+    op = draw(st.sampled_from(ops))
     if op in ("present", "absent"):
         return ir.Test(field, op, None)
     if op in ("in", "not_in"):
-        return ir.Test(field, op, tuple(draw(st.lists(st.sampled_from(TEXTS), min_size=1, max_size=5))))
+        return ir.Test(field, op, tuple(draw(st.lists(st.sampled_from(constants), min_size=1, max_size=5))))
     if earlier and draw(st.booleans()):
-        return ir.Test(field, op, ir.Ref(draw(st.sampled_from(earlier)), draw(st.sampled_from(TEXT_FIELDS))))
-    return ir.Test(field, op, draw(st.sampled_from(TEXTS)))
+        return ir.Test(field, op, ir.Ref(draw(st.sampled_from(earlier)), draw(st.sampled_from(fields))))
+    return ir.Test(field, op, draw(st.sampled_from(constants)))
 
 
 @st.composite

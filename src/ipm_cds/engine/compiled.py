@@ -346,6 +346,22 @@ def _same_type_earlier(patterns: Sequence[ir.Pattern]) -> tuple[tuple[int, ...],
 Level = Callable[[Sequence[Sequence[Fact]], list[Fact], list[Bindings]], None]
 Missing = tuple[Bindings, list[Unknown]]
 Level3 = Callable[[Sequence[Sequence[Fact]], list[Fact], list["tuple[Truth, list[Unknown]]"], list[Missing]], None]
+_L = TypeVar("_L")
+
+
+def _chain(length: int, level: Callable[[int, _L | None], _L]) -> _L:
+    """Levels ``0 .. length-1`` of a rule of many patterns, each calling the next; returns the first."""
+    chain: _L | None = None
+    for i in reversed(range(length)):
+        chain = level(i, chain)
+    assert chain is not None
+    return chain
+
+
+def _pools(by_type: ByType, types: Sequence[str]) -> list[Sequence[Fact]] | None:
+    """The facts of each pattern's type; None when one has none (the rule then has no combination)."""
+    pools = [by_type.get(t) or () for t in types]
+    return pools if all(pools) else None
 
 
 def _matcher(patterns: Sequence[ir.Pattern]) -> MatchFn:
@@ -442,16 +458,12 @@ def _matcher(patterns: Sequence[ir.Pattern]) -> MatchFn:
 
         return run
 
-    chain: Level | None = None
-    for i in reversed(range(len(patterns))):
-        chain = level(i, chain)
-    assert chain is not None
-    first = chain
+    first = _chain(len(patterns), level)
 
     def match_many(by_type: ByType) -> list[Bindings]:
-        pools = [by_type.get(t) or () for t in types]
         out: list[Bindings] = []
-        if all(pools):
+        pools = _pools(by_type, types)
+        if pools is not None:
             first(pools, [], out)
         return out
 
@@ -563,16 +575,12 @@ def _missing_matcher(patterns: Sequence[ir.Pattern]) -> MissingFn:
 
         return run
 
-    chain: Level3 | None = None
-    for i in reversed(range(len(patterns))):
-        chain = level(i, chain)
-    assert chain is not None
-    first = chain
+    first = _chain(len(patterns), level)
 
     def missing_many(by_type: ByType) -> list[Missing]:
-        pools = [by_type.get(t) or () for t in types]
         out: list[Missing] = []
-        if all(pools):
+        pools = _pools(by_type, types)
+        if pools is not None:
             first(pools, [], [], out)
         return out
 
