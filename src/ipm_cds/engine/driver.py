@@ -8,13 +8,12 @@ blocks, the firing cap, and the search for missing data. Backends only match and
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
-from ..facts.normalise import Fact, Scalar
+from ..facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
 from .base import Backend
 from .compiled import compile_program
@@ -22,7 +21,6 @@ from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
 DEFAULT_FIRING_CAP = 20_000
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 Signature = tuple[tuple[str, str], ...]  # (alias, fact key) for each of a rule's own patterns
 
 
@@ -85,7 +83,7 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
         if fact is not None:
             return fact
     compact = {k: v for k, v in sorted(values.items()) if v is not None}
-    digest = hashlib.sha256(_SORTED_JSON([type_name, compact]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(SORTED_JSON([type_name, compact]).encode()).hexdigest()[:12]
     label = f"{type_name}[{', '.join(f'{k}={v}' for k, v in compact.items())}]"
     fact = Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
     if memo is not None:

@@ -64,13 +64,13 @@ class NormaliseContext:
 
 
 _M = TypeVar("_M", bound=BaseModel)
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
+SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 
 
 def _canonical(items: Sequence[_M]) -> list[_M]:
     if len(items) < 2:
         return list(items)  # nothing to order (and no JSON to write for the sort key)
-    return sorted(items, key=lambda m: _SORTED_JSON(m.model_dump(mode="json")))
+    return sorted(items, key=lambda m: SORTED_JSON(m.model_dump(mode="json")))
 
 
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
