@@ -589,7 +589,8 @@ def _missing_matcher(patterns: Sequence[ir.Pattern]) -> MissingFn:
 
 def _extender(pattern: ir.Pattern, bound_aliases: Sequence[str]) -> ExtendFn:
     """One fact against one unless clause, three-valued, its joins read from the rule's bindings."""
-    joined = [alias for alias in bound_aliases if alias in pattern.refs()]
+    refs = pattern.refs()
+    joined = [alias for alias in bound_aliases if alias in refs]
     check = _pattern3(pattern, _positions(joined))
 
     def extend(fact: Fact, bindings: Mapping[str, Fact]) -> tuple[Truth, list[Unknown]] | None:
