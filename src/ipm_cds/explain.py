@@ -38,6 +38,9 @@ class MatchedFact(_Out):
     fact: str
     values: dict[str, str | int | float | bool]
     derived_by: list[Derivation] = Field(default_factory=list, description="How a derived fact came to be.")
+    aggregated_from: list[str] = Field(
+        default_factory=list, description="The facts an aggregate (latest, earliest, count_of) was computed from."
+    )
 
 
 class Derivation(_Out):
@@ -105,6 +108,11 @@ def _fmt(value: Scalar | tuple[Scalar, ...] | None) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _member(fact: Fact) -> str:
+    date = fact.values.get("date")
+    return f"{fact.label} {date}" if date is not None and str(date) not in fact.label else fact.label
+
+
 @dataclass
 class _Explainer:
     program: Program
@@ -113,19 +121,34 @@ class _Explainer:
 
     def matched(self, bindings: Mapping[str, Fact], depth: int = 0) -> list[MatchedFact]:
         out = []
+        aggregated = self.run.aggregated
         for alias, fact in bindings.items():
             derivations = []
-            if fact.derived and depth < MAX_DEPTH:
-                for firing in sorted(self.run.derived_by.get(fact.key, []), key=_order)[:2]:
+            source = aggregated.sources.get(fact.key, fact)  # a latest/earliest copy: derived as its source was
+            if source.derived and depth < MAX_DEPTH:
+                for firing in sorted(self.run.derived_by.get(source.key, []), key=_order)[:2]:
                     derivations.append(
                         Derivation(rule=firing.rule.ref, matched=self.matched(firing.bindings, depth + 1))
                     )
+            members = aggregated.members.get(fact.key, ())
             out.append(
                 MatchedFact(
-                    alias=alias, fact=fact.label, values=dict(sorted(fact.values.items())), derived_by=derivations
+                    alias=alias,
+                    fact=fact.label,
+                    values=dict(sorted(fact.values.items())),
+                    derived_by=derivations,
+                    aggregated_from=[_member(f) for f in sorted(members, key=_fact_order)],
                 )
             )
         return out
+
+    def shown(self, fact: Fact) -> str:
+        """A fact's label; for a count, with the first facts it counted."""
+        members = self.run.aggregated.members.get(fact.key)
+        if not members or fact.key in self.run.aggregated.sources:
+            return fact.label
+        listed = ", ".join(_member(f) for f in sorted(members, key=_fact_order)[:3])
+        return f"{fact.label} ({listed}{', ...' if len(members) > 3 else ''})"
 
     # -- conditions --------------------------------------------------------------------------------
 
@@ -174,7 +197,7 @@ class _Explainer:
                     (
                         truth,
                         Check(
-                            pattern=f"{pattern.alias} ({pattern.fact_type})",
+                            pattern=f"{pattern.alias} ({ir.type_label(pattern.fact_type)})",
                             fact=fact.label,
                             condition=self.describe(shown_test),
                             actual=_fmt(actual) + other,
@@ -217,10 +240,9 @@ class _Explainer:
                         for f in sorted(by_type.get(clause.pattern.fact_type, []), key=_fact_order)
                         if f not in firing.bindings.values() and eval_pattern(clause.pattern, f, firing.bindings, None)
                     ]
-                    facts = ", ".join(f.label for f in hits[:3]) or "a matching fact"
-                    details.append(
-                        f"unless[{index}] ({clause.pattern.alias}: {clause.pattern.fact_type}) matched {facts}"
-                    )
+                    facts = "; ".join(self.shown(f) for f in hits[:3]) or "a matching fact"
+                    name = ir.type_label(clause.pattern.fact_type)
+                    details.append(f"unless[{index}] ({clause.pattern.alias}: {name}) matched {facts}")
             return RuleAnalysis(rule=rule.ref, outcome="blocked", details=details)
         missing = self.run.missing.get(rule.ref, [])
         checks, because = self.best_attempt(rule, by_type, depth)
@@ -254,14 +276,13 @@ class _Explainer:
             if not options:
                 wanted = ", ".join(self.describe(t) for t in selectors)
                 article = "another" if any(f.type == pattern.fact_type for f in bound.values()) else "a"
+                name = ir.type_label(pattern.fact_type)
                 checks.append(
                     Check(
-                        pattern=f"{pattern.alias} ({pattern.fact_type})",
+                        pattern=f"{pattern.alias} ({name})",
                         fact=None,
-                        condition=f"{article} {pattern.fact_type} fact" + (f" with {wanted}" if wanted else ""),
-                        actual="none recorded"
-                        if not free
-                        else f"{len(free)} {pattern.fact_type} fact(s), none with {wanted}",
+                        condition=f"{article} {name} fact" + (f" with {wanted}" if wanted else ""),
+                        actual="none recorded" if not free else f"{len(free)} {name} fact(s), none with {wanted}",
                         outcome="no such fact",
                     )
                 )
@@ -284,6 +305,10 @@ class _Explainer:
         return checks, because
 
     def derivers(self, fact_type: str) -> list[ir.Rule]:
+        """The rules that make facts of this type (for an aggregate: of the type it selects)."""
+        aggregate = next((a for r in self.program.rules for a in r.aggregates if a.fact_type == fact_type), None)
+        if aggregate is not None:
+            fact_type = aggregate.source_type
         out = []
         for rule in self.program.rules:
             for c in rule.conclusions:

@@ -15,6 +15,7 @@ from datetime import date
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
 from ..facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
+from .aggregates import Aggregated, compute, could_change
 from .base import Backend
 from .compiled import compile_program
 from .match import Truth, Unknown, eval_pattern, index_by_type
@@ -45,6 +46,7 @@ class Run:
     # rule ref -> candidate facts bound in combinations the rule could not decide (safety rules that target
     # the candidate they match concern only those candidates)
     undecided_candidates: dict[str, list[Fact]] = field(default_factory=dict)
+    aggregated: Aggregated = field(default_factory=Aggregated)  # what the aggregates made, and from what
 
     def is_blocked(self, firing: Firing) -> bool:
         return (firing.rule.id, firing.signature) in self.blocked
@@ -141,6 +143,7 @@ class _Plan:
     needs: tuple[tuple[frozenset[str], ...], ...]
     derives: tuple[frozenset[str], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
+    aggregates: tuple[tuple[ir.Aggregate, ...], ...]  # per stratum: the aggregates first read there
 
 
 def _plan(program: Program) -> _Plan:
@@ -148,7 +151,17 @@ def _plan(program: Program) -> _Plan:
     if plan is None:
         needs: list[tuple[frozenset[str], ...]] = []
         derives: list[frozenset[str]] = []
+        aggregates: list[tuple[ir.Aggregate, ...]] = []
+        computed: set[str] = set()
         for stratum in program.strata:
+            first: dict[str, ir.Aggregate] = {}
+            for er in stratum.rules:
+                reads = {p.fact_type for p in er.patterns}
+                for aggregate in er.rule.aggregates:
+                    if aggregate.fact_type in reads and aggregate.fact_type not in computed:
+                        first.setdefault(aggregate.fact_type, aggregate)
+            computed.update(first)
+            aggregates.append(tuple(first.values()))
             needs.append(tuple(frozenset(p.fact_type for p in er.patterns) for er in stratum.rules))
             made: set[str] = set()
             for er in stratum.rules:
@@ -163,6 +176,7 @@ def _plan(program: Program) -> _Plan:
             tuple(needs),
             tuple(derives),
             tuple(r for r in program.rules if r.effective != (None, None)),
+            tuple(aggregates),
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
@@ -194,7 +208,16 @@ def run_program(
     memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
-    for stratum, needs, derives in zip(program.strata, plan.needs, plan.derives, strict=True):
+    for stratum, needs, derives, aggregates in zip(
+        program.strata, plan.needs, plan.derives, plan.aggregates, strict=True
+    ):
+        if aggregates:  # computed once, before the first stratum that reads them, from the facts known then
+            before = len(run.aggregated.facts)
+            for aggregate in aggregates:
+                compute(aggregate, run.facts, run.aggregated)
+            new_facts = run.aggregated.facts[before:]
+            run.facts.extend(new_facts)
+            present.update(f.type for f in new_facts)
         if not can_fire(needs, derives, present):
             continue
         deferred.clear()
@@ -203,11 +226,7 @@ def run_program(
             nonlocal count
             count += 1
             if count > firing_cap:
-                raise FiringLimitError(
-                    f"more than {firing_cap} rule firings in one evaluation (a rule derives facts without end, "
-                    "or matches too many combinations of facts)",
-                    rule=exec_rules[name].rule.ref if name in exec_rules else name,
-                )
+                raise firing_limit_error(firing_cap, exec_rules[name].rule.ref if name in exec_rules else name, run)
             er = exec_rules.get(name)
             if er is None:
                 raise EvaluationError(f"the engine fired an unknown rule {name!r}")
@@ -258,6 +277,26 @@ def run_program(
     return run
 
 
+def firing_limit_error(cap: int, rule_ref: str, run: Run) -> FiringLimitError:
+    """The error both backends give when an evaluation passes the firing cap: the rule, and the facts."""
+    counts: dict[str, int] = {}
+    made = 0  # derived and aggregate facts: what the rules made of the record
+    for fact in run.facts:
+        if fact.derived or "@" in fact.type:
+            made += 1
+        else:
+            counts[fact.type] = counts.get(fact.type, 0) + 1
+    listed = ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    listed += f" facts and {made} made from them"
+    return FiringLimitError(
+        f"more than {cap} rule firings in one evaluation over {listed} (a rule derives facts without end, or "
+        "joins facts of one type in pairs or tuples)",
+        rule=rule_ref,
+        hint="write 'the latest', 'a newer one exists' and 'how many' with latest, earliest or count_of "
+        "(docs/rule-files.md), not as joins",
+    )
+
+
 def _find_missing(program: Program, run: Run) -> None:
     """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data.
 
@@ -265,6 +304,7 @@ def _find_missing(program: Program, run: Run) -> None:
     ``three_valued=True`` would, restricted to the undecided combinations this search looks at."""
     compiled = compile_program(program)
     by_type = index_by_type(run.facts)
+    translate = run.aggregated.translate
     not_in_effect = run.not_in_effect
     present = set(by_type)
     # (a rule reading a fact type with no fact has no combination, decided or not: it is not run)
@@ -280,7 +320,7 @@ def _find_missing(program: Program, run: Run) -> None:
         # Every undecided combination counts, also for a rule that fired on other facts.
         unknowns: list[Unknown] = []
         for bound, unknown in found:
-            recorded = [u for u in unknown if not u.fact.derived]
+            recorded = [t for u in unknown for t in translate(u) if not t.fact.derived]
             unknowns.extend(recorded)
             if recorded:
                 candidates = [f for f in bound.values() if f.type == "candidate"]
@@ -288,7 +328,23 @@ def _find_missing(program: Program, run: Run) -> None:
                     run.undecided_candidates.setdefault(ref, []).extend(candidates)
         if unknowns:
             run.missing[ref] = unknowns
+    aggregated = run.aggregated
+    if aggregated.undecided:  # facts an aggregate could not select or leave out: wait where they could count
+        for rule in program.rules:
+            if rule.ref in not_in_effect or not rule.aggregates:
+                continue
+            waiting = [u for p in rule.patterns for u in _could_change(p, by_type, aggregated, None)]
+            if waiting:
+                run.missing.setdefault(rule.ref, []).extend(waiting)
+    uncertain = run.aggregated.uncertain
     for firing in run.firings:
+        if uncertain and not run.is_blocked(firing):  # it bound "the latest" of a group with undated facts
+            for fact in firing.bindings.values():
+                maybe_newer = uncertain.get(fact.key)
+                if maybe_newer:
+                    run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(
+                        u for u in maybe_newer if not u.fact.derived
+                    )
         if not firing.rule.blockers or run.is_blocked(firing):
             continue
         undecided: list[Unknown] = []
@@ -300,9 +356,34 @@ def _find_missing(program: Program, run: Run) -> None:
                     continue
                 result = extend(fact, firing.bindings)
                 if result is not None and result[0] is None:
-                    undecided.extend(u for u in result[1] if not u.fact.derived)
+                    undecided.extend(t for u in result[1] for t in translate(u) if not t.fact.derived)
+            if aggregated.undecided:  # an unless clause on an aggregate that facts of unknown selection could change
+                undecided.extend(_could_change(blocker.pattern, by_type, aggregated, firing.bindings))
         if undecided:
-            run.unknown_blockers[(firing.rule.id, firing.signature)] = undecided
+            run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(undecided)
+
+
+def _could_change(
+    pattern: ir.Pattern,
+    by_type: Mapping[str, Sequence[Fact]],
+    aggregated: Aggregated,
+    bindings: Mapping[str, Fact] | None,
+) -> list[Unknown]:
+    """The missing fields of facts whose selection an aggregate could not decide, where they could change what
+    ``pattern`` says of a fact the aggregate made (for an unless clause: one that joins the firing's facts)."""
+    out: list[Unknown] = []
+    for fact in by_type.get(pattern.fact_type, ()):
+        unknowns = aggregated.undecided.get(fact.key)
+        if not unknowns:
+            continue
+        if bindings is not None:
+            own = tuple(n for n in pattern.tests if not (isinstance(n, ir.Test) and n.field in ("count", "rank")))
+            joins = ir.Pattern(pattern.alias, pattern.fact_type, own)
+            if eval_pattern(joins, fact, bindings, None) is False:
+                continue
+        if could_change(pattern, fact, len({id(u.fact) for u in unknowns})):
+            out.extend(u for u in unknowns if not u.fact.derived)
+    return out
 
 
 def _extend(

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..errors import BackendUnavailableError, EngineFaultError, FiringLimitError, IpmCdsError, Problem, RulesetError
+from ..errors import BackendUnavailableError, EngineFaultError, IpmCdsError, Problem, RulesetError
 from ..facts.normalise import Fact
 from ..ruleset import ir
 from .base import OnFire
@@ -332,14 +332,13 @@ class DurableBackend:
 
     name = "durable"
 
-    def __init__(self, firing_cap: int = 20_000) -> None:
+    def __init__(self) -> None:
         if _engine is None:
             raise BackendUnavailableError(
                 f"the durable backend needs durable-rules, which cannot be imported here ({_IMPORT_ERROR})",
                 hint=f"use the python backend on Python {sys.version_info.major}.{sys.version_info.minor} "
                 "(backend='python', or --backend python)",
             )
-        self.firing_cap = firing_cap
         self._handles: dict[int, int] = {}
         self._refs: dict[str, str] = {}  # engine rule name -> rule id@version, for error messages
         self._reads: dict[int, frozenset[str]] = {}  # stratum -> the fact types its patterns read
@@ -405,7 +404,6 @@ class DurableBackend:
                     )
                 result = _engine.start_action_for_state(handle, state)
                 message = result[1] if result else None
-                firings = 0
                 seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
                 while message:
                     frame = json.loads(message)
@@ -414,15 +412,7 @@ class DurableBackend:
                     # combination of facts must fire a rule once, so repeats are completed and ignored.
                     signature = (current, tuple(sorted((a, o["id"]) for a, o in binding.items())))
                     if current != SENTINEL_RULE and signature not in seen:
-                        seen.add(signature)
-                        firings += 1
-                        if firings > self.firing_cap:
-                            raise FiringLimitError(
-                                f"more than {self.firing_cap} rule firings in one evaluation (a rule derives facts "
-                                "without end, or matches too many combinations of facts)",
-                                rule=self._refs.get(current, current),
-                                hint="a rule derives facts without end",
-                            )
+                        seen.add(signature)  # the firing cap is the driver's, counted in on_fire for both backends
                         bound = {alias: by_id[obj["id"]] for alias, obj in binding.items()}
                         for new in on_fire(current, bound):
                             code, _ = _engine.assert_fact(handle, encode(new))

@@ -56,7 +56,7 @@ class Engine:
         if backend == "durable":
             from .durable_backend import DurableBackend
 
-            self._backend = DurableBackend(firing_cap)
+            self._backend = DurableBackend()
         else:
             self._backend = PythonBackend()
         self._backend.prepare(self.program)

@@ -129,6 +129,7 @@ def build_program(
                 rule,
                 patterns=tuple(_bind_pattern(p, values) for p in rule.patterns),
                 blockers=tuple(replace(b, pattern=_bind_pattern(b.pattern, values)) for b in rule.blockers),
+                aggregates=tuple(replace(a, selection=_bind_pattern(a.selection, values)) for a in rule.aggregates),
             )
         )
     by_stratum: dict[int, list[ExecRule]] = {}

@@ -46,7 +46,6 @@ class PythonBackend:
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
-            pending: list[tuple[str, dict[str, Fact]]] = []
             # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
             # derived in the round before (its other matches already fired). The others run in stratum order.
             selected = [
@@ -56,18 +55,21 @@ class PythonBackend:
                 for i in positions
             ]
             selected.sort()
+            # Each match fires as soon as it is found (so the driver's firing cap holds while matching, not after
+            # every match has been collected); what it derives joins the facts when the round ends, so a round
+            # matches exactly the facts it started with.
+            made: list[Fact] = []
             for i in selected:
                 name = names[i]
                 for bound in match[name](by_type):
                     signature = (name, tuple(id(f) for f in bound.values()))
                     if signature not in fired:
                         fired.add(signature)
-                        pending.append((name, bound))
-            if not pending:
+                        made.extend(on_fire(name, bound))
+            if not made:
                 return
             changed = set()
-            for name, bound in pending:
-                for fact in on_fire(name, bound):
-                    by_type.setdefault(fact.type, []).append(fact)
-                    present.add(fact.type)
-                    changed.add(fact.type)
+            for fact in made:
+                by_type.setdefault(fact.type, []).append(fact)
+                present.add(fact.type)
+                changed.add(fact.type)

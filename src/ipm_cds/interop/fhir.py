@@ -1348,10 +1348,8 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
                 values[pattern.fact_type] = (values.get(pattern.fact_type) or set()) | literals
 
     for rule in ruleset.rules:
-        for pattern in rule.patterns:
+        for pattern in rule.input_patterns():
             visit(pattern)
-        for blocker in rule.blockers:
-            visit(blocker.pattern)
 
     sections = {BASE_FACT_TYPES[t].source for t in read}
     patient_fields = {BASE_FACT_TYPES["patient"].fields[f].source for f in read.get("patient", set())}

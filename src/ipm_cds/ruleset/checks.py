@@ -89,6 +89,12 @@ def semantic_problems(ruleset: Ruleset) -> list[Problem]:
         while changed:
             changed = False
             for rule in program.rules:
+                for aggregate in rule.aggregates:  # a count without groups always makes its one fact
+                    if aggregate.fact_type not in producible and (
+                        aggregate.source_type in producible or (aggregate.function == "count" and not aggregate.by)
+                    ):
+                        producible.add(aggregate.fact_type)
+                        changed = True
                 if all(p.fact_type in producible for p in rule.patterns):
                     for c in rule.conclusions:
                         made = (
@@ -140,7 +146,50 @@ def semantic_problems(ruleset: Ruleset) -> list[Problem]:
                 )
             )
     problems.extend(_unused(ruleset))
+    problems.extend(_superlinear_joins(ruleset))
     return problems
+
+
+BOUNDED_FACT_TYPES = frozenset(
+    {"patient", "opioid_summary", "exam_summary", "medication_summary", "procedure_history", "procedure_group_history"}
+)
+"""Input fact types whose number does not grow with the record: one per patient, or one per catalogue group."""
+
+
+def _one_rank(pattern: ir.Pattern) -> bool:
+    """A pattern on a latest/earliest aggregate that picks one rank: ties on one date at most."""
+    return any(isinstance(t, ir.Test) and t.field == "rank" and t.op == "eq" for t in pattern.tests)
+
+
+def _superlinear_joins(ruleset: Ruleset) -> Iterable[Problem]:
+    """Warn on a rule (with one of its unless clauses) that binds two or more facts of one type: the
+    combinations it enumerates grow as n², n³, ... with the length of the patient's record."""
+    for rule in ruleset.rules:
+        clauses = [rule.patterns] + [(*rule.patterns, b.pattern) for b in rule.blockers]
+        warned: set[str] = set()
+        for patterns in clauses:
+            by_type: dict[str, list[ir.Pattern]] = {}
+            for pattern in patterns:
+                by_type.setdefault(pattern.fact_type, []).append(pattern)
+            for fact_type, same in by_type.items():
+                if (
+                    len(same) < 2
+                    or fact_type in BOUNDED_FACT_TYPES
+                    or fact_type in warned
+                    or "@count." in fact_type  # one fact per group
+                    or all(_one_rank(p) for p in same)
+                ):
+                    continue
+                warned.add(fact_type)
+                aliases = ", ".join(p.alias for p in same)
+                yield Problem(
+                    f"rule {rule.id} joins {len(same)} {fact_type} facts ({aliases}): the combinations it tries "
+                    f"grow as n^{len(same)} with the number of {fact_type} facts",
+                    same[-1].location or rule.location,
+                    hint="for 'the latest', 'a newer one exists' or 'the n-th most recent' use latest: {...} "
+                    "(with rank), for 'how many' count_of: {...} (docs/rule-files.md, aggregates)",
+                    severity="warning",
+                )
 
 
 def _unused(ruleset: Ruleset) -> Iterable[Problem]:

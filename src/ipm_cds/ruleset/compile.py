@@ -8,6 +8,8 @@ all collected, not only the first. Rules are then stratified so that negation ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ OPS: dict[str, ir.Op] = {
     "in": "in",
     "not_in": "not_in",
 }
+AGGREGATE_KEYS: dict[str, ir.AggregateFunction] = {"latest": "latest", "earliest": "earliest", "count_of": "count"}
+AGGREGATE_OPTIONS = ("by", "order", "distinct", "sum", "list")
+DEFAULT_ORDER = "days_since"
 CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag", "antithrombotic_hold")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -58,6 +63,8 @@ class _RuleCompiler:
         self.ctx = ctx
         self.problems = problems
         self.aliases: dict[str, str] = {}  # alias -> fact type
+        self.aggregates: dict[str, ir.Aggregate] = {}  # fact type made -> aggregate, in the order first read
+        self.in_selection = False
 
     def error(self, path: Path_, message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.problems.append(Problem(message, self.pos.at(path, key=key), hint=hint))
@@ -68,6 +75,9 @@ class _RuleCompiler:
         if not isinstance(spec, dict):
             self.error(path, f"pattern {alias!r} must be a mapping with a 'type'", "e.g. {type: pain, region: lumbar}")
             return None
+        functions = [k for k in AGGREGATE_KEYS if k in spec]
+        if functions:
+            return self.aggregate_pattern(alias, spec, path, bound, functions)
         type_name = spec.get("type")
         if not isinstance(type_name, str):
             self.error(path, f"pattern {alias!r} has no 'type'", "name the fact type, e.g. type: pain")
@@ -112,6 +122,109 @@ class _RuleCompiler:
                 continue
             tests.extend(self.field_tests(fact_type, name, cond, (*path, name), scope, alias))
         return ir.Pattern(alias, type_name, tuple(tests), self.pos.at(path))
+
+    def aggregate_pattern(
+        self, alias: str, spec: dict[str, Any], path: Path_, bound: Mapping[str, str], functions: list[str]
+    ) -> ir.Pattern | None:
+        """``{latest|earliest|count_of: SELECTION, [by, order, distinct, sum], field tests...}``: the alias binds a
+        fact the aggregate makes (see :class:`ir.Aggregate`); the field tests apply to that fact."""
+        key = functions[0]
+        if len(functions) > 1:
+            self.error((*path, functions[1]), f"one aggregate per pattern ({', '.join(functions)} given)", key=True)
+            return None
+        if "type" in spec:
+            self.error(
+                (*path, "type"),
+                f"an aggregate pattern takes its fact type from its selection: move 'type' into {key}: {{...}}",
+                key=True,
+            )
+            return None
+        function = AGGREGATE_KEYS[key]
+        selection_spec = spec[key]
+        if not isinstance(selection_spec, dict):
+            self.error((*path, key), f"{key} takes a pattern, e.g. {{type: lab, test: inr}}")
+            return None
+        self.in_selection = True
+        try:
+            selection = self.pattern("_", selection_spec, (*path, key), {})
+        finally:
+            self.in_selection = False
+        if selection is None:
+            return None
+        if "@" in selection.fact_type:
+            self.error((*path, key, "type"), "an aggregate cannot select the facts of another aggregate")
+            return None
+        source = self.ctx.fact_types[selection.fact_type]
+        options = {name: spec[name] for name in AGGREGATE_OPTIONS if name in spec}
+        by: list[str] = []
+        raw_by = options.get("by", [])
+        if not isinstance(raw_by, list) or not all(isinstance(b, str) for b in raw_by):
+            self.error((*path, "by"), "by takes a list of field names, e.g. by: [region]")
+            return None
+        for i, name in enumerate(raw_by):
+            if self.field_spec(source, name, (*path, "by", i)) is not None:
+                by.append(name)
+        order = self.option_field(source, options, "order", path, "int") if "order" in options else None
+        if order is None and "order" not in options and DEFAULT_ORDER in source.fields:
+            order = DEFAULT_ORDER
+        distinct = total = listed = None
+        if function == "count":
+            distinct = self.option_field(source, options, "distinct", path, None) if "distinct" in options else None
+            total = self.option_field(source, options, "sum", path, "number") if "sum" in options else None
+            listed = self.option_field(source, options, "list", path, None) if "list" in options else None
+        else:
+            for name in ("distinct", "sum", "list"):
+                if name in options:
+                    self.error((*path, name), f"{name} goes with count_of, not {key}", key=True)
+            if order is None:
+                if "order" not in options:
+                    self.error(
+                        (*path, key),
+                        f"{key} ranks facts by a day count, and fact type {source.name!r} has no {DEFAULT_ORDER}",
+                        "name an integer day-count field with order: FIELD",
+                    )
+                return None
+        digest = hashlib.sha256(
+            json.dumps(
+                [function, selection_spec, by, order, distinct, total, listed], sort_keys=True, default=str
+            ).encode()
+        ).hexdigest()[:8]
+        made_type = f"{source.name}@{function}.{digest}"
+        if made_type not in self.ctx.fact_types:
+            self.ctx.fact_types[made_type] = aggregate_fact_type(
+                made_type, function, source, by, order, distinct, total, listed
+            )
+        aggregate = ir.Aggregate(
+            made_type, function, selection, tuple(by), order, distinct, total, listed, self.pos.at(path)
+        )
+        self.aggregates.setdefault(made_type, aggregate)
+        rest = {k: v for k, v in spec.items() if k != key and k not in AGGREGATE_OPTIONS}
+        pattern = self.pattern(alias, {"type": made_type, **rest}, path, bound)
+        if pattern is None or function == "count" or "rank" in rest:
+            return pattern
+        # latest / earliest without a rank: the most recent (oldest) one
+        return ir.Pattern(
+            alias, made_type, (ir.Test("rank", "eq", 1, self.pos.at((*path, key))), *pattern.tests), pattern.location
+        )
+
+    def option_field(
+        self, source: FactType, options: Mapping[str, Any], name: str, path: Path_, kind: str | None
+    ) -> str | None:
+        value = options[name]
+        if not isinstance(value, str):
+            self.error((*path, name), f"{name} takes one field name of {source.name}")
+            return None
+        spec = self.field_spec(source, value, (*path, name))
+        if spec is None:
+            return None
+        if (kind == "int" and spec.type != "int") or (kind == "number" and spec.type not in ("int", "float")):
+            self.error(
+                (*path, name),
+                f"{name} needs {'an integer' if kind == 'int' else 'a numeric'} field; "
+                f"{source.name}.{value} is {_article(spec.type)}",
+            )
+            return None
+        return value
 
     def any_of(
         self, fact_type: FactType, cond: Any, path: Path_, scope: Mapping[str, str], alias: str
@@ -255,6 +368,13 @@ class _RuleCompiler:
             self.error(path, f"expected alias.field, got {text!r}")
             return None
         ref_alias, ref_field = text.split(".", 1)
+        if self.in_selection:
+            self.error(
+                path,
+                f"an aggregate's selection cannot join to another pattern ({text})",
+                "select on the fact's own fields, group with by: [FIELD], and join the aggregate's fact instead",
+            )
+            return None
         if ref_alias == alias:
             self.error(path, f"a pattern cannot join to itself ({text})")
             return None
@@ -568,7 +688,55 @@ class _RuleCompiler:
             profiles=tuple(spec.profiles) if spec.profiles is not None else None,
             effective=(spec.effective.start, spec.effective.end) if spec.effective else (None, None),
             location=self.pos.at(()),
+            aggregates=tuple(self.aggregates.values()),
         )
+
+
+def aggregate_fact_type(
+    name: str,
+    function: ir.AggregateFunction,
+    source: FactType,
+    by: list[str],
+    order: str | None,
+    distinct: str | None,
+    total: str | None,
+    listed: str | None = None,
+) -> FactType:
+    """The schema of the facts an aggregate makes."""
+    if function != "count":
+        rank = FieldSpec(
+            "int",
+            f"Dense rank of {order} within the group (1 = the {'most recent' if function == 'latest' else 'oldest'}; "
+            "facts without it rank 1).",
+        )
+        return FactType(
+            name,
+            f"Each {source.name} the selection matches, ranked ({function}).",
+            {**source.fields, "rank": rank},
+            source.identity,
+            source.source,
+        )
+    fields: dict[str, FieldSpec] = {
+        "count": FieldSpec(
+            "int", f"Number of selected facts{f' (distinct values of {distinct})' if distinct else ''}."
+        ),
+        **{b: source.fields[b] for b in by},
+    }
+    if total is not None:
+        fields["total"] = FieldSpec(
+            "float", f"Sum of {total} over the selected facts.", None, None, source.fields[total].unit
+        )
+    if listed is not None:
+        fields["listed"] = FieldSpec(
+            "str", f"The distinct values of {listed} among the selected facts, sorted, joined by ', '."
+        )
+    if order is not None:
+        fields["latest_" + order] = FieldSpec("int", f"Smallest {order} among the selected facts.")
+        fields["earliest_" + order] = FieldSpec("int", f"Largest {order} among the selected facts.")
+        if order == DEFAULT_ORDER and "date" in source.fields:
+            fields["latest_date"] = FieldSpec("str", "Date of the most recent selected fact.")
+            fields["earliest_date"] = FieldSpec("str", "Date of the oldest selected fact.")
+    return FactType(name, f"Count of the {source.name} facts the selection matches.", fields, tuple(by), source.source)
 
 
 def _article(word: str) -> str:
@@ -578,6 +746,24 @@ def _article(word: str) -> str:
 def _compatible(a: FieldSpec, b: FieldSpec) -> bool:
     numeric = {"int", "float"}
     return a.type == b.type or (a.type in numeric and b.type in numeric)
+
+
+def _pattern_fields(pattern: Any, known: Mapping[str, Mapping[str, FieldSpec]]) -> Mapping[str, FieldSpec]:
+    """The fields of the fact a (not yet compiled) pattern binds, for inferring derived fields."""
+    if not isinstance(pattern, dict):
+        return {}
+    for key, function in AGGREGATE_KEYS.items():
+        selection = pattern.get(key)
+        if isinstance(selection, dict):
+            source = known.get(str(selection.get("type")), {})
+            if function != "count":
+                return {**source, "rank": FieldSpec("int", "rank")}
+            return {
+                "count": FieldSpec("int", "count"),
+                "total": FieldSpec("float", "total"),
+                "listed": FieldSpec("str", "listed"),
+            }
+    return known.get(str(pattern.get("type")), {})
 
 
 def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[Problem]) -> dict[str, FactType]:
@@ -619,8 +805,7 @@ def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[P
                 fs: FieldSpec | None = None
                 if isinstance(raw, str) and "." in raw and raw.split(".", 1)[0] in spec.when:
                     a, f = raw.split(".", 1)
-                    t = spec.when[a].get("type") if isinstance(spec.when[a], dict) else None
-                    fs = known.get(str(t), {}).get(f)
+                    fs = _pattern_fields(spec.when[a], known).get(f)
                 elif isinstance(raw, bool):
                     fs = FieldSpec("bool", f"derived by {spec.id}")
                 elif isinstance(raw, int):
@@ -674,7 +859,8 @@ def stratify(rules: list[ir.Rule], problems: list[Problem]) -> list[ir.Rule]:
     """Order rules in strata so that a rule runs after every producer of the facts it negates.
 
     The stratum of a derived fact type is the highest stratum of the rules that make it, plus one when
-    such a rule has ``unless`` clauses (its conclusions are only known once its blockers have run).
+    such a rule has ``unless`` clauses (its conclusions are only known once its blockers have run). A rule
+    that reads an aggregate of a derived type runs in a later stratum than every producer of that type.
     ``candidate`` facts are made by every recommending rule.
     """
     produces: dict[str, list[ir.Rule]] = {}
@@ -699,6 +885,8 @@ def stratify(rules: list[ir.Rule], problems: list[Problem]) -> list[ir.Rule]:
                     for b in rule.blockers
                     if b.pattern.fact_type in produces
                 ]
+                # an aggregate over a derived type is computed once every producer of that type has run
+                + [type_stratum[a.source_type] + 1 for a in rule.aggregates if a.source_type in produces]
                 + [0]
             )
             if need > stratum[rule.id]:

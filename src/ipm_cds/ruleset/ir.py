@@ -85,6 +85,48 @@ class Pattern:
         return {t.operand.name for t in self.all_tests() if isinstance(t.operand, Param)}
 
 
+AggregateFunction = Literal["latest", "earliest", "count"]
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """An aggregate over the facts a *selection* matches, computed once per evaluation before the rules
+    that read it (so "the latest", "a newer one exists", "how many in a window" cost n log n, not n² or
+    n⁴ joins).
+
+    ``latest`` and ``earliest`` make one fact of type ``fact_type`` per selected fact: a copy of it with
+    ``rank`` added, the dense rank of its ``order`` value within its ``by`` group (1 = most recent for
+    ``latest``, oldest for ``earliest``). ``count`` makes one fact per ``by`` group (exactly one without
+    ``by``, also when nothing is selected) with ``count`` (distinct values of ``distinct`` when given),
+    ``total`` of the ``sum`` field, the ``listed`` values of the ``list`` field, and the most recent and oldest
+    ``order`` values (``latest_<order>``, ``earliest_<order>``) and dates.
+    """
+
+    fact_type: str  # the type of the facts it makes, e.g. "lab@latest.3f2a9c1e"
+    function: AggregateFunction
+    selection: Pattern  # tests on the selected fact alone (no joins), of the source fact type
+    by: tuple[str, ...]
+    order: str | None  # a day-count field (days before as_of): smaller is more recent
+    distinct: str | None = None
+    sum: str | None = None
+    list: str | None = None  # count: the distinct values of this field, sorted and joined by ", "
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def source_type(self) -> str:
+        return self.selection.fact_type
+
+
+def type_label(fact_type: str) -> str:
+    """A fact type as a reader knows it: ``lab@latest.3f2a9c1e`` is "latest lab", ``procedure@count.…`` "count of
+    procedure"; other types as they are."""
+    source, at, made = fact_type.partition("@")
+    if not at:
+        return fact_type
+    function = made.split(".", 1)[0]
+    return f"count of {source}" if function == "count" else f"{function} {source}"
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """Text with ``{alias.field}`` and ``{param.name}`` placeholders, parsed once."""
@@ -180,6 +222,7 @@ class Rule:
     profiles: tuple[str, ...] | None
     effective: tuple[date | None, date | None] = (None, None)
     stratum: int = 0
+    aggregates: tuple[Aggregate, ...] = ()  # the aggregates its patterns and unless clauses read
     location: SourceLocation | None = dataclasses.field(default=None, compare=False)
 
     @property
@@ -191,10 +234,32 @@ class Rule:
         """Safety rules exclude, caution, alert or raise red flags; their errors fail closed."""
         return any(isinstance(c, Exclude | Precaution | Alert | RedFlag | AntithromboticHold) for c in self.conclusions)
 
+    def input_patterns(self) -> list[Pattern]:
+        """What the rule reads of the facts it was given, aggregates read through: each pattern and unless
+        clause, a latest/earliest pattern as one on the selected fact type (its selection's tests and its own,
+        without ``rank``), and each count's selection (its own tests are on the count). For tools that ask
+        which facts and fields a rule reads (prefetch, thresholds, coverage)."""
+        made = {a.fact_type: a for a in self.aggregates}
+        out: list[Pattern] = []
+        for pattern in (*self.patterns, *(b.pattern for b in self.blockers)):
+            aggregate = made.get(pattern.fact_type)
+            if aggregate is None:
+                out.append(pattern)
+            elif aggregate.function == "count":
+                out.append(dataclasses.replace(aggregate.selection, alias=pattern.alias))
+            else:
+                own = tuple(t for t in pattern.tests if not (isinstance(t, Test) and t.field == "rank"))
+                out.append(
+                    dataclasses.replace(pattern, fact_type=aggregate.source_type, tests=aggregate.selection.tests + own)
+                )
+        return out
+
     def params(self) -> set[str]:
         out: set[str] = set()
         for pattern in self.patterns + tuple(b.pattern for b in self.blockers):
             out |= pattern.params()
+        for aggregate in self.aggregates:
+            out |= aggregate.selection.params()
         for conclusion in self.conclusions:
             for template in _templates(conclusion):
                 out.update(p.name for p in template.parts if isinstance(p, Param))

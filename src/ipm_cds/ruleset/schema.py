@@ -82,7 +82,7 @@ _BRANCH: dict[str, Any] = {"type": "object", "minProperties": 1, "additionalProp
 
 
 def _pattern(fact_types: list[str]) -> dict[str, Any]:
-    return {
+    plain: dict[str, Any] = {
         "type": "object",
         "required": ["type"],
         "properties": {
@@ -90,6 +90,44 @@ def _pattern(fact_types: list[str]) -> dict[str, Any]:
             "any_of": {"type": "array", "items": _BRANCH, "minItems": 2},
         },
         "additionalProperties": _CONDITION,
+    }
+    field = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}
+    options: dict[str, Any] = {
+        "by": {"type": "array", "items": field, "minItems": 1, "description": "One ranking or count per group."},
+        "order": {**field, "description": "The integer day count that ranks facts (default days_since)."},
+    }
+    ranked_properties: dict[str, Any] = {**options, "any_of": plain["properties"]["any_of"]}
+    aggregates = [
+        {
+            "type": "object",
+            "additionalProperties": _CONDITION,
+            "required": [key],
+            "not": {"required": ["type"]},
+            "properties": {
+                **ranked_properties,
+                key: {**plain, "description": description},
+                **(
+                    {
+                        "distinct": {**field, "description": "Count distinct values of this field."},
+                        "sum": {**field, "description": "total: the sum of this numeric field."},
+                        "list": {**field, "description": "listed: the distinct values of this field."},
+                    }
+                    if key == "count_of"
+                    else {}
+                ),
+            },
+        }
+        for key, description in (
+            ("latest", "Rank the facts this selection matches, 1 = the most recent (field rank)."),
+            ("earliest", "Rank the facts this selection matches, 1 = the oldest (field rank)."),
+            ("count_of", "Count the facts this selection matches (fields count, total, listed, ...)."),
+        )
+    ]
+    return {
+        "oneOf": [
+            {**plain, "not": {"anyOf": [{"required": [k]} for k in ("latest", "earliest", "count_of")]}},
+            *aggregates,
+        ]
     }
 
 

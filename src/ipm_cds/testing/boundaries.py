@@ -71,7 +71,7 @@ def thresholds(ruleset: Ruleset, profile: str | None = None) -> list[Threshold]:
     program = build_program(ruleset, profile)
     out: dict[tuple[str, str, float, tuple[tuple[str, object], ...]], Threshold] = {}
     for rule in program.rules:
-        for pattern in (*rule.patterns, *(b.pattern for b in rule.blockers)):
+        for pattern in rule.input_patterns():
             if pattern.fact_type not in BASE_FACT_TYPES or pattern.fact_type == "candidate":
                 continue
             plain = tuple(t for t in pattern.tests if isinstance(t, ir.Test))

@@ -163,23 +163,25 @@ def unread_patient_fields(engine: Engine) -> list[str]:
 
     read: set[tuple[str, str]] = set()
     for rule in engine.program.rules:
-        for pattern in (*rule.patterns, *(b.pattern for b in rule.blockers)):
+        inputs = rule.input_patterns()
+        alias_types = {p.alias: p.fact_type for p in inputs}
+        for pattern in inputs:
             for test in pattern.all_tests():
                 read.add((pattern.fact_type, test.field))
                 if isinstance(test.operand, ir.Ref):
-                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == test.operand.alias), None)
+                    alias_type = alias_types.get(test.operand.alias)
                     if alias_type:
                         read.add((alias_type, test.operand.field))
         for template in _templates_of(rule):
             for part in template.parts:
                 if isinstance(part, ir.Ref):
-                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == part.alias), None)
+                    alias_type = alias_types.get(part.alias)
                     if alias_type:
                         read.add((alias_type, part.field))
         for conclusion in rule.conclusions:
             for value in dict(getattr(conclusion, "values", ()) or ()).values():
                 if isinstance(value, ir.Ref):
-                    alias_type = next((p.fact_type for p in rule.patterns if p.alias == value.alias), None)
+                    alias_type = alias_types.get(value.alias)
                     if alias_type:
                         read.add((alias_type, value.field))
     out = []

@@ -1,0 +1,201 @@
+"""Aggregates: "the latest", "a newer one exists", "the n-th most recent", "how many in a window".
+
+Each :class:`~ipm_cds.ruleset.ir.Aggregate` of a program is computed once per evaluation, by the driver,
+before the first stratum that reads it, and identically for both backends: its facts are ordinary facts
+that the rules then match. The cost is one pass over the facts plus a sort per group (n log n), where the
+same question written as a join over pairs or tuples of facts costs n², n⁴.
+
+Semantics, chosen to equal the pairwise joins they replace:
+
+* ``latest`` / ``earliest`` copy every selected fact, adding ``rank``: the dense rank of its ``order``
+  value among the dated facts of its ``by`` group (facts on the same day share a rank; 1 is the most recent
+  for ``latest``, the oldest for ``earliest``). A fact without an ``order`` value has no rank: a rule that
+  tests the rank of its copy is undecided and reports the missing date; and since it may be the most
+  recent, a rule that fires on a dated fact of its group reports the missing date too.
+* ``count`` makes one fact per ``by`` group (exactly one without ``by``, also when nothing is selected):
+  ``count`` (of distinct ``distinct`` values when given; a fact without that value counts on its own),
+  ``total`` (the sum of ``sum``; absent when a member lacks the value, so that a rule testing it is
+  undecided and reports the value missing, never a smaller sum), ``listed`` (the distinct values of
+  ``list``, sorted, joined by ", "), and the smallest and largest ``order`` values with their dates.
+* A selected fact without a ``by`` value is grouped with the others that lack it; the fact made for that
+  group lacks the value too, so a rule that joins on it is undecided, and reports what its facts lack.
+* A fact whose selection cannot be decided (a field the selection tests is missing) is not selected. It
+  is kept beside the facts it could change: the count of its group (it could add one), and for ranks the
+  copies it could be more recent (``latest``) or older (``earliest``) than. The driver reports its missing
+  field for a rule only when that could change the rule's answer (:func:`could_change`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..facts.normalise import SORTED_JSON, Fact, Scalar
+from ..ruleset import ir
+from .match import Unknown, eval_pattern
+
+Group = tuple[Scalar | None, ...]
+
+
+@dataclass
+class Aggregated:
+    """What the aggregates of one evaluation made, and what fed them (for the trace, explain and missing data)."""
+
+    facts: list[Fact] = field(default_factory=list)
+    members: dict[str, tuple[Fact, ...]] = field(default_factory=dict)  # made fact key -> the facts that fed it
+    sources: dict[str, Fact] = field(default_factory=dict)  # copy key -> the fact it copies
+    # made fact key -> the missing fields of facts whose selection is undecided and could change it
+    undecided: dict[str, list[Unknown]] = field(default_factory=dict)
+    # copy key -> the undated facts of its group: any of them may be more recent than the copy's fact
+    uncertain: dict[str, tuple[Unknown, ...]] = field(default_factory=dict)
+    # made fact type -> its fields that stand for a field of the selected facts (rank -> days_since, total -> ...)
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def translate(self, unknown: Unknown) -> list[Unknown]:
+        """A field missing on a made fact, as the fields missing on the facts it was made from."""
+        name = self.fields.get(unknown.fact.type, {}).get(unknown.field, unknown.field)
+        source = self.sources.get(unknown.fact.key)
+        if source is not None:  # a copy lacks what its fact lacks; its rank, when the fact has no date
+            return [Unknown(source, name)]
+        members = self.members.get(unknown.fact.key)
+        if members is not None:  # a count lacks a group value or a total when its facts lack them
+            return [Unknown(m, name) for m in members if name not in m.values]
+        return [unknown]
+
+
+def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated) -> None:
+    """Add the facts ``aggregate`` makes from ``facts`` to ``out``."""
+    selected: list[Fact] = []
+    undecided: list[tuple[Fact, list[Unknown]]] = []
+    for fact in facts:
+        if fact.type != aggregate.source_type:
+            continue
+        local: list[Unknown] = []
+        truth = eval_pattern(aggregate.selection, fact, {}, local)
+        if truth is True:
+            selected.append(fact)
+        elif truth is None:
+            undecided.append((fact, local))
+    groups: dict[Group, list[Fact]] = {}
+    for fact in selected:
+        groups.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append(fact)
+    if aggregate.function == "count":
+        if not aggregate.by and not groups:
+            groups[()] = []
+        made = _count(aggregate, groups, out)
+    else:
+        made = _rank(aggregate, groups, out)
+    for fact, unknowns in undecided:  # beside every made fact it could change
+        mine = tuple(fact.values.get(b) for b in aggregate.by)
+        for group, fact_made in made:
+            if any(v is not None and v != g for v, g in zip(mine, group, strict=True)):
+                continue
+            if aggregate.function != "count" and not _may_precede(aggregate, fact, out.sources[fact_made.key]):
+                continue
+            out.undecided.setdefault(fact_made.key, []).extend(unknowns)
+
+
+def _may_precede(aggregate: ir.Aggregate, fact: Fact, other: Fact) -> bool:
+    """Whether ``fact`` could rank at or before ``other`` (an unknown date could be any date)."""
+    assert aggregate.order is not None
+    mine, theirs = fact.values.get(aggregate.order), other.values.get(aggregate.order)
+    if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
+        return True
+    return mine <= theirs if aggregate.function == "latest" else mine >= theirs
+
+
+def could_change(pattern: ir.Pattern, fact: Fact, extra: int) -> bool:
+    """Whether facts of undecided selection could change what ``pattern`` says of the made ``fact``: for a count,
+    whether its tests on ``count`` answer otherwise with ``extra`` more; for a rank, whether it tests the rank."""
+    tests = [t for t in pattern.all_tests() if t.field in ("count", "rank") and not isinstance(t.operand, ir.Ref)]
+    if not tests:
+        return False
+    if any(t.field == "rank" for t in tests):
+        return True
+    count = fact.values.get("count")
+    if not isinstance(count, int):
+        return True
+    more = Fact(fact.type, fact.key, {**fact.values, "count": count + extra}, fact.label, fact.derived)
+    return any(
+        eval_pattern(ir.Pattern("_", fact.type, (t,)), fact, {}, None)
+        != eval_pattern(ir.Pattern("_", fact.type, (t,)), more, {}, None)
+        for t in tests
+    )
+
+
+def _group_order(groups: Mapping[Group, list[Fact]]) -> list[Group]:
+    return sorted(groups, key=lambda g: SORTED_JSON(list(g)))
+
+
+def _rank(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:
+    order = aggregate.order
+    assert order is not None, "latest and earliest rank by a day count (checked when the rule compiled)"
+    out.fields[aggregate.fact_type] = {"rank": order}
+    word = aggregate.function
+    made: list[tuple[Group, Fact]] = []
+    for group in _group_order(groups):
+        members = tuple(groups[group])
+        days = sorted(
+            {v for f in members if isinstance(v := f.values.get(order), int | float)},
+            reverse=aggregate.function == "earliest",
+        )
+        rank_of = {value: i + 1 for i, value in enumerate(days)}
+        undated = tuple(Unknown(f, order) for f in members if not isinstance(f.values.get(order), int | float))
+        for fact in members:
+            value = fact.values.get(order)
+            key = f"{aggregate.fact_type}:{fact.key}"
+            if isinstance(value, int | float):
+                rank = rank_of[value]
+                values = {**fact.values, "rank": rank}
+                label = f"{fact.label}, {word} #{rank} of {len(members)}"
+                if undated:
+                    out.uncertain[key] = undated
+            else:  # no date: its rank is unknown, and so is every condition on it
+                values = dict(fact.values)
+                label = f"{fact.label}, undated, one of {len(members)}"
+            copy = Fact(aggregate.fact_type, key, values, label, derived=fact.derived)
+            out.facts.append(copy)
+            out.members[key] = members
+            out.sources[key] = fact
+            made.append((group, copy))
+    return made
+
+
+def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:
+    order = aggregate.order
+    out.fields[aggregate.fact_type] = {
+        name: source for name, source in (("total", aggregate.sum), ("listed", aggregate.list)) if source
+    }
+    made: list[tuple[Group, Fact]] = []
+    for i, group in enumerate(_group_order(groups)):
+        members = tuple(groups[group])
+        values: dict[str, Scalar] = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
+        if aggregate.distinct is None:
+            values["count"] = len(members)
+        else:
+            known = {f.values[aggregate.distinct] for f in members if aggregate.distinct in f.values}
+            values["count"] = len(known) + sum(1 for f in members if aggregate.distinct not in f.values)
+        if aggregate.sum is not None and all(aggregate.sum in f.values for f in members):
+            values["total"] = round(sum(float(f.values[aggregate.sum]) for f in members), 6) + 0.0
+        if aggregate.list is not None:
+            listed = {str(f.values[aggregate.list]) for f in members if aggregate.list in f.values}
+            values["listed"] = ", ".join(sorted(listed))
+        if order is not None:
+            dated = [f for f in members if isinstance(f.values.get(order), int | float)]
+            if dated:
+                newest = min(dated, key=lambda f: f.values[order])
+                oldest = max(dated, key=lambda f: f.values[order])
+                values[f"latest_{order}"] = newest.values[order]
+                values[f"earliest_{order}"] = oldest.values[order]
+                if "date" in newest.values and "date" in oldest.values:
+                    values["latest_date"] = newest.values["date"]
+                    values["earliest_date"] = oldest.values["date"]
+        where = ", ".join(f"{b}={v}" for b, v in zip(aggregate.by, group, strict=True) if v is not None)
+        key = f"{aggregate.fact_type}#{i}"
+        label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} = {values['count']}"
+        # Derived: its fields are computed; what its facts lack is found through Aggregated.translate.
+        fact = Fact(aggregate.fact_type, key, values, label, derived=True)
+        out.facts.append(fact)
+        out.members[key] = members
+        made.append((group, fact))
+    return made
