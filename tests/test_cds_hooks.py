@@ -145,7 +145,7 @@ def test_indicators_follow_the_kind_of_finding(ruleset: ipm_cds.Ruleset, durable
     cards = patient_view_cards(facet, ruleset=ruleset, hook_instance=HOOK)
     (candidate,) = [c for c in cards if kind(c) == "candidate"]
     assert candidate["indicator"] == "info"
-    assert candidate["source"]["topic"]["code"] == "facet.rfa.initial@1.1.0"
+    assert candidate["source"]["topic"]["code"] == "facet.rfa.initial@1.2.0"
     assert "90% and 85%" in candidate["detail"] and "FACET-RFA-01" in candidate["detail"]
     assert "CMS LCD Facet Joint Interventions" in candidate["detail"]
     precautions = [c for c in cards if kind(c) == "precaution"]

@@ -32,7 +32,7 @@ def test_rfa_example_shows_candidate_with_rationale_criteria_citations_and_rule(
     assert "CANDIDATE INTERVENTIONS (1)" in out
     assert "Facet medial branch radiofrequency ablation (thermal) [facet_rfa] - lumbar, bilateral" in out
     assert "gave 90% and 85% relief of the index pain, each at or above 80%" in flat
-    assert "Rule facet.rfa.initial@1.1.0; criteria FACET-IMG-01, FACET-LEVELS-01, FACET-RFA-01" in out
+    assert "Rule facet.rfa.initial@1.2.0; criteria FACET-IMG-01, FACET-LEVELS-01, FACET-RFA-01" in out
     assert "[cms_lcd_facet] CMS LCD Facet Joint Interventions" in flat
     assert "Apixaban:" in out
 

@@ -62,7 +62,7 @@ def test_structural_changes_are_listed(ruleset: ipm_cds.Ruleset, copy: Path) -> 
     new = ipm_cds.load_ruleset(copy)
     d = diff_rulesets(ruleset, new, patients=[])
     assert d.rules_reversioned == ["referral.physical_therapy 1.0.0 -> 1.1.0"]
-    assert d.rules_changed_without_version == ["facet.mbb.first@1.2.0"]
+    assert d.rules_changed_without_version == ["facet.mbb.first@1.3.0"]
 
 
 def test_generated_patients_are_the_same_on_every_run() -> None:

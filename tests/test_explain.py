@@ -25,9 +25,9 @@ def test_discordant_blocks_name_the_second_block_and_the_threshold(durable: ipm_
     ex = durable.explain(load("facet_discordant_blocks.yaml"), as_of=AS_OF)  # type: ignore[arg-type]
     rfa = next(w for w in ex.why_not if w.intervention == "facet_rfa")
     assert rfa.status == "excluded"
-    initial = next(a for a in rfa.rules if a.rule == "facet.rfa.initial@1.1.0")
+    initial = next(a for a in rfa.rules if a.rule == "facet.rfa.initial@1.2.0")
     assert initial.outcome == "condition failed"
-    assert initial.checks[0].condition == "another positive_facet_block fact"
+    assert initial.checks[0].condition == "a latest positive_facet_block fact with rank = 2"
     (positive,) = initial.because
     assert positive.rule == "facet.block.positive@1.0.0"
     (check,) = positive.checks
@@ -39,7 +39,7 @@ def test_discordant_blocks_name_the_second_block_and_the_threshold(durable: ipm_
 def test_derivation_tree_reaches_the_input_facts(durable: ipm_cds.Engine) -> None:
     ex = durable.explain(load("facet_rfa_candidate.yaml"), as_of=AS_OF)  # type: ignore[arg-type]
     rfa = next(c for c in ex.conclusions if c.conclusion.startswith("candidate facet_rfa"))
-    assert rfa.rule == "facet.rfa.initial@1.1.0"
+    assert rfa.rule == "facet.rfa.initial@1.2.0"
     blocks = [m for m in rfa.matched if m.alias in ("first", "second")]
     assert len(blocks) == 2
     for block in blocks:
@@ -52,13 +52,16 @@ def test_derivation_tree_reaches_the_input_facts(durable: ipm_cds.Engine) -> Non
 def test_red_flag_override_and_blocked_rules_are_named(python_engine: ipm_cds.Engine) -> None:
     ex = python_engine.explain(load("cauda_equina.yaml"), as_of=AS_OF)  # type: ignore[arg-type]
     rfa = next(w for w in ex.why_not if w.intervention == "facet_rfa")
-    initial = next(a for a in rfa.rules if a.rule == "facet.rfa.initial@1.1.0")
+    initial = next(a for a in rfa.rules if a.rule == "facet.rfa.initial@1.2.0")
     assert initial.outcome == "overridden"
     assert initial.details[0].startswith("red flag by red_flag.cauda_equina@1.0.0")
     mbb = next(w for w in ex.why_not if w.intervention == "facet_mbb")
-    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.2.0")
+    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.3.0")
     assert first.outcome == "blocked"
-    assert first.details[0].startswith("unless[0] (earlier_block: procedure) matched procedure[kind=facet_mbb")
+    assert first.details[0].startswith(
+        "unless[0] (earlier_block: count of procedure) matched count of procedure[region=lumbar] = 2 "
+        "(procedure[kind=facet_mbb"
+    )
 
 
 def test_missing_data_is_the_reason(durable: ipm_cds.Engine) -> None:
@@ -68,7 +71,7 @@ def test_missing_data_is_the_reason(durable: ipm_cds.Engine) -> None:
     }
     ex = durable.explain(patient, as_of=AS_OF)
     mbb = next(w for w in ex.why_not if w.intervention == "facet_mbb")
-    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.2.0")
+    first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.3.0")
     assert first.outcome == "missing data"
     assert first.details == ["needs pain[region=lumbar, character=axial].duration_weeks"]
 

@@ -178,10 +178,10 @@ def test_join_to_an_unbound_alias(copy: Path) -> None:
     edit(
         copy,
         "rules/facet.yaml",
-        "second: {type: positive_facet_block, region: {same_as: pain.region}, "
-        "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa",
-        "second: {type: positive_facet_block, region: {same_as: pian.region}, "
-        "days_since: {lt: {ref: first.days_since}}}\n    unless:\n      - prior_rfa",
+        "second: {latest: {type: positive_facet_block}, by: [region], rank: 1, region: {same_as: pain.region}}\n"
+        "    unless:\n      - prior_rfa",
+        "second: {latest: {type: positive_facet_block}, by: [region], rank: 1, region: {same_as: pian.region}}\n"
+        "    unless:\n      - prior_rfa",
     )
     line = line_of(copy, "rules/facet.yaml", "pian.region")
     col = col_of(copy, "rules/facet.yaml", "pian.region")
