@@ -30,6 +30,7 @@ joins and forward nodes included, counts as possibly true together.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -205,20 +206,54 @@ def _is_number(value: Any) -> bool:
 
 
 def _holds(op: str, value: Any, probe: Any) -> bool:
-    """Whether ``attribute <op> value`` holds when the attribute is ``probe``."""
+    """Whether ``attribute <op> value`` holds when the attribute is ``probe`` (a number, or anything else:
+    the compiler checks literals against the field's type, so numbers meet numbers only)."""
     if op == "ex":
         return True
-    numeric = _is_number(value) and _is_number(probe)
+    number, numeric_probe = _is_number(value), _is_number(probe)
     if op in ("eq", "neq"):
-        same = (numeric and value == probe) or (not numeric and _literal_key(value) == _literal_key(probe))
+        if number or numeric_probe:
+            same = number and numeric_probe and value == probe
+        else:
+            same = probe is not _FRESH and _literal_key(value) == _literal_key(probe)
         return same if op == "eq" else not same
-    if not numeric:
-        return True  # an ordering on something else: not modelled, so counted as possibly true
+    if not number:
+        return True  # an ordering of something else than numbers: not modelled, so possibly true
+    if not numeric_probe:
+        return False
     return bool({"lt": probe < value, "lte": probe <= value, "gt": probe > value, "gte": probe >= value}[op])
 
 
 _FRESH = object()  # a value equal to none of the literals
 _COMPARISONS = frozenset({"eq", "neq", "lt", "lte", "gt", "gte"})
+
+
+class _Scores:
+    """How many of a set of literal comparisons on one attribute hold at a value, in O(log n) per value
+    (an any_of or in may bring hundreds)."""
+
+    def __init__(self, literal: list[_Node]) -> None:
+        numbers = [n for n in literal if _is_number(n.value)]
+        others = [n for n in literal if not _is_number(n.value)]
+        self.bounds = {op: sorted(n.value for n in numbers if n.op == op) for op in ("lt", "lte", "gt", "gte")}
+        self.equal = Counter(n.value for n in numbers if n.op == "eq")  # 5 and 5.0 are one key: numerically equal
+        self.unequal = Counter(n.value for n in numbers if n.op == "neq")
+        self.other_equal = Counter(_literal_key(n.value) for n in others if n.op == "eq")
+        self.other_unequal = Counter(_literal_key(n.value) for n in others if n.op == "neq")
+        self.other_orderings = sum(1 for n in others if n.op not in ("eq", "neq"))
+
+    def __call__(self, probe: Any) -> int:
+        numbers_unequal = self.unequal.total()
+        others_unequal = self.other_unequal.total()
+        if _is_number(probe):
+            lt, lte, gt, gte = (self.bounds[op] for op in ("lt", "lte", "gt", "gte"))
+            ordered = len(lt) - bisect_right(lt, probe) + len(lte) - bisect_left(lte, probe)
+            ordered += bisect_left(gt, probe) + bisect_right(gte, probe)
+            held = self.equal[probe] + numbers_unequal - self.unequal[probe] + ordered
+            return held + others_unequal + self.other_orderings
+        key = None if probe is _FRESH else _literal_key(probe)
+        held = numbers_unequal + self.other_orderings + others_unequal
+        return held + (self.other_equal[key] - self.other_unequal[key] if key is not None else 0)
 
 
 def _at_once_on(attribute_tests: list[_Node]) -> list[_Node]:
@@ -227,21 +262,16 @@ def _at_once_on(attribute_tests: list[_Node]) -> list[_Node]:
     literal = [n for n in attribute_tests if n.kind != "join" and n.op in _COMPARISONS]
     if not literal:
         return always
-    values = sorted({n.value for n in literal if _is_number(n.value)})
-    probes: list[Any] = [n.value for n in literal]
-    probes.extend((a + b) / 2 for a, b in pairwise(values))
-    if values:
-        probes.extend((values[0] - 1, values[-1] + 1))
+    # Every comparison's truth is constant between two consecutive literals: trying each literal, a value
+    # between each two, one beyond each end and one equal to none finds the best value.
+    numbers = sorted({n.value for n in literal if _is_number(n.value)})
+    probes: list[Any] = [*numbers, *((a + b) / 2 for a, b in pairwise(numbers))]
+    if numbers:
+        probes.extend((numbers[0] - 1, numbers[-1] + 1))
+    probes.extend(n.value for n in literal if not _is_number(n.value))
     probes.append(_FRESH)
-    best: list[_Node] = []
-    for probe in probes:
-        if probe is _FRESH:
-            held = [n for n in literal if n.op == "neq" or (n.op not in ("eq", "neq") and not _is_number(n.value))]
-        else:
-            held = [n for n in literal if _holds(n.op, n.value, probe)]
-        if len(held) > len(best):
-            best = held
-    return always + best
+    best = max(probes, key=_Scores(literal))
+    return always + [n for n in literal if _holds(n.op, n.value, best)]
 
 
 def _at_once(node: _Node) -> list[_Node]:
@@ -462,8 +492,9 @@ def check_rules_keyed(rules: Sequence[RuleShape], where: str) -> Keyed:
                     (
                         ("joins", name, pattern.alias),
                         Problem(
-                            f"pattern {pattern.alias} of {name} has {joins} join clauses (ipm-cds adds one) and "
-                            f"{groups} any_of, in or not_in groups, which makes {expressions} engine expressions; "
+                            f"pattern {pattern.alias} of {name} has {joins} join clauses (one of them added by "
+                            f"ipm-cds) and {groups} any_of, in or not_in groups, which makes {expressions} engine "
+                            "expressions; "
                             f"durable-rules allows {MAX_EXPRESSIONS_PER_PATTERN} (error 113): "
                             f"{MAX_JOINS_PER_PATTERN} join clauses in a pattern without any_of, in or not_in, "
                             "two fewer for each of them",
