@@ -16,7 +16,8 @@ or answers wrongly:
 * joins come first in a pattern: a join that follows an ``$or`` is ignored (found by a rule author's test);
 * a pattern holding ``$or`` fires once per *true branch* for the same facts (found by our property
   tests, not in the notes): repeated frames are completed and ignored, so a combination fires once;
-* the hard limits checked (``durable_limits``) before any ruleset is created, and on every fact (§4).
+* the hard limits (engine-notes.md, its table of them) checked by ``durable_limits`` before any engine ruleset
+  is created, and on every fact.
 """
 
 from __future__ import annotations
