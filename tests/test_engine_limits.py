@@ -253,6 +253,29 @@ def test_a_limit_crossed_under_one_profile_only_is_found_under_that_profile(work
     assert durable_backend.check_program(build_program(ruleset, "society_consensus"))
 
 
+def test_comparisons_on_one_field_count_once_per_value_the_field_can_take() -> None:
+    """The count of conditions that hold at once tries every value that matters; it agrees with the plain
+    count (each comparison tested at that value) on random sets of comparisons."""
+    import random
+
+    draw = random.Random(12)
+    probes: list[Any] = [-4, -3, -2.5, 0, 0.5, 1, 1.5, 2, 3, 3.5, 4, "a", "b", "c", durable_limits._FRESH]
+    for _ in range(500):
+        nodes = []
+        for _ in range(draw.randint(1, 12)):
+            op = draw.choice(["eq", "neq", "lt", "lte", "gt", "gte"])
+            pool: list[Any] = [draw.randint(-3, 3), draw.randint(-3, 3) + 0.5, 1.0, "a", "b", True]
+            value = draw.choice(pool if op in ("eq", "neq") else pool[:3])
+            nodes.append(durable_limits._Node("test", "x", op, value, None))
+        count = durable_limits._Scores(nodes)
+        for probe in probes:
+            assert count(probe) == sum(durable_limits._holds(n.op, n.value, probe) for n in nodes), (nodes, probe)
+    # nrs < -k and nrs > k exclude each other: 120 of them, 60 at most at once
+    branches = [durable_limits._Node("test", "nrs", "lt", -k, None) for k in range(1, 61)]
+    branches += [durable_limits._Node("test", "nrs", "gt", k, None) for k in range(1, 61)]
+    assert len(durable_limits._at_once_on(branches)) == 60
+
+
 def test_the_bundled_ruleset_is_within_every_limit_under_every_profile() -> None:
     ruleset = ipm_cds.load_ruleset(with_tests=False)
     assert durable_backend.limit_problems(ruleset) == []
@@ -288,6 +311,15 @@ NEAR_LIMITS = (
     + rule(
         "mut.any64",
         "q:\n  type: probe_any\n  " + any_of([f"{{nrs: {{gt: {-i}}}}}" for i in range(1, 65)]).replace("\n", "\n  "),
+    )
+    + derive("probe_range", 0)
+    # 120 branches, at most 60 of which hold for one value (nrs < -k and nrs > k exclude each other)
+    + rule(
+        "mut.range120",
+        "q:\n  type: probe_range\n  "
+        + any_of(
+            [f"{{nrs: {{lt: {-k}}}}}" for k in range(1, 61)] + [f"{{nrs: {{gt: {k}}}}}" for k in range(1, 61)]
+        ).replace("\n", "\n  "),
     )
     + derive("probe_ex", 0)
     # 300 branches that exclude each other (one field, different values): one holds at a time
@@ -367,7 +399,8 @@ def test_shapes_just_inside_every_limit_validate_build_and_agree(
     for profile, (durable, python) in results.items():
         assert durable == python, profile
         fired = set(durable["alerts"])
-        assert {"mut.in500", "mut.any64", "mut.ex300", "mut.wide_use", "mut.same0", "mut.same254"} <= fired, profile
+        assert {"mut.in500", "mut.any64", "mut.ex300", "mut.range120", "mut.wide_use", "mut.same0"} <= fired, profile
+        assert "mut.same254" in fired, profile
 
 
 def test_the_stack_bound_is_the_engine_s_own(workspace: Path) -> None:
