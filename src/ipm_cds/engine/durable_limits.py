@@ -15,7 +15,8 @@ JSON the durable backend gives the engine:
   ``$or`` hangs from the forward node alone.
 * each condition keeps its successors in three fixed-size, zero-terminated tables: a 512-slot hash table
   of conditions (a full one makes every lookup loop forever: the hang), a 128-slot list of "not exists"
-  conditions (``$nex``, and the forward node of every ``$or`` branch that ends there: error 107 past it),
+  conditions (``$nex``, and the forward node of every ``$or`` branch that ends there: the 129th entry is
+  written past its end, the 130th gives error 107),
   and a 256-slot list of the patterns that end there (error 108, or a segfault at exactly 256).
 
 Matching a fact walks this network depth first with a 64-entry stack: each condition the fact satisfies
@@ -53,7 +54,9 @@ MAX_CHILDREN_PER_CONDITION = 511  # 512 fill the hash table: create_ruleset (or 
 # measured: 511 build, 512 hang) rather than asking the engine, and undercounting costs a process that hangs
 # with the GIL held and ignores Ctrl-C. No sensible ruleset needs 500 conditions after one shared condition.
 MAX_SAFE_CHILDREN = 500
-MAX_OR_ENDS_PER_CONDITION = 127  # 128-slot zero-terminated list; 129 give error 107 ("more than 128 patterns")
+# A 128-slot zero-terminated list: a full one is read past its end while matching; measured in ipm-core (21 entries
+# there already), 128 entries build, the 129th is silently written past the list, the 130th gives error 107.
+MAX_OR_ENDS_PER_CONDITION = 127
 MAX_SIBLINGS_AT_ONCE = 64  # the matching stack; error 303 on every assert of a fact that fills it
 MAX_RULES_ON_IDENTICAL_CONDITION = 255  # patterns ending on one condition; 256 segfault, 257 give error 108
 
