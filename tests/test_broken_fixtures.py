@@ -1,7 +1,8 @@
 """Deliberately broken rule files: each gives exactly the problems its header declares.
 
 Each fixture in tests/fixtures/broken/ starts with ``# expect: LINE:COL: message`` lines (``{file}`` stands for
-the fixture's path as shown), ``# check: semantic`` when ``validate``'s semantic checks find it, and
+the fixture's path as shown), ``# check: semantic`` when ``validate``'s semantic checks find it,
+``# check: limits`` when its checks of durable-rules' limits do, and
 ``# schema: rejects`` when the generated JSON Schema must reject it too.
 """
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from ipm_cds import RulesetError, load_ruleset
+from ipm_cds.engine.durable_backend import limit_problems
 from ipm_cds.ruleset.checks import semantic_problems
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.ruleset.schema import schema_for
@@ -42,6 +44,8 @@ def test_fixture_gives_exactly_its_declared_problems(fixture: Path, tmp_path: Pa
     assert expected, "fixture declares no expected problem"
     if header(fixture, "check") == ["semantic"]:
         found = [str(p) for p in semantic_problems(load_ruleset(root)) if p.severity == "error"]
+    elif header(fixture, "check") == ["limits"]:
+        found = [str(p) for p in limit_problems(load_ruleset(root)) if p.severity == "error"]
     else:
         with pytest.raises(RulesetError) as info:
             load_ruleset(root)

@@ -326,8 +326,11 @@ def test_too_many_any_of_under_one_condition_are_refused(ruleset_copy: Path) -> 
         140,
         "      pain: {{type: pain, region: lumbar, character: {{in: [axial, radicular]}}, nrs: {{gte: {a}}}}}",
     )
-    with pytest.raises(RulesetError, match="error 303"):
+    with pytest.raises(RulesetError) as info:
         ipm_cds.Engine(ruleset)
+    messages = " ".join(p.message for p in info.value.problems)
+    assert "(error 107)" in messages
+    assert "(error 303)" in messages
     assert ipm_cds.Engine(ruleset, backend="python").evaluate(RFA_PATIENT, as_of=AS_OF).alerts
 
 

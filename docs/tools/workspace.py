@@ -246,6 +246,9 @@ def make_fixtures(fixtures: Path) -> None:
     # (the manifest includes catalogues/parameters*.yaml)
     shutil.copyfile(STATIC_FIXTURES / "unused_parameter.yaml.txt", semantic / "catalogues" / "parameters-zz.yaml")
 
+    # validate-limits: a rule that loads but crosses a limit of durable-rules (validate.md)
+    _add_broken(_copy_ruleset(fixtures, "validate-limits"), "22-any-of-true-at-once")
+
     # lock-unbumped: referral.physical_therapy changed (urgency routine -> soon), its version left at 1.0.0
     pt, routine, soon = "  - id: referral.physical_therapy", "urgency: routine\n", "urgency: soon\n"
     _replace_in_entry(_copy_ruleset(fixtures, "lock-unbumped") / "rules" / "referrals.yaml", pt, routine, soon)

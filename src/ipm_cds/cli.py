@@ -205,6 +205,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from .engine.durable_backend import limit_problems
     from .engine.facade import Engine
     from .ruleset.checks import semantic_problems
     from .ruleset.loader import load_ruleset
@@ -213,7 +214,9 @@ def _validate(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset)
     for profile in ruleset.manifest.profiles:
         Engine(ruleset, profile=profile, backend="python")
-    problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset)]
+    # durable-rules' limits under every profile, checked in Python (no engine is built): a ruleset that
+    # validates builds on durable-rules and runs there wherever the python backend answers.
+    problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset), *limit_problems(ruleset)]
     for warning in (p for p in problems if p.severity == "warning"):
         print(f"warning: {warning}")
     errors = [p for p in problems if p.severity == "error"]

@@ -16,7 +16,8 @@ or answers wrongly:
 * joins come first in a pattern: a join that follows an ``$or`` is ignored (found by a rule author's test);
 * a pattern holding ``$or`` fires once per *true branch* for the same facts (found by our property
   tests, not in the notes): repeated frames are completed and ignored, so a combination fires once;
-* the hard limits checked when a program is prepared and on every fact (§4).
+* the hard limits (engine-notes.md, its table of them) checked by ``durable_limits`` before any engine ruleset
+  is created, and on every fact.
 """
 
 from __future__ import annotations
@@ -28,15 +29,27 @@ import math
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from ..errors import BackendUnavailableError, EngineFaultError, IpmCdsError, Problem, RulesetError
 from ..facts.normalise import Fact
 from ..ruleset import ir
+from ..ruleset.loader import Ruleset
+from . import durable_limits
 from .base import OnFire
-from .program import Program, Stratum
+from .durable_limits import (
+    ENGINE_ATTRIBUTES,
+    MAX_FACT_PROPERTIES,
+    MAX_RULES_ON_IDENTICAL_CONDITION,
+    MAX_RULES_PER_RULESET,
+    Clause,
+    PatternShape,
+    RuleShape,
+)
+from .program import Program, Stratum, build_program
 
 try:  # pragma: no cover - exercised on 3.13+ only
     import durable_rules_engine as _engine
@@ -48,15 +61,6 @@ except ImportError as exc:  # pragma: no cover
 
 SENTINEL_RULE = "__sentinel"
 SENTINEL_TYPE = "__sentinel__"
-MAX_FACT_PROPERTIES = 252
-MAX_RULES_PER_RULESET = 4096
-MAX_FACTS_PER_RULE = 16
-MAX_JOINS_PER_PATTERN = 29
-MAX_STRING = 65_535
-MAX_CHILDREN_PER_CONDITION = 511
-MAX_SAFE_CHILDREN = 500  # checked with a margin: the hang was seen between 500 and 520 joined patterns
-MAX_SIBLINGS_AT_ONCE = 64
-MAX_RULES_ON_IDENTICAL_CONDITION = 255
 
 # The one piece of global mutable state (engine-notes §2): the engine is not safe for two live states.
 _LOCK = threading.Lock()
@@ -148,22 +152,28 @@ def _node_json(node: ir.Node) -> dict[str, Any]:
     return _test_json(node)
 
 
-def pattern_json(pattern: ir.Pattern, first_alias: str, guards: frozenset[str] = frozenset()) -> dict[str, Any]:
-    clauses: list[dict[str, Any]] = [{"type": pattern.fact_type}]
+def pattern_clauses(pattern: ir.Pattern, first_alias: str, guards: frozenset[str] = frozenset()) -> list[Clause]:
+    """The clauses of a pattern's top-level ``$and``, in order, each with the place in the rule file it comes from."""
+    here = pattern.location
+    clauses = [Clause({"type": pattern.fact_type}, here)]
     # Joins first: durable-rules ignores a join that follows an $or in the same pattern (it then matches as if
     # the join held; measured, see docs/engine.md). Conjunction order changes nothing else.
     joins = [n for n in pattern.tests if isinstance(n, ir.Test) and isinstance(n.operand, ir.Ref)]
-    clauses.extend(_node_json(node) for node in joins)
-    clauses.extend(_node_json(node) for node in pattern.tests if node not in joins)
+    clauses.extend(Clause(_node_json(node), node.location or here) for node in joins)
+    clauses.extend(Clause(_node_json(node), node.location or here) for node in pattern.tests if node not in joins)
     # A later pattern joins on these fields of this fact: when the fact lacks one, durable-rules fails the whole
     # assert with error 311 instead of treating the join as false. The join is false then anyway, so requiring
     # the field here changes no result (joins sit in the top-level conjunction: the compiler refuses them
     # inside any_of).
-    clauses.extend({"$ex": {field: 1}} for field in sorted(guards))
+    clauses.extend(Clause({"$ex": {field: 1}}, here) for field in sorted(guards))
     if pattern.refs():
-        # engine-notes §3, upstream #381: a false last join reads past the expression sequence.
-        clauses.append({"_t": {first_alias: "_t"}})
-    return {pattern.alias: {"$and": clauses}}
+        # engine-notes (the join crash, upstream #381): a false last join reads past the expression sequence.
+        clauses.append(Clause({"_t": {first_alias: "_t"}}, here))
+    return clauses
+
+
+def pattern_json(pattern: ir.Pattern, first_alias: str, guards: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return {pattern.alias: {"$and": [c.json for c in pattern_clauses(pattern, first_alias, guards)]}}
 
 
 def join_guards(patterns: Sequence[ir.Pattern]) -> dict[str, frozenset[str]]:
@@ -185,129 +195,60 @@ def stratum_json(stratum: Stratum) -> dict[str, Any]:
     return rules
 
 
-def _check_children(stratum: Stratum, where: str) -> list[Problem]:
-    """Two limits of durable-rules on the conditions that follow one shared condition (engine-notes §4).
-
-    The engine shares a pattern's leading conditions with every pattern that starts the same way (same
-    fact type, then the same clauses in order), except joins and ``$or`` (``any_of``, ``in``): those are a
-    new condition every time, even when identical (measured). Below each shared condition:
-
-    * past 511 distinct conditions, ``create_ruleset`` never returns (520 patterns of one type starting
-      with a join hang; 500 do not): checked with a margin, at 500;
-    * when more than 64 of them hold at once for one fact, the engine refuses the whole assert (error
-      303): a join or an ``$or`` always holds at that point, and so may every other condition, except that
-      equalities of one field with different values exclude each other. A ruleset in which more than 64
-      could hold at once would fail for some patients; it is refused here instead.
-    """
-    children: dict[tuple[str, ...], dict[str, str | None]] = {}  # prefix -> condition -> equality field
-    shown: dict[str, str] = {}
+def rule_shapes(stratum: Stratum) -> list[RuleShape]:
+    """The engine rules of a stratum as :mod:`durable_limits` checks them: the same clauses as
+    :func:`stratum_json` gives the engine, the sentinel rule included."""
+    sentinel = PatternShape("m", SENTINEL_TYPE, (Clause({"type": SENTINEL_TYPE}, None),), None)
+    shapes = [RuleShape(SENTINEL_RULE, None, (sentinel,))]
     for er in stratum.rules:
-        guards = join_guards(er.patterns)
         first = er.patterns[0].alias
-        for n, pattern in enumerate(er.patterns):
-            clauses = pattern_json(pattern, first, guards.get(pattern.alias, frozenset()))[pattern.alias]["$and"]
-            prefix: tuple[str, ...] = ()
-            for i, clause in enumerate(clauses):
-                text = json.dumps(clause, sort_keys=True)
-                ((name, value),) = clause.items()
-                fresh = name == "$or" or _is_join(name, value)
-                key = f"{er.name}/{n}/{i}:{text}" if fresh else text
-                shown[key] = text
-                equality = name if not name.startswith("$") and not isinstance(value, dict) else None
-                children.setdefault(prefix, {})[key] = equality
-                if name == "$or":
-                    break  # what follows an $or hangs from it alone
-                prefix = (*prefix, key)
-    problems = []
-    for prefix, below in children.items():
-        after = shown[prefix[-1]] if prefix else "the engine's root"
-        if len(below) > MAX_SAFE_CHILDREN:
-            problems.append(
-                Problem(
-                    f"{len(below)} distinct conditions follow the condition {after} in {where}; durable-rules "
-                    f"hangs past {MAX_CHILDREN_PER_CONDITION} (joins, any_of and in count once per pattern)",
-                    hint="vary the rules' leading conditions, split them over strata, or use the python backend",
-                )
+        guards = join_guards(er.patterns)
+        patterns = tuple(
+            PatternShape(
+                p.alias, p.fact_type, tuple(pattern_clauses(p, first, guards.get(p.alias, frozenset()))), p.location
             )
-        fields = {f for f in below.values() if f is not None}
-        at_once = sum(1 for f in below.values() if f is None) + len(fields)
-        if at_once > MAX_SIBLINGS_AT_ONCE:
-            problems.append(
-                Problem(
-                    f"up to {at_once} conditions that follow the condition {after} in {where} can hold at once "
-                    f"for one fact; durable-rules refuses such a fact (error 303) past {MAX_SIBLINGS_AT_ONCE} "
-                    "(joins, any_of and in count once per pattern)",
-                    hint="vary the rules' leading conditions, split them over strata, or use the python backend",
-                )
-            )
-    return problems
-
-
-def _is_join(name: str, value: object) -> bool:
-    """``{"field": {"alias": "field"}}`` or ``{"$op": {"field": {"alias": "field"}}}``."""
-    if not isinstance(value, dict):
-        return False
-    if not name.startswith("$"):
-        return True
-    return any(isinstance(v, dict) for v in value.values())
+            for p in er.patterns
+        )
+        shapes.append(RuleShape(er.name, er.rule, patterns))
+    return shapes
 
 
 def check_limits(stratum: Stratum, where: str) -> list[Problem]:
-    """The engine's hard limits (engine-notes §4) that a compiled stratum can cross."""
-    problems: list[Problem] = []
-    if len(stratum.rules) + 1 > MAX_RULES_PER_RULESET:
-        problems.append(
-            Problem(
-                f"stratum {stratum.index} compiles to {len(stratum.rules) + 1} engine rules; "
-                f"durable-rules allows {MAX_RULES_PER_RULESET}",
-                hint="split the ruleset",
-            )
-        )
-    first_conditions: dict[str, int] = {}
-    for er in stratum.rules:
-        rule = er.rule
-        if len(er.patterns) > MAX_FACTS_PER_RULE:
-            problems.append(
-                Problem(
-                    f"{len(er.patterns)} facts in one engine rule (limit {MAX_FACTS_PER_RULE})",
-                    rule.location,
-                    hint="derive an intermediate fact",
-                )
-            )
-        for pattern in er.patterns:
-            joins = sum(1 for t in pattern.all_tests() if isinstance(t.operand, ir.Ref)) + (1 if pattern.refs() else 0)
-            if joins > MAX_JOINS_PER_PATTERN:
-                problems.append(
-                    Problem(
-                        f"pattern {pattern.alias} has {joins} join clauses (limit {MAX_JOINS_PER_PATTERN})",
-                        pattern.location,
-                    )
-                )
-            for test in pattern.all_tests():
-                values = test.operand if isinstance(test.operand, tuple) else (test.operand,)
-                for value in values:
-                    if isinstance(value, str) and len(value) > MAX_STRING:
-                        problems.append(Problem("string longer than the engine compares reliably", test.location))
-        key = json.dumps(pattern_json(er.patterns[-1], er.patterns[0].alias), sort_keys=True)
-        first_conditions[key] = first_conditions.get(key, 0) + 1
-    problems.extend(_check_children(stratum, where))
-    for count in first_conditions.values():
-        if count > MAX_RULES_ON_IDENTICAL_CONDITION:
-            problems.append(
-                Problem(
-                    f"{count} engine rules end on an identical condition in {where} "
-                    f"(limit {MAX_RULES_ON_IDENTICAL_CONDITION})",
-                    hint="vary or merge the rules",
-                )
-            )
+    """The engine's hard limits (engine-notes.md) that the engine ruleset of one stratum can cross."""
+    return durable_limits.check_rules(rule_shapes(stratum), where)
+
+
+def _check_program_keyed(program: Program) -> durable_limits.Keyed:
+    problems = durable_limits.check_derived(program.rules)
+    for stratum in program.strata:
+        problems.extend(durable_limits.check_rules_keyed(rule_shapes(stratum), f"stratum {stratum.index}"))
     return problems
+
+
+def check_program(program: Program) -> list[Problem]:
+    """Every hard limit of durable-rules that a program can cross: checked before any ``create_ruleset``, which
+    never returns past some of them."""
+    return [problem for _, problem in _check_program_keyed(program)]
+
+
+def limit_problems(ruleset: Ruleset) -> list[Problem]:
+    """:func:`check_program` under every profile of the ruleset (parameter values change the conditions, so
+    what one profile builds another may not). A problem found under several profiles is listed once, naming
+    the first in the manifest's order. Needs no C extension: ``ipm-cds validate`` runs it everywhere."""
+    seen: set[Hashable] = set()
+    out: list[Problem] = []
+    for profile in ruleset.manifest.profiles:
+        for key, problem in _check_program_keyed(build_program(ruleset, profile)):
+            if key not in seen:
+                seen.add(key)
+                out.append(replace(problem, message=f"{problem.message}, under profile {profile}"))
+    return out
 
 
 # create_ruleset's error codes (durable-rules rules.h) that a compiled ruleset can reach, in words.
 _CREATE_ERRORS = {
     106: f"more than {MAX_RULES_PER_RULESET} engine rules in one stratum",
-    107: "more than 128 conditions of one kind follow one identical condition; any_of and in (compiled to $or) "
-    "count here: more than 128 patterns that share their first conditions and then hold an any_of or an in",
+    107: "more than 128 any_of branches, in values and absence tests end on one identical condition",
     108: f"more than {MAX_RULES_ON_IDENTICAL_CONDITION + 1} engine rules share one condition",
 }
 
@@ -348,9 +289,8 @@ class DurableBackend:
         self._texts: dict[int, tuple[Fact, str]] = {}
 
     def prepare(self, program: Program) -> None:
-        problems: list[Problem] = []
-        for stratum in program.strata:
-            problems.extend(check_limits(stratum, f"stratum {stratum.index}"))
+        # Before any create_ruleset: past some limits it never returns, holding the GIL (engine-notes.md).
+        problems = check_program(program)
         if problems:
             raise RulesetError(problems)
         assert _engine is not None
@@ -448,9 +388,9 @@ class DurableBackend:
         entry = self._texts.get(id(fact))
         if entry is not None and entry[0] is fact:
             return entry[1]
-        if len(fact.values) + 5 > MAX_FACT_PROPERTIES:
+        if len(fact.values) + ENGINE_ATTRIBUTES > MAX_FACT_PROPERTIES:
             raise EngineFaultError(
-                f"fact {fact.label} has {len(fact.values) + 5} properties; the engine drops "
+                f"fact {fact.label} has {len(fact.values) + ENGINE_ATTRIBUTES} properties; the engine drops "
                 f"facts over {MAX_FACT_PROPERTIES}"
             )
         if RESERVED & fact.values.keys():
