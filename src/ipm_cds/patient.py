@@ -40,6 +40,10 @@ __all__ = [
 MAX_ITEMS = 100
 """Upper bound on the length of every list in a patient document (keeps facts within engine limits)."""
 
+MAX_AGE_YEARS = 120
+"""The oldest plausible age. ``age_years`` is bounded by it; the age a ``birth_date`` gives at ``as_of``
+is checked against it when the patient is evaluated (:func:`ipm_cds.facts.normalise.normalise`)."""
+
 
 def _iso_date(value: Any) -> Any:
     """Accept a ``date`` or an ISO ``YYYY-MM-DD`` string; nothing else (no timestamps, no datetimes)."""
@@ -251,8 +255,10 @@ class _Model(BaseModel):
 class Demographics(_Model):
     """Who the patient is. Give ``age_years`` or ``birth_date``; with both, they must agree at ``as_of``."""
 
-    age_years: int | None = Field(None, ge=0, le=120, description="Age in whole years (0–120).")
-    birth_date: IsoDate | None = Field(None, description="Date of birth, YYYY-MM-DD.")
+    age_years: int | None = Field(None, ge=0, le=MAX_AGE_YEARS, description="Age in whole years (0–120).")
+    birth_date: IsoDate | None = Field(
+        None, description="Date of birth, YYYY-MM-DD; the age it gives at as_of must be 0–120."
+    )
     sex: Literal["female", "male", "other"] | None = Field(None, description="Sex recorded for clinical scores.")
     pregnant: bool | None = Field(None, description="Currently pregnant. None: not recorded.")
     bmi: float | None = Field(None, ge=10, le=100, description="Body-mass index in kg/m² (10–100).")
