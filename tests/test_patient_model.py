@@ -44,6 +44,30 @@ BASE = {"pain": [{"region": "lumbar", "character": "axial", "nrs": 6}]}
             "procedures[0].levels[0]",
             "not a spinal level",
         ),
+        (
+            {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["S5-C1"]}]},
+            "procedures[0].levels[0]",
+            "'S5-C1' runs from tail to head; write the upper vertebra first: 'C1-S5'",
+        ),
+        (
+            {
+                "procedures": [
+                    {"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L4-L5", "L5-L4"]}
+                ]
+            },
+            "procedures[0].levels[1]",
+            "write the upper vertebra first: 'L4-L5'",
+        ),
+        (
+            {"imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "level": "L4-L4"}]},
+            "imaging[0].level",
+            "names one vertebra twice (write 'L4')",
+        ),
+        (
+            {"imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "level": "L6-S1"}]},
+            "imaging[0].level",
+            "not a spinal level",
+        ),
         ({"pain": [{"region": "lumbar", "character": "axial", "nrs": True}]}, "pain[0].nrs", "valid integer"),
         ({"demographics": {"age_years": 40}, "smoker": True}, "smoker", "Extra inputs are not permitted"),
         ({"screenings": [{"instrument": "phq9", "score": 28}]}, "screenings[0]", "outside 0–27"),
@@ -138,3 +162,11 @@ def test_a_birth_date_after_as_of_is_one_problem_not_two(durable: ipm_cds.Engine
         durable.evaluate(doc, as_of=AS_OF)
     assert [p.field for p in info.value.problems] == ["demographics.birth_date"]
     assert "after the evaluation date" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize("level", ["C1-C2", "C7-T1", "T12-L1", "L5-S1", "L3-L5", "S1-S2", "C1-S5", "L4", "S5"])
+def test_spinal_levels_in_anatomical_order_are_accepted(level: str) -> None:
+    case = parse_patient(
+        {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": [level]}]}
+    )
+    assert case.procedures[0].levels == [level]

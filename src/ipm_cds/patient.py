@@ -62,9 +62,26 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 _LEVEL = re.compile(r"^(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5])(-(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5]))?$")
 
 
+_REGION_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+def _vertebra_rank(vertebra: str) -> tuple[int, int]:
+    """Head-to-tail position of a vertebra: C1 < ... < C7 < T1 < ... < T12 < L1 < ... < L5 < S1 < ... < S5."""
+    return _REGION_ORDER[vertebra[0]], int(vertebra[1:])
+
+
 def _spinal_level(value: Any) -> Any:
     if isinstance(value, str) and not _LEVEL.match(value):
         raise ValueError(f"not a spinal level: {value!r} (write a segment like 'L4-L5' or a vertebra like 'L4')")
+    if isinstance(value, str) and "-" in value:
+        upper, lower = value.split("-")
+        if upper == lower:
+            raise ValueError(f"not a spinal level: {value!r} names one vertebra twice (write {upper!r})")
+        if _vertebra_rank(upper) > _vertebra_rank(lower):
+            raise ValueError(
+                f"spinal level {value!r} runs from tail to head; write the upper vertebra first: "
+                f"{lower + '-' + upper!r} (C1-C7, T1-T12, L1-L5, S1-S5, head to tail)"
+            )
     return value
 
 
