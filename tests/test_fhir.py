@@ -559,6 +559,31 @@ def test_patient_demographics() -> None:
     assert partial.patient.demographics.birth_date is None and kinds(partial) == {"Patient/p1": "partial"}
 
 
+def test_a_placeholder_birth_date_is_refused_at_evaluation_naming_the_patient(
+    python_engine: ipm_cds.Engine,
+) -> None:
+    """1900-01-01 (an "unknown" placeholder in some records) is an input error, never an age of 125 and
+    never dropped as if unknown: FHIR says "unknown" by leaving birthDate out (or a data-absent-reason)."""
+    m = read_bundle(bundle(pain("c1"), patient={"resourceType": "Patient", "id": "p1", "birthDate": "1900-01-01"}))
+    assert m.patient.demographics.birth_date == date(1900, 1, 1) and not m.unmapped  # the age needs as_of
+    with pytest.raises(ipm_cds.PatientDataError) as info:
+        python_engine.evaluate(m.patient, as_of=AS_OF)
+    problem = info.value.problems[0]
+    assert problem.field == "demographics.birth_date" and "age 125 at 2025-06-02, outside 0–120" in problem.message
+    assert m.resource_of(problem.field) == "Patient/p1"
+    absent = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "_birthDate": {
+            "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]
+        },
+    }
+    unknown = read_bundle(bundle(pain("c1"), patient=absent))
+    assert unknown.patient.demographics.birth_date is None
+    assessment = python_engine.evaluate(unknown.patient, as_of=AS_OF)
+    assert assessment.missing_data  # what needs the age says so
+
+
 # -- invalid FHIR --------------------------------------------------------------------------------------
 
 INVALID: list[tuple[str, Callable[[], Any], str]] = [

@@ -369,6 +369,16 @@ def test_invalid_fhir_in_the_prefetch_is_400_naming_the_resource(client: Client)
     assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 400, f"Observation/{nrs['id']}")
 
 
+def test_a_placeholder_birth_date_is_400_naming_the_patient_and_the_field(client: Client) -> None:
+    request = hook_request(client.server, "facet_rfa")
+    request["prefetch"]["patient"]["birthDate"] = "1900-01-01"
+    pid = request["context"]["patientId"]
+    outcome = assert_outcome(
+        client.post("/cds-services/ipm-cds-patient-view", request), 400, f"Patient/{pid}: demographics.birth_date"
+    )
+    assert "age 125 at 2025-06-02, outside 0–120" in json.dumps(outcome, ensure_ascii=False)
+
+
 def test_missing_required_prefetch_is_412(client: Client) -> None:
     request = hook_request(client.server, "facet_rfa")
     del request["prefetch"]["medicationRequests"]
