@@ -524,6 +524,91 @@ def test_procedures_cpt_local_ambiguity_and_relief() -> None:
     }
 
 
+# -- long records: the most recent items of each kind are kept, what is left out is reported ----------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def inr(rid: str, day: date, value: float = 2.5) -> dict[str, Any]:
+    return obs(rid, cc(LOINC, "6301-6"), valueQuantity={"value": value}, effectiveDateTime=day.isoformat())
+
+
+def days_before(n: int) -> date:
+    return date.fromordinal(AS_OF.toordinal() - n)
+
+
+def test_a_long_lab_record_keeps_the_most_recent_of_each_test_and_reports_the_rest() -> None:
+    inrs = [inr(f"inr-{i:03}", days_before(7 * i + 1), 2.0 + (i % 10) / 10) for i in range(120)]
+    platelets = obs(
+        "plt-old", cc(LOINC, "777-3"), valueQuantity={"value": 40, "unit": "10*3/uL"}, effectiveDateTime="2012-01-05"
+    )
+    m = read_bundle(bundle(*inrs, platelets))
+    kept = sorted(lab.date for lab in m.patient.labs if lab.test == "inr")
+    assert len(m.patient.labs) == 100  # the patient model's cap
+    assert [lab.value for lab in m.patient.labs if lab.test == "platelets"] == [40]  # one of its kind: kept
+    assert len(kept) == 99 and kept[-1] == days_before(1) and kept[0] == days_before(7 * 98 + 1)
+    left_out = {u.resource: u for u in m.unmapped}
+    assert set(left_out) == {f"Observation/inr-{i:03}" for i in range(99, 120)}
+    reason = left_out["Observation/inr-119"].reason
+    assert left_out["Observation/inr-119"].kind == "older_left_out"
+    assert reason.startswith("21 of 120 inr labs left out as older") and "the 99 most recent" in reason
+    # the input order never changes what is kept
+    again = read_bundle(bundle(*reversed(inrs), platelets))
+    assert canonical(again.patient) == canonical(m.patient) and again.unmapped == m.unmapped
+
+
+def test_a_long_procedure_record_keeps_old_operations_and_reports_left_out_relief() -> None:
+    sij = [
+        proc(f"sij-{i:03}", [(cs("procedure-kind"), "sij_injection")], region="sacroiliac", performedDateTime=d)
+        for i, d in enumerate(days_before(14 * i + 3).isoformat() for i in range(105))
+    ]
+    relief = obs(
+        "rel-old",
+        cc(cs("observation"), "relief_pct"),
+        valueQuantity={"value": 60, "unit": "%"},
+        partOf=[{"reference": "Procedure/sij-104"}],
+    )
+    fusion = proc("fusion", [(cs("procedure-kind"), "spinal_fusion")], performedDateTime="2009-02-01")
+    m = read_bundle(bundle(*sij, relief, fusion))
+    kinds_kept = [p.kind for p in m.patient.procedures]
+    assert len(kinds_kept) == 100 and kinds_kept.count("spinal_fusion") == 1
+    assert max(p.date for p in m.patient.procedures if p.kind == "sij_injection") == days_before(3)
+    left_out = kinds(m)
+    assert set(left_out) == {f"Procedure/sij-{i:03}" for i in range(99, 105)} | {"Observation/rel-old"}
+    assert set(left_out.values()) == {"older_left_out"}
+    (attached,) = [u for u in m.unmapped if u.resource == "Observation/rel-old"]
+    assert attached.reason.startswith("belongs to Procedure/sij-104: 6 of 105 sij_injection sacroiliac procedures")
+
+
+def test_a_long_screening_record_keeps_the_latest_of_each_instrument() -> None:
+    gad7 = [
+        obs(f"gad-{i:03}", cc(LOINC, "70274-6"), valueInteger=i % 21, effectiveDateTime=days_before(i + 1).isoformat())
+        for i in range(101)
+    ]
+    phq9 = obs("phq", cc(LOINC, "44261-6"), valueInteger=12, effectiveDateTime="2020-01-01")
+    undated = obs("gad-undated", cc(LOINC, "70274-6"), valueInteger=20)
+    m = read_bundle(bundle(*gad7, phq9, undated))
+    assert len(m.patient.screenings) == 100
+    assert [s.score for s in m.patient.screenings if s.instrument == "phq9"] == [12]
+    assert kinds(m) == {
+        "Observation/gad-099": "older_left_out",
+        "Observation/gad-100": "older_left_out",
+        "Observation/gad-undated": "older_left_out",
+    }
+
+
+def test_the_inr101_prefetch_reads_the_most_recent_100(python_engine: ipm_cds.Engine) -> None:
+    request = json.loads((FIXTURES / "inr101.patient-view.json").read_text(encoding="utf-8"))
+    inrs = {e["resource"]["id"]: e["resource"]["effectiveDateTime"][:10] for e in request["prefetch"]["labs"]["entry"]}
+    m = read_prefetch(request["prefetch"], patient_id=request["context"]["patientId"])
+    assert len(m.patient.labs) == 100
+    (left_out,) = [u for u in m.unmapped if u.kind == "older_left_out"]
+    assert inrs[left_out.resource.split("/")[1]] == min(inrs.values())
+    assert "1 of 101 inr labs left out as older" in left_out.reason
+    assert max(lab.date for lab in m.patient.labs).isoformat() == max(inrs.values())
+    python_engine.evaluate(m.patient, as_of=AS_OF)
+
+
 def test_allergies() -> None:
     allergy = {
         "resourceType": "AllergyIntolerance",

@@ -34,18 +34,20 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import PatientDataError, Problem
-from ..patient import PatientCase, parse_patient
+from ..patient import MAX_ITEMS, PatientCase, parse_patient
 from .maps import VOCABULARIES, Maps, ObservationEntry, load_maps, normalise_icd10
 
 if TYPE_CHECKING:
     from ..ruleset.loader import Ruleset
+
+_T = TypeVar("_T")
 
 __all__ = [
     "FhirInputError",
@@ -69,10 +71,22 @@ UnmappedKind = Literal[
     "unknown_unit",  # a quantity in a unit the map does not convert
     "superseded",  # an older value of a single-valued field, replaced by a newer one
     "partial",  # the resource was mapped, but one of its elements was not (e.g. a dose not computable)
+    "older_left_out",  # an older lab, procedure, screen, exam or imaging finding beyond the list's cap
 ]
 
 MAX_RESOURCES = 5000
 """Upper bound on the resources read from one input (keeps one request's work bounded)."""
+
+KEEP_RECENT = MAX_ITEMS
+"""Most items of one dated list the reader keeps (the patient model's cap on every list, 100).
+
+A long record holds more: years of monthly INRs, weekly injections. For labs (by test), prior procedures
+(by kind and region), screenings (by instrument), examination findings (by test) and imaging findings
+(by finding), the reader keeps the most recent items of each kind and shares the cap out between kinds:
+each kind keeps at least ``KEEP_RECENT // kinds`` of its most recent (20 per lab test when all five
+are recorded), a kind with fewer keeps them all, and what they leave goes to the others. Every item
+left out is reported (``older_left_out``, saying how many of that kind were left out and which are
+read), never dropped silently; an undated item counts as older than every dated one."""
 
 
 class FhirInputError(PatientDataError):
@@ -225,6 +239,29 @@ def _ref_key(reference: Any) -> str | None:
     return str(reference.reference) if reference is not None and reference.reference else None
 
 
+def _shares(counts: Mapping[tuple[str, ...], int], cap: int) -> dict[tuple[str, ...], int]:
+    """How many items each kind keeps so that together they keep at most ``cap``: every kind keeps
+    all of its items or an even share of what the smaller kinds leave, whichever is fewer (max-min fair)."""
+    if sum(counts.values()) <= cap:
+        return dict(counts)
+    shares: dict[tuple[str, ...], int] = {}
+    remaining = cap
+    pending = sorted(counts, key=lambda k: (counts[k], k))
+    while pending:
+        even = remaining // len(pending)
+        smallest = pending[0]
+        if counts[smallest] <= even:
+            shares[smallest] = counts[smallest]
+            remaining -= counts[smallest]
+            pending.pop(0)
+            continue
+        extra = remaining - even * len(pending)
+        for i, kind in enumerate(sorted(pending)):
+            shares[kind] = even + (1 if i < extra else 0)
+        break
+    return shares
+
+
 @dataclass
 class _Value:
     value: Any
@@ -280,6 +317,7 @@ _PAIN_FIELDS = {
     "pain.worsening": "worsening",
     "pain.duration_weeks": "duration_weeks",
 }
+_DATED_LISTS = {"labs": "test", "exam": "test", "imaging": "finding"}  # list -> the field naming its kind
 _SUBJECT_FIELDS = ("subject", "patient")
 _CONDITION_INACTIVE = {"inactive", "remission", "resolved"}
 _OBSERVATION_USABLE = {"final", "amended", "corrected", "preliminary"}
@@ -1140,6 +1178,54 @@ class _Reader:
 
     # ---------------------------------------------------------------------------------- assembly
 
+    def _keep_recent(
+        self,
+        section: str,
+        items: Sequence[_T],
+        kind_of: Callable[[_T], tuple[str, ...]],
+        when_of: Callable[[_T], date | None],
+        ref_of: Callable[[_T], str],
+        attached: Callable[[_T], Iterable[str]] = lambda _: (),
+    ) -> list[_T]:
+        """The items of one list that the patient model can hold: the most recent of each kind (see
+        :data:`KEEP_RECENT`). What is left out is reported per resource, with the count for its kind."""
+        if len(items) <= KEEP_RECENT:
+            return list(items)
+        by_kind: dict[tuple[str, ...], list[_T]] = defaultdict(list)
+        for item in items:
+            by_kind[kind_of(item)].append(item)
+        if len(by_kind) > KEEP_RECENT:
+            raise FhirInputError(
+                [
+                    Problem(
+                        f"{len(by_kind)} different kinds of {section}: more than the {KEEP_RECENT} that can be "
+                        "kept, so the most recent of each cannot all be read",
+                        field=section,
+                    )
+                ]
+            )
+        shares = _shares({k: len(v) for k, v in by_kind.items()}, KEEP_RECENT)
+        kept: list[_T] = []
+        for kind, group in sorted(by_kind.items()):
+            ordered = sorted(group, key=lambda i: (when_of(i) or date.min, ref_of(i)), reverse=True)
+            share = shares[kind]
+            kept += ordered[:share]
+            left_out = ordered[share:]
+            if not left_out:
+                continue
+            dates = [d for i in ordered[:share] if (d := when_of(i)) is not None]
+            span = f", {min(dates).isoformat()} to {max(dates).isoformat()}" if dates else ""
+            name = " ".join(kind)
+            reason = (
+                f"{len(left_out)} of {len(group)} {name} {section} left out as older ({section} hold at most "
+                f"{KEEP_RECENT} items, shared between kinds); the {share} most recent{span}, are read"
+            )
+            for item in left_out:
+                self._skip(ref_of(item), "older_left_out", reason)
+                for ref in attached(item):
+                    self._skip(ref, "older_left_out", f"belongs to {ref_of(item)}: {reason}")
+        return kept
+
     def _latest(self, values: list[_Value], path: str, sources: dict[str, str]) -> Any:
         ordered = sorted(values, key=lambda v: (v.when or date.min, v.ref))
         chosen = ordered[-1]
@@ -1192,8 +1278,16 @@ class _Reader:
         if pains:
             doc["pain"] = pains
 
+        procs = self._keep_recent(
+            "procedures",
+            list(self.procs.values()),
+            lambda p: (str(p.doc["kind"]), str(p.doc["region"])),
+            lambda p: date.fromisoformat(p.doc["date"]),
+            lambda p: p.ref,
+            lambda p: sorted({v.ref for values in p.fields.values() for v in values}),
+        )
         procedures = []
-        for i, proc in enumerate(sorted(self.procs.values(), key=lambda p: p.ref)):
+        for i, proc in enumerate(sorted(procs, key=lambda p: p.ref)):
             item = dict(proc.doc)
             sources[f"procedures[{i}]"] = proc.ref
             for name, values in sorted(proc.fields.items()):
@@ -1202,8 +1296,16 @@ class _Reader:
         if procedures:
             doc["procedures"] = procedures
 
+        screens = self._keep_recent(
+            "screenings",
+            self.screens,
+            lambda s: (s.instrument,),
+            lambda s: s.when,
+            lambda s: s.ref,
+            lambda s: sorted({v.ref for v in (s.item9, s.distress) if v is not None and v.ref != s.ref}),
+        )
         screenings = []
-        for i, screen in enumerate(sorted(self.screens, key=lambda s: s.ref)):
+        for i, screen in enumerate(sorted(screens, key=lambda s: s.ref)):
             item = {"instrument": screen.instrument, "score": screen.score}
             sources[f"screenings[{i}]"] = screen.ref
             if screen.when:
@@ -1219,7 +1321,17 @@ class _Reader:
             doc["screenings"] = screenings
 
         for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies"):
-            entries = sorted(self.lists.get(name, []), key=lambda e: e[0])
+            entries = self.lists.get(name, [])
+            if name in _DATED_LISTS:
+                kind_field = _DATED_LISTS[name]
+                entries = self._keep_recent(
+                    name,
+                    entries,
+                    lambda e: (str(e[1][kind_field]),),  # noqa: B023 (called before the loop moves on)
+                    lambda e: date.fromisoformat(e[1]["date"]) if "date" in e[1] else None,
+                    lambda e: e[0],
+                )
+            entries = sorted(entries, key=lambda e: e[0])
             if entries:
                 doc[name] = [e[1] for e in entries]
                 for i, (ref, _, _) in enumerate(entries):
