@@ -747,11 +747,11 @@ def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset)
     assert templates["patient"] == "Patient/{{context.patientId}}"
     assert templates["medicationRequests"].startswith("MedicationRequest?patient={{context.patientId}}")
     assert f"{LOINC}|72514-3" in templates["painObservations"]
-    assert f"{LOINC}|6301-6" in templates["labs"]
+    assert f"{LOINC}|6301-6" in templates["labsInr"] and f"{LOINC}|777-3" not in templates["labsInr"]
     assert f"{LOINC}|39156-5" in templates["patientObservations"]
     maps = load_maps()
     for template in templates.values():
-        for pair in template.partition("code=")[2].split(",") if "code=" in template else []:
+        for pair in template.partition("code=")[2].partition("&")[0].split(",") if "code=" in template else []:
             system, _, code = pair.rpartition("|")
             assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
 
@@ -761,8 +761,32 @@ def test_prefetch_templates_shrink_with_the_ruleset(ruleset: ipm_cds.Ruleset) ->
 
     only_red_flags = replace(ruleset, rules=tuple(r for r in ruleset.rules if r.id.startswith("red_flag.cauda")))
     templates = prefetch_templates(only_red_flags)
-    assert "medicationRequests" not in templates and "labs" not in templates
+    assert "medicationRequests" not in templates and not any(k.startswith("labs") for k in templates)
     assert "redFlagObservations" in templates and "patient" in templates
+
+
+def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(ruleset: ipm_cds.Ruleset) -> None:
+    """CDS Hooks 2.0 prefetch tokens cannot compute a date, so the bound is the most recent N of each."""
+    templates = prefetch_templates(ruleset)
+    bounded = {k: t for k, t in templates.items() if "_count=" in t}
+    assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings"))}
+    assert {"labsInr", "labsPlatelets", "screeningsPhq9", "screeningsStartBack"} <= set(bounded)
+    assert bounded["labsInr"].endswith("&_sort=-date&_count=20")  # 100 / 5 tests: what the reader keeps at least
+    assert bounded["screeningsPhq9"].endswith("&_sort=-date&_count=14")  # 100 / 7 instruments
+    assert cs("observation") + "|phq9_item9" in bounded["screeningsPhq9"]  # item 9 travels with its total
+    # procedures, conditions, medications ...: old items matter (a fusion, a current drug), never bounded
+    assert "_count" not in templates["procedures"] and "_count" not in templates["conditions"]
+    # the test client answers the bound: newest first, one page of at most _count, total counts all
+    inrs = [inr(f"i{n:02}", days_before(n)) for n in range(30)] + [
+        obs("i-undated", cc(LOINC, "6301-6"), valueQuantity={"value": 2.0})
+    ]
+    plt = obs(
+        "plt", cc(LOINC, "777-3"), valueQuantity={"value": 200, "unit": "10*3/uL"}, effectiveDateTime="2001-01-01"
+    )
+    prefetch = prefetch_from_bundle(bundle(*reversed(inrs), plt), templates, "p1")
+    assert [e["resource"]["id"] for e in prefetch["labsInr"]["entry"]] == [f"i{n:02}" for n in range(20)]
+    assert prefetch["labsInr"]["total"] == 31
+    assert [e["resource"]["id"] for e in prefetch["labsPlatelets"]["entry"]] == ["plt"]
 
 
 def test_ordered_interventions(ruleset: ipm_cds.Ruleset) -> None:

@@ -401,9 +401,9 @@ def test_a_long_record_is_answered_not_400_and_what_was_left_out_is_on_a_card(cl
 def test_missing_required_prefetch_is_412(client: Client) -> None:
     request = hook_request(client.server, "facet_rfa")
     del request["prefetch"]["medicationRequests"]
-    request["prefetch"]["labs"] = None
+    request["prefetch"]["labsInr"] = None
     outcome = assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "medicationRequests")
-    assert "labs" in json.dumps(outcome) and "fhirServer" in json.dumps(outcome)
+    assert "labsInr" in json.dumps(outcome) and "fhirServer" in json.dumps(outcome)
     request.pop("prefetch")
     assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "patient")
 

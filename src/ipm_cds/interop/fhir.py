@@ -1481,6 +1481,12 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
         if listed:
             templates[key] = f"Observation?patient={_PATIENT}&code={listed}"
 
+    def recent(key: str, predicate: Callable[[ObservationEntry], bool], kinds: int) -> None:
+        listed = codes(predicate)
+        if listed:
+            count = KEEP_RECENT // kinds
+            templates[key] = f"Observation?patient={_PATIENT}&code={listed}&_sort=-date&_count={count}"
+
     if any(str(f).startswith("psychological_evaluation.") for f in patient_fields):
         patient_fields.add("psychological_evaluation.completed")  # cleared is read only with completed
     observations("patientObservations", lambda e: e.target in patient_fields)
@@ -1507,20 +1513,36 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     if "medications" in sections:
         templates["medicationRequests"] = f"MedicationRequest?patient={_PATIENT}&status=active,on-hold"
         templates["medicationStatements"] = f"MedicationStatement?patient={_PATIENT}&status=active,on-hold"
+    # Labs and screenings: the rules read the latest value of each test or instrument, so each gets a key
+    # of its own bounded to its most recent results (one key for all would let a busy test crowd out the
+    # others). CDS Hooks 2.0 prefetch tokens cannot compute a date (no "today - N"), hence _sort/_count.
     if "labs" in sections:
+        from ..patient import LabTest
+
         tests = values.get("lab")
-        observations("labs", lambda e: e.target.startswith("lab.") and (tests is None or e.target[4:] in tests))
+        for test in _vocab(LabTest):
+            if tests is None or test in tests:
+                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(_vocab(LabTest)))
     if "screenings" in sections:
+        from ..patient import Instrument
+
         instruments = values.get("screening")
-        observations(
-            "screenings",
-            lambda e: (
-                e.target.startswith("screening.") and (instruments is None or e.target.split(".")[1] in instruments)
-            ),
-        )
+        for instrument in _vocab(Instrument):
+            if instruments is None or instrument in instruments:
+                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(_vocab(Instrument)))
     if "allergies" in sections:
         templates["allergies"] = f"AllergyIntolerance?patient={_PATIENT}"
     return dict(sorted(templates.items()))
+
+
+def _targets(target: str) -> Callable[[ObservationEntry], bool]:
+    """Whether an Observation map entry fills ``target`` or a part of it (``screening.phq9.item9``)."""
+    return lambda e: e.target == target or e.target.startswith(target + ".")
+
+
+def _camel(code: str) -> str:
+    """``start_back`` -> ``StartBack``: the tail of a prefetch key."""
+    return "".join(part.capitalize() for part in code.split("_"))
 
 
 def _vocab(literal: Any) -> tuple[str, ...]:
@@ -1533,7 +1555,8 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
     """Answer prefetch templates from a Bundle, as a CDS client would: for tests, examples and benchmarks.
 
     Understands what :func:`prefetch_templates` writes: ``Patient/{{context.patientId}}`` (the Patient) and
-    ``Type?patient=...`` searches with ``code``, ``category`` and ``status`` token parameters (comma: or).
+    ``Type?patient=...`` searches with ``code``, ``category`` and ``status`` token parameters (comma: or),
+    ``_sort=-date`` (newest first) and ``_count`` (one page of at most that many; ``total`` counts all).
     Each search is answered with a ``searchset`` Bundle, empty when nothing matches.
     """
     resources = [e["resource"] for e in bundle.get("entry", []) if isinstance(e, Mapping) and "resource" in e]
@@ -1546,9 +1569,14 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
             continue
         rtype, _, params = query.partition("?")
         wanted: dict[str, set[str]] = {}
+        sort, count = None, None
         for part in params.split("&"):
             name, _, value = part.partition("=")
-            if name != "patient":
+            if name == "_sort":
+                sort = value
+            elif name == "_count":
+                count = int(value)
+            elif name != "patient":
                 wanted[name] = set(value.split(","))
 
         def matches(r: Mapping[str, Any], wanted: dict[str, set[str]] = wanted, rtype: str = rtype) -> bool:
@@ -1567,6 +1595,25 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
                         return False
             return True
 
-        entries = [{"resource": r} for r in resources if matches(r)]
-        out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+        found = [r for r in resources if matches(r)]
+        if sort == "-date":  # newest first, undated last
+            found.sort(key=lambda r: str(r.get("id", "")))
+            found.sort(key=lambda r: (_search_date(r) is not None, _search_date(r) or ""), reverse=True)
+        elif sort is not None:
+            raise ValueError(f"prefetch_from_bundle does not sort by {sort!r}")
+        entries = [{"resource": r} for r in (found if count is None else found[:count])]
+        out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries}
     return out
+
+
+def _search_date(resource: Mapping[str, Any]) -> str | None:
+    """The value of the ``date`` search parameter of an Observation or Procedure (its start, as text)."""
+    for name in ("effectiveDateTime", "effectiveInstant", "performedDateTime", "issued"):
+        value = resource.get(name)
+        if isinstance(value, str):
+            return value
+    for name in ("effectivePeriod", "performedPeriod"):
+        period = resource.get(name)
+        if isinstance(period, Mapping) and isinstance(period.get("start"), str):
+            return str(period["start"])
+    return None
