@@ -597,6 +597,24 @@ def test_a_long_screening_record_keeps_the_latest_of_each_instrument() -> None:
     }
 
 
+def test_a_diagnosis_recorded_at_every_visit_is_read_once_when_the_list_is_full() -> None:
+    visits = [pain(f"dm-{i:03}", code="E11.9") for i in range(150)]
+    m = read_bundle(
+        bundle(*visits, pain("htn-stent", code="X") | {"code": cc(cs("condition"), "recent_coronary_stent")})
+    )
+    assert sorted(c.code for c in m.patient.conditions) == ["diabetes", "recent_coronary_stent"]
+    assert set(kinds(m).values()) == {"duplicate"} and len(m.unmapped) == 149
+    assert {u.reason for u in m.unmapped} == {"the same conditions entry as Condition/dm-000, which is read"}
+    few = read_bundle(bundle(pain("a", code="E11.9"), pain("b", code="E11.9")))
+    assert len(few.patient.conditions) == 2 and not few.unmapped  # under the cap nothing changes
+
+
+def test_more_distinct_current_medications_than_the_model_holds_is_still_an_error() -> None:
+    meds = [med(f"m{i:03}", [(cs("medication"), "oxycodone")]) for i in range(101)]
+    with pytest.raises(FhirInputError, match="at most 100"):
+        read_bundle(bundle(*meds))
+
+
 def test_the_inr101_prefetch_reads_the_most_recent_100(python_engine: ipm_cds.Engine) -> None:
     request = json.loads((FIXTURES / "inr101.patient-view.json").read_text(encoding="utf-8"))
     inrs = {e["resource"]["id"]: e["resource"]["effectiveDateTime"][:10] for e in request["prefetch"]["labs"]["entry"]}

@@ -72,6 +72,7 @@ UnmappedKind = Literal[
     "superseded",  # an older value of a single-valued field, replaced by a newer one
     "partial",  # the resource was mapped, but one of its elements was not (e.g. a dose not computable)
     "older_left_out",  # an older lab, procedure, screen, exam or imaging finding beyond the list's cap
+    "duplicate",  # the same condition, red flag or allergy as another resource, in a list beyond its cap
 ]
 
 MAX_RESOURCES = 5000
@@ -318,6 +319,7 @@ _PAIN_FIELDS = {
     "pain.duration_weeks": "duration_weeks",
 }
 _DATED_LISTS = {"labs": "test", "exam": "test", "imaging": "finding"}  # list -> the field naming its kind
+_UNDATED_LISTS = ("conditions", "red_flags", "allergies")  # collapsed to distinct entries beyond the cap
 _SUBJECT_FIELDS = ("subject", "patient")
 _CONDITION_INACTIVE = {"inactive", "remission", "resolved"}
 _OBSERVATION_USABLE = {"final", "amended", "corrected", "preliminary"}
@@ -1226,6 +1228,21 @@ class _Reader:
                     self._skip(ref, "older_left_out", f"belongs to {ref_of(item)}: {reason}")
         return kept
 
+    def _distinct(
+        self, section: str, entries: Sequence[tuple[str, dict[str, Any], dict[str, str]]]
+    ) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+        """One entry per distinct patient-model entry (the same diagnosis recorded at every visit): what a
+        list without dates can lose without changing what the rules see. The others are reported."""
+        first: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {}
+        for entry in sorted(entries, key=lambda e: e[0]):
+            key = json.dumps(entry[1], sort_keys=True)
+            if key in first:
+                kept = first[key][0]
+                self._skip(entry[0], "duplicate", f"the same {section} entry as {kept}, which is read")
+            else:
+                first[key] = entry
+        return list(first.values())
+
     def _latest(self, values: list[_Value], path: str, sources: dict[str, str]) -> Any:
         ordered = sorted(values, key=lambda v: (v.when or date.min, v.ref))
         chosen = ordered[-1]
@@ -1322,6 +1339,8 @@ class _Reader:
 
         for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies"):
             entries = self.lists.get(name, [])
+            if name in _UNDATED_LISTS and len(entries) > KEEP_RECENT:
+                entries = self._distinct(name, entries)
             if name in _DATED_LISTS:
                 kind_field = _DATED_LISTS[name]
                 entries = self._keep_recent(
