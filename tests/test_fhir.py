@@ -717,6 +717,11 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("a duplicated id", lambda: bundle(pain("c1"), pain("c1")), "appears twice"),
     (
+        "spinal levels from tail to head",
+        lambda: bundle(proc("a", [(CPT, "64635")], extension=[ext("spinal-level", valueString="L5-L4")])),
+        "Procedure/a: procedures[0].levels[0]: spinal level 'L5-L4' runs from tail to head",
+    ),
+    (
         "two patients' data without a Patient",
         lambda: bundle(pain("c1"), {**pain("c2"), "subject": {"reference": "Patient/p2"}}, patient={}),
         "more than one patient",
