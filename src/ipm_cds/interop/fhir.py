@@ -27,6 +27,11 @@ What is read, and how (docs/fhir.md has the full table):
   and purpose.
 - ``AllergyIntolerance`` (not refuted, not resolved) by RxNorm or the local allergy-substance code.
 - ``DiagnosticReport`` and ``ImagingStudy`` as the context of the imaging findings they hold.
+
+A long record is read, not refused: beyond the patient model's cap on a list, the most recent labs,
+procedures, screenings, examination and imaging findings of each kind are kept and the older ones
+reported (``older_left_out``, see :data:`KEEP_RECENT`); conditions, red flags and allergies collapse to
+distinct entries (``duplicate``).
 """
 
 from __future__ import annotations
@@ -1446,6 +1451,9 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     The rules' patterns name fact types and the fields they test; each fact field comes from a patient
     model field (``ipm_cds.facts.schema``), and each patient-model field is read from a FHIR resource
     type or from Observation codes (the maps). Observation queries name their codes (``system|code``).
+    Each lab test and screening instrument has a key of its own asking for its most recent results
+    (``&_sort=-date&_count=N``, N the reader's minimum per kind under :data:`KEEP_RECENT`): CDS Hooks 2.0
+    prefetch tokens cannot compute a date, so a window of dates cannot be asked for.
     """
     from ..facts.schema import BASE_FACT_TYPES
     from ..ruleset import ir
