@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ipm_cds
 from ipm_cds.cli import read_patient_document
 from ipm_cds.interop.fhir import (
     FhirInputError,
     FhirMapping,
+    _shares,
     ordered_interventions,
     prefetch_from_bundle,
     prefetch_templates,
@@ -595,6 +598,21 @@ def test_a_long_screening_record_keeps_the_latest_of_each_instrument() -> None:
         "Observation/gad-100": "older_left_out",
         "Observation/gad-undated": "older_left_out",
     }
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from("abcdefghij"), st.text("xyz", max_size=2)), st.integers(1, 300), max_size=40
+    )
+)
+def test_the_cap_is_shared_so_every_kind_keeps_its_fair_share(counts: dict[tuple[str, str], int]) -> None:
+    shares = _shares(counts, 100)
+    assert set(shares) == set(counts)
+    assert sum(shares.values()) == min(100, sum(counts.values()))
+    for kind, count in counts.items():
+        assert min(count, 100 // len(counts)) <= shares[kind] <= count
+        if shares[kind] < count:  # a kind cut short keeps no less than any other kind
+            assert all(shares[kind] >= other - 1 for other in shares.values())
 
 
 def test_a_diagnosis_recorded_at_every_visit_is_read_once_when_the_list_is_full() -> None:
