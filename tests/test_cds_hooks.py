@@ -231,6 +231,23 @@ def test_missing_and_unmapped_data_get_their_own_cards(ruleset: ipm_cds.Ruleset,
     assert [c["indicator"] for c in benign if kind(c) == "unmapped"] == ["info"]
 
 
+def test_a_long_records_left_out_items_are_one_line_per_kind(ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine) -> None:
+    assessment = durable.evaluate({"pain": [{"region": "lumbar", "character": "axial"}]}, as_of=AS_OF)
+    reason = "30 of 130 inr labs left out as older (...); the 100 most recent, 2017-01-01 to 2025-05-30, are read"
+    unmapped = [Unmapped(f"Observation/inr-{i:03}", "older_left_out", reason) for i in range(30)]
+    unmapped.append(
+        Unmapped("Condition/dm-2", "duplicate", "the same conditions entry as Condition/dm-1, which is read")
+    )
+    cards = patient_view_cards(assessment, ruleset=ruleset, hook_instance=HOOK, unmapped=unmapped)
+    assert_valid(cards)
+    (unread,) = [c for c in cards if kind(c) == "unmapped"]
+    assert unread["indicator"] == "info"  # the latest of each kind is read
+    lines = [line for line in unread["detail"].splitlines() if line.startswith("- ")]
+    assert len(lines) == 2
+    assert "`Observation/inr-004` and 25 more: older left out: 30 of 130 inr labs" in unread["detail"]
+    assert "`Condition/dm-2`: duplicate: the same conditions entry" in unread["detail"]
+
+
 def order(ref: str, *interventions: str, region: str | None = None, note: str | None = None) -> OrderedIntervention:
     return OrderedIntervention(ref, interventions, region, None, None, note)
 

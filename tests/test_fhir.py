@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ipm_cds
 from ipm_cds.cli import read_patient_document
 from ipm_cds.interop.fhir import (
     FhirInputError,
     FhirMapping,
+    _shares,
     ordered_interventions,
     prefetch_from_bundle,
     prefetch_templates,
@@ -524,6 +527,124 @@ def test_procedures_cpt_local_ambiguity_and_relief() -> None:
     }
 
 
+# -- long records: the most recent items of each kind are kept, what is left out is reported ----------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def inr(rid: str, day: date, value: float = 2.5) -> dict[str, Any]:
+    return obs(rid, cc(LOINC, "6301-6"), valueQuantity={"value": value}, effectiveDateTime=day.isoformat())
+
+
+def days_before(n: int) -> date:
+    return date.fromordinal(AS_OF.toordinal() - n)
+
+
+def test_a_long_lab_record_keeps_the_most_recent_of_each_test_and_reports_the_rest() -> None:
+    inrs = [inr(f"inr-{i:03}", days_before(7 * i + 1), 2.0 + (i % 10) / 10) for i in range(120)]
+    platelets = obs(
+        "plt-old", cc(LOINC, "777-3"), valueQuantity={"value": 40, "unit": "10*3/uL"}, effectiveDateTime="2012-01-05"
+    )
+    m = read_bundle(bundle(*inrs, platelets))
+    kept = sorted(lab.date for lab in m.patient.labs if lab.test == "inr")
+    assert len(m.patient.labs) == 100  # the patient model's cap
+    assert [lab.value for lab in m.patient.labs if lab.test == "platelets"] == [40]  # one of its kind: kept
+    assert len(kept) == 99 and kept[-1] == days_before(1) and kept[0] == days_before(7 * 98 + 1)
+    left_out = {u.resource: u for u in m.unmapped}
+    assert set(left_out) == {f"Observation/inr-{i:03}" for i in range(99, 120)}
+    reason = left_out["Observation/inr-119"].reason
+    assert left_out["Observation/inr-119"].kind == "older_left_out"
+    assert reason.startswith("21 of 120 inr labs left out as older") and "the 99 most recent" in reason
+    # the input order never changes what is kept
+    again = read_bundle(bundle(*reversed(inrs), platelets))
+    assert canonical(again.patient) == canonical(m.patient) and again.unmapped == m.unmapped
+
+
+def test_a_long_procedure_record_keeps_old_operations_and_reports_left_out_relief() -> None:
+    sij = [
+        proc(f"sij-{i:03}", [(cs("procedure-kind"), "sij_injection")], region="sacroiliac", performedDateTime=d)
+        for i, d in enumerate(days_before(14 * i + 3).isoformat() for i in range(105))
+    ]
+    relief = obs(
+        "rel-old",
+        cc(cs("observation"), "relief_pct"),
+        valueQuantity={"value": 60, "unit": "%"},
+        partOf=[{"reference": "Procedure/sij-104"}],
+    )
+    fusion = proc("fusion", [(cs("procedure-kind"), "spinal_fusion")], performedDateTime="2009-02-01")
+    m = read_bundle(bundle(*sij, relief, fusion))
+    kinds_kept = [p.kind for p in m.patient.procedures]
+    assert len(kinds_kept) == 100 and kinds_kept.count("spinal_fusion") == 1
+    assert max(p.date for p in m.patient.procedures if p.kind == "sij_injection") == days_before(3)
+    left_out = kinds(m)
+    assert set(left_out) == {f"Procedure/sij-{i:03}" for i in range(99, 105)} | {"Observation/rel-old"}
+    assert set(left_out.values()) == {"older_left_out"}
+    (attached,) = [u for u in m.unmapped if u.resource == "Observation/rel-old"]
+    assert attached.reason.startswith("belongs to Procedure/sij-104: 6 of 105 sij_injection sacroiliac procedures")
+
+
+def test_a_long_screening_record_keeps_the_latest_of_each_instrument() -> None:
+    gad7 = [
+        obs(f"gad-{i:03}", cc(LOINC, "70274-6"), valueInteger=i % 21, effectiveDateTime=days_before(i + 1).isoformat())
+        for i in range(101)
+    ]
+    phq9 = obs("phq", cc(LOINC, "44261-6"), valueInteger=12, effectiveDateTime="2020-01-01")
+    undated = obs("gad-undated", cc(LOINC, "70274-6"), valueInteger=20)
+    m = read_bundle(bundle(*gad7, phq9, undated))
+    assert len(m.patient.screenings) == 100
+    assert [s.score for s in m.patient.screenings if s.instrument == "phq9"] == [12]
+    assert kinds(m) == {
+        "Observation/gad-099": "older_left_out",
+        "Observation/gad-100": "older_left_out",
+        "Observation/gad-undated": "older_left_out",
+    }
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from("abcdefghij"), st.text("xyz", max_size=2)), st.integers(1, 300), max_size=40
+    )
+)
+def test_the_cap_is_shared_so_every_kind_keeps_its_fair_share(counts: dict[tuple[str, str], int]) -> None:
+    shares = _shares(counts, 100)
+    assert set(shares) == set(counts)
+    assert sum(shares.values()) == min(100, sum(counts.values()))
+    for kind, count in counts.items():
+        assert min(count, 100 // len(counts)) <= shares[kind] <= count
+        if shares[kind] < count:  # a kind cut short keeps no less than any other kind
+            assert all(shares[kind] >= other - 1 for other in shares.values())
+
+
+def test_a_diagnosis_recorded_at_every_visit_is_read_once_when_the_list_is_full() -> None:
+    visits = [pain(f"dm-{i:03}", code="E11.9") for i in range(150)]
+    m = read_bundle(
+        bundle(*visits, pain("htn-stent", code="X") | {"code": cc(cs("condition"), "recent_coronary_stent")})
+    )
+    assert sorted(c.code for c in m.patient.conditions) == ["diabetes", "recent_coronary_stent"]
+    assert set(kinds(m).values()) == {"duplicate"} and len(m.unmapped) == 149
+    assert {u.reason for u in m.unmapped} == {"the same conditions entry as Condition/dm-000, which is read"}
+    few = read_bundle(bundle(pain("a", code="E11.9"), pain("b", code="E11.9")))
+    assert len(few.patient.conditions) == 2 and not few.unmapped  # under the cap nothing changes
+
+
+def test_more_distinct_current_medications_than_the_model_holds_is_still_an_error() -> None:
+    meds = [med(f"m{i:03}", [(cs("medication"), "oxycodone")]) for i in range(101)]
+    with pytest.raises(FhirInputError, match="at most 100"):
+        read_bundle(bundle(*meds))
+
+
+def test_the_inr101_prefetch_reads_the_most_recent_100(python_engine: ipm_cds.Engine) -> None:
+    request = json.loads((FIXTURES / "inr101.patient-view.json").read_text(encoding="utf-8"))
+    inrs = {e["resource"]["id"]: e["resource"]["effectiveDateTime"][:10] for e in request["prefetch"]["labs"]["entry"]}
+    m = read_prefetch(request["prefetch"], patient_id=request["context"]["patientId"])
+    assert len(m.patient.labs) == 100
+    (left_out,) = [u for u in m.unmapped if u.kind == "older_left_out"]
+    assert inrs[left_out.resource.split("/")[1]] == min(inrs.values())
+    assert "1 of 101 inr labs left out as older" in left_out.reason
+    assert max(lab.date for lab in m.patient.labs).isoformat() == max(inrs.values())
+    python_engine.evaluate(m.patient, as_of=AS_OF)
+
+
 def test_allergies() -> None:
     allergy = {
         "resourceType": "AllergyIntolerance",
@@ -559,6 +680,31 @@ def test_patient_demographics() -> None:
     assert partial.patient.demographics.birth_date is None and kinds(partial) == {"Patient/p1": "partial"}
 
 
+def test_a_placeholder_birth_date_is_refused_at_evaluation_naming_the_patient(
+    python_engine: ipm_cds.Engine,
+) -> None:
+    """1900-01-01 (an "unknown" placeholder in some records) is an input error, never an age of 125 and
+    never dropped as if unknown: FHIR says "unknown" by leaving birthDate out (or a data-absent-reason)."""
+    m = read_bundle(bundle(pain("c1"), patient={"resourceType": "Patient", "id": "p1", "birthDate": "1900-01-01"}))
+    assert m.patient.demographics.birth_date == date(1900, 1, 1) and not m.unmapped  # the age needs as_of
+    with pytest.raises(ipm_cds.PatientDataError) as info:
+        python_engine.evaluate(m.patient, as_of=AS_OF)
+    problem = info.value.problems[0]
+    assert problem.field == "demographics.birth_date" and "age 125 at 2025-06-02, outside 0–120" in problem.message
+    assert m.resource_of(problem.field) == "Patient/p1"
+    absent = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "_birthDate": {
+            "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]
+        },
+    }
+    unknown = read_bundle(bundle(pain("c1"), patient=absent))
+    assert unknown.patient.demographics.birth_date is None
+    assessment = python_engine.evaluate(unknown.patient, as_of=AS_OF)
+    assert assessment.missing_data  # what needs the age says so
+
+
 # -- invalid FHIR --------------------------------------------------------------------------------------
 
 INVALID: list[tuple[str, Callable[[], Any], str]] = [
@@ -588,6 +734,11 @@ INVALID: list[tuple[str, Callable[[], Any], str]] = [
         "Observation/n: pain[0].nrs",
     ),
     ("a duplicated id", lambda: bundle(pain("c1"), pain("c1")), "appears twice"),
+    (
+        "spinal levels from tail to head",
+        lambda: bundle(proc("a", [(CPT, "64635")], extension=[ext("spinal-level", valueString="L5-L4")])),
+        "Procedure/a: procedures[0].levels[0]: spinal level 'L5-L4' runs from tail to head",
+    ),
     (
         "two patients' data without a Patient",
         lambda: bundle(pain("c1"), {**pain("c2"), "subject": {"reference": "Patient/p2"}}, patient={}),
@@ -637,11 +788,11 @@ def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset)
     assert templates["patient"] == "Patient/{{context.patientId}}"
     assert templates["medicationRequests"].startswith("MedicationRequest?patient={{context.patientId}}")
     assert f"{LOINC}|72514-3" in templates["painObservations"]
-    assert f"{LOINC}|6301-6" in templates["labs"]
+    assert f"{LOINC}|6301-6" in templates["labsInr"] and f"{LOINC}|777-3" not in templates["labsInr"]
     assert f"{LOINC}|39156-5" in templates["patientObservations"]
     maps = load_maps()
     for template in templates.values():
-        for pair in template.partition("code=")[2].split(",") if "code=" in template else []:
+        for pair in template.partition("code=")[2].partition("&")[0].split(",") if "code=" in template else []:
             system, _, code = pair.rpartition("|")
             assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
 
@@ -651,8 +802,32 @@ def test_prefetch_templates_shrink_with_the_ruleset(ruleset: ipm_cds.Ruleset) ->
 
     only_red_flags = replace(ruleset, rules=tuple(r for r in ruleset.rules if r.id.startswith("red_flag.cauda")))
     templates = prefetch_templates(only_red_flags)
-    assert "medicationRequests" not in templates and "labs" not in templates
+    assert "medicationRequests" not in templates and not any(k.startswith("labs") for k in templates)
     assert "redFlagObservations" in templates and "patient" in templates
+
+
+def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(ruleset: ipm_cds.Ruleset) -> None:
+    """CDS Hooks 2.0 prefetch tokens cannot compute a date, so the bound is the most recent N of each."""
+    templates = prefetch_templates(ruleset)
+    bounded = {k: t for k, t in templates.items() if "_count=" in t}
+    assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings"))}
+    assert {"labsInr", "labsPlatelets", "screeningsPhq9", "screeningsStartBack"} <= set(bounded)
+    assert bounded["labsInr"].endswith("&_sort=-date&_count=20")  # 100 / 5 tests: what the reader keeps at least
+    assert bounded["screeningsPhq9"].endswith("&_sort=-date&_count=14")  # 100 / 7 instruments
+    assert cs("observation") + "|phq9_item9" in bounded["screeningsPhq9"]  # item 9 travels with its total
+    # procedures, conditions, medications ...: old items matter (a fusion, a current drug), never bounded
+    assert "_count" not in templates["procedures"] and "_count" not in templates["conditions"]
+    # the test client answers the bound: newest first, one page of at most _count, total counts all
+    inrs = [inr(f"i{n:02}", days_before(n)) for n in range(30)] + [
+        obs("i-undated", cc(LOINC, "6301-6"), valueQuantity={"value": 2.0})
+    ]
+    plt = obs(
+        "plt", cc(LOINC, "777-3"), valueQuantity={"value": 200, "unit": "10*3/uL"}, effectiveDateTime="2001-01-01"
+    )
+    prefetch = prefetch_from_bundle(bundle(*reversed(inrs), plt), templates, "p1")
+    assert [e["resource"]["id"] for e in prefetch["labsInr"]["entry"]] == [f"i{n:02}" for n in range(20)]
+    assert prefetch["labsInr"]["total"] == 31
+    assert [e["resource"]["id"] for e in prefetch["labsPlatelets"]["entry"]] == ["plt"]
 
 
 def test_ordered_interventions(ruleset: ipm_cds.Ruleset) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
+import yaml
 
 import ipm_cds
 from ipm_cds import PatientDataError, parse_patient
@@ -40,6 +42,30 @@ BASE = {"pain": [{"region": "lumbar", "character": "axial", "nrs": 6}]}
         (
             {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L9-L5"]}]},
             "procedures[0].levels[0]",
+            "not a spinal level",
+        ),
+        (
+            {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["S5-C1"]}]},
+            "procedures[0].levels[0]",
+            "'S5-C1' runs from tail to head; write the upper vertebra first: 'C1-S5'",
+        ),
+        (
+            {
+                "procedures": [
+                    {"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": ["L4-L5", "L5-L4"]}
+                ]
+            },
+            "procedures[0].levels[1]",
+            "write the upper vertebra first: 'L4-L5'",
+        ),
+        (
+            {"imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "level": "L4-L4"}]},
+            "imaging[0].level",
+            "names one vertebra twice (write 'L4')",
+        ),
+        (
+            {"imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "level": "L6-S1"}]},
+            "imaging[0].level",
             "not a spinal level",
         ),
         ({"pain": [{"region": "lumbar", "character": "axial", "nrs": True}]}, "pain[0].nrs", "valid integer"),
@@ -96,3 +122,51 @@ def test_json_text_is_parsed_strictly() -> None:
     assert case.pain[0].onset_date == date(2024, 1, 5)
     with pytest.raises(PatientDataError):
         parse_patient('{"pain": [{"region": "lumbar", "character": "axial", "nrs": 6.5}]}')
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_a_birth_date_giving_an_age_over_120_is_refused_naming_the_field(durable: ipm_cds.Engine) -> None:
+    # The facet RFA example with the placeholder birth date 1900-01-01: age 125 at as_of would otherwise
+    # raise a critical vertebral-fracture red flag.
+    document = yaml.safe_load((FIXTURES / "sentinel_birth_date.yaml").read_text(encoding="utf-8"))
+    patient = parse_patient(document)  # valid as a document: the age needs as_of
+    with pytest.raises(PatientDataError) as info:
+        durable.evaluate(patient, as_of=AS_OF)
+    problem = info.value.problems[0]
+    assert problem.field == "demographics.birth_date"
+    assert "age 125 at 2025-06-02, outside 0–120" in problem.message
+    assert problem.hint is not None and "leave it out" in problem.hint
+    assert len(info.value.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("born", "refused"),
+    [("1904-06-03", False), ("1904-06-02", True), ("2025-06-02", False)],
+)
+def test_the_age_a_birth_date_gives_is_bounded_like_age_years(
+    durable: ipm_cds.Engine, born: str, refused: bool
+) -> None:
+    doc = {**BASE, "demographics": {"birth_date": born}}
+    if refused:  # born 1904-06-02: age 121 at as_of; a day later, 120, the oldest accepted
+        with pytest.raises(PatientDataError, match="outside 0–120"):
+            durable.evaluate(doc, as_of=AS_OF)
+    else:
+        durable.evaluate(doc, as_of=AS_OF)
+
+
+def test_a_birth_date_after_as_of_is_one_problem_not_two(durable: ipm_cds.Engine) -> None:
+    doc = {**BASE, "demographics": {"birth_date": "2025-07-01"}}
+    with pytest.raises(PatientDataError) as info:
+        durable.evaluate(doc, as_of=AS_OF)
+    assert [p.field for p in info.value.problems] == ["demographics.birth_date"]
+    assert "after the evaluation date" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize("level", ["C1-C2", "C7-T1", "T12-L1", "L5-S1", "L3-L5", "S1-S2", "C1-S5", "L4", "S5"])
+def test_spinal_levels_in_anatomical_order_are_accepted(level: str) -> None:
+    case = parse_patient(
+        {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": [level]}]}
+    )
+    assert case.procedures[0].levels == [level]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jsonschema import Draft202012Validator
 
 import ipm_cds
-from ipm_cds.interop.cds_hooks import patient_view_cards
+from ipm_cds.interop.cds_hooks import CARD_EXTENSION, patient_view_cards
 from ipm_cds.interop.fhir import prefetch_from_bundle, prefetch_templates, read_prefetch
 from ipm_cds.interop.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
 
@@ -369,12 +370,40 @@ def test_invalid_fhir_in_the_prefetch_is_400_naming_the_resource(client: Client)
     assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 400, f"Observation/{nrs['id']}")
 
 
+def test_a_placeholder_birth_date_is_400_naming_the_patient_and_the_field(client: Client) -> None:
+    request = hook_request(client.server, "facet_rfa")
+    request["prefetch"]["patient"]["birthDate"] = "1900-01-01"
+    pid = request["context"]["patientId"]
+    outcome = assert_outcome(
+        client.post("/cds-services/ipm-cds-patient-view", request), 400, f"Patient/{pid}: demographics.birth_date"
+    )
+    assert "age 125 at 2025-06-02, outside 0–120" in json.dumps(outcome, ensure_ascii=False)
+
+
+def test_a_long_record_is_answered_not_400_and_what_was_left_out_is_on_a_card(client: Client) -> None:
+    """101 INRs (tests/fixtures/inr101.patient-view.json) were 400 "not valid FHIR R4": the model holds 100."""
+    repro = json.loads((Path(__file__).parent / "fixtures" / "inr101.patient-view.json").read_text(encoding="utf-8"))
+    pid = repro["context"]["patientId"]
+    patient = repro["prefetch"]["patient"]
+    resources = [patient] + [e["resource"] for v in repro["prefetch"].values() if v for e in v.get("entry", [])]
+    data = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+    # answered by a client that ignores _sort and _count: every INR is sent
+    templates = {
+        k: re.sub(r"&_sort=[^&]*|&_count=\d+", "", t) for k, t in prefetch_templates(client.server.ruleset).items()
+    }
+    request = {**repro, "hookInstance": str(uuid.uuid4()), "prefetch": prefetch_from_bundle(data, templates, pid)}
+    assert sum(len(v.get("entry", [])) for v in request["prefetch"].values() if v) == len(resources) - 1
+    cards = assert_cards(client.post("/cds-services/ipm-cds-patient-view", request))
+    (unmapped,) = [c for c in cards if c["extension"][CARD_EXTENSION]["kind"] == "unmapped"]
+    assert "older left out" in unmapped["detail"] and "1 of 101 inr labs left out as older" in unmapped["detail"]
+
+
 def test_missing_required_prefetch_is_412(client: Client) -> None:
     request = hook_request(client.server, "facet_rfa")
     del request["prefetch"]["medicationRequests"]
-    request["prefetch"]["labs"] = None
+    request["prefetch"]["labsInr"] = None
     outcome = assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "medicationRequests")
-    assert "labs" in json.dumps(outcome) and "fhirServer" in json.dumps(outcome)
+    assert "labsInr" in json.dumps(outcome) and "fhirServer" in json.dumps(outcome)
     request.pop("prefetch")
     assert_outcome(client.post("/cds-services/ipm-cds-patient-view", request), 412, "patient")
 

@@ -40,6 +40,10 @@ __all__ = [
 MAX_ITEMS = 100
 """Upper bound on the length of every list in a patient document (keeps facts within engine limits)."""
 
+MAX_AGE_YEARS = 120
+"""The oldest plausible age. ``age_years`` is bounded by it; the age a ``birth_date`` gives at ``as_of``
+is checked against it when the patient is evaluated (:func:`ipm_cds.facts.normalise.normalise`)."""
+
 
 def _iso_date(value: Any) -> Any:
     """Accept a ``date`` or an ISO ``YYYY-MM-DD`` string; nothing else (no timestamps, no datetimes)."""
@@ -58,9 +62,26 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 _LEVEL = re.compile(r"^(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5])(-(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5]))?$")
 
 
+_REGION_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+def _vertebra_rank(vertebra: str) -> tuple[int, int]:
+    """Head-to-tail position of a vertebra: C1 < ... < C7 < T1 < ... < T12 < L1 < ... < L5 < S1 < ... < S5."""
+    return _REGION_ORDER[vertebra[0]], int(vertebra[1:])
+
+
 def _spinal_level(value: Any) -> Any:
     if isinstance(value, str) and not _LEVEL.match(value):
         raise ValueError(f"not a spinal level: {value!r} (write a segment like 'L4-L5' or a vertebra like 'L4')")
+    if isinstance(value, str) and "-" in value:
+        upper, lower = value.split("-")
+        if upper == lower:
+            raise ValueError(f"not a spinal level: {value!r} names one vertebra twice (write {upper!r})")
+        if _vertebra_rank(upper) > _vertebra_rank(lower):
+            raise ValueError(
+                f"spinal level {value!r} runs from tail to head; write the upper vertebra first: "
+                f"{lower + '-' + upper!r} (C1-C7, T1-T12, L1-L5, S1-S5, head to tail)"
+            )
     return value
 
 
@@ -251,8 +272,10 @@ class _Model(BaseModel):
 class Demographics(_Model):
     """Who the patient is. Give ``age_years`` or ``birth_date``; with both, they must agree at ``as_of``."""
 
-    age_years: int | None = Field(None, ge=0, le=120, description="Age in whole years (0–120).")
-    birth_date: IsoDate | None = Field(None, description="Date of birth, YYYY-MM-DD.")
+    age_years: int | None = Field(None, ge=0, le=MAX_AGE_YEARS, description="Age in whole years (0–120).")
+    birth_date: IsoDate | None = Field(
+        None, description="Date of birth, YYYY-MM-DD; the age it gives at as_of must be 0–120."
+    )
     sex: Literal["female", "male", "other"] | None = Field(None, description="Sex recorded for clinical scores.")
     pregnant: bool | None = Field(None, description="Currently pregnant. None: not recorded.")
     bmi: float | None = Field(None, ge=10, le=100, description="Body-mass index in kg/m² (10–100).")

@@ -1,9 +1,9 @@
 """Normalise one patient into small, flat, typed facts, with dates made relative to ``as_of``.
 
 This is the only place where the patient document is read. It checks what needs the evaluation date
-(nothing dated after ``as_of``; age and birth date agree) and what needs the ruleset (medication codes
-come from its catalogue). Lists are sorted canonically first, so the order of items in the input
-can never change which fact gets which key, and so never the answer.
+(nothing dated after ``as_of``; age and birth date agree; the age a birth date gives is 0–120) and
+what needs the ruleset (medication codes come from its catalogue). Lists are sorted canonically first,
+so the order of items in the input can never change which fact gets which key, and so never the answer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ..errors import PatientDataError, Problem
-from ..patient import PatientCase
+from ..patient import MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
 
 Scalar = str | int | float | bool
@@ -176,7 +176,17 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     if demo.birth_date is not None:
         born = demo.birth_date
         computed = as_of.year - born.year - ((as_of.month, as_of.day) < (born.month, born.day))
-        if age is not None and age != computed:
+        if computed > MAX_AGE_YEARS:  # a birth date after as_of is reported by _check_dates
+            problems.append(
+                Problem(
+                    f"birth_date {born.isoformat()} gives age {computed} at {as_of.isoformat()}, "
+                    f"outside 0–{MAX_AGE_YEARS} (the range of age_years)",
+                    field="demographics.birth_date",
+                    hint="correct it, or leave it out when the date of birth is unknown (age is then "
+                    "reported missing): a placeholder such as 1900-01-01 is not a date of birth",
+                )
+            )
+        elif age is not None and age != computed:
             problems.append(
                 Problem(
                     f"age_years {age} disagrees with birth_date {born.isoformat()} "

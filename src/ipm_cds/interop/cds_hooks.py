@@ -418,6 +418,8 @@ def _missing_card(ctx: _Context, assessment: Assessment, only_rules: set[str] | 
 
 
 _SIGNIFICANT = {"unknown_code", "ambiguous_code", "incomplete", "unknown_unit", "partial"}
+_GROUPED = {"older_left_out", "duplicate"}  # one line per kind and reason: a long record may leave out hundreds
+_GROUP_SHOWN = 5
 _CLINICAL = {"Condition", "Observation", "MedicationRequest", "MedicationStatement", "Procedure", "AllergyIntolerance"}
 
 
@@ -430,10 +432,17 @@ def _unmapped_card(ctx: _Context, assessment: Assessment, unmapped: Sequence[Unm
         "Code them with a mapped code (docs/fhir.md) or review them yourself:",
         "",
     ]
-    detail += [
-        f"- `{u.resource}`" + (f" `{_md(u.code)}`" if u.code else "") + f": {u.kind.replace('_', ' ')}: {_md(u.reason)}"
-        for u in unmapped
-    ]
+    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)  # a long record's left-out items, by kind
+    for u in unmapped:
+        if u.kind in _GROUPED:
+            grouped[(u.kind, u.reason)].append(u.resource)
+            continue
+        code = f" `{_md(u.code)}`" if u.code else ""
+        detail.append(f"- `{u.resource}`{code}: {u.kind.replace('_', ' ')}: {_md(u.reason)}")
+    for (kind, reason), refs in sorted(grouped.items()):
+        shown = ", ".join(f"`{r}`" for r in sorted(refs)[:_GROUP_SHOWN])
+        more = f" and {len(refs) - _GROUP_SHOWN} more" if len(refs) > _GROUP_SHOWN else ""
+        detail.append(f"- {shown}{more}: {kind.replace('_', ' ')}: {_md(reason)}")
     p = assessment.provenance
     resources = sorted({u.resource for u in (significant or unmapped)})
     text = (

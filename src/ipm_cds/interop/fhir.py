@@ -27,6 +27,11 @@ What is read, and how (docs/fhir.md has the full table):
   and purpose.
 - ``AllergyIntolerance`` (not refuted, not resolved) by RxNorm or the local allergy-substance code.
 - ``DiagnosticReport`` and ``ImagingStudy`` as the context of the imaging findings they hold.
+
+A long record is read, not refused: beyond the patient model's cap on a list, the most recent labs,
+procedures, screenings, examination and imaging findings of each kind are kept and the older ones
+reported (``older_left_out``, see :data:`KEEP_RECENT`); conditions, red flags and allergies collapse to
+distinct entries (``duplicate``).
 """
 
 from __future__ import annotations
@@ -34,18 +39,20 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import PatientDataError, Problem
-from ..patient import PatientCase, parse_patient
+from ..patient import MAX_ITEMS, PatientCase, parse_patient
 from .maps import VOCABULARIES, Maps, ObservationEntry, load_maps, normalise_icd10
 
 if TYPE_CHECKING:
     from ..ruleset.loader import Ruleset
+
+_T = TypeVar("_T")
 
 __all__ = [
     "FhirInputError",
@@ -69,10 +76,23 @@ UnmappedKind = Literal[
     "unknown_unit",  # a quantity in a unit the map does not convert
     "superseded",  # an older value of a single-valued field, replaced by a newer one
     "partial",  # the resource was mapped, but one of its elements was not (e.g. a dose not computable)
+    "older_left_out",  # an older lab, procedure, screen, exam or imaging finding beyond the list's cap
+    "duplicate",  # the same condition, red flag or allergy as another resource, in a list beyond its cap
 ]
 
 MAX_RESOURCES = 5000
 """Upper bound on the resources read from one input (keeps one request's work bounded)."""
+
+KEEP_RECENT = MAX_ITEMS
+"""Most items of one dated list the reader keeps (the patient model's cap on every list, 100).
+
+A long record holds more: years of monthly INRs, weekly injections. For labs (by test), prior procedures
+(by kind and region), screenings (by instrument), examination findings (by test) and imaging findings
+(by finding), the reader keeps the most recent items of each kind and shares the cap out between kinds:
+each kind keeps at least ``KEEP_RECENT // kinds`` of its most recent (20 per lab test when all five
+are recorded), a kind with fewer keeps them all, and what they leave goes to the others. Every item
+left out is reported (``older_left_out``, saying how many of that kind were left out and which are
+read), never dropped silently; an undated item counts as older than every dated one."""
 
 
 class FhirInputError(PatientDataError):
@@ -225,6 +245,29 @@ def _ref_key(reference: Any) -> str | None:
     return str(reference.reference) if reference is not None and reference.reference else None
 
 
+def _shares(counts: Mapping[tuple[str, ...], int], cap: int) -> dict[tuple[str, ...], int]:
+    """How many items each kind keeps so that together they keep at most ``cap``: every kind keeps
+    all of its items or an even share of what the smaller kinds leave, whichever is fewer (max-min fair)."""
+    if sum(counts.values()) <= cap:
+        return dict(counts)
+    shares: dict[tuple[str, ...], int] = {}
+    remaining = cap
+    pending = sorted(counts, key=lambda k: (counts[k], k))
+    while pending:
+        even = remaining // len(pending)
+        smallest = pending[0]
+        if counts[smallest] <= even:
+            shares[smallest] = counts[smallest]
+            remaining -= counts[smallest]
+            pending.pop(0)
+            continue
+        extra = remaining - even * len(pending)
+        for i, kind in enumerate(sorted(pending)):
+            shares[kind] = even + (1 if i < extra else 0)
+        break
+    return shares
+
+
 @dataclass
 class _Value:
     value: Any
@@ -280,6 +323,8 @@ _PAIN_FIELDS = {
     "pain.worsening": "worsening",
     "pain.duration_weeks": "duration_weeks",
 }
+_DATED_LISTS = {"labs": "test", "exam": "test", "imaging": "finding"}  # list -> the field naming its kind
+_UNDATED_LISTS = ("conditions", "red_flags", "allergies")  # collapsed to distinct entries beyond the cap
 _SUBJECT_FIELDS = ("subject", "patient")
 _CONDITION_INACTIVE = {"inactive", "remission", "resolved"}
 _OBSERVATION_USABLE = {"final", "amended", "corrected", "preliminary"}
@@ -1140,6 +1185,69 @@ class _Reader:
 
     # ---------------------------------------------------------------------------------- assembly
 
+    def _keep_recent(
+        self,
+        section: str,
+        items: Sequence[_T],
+        kind_of: Callable[[_T], tuple[str, ...]],
+        when_of: Callable[[_T], date | None],
+        ref_of: Callable[[_T], str],
+        attached: Callable[[_T], Iterable[str]] = lambda _: (),
+    ) -> list[_T]:
+        """The items of one list that the patient model can hold: the most recent of each kind (see
+        :data:`KEEP_RECENT`). What is left out is reported per resource, with the count for its kind."""
+        if len(items) <= KEEP_RECENT:
+            return list(items)
+        by_kind: dict[tuple[str, ...], list[_T]] = defaultdict(list)
+        for item in items:
+            by_kind[kind_of(item)].append(item)
+        if len(by_kind) > KEEP_RECENT:
+            raise FhirInputError(
+                [
+                    Problem(
+                        f"{len(by_kind)} different kinds of {section}: more than the {KEEP_RECENT} that can be "
+                        "kept, so the most recent of each cannot all be read",
+                        field=section,
+                    )
+                ]
+            )
+        shares = _shares({k: len(v) for k, v in by_kind.items()}, KEEP_RECENT)
+        kept: list[_T] = []
+        for kind, group in sorted(by_kind.items()):
+            ordered = sorted(group, key=lambda i: (when_of(i) or date.min, ref_of(i)), reverse=True)
+            share = shares[kind]
+            kept += ordered[:share]
+            left_out = ordered[share:]
+            if not left_out:
+                continue
+            dates = [d for i in ordered[:share] if (d := when_of(i)) is not None]
+            span = f", {min(dates).isoformat()} to {max(dates).isoformat()}" if dates else ""
+            name = " ".join(kind)
+            reason = (
+                f"{len(left_out)} of {len(group)} {name} {section} left out as older ({section} hold at most "
+                f"{KEEP_RECENT} items, shared between kinds); the {share} most recent{span}, are read"
+            )
+            for item in left_out:
+                self._skip(ref_of(item), "older_left_out", reason)
+                for ref in attached(item):
+                    self._skip(ref, "older_left_out", f"belongs to {ref_of(item)}: {reason}")
+        return kept
+
+    def _distinct(
+        self, section: str, entries: Sequence[tuple[str, dict[str, Any], dict[str, str]]]
+    ) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+        """One entry per distinct patient-model entry (the same diagnosis recorded at every visit): what a
+        list without dates can lose without changing what the rules see. The others are reported."""
+        first: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {}
+        for entry in sorted(entries, key=lambda e: e[0]):
+            key = json.dumps(entry[1], sort_keys=True)
+            if key in first:
+                kept = first[key][0]
+                self._skip(entry[0], "duplicate", f"the same {section} entry as {kept}, which is read")
+            else:
+                first[key] = entry
+        return list(first.values())
+
     def _latest(self, values: list[_Value], path: str, sources: dict[str, str]) -> Any:
         ordered = sorted(values, key=lambda v: (v.when or date.min, v.ref))
         chosen = ordered[-1]
@@ -1192,8 +1300,16 @@ class _Reader:
         if pains:
             doc["pain"] = pains
 
+        procs = self._keep_recent(
+            "procedures",
+            list(self.procs.values()),
+            lambda p: (str(p.doc["kind"]), str(p.doc["region"])),
+            lambda p: date.fromisoformat(p.doc["date"]),
+            lambda p: p.ref,
+            lambda p: sorted({v.ref for values in p.fields.values() for v in values}),
+        )
         procedures = []
-        for i, proc in enumerate(sorted(self.procs.values(), key=lambda p: p.ref)):
+        for i, proc in enumerate(sorted(procs, key=lambda p: p.ref)):
             item = dict(proc.doc)
             sources[f"procedures[{i}]"] = proc.ref
             for name, values in sorted(proc.fields.items()):
@@ -1202,8 +1318,16 @@ class _Reader:
         if procedures:
             doc["procedures"] = procedures
 
+        screens = self._keep_recent(
+            "screenings",
+            self.screens,
+            lambda s: (s.instrument,),
+            lambda s: s.when,
+            lambda s: s.ref,
+            lambda s: sorted({v.ref for v in (s.item9, s.distress) if v is not None and v.ref != s.ref}),
+        )
         screenings = []
-        for i, screen in enumerate(sorted(self.screens, key=lambda s: s.ref)):
+        for i, screen in enumerate(sorted(screens, key=lambda s: s.ref)):
             item = {"instrument": screen.instrument, "score": screen.score}
             sources[f"screenings[{i}]"] = screen.ref
             if screen.when:
@@ -1219,7 +1343,19 @@ class _Reader:
             doc["screenings"] = screenings
 
         for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies"):
-            entries = sorted(self.lists.get(name, []), key=lambda e: e[0])
+            entries = self.lists.get(name, [])
+            if name in _UNDATED_LISTS and len(entries) > KEEP_RECENT:
+                entries = self._distinct(name, entries)
+            if name in _DATED_LISTS:
+                kind_field = _DATED_LISTS[name]
+                entries = self._keep_recent(
+                    name,
+                    entries,
+                    lambda e: (str(e[1][kind_field]),),  # noqa: B023 (called before the loop moves on)
+                    lambda e: date.fromisoformat(e[1]["date"]) if "date" in e[1] else None,
+                    lambda e: e[0],
+                )
+            entries = sorted(entries, key=lambda e: e[0])
             if entries:
                 doc[name] = [e[1] for e in entries]
                 for i, (ref, _, _) in enumerate(entries):
@@ -1315,6 +1451,9 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     The rules' patterns name fact types and the fields they test; each fact field comes from a patient
     model field (``ipm_cds.facts.schema``), and each patient-model field is read from a FHIR resource
     type or from Observation codes (the maps). Observation queries name their codes (``system|code``).
+    Each lab test and screening instrument has a key of its own asking for its most recent results
+    (``&_sort=-date&_count=N``, N the reader's minimum per kind under :data:`KEEP_RECENT`): CDS Hooks 2.0
+    prefetch tokens cannot compute a date, so a window of dates cannot be asked for.
     """
     from ..facts.schema import BASE_FACT_TYPES
     from ..ruleset import ir
@@ -1367,6 +1506,12 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
         if listed:
             templates[key] = f"Observation?patient={_PATIENT}&code={listed}"
 
+    def recent(key: str, predicate: Callable[[ObservationEntry], bool], kinds: int) -> None:
+        listed = codes(predicate)
+        if listed:
+            count = KEEP_RECENT // kinds
+            templates[key] = f"Observation?patient={_PATIENT}&code={listed}&_sort=-date&_count={count}"
+
     if any(str(f).startswith("psychological_evaluation.") for f in patient_fields):
         patient_fields.add("psychological_evaluation.completed")  # cleared is read only with completed
     observations("patientObservations", lambda e: e.target in patient_fields)
@@ -1393,20 +1538,36 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     if "medications" in sections:
         templates["medicationRequests"] = f"MedicationRequest?patient={_PATIENT}&status=active,on-hold"
         templates["medicationStatements"] = f"MedicationStatement?patient={_PATIENT}&status=active,on-hold"
+    # Labs and screenings: the rules read the latest value of each test or instrument, so each gets a key
+    # of its own bounded to its most recent results (one key for all would let a busy test crowd out the
+    # others). CDS Hooks 2.0 prefetch tokens cannot compute a date (no "today - N"), hence _sort/_count.
     if "labs" in sections:
+        from ..patient import LabTest
+
         tests = values.get("lab")
-        observations("labs", lambda e: e.target.startswith("lab.") and (tests is None or e.target[4:] in tests))
+        for test in _vocab(LabTest):
+            if tests is None or test in tests:
+                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(_vocab(LabTest)))
     if "screenings" in sections:
+        from ..patient import Instrument
+
         instruments = values.get("screening")
-        observations(
-            "screenings",
-            lambda e: (
-                e.target.startswith("screening.") and (instruments is None or e.target.split(".")[1] in instruments)
-            ),
-        )
+        for instrument in _vocab(Instrument):
+            if instruments is None or instrument in instruments:
+                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(_vocab(Instrument)))
     if "allergies" in sections:
         templates["allergies"] = f"AllergyIntolerance?patient={_PATIENT}"
     return dict(sorted(templates.items()))
+
+
+def _targets(target: str) -> Callable[[ObservationEntry], bool]:
+    """Whether an Observation map entry fills ``target`` or a part of it (``screening.phq9.item9``)."""
+    return lambda e: e.target == target or e.target.startswith(target + ".")
+
+
+def _camel(code: str) -> str:
+    """``start_back`` -> ``StartBack``: the tail of a prefetch key."""
+    return "".join(part.capitalize() for part in code.split("_"))
 
 
 def _vocab(literal: Any) -> tuple[str, ...]:
@@ -1419,7 +1580,8 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
     """Answer prefetch templates from a Bundle, as a CDS client would: for tests, examples and benchmarks.
 
     Understands what :func:`prefetch_templates` writes: ``Patient/{{context.patientId}}`` (the Patient) and
-    ``Type?patient=...`` searches with ``code``, ``category`` and ``status`` token parameters (comma: or).
+    ``Type?patient=...`` searches with ``code``, ``category`` and ``status`` token parameters (comma: or),
+    ``_sort=-date`` (newest first) and ``_count`` (one page of at most that many; ``total`` counts all).
     Each search is answered with a ``searchset`` Bundle, empty when nothing matches.
     """
     resources = [e["resource"] for e in bundle.get("entry", []) if isinstance(e, Mapping) and "resource" in e]
@@ -1432,9 +1594,14 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
             continue
         rtype, _, params = query.partition("?")
         wanted: dict[str, set[str]] = {}
+        sort, count = None, None
         for part in params.split("&"):
             name, _, value = part.partition("=")
-            if name != "patient":
+            if name == "_sort":
+                sort = value
+            elif name == "_count":
+                count = int(value)
+            elif name != "patient":
                 wanted[name] = set(value.split(","))
 
         def matches(r: Mapping[str, Any], wanted: dict[str, set[str]] = wanted, rtype: str = rtype) -> bool:
@@ -1453,6 +1620,25 @@ def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str]
                         return False
             return True
 
-        entries = [{"resource": r} for r in resources if matches(r)]
-        out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+        found = [r for r in resources if matches(r)]
+        if sort == "-date":  # newest first, undated last
+            found.sort(key=lambda r: str(r.get("id", "")))
+            found.sort(key=lambda r: (_search_date(r) is not None, _search_date(r) or ""), reverse=True)
+        elif sort is not None:
+            raise ValueError(f"prefetch_from_bundle does not sort by {sort!r}")
+        entries = [{"resource": r} for r in (found if count is None else found[:count])]
+        out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries}
     return out
+
+
+def _search_date(resource: Mapping[str, Any]) -> str | None:
+    """The value of the ``date`` search parameter of an Observation or Procedure (its start, as text)."""
+    for name in ("effectiveDateTime", "effectiveInstant", "performedDateTime", "issued"):
+        value = resource.get(name)
+        if isinstance(value, str):
+            return value
+    for name in ("effectivePeriod", "performedPeriod"):
+        period = resource.get(name)
+        if isinstance(period, Mapping) and isinstance(period.get("start"), str):
+            return str(period["start"])
+    return None
