@@ -342,8 +342,8 @@ def _discard_state(handle: int, sid: str, state: int | None, started: bool, *, q
       sentinel rule starts one in every evaluation that gets that far; on the paths that fail earlier
       (``assert_facts`` raised, or returned a code we refuse) a sentinel is asserted and its action started
       and abandoned here first, so that the context is set before the state is deleted.
-    * A state touched by ``abandon_action`` is never reused (engine-notes: reusing it is a use-after-free):
-      it is deleted here, and every evaluation takes a fresh sid.
+    * A state touched by ``abandon_action`` is never reused (engine-notes: reusing one crashed under
+      AddressSanitizer): it is deleted here, and every evaluation takes a fresh sid.
 
     ``quiet``: an error is already on its way, and a failure to delete must not hide it.
     """
