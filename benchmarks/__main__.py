@@ -98,6 +98,8 @@ def machine() -> dict[str, Any]:
 
     import ipm_cds
 
+    from .engine_build import installed
+
     try:
         durable = version("durable_rules")
     except Exception:
@@ -110,6 +112,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "ipm_cds": ipm_cds.__version__,
         "durable_rules": durable,
+        # whether its C extension was compiled with optimisation (benchmarks/engine_build.py)
+        "durable_rules_build": installed().as_dict(),
     }
 
 
@@ -424,6 +428,7 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"ipm-cds benchmarks, {results['machine']['date']}, {results['machine']['cpu']}, "
         f"{results['machine']['cores']} cores, Python {results['machine']['python']}",
+        f"durable-rules {results['machine']['durable_rules']}: {results['machine']['durable_rules_build']['note']}",
         "",
     ]
     if "load" in results:

@@ -52,8 +52,10 @@ def test_exception_inside_an_action_fails_closed_and_engine_recovers(
         return real(type_name, values, memo)
 
     monkeypatch.setattr(driver, "derived_fact", broken)
+    first = next(durable_backend._SIDS)
     with pytest.raises(EvaluationError) as info:
         durable.evaluate(RFA_PATIENT, as_of=AS_OF)
+    assert _live_states(durable, range(first, next(durable_backend._SIDS))) == []  # abandoned, then deleted
     recommending = {r.ref for r in durable.program.rules if any(type(c).__name__ == "Recommend" for c in r.conclusions)}
     assert info.value.rule in recommending
     assert "injected fault" in str(info.value)
@@ -90,9 +92,11 @@ def test_unexpected_engine_codes_fail_closed(
 ) -> None:
     real = durable_backend._engine
     monkeypatch.setattr(durable_backend, "_engine", _Wrapper(real, code))
+    first = next(durable_backend._SIDS)
     with pytest.raises(EngineFaultError, match=f"code {code}"):
         durable.evaluate(RFA_PATIENT, as_of=AS_OF)
     monkeypatch.setattr(durable_backend, "_engine", real)
+    assert _live_states(durable, range(first, next(durable_backend._SIDS))) == []
     assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]
 
 
@@ -157,9 +161,11 @@ class _Raising(_Wrapper):
 def test_errors_of_the_c_extension_fail_closed(durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     real = durable_backend._engine
     monkeypatch.setattr(durable_backend, "_engine", _Raising(real, 0))
+    first = next(durable_backend._SIDS)
     with pytest.raises(EngineFaultError, match=r"durable-rules could not assert the facts: .*999"):
         durable.evaluate(RFA_PATIENT, as_of=AS_OF)
     monkeypatch.setattr(durable_backend, "_engine", real)
+    assert _live_states(durable, range(first, next(durable_backend._SIDS))) == []
     assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]
 
 
@@ -206,3 +212,116 @@ def test_fast_fact_json_is_used_only_when_exact() -> None:
     assert durable_backend.dumps_facts([{"a": 1e-05}]) == '[{"a":0.00001}]'
     with pytest.raises(EngineFaultError):
         durable_backend.dumps_facts([{"a": float("inf")}])
+
+
+def _too_many_siblings_ruleset(tmp_path: Any) -> ipm_cds.Ruleset:
+    """The bundled ruleset and 70 probe rules whose conditions all follow ``type: pain, region: thoracic``:
+    for thoracic pain of 69 weeks or more, more than 64 of them hold at once and durable-rules refuses the
+    whole assert (error 303), a real failure of ``assert_facts``. The limit check would refuse this ruleset;
+    the caller switches it off."""
+    import shutil
+
+    from ipm_cds.ruleset.loader import bundled_ruleset_path
+
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    rules = "".join(
+        f"""  - id: probe.duration_{weeks}
+    version: 1.0.0
+    status: active
+    title: Thoracic pain for {weeks} weeks or more
+    criteria: [MD-GAD7]
+    evidence: {{strength: strong, quality: moderate, sources: [acp_2017]}}
+    when:
+      pain: {{type: pain, region: thoracic, duration_weeks: {{gte: {weeks}}}}}
+    then:
+      - alert: {{code: probe.duration_{weeks}, severity: info, message: "{{pain.duration_weeks}} weeks"}}
+"""
+        for weeks in range(70)
+    )
+    (root / "rules" / "zz-probe.yaml").write_text("rules:\n" + rules)
+    return ipm_cds.load_ruleset(root)
+
+
+def _live_states(engine: ipm_cds.Engine, sids: range) -> list[tuple[int, int]]:
+    """(stratum, sid) of every state among ``sids`` that the extension still holds: its ``get_state`` answers
+    for a live state and raises (error 309) for a deleted or unknown one."""
+    real = durable_backend._engine
+    assert real is not None
+    live = []
+    for index, handle in engine._backend._handles.items():  # type: ignore[attr-defined]
+        for sid in sids:
+            try:
+                real.get_state(handle, str(sid))
+            except real.error as exc:
+                assert "309" in str(exc), exc
+            else:
+                live.append((index, sid))
+    return live
+
+
+def test_failed_asserts_leave_no_state_behind(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 21): a state that ``assert_facts`` created before raising stayed live; past 1,024
+    live states the engine raises MemoryError and corrupts the ruleset. 2,000 refused patients in a row on
+    one engine, then a normal patient evaluates correctly, and no state is left."""
+    monkeypatch.setattr(durable_backend, "check_limits", lambda stratum, where: [])
+    ruleset = _too_many_siblings_ruleset(tmp_path)
+    durable = ipm_cds.Engine(ruleset, backend="durable")
+    python = ipm_cds.Engine(ruleset, backend="python")
+    refused = {"pain": [{"region": "thoracic", "character": "axial", "duration_weeks": 100}]}
+    assert len(python.evaluate(refused, as_of=AS_OF).alerts) >= 70  # valid input: only durable-rules fails
+    first = next(durable_backend._SIDS)
+    with pytest.raises(EngineFaultError, match="303"):
+        durable.evaluate(refused, as_of=AS_OF)
+    assert _live_states(durable, range(first, next(durable_backend._SIDS))) == []
+    for _ in range(2_000):
+        with pytest.raises(EngineFaultError, match="303"):
+            durable.evaluate(refused, as_of=AS_OF)
+    expected = python.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).codes()
+    assert durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).codes() == expected
+    assert expected["candidates"] == ["facet_rfa"]
+    assert _live_states(durable, range(first, next(durable_backend._SIDS))) == []
+
+
+class _Recorder(_Wrapper):
+    """Delegates to the real C extension and records the state calls; assert_facts as the wrapped one does."""
+
+    def __init__(self, real: Any, inner: Any) -> None:
+        super().__init__(real, 0)
+        self._inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in ("assert_fact", "start_action_for_state", "abandon_action", "delete_state"):
+            return attr
+
+        def recorded(*args: Any) -> Any:
+            self.calls.append(name)
+            return attr(*args)
+
+        return recorded
+
+    def assert_facts(self, handle: int, text: str) -> tuple[int, int]:
+        self.calls.append("assert_facts")
+        result: tuple[int, int] = self._inner.assert_facts(handle, text)
+        return result
+
+
+@pytest.mark.parametrize("inner", [_Wrapper, _Raising], ids=["refused code", "assert raises"])
+def test_a_failed_state_gets_an_action_before_it_is_deleted(
+    durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch, inner: type[_Wrapper]
+) -> None:
+    """The engine leaves a state's action context uninitialised until an action starts, and delete_state frees
+    it: on the paths that fail before the action loop, a sentinel action is started and abandoned first."""
+    real = durable_backend._engine
+    recorder = _Recorder(real, inner(real, 3))
+    monkeypatch.setattr(durable_backend, "_engine", recorder)
+    with pytest.raises(EngineFaultError):
+        durable.evaluate(RFA_PATIENT, as_of=AS_OF)
+    monkeypatch.setattr(durable_backend, "_engine", real)
+    expected = ["start_action_for_state", "abandon_action", "delete_state"]
+    if inner is _Raising:  # no state offset came back: a sentinel fact brings it
+        expected.insert(0, "assert_fact")
+    assert recorder.calls == ["assert_facts", *expected]
+    assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]

@@ -5,7 +5,9 @@ or answers wrongly:
 
 * no ``durable.engine.Host`` and no ``durable.lang``: the C extension is driven directly (§1);
 * one process-wide lock around each whole evaluation, a fresh sid per state, ``delete_state`` always,
-  errors included (§2) — the only global mutable state in ipm-cds;
+  errors included (§2) — the only global mutable state in ipm-cds; also when ``assert_facts`` itself
+  raises (it may have created the state), and never before an action was started on the state
+  (:func:`_discard_state`);
 * a sentinel rule and a sentinel fact in every state (an action-less state corrupts the heap) (§2);
 * a cap on firings per evaluation (the engine has no loop guard) (§2);
 * facts, never events; our own ids ``f0, f1, …``; ``_t: 1`` on every fact (§2);
@@ -268,6 +270,40 @@ def _create_error(stratum: Stratum, exc: Exception) -> RulesetError:
     )
 
 
+def _discard_state(handle: int, sid: str, state: int | None, started: bool, *, quiet: bool) -> None:
+    """Delete the state of ``sid`` on every path of an evaluation, failures included.
+
+    * ``assert_facts`` can raise after it created the state (error 303 when too many sibling conditions hold
+      at once, for example): the state then stays live unless it is deleted here, and past 1,024 live states
+      the engine raises MemoryError and corrupts the ruleset. When it raised before creating any state,
+      deleting answers error 309 (no such sid), which is not a failure.
+    * ``delete_state`` and ``abandon_action`` free the state's action context, which the engine leaves
+      uninitialised until an action is started (valgrind: conditional jumps on uninitialised values in
+      ``deleteStateNode``; engine-notes: a state in which no action ran corrupts the heap when deleted). The
+      sentinel rule starts one in every evaluation that gets that far; on the paths that fail earlier
+      (``assert_facts`` raised, or returned a code we refuse) a sentinel is asserted and its action started
+      and abandoned here first, so that the context is set before the state is deleted.
+    * A state touched by ``abandon_action`` is never reused (engine-notes: reusing one crashed under
+      AddressSanitizer): it is deleted here, and every evaluation takes a fresh sid.
+
+    ``quiet``: an error is already on its way, and a failure to delete must not hide it.
+    """
+    assert _engine is not None
+    if not started:
+        with contextlib.suppress(Exception):  # best effort: the state is deleted below whatever happens here
+            if state is None:
+                sentinel = f'{{"type": "{SENTINEL_TYPE}", "id": "sentinel-discard", "_t": 1, "sid": "{sid}"}}'
+                _, state = _engine.assert_fact(handle, sentinel)
+            if _engine.start_action_for_state(handle, state):
+                _engine.abandon_action(handle, state)
+    try:
+        _engine.delete_state(handle, sid)
+    except Exception as exc:
+        if "error code: 309" in str(exc) or quiet:
+            return
+        raise EngineFaultError(f"durable-rules could not delete a state: {exc}") from exc
+
+
 class DurableBackend:
     """Runs programs on durable-rules. One instance per engine; handles live as long as it does."""
 
@@ -331,18 +367,22 @@ class DurableBackend:
             # A fact of a type no pattern of the stratum reads can match nothing there: it is not asserted.
             payload = [f'{{"type": "{SENTINEL_TYPE}", "id": "sentinel", "_t": 1, "sid": "{sid}"}}']
             payload.extend(encode(f) for f in facts if f.type in reads)
-            try:
-                code, state = _engine.assert_facts(handle, "[" + ", ".join(payload) + "]")
-            except Exception as exc:  # the C extension raises its own error type: fail closed, clearly
-                raise EngineFaultError(f"durable-rules could not assert the facts: {exc}") from exc
+            state: int | None = None  # the state's offset, once assert_facts has returned it
+            started = False  # whether an action was started on the state (its action context is set)
             current: str | None = None
+            failed = True
             try:
+                try:
+                    code, state = _engine.assert_facts(handle, "[" + ", ".join(payload) + "]")
+                except Exception as exc:  # the C extension raises its own error type: fail closed, clearly
+                    raise EngineFaultError(f"durable-rules could not assert the facts: {exc}") from exc
                 if code not in OK_CODES:
                     raise EngineFaultError(
                         f"durable-rules refused the facts (code {code})",
                         hint="an 'observed' code means two facts share an id",
                     )
                 result = _engine.start_action_for_state(handle, state)
+                started = True
                 message = result[1] if result else None
                 seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
                 while message:
@@ -363,6 +403,7 @@ class DurableBackend:
                                 )
                     message = _engine.complete_and_start_action(handle, state)
                     current = None
+                failed = False
             except IpmCdsError:
                 if current is not None:
                     with contextlib.suppress(Exception):
@@ -382,7 +423,7 @@ class DurableBackend:
                         _engine.abandon_action(handle, state)
                 raise
             finally:
-                _engine.delete_state(handle, sid)
+                _discard_state(handle, sid, state, started, quiet=failed)
 
     def _text(self, fact: Fact) -> str:
         entry = self._texts.get(id(fact))
