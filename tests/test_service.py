@@ -398,6 +398,18 @@ def test_a_long_record_is_answered_not_400_and_what_was_left_out_is_on_a_card(cl
     assert "older left out" in unmapped["detail"] and "1 of 101 inr labs left out as older" in unmapped["detail"]
 
 
+def test_the_repro_request_as_sent_with_the_combined_keys_of_old_is_answered(client: Client) -> None:
+    """The 101-INR request exactly as a client built from the earlier discovery sends it (one 'labs' key for all
+    labs, one 'screenings' key): answered, the oldest INR left out and reported, never 400 or 412."""
+    repro = json.loads((Path(__file__).parent / "fixtures" / "inr101.patient-view.json").read_text(encoding="utf-8"))
+    assert "labs" in repro["prefetch"] and "labsInr" not in repro["prefetch"]
+    cards = assert_cards(
+        client.post("/cds-services/ipm-cds-patient-view", {**repro, "hookInstance": str(uuid.uuid4())})
+    )
+    (unmapped,) = [c for c in cards if c["extension"][CARD_EXTENSION]["kind"] == "unmapped"]
+    assert "1 of 101 inr labs left out as older" in unmapped["detail"]
+
+
 def test_missing_required_prefetch_is_412(client: Client) -> None:
     request = hook_request(client.server, "facet_rfa")
     del request["prefetch"]["medicationRequests"]

@@ -3,16 +3,17 @@
 This module follows ``engine-notes.md`` to the letter, because the naive use of durable-rules crashes
 or answers wrongly:
 
-* no ``durable.engine.Host`` and no ``durable.lang``: the C extension is driven directly (§1);
+* no ``durable.engine.Host`` and no ``durable.lang``: the C extension is driven directly;
 * one process-wide lock around each whole evaluation, a fresh sid per state, ``delete_state`` always,
-  errors included (§2) — the only global mutable state in ipm-cds; also when ``assert_facts`` itself
+  errors included — the only global mutable state in ipm-cds; also when ``assert_facts`` itself
   raises (it may have created the state), and never before an action was started on the state
   (:func:`_discard_state`);
-* a sentinel rule and a sentinel fact in every state (an action-less state corrupts the heap) (§2);
-* a cap on firings per evaluation (the engine has no loop guard) (§2);
-* facts, never events; our own ids ``f0, f1, …``; ``_t: 1`` on every fact (§2);
+* a sentinel rule and a sentinel fact in every state (an action-less state corrupts the heap);
+* a cap on firings per evaluation, because the engine has no loop guard (counted by the driver, for both
+  backends);
+* facts, never events; our own ids ``f0, f1, …``; ``_t: 1`` on every fact;
 * dotted paths for equality, ``$or`` of equalities for ``in``, no ``$not``, no rule-level ``any``,
-  joins only on our own attributes and a trailing ``_t`` join on every pattern that joins (§3);
+  joins only on our own attributes and a trailing ``_t`` join on every pattern that joins;
 * numbers in fixed notation only: exponent notation (``1e-05``) is silently misread in facts and
   refused in rulesets (found by our property tests);
 * joins come first in a pattern: a join that follows an ``$or`` is ignored (found by a rule author's test);
@@ -64,7 +65,8 @@ except ImportError as exc:  # pragma: no cover
 SENTINEL_RULE = "__sentinel"
 SENTINEL_TYPE = "__sentinel__"
 
-# The one piece of global mutable state (engine-notes §2): the engine is not safe for two live states.
+# The one piece of global mutable state (engine-notes.md: one lock per process around the whole evaluation):
+# the engine is not safe for two live states.
 _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
 _RULESET_NAMES = itertools.count(1)

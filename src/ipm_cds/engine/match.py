@@ -1,7 +1,8 @@
 """Pattern matching over facts in plain Python, with the engine's exact semantics.
 
-Semantics (identical to the durable backend, engine-notes §3): a comparison on an absent attribute is
-false (``neq`` included); distinct aliases bind distinct facts; every combination is a match.
+Semantics (identical to the durable backend, as engine-notes.md gives its operators): a comparison on an
+absent attribute is false (``neq`` included); distinct aliases bind distinct facts; every combination is a
+match.
 
 With ``three_valued=True`` an absent attribute makes a comparison *unknown* instead of false
 (Kleene logic), which is how missing input data is found: a rule that is not false but not true

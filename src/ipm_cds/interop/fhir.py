@@ -1560,6 +1560,22 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     return dict(sorted(templates.items()))
 
 
+COMBINED_PREFETCH_KEYS = ("labs", "screenings")
+"""Earlier discoveries asked for all labs under ``labs`` and all screenings under ``screenings``, unbounded. A
+client built from them still sends those keys: their bundles are read like the bounded per-test keys
+(the reader keeps the most recent items of each kind), so a request with ``labs`` needs no ``labsInr``."""
+
+
+def prefetch_provided(key: str, prefetch: Mapping[str, Any]) -> bool:
+    """Whether the request provides what the prefetch ``key`` asks for (itself, or the combined key of old)."""
+    if prefetch.get(key) is not None:
+        return True
+    return any(
+        key.startswith(combined) and key != combined and prefetch.get(combined) is not None
+        for combined in COMBINED_PREFETCH_KEYS
+    )
+
+
 def _targets(target: str) -> Callable[[ObservationEntry], bool]:
     """Whether an Observation map entry fills ``target`` or a part of it (``screening.phq9.item9``)."""
     return lambda e: e.target == target or e.target.startswith(target + ".")

@@ -49,7 +49,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..argtypes import date_arg, parameter_arg
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError
 from .cds_hooks import CARD_EXTENSION, CDS_HOOKS_VERSION, operation_outcome, order_cards, patient_view_cards
-from .fhir import FhirInputError, FhirMapping, ordered_interventions, prefetch_templates, read_prefetch
+from .fhir import (
+    COMBINED_PREFETCH_KEYS,
+    FhirInputError,
+    FhirMapping,
+    ordered_interventions,
+    prefetch_provided,
+    prefetch_templates,
+    read_prefetch,
+)
 
 __all__ = ["SERVICES", "ServiceConfig", "TrustedIssuer", "create_app", "load_issuers", "register"]
 
@@ -555,7 +563,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 400, "invalid", f"invalid {spec.hook} context", issues=_validation_issues(exc, "context")
             ) from None
         prefetch = hook_request.prefetch or {}
-        missing = sorted(k for k in templates if prefetch.get(k) is None)
+        missing = sorted(k for k in templates if not prefetch_provided(k, prefetch))
         if missing:
             raise CdsHttpError(
                 412,
@@ -583,7 +591,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         spec: ServiceSpec, req: HookRequest, context: _Context, prefetch: Mapping[str, Any]
     ) -> tuple[list[Any], str | None]:
         """The cards, and the decision log's id for the assessment behind them (None without a log)."""
-        wanted = {k: v for k, v in prefetch.items() if k in templates}
+        # the keys this service asks for, and the combined lab and screening keys of earlier discoveries
+        wanted = {k: v for k, v in prefetch.items() if k in templates or k in COMBINED_PREFETCH_KEYS}
         try:
             mapping = read_prefetch(wanted, ruleset=ruleset, patient_id=context.patientId)
         except FhirInputError as exc:
