@@ -11,7 +11,10 @@ Sections (``--sections``, comma-separated; all by default):
 * ``rss``: resident memory before and after ``--rss-evaluations`` evaluations (1,000,000 by default:
   about half an hour; pass a smaller number for a quick look);
 * ``rules``: cost against synthetic rulesets of 100, 1,000 and 4,000 rules;
-* ``facts``: cost against patients of 10, 100 and 1,000 facts.
+* ``facts``: cost against patients of 10, 100 and 1,000 facts;
+* ``worst``: the largest valid patients (every list at its cap, ``--worst-seeds`` seeds, and the long
+  histories of 100 INRs and 100 SIJ injections): p99 and peak RSS per backend, each backend in a fresh
+  process (``benchmarks/worst_case.py``).
 
 Numbers depend on the machine: compare ratios, and runs on one machine.
 """
@@ -33,13 +36,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("load", "latency", "throughput", "batch", "rss", "rules", "facts")
+SECTIONS = ("load", "latency", "throughput", "batch", "rss", "rules", "facts", "worst")
 TARGETS = {
     "durable_p50_ms": 0.5,
     "durable_p99_ms": 1.5,
     "python_p50_ms": 0.1,
     "load_ms": 300.0,
     "rss_growth_mb": 5.0,
+    "worst_p99_ms": 50.0,
+    "worst_peak_rss_mb": 200.0,
 }
 
 
@@ -355,6 +360,19 @@ def bench_rss(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def bench_worst(args: argparse.Namespace) -> dict[str, Any]:
+    import subprocess
+
+    out: dict[str, Any] = {}
+    root = Path(__file__).resolve().parent.parent
+    for backend in ("durable", "python"):
+        command = [sys.executable, "-m", "benchmarks.worst_case", "--backend", backend]
+        command += ["--seeds", str(args.worst_seeds)]
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+        out[backend] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
 def bench_rules(args: argparse.Namespace) -> dict[str, Any]:
     import ipm_cds
 
@@ -484,6 +502,17 @@ def report(results: dict[str, Any]) -> str:
             f"{_check(r['rss_growth_mb'], TARGETS['rss_growth_mb'])}",
             "",
         ]
+    if "worst" in results:
+        lines.append("largest valid patients (every list at its cap, and the long INR and SIJ histories):")
+        for backend, r in results["worst"].items():
+            lines.append(
+                f"  {backend:<8} {r['patients']} patients x {r['evaluations'] // r['patients']}: p50 {r['p50_ms']} ms, "
+                f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms ({r['slowest']}), at most {r['max_firings']} firings, "
+                f"peak RSS {r['peak_rss_mb']} MB — targets p99 <= {TARGETS['worst_p99_ms']:.0f} ms "
+                f"{_check(r['p99_ms'], TARGETS['worst_p99_ms'])}, peak <= {TARGETS['worst_peak_rss_mb']:.0f} MB "
+                f"{_check(r['peak_rss_mb'], TARGETS['worst_peak_rss_mb'])}"
+            )
+        lines.append("")
     for section, error in results.get("errors", {}).items():
         lines += [f"{section}: FAILED: {error}", ""]
     for key, title in (("rules", "synthetic rules"), ("facts", "facts")):
@@ -517,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--throughput-seconds", type=float, default=5.0)
     parser.add_argument("--load-repeat", type=int, default=5)
     parser.add_argument("--rule-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[100, 1000, 4000])
+    parser.add_argument("--worst-seeds", type=int, default=100, metavar="N", help="sized patients in 'worst'")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -536,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rss": bench_rss,
         "rules": bench_rules,
         "facts": bench_facts,
+        "worst": bench_worst,
     }
     failed = []
     for section in chosen:

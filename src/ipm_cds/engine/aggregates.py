@@ -27,8 +27,9 @@ Semantics, chosen to equal the pairwise joins they replace:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
@@ -63,19 +64,37 @@ class Aggregated:
         return [unknown]
 
 
-def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated) -> None:
-    """Add the facts ``aggregate`` makes from ``facts`` to ``out``."""
+Selection = Callable[[Fact, Any], "tuple[bool | None, list[Unknown]] | None"]
+
+
+def selection_of(aggregate: ir.Aggregate) -> Selection:
+    """The selection as a plain function (what :func:`compute` calls when it is given none)."""
+
+    def select(fact: Fact, env: Any) -> tuple[bool | None, list[Unknown]] | None:
+        unknowns: list[Unknown] = []
+        truth = eval_pattern(aggregate.selection, fact, {}, unknowns)
+        return None if truth is False else (truth, unknowns)
+
+    return select
+
+
+def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, select: Selection | None = None) -> None:
+    """Add the facts ``aggregate`` makes from ``facts`` (those of its source type are read) to ``out``.
+    ``select``: the selection compiled (``compiled.selection_check``), else it is interpreted."""
+    check = select or selection_of(aggregate)
     selected: list[Fact] = []
     undecided: list[tuple[Fact, list[Unknown]]] = []
+    source = aggregate.source_type
     for fact in facts:
-        if fact.type != aggregate.source_type:
+        if fact.type != source:
             continue
-        local: list[Unknown] = []
-        truth = eval_pattern(aggregate.selection, fact, {}, local)
-        if truth is True:
+        result = check(fact, ())
+        if result is None:
+            continue
+        if result[0] is True:
             selected.append(fact)
-        elif truth is None:
-            undecided.append((fact, local))
+        else:
+            undecided.append((fact, result[1]))
     groups: dict[Group, list[Fact]] = {}
     for fact in selected:
         groups.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append(fact)

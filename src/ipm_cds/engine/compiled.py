@@ -587,6 +587,12 @@ def _missing_matcher(patterns: Sequence[ir.Pattern]) -> MissingFn:
     return missing_many
 
 
+def selection_check(pattern: ir.Pattern) -> Check3:
+    """One fact against a pattern that joins nothing (an aggregate's selection), three-valued: None when false,
+    else (True or None, the unknown fields in order). ``env`` is unused: pass ``()``."""
+    return _pattern3(pattern, {})
+
+
 def _extender(pattern: ir.Pattern, bound_aliases: Sequence[str]) -> ExtendFn:
     """One fact against one unless clause, three-valued, its joins read from the rule's bindings."""
     refs = pattern.refs()

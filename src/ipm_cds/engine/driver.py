@@ -15,9 +15,9 @@ from datetime import date
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
 from ..facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
-from .aggregates import Aggregated, compute, could_change
+from .aggregates import Aggregated, Selection, compute, could_change
 from .base import Backend
-from .compiled import compile_program
+from .compiled import compile_program, selection_check
 from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
@@ -144,6 +144,7 @@ class _Plan:
     derives: tuple[frozenset[str], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
     aggregates: tuple[tuple[ir.Aggregate, ...], ...]  # per stratum: the aggregates first read there
+    selections: Mapping[str, Selection]  # aggregate fact type -> its selection, compiled
 
 
 def _plan(program: Program) -> _Plan:
@@ -177,6 +178,7 @@ def _plan(program: Program) -> _Plan:
             tuple(derives),
             tuple(r for r in program.rules if r.effective != (None, None)),
             tuple(aggregates),
+            {a.fact_type: selection_check(a.selection) for batch in aggregates for a in batch},
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
@@ -213,8 +215,14 @@ def run_program(
     ):
         if aggregates:  # computed once, before the first stratum that reads them, from the facts known then
             before = len(run.aggregated.facts)
+            of_type = index_by_type(run.facts)
             for aggregate in aggregates:
-                compute(aggregate, run.facts, run.aggregated)
+                compute(
+                    aggregate,
+                    of_type.get(aggregate.source_type, ()),
+                    run.aggregated,
+                    plan.selections[aggregate.fact_type],
+                )
             new_facts = run.aggregated.facts[before:]
             run.facts.extend(new_facts)
             present.update(f.type for f in new_facts)

@@ -341,7 +341,7 @@ class DurableBackend:
             with _LOCK:
                 try:
                     self._handles[stratum.index] = _engine.create_ruleset(name, text)
-                except Exception as exc:  # a limit of the engine that check_limits does not model
+                except Exception as exc:  # a limit of the engine that check_program does not model
                     error = _create_error(stratum, exc)
                 else:
                     continue

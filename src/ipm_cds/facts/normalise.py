@@ -223,9 +223,17 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         raise PatientDataError(problems)
 
     facts: list[Fact] = []
+    seen: set[tuple[str, tuple[tuple[str, Scalar], ...]]] = set()
 
     def add(type_name: str, index: int | None, values: Mapping[str, Any]) -> None:
         compact = _compact(values)
+        # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
+        # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
+        # document itself, so two orders of one opioid still add up in MME/day.
+        content = (type_name, tuple(sorted(compact.items())))
+        if content in seen:
+            return
+        seen.add(content)
         key = type_name if index is None else f"{type_name}#{index}"
         facts.append(Fact(type_name, key, compact, _label(type_name, compact)))
 

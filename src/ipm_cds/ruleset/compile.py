@@ -65,6 +65,7 @@ class _RuleCompiler:
         self.aliases: dict[str, str] = {}  # alias -> fact type
         self.aggregates: dict[str, ir.Aggregate] = {}  # fact type made -> aggregate, in the order first read
         self.in_selection = False
+        self.unresolved: set[str] = set()  # aliases whose pattern failed before its fact type was known
 
     def error(self, path: Path_, message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.problems.append(Problem(message, self.pos.at(path, key=key), hint=hint))
@@ -378,6 +379,8 @@ class _RuleCompiler:
         if ref_alias == alias:
             self.error(path, f"a pattern cannot join to itself ({text})")
             return None
+        if ref_alias in self.unresolved:
+            return None
         if ref_alias not in scope:
             self.error(
                 path,
@@ -416,6 +419,8 @@ class _RuleCompiler:
                 p = self.param(tail, path, None, "text")
                 if p:
                     parts.append(p)
+            elif head in self.unresolved:
+                continue
             elif head in self.aliases and tail in self.ctx.fact_types[self.aliases[head]].fields:
                 parts.append(ir.Ref(head, tail))
             elif head in self.aliases:
@@ -433,6 +438,8 @@ class _RuleCompiler:
 
     def value(self, text: Any, path: Path_, expected: FieldSpec | None = None) -> ir.Value | None:
         """A target/derive value: ``alias.field`` when alias is bound, otherwise a literal."""
+        if isinstance(text, str) and text.split(".", 1)[0] in self.unresolved:
+            return None
         if isinstance(text, str) and "." in text and text.split(".", 1)[0] in self.aliases:
             a, f = text.split(".", 1)
             spec = self.ctx.fact_types[self.aliases[a]].fields.get(f)
@@ -639,8 +646,10 @@ class _RuleCompiler:
             if compiled is not None:
                 patterns.append(compiled)
                 self.aliases[alias] = compiled.fact_type
-            elif isinstance(pat, dict) and isinstance(pat.get("type"), str):
+            elif isinstance(pat, dict) and isinstance(pat.get("type"), str) and not AGGREGATE_KEYS.keys() & pat:
                 self.aliases[alias] = pat["type"]
+            else:  # its error is reported; what refers to it is not reported again
+                self.unresolved.add(alias)
         blockers: list[ir.Blocker] = []
         for i, clause in enumerate(spec.unless):
             if not isinstance(clause, dict) or len(clause) != 1:
