@@ -240,3 +240,62 @@ def test_multiprocess_batch_matches_sequential_record_by_record(durable: ipm_cds
     assert len(got) == count
     mismatches = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
     assert mismatches == []
+
+
+# -- outputs that would destroy the input ----------------------------------------------------------------------
+
+
+def _same_file_cases(tmp_path: Path, source: Path) -> dict[str, str]:
+    (tmp_path / "link.jsonl").symlink_to(source)
+    os.link(source, tmp_path / "hard.jsonl")
+    return {
+        "the same path": str(source),
+        "a relative path": os.path.relpath(source),
+        "a symlink": str(tmp_path / "link.jsonl"),
+        "a hard link": str(tmp_path / "hard.jsonl"),
+        "a path through ..": str(tmp_path / "sub" / ".." / source.name),
+    }
+
+
+@pytest.mark.parametrize("option", ["--out", "--decision-log"])
+def test_cli_batch_refuses_to_write_over_its_input(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    for name, target in _same_file_cases(tmp_path, source).items():
+        assert main(["batch", str(source), option, target, "--as-of", "2025-06-02"]) == 2, name
+        err = capsys.readouterr().err
+        assert f"ipm-cds: {option}" in err and "is the input file" in err and "Traceback" not in err, name
+        assert source.read_bytes() == before, name  # refused before anything was opened for writing
+
+
+def test_cli_batch_refuses_the_same_file_for_out_and_decision_log(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    monkeypatch.chdir(tmp_path)
+    args = ["batch", str(source), "--as-of", "2025-06-02"]
+    assert main([*args, "--out", "o.jsonl", "--decision-log", str(tmp_path / "o.jsonl")]) == 2
+    assert "--out and --decision-log name the same file" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_batch_refuses_redirections_that_are_the_input(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    before = source.read_bytes()
+    with source.open("rb") as stdin:  # ipm-cds batch - --out in.jsonl < in.jsonl
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(stdin))
+        assert main(["batch", "-", "--out", str(source), "--as-of", "2025-06-02"]) == 2
+        assert "--out" in capsys.readouterr().err
+    with source.open("a", encoding="utf-8") as stdout:  # ipm-cds batch in.jsonl >> in.jsonl
+        monkeypatch.setattr("sys.stdout", stdout)
+        assert main(["batch", str(source), "--as-of", "2025-06-02"]) == 2
+    assert "the standard output is the input file" in capsys.readouterr().err
+    assert source.read_bytes() == before

@@ -15,9 +15,11 @@ one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type"
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
 import os
+import stat
 import sys
 import time
 from collections import deque
@@ -376,7 +378,55 @@ class _Progress:
             self.stream.flush()
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path`` (symlinks followed), or None where there is none yet."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stream_identity(stream: IO[Any]) -> tuple[int, int] | None:
+    """The (device, inode) of a regular file behind a standard stream (``< file``, ``>> file``), or None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
+    """Refuse an output that is the input file (by any path: symlink, hard link, relative or absolute, or a
+    redirection of the standard streams), or two outputs that are one file, before anything is opened."""
+    stdin = str(args.input) == "-"
+    source = _stream_identity(sys.stdin) if stdin else _identity(args.input)
+    source_name = "the standard input's file" if stdin else f"the input file {args.input}"
+    outputs: list[tuple[str, tuple[int, int] | None, Path | None]] = []
+    if str(args.out) == "-":
+        outputs.append(("the standard output", _stream_identity(sys.stdout), None))
+    else:
+        outputs.append(("--out", _identity(args.out), args.out))
+    if args.decision_log is not None:
+        outputs.append(("--decision-log", _identity(args.decision_log), args.decision_log))
+    for option, identity, path in outputs:
+        if source is not None and identity == source:
+            shown = f" ({path})" if path is not None else ""
+            raise ConfigurationError(
+                f"{option}{shown} is {source_name}: writing it would destroy the input",
+                hint=f"give {option} another file" if path is not None else "redirect the output to another file",
+            )
+    out, log = args.out, args.decision_log
+    if str(out) != "-" and log is not None:
+        same = _identity(out)
+        if (same is not None and same == _identity(log)) or os.path.realpath(out) == os.path.realpath(log):
+            raise ConfigurationError(
+                f"--out and --decision-log name the same file ({out})", hint="give each its own file"
+            )
+
+
 def _run_cli(args: argparse.Namespace) -> int:
+    _refuse_overwriting_the_input(args)
     source: IO[bytes]
     total: int | None = None
     if str(args.input) == "-":
