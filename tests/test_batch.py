@@ -299,3 +299,29 @@ def test_cli_batch_refuses_redirections_that_are_the_input(
         assert main(["batch", str(source), "--as-of", "2025-06-02"]) == 2
     assert "the standard output is the input file" in capsys.readouterr().err
     assert source.read_bytes() == before
+
+
+def test_cli_batch_accepts_a_byte_order_mark_at_the_start(
+    tmp_path: Path, durable: ipm_cds.Engine, cohort: list[dict[str, Any]]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [b"\xef\xbb\xbf" + json.dumps(cohort[0]).encode() + b"\n", cohort[1]])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--as-of", "2025-06-02"]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [x["line"] for x in lines] == [1, 2] and all("assessment" in x for x in lines)
+    expected = json.loads(durable.evaluate(cohort[0], as_of=AS_OF).to_json(timestamp=False))
+    lines[0]["assessment"]["provenance"].pop("evaluated_at")
+    assert lines[0]["assessment"] == expected
+
+
+def test_jsonl_reader_limits_and_byte_order_mark() -> None:
+    limit = batch.MAX_RECORD_BYTES
+    exact = b'"' + b"x" * (limit - 2) + b'"\n'  # exactly the limit (the newline aside): read
+    over = b'"' + b"x" * (limit - 1) + b'"\n'  # one byte over: skipped, reported
+    for bom in (b"", b"\xef\xbb\xbf"):
+        records = list(batch._Reader(io.BytesIO(bom + exact + over + bom + b"{}\n")))
+        assert [(index, line) for index, line, _ in records] == [(0, 1), (1, 2), (2, 3)]
+        assert records[0][2] == exact and isinstance(records[1][2], batch._Oversize)
+        assert records[2][2] == bom + b"{}\n"  # a mark is part of the input anywhere but at its start
+    assert list(batch._Reader(io.BytesIO(b"\xef\xbb\xbf"))) == []

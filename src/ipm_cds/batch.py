@@ -40,6 +40,7 @@ from .ruleset.loader import Ruleset, load_ruleset
 DEFAULT_CHUNK_SIZE = 32
 IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 """A JSON Lines record longer than this is reported as an error without being read into memory whole."""
 
 
@@ -325,13 +326,16 @@ class _Reader:
         index = 0
         number = 0
         while True:
-            line = self.stream.readline(MAX_RECORD_BYTES + 1)
+            # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
+            line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))
             if not line:
                 return
             number += 1
             self.bytes_read += len(line)
+            if number == 1 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM) :]  # not part of the record, accepted as the service accepts it
             document: Any = line
-            if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+            if len(line) - line.endswith(b"\n") > MAX_RECORD_BYTES:
                 while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time
                     line = self.stream.readline(MAX_RECORD_BYTES)
                     self.bytes_read += len(line)
