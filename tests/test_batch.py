@@ -9,6 +9,10 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from ipm_cds.errors import ConfigurationError
 from ipm_cds.patient import PatientCase
 from ipm_cds.testing.strategies import patients
 
-from .conftest import AS_OF
+from .conftest import AS_OF, RFA_PATIENT
 
 FULL = os.environ.get("IPM_CDS_STRESS") == "full"
 
@@ -325,3 +329,65 @@ def test_jsonl_reader_limits_and_byte_order_mark() -> None:
         assert records[0][2] == exact and isinstance(records[1][2], batch._Oversize)
         assert records[2][2] == bom + b"{}\n"  # a mark is part of the input anywhere but at its start
     assert list(batch._Reader(io.BytesIO(b"\xef\xbb\xbf"))) == []
+
+
+# -- stopping a batch: SIGTERM, Ctrl-C ---------------------------------------------------------------------------
+
+
+def _session(sid: int) -> dict[int, str]:
+    """The live processes of session ``sid`` (pid: state), from /proc; zombies (already ended) left out."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp session ...
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(entry.name)] = fields[0]
+    return found
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the batch", "SIGINT to its process group (Ctrl-C)"])
+def test_cli_batch_stops_on_a_signal_with_one_line_and_no_process_left(tmp_path: Path, how: str) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [RFA_PATIENT] * 50_000)  # far more than is done before the signal
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "ipm_cds", "batch", str(source), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*command, "--as-of", "2025-06-02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own session and process group, as a shell job has
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() or out.stat().st_size == 0:  # the workers are evaluating
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the batch wrote nothing"
+            time.sleep(0.05)
+        assert len(_session(proc.pid)) >= 4  # the batch, the forkserver, two workers (and a resource tracker)
+        if how.startswith("SIGTERM"):
+            proc.send_signal(signal.SIGTERM)
+            signum = signal.SIGTERM
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: every process of the group
+            signum = signal.SIGINT
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum
+    text = err.decode()
+    assert "Traceback" not in text
+    (line,) = text.splitlines()
+    done = int(re.fullmatch(rf"ipm-cds batch: stopped by {signum.name} after ([\d,]+) records .*", line)[1])  # type: ignore[index]
+    written = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]  # every line whole
+    assert [x["line"] for x in written] == list(range(1, done + 1)) and 0 < done < 50_000
+    deadline = time.monotonic() + 60
+    while _session(proc.pid):  # no worker, forkserver or tracker outlives the batch
+        assert time.monotonic() < deadline, f"left running: {_session(proc.pid)}"
+        time.sleep(0.05)

@@ -19,8 +19,10 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -145,6 +147,9 @@ _WORKER: dict[str, _Evaluator] = {}  # in a worker process: its one evaluator (o
 
 
 def _init_worker(config: _Config) -> None:
+    # Ctrl-C on a terminal reaches every process of the group: the parent alone decides what to do (it stops
+    # the workers), so that a worker does not die with a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["evaluator"] = _Evaluator(config)
 
 
@@ -179,25 +184,35 @@ def _evaluate_records(
         for record in records:
             yield evaluator.evaluate(record)
         return
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,)
-    ) as pool:
-        pending: deque[Future[list[BatchResult]]] = deque()
-        try:
-            for chunk in _chunks(records, chunk_size):
-                pending.append(pool.submit(_run_chunk, chunk))
-                while len(pending) >= workers * IN_FLIGHT_CHUNKS:
-                    yield from pending.popleft().result()
-            while pending:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,))
+    pending: deque[Future[list[BatchResult]]] = deque()
+    finished = False
+    try:
+        for chunk in _chunks(records, chunk_size):
+            pending.append(pool.submit(_run_chunk, chunk))
+            while len(pending) >= workers * IN_FLIGHT_CHUNKS:
                 yield from pending.popleft().result()
-        except BrokenProcessPool as exc:
-            raise EvaluationError(
-                "a batch worker process ended unexpectedly; no result after the last one written is certain",
-                hint="run the batch again with --workers 1 to find the record",
-            ) from exc
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield from pending.popleft().result()
+        finished = True
+    except BrokenProcessPool as exc:
+        raise EvaluationError(
+            "a batch worker process ended unexpectedly; no result after the last one written is certain",
+            hint="run the batch again with --workers 1 to find the record",
+        ) from exc
+    finally:
+        for future in pending:
+            future.cancel()
+        if not finished:
+            # Abandoned (an error, an interrupt, a consumer that stopped reading): no result in flight will
+            # be read, so the workers are stopped now rather than waited for.
+            _terminate_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def _config(
@@ -308,8 +323,15 @@ def _logged(results: Iterator[BatchResult], log: DecisionLog, *, owned: bool) ->
                 log.write(dict(result.decision))
             yield result
     finally:
+        _close(results)  # abandoned: the workers stop before the log is closed
         if owned:
             log.close()
+
+
+def _close(results: Iterator[BatchResult]) -> None:
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
 
 
 # -- JSON Lines -----------------------------------------------------------------------------------------
@@ -429,17 +451,63 @@ def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
             )
 
 
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during ``ipm-cds batch``: raised in the main thread, so that every ``finally`` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop(signum: int, frame: object) -> None:
+    for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
+        signal.signal(other, signal.SIG_IGN)
+    raise _Stopped(signum)
+
+
+def _stop_forkserver() -> None:
+    """End the forkserver process now (it would end once this process has), so that none outlives a stop."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     _refuse_overwriting_the_input(args)
-    source: IO[bytes]
     total: int | None = None
-    if str(args.input) == "-":
-        source = sys.stdin.buffer
-    else:
+    if str(args.input) != "-":
         if not args.input.is_file():
             raise PatientDataError([Problem(f"no such file: {args.input}")])
-        source = args.input.open("rb")
         total = args.input.stat().st_size
+    progress = _Progress(total)
+    handling = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS} if handling else {}
+    try:
+        _run_batch(args, progress)
+    except _Stopped as stopped:
+        if args.workers > 1:
+            _stop_forkserver()
+        name = signal.Signals(stopped.signum).name
+        print(
+            f"ipm-cds batch: stopped by {name} after {progress.done:,} records ({progress.errors:,} with errors); "
+            "the output holds their results, in input order",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, progress: _Progress) -> None:
+    source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
     reader = _Reader(source)
     try:
         results = _evaluate(
@@ -459,13 +527,19 @@ def _run_cli(args: argparse.Namespace) -> int:
         if source is not sys.stdin.buffer:
             source.close()
         raise
-    out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
-    progress = _Progress(total)
+    try:
+        out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+    except BaseException:
+        _close(results)
+        if source is not sys.stdin.buffer:
+            source.close()
+        raise
     try:
         for result in results:
             out.write(result.to_json_line() + "\n")
             progress.update(result, reader.bytes_read)
     finally:
+        _close(results)  # stopped or failed: the workers are stopped before anything else is closed
         progress.close(reader.bytes_read)
         if source is not sys.stdin.buffer:
             source.close()
@@ -473,8 +547,6 @@ def _run_cli(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
-    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
-    return 0
 
 
 def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
