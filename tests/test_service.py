@@ -8,6 +8,8 @@ Loopback only: the servers listen on 127.0.0.1, never on any other address.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
 import os
@@ -58,11 +60,31 @@ class Server:
         self.base, self.feedback_log, self.decision_log, self.ruleset = base, feedback_log, decision_log, ruleset
 
 
-@pytest.fixture(scope="module")
-def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def listening() -> tuple[socket.socket, int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, see service
     sock.bind((LOOPBACK, 0))
-    port = sock.getsockname()[1]
+    return sock, sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(config: ServiceConfig, sock: socket.socket) -> Iterator[Any]:
+    """The app of ``config`` served by uvicorn on ``sock`` in a thread; yields the app."""
+    app = create_app(config)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    yield app
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    sock, port = listening()
     base = f"http://{LOOPBACK}:{port}"
     log = tmp_path_factory.mktemp("service") / "feedback.jsonl"
     decisions = log.with_name("decisions.jsonl")
@@ -74,17 +96,8 @@ def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
         public_url=base,
         issuers=(TrustedIssuer(ISSUER, keys["jwks"], jku=(f"{ISSUER}/jwks.json",)),),
     )
-    app = create_app(config)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield Server(base, log, decisions, app.state.ruleset)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with running(config, sock) as app:
+        yield Server(base, log, decisions, app.state.ruleset)
 
 
 def token(
@@ -402,6 +415,25 @@ def test_request_size_is_bounded(client: Client) -> None:
     assert_outcome(response, 413)
 
 
+def test_hostile_json_bodies_are_400_with_messages_for_the_client(client: Client) -> None:
+    path = "/cds-services/ipm-cds-patient-view"
+    deep = client.post(path, content=b'{"context": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert_outcome(deep, 400, "nested too deeply at line 1 column")
+    big = client.post(path, content=b'{"hook": "patient-view", "context": {"n": ' + b"9" * 5000 + b"}}")
+    outcome = assert_outcome(big, 400, "number too large at line 1 column")
+    assert "set_int_max_str_digits" not in json.dumps(outcome)
+    feedback = client.post(f"{path}/feedback", content=b'{"feedback": [' * 50_000 + b"]}" * 50_000)
+    assert_outcome(feedback, 400, "nested too deeply")
+    assert_outcome(client.post(path, content=b'{"a": "\\ud800"}'), 400, "not JSON")  # a lone surrogate
+    # and the service goes on answering
+    assert assert_cards(client.post(path, hook_request(client.server, "sij")))
+
+
+def test_a_byte_order_mark_before_the_json_is_accepted(client: Client) -> None:
+    body = json.dumps(hook_request(client.server, "sij")).encode()
+    assert assert_cards(client.post("/cds-services/ipm-cds-patient-view", content=b"\xef\xbb\xbf" + body))
+
+
 # -- JWT -------------------------------------------------------------------------------------------------
 
 
@@ -437,6 +469,13 @@ def test_requests_without_a_valid_jwt_are_401(client: Client, keys: dict[str, An
         "jku not allowed": token(keys, aud, headers={"jku": "https://evil.example.org/jwks.json"}),
         "no jti": token(keys, aud, claims={"jti": None}),
         "typ not JWT": token(keys, aud, headers={"typ": "at+jwt"}),
+        "exp = 10**400": token(keys, aud, claims={"exp": 10**400}),
+        "iat = 10**400": token(keys, aud, claims={"iat": 10**400, "exp": 10**400 + 60}),
+        "exp infinite": token(keys, aud, claims={"exp": float("inf")}),
+        "exp a string": token(keys, aud, claims={"exp": str(now + 60)}),
+        "claims nested 2,000 deep": unsigned({"kid": KID, "typ": "JWT", "alg": "ES384"}, "[" * 2000 + "]" * 2000),
+        "a 5,000-digit number in the claims": unsigned({"kid": KID, "typ": "JWT", "alg": "ES384"}, "9" * 5000),
+        "header not an object": unsigned([1], "{}"),
     }
     for name, value in cases.items():
         headers = {"Authorization": f"Bearer {value}"} if value else {}
@@ -444,8 +483,18 @@ def test_requests_without_a_valid_jwt_are_401(client: Client, keys: dict[str, An
         assert response.status_code == 401, name
         assert response.headers["www-authenticate"].startswith("Bearer"), name
         assert response.json()["issue"][0]["code"] == "security", name
+        assert "set_int_max_str_digits" not in response.text, name
     allowed_jku = token(keys, aud, headers={"jku": f"{ISSUER}/jwks.json"})
     assert client.http.get(path, headers={"Authorization": f"Bearer {allowed_jku}"}).status_code == 200
+
+
+def unsigned(header: Any, claims: str) -> str:
+    """A token of ``header`` and the raw JSON text ``claims``, with a signature of no key."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part(json.dumps(header).encode())}.{part(claims.encode())}.{part(b'not a signature')}"
 
 
 def test_a_replayed_jwt_is_refused(client: Client, keys: dict[str, Any]) -> None:

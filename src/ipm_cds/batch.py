@@ -37,12 +37,12 @@ from .argtypes import date_arg, parameter_arg
 from .decision_log import DecisionLog, decision_entry
 from .engine.facade import BackendName, Engine
 from .errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
+from .jsonsrc import UTF8_BOM, strip_bom
 from .ruleset.loader import Ruleset, load_ruleset
 
 DEFAULT_CHUNK_SIZE = 32
 IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
 MAX_RECORD_BYTES = 4 * 1024 * 1024
-UTF8_BOM = b"\xef\xbb\xbf"
 """A JSON Lines record longer than this is reported as an error without being read into memory whole."""
 
 
@@ -354,8 +354,8 @@ class _Reader:
                 return
             number += 1
             self.bytes_read += len(line)
-            if number == 1 and line.startswith(UTF8_BOM):
-                line = line[len(UTF8_BOM) :]  # not part of the record, accepted as the service accepts it
+            if number == 1:
+                line = strip_bom(line)  # not part of the record, accepted as the service accepts it
             document: Any = line
             if len(line) - line.endswith(b"\n") > MAX_RECORD_BYTES:
                 while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time

@@ -8,13 +8,14 @@
   of the ruleset's interventions, whether each is appropriate now, its precautions, what is missing.
 - ``POST /cds-services/{id}/feedback``: accepted and overridden cards, appended to a JSON Lines log.
 
-Requests are validated: malformed JSON or a request that breaks the specification is answered 400 with a
-FHIR OperationOutcome, a missing required prefetch key 412 (the service does not query ``fhirServer``),
-a body over the size limit 413, an unknown service 404. With trusted issuers configured, every call
-must carry a signed JWT (``Authorization: Bearer``) as the CDS Hooks security model describes: an
-asymmetric algorithm, ``kid``, an allow-listed issuer and ``jku``, the endpoint's URL as ``aud``,
-``exp``/``iat``/``jti`` with a short lifetime and no replay; keys come only from local configuration.
-Patient data is never logged unless ``--log-patient-data`` is given.
+Requests are validated: malformed JSON (or JSON nested too deeply, or a number too large to read) or a
+request that breaks the specification is answered 400 with a FHIR OperationOutcome, a missing required
+prefetch key 412 (the service does not query ``fhirServer``), a body over the size limit 413, an unknown
+service 404. With trusted issuers configured, every call must carry a signed JWT (``Authorization:
+Bearer``) as the CDS Hooks security model describes: an asymmetric algorithm, ``kid``, an allow-listed
+issuer and ``jku``, the endpoint's URL as ``aud``, ``exp``/``iat``/``jti`` with a short lifetime and no
+replay; keys come only from local configuration. Patient data is never logged unless
+``--log-patient-data`` is given.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -41,6 +43,7 @@ import jwt
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from jwt.utils import base64url_decode
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,6 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..argtypes import date_arg, parameter_arg
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError
+from ..jsonsrc import JsonInputError, parse_json
 from .cds_hooks import CARD_EXTENSION, CDS_HOOKS_VERSION, operation_outcome, order_cards, patient_view_cards
 from .fhir import FhirInputError, FhirMapping, ordered_interventions, prefetch_templates, read_prefetch
 
@@ -325,11 +329,7 @@ class JwtVerifier:
         if not authorization or not authorization.startswith("Bearer "):
             raise self._reject("missing bearer token (Authorization: Bearer <JWT>)")
         token = authorization.removeprefix("Bearer ").strip()
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise self._reject(f"malformed JWT: {exc}") from None
+        header, unverified = self._parts(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALLOWED_ALGORITHMS:
             raise self._reject(f"algorithm {alg!r} is not accepted (asymmetric signatures only, never none or HMAC)")
@@ -348,6 +348,9 @@ class JwtVerifier:
             raise self._reject("no key with this kid for the issuer")
         if jwk.get("alg") not in (None, alg):
             raise self._reject("the key's alg does not match the token's")
+        for name in ("exp", "iat", "nbf"):
+            if name in unverified and not _numeric_date(unverified[name]):
+                raise self._reject(f"{name} is not a NumericDate (seconds since 1970 up to the year 9999)")
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=alg)
             claims = jwt.decode(
@@ -359,7 +362,7 @@ class JwtVerifier:
                 leeway=self.leeway,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise self._reject(f"invalid token: {exc}") from None
         if float(claims["exp"]) - float(claims["iat"]) > self.max_lifetime + self.leeway:
             raise self._reject(f"token lifetime over {self.max_lifetime} s")
@@ -367,6 +370,23 @@ class JwtVerifier:
             raise self._reject("tenant not accepted")
         self._not_replayed(issuer.iss, str(claims["jti"]), float(claims["exp"]))
         return claims
+
+    def _parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The header and the claims, unverified, read with the service's JSON parser (bounded nesting and
+        numbers, errors about the token rather than about Python)."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise self._reject("malformed JWT: not three base64url parts separated by dots")
+        decoded: list[Any] = []
+        for name, part in (("header", parts[0]), ("claims", parts[1])):
+            try:
+                value = parse_json(base64url_decode(part))
+            except ValueError as exc:  # binascii.Error and UnicodeError too
+                raise self._reject(f"malformed JWT: its {name} is not base64url JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise self._reject(f"malformed JWT: its {name} is not a JSON object")
+            decoded.append(value)
+        return decoded[0], decoded[1]
 
     def _not_replayed(self, iss: str, jti: str, exp: float) -> None:
         now = time.time()
@@ -385,6 +405,19 @@ class JwtVerifier:
             f"authentication failed: {reason}",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+
+
+_LATEST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _numeric_date(value: Any) -> bool:
+    """A JWT NumericDate this service can compute with: a finite number of seconds, 0 to the year 9999.
+
+    Checked before any arithmetic: ``exp = 10**400`` is a valid JSON integer that ``float()`` cannot hold.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (math.isfinite(value) if isinstance(value, float) else True) and 0 <= value <= _LATEST_NUMERIC_DATE
 
 
 # -- the application ---------------------------------------------------------------------------------
@@ -523,8 +556,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 raise CdsHttpError(413, "too-costly", f"request body over {config.max_request_bytes} bytes")
             chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(b"".join(chunks))
+        except JsonInputError as exc:
+            if exc.limit:
+                raise CdsHttpError(400, "too-costly", f"the body's JSON is past this service's limits: {exc}") from None
             raise CdsHttpError(400, "structure", f"the body is not JSON: {exc}") from None
 
     @app.get("/cds-services")
