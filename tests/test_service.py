@@ -94,6 +94,7 @@ def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
         decision_log=decisions,
         max_request_bytes=MAX_BYTES,
         public_url=base,
+        bind=(LOOPBACK, port),
         issuers=(TrustedIssuer(ISSUER, keys["jwks"], jku=(f"{ISSUER}/jwks.json",)),),
     )
     with running(config, sock) as app:
@@ -432,6 +433,91 @@ def test_hostile_json_bodies_are_400_with_messages_for_the_client(client: Client
 def test_a_byte_order_mark_before_the_json_is_accepted(client: Client) -> None:
     body = json.dumps(hook_request(client.server, "sij")).encode()
     assert assert_cards(client.post("/cds-services/ipm-cds-patient-view", content=b"\xef\xbb\xbf" + body))
+
+
+# -- without issuers: Host and Content-Type ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """No JWT verification: listening on loopback, public URL https://cds.example.org (a proxy's name)."""
+    sock, port = listening()
+    log = tmp_path_factory.mktemp("open") / "feedback.jsonl"
+    config = ServiceConfig(
+        as_of=AS_OF,
+        feedback_log=log,
+        max_request_bytes=MAX_BYTES,
+        public_url="https://cds.example.org",
+        bind=(LOOPBACK, port),
+    )
+    with running(config, sock) as app:
+        yield Server(f"http://{LOOPBACK}:{port}", log, log.with_name("none.jsonl"), app.state.ruleset)
+
+
+FEEDBACK = {"feedback": [{"card": "c-1", "outcome": "overridden", "overrideReason": {"userComment": "no"},
+                          "outcomeTimestamp": "2025-06-02T10:05:31Z"}]}  # fmt: skip
+
+
+def logged(server: Server) -> list[str]:
+    return server.feedback_log.read_text(encoding="utf-8").splitlines() if server.feedback_log.exists() else []
+
+
+def test_without_issuers_a_post_must_say_application_json(open_server: Server) -> None:
+    path = "/cds-services/ipm-cds-patient-view/feedback"
+    body = json.dumps(FEEDBACK).encode()
+    with httpx.Client(base_url=open_server.base, timeout=60, trust_env=False) as http:
+        before = logged(open_server)
+        # what a page of another site can send without a preflight: text/plain, a form, nothing
+        for content_type in ("text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", None):
+            headers = {"Content-Type": content_type} if content_type else {}
+            assert_outcome(http.post(path, content=body, headers=headers), 415, "application/json")
+        assert_outcome(http.post("/cds-services/ipm-cds-patient-view", content=body), 415)
+        assert logged(open_server) == before  # nothing of it reached the feedback log
+        response = http.post(path, content=body, headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        assert response.status_code == 200, response.text
+        assert len(logged(open_server)) == len(before) + 1
+        assert http.get("/cds-services").status_code == 200  # a GET has no body to type
+
+
+def test_without_issuers_the_host_must_name_the_service(open_server: Server) -> None:
+    port = int(open_server.base.rsplit(":", 1)[1])
+    request = hook_request(open_server, "sij")
+    accepted = [f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}",
+                "cds.example.org", "cds.example.org:443"]  # fmt: skip
+    refused = ["evil.example", f"evil.example:{port}", f"localhost:{port + 1}", "127.0.0.1", "localhost",
+               f"cds.example.org:{port}", "cds.example.org:80", f"127.0.0.2:{port}", f"evil@127.0.0.1:{port}",
+               f"127.0.0.1:{port}/x", ""]  # fmt: skip
+    with httpx.Client(base_url=open_server.base, timeout=60, trust_env=False) as http:
+        for host in accepted:
+            assert http.get("/cds-services", headers={"Host": host}).status_code == 200, host
+            assert_cards(http.post("/cds-services/ipm-cds-patient-view", json=request, headers={"Host": host}))
+        for host in refused:  # a page of another site whose name now leads here (DNS rebinding) reads nothing
+            response = http.get("/cds-services", headers={"Host": host})
+            assert response.status_code in (400, 421), host
+            assert response.json()["issue"][0]["code"] == "security", host
+            assert "services" not in response.text, host
+            response = http.post("/cds-services/ipm-cds-patient-view", json=request, headers={"Host": host})
+            assert response.status_code in (400, 421) and "cards" not in response.text, host
+        assert http.get("/cds-services", headers={"Host": "evil.example"}).status_code == 421
+    with socket.create_connection((LOOPBACK, port), timeout=60) as raw:  # HTTP/1.0 may leave Host out
+        raw.sendall(b"GET /cds-services HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"one Host header" in answer
+
+
+def test_with_issuers_the_jwt_guards_every_call_instead(client: Client, keys: dict[str, Any]) -> None:
+    """With --issuers a call needs a token whose aud is the endpoint's URL, which no page of another site can
+    obtain: without one, a cross-site text/plain POST is 401 and nothing is logged. A proxy may rewrite Host."""
+    path = "/cds-services/ipm-cds-patient-view/feedback"
+    before = logged(client.server)
+    response = client.http.post(path, content=json.dumps(FEEDBACK).encode(), headers={"Content-Type": "text/plain"})
+    assert_outcome(response, 401)
+    assert logged(client.server) == before
+    assert client.http.get("/cds-services", headers={"Host": "evil.example"}).status_code == 401
+    proxied = {**client.auth("/cds-services"), "Host": "internal-name:8080"}
+    assert client.http.get("/cds-services", headers=proxied).status_code == 200
 
 
 # -- JWT -------------------------------------------------------------------------------------------------
