@@ -391,3 +391,19 @@ def test_cli_batch_stops_on_a_signal_with_one_line_and_no_process_left(tmp_path:
     while _session(proc.pid):  # no worker, forkserver or tracker outlives the batch
         assert time.monotonic() < deadline, f"left running: {_session(proc.pid)}"
         time.sleep(0.05)
+
+
+def test_cli_batch_reports_hostile_json_records_with_a_position_and_goes_on(
+    tmp_path: Path, cohort: list[dict[str, Any]]
+) -> None:
+    """Records are read by the parser the service uses (pydantic-core's): no recursion, bounded numbers."""
+    source = tmp_path / "in.jsonl"
+    deep = b'{"pain": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    big = b'{"demographics": {"age_years": ' + b"9" * 5000 + b"}}\n"
+    write_jsonl(source, [deep, big, cohort[0]])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--as-of", "2025-06-02"]) == 0
+    first, second, third = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "recursion limit exceeded at line 1 column" in first["error"]["message"]
+    assert "number out of range at line 1 column" in second["error"]["message"]
+    assert "set_int_max_str_digits" not in second["error"]["message"] and "assessment" in third
