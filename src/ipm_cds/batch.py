@@ -201,18 +201,31 @@ def _evaluate_records(
             hint="run the batch again with --workers 1 to find the record",
         ) from exc
     finally:
-        for future in pending:
-            future.cancel()
         if not finished:
             # Abandoned (an error, an interrupt, a consumer that stopped reading): no result in flight will
-            # be read, so the workers are stopped now rather than waited for.
+            # be read, so the workers are stopped now rather than waited for. The futures are left to the
+            # pool, which fails them itself (cancelling them here races with it: InvalidStateError).
             _terminate_workers(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    """Stop the pool's workers now, whatever they are doing, so that ``pool.shutdown`` cannot wait forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():  # pragma: no cover - a worker that outlives SIGTERM
+            process.kill()
+            process.join()
+    # A worker stopped while writing its results (a chunk's results are larger than a pipe holds) leaves the
+    # pool's thread that reads them waiting for the rest of the message forever, since this process holds
+    # the pipe's writing end too. With every worker gone, closing that end shows the reader the end of the
+    # pipe instead: the pool then counts itself broken and shuts down.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _config(
