@@ -10,6 +10,12 @@ GIL, so processes are the way to use several cores); with ``workers=1`` everythi
 A document that cannot be assessed (invalid patient data, an evaluation error) becomes a result that
 carries the error instead of an assessment; the batch goes on. ``ipm-cds batch`` writes each result as
 one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type": ..., "message": ...}}``.
+Results abandoned before the end (an exception, an interrupt, ``close()``) terminate the workers at once.
+
+``ipm-cds batch`` refuses an ``--out`` or ``--decision-log`` that is its input file, by whatever path or
+redirection, before opening anything (exit code 2); SIGTERM and SIGINT stop it with one line on stderr,
+the workers and the forkserver ended, the output holding the results of the first records (exit code
+128 + the signal's number). A UTF-8 byte-order mark at the start of the input is skipped.
 """
 
 from __future__ import annotations
