@@ -21,6 +21,7 @@ the workers and the forkserver ended, the output holding the results of the firs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing
@@ -493,7 +494,8 @@ def _stop_forkserver() -> None:
 
     stop = getattr(forkserver._forkserver, "_stop", None)
     if stop is not None:
-        stop()
+        with contextlib.suppress(OSError):  # already gone (and reaped): nothing to stop
+            stop()
 
 
 def _run_cli(args: argparse.Namespace) -> int:
