@@ -9,6 +9,10 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from ipm_cds.errors import ConfigurationError
 from ipm_cds.patient import PatientCase
 from ipm_cds.testing.strategies import patients
 
-from .conftest import AS_OF
+from .conftest import AS_OF, RFA_PATIENT
 
 FULL = os.environ.get("IPM_CDS_STRESS") == "full"
 
@@ -240,3 +244,174 @@ def test_multiprocess_batch_matches_sequential_record_by_record(durable: ipm_cds
     assert len(got) == count
     mismatches = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
     assert mismatches == []
+
+
+# -- outputs that would destroy the input ----------------------------------------------------------------------
+
+
+def _same_file_cases(tmp_path: Path, source: Path) -> dict[str, str]:
+    (tmp_path / "link.jsonl").symlink_to(source)
+    os.link(source, tmp_path / "hard.jsonl")
+    return {
+        "the same path": str(source),
+        "a relative path": os.path.relpath(source),
+        "a symlink": str(tmp_path / "link.jsonl"),
+        "a hard link": str(tmp_path / "hard.jsonl"),
+        "a path through ..": str(tmp_path / "sub" / ".." / source.name),
+    }
+
+
+@pytest.mark.parametrize("option", ["--out", "--decision-log"])
+def test_cli_batch_refuses_to_write_over_its_input(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    for name, target in _same_file_cases(tmp_path, source).items():
+        assert main(["batch", str(source), option, target, "--as-of", "2025-06-02"]) == 2, name
+        err = capsys.readouterr().err
+        assert f"ipm-cds: {option}" in err and "is the input file" in err and "Traceback" not in err, name
+        assert source.read_bytes() == before, name  # refused before anything was opened for writing
+
+
+def test_cli_batch_refuses_the_same_file_for_out_and_decision_log(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    monkeypatch.chdir(tmp_path)
+    args = ["batch", str(source), "--as-of", "2025-06-02"]
+    assert main([*args, "--out", "o.jsonl", "--decision-log", str(tmp_path / "o.jsonl")]) == 2
+    assert "--out and --decision-log name the same file" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_batch_refuses_redirections_that_are_the_input(
+    tmp_path: Path, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:3])
+    before = source.read_bytes()
+    with source.open("rb") as stdin:  # ipm-cds batch - --out in.jsonl < in.jsonl
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(stdin))
+        assert main(["batch", "-", "--out", str(source), "--as-of", "2025-06-02"]) == 2
+        assert "--out" in capsys.readouterr().err
+    with source.open("a", encoding="utf-8") as stdout:  # ipm-cds batch in.jsonl >> in.jsonl
+        monkeypatch.setattr("sys.stdout", stdout)
+        assert main(["batch", str(source), "--as-of", "2025-06-02"]) == 2
+    assert "the standard output is the input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_cli_batch_accepts_a_byte_order_mark_at_the_start(
+    tmp_path: Path, durable: ipm_cds.Engine, cohort: list[dict[str, Any]]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [b"\xef\xbb\xbf" + json.dumps(cohort[0]).encode() + b"\n", cohort[1]])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--as-of", "2025-06-02"]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [x["line"] for x in lines] == [1, 2] and all("assessment" in x for x in lines)
+    expected = json.loads(durable.evaluate(cohort[0], as_of=AS_OF).to_json(timestamp=False))
+    lines[0]["assessment"]["provenance"].pop("evaluated_at")
+    assert lines[0]["assessment"] == expected
+
+
+def test_jsonl_reader_limits_and_byte_order_mark() -> None:
+    limit = batch.MAX_RECORD_BYTES
+    exact = b'"' + b"x" * (limit - 2) + b'"\n'  # exactly the limit (the newline aside): read
+    over = b'"' + b"x" * (limit - 1) + b'"\n'  # one byte over: skipped, reported
+    for bom in (b"", b"\xef\xbb\xbf"):
+        records = list(batch._Reader(io.BytesIO(bom + exact + over + bom + b"{}\n")))
+        assert [(index, line) for index, line, _ in records] == [(0, 1), (1, 2), (2, 3)]
+        assert records[0][2] == exact and isinstance(records[1][2], batch._Oversize)
+        assert records[2][2] == bom + b"{}\n"  # a mark is part of the input anywhere but at its start
+    assert list(batch._Reader(io.BytesIO(b"\xef\xbb\xbf"))) == []
+
+
+# -- stopping a batch: SIGTERM, Ctrl-C ---------------------------------------------------------------------------
+
+
+def _session(sid: int) -> dict[int, str]:
+    """The live processes of session ``sid`` (pid: state), from /proc; zombies (already ended) left out."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp session ...
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(entry.name)] = fields[0]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        (signal.SIGTERM, False),  # kill PID
+        (signal.SIGTERM, True),  # a service manager stopping the job: workers and forkserver die on their own
+        (signal.SIGINT, True),  # Ctrl-C on a terminal: every process of the foreground group
+    ],
+    ids=["SIGTERM to the batch", "SIGTERM to its process group", "SIGINT to its process group (Ctrl-C)"],
+)
+def test_cli_batch_stops_on_a_signal_with_one_line_and_no_process_left(
+    tmp_path: Path, signum: signal.Signals, group: bool
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, [RFA_PATIENT] * 50_000)  # far more than is done before the signal
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "ipm_cds", "batch", str(source), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*command, "--as-of", "2025-06-02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own session and process group, as a shell job has
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() or out.stat().st_size == 0:  # the workers are evaluating
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the batch wrote nothing"
+            time.sleep(0.05)
+        assert len(_session(proc.pid)) >= 4  # the batch, the forkserver, two workers (and a resource tracker)
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)  # a worker stopped mid-write must not hang the batch
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum
+    text = err.decode()
+    assert "Traceback" not in text
+    (line,) = text.splitlines()
+    done = int(re.fullmatch(rf"ipm-cds batch: stopped by {signum.name} after ([\d,]+) records .*", line)[1])  # type: ignore[index]
+    written = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]  # every line whole
+    assert [x["line"] for x in written] == list(range(1, done + 1)) and 0 < done < 50_000
+    deadline = time.monotonic() + 60
+    while _session(proc.pid):  # no worker, forkserver or tracker outlives the batch
+        assert time.monotonic() < deadline, f"left running: {_session(proc.pid)}"
+        time.sleep(0.05)
+
+
+def test_cli_batch_reports_hostile_json_records_with_a_position_and_goes_on(
+    tmp_path: Path, cohort: list[dict[str, Any]]
+) -> None:
+    """Records are read by the parser the service uses (pydantic-core's): no recursion, bounded numbers."""
+    source = tmp_path / "in.jsonl"
+    deep = b'{"pain": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    big = b'{"demographics": {"age_years": ' + b"9" * 5000 + b"}}\n"
+    write_jsonl(source, [deep, big, cohort[0]])
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--as-of", "2025-06-02"]) == 0
+    first, second, third = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "recursion limit exceeded at line 1 column" in first["error"]["message"]
+    assert "number out of range at line 1 column" in second["error"]["message"]
+    assert "set_int_max_str_digits" not in second["error"]["message"] and "assessment" in third

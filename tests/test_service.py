@@ -8,6 +8,8 @@ Loopback only: the servers listen on 127.0.0.1, never on any other address.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
 import os
@@ -59,11 +61,31 @@ class Server:
         self.base, self.feedback_log, self.decision_log, self.ruleset = base, feedback_log, decision_log, ruleset
 
 
-@pytest.fixture(scope="module")
-def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def listening() -> tuple[socket.socket, int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, see service
     sock.bind((LOOPBACK, 0))
-    port = sock.getsockname()[1]
+    return sock, sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(config: ServiceConfig, sock: socket.socket) -> Iterator[Any]:
+    """The app of ``config`` served by uvicorn on ``sock`` in a thread; yields the app."""
+    app = create_app(config)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    yield app
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    sock, port = listening()
     base = f"http://{LOOPBACK}:{port}"
     log = tmp_path_factory.mktemp("service") / "feedback.jsonl"
     decisions = log.with_name("decisions.jsonl")
@@ -73,19 +95,11 @@ def server(keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> It
         decision_log=decisions,
         max_request_bytes=MAX_BYTES,
         public_url=base,
+        bind=(LOOPBACK, port),
         issuers=(TrustedIssuer(ISSUER, keys["jwks"], jku=(f"{ISSUER}/jwks.json",)),),
     )
-    app = create_app(config)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield Server(base, log, decisions, app.state.ruleset)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with running(config, sock) as app:
+        yield Server(base, log, decisions, app.state.ruleset)
 
 
 def token(
@@ -443,6 +457,110 @@ def test_request_size_is_bounded(client: Client) -> None:
     assert_outcome(response, 413)
 
 
+def test_hostile_json_bodies_are_400_with_messages_for_the_client(client: Client) -> None:
+    path = "/cds-services/ipm-cds-patient-view"
+    deep = client.post(path, content=b'{"context": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert_outcome(deep, 400, "nested too deeply at line 1 column")
+    big = client.post(path, content=b'{"hook": "patient-view", "context": {"n": ' + b"9" * 5000 + b"}}")
+    outcome = assert_outcome(big, 400, "number too large at line 1 column")
+    assert "set_int_max_str_digits" not in json.dumps(outcome)
+    feedback = client.post(f"{path}/feedback", content=b'{"feedback": [' * 50_000 + b"]}" * 50_000)
+    assert_outcome(feedback, 400, "nested too deeply")
+    assert_outcome(client.post(path, content=b'{"a": "\\ud800"}'), 400, "not JSON")  # a lone surrogate
+    # and the service goes on answering
+    assert assert_cards(client.post(path, hook_request(client.server, "sij")))
+
+
+def test_a_byte_order_mark_before_the_json_is_accepted(client: Client) -> None:
+    body = json.dumps(hook_request(client.server, "sij")).encode()
+    assert assert_cards(client.post("/cds-services/ipm-cds-patient-view", content=b"\xef\xbb\xbf" + body))
+
+
+# -- without issuers: Host and Content-Type ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """No JWT verification: listening on loopback, public URL https://cds.example.org (a proxy's name)."""
+    sock, port = listening()
+    log = tmp_path_factory.mktemp("open") / "feedback.jsonl"
+    config = ServiceConfig(
+        as_of=AS_OF,
+        feedback_log=log,
+        max_request_bytes=MAX_BYTES,
+        public_url="https://cds.example.org",
+        bind=(LOOPBACK, port),
+    )
+    with running(config, sock) as app:
+        yield Server(f"http://{LOOPBACK}:{port}", log, log.with_name("none.jsonl"), app.state.ruleset)
+
+
+FEEDBACK = {"feedback": [{"card": "c-1", "outcome": "overridden", "overrideReason": {"userComment": "no"},
+                          "outcomeTimestamp": "2025-06-02T10:05:31Z"}]}  # fmt: skip
+
+
+def logged(server: Server) -> list[str]:
+    return server.feedback_log.read_text(encoding="utf-8").splitlines() if server.feedback_log.exists() else []
+
+
+def test_without_issuers_a_post_must_say_application_json(open_server: Server) -> None:
+    path = "/cds-services/ipm-cds-patient-view/feedback"
+    body = json.dumps(FEEDBACK).encode()
+    with httpx.Client(base_url=open_server.base, timeout=60, trust_env=False) as http:
+        before = logged(open_server)
+        # what a page of another site can send without a preflight: text/plain, a form, nothing
+        for content_type in ("text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", None):
+            headers = {"Content-Type": content_type} if content_type else {}
+            assert_outcome(http.post(path, content=body, headers=headers), 415, "application/json")
+        assert_outcome(http.post("/cds-services/ipm-cds-patient-view", content=body), 415)
+        assert logged(open_server) == before  # nothing of it reached the feedback log
+        response = http.post(path, content=body, headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        assert response.status_code == 200, response.text
+        assert len(logged(open_server)) == len(before) + 1
+        assert http.get("/cds-services").status_code == 200  # a GET has no body to type
+
+
+def test_without_issuers_the_host_must_name_the_service(open_server: Server) -> None:
+    port = int(open_server.base.rsplit(":", 1)[1])
+    request = hook_request(open_server, "sij")
+    accepted = [f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}",
+                "cds.example.org", "cds.example.org:443"]  # fmt: skip
+    refused = ["evil.example", f"evil.example:{port}", f"localhost:{port + 1}", "127.0.0.1", "localhost",
+               f"cds.example.org:{port}", "cds.example.org:80", f"127.0.0.2:{port}", f"evil@127.0.0.1:{port}",
+               f"127.0.0.1:{port}/x", ""]  # fmt: skip
+    with httpx.Client(base_url=open_server.base, timeout=60, trust_env=False) as http:
+        for host in accepted:
+            assert http.get("/cds-services", headers={"Host": host}).status_code == 200, host
+            assert_cards(http.post("/cds-services/ipm-cds-patient-view", json=request, headers={"Host": host}))
+        for host in refused:  # a page of another site whose name now leads here (DNS rebinding) reads nothing
+            response = http.get("/cds-services", headers={"Host": host})
+            assert response.status_code in (400, 421), host
+            assert response.json()["issue"][0]["code"] == "security", host
+            assert "services" not in response.text, host
+            response = http.post("/cds-services/ipm-cds-patient-view", json=request, headers={"Host": host})
+            assert response.status_code in (400, 421) and "cards" not in response.text, host
+        assert http.get("/cds-services", headers={"Host": "evil.example"}).status_code == 421
+    with socket.create_connection((LOOPBACK, port), timeout=60) as raw:  # HTTP/1.0 may leave Host out
+        raw.sendall(b"GET /cds-services HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"one Host header" in answer
+
+
+def test_with_issuers_the_jwt_guards_every_call_instead(client: Client, keys: dict[str, Any]) -> None:
+    """With --issuers a call needs a token whose aud is the endpoint's URL, which no page of another site can
+    obtain: without one, a cross-site text/plain POST is 401 and nothing is logged. A proxy may rewrite Host."""
+    path = "/cds-services/ipm-cds-patient-view/feedback"
+    before = logged(client.server)
+    response = client.http.post(path, content=json.dumps(FEEDBACK).encode(), headers={"Content-Type": "text/plain"})
+    assert_outcome(response, 401)
+    assert logged(client.server) == before
+    assert client.http.get("/cds-services", headers={"Host": "evil.example"}).status_code == 401
+    proxied = {**client.auth("/cds-services"), "Host": "internal-name:8080"}
+    assert client.http.get("/cds-services", headers=proxied).status_code == 200
+
+
 # -- JWT -------------------------------------------------------------------------------------------------
 
 
@@ -478,6 +596,13 @@ def test_requests_without_a_valid_jwt_are_401(client: Client, keys: dict[str, An
         "jku not allowed": token(keys, aud, headers={"jku": "https://evil.example.org/jwks.json"}),
         "no jti": token(keys, aud, claims={"jti": None}),
         "typ not JWT": token(keys, aud, headers={"typ": "at+jwt"}),
+        "exp = 10**400": token(keys, aud, claims={"exp": 10**400}),
+        "iat = 10**400": token(keys, aud, claims={"iat": 10**400, "exp": 10**400 + 60}),
+        "exp infinite": token(keys, aud, claims={"exp": float("inf")}),
+        "exp a string": token(keys, aud, claims={"exp": str(now + 60)}),
+        "claims nested 2,000 deep": unsigned({"kid": KID, "typ": "JWT", "alg": "ES384"}, "[" * 2000 + "]" * 2000),
+        "a 5,000-digit number in the claims": unsigned({"kid": KID, "typ": "JWT", "alg": "ES384"}, "9" * 5000),
+        "header not an object": unsigned([1], "{}"),
     }
     for name, value in cases.items():
         headers = {"Authorization": f"Bearer {value}"} if value else {}
@@ -485,8 +610,18 @@ def test_requests_without_a_valid_jwt_are_401(client: Client, keys: dict[str, An
         assert response.status_code == 401, name
         assert response.headers["www-authenticate"].startswith("Bearer"), name
         assert response.json()["issue"][0]["code"] == "security", name
+        assert "set_int_max_str_digits" not in response.text, name
     allowed_jku = token(keys, aud, headers={"jku": f"{ISSUER}/jwks.json"})
     assert client.http.get(path, headers={"Authorization": f"Bearer {allowed_jku}"}).status_code == 200
+
+
+def unsigned(header: Any, claims: str) -> str:
+    """A token of ``header`` and the raw JSON text ``claims``, with a signature of no key."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part(json.dumps(header).encode())}.{part(claims.encode())}.{part(b'not a signature')}"
 
 
 def test_a_replayed_jwt_is_refused(client: Client, keys: dict[str, Any]) -> None:

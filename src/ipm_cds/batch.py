@@ -10,15 +10,26 @@ GIL, so processes are the way to use several cores); with ``workers=1`` everythi
 A document that cannot be assessed (invalid patient data, an evaluation error) becomes a result that
 carries the error instead of an assessment; the batch goes on. ``ipm-cds batch`` writes each result as
 one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type": ..., "message": ...}}``.
+Results abandoned before the end (an exception, an interrupt, ``close()``) terminate the workers at once.
+
+``ipm-cds batch`` refuses an ``--out`` or ``--decision-log`` that is its input file, by whatever path or
+redirection, before opening anything (exit code 2); SIGTERM and SIGINT stop it with one line on stderr,
+the workers and the forkserver ended, the output holding the results of the first records (exit code
+128 + the signal's number). A UTF-8 byte-order mark at the start of the input is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing
 import os
+import signal
+import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,6 +44,7 @@ from .argtypes import date_arg, parameter_arg
 from .decision_log import DecisionLog, decision_entry
 from .engine.facade import BackendName, Engine
 from .errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
+from .jsonsrc import UTF8_BOM, strip_bom
 from .ruleset.loader import Ruleset, load_ruleset
 
 DEFAULT_CHUNK_SIZE = 32
@@ -142,6 +154,9 @@ _WORKER: dict[str, _Evaluator] = {}  # in a worker process: its one evaluator (o
 
 
 def _init_worker(config: _Config) -> None:
+    # Ctrl-C on a terminal reaches every process of the group: the parent alone decides what to do (it stops
+    # the workers), so that a worker does not die with a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["evaluator"] = _Evaluator(config)
 
 
@@ -176,25 +191,48 @@ def _evaluate_records(
         for record in records:
             yield evaluator.evaluate(record)
         return
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,)
-    ) as pool:
-        pending: deque[Future[list[BatchResult]]] = deque()
-        try:
-            for chunk in _chunks(records, chunk_size):
-                pending.append(pool.submit(_run_chunk, chunk))
-                while len(pending) >= workers * IN_FLIGHT_CHUNKS:
-                    yield from pending.popleft().result()
-            while pending:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,))
+    pending: deque[Future[list[BatchResult]]] = deque()
+    finished = False
+    try:
+        for chunk in _chunks(records, chunk_size):
+            pending.append(pool.submit(_run_chunk, chunk))
+            while len(pending) >= workers * IN_FLIGHT_CHUNKS:
                 yield from pending.popleft().result()
-        except BrokenProcessPool as exc:
-            raise EvaluationError(
-                "a batch worker process ended unexpectedly; no result after the last one written is certain",
-                hint="run the batch again with --workers 1 to find the record",
-            ) from exc
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield from pending.popleft().result()
+        finished = True
+    except BrokenProcessPool as exc:
+        raise EvaluationError(
+            "a batch worker process ended unexpectedly; no result after the last one written is certain",
+            hint="run the batch again with --workers 1 to find the record",
+        ) from exc
+    finally:
+        if not finished:
+            # Abandoned (an error, an interrupt, a consumer that stopped reading): no result in flight will
+            # be read, so the workers are stopped now rather than waited for. The futures are left to the
+            # pool, which fails them itself (cancelling them here races with it: InvalidStateError).
+            _terminate_workers(pool)
+        pool.shutdown(wait=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's workers now, whatever they are doing, so that ``pool.shutdown`` cannot wait forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():  # pragma: no cover - a worker that outlives SIGTERM
+            process.kill()
+            process.join()
+    # A worker stopped while writing its results (a chunk's results are larger than a pipe holds) leaves the
+    # pool's thread that reads them waiting for the rest of the message forever, since this process holds
+    # the pipe's writing end too. With every worker gone, closing that end shows the reader the end of the
+    # pipe instead: the pool then counts itself broken and shuts down.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _config(
@@ -305,8 +343,15 @@ def _logged(results: Iterator[BatchResult], log: DecisionLog, *, owned: bool) ->
                 log.write(dict(result.decision))
             yield result
     finally:
+        _close(results)  # abandoned: the workers stop before the log is closed
         if owned:
             log.close()
+
+
+def _close(results: Iterator[BatchResult]) -> None:
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
 
 
 # -- JSON Lines -----------------------------------------------------------------------------------------
@@ -323,13 +368,16 @@ class _Reader:
         index = 0
         number = 0
         while True:
-            line = self.stream.readline(MAX_RECORD_BYTES + 1)
+            # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
+            line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))
             if not line:
                 return
             number += 1
             self.bytes_read += len(line)
+            if number == 1:
+                line = strip_bom(line)  # not part of the record, accepted as the service accepts it
             document: Any = line
-            if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+            if len(line) - line.endswith(b"\n") > MAX_RECORD_BYTES:
                 while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time
                     line = self.stream.readline(MAX_RECORD_BYTES)
                     self.bytes_read += len(line)
@@ -376,16 +424,111 @@ class _Progress:
             self.stream.flush()
 
 
-def _run_cli(args: argparse.Namespace) -> int:
-    source: IO[bytes]
-    total: int | None = None
-    if str(args.input) == "-":
-        source = sys.stdin.buffer
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path`` (symlinks followed), or None where there is none yet."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stream_identity(stream: IO[Any]) -> tuple[int, int] | None:
+    """The (device, inode) of a regular file behind a standard stream (``< file``, ``>> file``), or None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
+    """Refuse an output that is the input file (by any path: symlink, hard link, relative or absolute, or a
+    redirection of the standard streams), or two outputs that are one file, before anything is opened."""
+    stdin = str(args.input) == "-"
+    source = _stream_identity(sys.stdin) if stdin else _identity(args.input)
+    source_name = "the standard input's file" if stdin else f"the input file {args.input}"
+    outputs: list[tuple[str, tuple[int, int] | None, Path | None]] = []
+    if str(args.out) == "-":
+        outputs.append(("the standard output", _stream_identity(sys.stdout), None))
     else:
+        outputs.append(("--out", _identity(args.out), args.out))
+    if args.decision_log is not None:
+        outputs.append(("--decision-log", _identity(args.decision_log), args.decision_log))
+    for option, identity, path in outputs:
+        if source is not None and identity == source:
+            shown = f" ({path})" if path is not None else ""
+            raise ConfigurationError(
+                f"{option}{shown} is {source_name}: writing it would destroy the input",
+                hint=f"give {option} another file" if path is not None else "redirect the output to another file",
+            )
+    out, log = args.out, args.decision_log
+    if str(out) != "-" and log is not None:
+        same = _identity(out)
+        if (same is not None and same == _identity(log)) or os.path.realpath(out) == os.path.realpath(log):
+            raise ConfigurationError(
+                f"--out and --decision-log name the same file ({out})", hint="give each its own file"
+            )
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during ``ipm-cds batch``: raised in the main thread, so that every ``finally`` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop(signum: int, frame: object) -> None:
+    for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
+        signal.signal(other, signal.SIG_IGN)
+    raise _Stopped(signum)
+
+
+def _stop_forkserver() -> None:
+    """End the forkserver process now (it would end once this process has), so that none outlives a stop."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError):  # already gone (and reaped): nothing to stop
+            stop()
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    _refuse_overwriting_the_input(args)
+    total: int | None = None
+    if str(args.input) != "-":
         if not args.input.is_file():
             raise PatientDataError([Problem(f"no such file: {args.input}")])
-        source = args.input.open("rb")
         total = args.input.stat().st_size
+    progress = _Progress(total)
+    handling = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS} if handling else {}
+    try:
+        _run_batch(args, progress)
+    except _Stopped as stopped:
+        if args.workers > 1:
+            _stop_forkserver()
+        name = signal.Signals(stopped.signum).name
+        print(
+            f"ipm-cds batch: stopped by {name} after {progress.done:,} records ({progress.errors:,} with errors); "
+            "the output holds their results, in input order",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, progress: _Progress) -> None:
+    source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
     reader = _Reader(source)
     try:
         results = _evaluate(
@@ -405,13 +548,19 @@ def _run_cli(args: argparse.Namespace) -> int:
         if source is not sys.stdin.buffer:
             source.close()
         raise
-    out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
-    progress = _Progress(total)
+    try:
+        out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+    except BaseException:
+        _close(results)
+        if source is not sys.stdin.buffer:
+            source.close()
+        raise
     try:
         for result in results:
             out.write(result.to_json_line() + "\n")
             progress.update(result, reader.bytes_read)
     finally:
+        _close(results)  # stopped or failed: the workers are stopped before anything else is closed
         progress.close(reader.bytes_read)
         if source is not sys.stdin.buffer:
             source.close()
@@ -419,8 +568,6 @@ def _run_cli(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
-    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
-    return 0
 
 
 def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -8,13 +8,17 @@
   of the ruleset's interventions, whether each is appropriate now, its precautions, what is missing.
 - ``POST /cds-services/{id}/feedback``: accepted and overridden cards, appended to a JSON Lines log.
 
-Requests are validated: malformed JSON or a request that breaks the specification is answered 400 with a
-FHIR OperationOutcome, a missing required prefetch key 412 (the service does not query ``fhirServer``),
-a body over the size limit 413, an unknown service 404. With trusted issuers configured, every call
-must carry a signed JWT (``Authorization: Bearer``) as the CDS Hooks security model describes: an
-asymmetric algorithm, ``kid``, an allow-listed issuer and ``jku``, the endpoint's URL as ``aud``,
-``exp``/``iat``/``jti`` with a short lifetime and no replay; keys come only from local configuration.
-Patient data is never logged unless ``--log-patient-data`` is given.
+Requests are validated: malformed JSON (or JSON nested too deeply, or a number too large to read) or a
+request that breaks the specification is answered 400 with a FHIR OperationOutcome, a missing required
+prefetch key 412 (the service does not query ``fhirServer``), a body over the size limit 413, an unknown
+service 404. With trusted issuers configured, every call must carry a signed JWT (``Authorization:
+Bearer``) as the CDS Hooks security model describes: an asymmetric algorithm, ``kid``, an allow-listed
+issuer and ``jku``, the endpoint's URL as ``aud``, ``exp``/``iat``/``jti`` with a short lifetime and no
+replay; keys come only from local configuration. Without them, a call must name the service in its
+``Host`` header (the address listened on, or the host of ``--public-url``; 421 otherwise) and a POST must
+say ``Content-Type: application/json`` (415 otherwise), so that no web page of another site can post
+to the service or, through DNS rebinding, read its answers. Patient data is never logged unless
+``--log-patient-data`` is given.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
+import re
 import socket
 import threading
 import time
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 # The service extra's dependencies are imported here, at module level, on purpose: when one is missing,
 # `ipm-cds serve` says which, and what to install (cli.EXTENSIONS).
@@ -41,6 +48,7 @@ import jwt
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from jwt.utils import base64url_decode
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,6 +56,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..argtypes import date_arg, parameter_arg
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError
+from ..jsonsrc import JsonInputError, parse_json
 from .cds_hooks import CARD_EXTENSION, CDS_HOOKS_VERSION, operation_outcome, order_cards, patient_view_cards
 from .fhir import (
     COMBINED_PREFETCH_KEYS,
@@ -133,6 +142,7 @@ class ServiceConfig:
     decision_log: Path | None = None  # one JSON line per assessment (ipm_cds.decision_log); feedback names it
     log_patient_data: bool = False
     public_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"  # the ``aud`` a token must name is this + path
+    bind: tuple[str, int] | None = None  # the address listened on; without issuers, the Host may name it
     issuers: tuple[TrustedIssuer, ...] = ()
     jwt_leeway_seconds: int = 30
     jwt_max_lifetime_seconds: int = 300
@@ -333,11 +343,7 @@ class JwtVerifier:
         if not authorization or not authorization.startswith("Bearer "):
             raise self._reject("missing bearer token (Authorization: Bearer <JWT>)")
         token = authorization.removeprefix("Bearer ").strip()
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise self._reject(f"malformed JWT: {exc}") from None
+        header, unverified = self._parts(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALLOWED_ALGORITHMS:
             raise self._reject(f"algorithm {alg!r} is not accepted (asymmetric signatures only, never none or HMAC)")
@@ -356,6 +362,9 @@ class JwtVerifier:
             raise self._reject("no key with this kid for the issuer")
         if jwk.get("alg") not in (None, alg):
             raise self._reject("the key's alg does not match the token's")
+        for name in ("exp", "iat", "nbf"):
+            if name in unverified and not _numeric_date(unverified[name]):
+                raise self._reject(f"{name} is not a NumericDate (seconds since 1970 up to the year 9999)")
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=alg)
             claims = jwt.decode(
@@ -367,7 +376,7 @@ class JwtVerifier:
                 leeway=self.leeway,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise self._reject(f"invalid token: {exc}") from None
         if float(claims["exp"]) - float(claims["iat"]) > self.max_lifetime + self.leeway:
             raise self._reject(f"token lifetime over {self.max_lifetime} s")
@@ -375,6 +384,23 @@ class JwtVerifier:
             raise self._reject("tenant not accepted")
         self._not_replayed(issuer.iss, str(claims["jti"]), float(claims["exp"]))
         return claims
+
+    def _parts(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The header and the claims, unverified, read with the service's JSON parser (bounded nesting and
+        numbers, errors about the token rather than about Python)."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise self._reject("malformed JWT: not three base64url parts separated by dots")
+        decoded: list[Any] = []
+        for name, part in (("header", parts[0]), ("claims", parts[1])):
+            try:
+                value = parse_json(base64url_decode(part))
+            except ValueError as exc:  # binascii.Error and UnicodeError too
+                raise self._reject(f"malformed JWT: its {name} is not base64url JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise self._reject(f"malformed JWT: its {name} is not a JSON object")
+            decoded.append(value)
+        return decoded[0], decoded[1]
 
     def _not_replayed(self, iss: str, jti: str, exp: float) -> None:
         now = time.time()
@@ -393,6 +419,19 @@ class JwtVerifier:
             f"authentication failed: {reason}",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+
+
+_LATEST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _numeric_date(value: Any) -> bool:
+    """A JWT NumericDate this service can compute with: a finite number of seconds, 0 to the year 9999.
+
+    Checked before any arithmetic: ``exp = 10**400`` is a valid JSON integer that ``float()`` cannot hold.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (math.isfinite(value) if isinstance(value, float) else True) and 0 <= value <= _LATEST_NUMERIC_DATE
 
 
 # -- the application ---------------------------------------------------------------------------------
@@ -459,6 +498,125 @@ class _ContainErrors:
             await response(scope, receive, send)
 
 
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _parse_host(value: str) -> tuple[str, int | None] | None:
+    """A Host header as (host, port or None): lower case, IPv6 without brackets; None when malformed."""
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return None
+    host = match["name"] or match["ipv6"]
+    if match["ipv6"]:
+        try:
+            host = ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            return None
+    return host.lower(), int(match["port"]) if match["port"] else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_unspecified(host: str) -> bool:
+    """0.0.0.0, :: (or an empty host): every address of the machine."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+class _HostRule:
+    """Which ``Host`` headers name this service: the address it listens on (any loopback name for a loopback
+    address; any IP address at its port for a wildcard address) or the host of ``public_url``."""
+
+    def __init__(self, public_url: str, bind: tuple[str, int] | None) -> None:
+        self.allowed: set[tuple[str, int | None]] = set()
+        self.any_ip_port: int | None = None
+        url = urlsplit(public_url)
+        try:
+            port = url.port
+        except ValueError:  # a port that is not one: public_url names no host a client could send
+            url, port = urlsplit(""), None
+        if url.hostname:
+            default = _DEFAULT_PORTS.get(url.scheme)
+            self._allow(url.hostname, port or default, default)
+        if bind is not None:
+            host, port = bind[0].strip("[]").lower(), bind[1]
+            if _is_unspecified(host):
+                self.any_ip_port = port
+                names: tuple[str, ...] = ("localhost",)
+            elif _is_loopback(host):
+                names = (host, "localhost", "127.0.0.1", "::1")
+            else:
+                names = (host,)
+            for name in names:
+                self._allow(name, port, 80)  # uvicorn serves plain HTTP here; TLS is a proxy's, with public_url
+
+    def _allow(self, host: str, port: int | None, default: int | None) -> None:
+        parsed = _parse_host(f"[{host}]" if ":" in host else host)
+        if parsed is not None:
+            self.allowed.add((parsed[0], port))
+            if port == default:
+                self.allowed.add((parsed[0], None))  # the port may be left out when it is the scheme's
+
+    def accepts(self, value: str) -> bool:
+        parsed = _parse_host(value)
+        if parsed is None:
+            return False
+        if parsed in self.allowed:
+            return True
+        host, port = parsed
+        if self.any_ip_port is None or not _is_ip(host):
+            return False  # a name other than ours: a page of another site re-pointed at this address
+        return port == self.any_ip_port or (port is None and self.any_ip_port == 80)
+
+
+class _LocalRequestsOnly:
+    """Without JWT verification, answer only requests that a web page of another site cannot make or read.
+
+    - ``Host`` must name this service (see :class:`_HostRule`): a page whose domain was re-pointed at this
+      address (DNS rebinding) sends its own domain and is answered 421, so it cannot read the answer;
+    - a ``POST`` must say ``Content-Type: application/json``, which a cross-site form or ``fetch`` cannot
+      send without a CORS preflight that this service never grants: anything else is answered 415, before
+      the body is read, so nothing of it reaches the feedback log.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: _HostRule) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+        types = [v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"]
+        error = None
+        if len(hosts) != 1:
+            error = CdsHttpError(400, "security", "the request needs one Host header naming this service")
+        elif not self.hosts.accepts(hosts[0]):
+            error = CdsHttpError(
+                421,
+                "security",
+                f"Host {hosts[0][:100]!r} does not name this service; call it by its address or its public URL",
+            )
+        elif scope["method"] == "POST" and (
+            len(types) != 1 or types[0].split(";")[0].strip().lower() != "application/json"
+        ):
+            error = CdsHttpError(415, "not-supported", "a POST must have Content-Type: application/json")
+        if error is not None:
+            await error.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def _discovery(templates: Mapping[str, str], config: ServiceConfig, ruleset_label: str) -> dict[str, Any]:
     requirements = (
         "Every prefetch key is required (the service does not query fhirServer): a missing key is answered "
@@ -512,6 +670,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "processing"
         return CdsHttpError(exc.status_code, code, str(exc.detail)).response()
 
+    if not config.issuers:  # with issuers, the JWT (its aud names this service's URL) guards every call
+        app.add_middleware(_LocalRequestsOnly, hosts=_HostRule(config.public_url, config.bind))
     app.add_middleware(_ContainErrors, log_patient_data=config.log_patient_data)
 
     def authenticate(request: Request) -> None:
@@ -531,8 +691,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 raise CdsHttpError(413, "too-costly", f"request body over {config.max_request_bytes} bytes")
             chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(b"".join(chunks))
+        except JsonInputError as exc:
+            if exc.limit:
+                raise CdsHttpError(400, "too-costly", f"the body's JSON is past this service's limits: {exc}") from None
             raise CdsHttpError(400, "structure", f"the body is not JSON: {exc}") from None
 
     @app.get("/cds-services")
@@ -780,6 +942,7 @@ def _serve(args: argparse.Namespace) -> int:
         decision_log=args.decision_log,
         log_patient_data=args.log_patient_data,
         public_url=args.public_url or f"http://{args.host}:{port}",
+        bind=(args.host, port),
         issuers=issuers,
     )
     try:
