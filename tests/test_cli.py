@@ -89,7 +89,7 @@ def test_malformed_patient_json_gives_position(tmp_path: Path, capsys: pytest.Ca
     bad.write_text('{"pain": [\n  {"region": "lumbar",}\n]}')
     code, _, err = run(capsys, "evaluate", str(bad))
     assert code == EXIT_PATIENT
-    assert f"{bad}:2:23: invalid JSON: Expecting property name enclosed in double quotes" in err
+    assert f"{bad}:2:23: invalid JSON: trailing comma at line 2 column 23" in err
 
 
 def test_malformed_rule_file_gives_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,7 +148,17 @@ def test_deeply_nested_patient_json_file_is_refused(tmp_path: Path, capsys: pyte
     path = tmp_path / "patient.json"
     path.write_text('{"pain": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
     assert main(["evaluate", str(path), "--as-of", "2025-06-02"]) == 4
-    assert "JSON nested too deeply" in capsys.readouterr().err
+    assert "invalid JSON: nested too deeply at line 1 column" in capsys.readouterr().err
+
+
+def test_a_patient_json_file_with_a_huge_number_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import main
+
+    path = tmp_path / "patient.json"
+    path.write_text('{"pain": [{"nrs": ' + "9" * 5000 + "}]}", encoding="utf-8")
+    assert main(["evaluate", str(path), "--as-of", "2025-06-02"]) == 4
+    err = capsys.readouterr().err
+    assert "invalid JSON: number too large at line 1 column" in err and "set_int_max_str_digits" not in err
 
 
 def test_deeply_nested_patient_json_is_refused_by_the_library_and_batch(durable: ipm_cds.Engine) -> None:

@@ -26,8 +26,17 @@ from .errors import (
     RulesetError,
     SourceLocation,
 )
+from .jsonsrc import JsonInputError, parse_json
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUATION = 0, 1, 2, 3, 4, 5
+
+
+def _line_column(message: str) -> tuple[int, int]:
+    """The position in a parser message ending ``at line L column C`` (1, 1 when there is none)."""
+    import re
+
+    found = re.search(r"line (\d+) column (\d+)", message)
+    return (int(found.group(1)), int(found.group(2))) if found else (1, 1)
 
 
 def read_patient_document(path: Path) -> Any:
@@ -42,17 +51,14 @@ def read_patient_document(path: Path) -> Any:
         raise PatientDataError(exc.problems) from None
     if path.suffix.lower() == ".json":
         try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PatientDataError(
-                [Problem(f"invalid JSON: {exc.msg}", SourceLocation(str(path), exc.lineno, exc.colno))]
-            ) from None
-        except RecursionError:  # json.loads recurses once per level of nesting
+            parse_json(text)  # the reader of everything others send: a position, never a traceback
+        except JsonInputError as exc:
             raise PatientDataError(
                 [
                     Problem(
-                        f"{path}: JSON nested too deeply to read (recursion limit)",
-                        hint="a patient document is a few levels deep; this file is not one",
+                        f"invalid JSON: {exc}",
+                        SourceLocation(str(path), *_line_column(str(exc))),
+                        hint="a patient document is a few levels deep with ordinary numbers" if exc.limit else None,
                     )
                 ]
             ) from None
