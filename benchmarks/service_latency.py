@@ -122,11 +122,40 @@ class Service:
         self.tmp.cleanup()
 
 
-def run_clients(base: str, bodies: list[dict[str, Any]], clients: int, per_client: int, warmup: int) -> dict[str, Any]:
-    """``clients`` threads, each sending ``per_client`` timed requests after ``warmup`` untimed ones."""
+WORST = Path(__file__).resolve().parent / "data" / "sij100.patient-view.json"
+"""The worst valid patient of the bounded-evaluation report, as a CDS client sent it: 100 therapeutic SIJ
+injections as FHIR Procedures (it once took the service from 92 to 2.8 requests/s)."""
+
+
+def run_clients(
+    base: str,
+    bodies: list[dict[str, Any]],
+    clients: int,
+    per_client: int,
+    warmup: int,
+    adversary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``clients`` threads, each sending ``per_client`` timed requests after ``warmup`` untimed ones; with
+    ``adversary``, one more client sends that request over and over while they run (not timed with them)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
-    barrier = threading.Barrier(clients + 1)
+    barrier = threading.Barrier(clients + 1 + (adversary is not None))
+    done = threading.Event()
+    adversary_times: list[float] = []
+
+    def attacker() -> None:
+        assert adversary is not None
+        with httpx.Client(base_url=base, trust_env=False, timeout=120) as http:
+            barrier.wait()
+            while not done.is_set():
+                body = dict(adversary, hookInstance=str(uuid.uuid4()))
+                start = time.perf_counter()
+                response = http.post(
+                    PATH, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+                )
+                adversary_times.append(time.perf_counter() - start)
+                if response.status_code != 200 or not response.json().get("cards"):
+                    errors.append(f"worst patient: {response.status_code}: {response.text[:200]}")
 
     def worker(i: int) -> None:
         # TCP_NODELAY, as the service sets it on its side: a request written as headers then body must not
@@ -153,13 +182,17 @@ def run_clients(base: str, bodies: list[dict[str, Any]], clients: int, per_clien
                 latencies[i].append(one(warmup + n))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
+    extra = threading.Thread(target=attacker) if adversary is not None else None
+    for t in [*threads, *([extra] if extra else [])]:
         t.start()
     barrier.wait()
     started = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
+    done.set()
+    if extra is not None:
+        extra.join()
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
     flat = [x for row in latencies for x in row]
@@ -170,6 +203,15 @@ def run_clients(base: str, bodies: list[dict[str, Any]], clients: int, per_clien
         "p99_ms": round(pct(flat, 0.99) * 1e3, 2),
         "mean_ms": round(statistics.fmean(flat) * 1e3, 2),
         "requests_per_s": round(len(flat) / wall, 1),
+        **(
+            {
+                "worst_requests": len(adversary_times),
+                "worst_p50_ms": round(pct(adversary_times, 0.50) * 1e3, 2),
+                "worst_max_ms": round(max(adversary_times) * 1e3, 2),
+            }
+            if adversary is not None and adversary_times
+            else {}
+        ),
     }
 
 
@@ -180,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="timed requests per concurrency level")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per client first")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/")
+    parser.add_argument(
+        "--worst",
+        action="store_true",
+        help="at the highest concurrency, run again with one more client sending the worst valid patient",
+    )
     args = parser.parse_args(argv)
 
     results: dict[str, Any] = {
@@ -196,13 +243,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = Service(backend)
         try:
             bodies = requests_from_examples(service.templates)
-            for clients in (int(c) for c in args.clients.split(",")):
+            levels = [int(c) for c in args.clients.split(",")]
+            worst = json.loads(WORST.read_text(encoding="utf-8")) if args.worst else None
+            plan = [(c, None) for c in levels] + ([(max(levels), worst)] if worst is not None else [])
+            for clients, adversary in plan:
                 per_client = max(1, args.requests // clients)
-                run = {"backend": backend, **run_clients(service.base, bodies, clients, per_client, args.warmup)}
+                run = {
+                    "backend": backend,
+                    "with_worst_patient": adversary is not None,
+                    **run_clients(service.base, bodies, clients, per_client, args.warmup, adversary),
+                }
                 results["runs"].append(run)
+                extra = (
+                    f"  + 1 client sending the worst patient ({run.get('worst_requests', 0)} requests, "
+                    f"p50 {run.get('worst_p50_ms', '-')} ms)"
+                    if adversary is not None
+                    else ""
+                )
                 print(
                     f"{backend:8} {run['clients']:>7} {run['requests']:>8} {run['p50_ms']:>8.2f} "
-                    f"{run['p99_ms']:>8.2f} {run['mean_ms']:>8.2f} {run['requests_per_s']:>8.1f}"
+                    f"{run['p99_ms']:>8.2f} {run['mean_ms']:>8.2f} {run['requests_per_s']:>8.1f}{extra}"
                 )
         finally:
             service.close()

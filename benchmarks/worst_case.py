@@ -5,8 +5,9 @@ Evaluates, on one backend in this process, every list of the patient model at it
 assessment (100 monthly INRs on warfarin with two radiculopathies; 100 therapeutic SIJ injections in a
 year), each ``--repeat`` times, and prints one JSON line: p50, p99 and max milliseconds per evaluation,
 the most firings of any one evaluation, and the process's peak RSS (``ru_maxrss``: the ruleset, the engine
-and the largest evaluation together). ``python -m benchmarks --sections worst`` runs it once per backend,
-each in a fresh process, so that one backend's peak does not hide the other's.
+and the largest evaluation together). ``--freeze`` calls ``gc.freeze()`` once the engine is built, as
+``ipm-cds serve`` and the batch workers do. ``python -m benchmarks --sections worst`` runs it per backend,
+with and without, each in a fresh process, so that one run's peak does not hide another's.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(backend: str, seeds: int, repeat: int) -> dict[str, Any]:
+def run(backend: str, seeds: int, repeat: int, freeze: bool = False) -> dict[str, Any]:
+    import gc
+
     import ipm_cds
 
     ruleset = ipm_cds.load_ruleset(with_tests=False)
@@ -75,6 +78,8 @@ def run(backend: str, seeds: int, repeat: int) -> dict[str, Any]:
     cases = [ipm_cds.parse_patient(d) for d in documents]
     for case in cases[:3]:  # warm up: matchers are built on first use
         engine.evaluate(case, as_of=AS_OF)
+    if freeze:  # as ipm-cds serve and the batch workers do once their engine is built
+        gc.freeze()
     times: list[float] = []
     firings = 0
     slowest = ("", 0.0)
@@ -89,6 +94,7 @@ def run(backend: str, seeds: int, repeat: int) -> dict[str, Any]:
         firings = max(firings, len(assessment.trace))
     return {
         "backend": backend,
+        "gc_freeze": freeze,
         "patients": len(cases),
         "evaluations": len(times),
         "p50_ms": round(pct(times, 0.50) * 1e3, 2),
@@ -105,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["durable", "python"], default="durable")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() once the engine is built, as serve does")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.backend, args.seeds, args.repeat)))
+    print(json.dumps(run(args.backend, args.seeds, args.repeat, args.freeze)))
     sys.stdout.flush()
     return 0
 
