@@ -447,3 +447,8 @@ def test_an_item_recorded_twice_is_one_fact_and_still_counts_in_the_summaries(ru
     assert [f.values["agent"] for f in facts if f.type == "medication"] == ["oxycodone"]
     (summary,) = [f for f in facts if f.type == "opioid_summary"]
     assert summary.values["total_mme_per_day"] == 90.0  # 2 x 30 mg x 1.5: both orders count
+
+
+def test_the_engine_page_gives_the_firing_cap_the_code_uses() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "engine.md").read_text(encoding="utf-8")
+    assert f"A cap on firings per evaluation ({DEFAULT_FIRING_CAP:,} by default" in page
