@@ -25,7 +25,7 @@ from ipm_cds.engine.match import Unknown
 from ipm_cds.engine.python_backend import PythonBackend
 from ipm_cds.facts.normalise import Fact
 from ipm_cds.ruleset import ir
-from ipm_cds.ruleset.checks import semantic_problems
+from ipm_cds.tooling.checks import semantic_problems
 
 from .conftest import AS_OF
 from .test_ruleset_errors import copy, edit, line_of, problems  # noqa: F401 (copy is a fixture)

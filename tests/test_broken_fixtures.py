@@ -18,9 +18,9 @@ import yaml
 
 from ipm_cds import RulesetError, load_ruleset
 from ipm_cds.engine.durable_backend import limit_problems
-from ipm_cds.ruleset.checks import semantic_problems
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.ruleset.schema import schema_for
+from ipm_cds.tooling.checks import semantic_problems
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "broken").glob("*.yaml"))
 

@@ -158,7 +158,7 @@ def test_indicators_follow_the_kind_of_finding(ruleset: ipm_cds.Ruleset, durable
 def test_absolute_exclusions_are_critical_and_unmet_criteria_info(
     ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine
 ) -> None:
-    from ipm_cds.cli import read_patient_document
+    from ipm_cds.patientfile import read_patient_document
 
     infected = read_patient_document(ROOT / "examples" / "fhir" / "esi_radiculopathy.yaml")
     infected["conditions"] = [{"code": "active_systemic_infection"}]

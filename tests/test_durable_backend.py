@@ -325,3 +325,18 @@ def test_a_failed_state_gets_an_action_before_it_is_deleted(
         expected.insert(0, "assert_fact")
     assert recorder.calls == ["assert_facts", *expected]
     assert codes(durable, RFA_PATIENT)["candidates"] == ["facet_rfa"]
+
+
+@pytest.mark.parametrize("backend", ["durable", "python"])
+def test_an_engine_closes_its_backend_and_then_refuses_to_evaluate(ruleset: ipm_cds.Ruleset, backend: str) -> None:
+    with ipm_cds.Engine(ruleset, backend=backend) as engine:  # type: ignore[arg-type]
+        assert engine.evaluate(RFA_PATIENT, as_of=AS_OF).codes()["candidates"] == ["facet_rfa"]
+        if backend == "durable":
+            handles = list(engine._backend._handles.values())  # type: ignore[attr-defined]
+            assert handles
+    assert engine.closed
+    if backend == "durable":
+        assert engine._backend._handles == {}  # type: ignore[attr-defined]
+    engine.close()  # idempotent
+    with pytest.raises(ipm_cds.ConfigurationError, match="this engine is closed"):
+        engine.evaluate(RFA_PATIENT, as_of=AS_OF)

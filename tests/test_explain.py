@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "patients"
 
 
 def load(name: str) -> object:
-    from ipm_cds.cli import read_patient_document
+    from ipm_cds.patientfile import read_patient_document
 
     return read_patient_document(EXAMPLES / name)
 

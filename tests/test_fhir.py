@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.cli import read_patient_document
 from ipm_cds.interop.fhir import (
     FhirInputError,
     FhirMapping,
@@ -29,6 +28,7 @@ from ipm_cds.interop.fhir import (
     read_prefetch,
 )
 from ipm_cds.interop.maps import load_maps
+from ipm_cds.patientfile import read_patient_document
 
 AS_OF = date(2025, 6, 2)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "fhir"

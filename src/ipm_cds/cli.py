@@ -22,52 +22,11 @@ from .errors import (
     EvaluationError,
     IpmCdsError,
     PatientDataError,
-    Problem,
     RulesetError,
-    SourceLocation,
 )
-from .jsonsrc import JsonInputError, parse_json
+from .patientfile import read_patient_document
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUATION = 0, 1, 2, 3, 4, 5
-
-
-def _line_column(message: str) -> tuple[int, int]:
-    """The position in a parser message ending ``at line L column C`` (1, 1 when there is none)."""
-    import re
-
-    found = re.search(r"line (\d+) column (\d+)", message)
-    return (int(found.group(1)), int(found.group(2))) if found else (1, 1)
-
-
-def read_patient_document(path: Path) -> Any:
-    """Read a patient file (JSON or YAML). YAML is read with the same safe reader as rule files."""
-    from .ruleset.yamlsrc import load_yaml, read_text
-
-    if not path.is_file():
-        raise PatientDataError([Problem(f"no such file: {path}")])
-    try:
-        text = read_text(path)
-    except RulesetError as exc:
-        raise PatientDataError(exc.problems) from None
-    if path.suffix.lower() == ".json":
-        try:
-            parse_json(text)  # the reader of everything others send: a position, never a traceback
-        except JsonInputError as exc:
-            raise PatientDataError(
-                [
-                    Problem(
-                        f"invalid JSON: {exc}",
-                        SourceLocation(str(path), *_line_column(str(exc))),
-                        hint="a patient document is a few levels deep with ordinary numbers" if exc.limit else None,
-                    )
-                ]
-            ) from None
-        return text  # validated by pydantic in JSON mode
-    try:
-        data, _ = load_yaml(text, str(path))
-    except RulesetError as exc:
-        raise PatientDataError(exc.problems) from None
-    return data
 
 
 # Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
@@ -213,9 +172,9 @@ def _explain(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .engine.durable_backend import limit_problems
     from .engine.facade import Engine
-    from .ruleset.checks import semantic_problems
     from .ruleset.loader import load_ruleset
     from .ruleset.lock import check_lock
+    from .tooling.checks import semantic_problems
 
     ruleset = load_ruleset(args.ruleset)
     for profile in ruleset.manifest.profiles:

@@ -263,8 +263,8 @@ def diff_rulesets(
 
 def case_patients(*rulesets: Ruleset, folder: Path | None = None) -> list[tuple[PatientCase, date]]:
     """The test-case patients of the rulesets (with their as_of) and the patient files in ``folder``."""
-    from .cli import read_patient_document
     from .patient import parse_patient
+    from .patientfile import read_patient_document
 
     out: list[tuple[PatientCase, date]] = []
     seen: set[str] = set()

@@ -20,3 +20,6 @@ class Backend(Protocol):
 
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
         """Fire every rule of the stratum on every match, to a fixpoint, asserting derived facts."""
+
+    def close(self) -> None:
+        """Release what ``prepare`` built (for durable-rules, its rulesets in the C extension). Idempotent."""

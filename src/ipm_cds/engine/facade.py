@@ -32,6 +32,10 @@ class Engine:
     plain-Python evaluator instead of durable-rules. An engine is safe to share between threads:
     durable evaluations are serialised by one process-wide lock; scale with processes.
     ``decision_log`` (a :class:`~ipm_cds.decision_log.DecisionLog`) records every assessment made.
+
+    ``close()`` releases the backend (the durable engine's rulesets in the C extension); an engine is also a
+    context manager that closes itself: ``with Engine(ruleset) as engine: ...``. A closed engine refuses
+    to evaluate.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class Engine:
             self._backend = DurableBackend()
         else:
             self._backend = PythonBackend()
+        self._closed = False
         self._backend.prepare(self.program)
         self._context = ruleset.normalise_context()
         self.decision_log = decision_log
@@ -66,6 +71,22 @@ class Engine:
     @property
     def profile(self) -> str:
         return self.program.profile
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the backend. Idempotent; evaluating afterwards raises :class:`ConfigurationError`."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def evaluate(
         self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None, *, timestamp: bool = True
@@ -97,6 +118,8 @@ class Engine:
     ) -> tuple[Run, Assessment]:
         from ..resolve import resolve
 
+        if self._closed:
+            raise ConfigurationError("this engine is closed", hint="build a new Engine to evaluate again")
         case = parse_patient(patient)
         when = as_of or date.today()
         facts = normalise(case, when, self._context)

@@ -37,6 +37,10 @@ class PythonBackend:
                 groups.setdefault(self._compiled.needs[name], []).append(i)
             self._groups[stratum.index] = (names, tuple((k, tuple(v)) for k, v in groups.items()))
 
+    def close(self) -> None:
+        self._compiled = None
+        self._groups.clear()
+
     def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
         assert self._compiled is not None, "prepare() first"
         match = self._compiled.match

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from ..engine.program import build_program
 from ..errors import Problem
 from ..facts.schema import INPUT_FACT_TYPES
-from . import ir
-from .loader import Ruleset
+from ..ruleset import ir
+from ..ruleset.loader import Ruleset
 
 _NUMERIC = (int, float)
 
