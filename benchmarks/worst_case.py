@@ -1,13 +1,14 @@
 """The largest valid patients: ``python -m benchmarks.worst_case [--seeds 100] [--backend durable]``.
 
 Evaluates, on one backend in this process, every list of the patient model at its cap
-(``workloads.sized_patient(100, seed)`` for ``--seeds`` seeds) and the long-history shapes that once had no
+(``workloads.sized_patient(100, seed)`` for ``--seeds`` seeds), the long-history shapes that once had no
 assessment (100 monthly INRs on warfarin with two radiculopathies; 100 therapeutic SIJ injections in a
-year), each ``--repeat`` times, and prints one JSON line: p50, p99 and max milliseconds per evaluation,
-the most firings of any one evaluation, and the process's peak RSS (``ru_maxrss``: the ruleset, the engine
-and the largest evaluation together). ``--freeze`` calls ``gc.freeze()`` once the engine is built, as
-``ipm-cds serve`` and the batch workers do. ``python -m benchmarks --sections worst`` runs it per backend,
-with and without, each in a fresh process, so that one run's peak does not hide another's.
+year) and a crowded record whose items all meet the same rules (``crowded_patient``), each ``--repeat``
+times, and prints one JSON line: p50, p99 and max milliseconds per evaluation, the most firings of any one
+evaluation, and the process's peak RSS (``ru_maxrss``: the ruleset, the engine and the largest evaluation
+together). ``--freeze`` calls ``gc.freeze()`` once the engine is built, as ``ipm-cds serve`` and the batch
+workers do. ``python -m benchmarks --sections worst`` runs it per backend, with and without, each in a
+fresh process, so that one run's peak does not hide another's.
 """
 
 from __future__ import annotations
@@ -62,6 +63,38 @@ def sij_patient(injections: int = 100) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def crowded_patient() -> dict[str, Any]:
+    """Every list at its cap with items that all meet the same rules: 20 radicular pains in one region, 100
+    concordant disc herniations there, 100 epidurals, 100 antithrombotic orders (joins across types, where
+    each side has many facts)."""
+    agents = ["apixaban", "rivaroxaban", "warfarin", "clopidogrel", "aspirin", "dabigatran", "edoxaban",
+              "prasugrel", "ticagrelor", "ibuprofen"]  # fmt: skip
+    return {
+        "id": "crowded",
+        "pain": [
+            {"region": "lumbar", "character": "radicular", "laterality": ["left", "right", "bilateral"][i % 3],
+             "duration_weeks": 10 + i, "nrs": 7, "odi_pct": 30 + i}
+            for i in range(20)
+        ],
+        "imaging": [
+            {"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "level": "L5-S1",
+             "concordant": True, "date": _day(i + 1)}
+            for i in range(100)
+        ],
+        "conservative_care": {"failed": True, "physical_therapy_weeks": 12, "active_exercise_program": True},
+        "medications": [
+            {"agent": agents[i % 10], "indication": ["treatment", "secondary_prevention"][i % 2],
+             "daily_dose": 10 + i, "dose_unit": "mg"}
+            for i in range(100)
+        ],
+        "procedures": [
+            {"kind": "esi_transforaminal", "region": "lumbar", "date": _day(10 * i + 5), "relief_pct": 60,
+             "relief_duration_weeks": 8}
+            for i in range(100)
+        ],
+    }  # fmt: skip
+
+
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -74,7 +107,8 @@ def run(backend: str, seeds: int, repeat: int, freeze: bool = False) -> dict[str
 
     ruleset = ipm_cds.load_ruleset(with_tests=False)
     engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
-    documents = [long_inr_patient(), sij_patient()] + [sized_patient(100, ruleset, seed=s) for s in range(1, seeds + 1)]
+    documents = [long_inr_patient(), sij_patient(), crowded_patient()]
+    documents += [sized_patient(100, ruleset, seed=s) for s in range(1, seeds + 1)]
     cases = [ipm_cds.parse_patient(d) for d in documents]
     for case in cases[:3]:  # warm up: matchers are built on first use
         engine.evaluate(case, as_of=AS_OF)

@@ -155,6 +155,23 @@ def _sized(items: int, ruleset: ipm_cds.Ruleset, seed: int) -> dict[str, Any]:
     return sized_patient(items, ruleset, seed=seed)
 
 
+def test_a_crowded_record_is_assessed_far_under_the_cap(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine) -> None:
+    """20 radicular pains x 100 concordant images x 100 epidurals x 100 antithrombotic orders: the spine rules
+    join one fact per distinct finding and level (count_of ... by), not every image."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    try:
+        from benchmarks.worst_case import crowded_patient
+    finally:
+        sys.path.pop(0)
+    assessment = _both(durable, python_engine, crowded_patient())
+    assert len(assessment.trace) < 200
+    referrals = [r for r in assessment.referrals if r.to == "spine_surgery"]
+    assert [r.reason for r in referrals] == [
+        "Lumbar radicular pain refractory to conservative care, with concordant disc herniation at L5-S1 on mri: "
+        "spine-surgery opinion."
+    ]
+
+
 @pytest.mark.parametrize("seed", [35, 39, 40, 50, 55])
 def test_the_sized_patients_that_hit_the_cap_are_assessed(
     durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, seed: int
@@ -216,7 +233,7 @@ def test_an_undated_fact_has_no_rank_and_makes_the_latest_uncertain() -> None:
     out = aggregates.Aggregated()
     aggregates.compute(_aggregate("latest"), [*LABS[:2], _fact("u", test="inr", value=4.0)], out)
     undated = next(f for f in out.facts if out.sources[f.key].key == "u")
-    assert "rank" not in undated.values and undated.label == "lab[u], undated, one of 3"
+    assert "rank" not in undated.values and undated.label == "lab[u], undated, latest rank unknown"
     newest = next(f for f in out.facts if out.sources[f.key].key == "b")
     assert [u.fact.key for u in out.uncertain[newest.key]] == ["u"]
     assert [(u.fact.key, u.field) for u in out.translate(Unknown(undated, "rank"))] == [("u", "days_since")]

@@ -9,9 +9,10 @@ Semantics, chosen to equal the pairwise joins they replace:
 
 * ``latest`` / ``earliest`` copy every selected fact, adding ``rank``: the dense rank of its ``order``
   value among the dated facts of its ``by`` group (facts on the same day share a rank; 1 is the most recent
-  for ``latest``, the oldest for ``earliest``). A fact without an ``order`` value has no rank: a rule that
-  tests the rank of its copy is undecided and reports the missing date; and since it may be the most
-  recent, a rule that fires on a dated fact of its group reports the missing date too.
+  for ``latest``, the oldest for ``earliest``). A fact without an ``order`` value, and a fact whose
+  selection cannot be decided (a field the selection tests is missing), get a copy without ``rank``: no
+  rule matches it, and the missing-data search reports, for every rule that could, what its rank waits
+  for. A rule that fires on a ranked copy reports the missing fields of the facts that may rank before it.
 * ``count`` makes one fact per ``by`` group (exactly one without ``by``, also when nothing is selected):
   ``count`` (of distinct ``distinct`` values when given; a fact without that value counts on its own),
   ``total`` (the sum of ``sum``; absent when a member lacks the value, so that a rule testing it is
@@ -19,10 +20,11 @@ Semantics, chosen to equal the pairwise joins they replace:
   ``list``, sorted, joined by ", "), and the smallest and largest ``order`` values with their dates.
 * A selected fact without a ``by`` value is grouped with the others that lack it; the fact made for that
   group lacks the value too, so a rule that joins on it is undecided, and reports what its facts lack.
-* A fact whose selection cannot be decided (a field the selection tests is missing) is not selected. It
-  is kept beside the facts it could change: the count of its group (it could add one), and for ranks the
-  copies it could be more recent (``latest``) or older (``earliest``) than. The driver reports its missing
-  field for a rule only when that could change the rule's answer (:func:`could_change`).
+* For a count, a fact of undecided selection is kept beside the counts it could add to, and the driver
+  reports its missing field for a rule only when that could change the rule's answer
+  (:func:`could_change`). When no count of its group exists, it makes one without ``count`` (every
+  ``count_of`` pattern requires ``count``, so no rule matches it), and the missing-data search reports,
+  for every rule that could, what that count waits for.
 """
 
 from __future__ import annotations
@@ -45,18 +47,28 @@ class Aggregated:
     facts: list[Fact] = field(default_factory=list)
     members: dict[str, tuple[Fact, ...]] = field(default_factory=dict)  # made fact key -> the facts that fed it
     sources: dict[str, Fact] = field(default_factory=dict)  # copy key -> the fact it copies
-    # made fact key -> the missing fields of facts whose selection is undecided and could change it
+    # count key -> the missing fields of facts whose selection is undecided and that could join its group
     undecided: dict[str, list[Unknown]] = field(default_factory=dict)
-    # copy key -> the undated facts of its group: any of them may be more recent than the copy's fact
-    uncertain: dict[str, tuple[Unknown, ...]] = field(default_factory=dict)
+    # count key of a group that only facts of undecided selection would make (it has no ``count``, so no rule
+    # matches it) -> what its count waits for
+    pending: dict[str, list[Unknown]] = field(default_factory=dict)
+    # ranked copy key -> the missing fields of facts of its group that may rank before it (undated, or of
+    # undecided selection): a rule that fires on the copy waits for them
+    uncertain: dict[str, list[Unknown]] = field(default_factory=dict)
+    # copy key of a fact without a rank (undated, or of undecided selection) -> what its rank waits for
+    unranked: dict[str, list[Unknown]] = field(default_factory=dict)
     # made fact type -> its fields that stand for a field of the selected facts (rank -> days_since, total -> ...)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def translate(self, unknown: Unknown) -> list[Unknown]:
         """A field missing on a made fact, as the fields missing on the facts it was made from."""
+        if unknown.field == "rank" and unknown.fact.key in self.unranked:
+            return list(self.unranked[unknown.fact.key])
+        if unknown.field == "count" and unknown.fact.key in self.pending:
+            return list(self.pending[unknown.fact.key])
         name = self.fields.get(unknown.fact.type, {}).get(unknown.field, unknown.field)
         source = self.sources.get(unknown.fact.key)
-        if source is not None:  # a copy lacks what its fact lacks; its rank, when the fact has no date
+        if source is not None:  # a copy lacks what its fact lacks
             return [Unknown(source, name)]
         members = self.members.get(unknown.fact.key)
         if members is not None:  # a count lacks a group value or a total when its facts lack them
@@ -98,20 +110,28 @@ def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, sel
     groups: dict[Group, list[Fact]] = {}
     for fact in selected:
         groups.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append(fact)
-    if aggregate.function == "count":
-        if not aggregate.by and not groups:
-            groups[()] = []
-        made = _count(aggregate, groups, out)
-    else:
-        made = _rank(aggregate, groups, out)
-    for fact, unknowns in undecided:  # beside every made fact it could change
+    if aggregate.function != "count":
+        _rank(aggregate, groups, undecided, out)
+        return
+    if not aggregate.by and not groups:
+        groups[()] = []
+    made = _count(aggregate, groups, out)
+    alone: dict[Group, list[Unknown]] = {}
+    for fact, unknowns in undecided:  # beside every count it could add to
         mine = tuple(fact.values.get(b) for b in aggregate.by)
-        for group, fact_made in made:
-            if any(v is not None and v != g for v, g in zip(mine, group, strict=True)):
-                continue
-            if aggregate.function != "count" and not _may_precede(aggregate, fact, out.sources[fact_made.key]):
-                continue
-            out.undecided.setdefault(fact_made.key, []).extend(unknowns)
+        for _group, fact_made in made:
+            if _may_join(mine, _group):
+                out.undecided.setdefault(fact_made.key, []).extend(unknowns)
+        if mine not in groups:  # it could make a group of its own
+            alone.setdefault(mine, []).extend(unknowns)
+    for i, group in enumerate(sorted(alone, key=lambda g: SORTED_JSON(list(g)))):
+        values = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
+        where = ", ".join(f"{b}={v}" for b, v in values.items())
+        key = f"{aggregate.fact_type}#pending{i}"
+        label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} undecided"
+        out.facts.append(Fact(aggregate.fact_type, key, values, label, derived=True))
+        out.members[key] = ()
+        out.pending[key] = alone[group]
 
 
 def _may_precede(aggregate: ir.Aggregate, fact: Fact, other: Fact) -> bool:
@@ -124,13 +144,13 @@ def _may_precede(aggregate: ir.Aggregate, fact: Fact, other: Fact) -> bool:
 
 
 def could_change(pattern: ir.Pattern, fact: Fact, extra: int) -> bool:
-    """Whether facts of undecided selection could change what ``pattern`` says of the made ``fact``: for a count,
-    whether its tests on ``count`` answer otherwise with ``extra`` more; for a rank, whether it tests the rank."""
-    tests = [t for t in pattern.all_tests() if t.field in ("count", "rank") and not isinstance(t.operand, ir.Ref)]
+    """Whether ``extra`` facts of undecided selection could change what ``pattern`` says of the count ``fact``:
+    whether its tests on ``count`` answer otherwise with ``extra`` more."""
+    tests = [
+        t for t in pattern.all_tests() if t.field == "count" and t.op != "present" and not isinstance(t.operand, ir.Ref)
+    ]
     if not tests:
         return False
-    if any(t.field == "rank" for t in tests):
-        return True
     count = fact.values.get("count")
     if not isinstance(count, int):
         return True
@@ -146,38 +166,60 @@ def _group_order(groups: Mapping[Group, list[Fact]]) -> list[Group]:
     return sorted(groups, key=lambda g: SORTED_JSON(list(g)))
 
 
-def _rank(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:
+def _rank(
+    aggregate: ir.Aggregate,
+    groups: Mapping[Group, list[Fact]],
+    undecided: Sequence[tuple[Fact, list[Unknown]]],
+    out: Aggregated,
+) -> None:
     order = aggregate.order
     assert order is not None, "latest and earliest rank by a day count (checked when the rule compiled)"
     out.fields[aggregate.fact_type] = {"rank": order}
     word = aggregate.function
-    made: list[tuple[Group, Fact]] = []
-    for group in _group_order(groups):
-        members = tuple(groups[group])
+    pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
+    for fact, unknowns in undecided:
+        pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
+    for group in sorted({*groups, *pending}, key=lambda g: SORTED_JSON(list(g))):
+        members = tuple(groups.get(group, ()))
+        unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), int | float)]
+        unranked += pending.get(group, [])
+        # facts of this group, or of a group not known, that may rank before a ranked fact
+        maybe_before = unranked + [
+            item for g, items in pending.items() if g != group and _may_join(g, group) for item in items
+        ]
         days = sorted(
             {v for f in members if isinstance(v := f.values.get(order), int | float)},
             reverse=aggregate.function == "earliest",
         )
         rank_of = {value: i + 1 for i, value in enumerate(days)}
-        undated = tuple(Unknown(f, order) for f in members if not isinstance(f.values.get(order), int | float))
         for fact in members:
             value = fact.values.get(order)
+            if not isinstance(value, int | float):
+                continue
             key = f"{aggregate.fact_type}:{fact.key}"
-            if isinstance(value, int | float):
-                rank = rank_of[value]
-                values = {**fact.values, "rank": rank}
-                label = f"{fact.label}, {word} #{rank} of {len(members)}"
-                if undated:
-                    out.uncertain[key] = undated
-            else:  # no date: its rank is unknown, and so is every condition on it
-                values = dict(fact.values)
-                label = f"{fact.label}, undated, one of {len(members)}"
-            copy = Fact(aggregate.fact_type, key, values, label, derived=fact.derived)
-            out.facts.append(copy)
+            rank = rank_of[value]
+            before = [u for f, unknowns in maybe_before if _may_precede(aggregate, f, fact) for u in unknowns]
+            if before:
+                out.uncertain[key] = before
+            out.facts.append(
+                Fact(aggregate.fact_type, key, {**fact.values, "rank": rank},
+                     f"{fact.label}, {word} #{rank} of {len(members)}", derived=fact.derived)
+            )  # fmt: skip
             out.members[key] = members
             out.sources[key] = fact
-            made.append((group, copy))
-    return made
+        for fact, unknowns in unranked:  # no rank: every condition on its rank waits for what it lacks
+            key = f"{aggregate.fact_type}:{fact.key}"
+            selected = fact in members
+            label = f"{fact.label}, {'undated' if selected else 'not known to be selected'}, {word} rank unknown"
+            out.facts.append(Fact(aggregate.fact_type, key, dict(fact.values), label, derived=fact.derived))
+            out.members[key] = members
+            out.sources[key] = fact
+            out.unranked[key] = unknowns
+
+
+def _may_join(one: Group, other: Group) -> bool:
+    """Whether a fact of group ``one`` could belong to ``other`` (a missing value could be any)."""
+    return all(a is None or a == b for a, b in zip(one, other, strict=True))
 
 
 def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:

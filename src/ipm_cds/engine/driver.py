@@ -337,7 +337,7 @@ def _find_missing(program: Program, run: Run) -> None:
         if unknowns:
             run.missing[ref] = unknowns
     aggregated = run.aggregated
-    if aggregated.undecided:  # facts an aggregate could not select or leave out: wait where they could count
+    if aggregated.undecided:  # facts a count could not take or leave: where they could change its answer
         for rule in program.rules:
             if rule.ref in not_in_effect or not rule.aggregates:
                 continue
@@ -346,7 +346,7 @@ def _find_missing(program: Program, run: Run) -> None:
                 run.missing.setdefault(rule.ref, []).extend(waiting)
     uncertain = run.aggregated.uncertain
     for firing in run.firings:
-        if uncertain and not run.is_blocked(firing):  # it bound "the latest" of a group with undated facts
+        if uncertain and not run.is_blocked(firing):  # it bound "the latest" of a group where another may be newer
             for fact in firing.bindings.values():
                 maybe_newer = uncertain.get(fact.key)
                 if maybe_newer:
@@ -365,7 +365,7 @@ def _find_missing(program: Program, run: Run) -> None:
                 result = extend(fact, firing.bindings)
                 if result is not None and result[0] is None:
                     undecided.extend(t for u in result[1] for t in translate(u) if not t.fact.derived)
-            if aggregated.undecided:  # an unless clause on an aggregate that facts of unknown selection could change
+            if aggregated.undecided:  # an unless clause on a count they could change
                 undecided.extend(_could_change(blocker.pattern, by_type, aggregated, firing.bindings))
         if undecided:
             run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(undecided)
@@ -380,15 +380,14 @@ def _could_change(
     """The missing fields of facts whose selection an aggregate could not decide, where they could change what
     ``pattern`` says of a fact the aggregate made (for an unless clause: one that joins the firing's facts)."""
     out: list[Unknown] = []
+    own = tuple(n for n in pattern.tests if not (isinstance(n, ir.Test) and n.field == "count"))
+    joins = ir.Pattern(pattern.alias, pattern.fact_type, own)
     for fact in by_type.get(pattern.fact_type, ()):
         unknowns = aggregated.undecided.get(fact.key)
         if not unknowns:
             continue
-        if bindings is not None:
-            own = tuple(n for n in pattern.tests if not (isinstance(n, ir.Test) and n.field in ("count", "rank")))
-            joins = ir.Pattern(pattern.alias, pattern.fact_type, own)
-            if eval_pattern(joins, fact, bindings, None) is False:
-                continue
+        if bindings is not None and eval_pattern(joins, fact, bindings, []) is False:
+            continue  # (three-valued: a group value the undecided fact lacks could be the one joined)
         if could_change(pattern, fact, len({id(u.fact) for u in unknowns})):
             out.extend(u for u in unknowns if not u.fact.derived)
     return out

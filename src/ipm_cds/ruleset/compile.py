@@ -201,7 +201,12 @@ class _RuleCompiler:
         self.aggregates.setdefault(made_type, aggregate)
         rest = {k: v for k, v in spec.items() if k != key and k not in AGGREGATE_OPTIONS}
         pattern = self.pattern(alias, {"type": made_type, **rest}, path, bound)
-        if pattern is None or function == "count" or "rank" in rest:
+        if pattern is None:
+            return None
+        if function == "count":  # a count its group's undecided facts would make has none: it waits, never matches
+            present = ir.Test("count", "present", None, self.pos.at((*path, key)))
+            return ir.Pattern(alias, made_type, (present, *pattern.tests), pattern.location)
+        if "rank" in rest:
             return pattern
         # latest / earliest without a rank: the most recent (oldest) one
         return ir.Pattern(
@@ -767,7 +772,9 @@ def _pattern_fields(pattern: Any, known: Mapping[str, Mapping[str, FieldSpec]]) 
             source = known.get(str(selection.get("type")), {})
             if function != "count":
                 return {**source, "rank": FieldSpec("int", "rank")}
+            by = pattern.get("by")
             return {
+                **{b: source[b] for b in (by if isinstance(by, list) else []) if isinstance(b, str) and b in source},
                 "count": FieldSpec("int", "count"),
                 "total": FieldSpec("float", "total"),
                 "listed": FieldSpec("str", "listed"),
