@@ -219,9 +219,9 @@ def measure_latency(
 def stages(engine: Any, documents: Sequence[Any], as_of: Any, rounds: int) -> dict[str, float]:
     """Median microseconds per stage of one evaluation: parse, normalise, rules (incl. missing data), resolve."""
     from ipm_cds.engine.driver import run_program
+    from ipm_cds.engine.resolve import resolve
     from ipm_cds.facts.normalise import normalise
     from ipm_cds.patient import parse_patient
-    from ipm_cds.resolve import resolve
 
     acc: dict[str, list[float]] = {"parse": [], "normalise": [], "rules": [], "resolve": []}
     clock = time.perf_counter

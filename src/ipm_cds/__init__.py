@@ -25,6 +25,7 @@ from .assessment import (
     TraceEntry,
 )
 from .engine import Engine
+from .engine.explain import Explanation, WhyNot
 from .errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -37,7 +38,6 @@ from .errors import (
     RulesetError,
     SourceLocation,
 )
-from .explain import Explanation, WhyNot
 from .patient import PatientCase, parse_patient
 from .ruleset.loader import Ruleset, load_ruleset
 

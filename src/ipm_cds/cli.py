@@ -140,8 +140,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from .engine.explain import render_explanation
     from .engine.facade import Engine
-    from .explain import render_explanation
     from .ruleset.loader import load_ruleset
 
     document = read_patient_document(args.patient)

@@ -14,12 +14,13 @@ from ..patient import PatientCase, parse_patient
 from ..ruleset.loader import Ruleset
 from .base import Backend
 from .driver import DEFAULT_FIRING_CAP, Run, run_program
+from .explain import Explanation, explain_run
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
+from .resolve import resolve
 
 if TYPE_CHECKING:
     from ..decision_log import DecisionLog
-    from ..explain import Explanation
 
 BackendName = Literal["durable", "python"]
 
@@ -108,16 +109,12 @@ class Engine:
 
     def explain(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None) -> Explanation:
         """The assessment with its derivation tree, and why each other intervention is not a candidate."""
-        from ..explain import explain_run
-
         run, assessment = self._run(patient, as_of, timestamp=False)
         return explain_run(self.program, run, assessment, {r.id: r for r in self.ruleset.rules})
 
     def _run(
         self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None, timestamp: bool
     ) -> tuple[Run, Assessment]:
-        from ..resolve import resolve
-
         if self._closed:
             raise ConfigurationError("this engine is closed", hint="build a new Engine to evaluate again")
         case = parse_patient(patient)

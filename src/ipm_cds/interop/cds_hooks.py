@@ -40,7 +40,7 @@ from ..assessment import (
 )
 
 if TYPE_CHECKING:
-    from ..explain import WhyNot
+    from ..engine.explain import WhyNot
     from ..ruleset.loader import Ruleset
     from .fhir import OrderedIntervention, Unmapped
 

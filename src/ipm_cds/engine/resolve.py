@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Literal
 
-from ._version import __version__
-from .assessment import (
+from .._version import __version__
+from ..assessment import (
     Alert,
     Assessment,
     Basis,
@@ -37,13 +37,13 @@ from .assessment import (
     TraceEntry,
     trusted,
 )
-from .engine.driver import Firing, Run, resolve_value
-from .engine.match import Unknown
-from .engine.program import Program
-from .facts.normalise import Fact, Scalar
-from .facts.schema import BASE_FACT_TYPES
-from .ruleset import ir
-from .ruleset.model import HoldAdvice
+from ..facts.normalise import Fact, Scalar
+from ..facts.schema import BASE_FACT_TYPES
+from ..ruleset import ir
+from ..ruleset.model import HoldAdvice
+from .driver import Firing, Run, resolve_value
+from .match import Unknown
+from .program import Program
 
 _URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
 BleedingRisk = Literal["low", "intermediate", "high"]

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .assessment import Assessment
-from .engine.driver import Firing, Run, in_effect
-from .engine.match import Unknown, eval_pattern, eval_test, index_by_type
-from .engine.program import Program
-from .facts.normalise import Fact, Scalar
-from .ruleset import ir
+from ..assessment import Assessment
+from ..facts.normalise import Fact, Scalar
+from ..ruleset import ir
+from .driver import Firing, Run, in_effect
+from .match import Unknown, eval_pattern, eval_test, index_by_type
+from .program import Program
 
 _SYMBOL = {"eq": "=", "neq": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥", "in": "one of", "not_in": "none of"}
 MAX_DEPTH = 4
