@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -205,3 +206,48 @@ def test_resolve_holds_no_clinical_sentence() -> None:
     source = inspect.getsource(ipm_cds.resolve)
     for phrase in ("AC-UPGRADE-01", "ASRA 2018 table", "prescriber's approval", "Red flag (", "Deferred while"):
         assert phrase not in source
+
+
+# -- the lock ------------------------------------------------------------------------------------------
+
+
+def lock_problems(root: Path) -> list[str]:
+    from ipm_cds.ruleset.lock import check_lock
+
+    return [f"{p.severity}: {p}" for p in check_lock(load_ruleset(root))]
+
+
+def test_a_reworded_message_needs_a_new_ruleset_version(copy: Path) -> None:
+    from ipm_cds.cli import EXIT_OK, main
+
+    edit(
+        copy,
+        MESSAGES,
+        'see the critical alerts."\n  - id: red_flag.deferral',
+        'see the alerts."\n  - id: red_flag.deferral',
+    )
+    assert lock_problems(copy) == [
+        f"error: {at(copy, MESSAGES, 'see the alerts.')}: message red_flag.exclusion changed but the ruleset's "
+        "version is still 0.1.0 (bump the manifest's version (e.g. 0.1.1) and run ipm-cds lock)"
+    ]
+    before = (copy / "ruleset.lock.json").read_text()
+    assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless the rewording
+    assert (copy / "ruleset.lock.json").read_text() == before
+    edit(copy, "ruleset.yaml", "\nversion: 0.1.0\n", "\nversion: 0.1.1\n")
+    assert lock_problems(copy) == []
+    assert main(["lock", str(copy)]) == EXIT_OK
+    assert lock_problems(copy) == []
+    edit(copy, "ruleset.yaml", "\nversion: 0.1.1\n", "\nversion: 0.1.0\n")
+    assert lock_problems(copy)[0].endswith(
+        "message candidate.evidence is locked at ruleset version 0.1.1, above the ruleset's 0.1.0 (versions only go up)"
+    )
+
+
+def test_a_lock_without_messages_is_still_valid(copy: Path) -> None:
+    lock = copy / "ruleset.lock.json"
+    data = json.loads(lock.read_text())
+    del data["messages"]
+    lock.write_text(json.dumps(data))
+    found = lock_problems(copy)
+    assert len(found) == len(SLOTS)
+    assert all(p.startswith("warning: ") and "is not in ruleset.lock.json (run ipm-cds lock)" in p for p in found)

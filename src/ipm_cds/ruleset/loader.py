@@ -30,6 +30,7 @@ from .model import (
     Manifest,
     MedicationCatalogue,
     MedicationEntry,
+    Message,
     MessageCatalogue,
     Parameter,
     ParameterCatalogue,
@@ -73,6 +74,8 @@ class Ruleset:
     sha256: str
     warnings: tuple[Problem, ...] = field(default=())
     version_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # rule id -> its version
+    message_specs: Mapping[str, Message] = field(default_factory=dict)  # as written, for the lock
+    message_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # message id -> its text
 
     @property
     def id(self) -> str:
@@ -478,6 +481,10 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         medications=medications,
         criteria=criteria,
         messages=messages,
+        message_specs={m.id: m for m, _, _ in _items(messages_c, "messages") if m.id in messages},
+        message_locations={
+            m.id: pos.at(("messages", i, "text")) for m, pos, i in _items(messages_c, "messages") if m.id in messages
+        },
         rules=tuple(rules),
         rule_specs={s.id: s for s, _ in specs},
         version_locations={s.id: pos.at(("version",)) for s, pos in specs},
