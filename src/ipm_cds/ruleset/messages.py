@@ -38,8 +38,12 @@ SLOTS: Mapping[str, frozenset[str]] = {
     "candidate.evidence": frozenset({"strength", "quality"}),
     # A safety check that missing data left undecided.
     "candidate.unresolved_check": frozenset({"rule", "field"}),
-    # A rule outside its effective period.
+    # Why a rule is inactive (provenance.rules_inactive): outside its effective period (resolve), not active,
+    # not part of the profile, or reading a parameter that has no value (engine.program).
     "rule.not_in_effect": frozenset({"date"}),
+    "rule.status": frozenset({"status"}),
+    "rule.not_in_profile": frozenset({"profile"}),
+    "rule.parameter_unset": frozenset({"parameters"}),
     # Values filled into rule texts.
     "value.not_recorded": frozenset(),
     "value.yes": frozenset(),
