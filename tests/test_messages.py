@@ -251,3 +251,10 @@ def test_a_lock_without_messages_is_still_valid(copy: Path) -> None:
     found = lock_problems(copy)
     assert len(found) == len(SLOTS)
     assert all(p.startswith("warning: ") and "is not in ruleset.lock.json (run ipm-cds lock)" in p for p in found)
+
+
+def test_diff_lists_a_reworded_message(copy: Path) -> None:
+    from ipm_cds.diff import _structure
+
+    edit(copy, MESSAGES, "patient at high bleeding risk ({criterion})", "high bleeding risk ({criterion})")
+    assert _structure(load_ruleset(), load_ruleset(copy))["catalogue"] == ["message changed: hold.upgrade"]
