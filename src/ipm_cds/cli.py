@@ -200,7 +200,10 @@ def _lock(args: argparse.Namespace) -> int:
 
     ruleset = load_ruleset(args.ruleset)
     path = write_lock(ruleset, force=args.force)
-    print(f"locked {len(ruleset.rule_specs)} rules of {ruleset.id} {ruleset.version} in {path}")
+    print(
+        f"locked {len(ruleset.rule_specs)} rules and {len(ruleset.message_specs)} messages of {ruleset.id} "
+        f"{ruleset.version} in {path}"
+    )
     return EXIT_OK
 
 

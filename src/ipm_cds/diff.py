@@ -87,6 +87,7 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
         ("referral target", old.referrals, new.referrals),
         ("medication", old.medications, new.medications),
         ("source", old.sources, new.sources),
+        ("message", old.messages, new.messages),
     ):
         catalogue += [f"{what} added: {k}" for k in sorted(set(b_map) - set(a_map))]
         catalogue += [f"{what} removed: {k}" for k in sorted(set(a_map) - set(b_map))]

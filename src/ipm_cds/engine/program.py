@@ -110,19 +110,20 @@ def build_program(
             or f"profiles: {', '.join(ruleset.manifest.profiles)}",
         )
     values, checked = resolve_parameters(ruleset, profile, overrides)
-    disabled: dict[str, str] = {}
+    disabled: dict[str, str] = {}  # rule ref -> why it is inactive, in the message catalogue's words
+    messages = ruleset.messages
     active: list[ir.Rule] = []
     for rule in ruleset.rules:
         spec = ruleset.rule_specs[rule.id]
         if spec.status != "active":
-            disabled[rule.ref] = f"status is {spec.status}"
+            disabled[rule.ref] = messages["rule.status"].render(status=spec.status)
             continue
         if rule.profiles is not None and profile not in rule.profiles:
-            disabled[rule.ref] = f"not part of profile {profile}"
+            disabled[rule.ref] = messages["rule.not_in_profile"].render(profile=profile)
             continue
         unset = sorted(p for p in rule.params() if p not in values)
         if unset:
-            disabled[rule.ref] = "parameter without a value: " + ", ".join(unset)
+            disabled[rule.ref] = messages["rule.parameter_unset"].render(parameters=", ".join(unset))
             continue
         active.append(
             replace(

@@ -40,6 +40,7 @@ from ..assessment import (
 from ..facts.normalise import Fact, Scalar
 from ..facts.schema import BASE_FACT_TYPES
 from ..ruleset import ir
+from ..ruleset.messages import Template
 from ..ruleset.model import HoldAdvice
 from .driver import Firing, Run, resolve_value
 from .match import Unknown
@@ -50,7 +51,6 @@ BleedingRisk = Literal["low", "intermediate", "high"]
 _RISK: dict[str, BleedingRisk] = {"low": "low", "intermediate": "intermediate", "high": "high"}
 _RISK_UP: dict[BleedingRisk, BleedingRisk] = {"low": "intermediate", "intermediate": "high", "high": "high"}
 ALL_ELECTIVE = "all_elective"
-NOT_RECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,11 @@ def _index(program: Program) -> _Index:
     return index
 
 
-def _fmt(value: Scalar | None) -> str:
+def _fmt(value: Scalar | None, messages: Mapping[str, Template]) -> str:
     if value is None:
-        return NOT_RECORDED
+        return messages["value.not_recorded"].render()
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return messages["value.yes" if value else "value.no"].render()
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).replace("_", " ") if isinstance(value, str) else str(value)
@@ -105,13 +105,17 @@ class _Resolver:
     run: Run
     index: _Index
 
+    @property
+    def messages(self) -> Mapping[str, Template]:
+        return self.program.ruleset.messages
+
     def render(self, template: ir.Template, bound: Mapping[str, Fact]) -> str:
         out: list[str] = []
         for part in template.parts:
             if isinstance(part, ir.Ref):
-                out.append(_fmt(bound[part.alias].values.get(part.field)))
+                out.append(_fmt(bound[part.alias].values.get(part.field), self.messages))
             elif isinstance(part, ir.Param):
-                out.append(_fmt(self.program.parameters.get(part.name)))
+                out.append(_fmt(self.program.parameters.get(part.name), self.messages))
             else:
                 out.append(part)
         text = "".join(out).strip()
@@ -147,24 +151,34 @@ def _precaution_key(p: Precaution) -> tuple[object, ...]:
     return (p.intervention, p.kind, p.text, p.medication, p.bleeding_risk, p.requires_prescriber_approval, p.basis.rule)
 
 
-def _hold_text(name: str, advice: HoldAdvice, risk: str, restart: str | None, approval: bool) -> str:
+def _hold_text(
+    messages: Mapping[str, Template],
+    name: str,
+    advice: HoldAdvice,
+    risk: str,
+    restart: str | None,
+    approval: bool,
+    upgraded_from: str | None,
+) -> str:
+    """The antithrombotic precaution: the message catalogue's sentences, joined by a space."""
     if advice.action == "hold":
-        text = f"{name}: hold {advice.duration} before this {risk}-bleeding-risk procedure"
-        text += f" ({advice.condition})" if advice.condition else ""
+        first = messages["hold.hold"].render(
+            agent=name, duration=advice.duration, risk=risk, condition=advice.condition, restart=restart
+        )
     elif advice.action == "shared":
-        text = f"{name}: whether to hold is a shared decision with the prescriber for this {risk}-risk procedure"
-        text += f" ({advice.condition})" if advice.condition else ""
+        first = messages["hold.shared"].render(agent=name, risk=risk, condition=advice.condition, restart=restart)
+    elif advice.condition:
+        first = messages["hold.continue"].render(agent=name, risk=risk, condition=advice.condition)
     else:
-        text = f"{name}: usually continued for this {risk}-risk procedure"
-        text += f" ({advice.condition})" if advice.condition else "; shared assessment if other bleeding risk factors"
-    if restart and advice.action != "continue":
-        text += f"; restart {restart} after"
-    text += "."
+        first = messages["hold.continue_no_condition"].render(agent=name, risk=risk)
+    parts = [first]
     if advice.verification:
-        text += f" [ASRA 2018 table: {advice.verification}]"
+        parts.append(messages["hold.table"].render(verification=advice.verification))
     if approval:
-        text += " Any change needs the prescriber's approval; never stop without it."
-    return text
+        parts.append(messages["hold.approval"].render())
+    if upgraded_from is not None:
+        parts.append(messages["hold.upgrade"].render(from_risk=upgraded_from, to_risk=risk))
+    return " ".join(parts)
 
 
 def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
@@ -254,7 +268,9 @@ def resolve(
                     image_guidance=list(item.image_guidance),
                     bleeding_risk=category,
                     rationale=r.render(c.rationale, bound),
-                    evidence=f"{rule.evidence_strength} (quality: {rule.evidence_quality.replace('_', ' ')})",
+                    evidence=r.messages["candidate.evidence"].render(
+                        strength=rule.evidence_strength, quality=rule.evidence_quality.replace("_", " ")
+                    ),
                     basis=r.basis(rule),
                 )
                 candidate_firing[key] = firing
@@ -321,10 +337,7 @@ def resolve(
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
-        reason = (
-            f"Red flag ({flag.code.replace('_', ' ')}): every elective intervention is suppressed until it "
-            f"has been assessed; see the critical alerts."
-        )
+        reason = r.messages["red_flag.exclusion"].render(flag=flag.code.replace("_", " "))
         for key, cand in candidates.items():
             if elective[cand.intervention]:
                 exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
@@ -333,10 +346,7 @@ def resolve(
     deferred: list[DeferredReferral] = []
     if red_flags:
         codes = sorted({flag.code.replace("_", " ") for _, flag in red_flags})
-        why = (
-            f"Deferred while a red flag stands ({', '.join(codes)}): elective care waits until the red flag has "
-            f"been assessed; see the critical alerts."
-        )
+        why = r.messages["red_flag.deferral"].render(flags=", ".join(codes))
         for ref_key, referral in list(referrals.items()):
             if program.ruleset.referrals[referral.to].elective:
                 del referrals[ref_key]
@@ -357,7 +367,7 @@ def resolve(
                 exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
             if not hit:
                 for code in ex_codes or (ALL_ELECTIVE,):
-                    name = catalogue[code].name if code in catalogue else "All elective interventions"
+                    name = catalogue[code].name if code in catalogue else r.messages["exclusion.all_elective"].render()
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
             p = trusted(
@@ -391,9 +401,7 @@ def resolve(
         risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
         advice: HoldAdvice = getattr(table, risk)
         approval = entry.prescriber_approval_always or secondary
-        text = _hold_text(entry.name, advice, risk, entry.restart, approval)
-        if hold.upgrade:
-            text += f" Category raised from {base} to {risk}: patient at high bleeding risk (AC-UPGRADE-01)."
+        text = _hold_text(r.messages, entry.name, advice, risk, entry.restart, approval, base if hold.upgrade else None)
         for key, cand in candidates.items():
             if cand.intervention == cand_fact.values.get("intervention") and cand.target.region == cand_fact.values.get(
                 "region"
@@ -447,15 +455,18 @@ def resolve(
         concerned_by_ref[ref] = keys
         return keys
 
+    needs = r.messages["candidate.unresolved_check"]
     for (_label, path), refs in grouped.items():
         for ref in refs:
             for key in concerned_keys(ref) if candidates else ():
-                unresolved.setdefault(key, set()).add(f"{ref} needs {path}")
+                unresolved.setdefault(key, set()).add(needs.render(rule=ref, field=path))
     for (rule_id, sig), unknowns in run.unknown_blockers.items():
         for key, firing in candidate_firing.items():
             if firing.rule.id == rule_id and firing.signature == sig:
                 for u in unknowns:
-                    unresolved.setdefault(key, set()).add(f"{firing.rule.ref} needs {u.fact.label}.{u.field}")
+                    unresolved.setdefault(key, set()).add(
+                        needs.render(rule=firing.rule.ref, field=f"{u.fact.label}.{u.field}")
+                    )
 
     final = []
     for key, cand in candidates.items():
@@ -500,6 +511,7 @@ def resolve(
     trace = [t for _, t in keyed]
 
     ruleset = program.ruleset
+    not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
     return Assessment(
         patient_id=patient_id,
         as_of=as_of,
@@ -531,7 +543,7 @@ def resolve(
                 sorted(
                     {
                         **program.disabled,
-                        **{ref: f"not in effect on {as_of.isoformat()}" for ref in run.not_in_effect},
+                        **{ref: not_in_effect for ref in run.not_in_effect},
                     }.items()
                 )
             ),

@@ -21,6 +21,7 @@ from ..facts.normalise import MedicationInfo, NormaliseContext
 from ..facts.schema import FactType
 from . import ir
 from .compile import CompileContext, compile_rules, did_you_mean
+from .messages import CRITERION, SLOTS, Template, parse_template
 from .model import (
     Criterion,
     CriterionCatalogue,
@@ -29,6 +30,8 @@ from .model import (
     Manifest,
     MedicationCatalogue,
     MedicationEntry,
+    Message,
+    MessageCatalogue,
     Parameter,
     ParameterCatalogue,
     ReferralCatalogue,
@@ -63,6 +66,7 @@ class Ruleset:
     parameters: Mapping[str, Parameter]
     medications: Mapping[str, MedicationEntry]
     criteria: Mapping[str, Criterion]
+    messages: Mapping[str, Template]
     rules: tuple[ir.Rule, ...]
     rule_specs: Mapping[str, RuleSpec]
     fact_types: Mapping[str, FactType]
@@ -70,6 +74,8 @@ class Ruleset:
     sha256: str
     warnings: tuple[Problem, ...] = field(default=())
     version_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # rule id -> its version
+    message_specs: Mapping[str, Message] = field(default_factory=dict)  # as written, for the lock
+    message_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # message id -> its text
 
     @property
     def id(self) -> str:
@@ -254,6 +260,69 @@ def _items(files: list[tuple[Any, Positions]], list_key: str) -> list[tuple[Any,
     return [(item, pos, i) for model, pos in files for i, item in enumerate(getattr(model, list_key))]
 
 
+def _messages(
+    files: list[tuple[MessageCatalogue, Positions]],
+    criteria: Mapping[str, Criterion],
+    declared: SourceLocation,
+    problems: list[Problem],
+) -> dict[str, Template]:
+    """Parse the message templates and check them against what the code needs (:data:`messages.SLOTS`)."""
+    out: dict[str, Template] = {}
+    for message, pos, i in _items(files, "messages"):
+        if message.id not in SLOTS:
+            problems.append(
+                Problem(
+                    f"unknown message {message.id!r}: the code uses no such message",
+                    pos.at(("messages", i, "id")),
+                    hint=did_you_mean(message.id, SLOTS),
+                )
+            )
+            continue
+        for j, crit in enumerate(message.criteria):
+            if crit not in criteria:
+                problems.append(
+                    Problem(
+                        f"unknown criterion {crit!r}",
+                        pos.at(("messages", i, "criteria", j)),
+                        hint=did_you_mean(crit, criteria),
+                    )
+                )
+        template, errors = parse_template(message)
+        at = pos.at(("messages", i, "text"))
+        problems.extend(Problem(e, at) for e in errors)
+        if template is None:
+            continue
+        slots = SLOTS[message.id]
+        for name in sorted(template.names - slots):
+            hint = did_you_mean(name, slots) or (
+                f"{message.id} fills {', '.join('{' + s + '}' for s in sorted(slots))}" if slots else None
+            )
+            problems.append(Problem(f"message {message.id}: unknown placeholder {{{name}}}", at, hint=hint))
+        if CRITERION in template.names and not message.criteria:
+            problems.append(
+                Problem(
+                    f"message {message.id} uses {{{CRITERION}}} but names no criteria",
+                    pos.at(("messages", i)),
+                    hint="list them under criteria:",
+                )
+            )
+        if message.id in out:
+            problems.append(Problem(f"duplicate message id {message.id!r}", pos.at(("messages", i, "id"))))
+            continue
+        out[message.id] = template
+    for key in sorted(set(SLOTS) - set(out)):
+        if not any(p.message.startswith(f"message {key}:") for p in problems):
+            problems.append(
+                Problem(
+                    f"the message catalogue has no message {key!r}, which the code needs",
+                    declared,
+                    hint="add it to the message catalogue; its placeholders: "
+                    + (", ".join("{" + s + "}" for s in sorted(SLOTS[key])) or "none"),
+                )
+            )
+    return out
+
+
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -299,6 +368,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     referrals_c = cat_load(ReferralCatalogue, "referrals")
     parameters_c = cat_load(ParameterCatalogue, "parameters")
     medications_c = cat_load(MedicationCatalogue, "medications")
+    messages_c = cat_load(MessageCatalogue, "messages")
     if (
         sources_c is None
         or criteria_c is None
@@ -306,6 +376,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         or referrals_c is None
         or parameters_c is None
         or medications_c is None
+        or messages_c is None
     ):
         raise RulesetError(problems)
     sources = _index(sources_c, "sources", "id", problems)
@@ -314,6 +385,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     referrals = _index(referrals_c, "referrals", "code", problems)
     parameters = _index(parameters_c, "parameters", "name", problems)
     medications = _index(medications_c, "medications", "code", problems)
+    messages = _messages(messages_c, criteria, mpos.at(("catalogues", "messages")), problems)
 
     def check_ref(value: str | None, table: Mapping[str, Any], what: str, pos: Positions, path: Path_) -> None:
         if value is not None and value not in table:
@@ -408,6 +480,11 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         parameters=parameters,
         medications=medications,
         criteria=criteria,
+        messages=messages,
+        message_specs={m.id: m for m, _, _ in _items(messages_c, "messages") if m.id in messages},
+        message_locations={
+            m.id: pos.at(("messages", i, "text")) for m, pos, i in _items(messages_c, "messages") if m.id in messages
+        },
         rules=tuple(rules),
         rule_specs={s.id: s for s, _ in specs},
         version_locations={s.id: pos.at(("version",)) for s, pos in specs},

@@ -3,6 +3,10 @@
 ``ipm-cds lock`` writes ``ruleset.lock.json`` beside the manifest. ``ipm-cds validate`` then fails when a
 rule's content changed but its version did not, or when a version went backwards, so that a rule
 ``id@version`` in an assessment's provenance always names one and the same rule text.
+
+Messages (the message catalogue's sentences) have no version of their own: the lock records each at the
+ruleset's version, and rewording one needs a new ruleset version, so that ``ruleset_id@ruleset_version``
+in provenance always names one wording.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import Problem, RulesetError, SourceLocation
 from .loader import Ruleset
-from .model import SEMVER, RuleSpec, version_key
+from .model import SEMVER, Message, RuleSpec, version_key
 
 LOCK_FILE = "ruleset.lock.json"
 
@@ -26,12 +30,22 @@ def rule_hash(spec: RuleSpec) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def message_hash(message: Message) -> str:
+    """sha256 of what a message says (its text and criteria; its description is documentation)."""
+    content = message.model_dump(mode="json", include={"text", "criteria"})
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def lock_data(ruleset: Ruleset) -> dict[str, object]:
     return {
         "ruleset": ruleset.id,
         "rules": {
             rid: {"version": spec.version, "sha256": rule_hash(spec)}
             for rid, spec in sorted(ruleset.rule_specs.items())
+        },
+        "messages": {
+            mid: {"ruleset_version": ruleset.version, "sha256": message_hash(message)}
+            for mid, message in sorted(ruleset.message_specs.items())
         },
     }
 
@@ -55,10 +69,17 @@ class LockEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class MessageLockEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    ruleset_version: str = Field(pattern=SEMVER.pattern)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class LockFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     ruleset: str
     rules: dict[str, LockEntry]
+    messages: dict[str, MessageLockEntry] = Field(default_factory=dict)  # absent in a lock written before them
 
 
 def _display(ruleset: Ruleset) -> str:
@@ -78,7 +99,7 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
             )
         ]
     try:
-        locked = LockFile.model_validate_json(path.read_bytes()).rules
+        lock_file = LockFile.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(x) for x in first["loc"])
@@ -90,6 +111,7 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
                 hint="run ipm-cds lock --force to write it anew",
             )
         ]
+    locked = lock_file.rules
     problems: list[Problem] = []
     for rid, spec in sorted(ruleset.rule_specs.items()):
         at = ruleset.version_locations.get(rid)
@@ -122,6 +144,48 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
         problems.append(
             Problem(
                 f"locked rule {rid} is no longer in the ruleset",
+                where,
+                hint="run ipm-cds lock to record its removal",
+                severity="warning",
+            )
+        )
+    problems += _message_problems(ruleset, lock_file.messages, where)
+    return problems
+
+
+def _message_problems(ruleset: Ruleset, locked: dict[str, MessageLockEntry], where: SourceLocation) -> list[Problem]:
+    """A message reworded at the locked ruleset version is an error; an unlocked one a warning."""
+    problems: list[Problem] = []
+    version = ruleset.version
+    for mid, message in sorted(ruleset.message_specs.items()):
+        at = ruleset.message_locations.get(mid)
+        entry = locked.get(mid)
+        if entry is None:
+            problems.append(
+                Problem(f"message {mid} is not in {LOCK_FILE}", at, hint="run ipm-cds lock", severity="warning")
+            )
+        elif version_key(version) < version_key(entry.ruleset_version):
+            problems.append(
+                Problem(
+                    f"message {mid} is locked at ruleset version {entry.ruleset_version}, above the ruleset's "
+                    f"{version}",
+                    at,
+                    hint="versions only go up",
+                )
+            )
+        elif version == entry.ruleset_version and message_hash(message) != entry.sha256:
+            major, minor, patch = version_key(version)
+            problems.append(
+                Problem(
+                    f"message {mid} changed but the ruleset's version is still {version}",
+                    at,
+                    hint=f"bump the manifest's version (e.g. {major}.{minor}.{patch + 1}) and run ipm-cds lock",
+                )
+            )
+    for mid in sorted(set(locked) - set(ruleset.message_specs)):
+        problems.append(
+            Problem(
+                f"locked message {mid} is no longer in the ruleset",
                 where,
                 hint="run ipm-cds lock to record its removal",
                 severity="warning",

@@ -96,6 +96,10 @@ class CatalogueFiles(_M):
     parameters: Files
     medications: Files
     criteria: Files
+    messages: Files = Field(
+        description="The message catalogue: every clinician-facing sentence the code composes (hold advice, "
+        "red-flag and deferral reasons), as templates."
+    )
 
 
 class ChangeEntry(_M):
@@ -305,6 +309,26 @@ class MedicationEntry(_M):
 
 class MedicationCatalogue(_M):
     medications: list[MedicationEntry]
+
+
+class Message(_M):
+    """One clinician-facing sentence the code composes, as a template.
+
+    ``{name}`` is a value the code fills in (each message has its own set); ``[[ ... ]]`` is an optional
+    segment, dropped when a placeholder inside it has no value.
+    """
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=80)]
+    text: Text
+    criteria: list[CriterionId] = Field(
+        default_factory=list,
+        description="Criteria the sentence applies; the placeholder {criterion} names them (comma-separated).",
+    )
+    description: Text | None = None
+
+
+class MessageCatalogue(_M):
+    messages: list[Message]
 
 
 # -- rules ---------------------------------------------------------------------------------------------

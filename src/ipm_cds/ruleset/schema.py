@@ -22,6 +22,7 @@ from .model import (
     InterventionCatalogue,
     Manifest,
     MedicationCatalogue,
+    MessageCatalogue,
     ParameterCatalogue,
     ReferralCatalogue,
     RuleFile,
@@ -40,6 +41,7 @@ FILES: dict[str, type[BaseModel]] = {
     "parameters": ParameterCatalogue,
     "medications": MedicationCatalogue,
     "criteria": CriterionCatalogue,
+    "messages": MessageCatalogue,
 }
 
 _SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
