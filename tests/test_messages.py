@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ipm_cds.resolve
+import ipm_cds.engine.resolve
 from ipm_cds import Engine, RulesetError, load_ruleset
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.ruleset.messages import SLOTS, parse_template
@@ -203,7 +203,7 @@ def test_assessments_read_the_catalogue(copy: Path) -> None:
 
 
 def test_resolve_holds_no_clinical_sentence() -> None:
-    source = inspect.getsource(ipm_cds.resolve)
+    source = inspect.getsource(ipm_cds.engine.resolve)
     for phrase in ("AC-UPGRADE-01", "ASRA 2018 table", "prescriber's approval", "Red flag (", "Deferred while"):
         assert phrase not in source
 
