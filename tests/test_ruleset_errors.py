@@ -375,3 +375,46 @@ def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
         f"ipm-core/tests/referrals.yaml:{line}:{col}: unknown rule 'referral.physical_therapi' in expect.fired "
         "(did you mean 'referral.physical_therapy'?)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "typo", "meant"),
+    [
+        # the alias is used in a join (unless ... same_as: pain.region), a target and a template
+        ("rules/facet.yaml", "        type: pain\n", "        type: pian\n", "pian", "pain"),
+        # the aliases are used by an antithrombotic_hold conclusion
+        (
+            "rules/antithrombotic.yaml",
+            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
+            "    unless",
+            "      candidate: {type: candidat}\n      medication: {type: medication, antithrombotic: true}\n    unless",
+            "candidat",
+            "candidate",
+        ),
+        (
+            "rules/antithrombotic.yaml",
+            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
+            "    unless",
+            "      candidate: {type: candidate}\n      medication: {type: medicaton, antithrombotic: true}\n    unless",
+            "medicaton",
+            "medication",
+        ),
+    ],
+)
+def test_misspelt_fact_type_is_one_problem_without_a_cascade(
+    copy: Path, relative: str, old: str, new: str, typo: str, meant: str
+) -> None:
+    edit(copy, relative, old, new, first=True)
+    line = line_of(copy, relative, f"type: {typo}")
+    col = col_of(copy, relative, f"type: {typo}") + len("type: ")
+    assert problems(copy) == [f"ipm-core/{relative}:{line}:{col}: unknown fact type {typo!r} (did you mean {meant!r}?)"]
+
+
+def test_misspelt_fact_type_is_a_clean_cli_error(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import EXIT_RULESET, main
+
+    edit(copy, "rules/facet.yaml", "        type: pain\n", "        type: pian\n", first=True)
+    assert main(["validate", str(copy)]) == EXIT_RULESET
+    err = capsys.readouterr().err
+    assert "unknown fact type 'pian' (did you mean 'pain'?)" in err
+    assert "Traceback" not in err and "KeyError" not in err

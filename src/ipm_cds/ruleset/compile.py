@@ -480,7 +480,9 @@ class _RuleCompiler:
         for i, code in enumerate(items):
             sub = (*path, "intervention") if single is not None else (*path, "interventions", i)
             alias = code.split(".", 1)[0] if isinstance(code, str) and "." in code else None
-            if alias is not None and self.aliases.get(alias) == "candidate" and code == f"{alias}.intervention":
+            if alias is not None and alias in self.unresolved:
+                ok = False  # the alias's own pattern is reported; this reference is not reported again
+            elif alias is not None and self.aliases.get(alias) == "candidate" and code == f"{alias}.intervention":
                 out.append(ir.Ref(alias, "intervention"))  # the candidate this rule matched
             elif alias is not None:
                 self.error(
@@ -603,6 +605,8 @@ class _RuleCompiler:
             return ir.RedFlag(code, message) if message else None
         if kind == "antithrombotic_hold":
             med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
+            if med in self.unresolved or cand in self.unresolved:
+                return None  # the alias's own pattern is reported; this reference is not reported again
             if not isinstance(med, str) or self.aliases.get(med) != "medication":
                 self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
                 return None
@@ -646,7 +650,7 @@ class _RuleCompiler:
             if compiled is not None:
                 patterns.append(compiled)
                 self.aliases[alias] = compiled.fact_type
-            elif isinstance(pat, dict) and isinstance(pat.get("type"), str) and not AGGREGATE_KEYS.keys() & pat:
+            elif isinstance(pat, dict) and pat.get("type") in self.ctx.fact_types and not AGGREGATE_KEYS.keys() & pat:
                 self.aliases[alias] = pat["type"]
             else:  # its error is reported; what refers to it is not reported again
                 self.unresolved.add(alias)
