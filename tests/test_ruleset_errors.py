@@ -131,7 +131,8 @@ def test_schema_error_and_unknown_field(copy: Path) -> None:
     found = problems(copy)
     assert (
         found[0]
-        == f'ipm-core/rules/referrals.yaml:{line}:14: version: Input should be a valid string (quote it: "1.0")'
+        == f"ipm-core/rules/referrals.yaml:{line}:14: version: 1.0 is not a semantic version MAJOR.MINOR.PATCH "
+        "(a version has three numbers, e.g. 1.0.0; no quotes needed)"
     )
     assert found[1] == f"ipm-core/rules/referrals.yaml:{line + 1}:5: unknown field 'owner'"
 
@@ -418,3 +419,24 @@ def test_misspelt_fact_type_is_a_clean_cli_error(copy: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert "unknown fact type 'pian' (did you mean 'pain'?)" in err
     assert "Traceback" not in err and "KeyError" not in err
+
+
+@pytest.mark.parametrize(
+    ("written", "shown", "meant"),
+    [("1.1", "1.1", "1.1.0"), ('"1.1"', "'1.1'", "1.1.0"), ("'2'", "'2'", "2.0.0"), ("v1.0.0", "'v1.0.0'", "1.0.0")],
+)
+def test_a_version_that_is_not_semver_says_so(copy: Path, written: str, shown: str, meant: str) -> None:
+    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", f"    version: {written}", first=True)
+    line = line_of(copy, "rules/referrals.yaml", f"version: {written}")
+    assert problems(copy) == [
+        f"ipm-core/rules/referrals.yaml:{line}:14: version: {shown} is not a semantic version MAJOR.MINOR.PATCH "
+        f"(a version has three numbers, e.g. {meant}; no quotes needed)"
+    ]
+
+
+def test_the_manifest_version_is_semver(copy: Path) -> None:
+    edit(copy, "ruleset.yaml", "version: 0.1.0\ntitle", "version: 0.1\ntitle")
+    assert problems(copy) == [
+        "ipm-core/ruleset.yaml:3:10: version: 0.1 is not a semantic version MAJOR.MINOR.PATCH "
+        "(a version has three numbers, e.g. 0.1.0; no quotes needed)"
+    ]

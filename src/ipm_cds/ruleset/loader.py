@@ -22,6 +22,7 @@ from ..facts.schema import FactType
 from . import ir
 from .compile import CompileContext, compile_rules, did_you_mean
 from .model import (
+    SEMVER,
     Criterion,
     CriterionCatalogue,
     Intervention,
@@ -120,6 +121,24 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+def _is_version_error(err: Any) -> bool:
+    """A version field given as a number (``version: 1.1``) or as a string that is not semver."""
+    if err["type"] == "string_pattern_mismatch":
+        return bool(err.get("ctx", {}).get("pattern") == SEMVER.pattern)
+    loc = err["loc"]
+    return bool(
+        err["type"] == "string_type" and loc and loc[-1] == "version" and isinstance(err.get("input"), int | float)
+    )
+
+
+def _semver_like(value: Any) -> str:
+    """The semantic version a near miss means: ``1.1`` -> ``1.1.0``, ``2`` -> ``2.0.0``; else ``1.0.0``."""
+    parts = str(value).strip().lstrip("vV").split(".")
+    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
+        return ".".join(str(int(p)) for p in [*parts, "0", "0"][:3])
+    return "1.0.0"
+
+
 def _pydantic_problems(
     exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
 ) -> list[Problem]:
@@ -137,6 +156,11 @@ def _pydantic_problems(
         elif err["type"] == "missing":
             message = f"missing required field {loc[-1]!r}"
             location = pos.at(path[:-1])
+        elif _is_version_error(err):
+            where = ".".join(str(p) for p in loc)
+            message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
+            location = pos.at(path)
+            hint = f"a version has three numbers, e.g. {_semver_like(err['input'])}; no quotes needed"
         else:
             where = ".".join(str(p) for p in loc)
             message = f"{where}: {message}" if where else message
