@@ -440,3 +440,48 @@ def test_the_manifest_version_is_semver(copy: Path) -> None:
         "ipm-core/ruleset.yaml:3:10: version: 0.1 is not a semantic version MAJOR.MINOR.PATCH "
         "(a version has three numbers, e.g. 0.1.0; no quotes needed)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "hint"),
+    [
+        ("facet_block_relief_pct", "a parameter is read with {param: facet_block_relief_pct}"),
+        ("facet_block_relief_pc", "did you mean {param: facet_block_relief_pct}?"),
+        ('">= 80"', "operators are words: write {gte: 80}"),
+        ('"<=facet_block_relief_pct"', "operators are words: write {lte: {param: facet_block_relief_pct}}"),
+    ],
+)
+def test_a_word_where_a_number_is_expected_suggests_a_parameter(copy: Path, written: str, hint: str) -> None:
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        f"relief_pct: {{gte: {written}}}",
+        first=True,
+    )
+    fragment = f"relief_pct: {{gte: {written}}}"
+    line = line_of(copy, "rules/facet.yaml", fragment)
+    col = col_of(copy, "rules/facet.yaml", fragment) + len("relief_pct: {gte: ")
+    shown = written.strip('"')
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:{col}: procedure.relief_pct is an int, but {shown!r} is a str ({hint})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "word"), [(">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("==", "eq"), ("!=", "neq")]
+)
+def test_an_operator_written_as_a_symbol_suggests_its_word(copy: Path, symbol: str, word: str) -> None:
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        f"relief_pct: {{'{symbol}': {{param: facet_block_relief_pct}}}}",
+        first=True,
+    )
+    line = line_of(copy, "rules/facet.yaml", f"relief_pct: {{'{symbol}'")
+    col = col_of(copy, "rules/facet.yaml", f"'{symbol}'")
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:{col}: unknown operator {symbol!r} "
+        f"(operators are words: write {{{word}: {{param: facet_block_relief_pct}}}})"
+    ]

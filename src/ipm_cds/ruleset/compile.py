@@ -33,6 +33,20 @@ OPS: dict[str, ir.Op] = {
     "in": "in",
     "not_in": "not_in",
 }
+# Comparison symbols an author may write for an operator, and the operator they mean.
+SYMBOL_OPS: dict[str, str] = {
+    ">=": "gte",
+    "=>": "gte",
+    "<=": "lte",
+    "=<": "lte",
+    ">": "gt",
+    "<": "lt",
+    "==": "eq",
+    "=": "eq",
+    "!=": "neq",
+    "<>": "neq",
+}
+_SYMBOL_VALUE = re.compile(r"^\s*(>=|=>|<=|=<|==|!=|<>|>|<|=)\s*(\S.*?)\s*$")
 AGGREGATE_KEYS: dict[str, ir.AggregateFunction] = {"latest": "latest", "earliest": "earliest", "count_of": "count"}
 AGGREGATE_OPTIONS = ("by", "order", "distinct", "sum", "list")
 DEFAULT_ORDER = "days_since"
@@ -313,11 +327,15 @@ class _RuleCompiler:
                 tests.append(ir.Test(name, OPS[op_name], operand_ir, self.pos.at(op_path)))
             else:
                 operators = [*OPS, "same_as", "present", "or_absent"]
-                hint = (
-                    "or_absent goes on a field directly, not inside any_of"
-                    if op_name == "or_absent"
-                    else did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}"
-                )
+                if op_name == "or_absent":
+                    hint: str | None = "or_absent goes on a field directly, not inside any_of"
+                elif str(op_name).strip() in SYMBOL_OPS:
+                    word = SYMBOL_OPS[str(op_name).strip()]
+                    shown = _flow(operand)
+                    hint = f"operators are words: write {{{word}: {shown}}}"
+                else:
+                    hint = did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}"
+
                 self.error(op_path, f"unknown operator {op_name!r}", hint, key=True)
         return tests
 
@@ -338,7 +356,7 @@ class _RuleCompiler:
             self.error(
                 path,
                 f"{what} is {_article(spec.type)}, but {value!r} is {_article(type(value).__name__)}",
-                "quote strings, write numbers and true/false plainly",
+                self.literal_hint(spec, value),
             )
             return None
         if spec.values is not None and value not in spec.values:
@@ -349,6 +367,24 @@ class _RuleCompiler:
             )
             return None
         return cast(ir.Scalar, value)
+
+    def literal_hint(self, spec: FieldSpec, value: Any) -> str:
+        """What the author of a wrongly typed value probably meant: a parameter, a word operator, or a quote."""
+        default = "quote strings, write numbers and true/false plainly"
+        if spec.type not in ("int", "float") or not isinstance(value, str):
+            return default
+        symbol = _SYMBOL_VALUE.match(value)
+        if symbol:
+            op, rest = SYMBOL_OPS[symbol.group(1)], symbol.group(2)
+            if rest in self.ctx.parameters:
+                rest = f"{{param: {rest}}}"
+            return f"operators are words: write {{{op}: {rest}}}"
+        if value in self.ctx.parameters:
+            return f"a parameter is read with {{param: {value}}}"
+        close = get_close_matches(value, sorted(self.ctx.parameters), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {{param: {close[0]}}}?"
+        return default
 
     def param(self, name: Any, path: Path_, spec: FieldSpec | None, what: str) -> ir.Param | None:
         if not isinstance(name, str) or name not in self.ctx.parameters:
@@ -750,6 +786,17 @@ def aggregate_fact_type(
             fields["latest_date"] = FieldSpec("str", "Date of the most recent selected fact.")
             fields["earliest_date"] = FieldSpec("str", "Date of the oldest selected fact.")
     return FactType(name, f"Count of the {source.name} facts the selection matches.", fields, tuple(by), source.source)
+
+
+def _flow(value: Any) -> str:
+    """A value as an author writes it in YAML flow style (for hints)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _article(word: str) -> str:
