@@ -171,7 +171,8 @@ def test_bad_yaml_syntax(copy: Path) -> None:
     line = line_of(copy, "rules/referrals.yaml", "title: Physical therapy:")
     col = col_of(copy, "rules/referrals.yaml", ": exercise")
     assert problems(copy) == [
-        f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: mapping values are not allowed here"
+        f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: a value contains a colon followed by a "
+        'space (quote the value, e.g. title: "Physical therapy: exercise")'
     ]
 
 
@@ -485,3 +486,36 @@ def test_an_operator_written_as_a_symbol_suggests_its_word(copy: Path, symbol: s
         f"ipm-core/rules/facet.yaml:{line}:{col}: unknown operator {symbol!r} "
         f"(operators are words: write {{{word}: {{param: facet_block_relief_pct}}}})"
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at", "message"),
+    [
+        (
+            "    status: active\n",
+            "      status: active\n",
+            "      status: active",
+            "a mapping key is indented differently from its siblings, or the line above is missing its ':' "
+            "(align the key with the keys above it; every key is followed by ':')",
+        ),
+        (
+            "    status: active\n",
+            "   status: active\n",
+            "   status: active",
+            "a mapping key is indented differently from its siblings "
+            "(align it with the keys of its mapping, using the same number of spaces)",
+        ),
+        (
+            "    status: active\n",
+            "\tstatus: active\n",
+            "\tstatus: active",
+            "a tab character is used for indentation (YAML indents with spaces only: replace the tab by spaces)",
+        ),
+    ],
+)
+def test_yaml_indentation_errors_are_plain(copy: Path, old: str, new: str, at: str, message: str) -> None:
+    edit(copy, "rules/referrals.yaml", old, new, first=True)
+    line = line_of(copy, "rules/referrals.yaml", at)
+    (found,) = problems(copy)
+    assert found.startswith(f"ipm-core/rules/referrals.yaml:{line}:")
+    assert found.endswith(f": YAML syntax error: {message}")
