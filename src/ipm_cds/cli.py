@@ -180,6 +180,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _about(conclusion: str, intervention: str) -> bool:
+    """Whether an explained conclusion is about ``intervention``: a candidate or an exclusion of exactly that
+    code (not a code it is a prefix of, nor a reason that mentions it), or an alert or referral naming it."""
+    import re
+
+    kind, _, rest = conclusion.partition(" ")
+    if kind in ("candidate", "excluded"):
+        return rest.split(" ", 1)[0].rstrip(":") == intervention
+    return re.search(rf"(?<![a-z0-9_]){re.escape(intervention)}(?![a-z0-9_])", conclusion) is not None
+
+
 def _explain(args: argparse.Namespace) -> int:
     from .engine.facade import Engine
     from .explain import render_explanation
@@ -200,7 +211,7 @@ def _explain(args: argparse.Namespace) -> int:
         explanation = explanation.model_copy(
             update={
                 "why_not": [w for w in explanation.why_not if w.intervention == args.intervention],
-                "conclusions": [c for c in explanation.conclusions if args.intervention in c.conclusion],
+                "conclusions": [c for c in explanation.conclusions if _about(c.conclusion, args.intervention)],
             }
         )
     if args.format == "json":
