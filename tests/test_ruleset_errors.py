@@ -519,3 +519,115 @@ def test_yaml_indentation_errors_are_plain(copy: Path, old: str, new: str, at: s
     (found,) = problems(copy)
     assert found.startswith(f"ipm-core/rules/referrals.yaml:{line}:")
     assert found.endswith(f": YAML syntax error: {message}")
+
+
+def _failures(root: Path, name: str) -> list[str]:
+    from ipm_cds.casetests import run_cases
+
+    (result,) = run_cases(load_ruleset(root), backend="python", name_filter=name)
+    return list(result.failures)
+
+
+def test_case_content_expectations_pass_and_fail_with_a_diff(copy: Path) -> None:
+    apixaban = "cervical MBB on apixaban is intermediate risk"
+    bladder = "new bladder dysfunction 13 days ago suppresses"
+    assert _failures(copy, apixaban) == []
+    assert _failures(copy, bladder) == []
+    edit(copy, "tests/antithrombotic.yaml", "          hold: 3-5 days\n", "          hold: 5 days\n")
+    edit(copy, "tests/red_flags.yaml", "{facet_rfa: red_flag}", "{facet_rfa: unmet}")
+    edit(copy, "tests/red_flags.yaml", "{emergency_department: emergency}", "{emergency_department: urgent}")
+    edit(copy, "tests/red_flags.yaml", "{red_flag.cauda_equina: critical}", "{red_flag.cauda_equina: warning}")
+    (failure,) = _failures(copy, apixaban)
+    assert failure.startswith(
+        "precaution (intervention='facet_mbb', kind='antithrombotic', medication='apixaban', "
+        "bleeding_risk='intermediate', hold='5 days', restart='24 h', prescriber_approval=True): "
+        "no precaution of facet_mbb matches; got 4: antithrombotic apixaban (intermediate risk): "
+        '"Apixaban: hold 3-5 days before this intermediate-bleeding-risk procedure'
+    )
+    assert _failures(copy, bladder) == [
+        "exclusion kinds: expected {'facet_rfa': 'unmet_criterion'}, got {'facet_rfa': 'red_flag'}",
+        "referral urgency: expected {'emergency_department': 'urgent'}, got {'emergency_department': 'emergency'}",
+        "alert severity: expected {'red_flag.cauda_equina': 'warning'}, got {'red_flag.cauda_equina': 'critical'}",
+    ]
+
+
+def test_precaution_text_parts_and_a_missing_candidate(copy: Path) -> None:
+    name = "cervical MBB on apixaban is intermediate risk"
+    edit(
+        copy,
+        "tests/antithrombotic.yaml",
+        "          prescriber_approval: true\n",
+        "          prescriber_approval: true\n          text_contains: [never stop without it]\n"
+        "        - {intervention: facet_rfa, medication: apixaban}\n",
+    )
+    assert _failures(copy, name) == [
+        "precaution (intervention='facet_rfa', medication='apixaban'): facet_rfa is not a candidate"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment", "message"),
+    [
+        (
+            "{facet_rfa: red_flag}",
+            "{facet_rf: red_flag}",
+            "facet_rf:",
+            "unknown intervention 'facet_rf' in expect.exclusion_kinds (did you mean 'facet_rfa'?)",
+        ),
+        (
+            "{emergency_department: emergency}",
+            "{emergency_departement: emergency}",
+            "emergency_departement:",
+            "unknown referral target 'emergency_departement' in expect.referral_urgency "
+            "(did you mean 'emergency_department'?)",
+        ),
+        (
+            "{red_flag.cauda_equina: critical}",
+            "{red_flag.cauda_equine: critical}",
+            "red_flag.cauda_equine:",
+            "unknown alert 'red_flag.cauda_equine' in expect.alert_severity (did you mean 'red_flag.cauda_equina'?)",
+        ),
+        (
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      alerts: [red_flag.cauda_equin]\n      # safety",
+            "red_flag.cauda_equin]",
+            "unknown alert 'red_flag.cauda_equin' in expect.alerts (did you mean 'red_flag.cauda_equina'?)",
+        ),
+        (
+            "      excluded: [facet_rfa]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      excluded: [facet_rfa]\n      referrals: [emergency_departmen]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "emergency_departmen]",
+            "unknown referral target 'emergency_departmen' in expect.referrals (did you mean 'emergency_department'?)",
+        ),
+        (
+            "      excluded: [facet_rfa]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      excluded: [facet_rf]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "facet_rf]",
+            "unknown intervention 'facet_rf' in expect.excluded (did you mean 'facet_rfa'?)",
+        ),
+    ],
+)
+def test_unknown_code_in_a_test_expectation(copy: Path, old: str, new: str, fragment: str, message: str) -> None:
+    edit(copy, "tests/red_flags.yaml", old, new)
+    line = line_of(copy, "tests/red_flags.yaml", fragment)
+    col = col_of(copy, "tests/red_flags.yaml", fragment)
+    assert problems(copy) == [f"ipm-core/tests/red_flags.yaml:{line}:{col}: {message}"]
+
+
+def test_unknown_medication_in_a_precaution_expectation(copy: Path) -> None:
+    edit(copy, "tests/antithrombotic.yaml", "          medication: apixaban\n", "          medication: apixiban\n")
+    line = line_of(copy, "tests/antithrombotic.yaml", "medication: apixiban")
+    assert problems(copy) == [
+        f"ipm-core/tests/antithrombotic.yaml:{line}:23: unknown medication 'apixiban' in "
+        "expect.precaution_details (did you mean 'apixaban'?)"
+    ]
+
+
+def test_test_files_do_not_change_the_ruleset_hash(copy: Path) -> None:
+    before = load_ruleset(copy).sha256
+    edit(copy, "tests/red_flags.yaml", "{emergency_department: emergency}", "{emergency_department: urgent}")
+    assert load_ruleset(copy).sha256 == before

@@ -278,6 +278,53 @@ def _items(files: list[tuple[Any, Positions]], list_key: str) -> list[tuple[Any,
     return [(item, pos, i) for model, pos in files for i, item in enumerate(getattr(model, list_key))]
 
 
+def _check_expectation_codes(
+    case: TestCase,
+    pos: Positions,
+    at: Path_,
+    problems: list[Problem],
+    interventions: Mapping[str, Any],
+    referrals: Mapping[str, Any],
+    medications: Mapping[str, Any],
+    alert_codes: set[str],
+    rules_ok: bool,
+) -> None:
+    """Every code a test case expects must exist: a misspelt code would make an expectation that can never hold
+    (or, in an empty list, one that always holds)."""
+    expect = case.expect
+
+    def check(value: str, table: Any, what: str, path: Path_, *, key: bool = False) -> None:
+        if value not in table:
+            problems.append(
+                Problem(
+                    f"unknown {what} {value!r} in expect.{path[0]}",
+                    pos.at((*at, *path), key=key),
+                    hint=did_you_mean(value, table),
+                )
+            )
+
+    for name in ("candidates", "excluded", "precautions"):
+        for k, code in enumerate(getattr(expect, name) or []):
+            check(code, interventions, "intervention", (name, k))
+    for code in expect.exclusion_kinds:
+        check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
+    for name in ("referrals", "deferred_referrals"):
+        for k, code in enumerate(getattr(expect, name) or []):
+            check(code, referrals, "referral target", (name, k))
+    for code in expect.referral_urgency:
+        check(code, referrals, "referral target", ("referral_urgency", code), key=True)
+    for k, want in enumerate(expect.precaution_details):
+        if want.intervention is not None:
+            check(want.intervention, interventions, "intervention", ("precaution_details", k, "intervention"))
+        if want.medication is not None:
+            check(want.medication, medications, "medication", ("precaution_details", k, "medication"))
+    if rules_ok:  # alert codes come from the rules: only once they loaded cleanly
+        for k, code in enumerate(expect.alerts or []):
+            check(code, alert_codes, "alert", ("alerts", k))
+        for code in expect.alert_severity:
+            check(code, alert_codes, "alert", ("alert_severity", code), key=True)
+
+
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -391,6 +438,14 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
 
     tests: list[LoadedTestCase] = []
     rules_ok = not any(p.severity == "error" for p in problems)
+    alert_codes = {
+        code
+        for rule in rules
+        for c in rule.conclusions
+        for code in (
+            [c.code] if isinstance(c, ir.Alert) else [f"red_flag.{c.code}"] if isinstance(c, ir.RedFlag) else []
+        )
+    }
     test_entries = manifest.tests if with_tests else []
     test_paths = [p for i, entry in enumerate(test_entries) for p in loader.expand(entry, mpos.at(("tests", i)))]
     for test_path in test_paths:
@@ -404,6 +459,17 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         for j, case in enumerate(tfile.cases):
             if case.profile is not None:
                 check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
+            _check_expectation_codes(
+                case,
+                tpos,
+                ("cases", j, "expect"),
+                problems,
+                interventions,
+                referrals,
+                medications,
+                alert_codes,
+                rules_ok,
+            )
             for key in ("fired", "not_fired"):
                 for k, rule_id in enumerate(getattr(case.expect, key)):
                     # only once the rules themselves loaded cleanly: a broken rule file is the problem to show
