@@ -420,6 +420,10 @@ def test_misspelt_fact_type_is_a_clean_cli_error(copy: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert "unknown fact type 'pian' (did you mean 'pain'?)" in err
     assert "Traceback" not in err and "KeyError" not in err
+    patient = Path(__file__).resolve().parent.parent / "examples" / "patients" / "facet_rfa_candidate.yaml"
+    assert main(["evaluate", str(patient), "--ruleset", str(copy), "--as-of", "2025-06-02"]) == EXIT_RULESET
+    err = capsys.readouterr().err
+    assert "unknown fact type 'pian' (did you mean 'pain'?)" in err and "KeyError" not in err
 
 
 @pytest.mark.parametrize(
