@@ -635,3 +635,24 @@ def test_test_files_do_not_change_the_ruleset_hash(copy: Path) -> None:
     before = load_ruleset(copy).sha256
     edit(copy, "tests/red_flags.yaml", "{emergency_department: emergency}", "{emergency_department: urgent}")
     assert load_ruleset(copy).sha256 == before
+
+
+def test_a_value_missing_after_a_colon_says_so(copy: Path) -> None:
+    edit(copy, "rules/referrals.yaml", "    status: active\n", "    status:\n", first=True)
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        "relief_pct: {gte: }",
+        first=True,
+    )
+    status = line_of(copy, "rules/referrals.yaml", "    status:")
+    gte = line_of(copy, "rules/facet.yaml", "relief_pct: {gte: }")
+    found = problems(copy)
+    assert f"ipm-core/rules/referrals.yaml:{status}:12: a value is missing after 'status:' " in found[0]
+    assert found == [
+        f"ipm-core/rules/referrals.yaml:{status}:12: a value is missing after 'status:' "
+        "(it should be 'draft', 'active' or 'retired')",
+        f"ipm-core/rules/facet.yaml:{gte}:{col_of(copy, 'rules/facet.yaml', '{gte: }') + 6}: a value is missing after "
+        "'gte:' (procedure.relief_pct takes a number or {param: NAME})",
+    ]

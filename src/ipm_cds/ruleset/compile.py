@@ -352,6 +352,10 @@ class _RuleCompiler:
         return self.literal(spec, operand, path, what)
 
     def literal(self, spec: FieldSpec, value: Any, path: Path_, what: str) -> ir.Scalar | None:
+        if value is None and path and isinstance(path[-1], str):
+            example = "a number or {param: NAME}" if spec.type in ("int", "float") else f"{_article(spec.type)}"
+            self.error(path, f"a value is missing after '{path[-1]}:'", f"{what} takes {example}")
+            return None
         if not spec.accepts(value):
             self.error(
                 path,

@@ -156,6 +156,16 @@ def _pydantic_problems(
         elif err["type"] == "missing":
             message = f"missing required field {loc[-1]!r}"
             location = pos.at(path[:-1])
+        elif err.get("input", ...) is None and loc and isinstance(loc[-1], str):
+            # `status:` with nothing after it: YAML reads null, and pydantic's message would be about null's type
+            message = f"a value is missing after '{loc[-1]}:'"
+            location = pos.at(path)
+            if loc[-1] == "version":
+                hint = "a version has three numbers, e.g. 1.0.0"
+            elif err["msg"].startswith("Input should be "):
+                hint = "it " + err["msg"].removeprefix("Input ")
+            else:
+                hint = err["msg"].removeprefix("Value error, ")
         elif _is_version_error(err):
             where = ".".join(str(p) for p in loc)
             message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
