@@ -205,3 +205,36 @@ def test_coverage_names_rules_never_fired_and_never_missed(ruleset: object) -> N
     assert cov.never_missed == (a,)
     assert a not in cov.never_fired and b not in cov.never_fired
     assert set(cov.never_fired) == set(ids) - {a, b}
+
+
+def test_validate_json_lists_every_problem_for_ci_and_editors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "validate", "--format", "json")
+    assert code == EXIT_OK and err == ""
+    data = json.loads(out)
+    assert data["valid"] is True and data["problems"] == []
+    assert data["ruleset"]["id"] == "ipm_core" and len(data["ruleset"]["sha256"]) == 64
+    root = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), root)
+    path = root / "rules" / "facet.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("        type: pain\n", "        type: pian\n", 1))
+    line = next(i for i, row in enumerate(path.read_text().splitlines(), 1) if "type: pian" in row)
+    code, out, err = run(capsys, "validate", str(root), "--format", "json")
+    assert code == EXIT_RULESET and err == ""
+    assert json.loads(out) == {
+        "valid": False,
+        "ruleset": None,
+        "problems": [
+            {
+                "file": "ipm-core/rules/facet.yaml",
+                "line": line,
+                "column": 15,
+                "field": None,
+                "message": "unknown fact type 'pian'",
+                "hint": "did you mean 'pain'?",
+                "severity": "error",
+            }
+        ],
+    }

@@ -97,3 +97,41 @@ def test_cli_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert {w["intervention"] for w in data["why_not"]} >= {"facet_rfa", "facet_mbb", "facet_ia"}
     assert main(["explain", path, "--intervention", "facet_rf"]) == EXIT_USAGE
     assert "did you mean 'facet_rfa'?" in capsys.readouterr().err
+
+
+def test_explain_one_intervention_lists_only_its_own_firings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """safety.infection.local_site excludes candidate.intervention: it fires once per candidate, and the
+    exclusion of facet_mbb is explained by the facet_mbb firing only, never by the BVN ablation's."""
+    patient = tmp_path / "p.yaml"
+    patient.write_text(
+        "demographics: {age_years: 55, sex: male, bmi: 26.0, tobacco_use: never}\n"
+        "pain:\n"
+        "  - {region: lumbar, laterality: midline, character: axial, duration_weeks: 40, nrs: 6, odi_pct: 30,"
+        " is_index: true}\n"
+        "imaging:\n"
+        "  - {modality: mri, finding: modic_type_1, region: lumbar, level: L4-L5, date: 2025-03-01}\n"
+        "conditions:\n"
+        "  - {code: local_infection_at_site, region: lumbar}\n"
+        "conservative_care: {physical_therapy_weeks: 10, failed: true, active_exercise_program: true,"
+        " nonoperative_months: 8}\n"
+    )
+    args = ["explain", str(patient), "--as-of", "2025-06-02", "--format", "json"]
+    assert main(args) == EXIT_OK
+    everything = json.loads(capsys.readouterr().out)
+    excluded = {e["intervention"] for e in everything["assessment"]["excluded"]}
+    assert {"facet_mbb", "bvn_ablation"} <= excluded
+    for code in ("facet_mbb", "bvn_ablation"):
+        assert main([*args, "--intervention", code]) == EXIT_OK
+        data = json.loads(capsys.readouterr().out)
+        local = [c for c in data["conclusions"] if c["rule"].startswith("safety.infection.local_site@")]
+        assert [c["conclusion"].split(":")[0] for c in local] == [f"excluded {code}"]
+        (conclusion,) = local
+        (candidate,) = [m for m in conclusion["matched"] if m["alias"] == "candidate"]
+        assert candidate["values"]["intervention"] == code
+    for c in everything["conclusions"]:
+        if c["conclusion"].startswith("excluded "):
+            code = c["conclusion"].split(" ")[1].rstrip(":")
+            bound = [m["values"].get("intervention") for m in c["matched"] if m["alias"] == "candidate"]
+            assert all(b == code for b in bound), c["conclusion"]

@@ -131,7 +131,8 @@ def test_schema_error_and_unknown_field(copy: Path) -> None:
     found = problems(copy)
     assert (
         found[0]
-        == f'ipm-core/rules/referrals.yaml:{line}:14: version: Input should be a valid string (quote it: "1.0")'
+        == f"ipm-core/rules/referrals.yaml:{line}:14: version: 1.0 is not a semantic version MAJOR.MINOR.PATCH "
+        "(a version has three numbers, e.g. 1.0.0; no quotes needed)"
     )
     assert found[1] == f"ipm-core/rules/referrals.yaml:{line + 1}:5: unknown field 'owner'"
 
@@ -170,7 +171,8 @@ def test_bad_yaml_syntax(copy: Path) -> None:
     line = line_of(copy, "rules/referrals.yaml", "title: Physical therapy:")
     col = col_of(copy, "rules/referrals.yaml", ": exercise")
     assert problems(copy) == [
-        f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: mapping values are not allowed here"
+        f"ipm-core/rules/referrals.yaml:{line}:{col}: YAML syntax error: a value contains a colon followed by a "
+        'space (quote the value, e.g. title: "Physical therapy: exercise")'
     ]
 
 
@@ -374,4 +376,283 @@ def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
     assert problems(copy) == [
         f"ipm-core/tests/referrals.yaml:{line}:{col}: unknown rule 'referral.physical_therapi' in expect.fired "
         "(did you mean 'referral.physical_therapy'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "typo", "meant"),
+    [
+        # the alias is used in a join (unless ... same_as: pain.region), a target and a template
+        ("rules/facet.yaml", "        type: pain\n", "        type: pian\n", "pian", "pain"),
+        # the aliases are used by an antithrombotic_hold conclusion
+        (
+            "rules/antithrombotic.yaml",
+            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
+            "    unless",
+            "      candidate: {type: candidat}\n      medication: {type: medication, antithrombotic: true}\n    unless",
+            "candidat",
+            "candidate",
+        ),
+        (
+            "rules/antithrombotic.yaml",
+            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
+            "    unless",
+            "      candidate: {type: candidate}\n      medication: {type: medicaton, antithrombotic: true}\n    unless",
+            "medicaton",
+            "medication",
+        ),
+    ],
+)
+def test_misspelt_fact_type_is_one_problem_without_a_cascade(
+    copy: Path, relative: str, old: str, new: str, typo: str, meant: str
+) -> None:
+    edit(copy, relative, old, new, first=True)
+    line = line_of(copy, relative, f"type: {typo}")
+    col = col_of(copy, relative, f"type: {typo}") + len("type: ")
+    assert problems(copy) == [f"ipm-core/{relative}:{line}:{col}: unknown fact type {typo!r} (did you mean {meant!r}?)"]
+
+
+def test_misspelt_fact_type_is_a_clean_cli_error(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import EXIT_RULESET, main
+
+    edit(copy, "rules/facet.yaml", "        type: pain\n", "        type: pian\n", first=True)
+    assert main(["validate", str(copy)]) == EXIT_RULESET
+    err = capsys.readouterr().err
+    assert "unknown fact type 'pian' (did you mean 'pain'?)" in err
+    assert "Traceback" not in err and "KeyError" not in err
+    patient = Path(__file__).resolve().parent.parent / "examples" / "patients" / "facet_rfa_candidate.yaml"
+    assert main(["evaluate", str(patient), "--ruleset", str(copy), "--as-of", "2025-06-02"]) == EXIT_RULESET
+    err = capsys.readouterr().err
+    assert "unknown fact type 'pian' (did you mean 'pain'?)" in err and "KeyError" not in err
+
+
+@pytest.mark.parametrize(
+    ("written", "shown", "meant"),
+    [("1.1", "1.1", "1.1.0"), ('"1.1"', "'1.1'", "1.1.0"), ("'2'", "'2'", "2.0.0"), ("v1.0.0", "'v1.0.0'", "1.0.0")],
+)
+def test_a_version_that_is_not_semver_says_so(copy: Path, written: str, shown: str, meant: str) -> None:
+    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", f"    version: {written}", first=True)
+    line = line_of(copy, "rules/referrals.yaml", f"version: {written}")
+    assert problems(copy) == [
+        f"ipm-core/rules/referrals.yaml:{line}:14: version: {shown} is not a semantic version MAJOR.MINOR.PATCH "
+        f"(a version has three numbers, e.g. {meant}; no quotes needed)"
+    ]
+
+
+def test_the_manifest_version_is_semver(copy: Path) -> None:
+    edit(copy, "ruleset.yaml", "version: 0.1.0\ntitle", "version: 0.1\ntitle")
+    assert problems(copy) == [
+        "ipm-core/ruleset.yaml:3:10: version: 0.1 is not a semantic version MAJOR.MINOR.PATCH "
+        "(a version has three numbers, e.g. 0.1.0; no quotes needed)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "hint"),
+    [
+        ("facet_block_relief_pct", "a parameter is read with {param: facet_block_relief_pct}"),
+        ("facet_block_relief_pc", "did you mean {param: facet_block_relief_pct}?"),
+        ('">= 80"', "operators are words: write {gte: 80}"),
+        ('"<=facet_block_relief_pct"', "operators are words: write {lte: {param: facet_block_relief_pct}}"),
+    ],
+)
+def test_a_word_where_a_number_is_expected_suggests_a_parameter(copy: Path, written: str, hint: str) -> None:
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        f"relief_pct: {{gte: {written}}}",
+        first=True,
+    )
+    fragment = f"relief_pct: {{gte: {written}}}"
+    line = line_of(copy, "rules/facet.yaml", fragment)
+    col = col_of(copy, "rules/facet.yaml", fragment) + len("relief_pct: {gte: ")
+    shown = written.strip('"')
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:{col}: procedure.relief_pct is an int, but {shown!r} is a str ({hint})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "word"), [(">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("==", "eq"), ("!=", "neq")]
+)
+def test_an_operator_written_as_a_symbol_suggests_its_word(copy: Path, symbol: str, word: str) -> None:
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        f"relief_pct: {{'{symbol}': {{param: facet_block_relief_pct}}}}",
+        first=True,
+    )
+    line = line_of(copy, "rules/facet.yaml", f"relief_pct: {{'{symbol}'")
+    col = col_of(copy, "rules/facet.yaml", f"'{symbol}'")
+    assert problems(copy) == [
+        f"ipm-core/rules/facet.yaml:{line}:{col}: unknown operator {symbol!r} "
+        f"(operators are words: write {{{word}: {{param: facet_block_relief_pct}}}})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at", "message"),
+    [
+        (
+            "    status: active\n",
+            "      status: active\n",
+            "      status: active",
+            "a mapping key is indented differently from its siblings, or the line above is missing its ':' "
+            "(align the key with the keys above it; every key is followed by ':')",
+        ),
+        (
+            "    status: active\n",
+            "   status: active\n",
+            "   status: active",
+            "a mapping key is indented differently from its siblings "
+            "(align it with the keys of its mapping, using the same number of spaces)",
+        ),
+        (
+            "    status: active\n",
+            "\tstatus: active\n",
+            "\tstatus: active",
+            "a tab character is used for indentation (YAML indents with spaces only: replace the tab by spaces)",
+        ),
+    ],
+)
+def test_yaml_indentation_errors_are_plain(copy: Path, old: str, new: str, at: str, message: str) -> None:
+    edit(copy, "rules/referrals.yaml", old, new, first=True)
+    line = line_of(copy, "rules/referrals.yaml", at)
+    (found,) = problems(copy)
+    assert found.startswith(f"ipm-core/rules/referrals.yaml:{line}:")
+    assert found.endswith(f": YAML syntax error: {message}")
+
+
+def _failures(root: Path, name: str) -> list[str]:
+    from ipm_cds.casetests import run_cases
+
+    (result,) = run_cases(load_ruleset(root), backend="python", name_filter=name)
+    return list(result.failures)
+
+
+def test_case_content_expectations_pass_and_fail_with_a_diff(copy: Path) -> None:
+    apixaban = "cervical MBB on apixaban is intermediate risk"
+    bladder = "new bladder dysfunction 13 days ago suppresses"
+    assert _failures(copy, apixaban) == []
+    assert _failures(copy, bladder) == []
+    edit(copy, "tests/antithrombotic.yaml", "          hold: 3-5 days\n", "          hold: 5 days\n")
+    edit(copy, "tests/red_flags.yaml", "{facet_rfa: red_flag}", "{facet_rfa: unmet}")
+    edit(copy, "tests/red_flags.yaml", "{emergency_department: emergency}", "{emergency_department: urgent}")
+    edit(copy, "tests/red_flags.yaml", "{red_flag.cauda_equina: critical}", "{red_flag.cauda_equina: warning}")
+    (failure,) = _failures(copy, apixaban)
+    assert failure.startswith(
+        "precaution (intervention='facet_mbb', kind='antithrombotic', medication='apixaban', "
+        "bleeding_risk='intermediate', hold='5 days', restart='24 h', prescriber_approval=True): "
+        "no precaution of facet_mbb matches; got 4: antithrombotic apixaban (intermediate risk): "
+        '"Apixaban: hold 3-5 days before this intermediate-bleeding-risk procedure'
+    )
+    assert _failures(copy, bladder) == [
+        "exclusion kinds: expected {'facet_rfa': 'unmet_criterion'}, got {'facet_rfa': 'red_flag'}",
+        "referral urgency: expected {'emergency_department': 'urgent'}, got {'emergency_department': 'emergency'}",
+        "alert severity: expected {'red_flag.cauda_equina': 'warning'}, got {'red_flag.cauda_equina': 'critical'}",
+    ]
+
+
+def test_precaution_text_parts_and_a_missing_candidate(copy: Path) -> None:
+    name = "cervical MBB on apixaban is intermediate risk"
+    edit(
+        copy,
+        "tests/antithrombotic.yaml",
+        "          prescriber_approval: true\n",
+        "          prescriber_approval: true\n          text_contains: [never stop without it]\n"
+        "        - {intervention: facet_rfa, medication: apixaban}\n",
+    )
+    assert _failures(copy, name) == [
+        "precaution (intervention='facet_rfa', medication='apixaban'): facet_rfa is not a candidate"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment", "message"),
+    [
+        (
+            "{facet_rfa: red_flag}",
+            "{facet_rf: red_flag}",
+            "facet_rf:",
+            "unknown intervention 'facet_rf' in expect.exclusion_kinds (did you mean 'facet_rfa'?)",
+        ),
+        (
+            "{emergency_department: emergency}",
+            "{emergency_departement: emergency}",
+            "emergency_departement:",
+            "unknown referral target 'emergency_departement' in expect.referral_urgency "
+            "(did you mean 'emergency_department'?)",
+        ),
+        (
+            "{red_flag.cauda_equina: critical}",
+            "{red_flag.cauda_equine: critical}",
+            "red_flag.cauda_equine:",
+            "unknown alert 'red_flag.cauda_equine' in expect.alert_severity (did you mean 'red_flag.cauda_equina'?)",
+        ),
+        (
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      alerts: [red_flag.cauda_equin]\n      # safety",
+            "red_flag.cauda_equin]",
+            "unknown alert 'red_flag.cauda_equin' in expect.alerts (did you mean 'red_flag.cauda_equina'?)",
+        ),
+        (
+            "      excluded: [facet_rfa]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      excluded: [facet_rfa]\n      referrals: [emergency_departmen]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "emergency_departmen]",
+            "unknown referral target 'emergency_departmen' in expect.referrals (did you mean 'emergency_department'?)",
+        ),
+        (
+            "      excluded: [facet_rfa]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "      excluded: [facet_rf]\n      referrals: [emergency_department]\n"
+            "      alerts: [red_flag.cauda_equina]\n      # safety",
+            "facet_rf]",
+            "unknown intervention 'facet_rf' in expect.excluded (did you mean 'facet_rfa'?)",
+        ),
+    ],
+)
+def test_unknown_code_in_a_test_expectation(copy: Path, old: str, new: str, fragment: str, message: str) -> None:
+    edit(copy, "tests/red_flags.yaml", old, new)
+    line = line_of(copy, "tests/red_flags.yaml", fragment)
+    col = col_of(copy, "tests/red_flags.yaml", fragment)
+    assert problems(copy) == [f"ipm-core/tests/red_flags.yaml:{line}:{col}: {message}"]
+
+
+def test_unknown_medication_in_a_precaution_expectation(copy: Path) -> None:
+    edit(copy, "tests/antithrombotic.yaml", "          medication: apixaban\n", "          medication: apixiban\n")
+    line = line_of(copy, "tests/antithrombotic.yaml", "medication: apixiban")
+    assert problems(copy) == [
+        f"ipm-core/tests/antithrombotic.yaml:{line}:23: unknown medication 'apixiban' in "
+        "expect.precaution_details (did you mean 'apixaban'?)"
+    ]
+
+
+def test_test_files_do_not_change_the_ruleset_hash(copy: Path) -> None:
+    before = load_ruleset(copy).sha256
+    edit(copy, "tests/red_flags.yaml", "{emergency_department: emergency}", "{emergency_department: urgent}")
+    assert load_ruleset(copy).sha256 == before
+
+
+def test_a_value_missing_after_a_colon_says_so(copy: Path) -> None:
+    edit(copy, "rules/referrals.yaml", "    status: active\n", "    status:\n", first=True)
+    edit(
+        copy,
+        "rules/facet.yaml",
+        "relief_pct: {gte: {param: facet_block_relief_pct}}",
+        "relief_pct: {gte: }",
+        first=True,
+    )
+    status = line_of(copy, "rules/referrals.yaml", "    status:")
+    gte = line_of(copy, "rules/facet.yaml", "relief_pct: {gte: }")
+    found = problems(copy)
+    assert f"ipm-core/rules/referrals.yaml:{status}:12: a value is missing after 'status:' " in found[0]
+    assert found == [
+        f"ipm-core/rules/referrals.yaml:{status}:12: a value is missing after 'status:' "
+        "(it should be 'draft', 'active' or 'retired')",
+        f"ipm-core/rules/facet.yaml:{gte}:{col_of(copy, 'rules/facet.yaml', '{gte: }') + 6}: a value is missing after "
+        "'gte:' (procedure.relief_pct takes a number or {param: NAME})",
     ]

@@ -37,7 +37,49 @@ def test_positions_of_values_and_keys() -> None:
             "a: !custom x\n",
             "f.yaml:1:4: tag '!custom' is not allowed in rule files (rule files hold plain data: remove the tag)",
         ),
-        ("a: [1,\n", "f.yaml:2:1: YAML syntax error: expected the node content, but found '<stream end>'"),
+        (
+            "a: [1,\n",
+            "f.yaml:2:1: YAML syntax error: the file ends before a value is complete (close every '[', '{' and quote)",
+        ),
+        (
+            "a:\n  b: 1\n c: 2\n",
+            "f.yaml:3:2: YAML syntax error: a mapping key is indented differently from its siblings "
+            "(align it with the keys of its mapping, using the same number of spaces)",
+        ),
+        (
+            "a:\n  b 1\n  c: 2\n",
+            "f.yaml:3:4: YAML syntax error: a mapping key is indented differently from its siblings, or the line "
+            "above is missing its ':' (align the key with the keys above it; every key is followed by ':')",
+        ),
+        (
+            "a:\n  b: {>=: 12}\n",
+            "f.yaml:2:7: YAML syntax error: '>=' is not an operator (operators are words: write gte, e.g. {gte: 12})",
+        ),
+        (
+            "a:\n  b: > 12\n",
+            "f.yaml:2:6: YAML syntax error: '>' is not an operator (operators are words: write gt, e.g. {gt: 12})",
+        ),
+        (
+            "a:\n  b: {gte: 12\n  c: 1\n",
+            "f.yaml:3:4: YAML syntax error: a {...} mapping is not closed, or two of its entries have no ',' between "
+            "them (opened at line 2, column 6) (close it with '}' and separate entries with ', ')",
+        ),
+        (
+            'a:\n  b: "foo\n  c: 1\n',
+            "f.yaml:4:1: YAML syntax error: a quoted value is not closed (opened at line 2, column 6) "
+            "(close the quote on the same value)",
+        ),
+        (
+            "a:\n  b: 1\n  - 2\n",
+            "f.yaml:3:3: YAML syntax error: a list item ('- ') where a mapping key is expected "
+            "(indent the list under its key, or write the key before it)",
+        ),
+        (
+            "a:\n  b: {x} is here\n",
+            "f.yaml:2:10: YAML syntax error: text follows a value on the same line "
+            "(quote a value that starts with '{' or '[' or '\"', or remove the text after it)",
+        ),
+        ("a: *x\n", "f.yaml:1:4: YAML syntax error: *x refers to no anchor &x (quote a value that starts with '*')"),
         ("base: &b {x: 1}\nother:\n  <<: *b\n", "f.yaml:3:3: merge keys ('<<') are not allowed (write the keys out)"),
         ("x: 2025-01-01T10:00:00\n", "f.yaml:1:4: timestamps are not allowed; write a date as YYYY-MM-DD"),
         ("x: .nan\n", "f.yaml:1:4: NaN and infinities are not allowed"),

@@ -6,13 +6,14 @@ codes in ``expect`` are exact sets; ``fired`` and ``not_fired`` name rules that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .assessment import Assessment
+from .assessment import Assessment, Precaution
 from .engine.facade import BackendName, Engine
 from .errors import IpmCdsError
 from .ruleset.loader import LoadedTestCase, Ruleset
+from .ruleset.model import PrecautionExpectation
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,64 @@ def _diff(what: str, expected: Iterable[str] | None, actual: Iterable[str]) -> l
     return [f"{what}: expected {sorted(exp)}, got {sorted(act)} ({'; '.join(parts)})"]
 
 
+_EXCLUSION_KINDS = {"absolute": "absolute_contraindication", "unmet": "unmet_criterion"}
+_PRECAUTION_KINDS = {"relative": "relative_contraindication"}
+
+
+def _diff_map(what: str, expected: Mapping[str, str], actual: Iterable[tuple[str, str]]) -> list[str]:
+    """Each expected code must stand with the expected value (e.g. a referral's urgency); others may stand too."""
+    if not expected:
+        return []
+    got: dict[str, set[str]] = {}
+    for code, value in actual:
+        got.setdefault(code, set()).add(value)
+    wrong = {code: value for code, value in expected.items() if value not in got.get(code, set())}
+    if not wrong:
+        return []
+    shown = {code: ", ".join(sorted(got[code])) if code in got else "absent" for code in sorted(wrong)}
+    return [f"{what}: expected {dict(sorted(wrong.items()))}, got {shown}"]
+
+
+def _describe(want: PrecautionExpectation) -> str:
+    fields = want.model_dump(exclude_none=True, exclude_defaults=True)
+    return ", ".join(f"{k}={v!r}" for k, v in fields.items())
+
+
+def _precaution_matches(want: PrecautionExpectation, got: Precaution) -> bool:
+    text = got.text.casefold()
+    kind = _PRECAUTION_KINDS.get(want.kind, want.kind) if want.kind else None
+    return (
+        (kind is None or got.kind == kind)
+        and (want.medication is None or got.medication == want.medication)
+        and (want.bleeding_risk is None or got.bleeding_risk == want.bleeding_risk)
+        and (want.prescriber_approval is None or got.requires_prescriber_approval == want.prescriber_approval)
+        and (want.hold is None or f"hold {want.hold}".casefold() in text)
+        and (want.restart is None or f"restart {want.restart}".casefold() in text)
+        and all(part.casefold() in text for part in want.text_contains)
+    )
+
+
+def _check_precaution(want: PrecautionExpectation, assessment: Assessment) -> list[str]:
+    if want.intervention is None:
+        where, pool = "the patient", list(assessment.precautions)
+    else:
+        candidates = [c for c in assessment.candidates if c.intervention == want.intervention]
+        if not candidates:
+            return [f"precaution ({_describe(want)}): {want.intervention} is not a candidate"]
+        where, pool = want.intervention, [p for c in candidates for p in c.precautions]
+    if any(_precaution_matches(want, got) for got in pool):
+        return []
+    actual = [
+        f"{p.kind}{f' {p.medication}' if p.medication else ''}"
+        f"{f' ({p.bleeding_risk} risk)' if p.bleeding_risk else ''}: {p.text!r}"
+        for p in pool
+    ]
+    return [
+        f"precaution ({_describe(want)}): no precaution of {where} matches; "
+        f"got {len(pool)}: {'; '.join(actual) if actual else 'none'}"
+    ]
+
+
 def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     expect = loaded.case.expect
     failures: list[str] = []
@@ -57,6 +116,16 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
         "precautions", expect.precautions, {c.intervention for c in assessment.candidates if c.precautions}
     )
     failures += _diff("missing", expect.missing, {m.field for m in assessment.missing_data})
+    failures += _diff_map(
+        "exclusion kinds",
+        {code: _EXCLUSION_KINDS.get(kind, kind) for code, kind in expect.exclusion_kinds.items()},
+        [(e.intervention, e.kind) for e in assessment.excluded],
+    )
+    referrals = [*assessment.referrals, *(d.referral for d in assessment.deferred_referrals)]
+    failures += _diff_map("referral urgency", expect.referral_urgency, [(r.to, r.urgency) for r in referrals])
+    failures += _diff_map("alert severity", expect.alert_severity, [(a.code, a.severity) for a in assessment.alerts])
+    for want in expect.precaution_details:
+        failures += _check_precaution(want, assessment)
     fired = {t.rule.split("@")[0] for t in assessment.trace if t.status == "fired"}
     for rule in expect.fired:
         if rule not in fired:

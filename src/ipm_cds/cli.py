@@ -22,6 +22,7 @@ from .errors import (
     EvaluationError,
     IpmCdsError,
     PatientDataError,
+    Problem,
     RulesetError,
 )
 from .patientfile import read_patient_document
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 
     va = sub.add_parser("validate", help="load, validate and compile a ruleset; list every problem")
     va.add_argument("ruleset", type=Path, nargs="?", default=None)
+    va.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one object on stdout with every problem (file, line, column, message, hint, severity)",
+    )
 
     lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
     lo.add_argument("ruleset", type=Path, nargs="?", default=None)
@@ -139,6 +146,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _about(conclusion: str, intervention: str) -> bool:
+    """Whether an explained conclusion is about ``intervention``: a candidate or an exclusion of exactly that
+    code (not a code it is a prefix of, nor a reason that mentions it), or an alert or referral naming it."""
+    import re
+
+    kind, _, rest = conclusion.partition(" ")
+    if kind in ("candidate", "excluded"):
+        return rest.split(" ", 1)[0].rstrip(":") == intervention
+    return re.search(rf"(?<![a-z0-9_]){re.escape(intervention)}(?![a-z0-9_])", conclusion) is not None
+
+
 def _explain(args: argparse.Namespace) -> int:
     from .engine.explain import render_explanation
     from .engine.facade import Engine
@@ -159,7 +177,7 @@ def _explain(args: argparse.Namespace) -> int:
         explanation = explanation.model_copy(
             update={
                 "why_not": [w for w in explanation.why_not if w.intervention == args.intervention],
-                "conclusions": [c for c in explanation.conclusions if args.intervention in c.conclusion],
+                "conclusions": [c for c in explanation.conclusions if _about(c.conclusion, args.intervention)],
             }
         )
     if args.format == "json":
@@ -169,6 +187,35 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def problem_json(problem: Problem) -> dict[str, Any]:
+    """One problem as CI and editors read it: 1-based line and column, null where unknown."""
+    where = problem.location
+    return {
+        "file": where.file if where else None,
+        "line": where.line if where else None,
+        "column": where.column if where else None,
+        "field": problem.field,
+        "message": problem.message,
+        "hint": problem.hint,
+        "severity": problem.severity,
+    }
+
+
+def _print_problems_json(problems: Sequence[Problem], ruleset: Any) -> None:
+    """``validate --format json``: ``valid``, the ruleset (when it loaded cleanly) and every problem, errors first."""
+    ordered = sorted(problems, key=lambda p: p.severity != "error")
+    out: dict[str, Any] = {
+        "valid": not any(p.severity == "error" for p in problems),
+        "ruleset": (
+            {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256, "rules": len(ruleset.rules)}
+            if ruleset is not None
+            else None
+        ),
+        "problems": [problem_json(p) for p in ordered],
+    }
+    sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+
+
 def _validate(args: argparse.Namespace) -> int:
     from .engine.durable_backend import limit_problems
     from .engine.facade import Engine
@@ -176,15 +223,25 @@ def _validate(args: argparse.Namespace) -> int:
     from .ruleset.lock import check_lock
     from .tooling.checks import semantic_problems
 
-    ruleset = load_ruleset(args.ruleset)
-    for profile in ruleset.manifest.profiles:
-        Engine(ruleset, profile=profile, backend="python")
+    as_json = getattr(args, "format", "text") == "json"
+    try:
+        ruleset = load_ruleset(args.ruleset)
+        for profile in ruleset.manifest.profiles:
+            Engine(ruleset, profile=profile, backend="python")
+    except RulesetError as exc:
+        if not as_json:
+            raise
+        _print_problems_json(list(exc.problems), None)
+        return EXIT_RULESET
     # durable-rules' limits under every profile, checked in Python (no engine is built): a ruleset that
     # validates builds on durable-rules and runs there wherever the python backend answers.
     problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset), *limit_problems(ruleset)]
+    errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        _print_problems_json(problems, None if errors else ruleset)
+        return EXIT_RULESET if errors else EXIT_OK
     for warning in (p for p in problems if p.severity == "warning"):
         print(f"warning: {warning}")
-    errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise RulesetError(errors)
     print(

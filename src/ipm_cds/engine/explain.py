@@ -113,6 +113,29 @@ def _member(fact: Fact) -> str:
     return f"{fact.label} {date}" if date is not None and str(date) not in fact.label else fact.label
 
 
+def _resolve(value: ir.Value | None, firing: Firing) -> Scalar | None:
+    if isinstance(value, ir.Ref):
+        fact = firing.bindings.get(value.alias)
+        return fact.get(value.field) if fact is not None else None
+    return value
+
+
+def _concerns(firing: Firing, intervention: str | None, region: str | None) -> bool:
+    """Whether a firing concluded about this intervention (and region): a rule that excludes
+    ``candidate.intervention`` fires once per candidate, and each firing explains only its own."""
+    if intervention is None:
+        return True
+    about: list[bool] = []
+    for c in firing.rule.conclusions:
+        if isinstance(c, ir.Recommend):
+            target_region = _resolve(dict(c.target).get("region"), firing)
+            about.append(c.intervention == intervention and (region is None or target_region in (None, region)))
+        elif isinstance(c, ir.Exclude | ir.Precaution):
+            codes = [_resolve(i, firing) for i in c.interventions]
+            about.append(c.elective_scope or intervention in codes)
+    return not about or any(about)
+
+
 @dataclass
 class _Explainer:
     program: Program
@@ -349,19 +372,25 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
 
     explained: set[tuple[str, str]] = set()
 
-    def add(what: str, rule_ref: str) -> None:
+    def add(what: str, rule_ref: str, intervention: str | None = None, region: str | None = None) -> None:
         if (what, rule_ref) in explained:  # e.g. two alerts of one code from one rule: explain the firings once
             return
         explained.add((what, rule_ref))
-        for firing in sorted(by_rule.get(rule_ref, []), key=_order)[:3]:
+        firings = [f for f in by_rule.get(rule_ref, []) if _concerns(f, intervention, region)]
+        for firing in sorted(firings, key=_order)[:3]:
             conclusions.append(
                 ConclusionExplanation(conclusion=what, rule=rule_ref, matched=ex.matched(firing.bindings))
             )
 
     for c in assessment.candidates:
-        add(f"candidate {c.intervention} ({c.target.region or 'no region'})", c.basis.rule)
+        add(
+            f"candidate {c.intervention} ({c.target.region or 'no region'})",
+            c.basis.rule,
+            c.intervention,
+            c.target.region,
+        )
     for e in assessment.excluded:
-        add(f"excluded {e.intervention}: {e.reason}", e.basis.rule)
+        add(f"excluded {e.intervention}: {e.reason}", e.basis.rule, e.intervention)
     for a in assessment.alerts:
         add(f"alert {a.code}", a.basis.rule)
     for r in assessment.referrals:

@@ -33,6 +33,20 @@ OPS: dict[str, ir.Op] = {
     "in": "in",
     "not_in": "not_in",
 }
+# Comparison symbols an author may write for an operator, and the operator they mean.
+SYMBOL_OPS: dict[str, str] = {
+    ">=": "gte",
+    "=>": "gte",
+    "<=": "lte",
+    "=<": "lte",
+    ">": "gt",
+    "<": "lt",
+    "==": "eq",
+    "=": "eq",
+    "!=": "neq",
+    "<>": "neq",
+}
+_SYMBOL_VALUE = re.compile(r"^\s*(>=|=>|<=|=<|==|!=|<>|>|<|=)\s*(\S.*?)\s*$")
 AGGREGATE_KEYS: dict[str, ir.AggregateFunction] = {"latest": "latest", "earliest": "earliest", "count_of": "count"}
 AGGREGATE_OPTIONS = ("by", "order", "distinct", "sum", "list")
 DEFAULT_ORDER = "days_since"
@@ -318,11 +332,15 @@ class _RuleCompiler:
                 tests.append(ir.Test(name, OPS[op_name], operand_ir, self.pos.at(op_path)))
             else:
                 operators = [*OPS, "same_as", "present", "or_absent"]
-                hint = (
-                    "or_absent goes on a field directly, not inside any_of"
-                    if op_name == "or_absent"
-                    else did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}"
-                )
+                if op_name == "or_absent":
+                    hint: str | None = "or_absent goes on a field directly, not inside any_of"
+                elif str(op_name).strip() in SYMBOL_OPS:
+                    word = SYMBOL_OPS[str(op_name).strip()]
+                    shown = _flow(operand)
+                    hint = f"operators are words: write {{{word}: {shown}}}"
+                else:
+                    hint = did_you_mean(op_name, operators) or f"operators: {', '.join(operators)}"
+
                 self.error(op_path, f"unknown operator {op_name!r}", hint, key=True)
         return tests
 
@@ -339,11 +357,15 @@ class _RuleCompiler:
         return self.literal(spec, operand, path, what)
 
     def literal(self, spec: FieldSpec, value: Any, path: Path_, what: str) -> ir.Scalar | None:
+        if value is None and path and isinstance(path[-1], str):
+            example = "a number or {param: NAME}" if spec.type in ("int", "float") else f"{_article(spec.type)}"
+            self.error(path, f"a value is missing after '{path[-1]}:'", f"{what} takes {example}")
+            return None
         if not spec.accepts(value):
             self.error(
                 path,
                 f"{what} is {_article(spec.type)}, but {value!r} is {_article(type(value).__name__)}",
-                "quote strings, write numbers and true/false plainly",
+                self.literal_hint(spec, value),
             )
             return None
         if spec.values is not None and value not in spec.values:
@@ -354,6 +376,24 @@ class _RuleCompiler:
             )
             return None
         return cast(ir.Scalar, value)
+
+    def literal_hint(self, spec: FieldSpec, value: Any) -> str:
+        """What the author of a wrongly typed value probably meant: a parameter, a word operator, or a quote."""
+        default = "quote strings, write numbers and true/false plainly"
+        if spec.type not in ("int", "float") or not isinstance(value, str):
+            return default
+        symbol = _SYMBOL_VALUE.match(value)
+        if symbol:
+            op, rest = SYMBOL_OPS[symbol.group(1)], symbol.group(2)
+            if rest in self.ctx.parameters:
+                rest = f"{{param: {rest}}}"
+            return f"operators are words: write {{{op}: {rest}}}"
+        if value in self.ctx.parameters:
+            return f"a parameter is read with {{param: {value}}}"
+        close = get_close_matches(value, sorted(self.ctx.parameters), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {{param: {close[0]}}}?"
+        return default
 
     def param(self, name: Any, path: Path_, spec: FieldSpec | None, what: str) -> ir.Param | None:
         if not isinstance(name, str) or name not in self.ctx.parameters:
@@ -485,7 +525,9 @@ class _RuleCompiler:
         for i, code in enumerate(items):
             sub = (*path, "intervention") if single is not None else (*path, "interventions", i)
             alias = code.split(".", 1)[0] if isinstance(code, str) and "." in code else None
-            if alias is not None and self.aliases.get(alias) == "candidate" and code == f"{alias}.intervention":
+            if alias is not None and alias in self.unresolved:
+                ok = False  # the alias's own pattern is reported; this reference is not reported again
+            elif alias is not None and self.aliases.get(alias) == "candidate" and code == f"{alias}.intervention":
                 out.append(ir.Ref(alias, "intervention"))  # the candidate this rule matched
             elif alias is not None:
                 self.error(
@@ -608,6 +650,8 @@ class _RuleCompiler:
             return ir.RedFlag(code, message) if message else None
         if kind == "antithrombotic_hold":
             med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
+            if med in self.unresolved or cand in self.unresolved:
+                return None  # the alias's own pattern is reported; this reference is not reported again
             if not isinstance(med, str) or self.aliases.get(med) != "medication":
                 self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
                 return None
@@ -651,7 +695,7 @@ class _RuleCompiler:
             if compiled is not None:
                 patterns.append(compiled)
                 self.aliases[alias] = compiled.fact_type
-            elif isinstance(pat, dict) and isinstance(pat.get("type"), str) and not AGGREGATE_KEYS.keys() & pat:
+            elif isinstance(pat, dict) and pat.get("type") in self.ctx.fact_types and not AGGREGATE_KEYS.keys() & pat:
                 self.aliases[alias] = pat["type"]
             else:  # its error is reported; what refers to it is not reported again
                 self.unresolved.add(alias)
@@ -751,6 +795,17 @@ def aggregate_fact_type(
             fields["latest_date"] = FieldSpec("str", "Date of the most recent selected fact.")
             fields["earliest_date"] = FieldSpec("str", "Date of the oldest selected fact.")
     return FactType(name, f"Count of the {source.name} facts the selection matches.", fields, tuple(by), source.source)
+
+
+def _flow(value: Any) -> str:
+    """A value as an author writes it in YAML flow style (for hints)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _article(word: str) -> str:

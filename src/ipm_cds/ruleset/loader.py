@@ -23,6 +23,7 @@ from . import ir
 from .compile import CompileContext, compile_rules, did_you_mean
 from .messages import CRITERION, SLOTS, Template, parse_template
 from .model import (
+    SEMVER,
     Criterion,
     CriterionCatalogue,
     Intervention,
@@ -126,6 +127,24 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+def _is_version_error(err: Any) -> bool:
+    """A version field given as a number (``version: 1.1``) or as a string that is not semver."""
+    if err["type"] == "string_pattern_mismatch":
+        return bool(err.get("ctx", {}).get("pattern") == SEMVER.pattern)
+    loc = err["loc"]
+    return bool(
+        err["type"] == "string_type" and loc and loc[-1] == "version" and isinstance(err.get("input"), int | float)
+    )
+
+
+def _semver_like(value: Any) -> str:
+    """The semantic version a near miss means: ``1.1`` -> ``1.1.0``, ``2`` -> ``2.0.0``; else ``1.0.0``."""
+    parts = str(value).strip().lstrip("vV").split(".")
+    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
+        return ".".join(str(int(p)) for p in [*parts, "0", "0"][:3])
+    return "1.0.0"
+
+
 def _pydantic_problems(
     exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
 ) -> list[Problem]:
@@ -143,6 +162,21 @@ def _pydantic_problems(
         elif err["type"] == "missing":
             message = f"missing required field {loc[-1]!r}"
             location = pos.at(path[:-1])
+        elif err.get("input", ...) is None and loc and isinstance(loc[-1], str):
+            # `status:` with nothing after it: YAML reads null, and pydantic's message would be about null's type
+            message = f"a value is missing after '{loc[-1]}:'"
+            location = pos.at(path)
+            if loc[-1] == "version":
+                hint = "a version has three numbers, e.g. 1.0.0"
+            elif err["msg"].startswith("Input should be "):
+                hint = "it " + err["msg"].removeprefix("Input ")
+            else:
+                hint = err["msg"].removeprefix("Value error, ")
+        elif _is_version_error(err):
+            where = ".".join(str(p) for p in loc)
+            message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
+            location = pos.at(path)
+            hint = f"a version has three numbers, e.g. {_semver_like(err['input'])}; no quotes needed"
         else:
             where = ".".join(str(p) for p in loc)
             message = f"{where}: {message}" if where else message
@@ -323,6 +357,53 @@ def _messages(
     return out
 
 
+def _check_expectation_codes(
+    case: TestCase,
+    pos: Positions,
+    at: Path_,
+    problems: list[Problem],
+    interventions: Mapping[str, Any],
+    referrals: Mapping[str, Any],
+    medications: Mapping[str, Any],
+    alert_codes: set[str],
+    rules_ok: bool,
+) -> None:
+    """Every code a test case expects must exist: a misspelt code would make an expectation that can never hold
+    (or, in an empty list, one that always holds)."""
+    expect = case.expect
+
+    def check(value: str, table: Any, what: str, path: Path_, *, key: bool = False) -> None:
+        if value not in table:
+            problems.append(
+                Problem(
+                    f"unknown {what} {value!r} in expect.{path[0]}",
+                    pos.at((*at, *path), key=key),
+                    hint=did_you_mean(value, table),
+                )
+            )
+
+    for name in ("candidates", "excluded", "precautions"):
+        for k, code in enumerate(getattr(expect, name) or []):
+            check(code, interventions, "intervention", (name, k))
+    for code in expect.exclusion_kinds:
+        check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
+    for name in ("referrals", "deferred_referrals"):
+        for k, code in enumerate(getattr(expect, name) or []):
+            check(code, referrals, "referral target", (name, k))
+    for code in expect.referral_urgency:
+        check(code, referrals, "referral target", ("referral_urgency", code), key=True)
+    for k, want in enumerate(expect.precaution_details):
+        if want.intervention is not None:
+            check(want.intervention, interventions, "intervention", ("precaution_details", k, "intervention"))
+        if want.medication is not None:
+            check(want.medication, medications, "medication", ("precaution_details", k, "medication"))
+    if rules_ok:  # alert codes come from the rules: only once they loaded cleanly
+        for k, code in enumerate(expect.alerts or []):
+            check(code, alert_codes, "alert", ("alerts", k))
+        for code in expect.alert_severity:
+            check(code, alert_codes, "alert", ("alert_severity", code), key=True)
+
+
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -439,6 +520,14 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
 
     tests: list[LoadedTestCase] = []
     rules_ok = not any(p.severity == "error" for p in problems)
+    alert_codes = {
+        code
+        for rule in rules
+        for c in rule.conclusions
+        for code in (
+            [c.code] if isinstance(c, ir.Alert) else [f"red_flag.{c.code}"] if isinstance(c, ir.RedFlag) else []
+        )
+    }
     test_entries = manifest.tests if with_tests else []
     test_paths = [p for i, entry in enumerate(test_entries) for p in loader.expand(entry, mpos.at(("tests", i)))]
     for test_path in test_paths:
@@ -452,6 +541,17 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         for j, case in enumerate(tfile.cases):
             if case.profile is not None:
                 check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
+            _check_expectation_codes(
+                case,
+                tpos,
+                ("cases", j, "expect"),
+                problems,
+                interventions,
+                referrals,
+                medications,
+                alert_codes,
+                rules_ok,
+            )
             for key in ("fired", "not_fired"):
                 for k, rule_id in enumerate(getattr(case.expect, key)):
                     # only once the rules themselves loaded cleanly: a broken rule file is the problem to show

@@ -383,15 +383,56 @@ class RuleFile(_M):
 # -- test cases ----------------------------------------------------------------------------------------
 
 
+AlertCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")]
+ExclusionKind = Literal["absolute", "red_flag", "unmet", "absolute_contraindication", "unmet_criterion"]
+PrecautionKind = Literal["relative", "relative_contraindication", "caution", "antithrombotic"]
+
+
+class PrecautionExpectation(_M):
+    """One precaution a test case expects: every field given must match one and the same precaution."""
+
+    intervention: Code | None = Field(
+        None, description="The candidate that carries it; absent: a precaution on the patient as a whole."
+    )
+    kind: PrecautionKind | None = Field(
+        None, description="relative (a relative contraindication), caution, antithrombotic."
+    )
+    medication: Code | None = Field(None, description="The agent of an antithrombotic precaution, e.g. apixaban.")
+    bleeding_risk: BleedingRisk | None = Field(None, description="The bleeding-risk category the advice is for.")
+    hold: str | None = Field(None, description="The hold duration the text gives, e.g. '3-5 days'.")
+    restart: str | None = Field(None, description="The restart advice the text gives, e.g. '24 h'.")
+    prescriber_approval: bool | None = Field(None, description="Whether any change needs the prescriber's approval.")
+    text_contains: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Parts of the text (case-insensitive), each of which must appear in it."
+    )
+
+
 class Expectation(_M):
-    """What a test case expects. Lists of codes are exact sets; ``fired``/``not_fired`` are subsets."""
+    """What a test case expects. Lists of codes are exact sets; ``fired``/``not_fired`` are subsets.
+
+    The content checks (``precaution_details``, ``exclusion_kinds``, ``referral_urgency``, ``alert_severity``)
+    name only what they pin: other precautions, exclusions, referrals and alerts may stand beside them.
+    """
 
     candidates: list[Code] | None = None
     excluded: list[Code] | None = None
     referrals: list[Code] | None = None
     deferred_referrals: list[Code] | None = Field(None, description="Referrals a red flag deferred.")
-    alerts: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")]] | None = None
+    alerts: list[AlertCode] | None = None
     precautions: list[Code] | None = Field(None, description="Interventions that carry at least one precaution.")
+    precaution_details: list[PrecautionExpectation] = Field(
+        default_factory=list, description="Precautions that must stand, with their content (agent, hold, text)."
+    )
+    exclusion_kinds: dict[Code, ExclusionKind] = Field(
+        default_factory=dict,
+        description="Excluded intervention -> the kind of its exclusion (absolute, red_flag, unmet).",
+    )
+    referral_urgency: dict[Code, Literal["emergency", "urgent", "soon", "routine"]] = Field(
+        default_factory=dict, description="Referral target -> its urgency (a deferred referral counts too)."
+    )
+    alert_severity: dict[AlertCode, Literal["critical", "warning", "info"]] = Field(
+        default_factory=dict, description="Alert code -> its severity."
+    )
     missing: list[str] | None = Field(None, description="Missing-data fields, e.g. 'pain.duration_weeks'.")
     fired: list[str] = Field(default_factory=list)
     not_fired: list[str] = Field(default_factory=list)

@@ -191,6 +191,113 @@ def _too_deep(file: str, mark: Any) -> RulesetError:
     )
 
 
+_SYMBOLS = {">=": "gte", "=>": "gte", "<=": "lte", "=<": "lte", ">": "gt", "<": "lt", "==": "eq", "!=": "neq"}
+
+
+def _line(text: str, mark: Any) -> str:
+    lines = text.splitlines()
+    return lines[mark.line] if mark is not None and 0 <= mark.line < len(lines) else ""
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def plain_syntax_error(text: str, exc: yaml.MarkedYAMLError) -> tuple[str, str | None, Any]:
+    """What a YAML parser error means to a rule author, in plain words, and what to do about it.
+
+    The parser's own wording is kept only for errors this does not recognise. Returns the message, the
+    hint and the mark (line and column) to report.
+    """
+    problem = (exc.problem or "").strip()
+    context = (exc.context or "").strip()
+    mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
+    here = _line(text, mark)
+    at = here[mark.column :] if mark is not None else ""
+    where_opened = f" (opened at line {opened.line + 1}, column {opened.column + 1})" if opened is not None else ""
+    if problem.startswith("found character") and ("\\t" in problem or "\t" in problem):
+        return (
+            "a tab character is used for indentation",
+            "YAML indents with spaces only: replace the tab by spaces",
+            mark,
+        )
+    symbol = next((s for s in sorted(_SYMBOLS, key=len, reverse=True) if at.startswith(s)), None)
+    if symbol is None and "chomping or indentation indicators" in problem and mark is not None:
+        before = here[max(0, mark.column - 1) : mark.column + 1]
+        symbol = next((s for s in sorted(_SYMBOLS, key=len, reverse=True) if before.startswith(s)), None)
+    if symbol is None and context == "while scanning a block scalar" and opened is not None:
+        block = _line(text, opened)[opened.column :]  # '>' or '|' opened a block scalar: was it '> 12'?
+        symbol = next((s for s in sorted(_SYMBOLS, key=len, reverse=True) if block.startswith(s)), None)
+        if symbol is not None:
+            mark = opened
+    if symbol is not None and ("cannot start any token" in problem or "block scalar" in context):
+        word = _SYMBOLS[symbol]
+        return f"{symbol!r} is not an operator", f"operators are words: write {word}, e.g. {{{word}: 12}}", mark
+    if problem.startswith("found character") and "cannot start any token" in problem:
+        char = problem.split("'")[1] if problem.count("'") >= 2 else "this character"
+        return f"a plain value cannot start with '{char}'", "quote the value", mark
+    if problem == "mapping values are not allowed here":
+        if ":" in here[: mark.column if mark is not None else 0].lstrip(" -"):
+            # an earlier key on the same line: the value itself holds ': '
+            return (
+                "a value contains a colon followed by a space",
+                'quote the value, e.g. title: "Physical therapy: exercise"',
+                mark,
+            )
+        return (
+            "a mapping key is indented differently from its siblings, or the line above is missing its ':'",
+            "align the key with the keys above it; every key is followed by ':'",
+            mark,
+        )
+    if problem.startswith("expected <block end>"):
+        found = problem.split("but found", 1)[-1].strip()
+        if found == "'-'":
+            return (
+                "a list item ('- ') where a mapping key is expected",
+                "indent the list under its key, or write the key before it",
+                mark,
+            )
+        if found == "'?'":
+            return (
+                "a mapping key among the items of a list",
+                "start it with '- ' to make it an item, or indent it under an item",
+                mark,
+            )
+        if found == "'<scalar>'":
+            return (
+                "text follows a value on the same line",
+                "quote a value that starts with '{' or '[' or '\"', or remove the text after it",
+                mark,
+            )
+        return (
+            "a mapping key is indented differently from its siblings",
+            "align it with the keys of its mapping, using the same number of spaces",
+            mark,
+        )
+    if problem.startswith("expected ',' or '}'"):
+        return (
+            f"a {{...}} mapping is not closed, or two of its entries have no ',' between them{where_opened}",
+            "close it with '}' and separate entries with ', '",
+            mark,
+        )
+    if problem.startswith("expected ',' or ']'"):
+        return (
+            f"a [...] list is not closed, or two of its items have no ',' between them{where_opened}",
+            "close it with ']' and separate items with ', '",
+            mark,
+        )
+    if "quoted scalar" in context:
+        return f"a quoted value is not closed{where_opened}", "close the quote on the same value", mark
+    if problem.startswith("found undefined alias"):
+        name = problem.split("'")[1] if problem.count("'") >= 2 else ""
+        return f"*{name} refers to no anchor &{name}", "quote a value that starts with '*'", mark
+    if "could not find expected ':'" in problem:
+        return "a key is missing its ':'", "write key: value", mark
+    if "<stream end>" in problem:
+        return "the file ends before a value is complete", "close every '[', '{' and quote", mark
+    return problem or context or "the file is not valid YAML", None, mark
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain data and its positions. Raises :class:`RulesetError`."""
     if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
@@ -215,10 +322,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
         # The pure-Python composer recurses once per level: a few thousand levels (a few kB) exhaust the stack.
         raise _too_deep(file, None) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        message, hint, mark = plain_syntax_error(text, exc)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = (exc.problem or exc.context or "YAML syntax error").strip()
-        raise RulesetError([Problem(f"YAML syntax error: {message}", SourceLocation(file, line, col))]) from None
+        raise RulesetError(
+            [Problem(f"YAML syntax error: {message}", SourceLocation(file, line, col), hint=hint)]
+        ) from None
     except yaml.YAMLError as exc:
         raise RulesetError([Problem(f"YAML error: {exc}", SourceLocation(file, 1, 1))]) from None
     reader = _Reader(file)
