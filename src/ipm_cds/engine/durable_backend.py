@@ -32,7 +32,7 @@ import math
 import re
 import sys
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -306,6 +306,46 @@ def _discard_state(handle: int, sid: str, state: int | None, started: bool, *, q
         raise EngineFaultError(f"durable-rules could not delete a state: {exc}") from exc
 
 
+Gate = Callable[[Fact], bool]
+
+
+def _gates(stratum: Stratum) -> dict[str, Gate]:
+    """Per fact type of the stratum, whether a fact could match any of its patterns of that type, judged on the
+    patterns' equalities with constants (``eq``, ``in``) alone; no gate where some pattern has none."""
+    needs: dict[str, list[tuple[tuple[str, frozenset[object]], ...]] | None] = {}
+    for er in stratum.rules:
+        for pattern in er.patterns:
+            constants = tuple(
+                (t.field, frozenset(t.operand if isinstance(t.operand, tuple) else (t.operand,)))
+                for t in pattern.tests
+                if isinstance(t, ir.Test)
+                and t.op in ("eq", "in")
+                and not isinstance(t.operand, ir.Ref | ir.Param)
+                and t.operand is not None
+            )
+            known = needs.setdefault(pattern.fact_type, [])
+            if known is None or not constants:
+                needs[pattern.fact_type] = None  # this pattern takes any fact of the type
+            else:
+                known.append(constants)
+    return {fact_type: _gate(tuple(alternatives)) for fact_type, alternatives in needs.items() if alternatives}
+
+
+def _gate(alternatives: tuple[tuple[tuple[str, frozenset[object]], ...], ...]) -> Gate:
+    def admits(fact: Fact) -> bool:
+        values = fact.values
+        for constants in alternatives:
+            for field, allowed in constants:
+                value = values.get(field)
+                if value is None or value not in allowed:
+                    break
+            else:
+                return True
+        return False
+
+    return admits
+
+
 class DurableBackend:
     """Runs programs on durable-rules. One instance per engine; handles live as long as it does."""
 
@@ -321,6 +361,7 @@ class DurableBackend:
         self._handles: dict[int, int] = {}
         self._refs: dict[str, str] = {}  # engine rule name -> rule id@version, for error messages
         self._reads: dict[int, frozenset[str]] = {}  # stratum -> the fact types its patterns read
+        self._gates: dict[int, dict[str, Gate]] = {}  # stratum -> fact type -> could a fact match there
         self._first_stratum = 0
         # id(fact) -> (fact, JSON text without id, _t, sid and the closing brace): a fact is written once per
         # evaluation, not once per stratum. The entry holds the fact, so its id cannot be reused meanwhile.
@@ -334,6 +375,7 @@ class DurableBackend:
         assert _engine is not None
         self._refs = {er.name: er.rule.ref for stratum in program.strata for er in stratum.rules}
         self._reads = {s.index: frozenset(p.fact_type for er in s.rules for p in er.patterns) for s in program.strata}
+        self._gates = {s.index: _gates(s) for s in program.strata}
         self._first_stratum = program.strata[0].index if program.strata else 0
         for stratum in program.strata:
             text = dumps(stratum_json(stratum))
@@ -368,7 +410,12 @@ class DurableBackend:
 
             # A fact of a type no pattern of the stratum reads can match nothing there: it is not asserted.
             payload = [f'{{"type": "{SENTINEL_TYPE}", "id": "sentinel", "_t": 1, "sid": "{sid}"}}']
-            payload.extend(encode(f) for f in facts if f.type in reads)
+            # Nor is one that no pattern of its type could take: a field every such pattern requires to equal a
+            # constant (a kind, a test, a code) holds another value, or none (an absent field is never equal).
+            gates = self._gates[stratum.index]
+            payload.extend(
+                encode(f) for f in facts if f.type in reads and ((gate := gates.get(f.type)) is None or gate(f))
+            )
             state: int | None = None  # the state's offset, once assert_facts has returned it
             started = False  # whether an action was started on the state (its action context is set)
             current: str | None = None
