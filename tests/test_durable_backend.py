@@ -340,3 +340,20 @@ def test_an_engine_closes_its_backend_and_then_refuses_to_evaluate(ruleset: ipm_
     engine.close()  # idempotent
     with pytest.raises(ipm_cds.ConfigurationError, match="this engine is closed"):
         engine.evaluate(RFA_PATIENT, as_of=AS_OF)
+
+
+def test_as_of_a_datetime_is_its_date_and_anything_else_is_refused_clearly(ruleset: ipm_cds.Ruleset) -> None:
+    from datetime import datetime
+
+    engine = ipm_cds.Engine(ruleset, backend="python")
+    midnight = engine.evaluate(RFA_PATIENT, as_of=datetime(2025, 6, 2), timestamp=False)
+    assert midnight.to_json(timestamp=False) == engine.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json(
+        timestamp=False
+    )
+    with pytest.raises(ipm_cds.ConfigurationError, match="as_of must be a date, not str"):
+        engine.evaluate(RFA_PATIENT, as_of="2025-06-02")  # type: ignore[arg-type]
+
+
+def test_a_ruleset_prints_short(ruleset: ipm_cds.Ruleset) -> None:
+    text = repr(ruleset)
+    assert text.startswith("Ruleset(ipm_core ") and f"{len(ruleset.rules)} rules" in text and len(text) < 80

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..assessment import Assessment
@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     from ..decision_log import DecisionLog
 
 BackendName = Literal["durable", "python"]
+
+
+def _evaluation_date(as_of: object) -> date:
+    """``as_of`` as a date: today when None, a datetime's own date; anything else is refused clearly."""
+    if as_of is None:
+        return date.today()
+    if isinstance(as_of, datetime):
+        return as_of.date()
+    if isinstance(as_of, date):
+        return as_of
+    raise ConfigurationError(
+        f"as_of must be a date, not {type(as_of).__name__} {as_of!r}", hint="e.g. as_of=date(2025, 6, 2)"
+    )
 
 
 class Engine:
@@ -118,7 +131,7 @@ class Engine:
         if self._closed:
             raise ConfigurationError("this engine is closed", hint="build a new Engine to evaluate again")
         case = parse_patient(patient)
-        when = as_of or date.today()
+        when = _evaluation_date(as_of)
         facts = normalise(case, when, self._context)
         run = run_program(self.program, self._backend, facts, when, self.firing_cap)
         assessment = resolve(

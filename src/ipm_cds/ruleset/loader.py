@@ -59,6 +59,11 @@ class LoadedTestCase:
 class Ruleset:
     """A loaded, validated and compiled ruleset. Immutable; safe to share between engines."""
 
+    def __repr__(self) -> str:  # the whole ruleset would print as a million characters
+        return (
+            f"Ruleset({self.manifest.id} {self.manifest.version}, {len(self.rules)} rules, sha256 {self.sha256[:12]})"
+        )
+
     path: Path
     manifest: Manifest
     interventions: Mapping[str, Intervention]
