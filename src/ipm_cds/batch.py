@@ -486,10 +486,32 @@ class _Stopped(BaseException):
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _stop(signum: int, frame: object) -> None:
-    for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
-        signal.signal(other, signal.SIG_IGN)
-    raise _Stopped(signum)
+class _StopHandler:
+    """The handler of SIGINT and SIGTERM during ``ipm-cds batch``: raises :class:`_Stopped`, except while a
+    result is being written and counted; then it is raised once that record is done, so that the count the
+    stop reports is exactly the number of lines written."""
+
+    def __init__(self) -> None:
+        self.writing = False
+        self.pending: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
+            signal.signal(other, signal.SIG_IGN)
+        if self.writing:
+            self.pending = signum
+            return
+        raise _Stopped(signum)
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[None]:
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+        if self.pending is not None:
+            raise _Stopped(self.pending)
 
 
 def _stop_forkserver() -> None:
@@ -511,9 +533,10 @@ def _run_cli(args: argparse.Namespace) -> int:
         total = args.input.stat().st_size
     progress = _Progress(total)
     handling = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS} if handling else {}
+    stopper = _StopHandler()
+    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
     try:
-        _run_batch(args, progress)
+        _run_batch(args, progress, stopper)
     except _Stopped as stopped:
         if args.workers > 1:
             _stop_forkserver()
@@ -531,7 +554,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_batch(args: argparse.Namespace, progress: _Progress) -> None:
+def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHandler) -> None:
     source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
     reader = _Reader(source)
     try:
@@ -561,8 +584,9 @@ def _run_batch(args: argparse.Namespace, progress: _Progress) -> None:
         raise
     try:
         for result in results:
-            out.write(result.to_json_line() + "\n")
-            progress.update(result, reader.bytes_read)
+            with stopper.record():  # a stop waits for this line to be written and counted
+                out.write(result.to_json_line() + "\n")
+                progress.update(result, reader.bytes_read)
     finally:
         _close(results)  # stopped or failed: the workers are stopped before anything else is closed
         progress.close(reader.bytes_read)

@@ -309,6 +309,19 @@ def _discard_state(handle: int, sid: str, state: int | None, started: bool, *, q
 Gate = Callable[[Fact], bool]
 
 
+def _check_fact(fact: Fact) -> bool:
+    """Fail closed on a fact the engine would mishandle (every fact given to a stratum that reads its type,
+    asserted or not): past the property limit it is silently dropped, and our own attributes are reserved."""
+    if len(fact.values) + ENGINE_ATTRIBUTES > MAX_FACT_PROPERTIES:
+        raise EngineFaultError(
+            f"fact {fact.label} has {len(fact.values) + ENGINE_ATTRIBUTES} properties; the engine drops "
+            f"facts over {MAX_FACT_PROPERTIES}"
+        )
+    if RESERVED & fact.values.keys():
+        raise EngineFaultError(f"fact {fact.label} uses an attribute the engine reserves")
+    return True
+
+
 def _gates(stratum: Stratum) -> dict[str, Gate]:
     """Per fact type of the stratum, whether a fact could match any of its patterns of that type, judged on the
     patterns' equalities with constants (``eq``, ``in``) alone; no gate where some pattern has none."""
@@ -414,7 +427,9 @@ class DurableBackend:
             # constant (a kind, a test, a code) holds another value, or none (an absent field is never equal).
             gates = self._gates[stratum.index]
             payload.extend(
-                encode(f) for f in facts if f.type in reads and ((gate := gates.get(f.type)) is None or gate(f))
+                encode(f)
+                for f in facts
+                if f.type in reads and _check_fact(f) and ((gate := gates.get(f.type)) is None or gate(f))
             )
             state: int | None = None  # the state's offset, once assert_facts has returned it
             started = False  # whether an action was started on the state (its action context is set)
@@ -478,13 +493,7 @@ class DurableBackend:
         entry = self._texts.get(id(fact))
         if entry is not None and entry[0] is fact:
             return entry[1]
-        if len(fact.values) + ENGINE_ATTRIBUTES > MAX_FACT_PROPERTIES:
-            raise EngineFaultError(
-                f"fact {fact.label} has {len(fact.values) + ENGINE_ATTRIBUTES} properties; the engine drops "
-                f"facts over {MAX_FACT_PROPERTIES}"
-            )
-        if RESERVED & fact.values.keys():
-            raise EngineFaultError(f"fact {fact.label} uses an attribute the engine reserves")
+        _check_fact(fact)
         body = {**fact.values, "type": fact.type, "key": fact.key}
         text = _UNICODE_JSON(body) if all(_plain(v) for v in fact.values.values()) else dumps(body)
         text = text[:-1]
