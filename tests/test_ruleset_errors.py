@@ -388,16 +388,18 @@ def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
         (
             "rules/antithrombotic.yaml",
             "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
-            "    unless",
-            "      candidate: {type: candidat}\n      medication: {type: medication, antithrombotic: true}\n    unless",
+            "      # no high",
+            "      candidate: {type: candidat}\n      medication: {type: medication, antithrombotic: true}\n"
+            "      # no high",
             "candidat",
             "candidate",
         ),
         (
             "rules/antithrombotic.yaml",
             "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
-            "    unless",
-            "      candidate: {type: candidate}\n      medication: {type: medicaton, antithrombotic: true}\n    unless",
+            "      # no high",
+            "      candidate: {type: candidate}\n      medication: {type: medicaton, antithrombotic: true}\n"
+            "      # no high",
             "medicaton",
             "medication",
         ),

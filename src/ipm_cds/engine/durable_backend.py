@@ -37,6 +37,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from pydantic_core import from_json
+
 from ..errors import BackendUnavailableError, EngineFaultError, IpmCdsError, Problem, RulesetError
 from ..facts.normalise import Fact
 from ..ruleset import ir
@@ -450,7 +452,7 @@ class DurableBackend:
                 message = result[1] if result else None
                 seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
                 while message:
-                    frame = json.loads(message)
+                    frame = from_json(message)  # pydantic-core: twice as fast as json.loads on these frames
                     ((current, binding),) = frame.items()
                     # A pattern with $or fires once per true branch (measured, see docs/engine.md): each
                     # combination of facts must fire a rule once, so repeats are completed and ignored.
