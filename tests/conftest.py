@@ -7,16 +7,19 @@ The plugin's ``ipm-ci`` hypothesis profile is the default here; ``IPM_CDS_HYPOTH
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
 
 import ipm_cds
+from ipm_cds.ruleset.loader import bundled_ruleset_path
 
 AS_OF = date(2025, 6, 2)
 
@@ -61,6 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """Default to the plugin's fast, deterministic profile unless one was chosen."""
     if not (os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE") or config.getoption("--ipm-hypothesis-profile")):
         settings.load_profile("ipm-ci")
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """A copy of the bundled ruleset to edit (see test_ruleset_errors.edit)."""
+    target = tmp_path / "ipm-core"
+    shutil.copytree(bundled_ruleset_path(), target)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from ipm_cds.ruleset import ir
 from ipm_cds.tooling.checks import semantic_problems
 
 from .conftest import AS_OF
-from .test_ruleset_errors import copy, edit, line_of, problems  # noqa: F401 (copy is a fixture)
+from .test_ruleset_errors import edit, line_of, problems
 
 THOROUGH = os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE") == "thorough"
 # Far under the cap: the largest valid patients fire a few hundred rules (docs/performance.md, worst case).
@@ -363,7 +363,7 @@ SIJ_DX = "        count_of: {type: procedure, kind: sij_injection, purpose: diag
         ),
     ],
 )
-def test_aggregate_mistakes_name_the_place(copy: Path, new: str, offset: int, message: str) -> None:  # noqa: F811
+def test_aggregate_mistakes_name_the_place(copy: Path, new: str, offset: int, message: str) -> None:
     edit(copy, "rules/sij.yaml", SIJ_DX, new)
     found = problems(copy)
     assert len(found) == 1, found
@@ -373,7 +373,7 @@ def test_aggregate_mistakes_name_the_place(copy: Path, new: str, offset: int, me
     assert found.endswith(message), found
 
 
-def test_latest_needs_a_day_count(copy: Path) -> None:  # noqa: F811
+def test_latest_needs_a_day_count(copy: Path) -> None:
     edit(
         copy,
         "rules/opioids.yaml",
@@ -385,7 +385,7 @@ def test_latest_needs_a_day_count(copy: Path) -> None:  # noqa: F811
     assert "name an integer day-count field with order: FIELD" in found
 
 
-def test_validate_warns_on_a_join_over_pairs_of_one_fact_type(copy: Path) -> None:  # noqa: F811
+def test_validate_warns_on_a_join_over_pairs_of_one_fact_type(copy: Path) -> None:
     edit(
         copy,
         "rules/sij.yaml",

@@ -13,13 +13,6 @@ from ipm_cds.diff import case_patients, diff_rulesets, generated_patients
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 
 
-@pytest.fixture
-def copy(tmp_path: Path) -> Path:
-    target = tmp_path / "ipm-core"
-    shutil.copytree(bundled_ruleset_path(), target)
-    return target
-
-
 def test_identical_rulesets_change_nothing(ruleset: ipm_cds.Ruleset) -> None:
     d = diff_rulesets(ruleset, ruleset, patients=case_patients(ruleset)[::4])
     assert d.changes == [] and d.parameters_changed == [] and d.rules_added == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -12,33 +11,14 @@ import pytest
 import yaml
 
 import ipm_cds.engine.resolve
-from ipm_cds import Engine, RulesetError, load_ruleset
-from ipm_cds.ruleset.loader import bundled_ruleset_path
+from ipm_cds import Engine, load_ruleset
 from ipm_cds.ruleset.messages import SLOTS, parse_template
 from ipm_cds.ruleset.model import Message
 
+from .test_ruleset_errors import edit, problems
+
 MESSAGES = "catalogues/messages.yaml"
 EXAMPLES = Path(__file__).parent.parent / "examples" / "patients"
-
-
-@pytest.fixture
-def copy(tmp_path: Path) -> Path:
-    target = tmp_path / "ipm-core"
-    shutil.copytree(bundled_ruleset_path(), target)
-    return target
-
-
-def edit(root: Path, relative: str, old: str, new: str) -> None:
-    path = root / relative
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} must occur once in {relative}"
-    path.write_text(text.replace(old, new, 1))
-
-
-def problems(root: Path) -> list[str]:
-    with pytest.raises(RulesetError) as info:
-        load_ruleset(root)
-    return [str(p) for p in info.value.problems]
 
 
 def at(root: Path, relative: str, fragment: str) -> str:

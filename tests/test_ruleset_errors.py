@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ipm_cds import RulesetError, load_ruleset
 from ipm_cds.ruleset.loader import bundled_ruleset_path
-
-
-@pytest.fixture
-def copy(tmp_path: Path) -> Path:
-    target = tmp_path / "ipm-core"
-    shutil.copytree(bundled_ruleset_path(), target)
-    return target
 
 
 def edit(root: Path, relative: str, old: str, new: str, *, first: bool = False) -> None:
