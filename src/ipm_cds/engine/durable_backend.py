@@ -311,7 +311,7 @@ def _discard_state(handle: int, sid: str, state: int | None, started: bool, *, q
 Gate = Callable[[Fact], bool]
 
 
-def _check_fact(fact: Fact) -> bool:
+def _check_fact(fact: Fact) -> None:
     """Fail closed on a fact the engine would mishandle (every fact given to a stratum that reads its type,
     asserted or not): past the property limit it is silently dropped, and our own attributes are reserved."""
     if len(fact.values) + ENGINE_ATTRIBUTES > MAX_FACT_PROPERTIES:
@@ -321,7 +321,6 @@ def _check_fact(fact: Fact) -> bool:
         )
     if RESERVED & fact.values.keys():
         raise EngineFaultError(f"fact {fact.label} uses an attribute the engine reserves")
-    return True
 
 
 def _gates(stratum: Stratum) -> dict[str, Gate]:
@@ -428,11 +427,14 @@ class DurableBackend:
             # Nor is one that no pattern of its type could take: a field every such pattern requires to equal a
             # constant (a kind, a test, a code) holds another value, or none (an absent field is never equal).
             gates = self._gates[stratum.index]
-            payload.extend(
-                encode(f)
-                for f in facts
-                if f.type in reads and _check_fact(f) and ((gate := gates.get(f.type)) is None or gate(f))
-            )
+            for f in facts:
+                if f.type not in reads:
+                    continue
+                gate = gates.get(f.type)
+                if gate is None or gate(f):
+                    payload.append(encode(f))  # _text checks the fact the first time it writes it
+                else:
+                    _check_fact(f)  # left out here, it must still fit the engine: fail closed all the same
             state: int | None = None  # the state's offset, once assert_facts has returned it
             started = False  # whether an action was started on the state (its action context is set)
             current: str | None = None
