@@ -141,8 +141,8 @@ class _RuleCompiler:
     def aggregate_pattern(
         self, alias: str, spec: dict[str, Any], path: Path_, bound: Mapping[str, str], functions: list[str]
     ) -> ir.Pattern | None:
-        """``{latest|earliest|count_of: SELECTION, [by, order, distinct, sum], field tests...}``: the alias binds a
-        fact the aggregate makes (see :class:`ir.Aggregate`); the field tests apply to that fact."""
+        """``{latest|earliest|count_of: SELECTION, [by, order, distinct, sum, list], field tests...}``: the alias
+        binds a fact the aggregate makes (see :class:`ir.Aggregate`); the field tests apply to that fact."""
         key = functions[0]
         if len(functions) > 1:
             self.error((*path, functions[1]), f"one aggregate per pattern ({', '.join(functions)} given)", key=True)
