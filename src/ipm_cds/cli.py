@@ -168,7 +168,7 @@ def _explain(args: argparse.Namespace) -> int:
     explanation = engine.explain(document, as_of=args.as_of)
     if args.intervention:
         if args.intervention not in ruleset.interventions:
-            from .ruleset.compile import did_you_mean
+            from .ruleset.problems import did_you_mean
 
             raise ConfigurationError(
                 f"unknown intervention {args.intervention!r}",
