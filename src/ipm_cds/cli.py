@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("ruleset", type=Path, nargs="?", default=None)
     va.add_argument(
         "--format",
-        choices=["text", "json"],
+        choices=["text", "json", "sarif"],
         default="text",
-        help="json: one object on stdout with every problem (file, line, column, message, hint, severity)",
+        help="json: one object on stdout with every problem (file, line, column, message, hint, severity, code); "
+        "sarif: a SARIF 2.1.0 log for code-scanning tools",
     )
 
     lo = sub.add_parser("lock", help="record each rule's content hash at its version (ruleset.lock.json)")
@@ -187,32 +187,16 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def problem_json(problem: Problem) -> dict[str, Any]:
-    """One problem as CI and editors read it: 1-based line and column, null where unknown."""
-    where = problem.location
-    return {
-        "file": where.file if where else None,
-        "line": where.line if where else None,
-        "column": where.column if where else None,
-        "field": problem.field,
-        "message": problem.message,
-        "hint": problem.hint,
-        "severity": problem.severity,
-    }
+def _print_report(problems: Sequence[Problem], ruleset: Any, fmt: str, folder: Path | None) -> None:
+    """``validate --format json|sarif``: every problem for CI and editors (``tooling/report.py``)."""
+    from .ruleset.loader import bundled_ruleset_path
+    from .tooling.report import sarif, validation_json
 
-
-def _print_problems_json(problems: Sequence[Problem], ruleset: Any) -> None:
-    """``validate --format json``: ``valid``, the ruleset (when it loaded cleanly) and every problem, errors first."""
-    ordered = sorted(problems, key=lambda p: p.severity != "error")
-    out: dict[str, Any] = {
-        "valid": not any(p.severity == "error" for p in problems),
-        "ruleset": (
-            {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256, "rules": len(ruleset.rules)}
-            if ruleset is not None
-            else None
-        ),
-        "problems": [problem_json(p) for p in ordered],
-    }
+    if fmt == "sarif":
+        root = (folder if folder is not None else bundled_ruleset_path()).resolve()
+        out = sarif(problems, (root.parent if root.is_dir() else root.parent.parent).as_uri())
+    else:
+        out = validation_json(problems, ruleset)
     sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
 
 
@@ -223,25 +207,25 @@ def _validate(args: argparse.Namespace) -> int:
     from .ruleset.lock import check_lock
     from .tooling.checks import semantic_problems
 
-    as_json = getattr(args, "format", "text") == "json"
+    fmt = getattr(args, "format", "text")
     try:
         ruleset = load_ruleset(args.ruleset)
         for profile in ruleset.manifest.profiles:
             Engine(ruleset, profile=profile, backend="python")
     except RulesetError as exc:
-        if not as_json:
+        if fmt == "text":
             raise
-        _print_problems_json(list(exc.problems), None)
+        _print_report(list(exc.problems), None, fmt, args.ruleset)
         return EXIT_RULESET
     # durable-rules' limits under every profile, checked in Python (no engine is built): a ruleset that
     # validates builds on durable-rules and runs there wherever the python backend answers.
     problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset), *limit_problems(ruleset)]
     errors = [p for p in problems if p.severity == "error"]
-    if as_json:
-        _print_problems_json(problems, None if errors else ruleset)
+    if fmt != "text":
+        _print_report(problems, None if errors else ruleset, fmt, args.ruleset)
         return EXIT_RULESET if errors else EXIT_OK
     for warning in (p for p in problems if p.severity == "warning"):
-        print(f"warning: {warning}")
+        print(f"warning[{warning.code}]: {warning}" if warning.code else f"warning: {warning}")
     if errors:
         raise RulesetError(errors)
     print(
@@ -268,10 +252,11 @@ def _lock(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     from .diff import case_patients, diff_rulesets, generated_patients, render_diff
     from .ruleset.loader import load_ruleset
+    from .testing.strategies import DEFAULT_AS_OF
 
     old, new = load_ruleset(args.old), load_ruleset(args.new)
     cohort = case_patients(old, new, folder=args.cases)
-    cohort += [(p, date(2025, 6, 2)) for p in generated_patients(args.generate)]
+    cohort += [(p, DEFAULT_AS_OF) for p in generated_patients(args.generate)]
     result = diff_rulesets(old, new, patients=cohort, profile_old=args.profile, profile_new=args.profile)
     if args.format == "json":
         sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")

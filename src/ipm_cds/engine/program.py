@@ -58,7 +58,7 @@ def resolve_parameters(
     """Parameter values for a profile, with deployment overrides checked against each parameter's bounds."""
     values: dict[str, ParamValue] = {}
     for name, param in ruleset.parameters.items():
-        value = param.profiles.get(profile, param.default)
+        value = param.value(profile)
         if value is not None:
             values[name] = value
     checked: dict[str, ParamValue] = {}

@@ -233,6 +233,11 @@ class Parameter(_M):
                 raise ValueError(f"parameter {self.name} value {value} is outside {self.min}..{self.max}")
         return self
 
+    def value(self, profile: str) -> int | float | None:
+        """The value under a profile: the profile's own, else the default; None when neither is given.
+        The one place that says which value a profile uses (the engine, content, diff all ask here)."""
+        return self.profiles.get(profile, self.default)
+
 
 class VocabularyCode(_M):
     """One code of a vocabulary. ``unit``/``min``/``max`` give a value recorded with it (a laboratory test's
