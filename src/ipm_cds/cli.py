@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
     te.add_argument("--backend", choices=["durable", "python"], default="durable")
     te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
+    te.add_argument(
+        "--coverage",
+        default=None,
+        metavar="FILE",
+        help="report coverage for the rules of one rule file only (a path inside the ruleset: rules/facet.yaml); "
+        "also with --filter",
+    )
     return parser
 
 
@@ -287,10 +294,12 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .casetests import coverage, junit_xml, run_cases
+    from .casetests import coverage, junit_xml, rules_in, run_cases
     from .ruleset.loader import load_ruleset
 
     ruleset = load_ruleset(args.ruleset)
+    if args.coverage is not None:
+        rules_in(ruleset, args.coverage)  # a file with no rule is an error before anything runs
     results = run_cases(ruleset, backend=args.backend, name_filter=args.filter)
     if args.filter and not results:
         raise ConfigurationError(f"no test case name contains {args.filter!r}")
@@ -301,14 +310,15 @@ def _test(args: argparse.Namespace) -> int:
             print(f"    {failure}")
     if args.junit:
         args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
-    if not args.filter:
-        cov = coverage(ruleset, results)
+    if not args.filter or args.coverage:
+        cov = coverage(ruleset, results, args.coverage)
+        scope = f" of {args.coverage}" if args.coverage else ""
         if cov.never_fired:
-            print(f"coverage: rules no case fires: {', '.join(cov.never_fired)}")
+            print(f"coverage: rules{scope} no case fires: {', '.join(cov.never_fired)}")
         if cov.never_missed:
-            print(f"coverage: rules never seen not firing (no near miss): {', '.join(cov.never_missed)}")
+            print(f"coverage: rules{scope} never seen not firing (no near miss): {', '.join(cov.never_missed)}")
         if not cov.never_fired and not cov.never_missed:
-            print(f"coverage: all {len(ruleset.rules)} rules seen firing and not firing")
+            print(f"coverage: all {len(rules_in(ruleset, args.coverage))} rules{scope} seen firing and not firing")
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 

@@ -418,6 +418,23 @@ def _check_expectation_codes(
             check(code, alert_codes, "alert", ("alert_severity", code), key=True)
 
 
+MERGED_SECTIONS = ("demographics", "conservative_care", "psychological_evaluation")
+"""Patient sections that a test case merges field by field into its fixture's (the others it replaces)."""
+
+
+def extend_patient(fixture: Mapping[str, Any], patient: Mapping[str, Any]) -> dict[str, Any]:
+    """A test case's patient on top of its fixture: sections replace, the one-object sections merge, null drops."""
+    out = dict(fixture)
+    for key, value in patient.items():
+        if value is None:
+            out.pop(key, None)
+        elif key in MERGED_SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -581,7 +598,21 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         tfile = _validate(TestFile, tdata, tpos, problems)
         if tfile is None:
             continue
-        for j, case in enumerate(tfile.cases):
+        for j, written in enumerate(tfile.cases):
+            case = written
+            if case.extends is not None:
+                fixture = tfile.fixtures.get(case.extends)
+                if fixture is None:
+                    problems.append(
+                        Problem(
+                            f"unknown fixture {case.extends!r}",
+                            tpos.at(("cases", j, "extends")),
+                            hint=did_you_mean(case.extends, tfile.fixtures)
+                            or "fixtures are declared under fixtures: at the top of the test file",
+                        )
+                    )
+                    continue
+                case = case.model_copy(update={"patient": extend_patient(fixture, case.patient)})
             if case.profile is not None:
                 check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
             _check_expectation_codes(

@@ -602,9 +602,18 @@ class TestCase(_M):
     as_of: date
     profile: Code | None = None
     parameters: dict[Code, int | float] = Field(default_factory=dict)
-    patient: dict[str, Any]
+    extends: Code | None = Field(
+        None,
+        description="A fixture of this file the patient starts from: the case's sections replace the fixture's "
+        "(demographics, conservative_care and psychological_evaluation are merged field by field); a section "
+        "set to null is left out.",
+    )
+    patient: dict[str, Any] = Field(default_factory=dict)
     expect: Expectation
 
 
 class TestFile(_M):
+    fixtures: dict[Code, dict[str, Any]] = Field(
+        default_factory=dict, description="Base patients that this file's cases extend (extends: NAME)."
+    )
     cases: list[TestCase] = Field(min_length=1)
