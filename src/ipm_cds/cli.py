@@ -125,6 +125,16 @@ def _parser() -> argparse.ArgumentParser:
     for name, module, extra in EXTENSIONS:
         _register_extension(sub, name, module, extra)
 
+    nw = sub.add_parser("new", help="scaffold ruleset files: new pathway NAME")
+    nw_sub = nw.add_subparsers(dest="what", required=True)
+    nwp = nw_sub.add_parser(
+        "pathway",
+        help="an intervention, a parameter, a source, a criterion, a rule file and a test file that validate",
+    )
+    nwp.add_argument("name", help="the pathway's code (lower case, e.g. pns); also its intervention's code")
+    nwp.add_argument(
+        "--ruleset", type=Path, default=Path("rules/ipm-core"), help="the ruleset folder (default: rules/ipm-core)"
+    )
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
@@ -293,6 +303,20 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _new(args: argparse.Namespace) -> int:
+    from .tooling.scaffold import new_pathway
+
+    for path in new_pathway(args.ruleset, args.name):
+        print(f"wrote {path}")
+    print(
+        f"next: replace every REPLACE, give {args.name}_min_pain_weeks its value from the source, then "
+        f"ipm-cds validate {args.ruleset} and ipm-cds test {args.ruleset} --filter '{args.name} - '. To record "
+        f"past {args.name} procedures, add {args.name} to the procedure_kind vocabulary and bump the ruleset "
+        "version (docs/rule-files.md, the walkthrough)."
+    )
+    return EXIT_OK
+
+
 def _test(args: argparse.Namespace) -> int:
     from .casetests import coverage, junit_xml, rules_in, run_cases
     from .ruleset.loader import load_ruleset
@@ -335,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "content": _content,
         "test": _test,
+        "new": _new,
         **_HANDLERS,
     }
     try:
