@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("schema", help="write JSON Schemas for rule files, catalogues, manifest and test cases")
     sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
+    sc.add_argument(
+        "--ruleset",
+        type=Path,
+        default=None,
+        help="complete field names, catalogue codes and vocabulary values from this ruleset (default: bundled)",
+    )
 
     for name, module, extra in EXTENSIONS:
         _register_extension(sub, name, module, extra)
@@ -296,9 +302,10 @@ def _content(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from .ruleset.loader import load_ruleset
     from .ruleset.schema import write_schemas
 
-    for path in write_schemas(args.out):
+    for path in write_schemas(args.out, load_ruleset(args.ruleset, with_tests=False)):
         print(path)
     return EXIT_OK
 
