@@ -86,6 +86,8 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
         ("referral target", old.referrals, new.referrals),
         ("medication", old.medications, new.medications),
         ("source", old.sources, new.sources),
+        ("criterion", old.criteria, new.criteria),
+        ("vocabulary", old.vocabularies, new.vocabularies),
         ("message", old.messages, new.messages),
     ):
         catalogue += [f"{what} added: {k}" for k in sorted(set(b_map) - set(a_map))]
@@ -106,11 +108,11 @@ def _changed_thresholds(
 ) -> list[tuple[Threshold, list[float]]]:
     """Thresholds that read a parameter whose value differs, with probe values around old and new."""
     changed: dict[str, set[float]] = {}
-    for name in sorted(set(old.parameters) & set(new.parameters)):
-        a, b = old.parameters[name], new.parameters[name]
-        va, vb = a.value(profile_old), b.value(profile_new)
-        if va != vb:
-            step = 1 if a.type == "int" else 0.1
+    for name in sorted(set(new.parameters)):  # a new parameter is probed around its value too
+        a, b = old.parameters.get(name), new.parameters[name]
+        va, vb = a.value(profile_old) if a is not None else None, b.value(profile_new)
+        if va != vb or a is None:
+            step = 1 if b.type == "int" else 0.1
             changed[name] = {v + d for v in (va, vb) if v is not None for d in (-step, 0, step)}
     out: list[tuple[Threshold, list[float]]] = []
     for ruleset, profile in ((old, profile_old), (new, profile_new)):
