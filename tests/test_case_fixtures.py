@@ -8,7 +8,7 @@ import pytest
 
 from ipm_cds import RulesetError, load_ruleset
 from ipm_cds.cli import EXIT_OK, main
-from ipm_cds.ruleset.loader import extend_patient
+from ipm_cds.ruleset.testcases import extend_patient
 
 FILE = """fixtures:
   headache:

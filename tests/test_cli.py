@@ -101,8 +101,8 @@ def test_malformed_rule_file_gives_file_line_col(tmp_path: Path, capsys: pytest.
     line = next(i for i, s in enumerate(path.read_text().splitlines(), 1) if "urgency: whenever" in s)
     assert code == EXIT_RULESET
     assert err == (
-        f"ipm-cds: invalid ruleset: ipm-core/rules/referrals.yaml:{line}:20: urgency is emergency, "
-        f"urgent, soon or routine\n"
+        f"ipm-cds: invalid ruleset: ipm-core/rules/referrals.yaml:{line}:20: urgency: Input should be "
+        "'emergency', 'urgent', 'soon' or 'routine'\n"
     )
     code, _, err = run(capsys, "validate", str(root))
     assert code == EXIT_RULESET
@@ -213,7 +213,8 @@ def test_validate_json_lists_every_problem_for_ci_and_editors(
     code, out, err = run(capsys, "validate", "--format", "json")
     assert code == EXIT_OK and err == ""
     data = json.loads(out)
-    assert data["valid"] is True and data["problems"] == []
+    assert data["valid"] is True
+    assert all(p["severity"] == "warning" and p["code"] for p in data["problems"])  # the linter's, if any
     assert data["ruleset"]["id"] == "ipm_core" and len(data["ruleset"]["sha256"]) == 64
     root = tmp_path / "ipm-core"
     shutil.copytree(bundled_ruleset_path(), root)
@@ -235,6 +236,7 @@ def test_validate_json_lists_every_problem_for_ci_and_editors(
                 "message": "unknown fact type 'pian'",
                 "hint": "did you mean 'pain'?",
                 "severity": "error",
+                "code": "invalid-ruleset",
             }
         ],
     }

@@ -14,8 +14,9 @@ from .assessment import Assessment, Precaution
 from .engine.facade import BackendName, Engine
 from .errors import ConfigurationError, IpmCdsError
 from .ruleset import ir
-from .ruleset.loader import LoadedTestCase, Ruleset
+from .ruleset.loader import Ruleset
 from .ruleset.model import PrecautionExpectation
+from .ruleset.testcases import LoadedTestCase
 
 
 @dataclass(frozen=True)

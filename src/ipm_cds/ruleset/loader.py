@@ -41,22 +41,16 @@ from .model import (
     RuleSpec,
     Source,
     SourceCatalogue,
-    TestCase,
     TestFile,
     Vocabulary,
     VocabularyCatalogue,
 )
 from .problems import did_you_mean, pydantic_problems
+from .testcases import CaseCodes, LoadedTestCase, load_cases
 from .yamlsrc import Path_, Positions, load_yaml_file
 
 MANIFEST = "ruleset.yaml"
 _T = TypeVar("_T", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class LoadedTestCase:
-    case: TestCase
-    location: SourceLocation
 
 
 @dataclass(frozen=True)
@@ -371,70 +365,6 @@ def _catalogue_entries(
     return out
 
 
-def _check_expectation_codes(
-    case: TestCase,
-    pos: Positions,
-    at: Path_,
-    problems: list[Problem],
-    interventions: Mapping[str, Any],
-    referrals: Mapping[str, Any],
-    medications: Mapping[str, Any],
-    alert_codes: set[str],
-    rules_ok: bool,
-) -> None:
-    """Every code a test case expects must exist: a misspelt code would make an expectation that can never hold
-    (or, in an empty list, one that always holds)."""
-    expect = case.expect
-
-    def check(value: str, table: Any, what: str, path: Path_, *, key: bool = False) -> None:
-        if value not in table:
-            problems.append(
-                Problem(
-                    f"unknown {what} {value!r} in expect.{path[0]}",
-                    pos.at((*at, *path), key=key),
-                    hint=did_you_mean(value, table),
-                )
-            )
-
-    for name in ("candidates", "excluded", "precautions"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, interventions, "intervention", (name, k))
-    for code in expect.exclusion_kinds:
-        check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
-    for name in ("referrals", "deferred_referrals"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, referrals, "referral target", (name, k))
-    for code in expect.referral_urgency:
-        check(code, referrals, "referral target", ("referral_urgency", code), key=True)
-    for k, want in enumerate(expect.precaution_details):
-        if want.intervention is not None:
-            check(want.intervention, interventions, "intervention", ("precaution_details", k, "intervention"))
-        if want.medication is not None:
-            check(want.medication, medications, "medication", ("precaution_details", k, "medication"))
-    if rules_ok:  # alert codes come from the rules: only once they loaded cleanly
-        for k, code in enumerate(expect.alerts or []):
-            check(code, alert_codes, "alert", ("alerts", k))
-        for code in expect.alert_severity:
-            check(code, alert_codes, "alert", ("alert_severity", code), key=True)
-
-
-MERGED_SECTIONS = ("demographics", "conservative_care", "psychological_evaluation")
-"""Patient sections that a test case merges field by field into its fixture's (the others it replaces)."""
-
-
-def extend_patient(fixture: Mapping[str, Any], patient: Mapping[str, Any]) -> dict[str, Any]:
-    """A test case's patient on top of its fixture: sections replace, the one-object sections merge, null drops."""
-    out = dict(fixture)
-    for key, value in patient.items():
-        if value is None:
-            out.pop(key, None)
-        elif key in MERGED_SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
-
-
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -598,46 +528,12 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         tfile = _validate(TestFile, tdata, tpos, problems)
         if tfile is None:
             continue
-        for j, written in enumerate(tfile.cases):
-            case = written
-            if case.extends is not None:
-                fixture = tfile.fixtures.get(case.extends)
-                if fixture is None:
-                    problems.append(
-                        Problem(
-                            f"unknown fixture {case.extends!r}",
-                            tpos.at(("cases", j, "extends")),
-                            hint=did_you_mean(case.extends, tfile.fixtures)
-                            or "fixtures are declared under fixtures: at the top of the test file",
-                        )
-                    )
-                    continue
-                case = case.model_copy(update={"patient": extend_patient(fixture, case.patient)})
-            if case.profile is not None:
-                check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
-            _check_expectation_codes(
-                case,
-                tpos,
-                ("cases", j, "expect"),
-                problems,
-                interventions,
-                referrals,
-                medications,
-                alert_codes,
-                rules_ok,
-            )
-            for key in ("fired", "not_fired"):
-                for k, rule_id in enumerate(getattr(case.expect, key)):
-                    # only once the rules themselves loaded cleanly: a broken rule file is the problem to show
-                    if rules_ok and rule_id not in seen_ids:
-                        problems.append(
-                            Problem(
-                                f"unknown rule {rule_id!r} in expect.{key}",
-                                tpos.at(("cases", j, "expect", key, k)),
-                                hint=did_you_mean(rule_id, seen_ids),
-                            )
-                        )
-            tests.append(LoadedTestCase(case, tpos.at(("cases", j))))
+        tests += load_cases(
+            tfile,
+            tpos,
+            problems,
+            CaseCodes(manifest.profiles, interventions, referrals, medications, alert_codes, set(seen_ids), rules_ok),
+        )
 
     errors = [p for p in problems if p.severity == "error"]
     if errors:

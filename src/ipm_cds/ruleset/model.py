@@ -3,6 +3,9 @@
 These models check the *shape* of each file (and give JSON Schemas for editors). The meaning of a
 rule's conditions (field paths, types, references) is checked by :mod:`ipm_cds.ruleset.compile`
 against the fact schema and the catalogues, with the same file:line:col positions.
+
+Why this module is over 600 lines: it is the one definition of every ruleset file format (the loader, the
+lock, the JSON Schemas and the docs all read it), declarations only.
 """
 
 from __future__ import annotations
