@@ -35,7 +35,7 @@ from jsonschema import Draft202012Validator
 import ipm_cds
 from ipm_cds.interop.cds_hooks import CARD_EXTENSION, patient_view_cards
 from ipm_cds.interop.fhir import prefetch_from_bundle, prefetch_templates, read_prefetch
-from ipm_cds.interop.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
+from ipm_cds.serving.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
 
 AS_OF = date(2025, 6, 2)
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUAT
 # A module whose optional dependencies are missing still gets a subcommand that says what to install.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.batch", ""),
-    ("serve", "ipm_cds.interop.service", "service"),
+    ("serve", "ipm_cds.serving.service", "service"),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
