@@ -119,8 +119,11 @@ class ObserveRequests:
     def _done(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
         route = state.get("route")
         if route is None:
-            matched = scope.get("route")
-            route = getattr(matched, "path", None) or "unmatched"
+            matched = getattr(scope.get("route"), "path", None)
+            # routes outside FastAPI's router (/docs, /openapi.json) leave no route in the scope: answered, their
+            # path is the label; any other request no route saw (404, or refused before routing) is "unmatched",
+            # so that a caller cannot add label values at will
+            route = matched or (scope.get("path", "") if status < 400 else "unmatched")
         kind = state.get("error_kind")
         if status >= 400 and kind is None:
             kind = CdsHttpError(status, "", "").kind
