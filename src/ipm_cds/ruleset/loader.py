@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from .model import (
 )
 from .yamlsrc import Path_, Positions, load_yaml_file
 
+logger = logging.getLogger(__name__)
 MANIFEST = "ruleset.yaml"
 _T = TypeVar("_T", bound=BaseModel)
 
@@ -576,6 +578,15 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     digest = hashlib.sha256(
         json.dumps(loader.canonical, sort_keys=True, default=str, separators=(",", ":")).encode()
     ).hexdigest()
+    logger.debug(
+        "loaded %s %s from %s: %d rules, %d test cases, sha256 %s",
+        manifest.id,
+        manifest.version,
+        root,
+        len(rules),
+        len(tests),
+        digest,
+    )
     return Ruleset(
         path=root,
         manifest=manifest,
