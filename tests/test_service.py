@@ -901,7 +901,7 @@ def test_openapi_flag_serves_docs_and_the_schema(tmp_path: Path) -> None:
 
 
 def test_every_request_is_logged_once_with_its_id_and_fields(client: Client, caplog: pytest.LogCaptureFixture) -> None:
-    from ipm_cds.serving.observability import JsonFormatter
+    from ipm_cds.serving.observability import JsonFormatter, TextFormatter
 
     caplog.set_level(logging.INFO, logger="ipm_cds.serving")
     request = hook_request(client.server, "opioids")
@@ -922,7 +922,11 @@ def test_every_request_is_logged_once_with_its_id_and_fields(client: Client, cap
     line = json.loads(JsonFormatter().format(record))
     assert line["level"] == "info" and line["request_id"] == "trace-42" and line["route"].endswith("patient-view")
     assert line["status"] == 200 and line["hook"] == "patient-view" and line["time"].endswith("Z")
+    assert line["message"] == "POST /cds-services/ipm-cds-patient-view 200"
     assert "fhir-opioids" not in json.dumps(line)
+    text = TextFormatter().format(record)
+    assert "ipm_cds.serving.observability: POST /cds-services/ipm-cds-patient-view 200 request_id=trace-42" in text
+    assert f"hookInstance={request['hookInstance']}" in text and " latency_ms=" in text
 
 
 # -- the example requests of docs/cds-hooks.md ---------------------------------------------------------

@@ -24,14 +24,22 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .protocol import CdsHttpError
 
-__all__ = ["REQUEST_ID_HEADER", "ContainErrors", "JsonFormatter", "Metrics", "ObserveRequests"]
+__all__ = [
+    "FIELDS",
+    "REQUEST_ID_HEADER",
+    "ContainErrors",
+    "JsonFormatter",
+    "Metrics",
+    "ObserveRequests",
+    "TextFormatter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +152,8 @@ class ObserveRequests:
                 fields[name] = state[name]
         if kind is not None:
             fields["error_kind"] = kind
-        text = " ".join(f"{k}={v}" for k, v in fields.items())
-        logger.log(logging.WARNING if status >= 500 else logging.INFO, "request %s", text, extra=fields)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        logger.log(level, "%s %s %d", fields["method"], route, status, extra=fields)
 
 
 class ContainErrors:
@@ -182,23 +190,41 @@ class ContainErrors:
             await response(scope, receive, send)
 
 
+# The fields a request's log record carries (as ``extra``), in the order the formatters write them.
+FIELDS = (
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "latency_ms",
+    "hook",
+    "service",
+    "hookInstance",
+    "cards",
+    "patient",
+    "error_kind",
+)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {name: record.__dict__[name] for name in FIELDS if record.__dict__.get(name) is not None}
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, then the request's fields as ``key=value`` when the record has them."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = _fields(record)
+        return text + "".join(f" {k}={v}" for k, v in fields.items()) if fields else text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per log record: time, level, logger, message, and the request's fields when the
     record carries them (``request_id``, ``route``, ``status``, ``latency_ms``, ``hook``...)."""
-
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "request_id",
-        "method",
-        "route",
-        "status",
-        "latency_ms",
-        "hook",
-        "service",
-        "hookInstance",
-        "cards",
-        "patient",
-        "error_kind",
-    )
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -209,10 +235,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in self.FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                out[name] = value
+        out.update(_fields(record))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)

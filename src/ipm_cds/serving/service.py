@@ -53,7 +53,7 @@ from ..errors import ConfigurationError, IpmCdsError
 from .app import create_app
 from .auth import is_loopback
 from .config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT, SERVICES, ServiceConfig, TrustedIssuer, load_issuers
-from .observability import JsonFormatter
+from .observability import JsonFormatter, TextFormatter
 
 __all__ = ["SERVICES", "ServiceConfig", "TrustedIssuer", "create_app", "load_issuers", "register"]
 
@@ -189,8 +189,5 @@ def _serve(args: argparse.Namespace) -> int:
 def _configure_logging(level: str, form: str) -> None:
     """The serving process's log handler (the library itself configures none): stderr, text or JSON."""
     handler = logging.StreamHandler()
-    if form == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
