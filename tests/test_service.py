@@ -879,7 +879,9 @@ def test_openapi_is_off_by_default(client: Client, open_server: Server) -> None:
 
 def test_openapi_flag_serves_docs_and_the_schema(tmp_path: Path) -> None:
     sock, port = listening()
-    config = ServiceConfig(as_of=AS_OF, feedback_log=None, bind=(LOOPBACK, port), backend="python", openapi=True)
+    config = ServiceConfig(
+        as_of=AS_OF, feedback_log=None, bind=(LOOPBACK, port), backend="python", openapi=True, metrics=False
+    )
     with (
         running(config, sock),
         httpx.Client(base_url=f"http://{LOOPBACK}:{port}", timeout=60, trust_env=False) as http,
@@ -888,9 +890,8 @@ def test_openapi_flag_serves_docs_and_the_schema(tmp_path: Path) -> None:
         assert spec.status_code == 200
         document = spec.json()
         assert document["info"]["title"] == "ipm-cds CDS Hooks service"
-        assert {"/cds-services", "/cds-services/{service_id}", "/healthz", "/readyz", "/metrics"} <= set(
-            document["paths"]
-        )
+        assert {"/cds-services", "/cds-services/{service_id}", "/healthz", "/readyz"} <= set(document["paths"])
+        assert "/metrics" not in document["paths"] and http.get("/metrics").status_code == 404  # metrics=False
         body = document["paths"]["/cds-services/{service_id}"]["post"]["requestBody"]
         assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HookRequest"}
         schemas = document["components"]["schemas"]
