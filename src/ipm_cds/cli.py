@@ -381,7 +381,8 @@ def _lock(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset)
     path = write_lock(ruleset, force=args.force)
     print(
-        f"locked {len(ruleset.rule_specs)} rules and {len(ruleset.message_specs)} messages of {ruleset.id} "
+        f"locked {len(ruleset.rule_specs)} rules, {len(ruleset.catalogue_entries)} catalogue entries and "
+        f"{len(ruleset.message_specs)} messages of {ruleset.id} "
         f"{ruleset.version} in {path}"
     )
     return EXIT_OK

@@ -17,7 +17,7 @@ from difflib import get_close_matches
 from typing import Any, cast
 
 from ..errors import Problem
-from ..facts.schema import BASE_FACT_TYPES, REGIONS, SIDES, FactType, FieldSpec
+from ..facts.schema import BASE_FACT_TYPES, SIDES, FactType, FieldSpec
 from . import ir
 from .model import Parameter, RuleSpec
 from .yamlsrc import Path_, Positions
@@ -592,7 +592,8 @@ class _RuleCompiler:
                         key=True,
                     )
                     continue
-                vocabulary = {"region": REGIONS, "side": SIDES}.get(key)
+                regions = self.ctx.fact_types["pain"].fields["region"].values
+                vocabulary = {"region": regions, "side": SIDES}.get(key)
                 expected = FieldSpec("str", f"target {key}", vocabulary) if vocabulary else None
                 val = self.value(raw, (*cpath, "target", key), expected)
                 if val is not None:
@@ -605,7 +606,7 @@ class _RuleCompiler:
             text = self.template(body.get(text_key), (*cpath, text_key))
             region: ir.Value | None = None
             if "region" in body:
-                region = self.value(body["region"], (*cpath, "region"), BASE_FACT_TYPES["pain"].fields["region"])
+                region = self.value(body["region"], (*cpath, "region"), self.ctx.fact_types["pain"].fields["region"])
                 if region is None:
                     return None
             if codes is None or text is None:

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Problem, RulesetError, SourceLocation
+from ..errors import PatientDataError, Problem, RulesetError, SourceLocation
 from ..facts.normalise import MedicationInfo, NormaliseContext
-from ..facts.schema import FactType
+from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
+from ..facts.vocabulary import CodeInfo, check_codes
+from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
 from .compile import CompileContext, compile_rules, did_you_mean
 from .messages import CRITERION, SLOTS, Template, parse_template
@@ -43,6 +45,8 @@ from .model import (
     SourceCatalogue,
     TestCase,
     TestFile,
+    Vocabulary,
+    VocabularyCatalogue,
 )
 from .yamlsrc import Path_, Positions, load_yaml_file
 
@@ -75,6 +79,7 @@ class Ruleset:
     medications: Mapping[str, MedicationEntry]
     criteria: Mapping[str, Criterion]
     messages: Mapping[str, Template]
+    vocabularies: Mapping[str, Vocabulary]
     rules: tuple[ir.Rule, ...]
     rule_specs: Mapping[str, RuleSpec]
     fact_types: Mapping[str, FactType]
@@ -84,6 +89,8 @@ class Ruleset:
     version_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # rule id -> its version
     message_specs: Mapping[str, Message] = field(default_factory=dict)  # as written, for the lock
     message_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # message id -> its text
+    # every catalogue entry as written, for the lock: (catalogue, key) -> (entry, where it is)
+    catalogue_entries: Mapping[tuple[str, str], tuple[BaseModel, SourceLocation]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -104,7 +111,29 @@ class Ruleset:
             {k: tuple(v) for k, v in settings.procedure_groups.items()},
             {k: tuple(v) for k, v in settings.exam_groups.items()},
             {k: tuple(v) for k, v in settings.medication_groups.items()},
+            self.code_infos(),
         )
+
+    def parse_patient(self, document: Any) -> PatientCase:
+        """Validate a patient document against the patient model and this ruleset's vocabularies.
+
+        :func:`ipm_cds.parse_patient` checks the document's shape and the spelling of its codes; this also
+        checks that each code is one of the ruleset's (with the nearest code as a hint), that laboratory
+        values and scores are in their ranges and subscores belong to their instrument. Raises
+        :class:`~ipm_cds.errors.PatientDataError` naming every field at fault.
+        """
+        case = parse_patient(document)
+        problems = check_codes(case, self.code_infos())
+        if problems:
+            raise PatientDataError(problems)
+        return case
+
+    def code_infos(self) -> dict[str, dict[str, CodeInfo]]:
+        """Each vocabulary's codes with what the patient model needs of them (units, ranges, subscores)."""
+        return {
+            name: {c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores)) for c in vocabulary.codes}
+            for name, vocabulary in self.vocabularies.items()
+        }
 
     def rule(self, rule_id: str) -> ir.Rule:
         for rule in self.rules:
@@ -364,6 +393,67 @@ def _messages(
     return out
 
 
+def _vocabularies(
+    files: list[tuple[VocabularyCatalogue, Positions]], declared: SourceLocation, problems: list[Problem]
+) -> dict[str, Vocabulary]:
+    """Index the vocabularies and check what the patient model and the fact schema need of them."""
+    out: dict[str, Vocabulary] = {}
+    for vocabulary, pos, i in _items(files, "vocabularies"):
+        if vocabulary.name in out:
+            problems.append(Problem(f"duplicate vocabulary {vocabulary.name!r}", pos.at(("vocabularies", i, "name"))))
+            continue
+        out[vocabulary.name] = vocabulary
+        seen: set[str] = set()
+        for j, code in enumerate(vocabulary.codes):
+            at = ("vocabularies", i, "codes", j)
+            if code.code in seen:
+                problems.append(Problem(f"duplicate {vocabulary.name} code {code.code!r}", pos.at((*at, "code"))))
+            seen.add(code.code)
+            if vocabulary.name in VALUED_VOCABULARIES and (code.min is None or code.max is None):
+                problems.append(
+                    Problem(
+                        f"{vocabulary.name} code {code.code!r} needs min and max (the plausible range of its values)",
+                        pos.at(at),
+                        hint="values outside them are refused as data errors",
+                    )
+                )
+            if vocabulary.name == "lab_test" and code.unit is None:
+                problems.append(Problem(f"lab_test code {code.code!r} needs a unit (its canonical unit)", pos.at(at)))
+            for k, sub in enumerate(code.subscores):
+                if sub not in SUBSCORE_FIELDS:
+                    problems.append(
+                        Problem(
+                            f"unknown subscore {sub!r}",
+                            pos.at((*at, "subscores", k)),
+                            hint=did_you_mean(sub, SUBSCORE_FIELDS) or f"one of: {', '.join(SUBSCORE_FIELDS)}",
+                        )
+                    )
+    for name in sorted(VOCABULARY_NAMES - set(out)):
+        problems.append(
+            Problem(
+                f"the vocabularies catalogue has no vocabulary {name!r}, which the patient model uses",
+                declared,
+                hint=f"add a vocabulary named {name} with its codes",
+            )
+        )
+    return out
+
+
+VALUED_VOCABULARIES = frozenset({"lab_test", "instrument"})
+"""Vocabularies whose codes carry a value that must fall in a plausible range (a result, a score)."""
+
+
+def _catalogue_entries(
+    catalogues: Mapping[str, tuple[list[tuple[Any, Positions]], str, str]],
+) -> dict[tuple[str, str], tuple[BaseModel, SourceLocation]]:
+    """Every catalogue entry with the place it is written, keyed by (catalogue, its key), for the lock."""
+    out: dict[tuple[str, str], tuple[BaseModel, SourceLocation]] = {}
+    for catalogue, (files, list_key, key) in catalogues.items():
+        for item, pos, i in _items(files, list_key):
+            out.setdefault((catalogue, getattr(item, key)), (item, pos.at((list_key, i, key))))
+    return out
+
+
 def _check_expectation_codes(
     case: TestCase,
     pos: Positions,
@@ -457,8 +547,10 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     parameters_c = cat_load(ParameterCatalogue, "parameters")
     medications_c = cat_load(MedicationCatalogue, "medications")
     messages_c = cat_load(MessageCatalogue, "messages")
+    vocabularies_c = cat_load(VocabularyCatalogue, "vocabularies")
     if (
-        sources_c is None
+        vocabularies_c is None
+        or sources_c is None
         or criteria_c is None
         or interventions_c is None
         or referrals_c is None
@@ -474,6 +566,27 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     parameters = _index(parameters_c, "parameters", "name", problems)
     medications = _index(medications_c, "medications", "code", problems)
     messages = _messages(messages_c, criteria, mpos.at(("catalogues", "messages")), problems)
+    vocabularies = _vocabularies(vocabularies_c, mpos.at(("catalogues", "vocabularies")), problems)
+    codes = {name: {c.code for c in v.codes} for name, v in vocabularies.items()}
+
+    def check_code(value: str, vocabulary: str, pos: Positions, path: Path_, *, key: bool = False) -> None:
+        known = codes.get(vocabulary)
+        if known is not None and value not in known:
+            problems.append(
+                Problem(
+                    f"unknown {vocabulary} code {value!r}",
+                    pos.at(path, key=key),
+                    hint=did_you_mean(value, known) or f"add it to the {vocabulary} vocabulary",
+                )
+            )
+
+    settings = manifest.settings
+    for group, members in settings.procedure_groups.items():
+        for j, kind in enumerate(members):
+            check_code(kind, "procedure_kind", mpos, ("settings", "procedure_groups", group, j))
+    for group, members in settings.exam_groups.items():
+        for j, test in enumerate(members):
+            check_code(test, "exam_test", mpos, ("settings", "exam_groups", group, j))
 
     def check_ref(value: str | None, table: Mapping[str, Any], what: str, pos: Positions, path: Path_) -> None:
         if value is not None and value not in table:
@@ -486,6 +599,10 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         check_ref(item.bleeding_risk.source, sources, "source", ipos, ("interventions", i, "bleeding_risk", "source"))
         for j, crit in enumerate(item.guidance_criteria):
             check_ref(crit, criteria, "criterion", ipos, ("interventions", i, "guidance_criteria", j))
+        for region in item.bleeding_risk.by_region:
+            check_code(
+                region, "body_region", ipos, ("interventions", i, "bleeding_risk", "by_region", region), key=True
+            )
     for param, ppos, i in _items(parameters_c, "parameters"):
         check_ref(param.source, sources, "source", ppos, ("parameters", i, "source"))
         for j, crit in enumerate(param.criteria):
@@ -522,7 +639,9 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
             seen_ids[spec.id] = rule_pos.at(("id",))
             specs.append((spec, rule_pos))
 
-    ctx = CompileContext(interventions, referrals, parameters, criteria, sources, manifest.profiles)
+    ctx = CompileContext(
+        interventions, referrals, parameters, criteria, sources, manifest.profiles, fact_types_for(codes)
+    )
     rules = compile_rules([s for s in specs if s[0].status != "retired"], ctx, problems)
 
     tests: list[LoadedTestCase] = []
@@ -597,6 +716,18 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         medications=medications,
         criteria=criteria,
         messages=messages,
+        vocabularies=vocabularies,
+        catalogue_entries=_catalogue_entries(
+            {
+                "interventions": (interventions_c, "interventions", "code"),
+                "referrals": (referrals_c, "referrals", "code"),
+                "parameters": (parameters_c, "parameters", "name"),
+                "medications": (medications_c, "medications", "code"),
+                "sources": (sources_c, "sources", "id"),
+                "criteria": (criteria_c, "criteria", "id"),
+                "vocabularies": (vocabularies_c, "vocabularies", "name"),
+            }
+        ),
         message_specs={m.id: m for m, _, _ in _items(messages_c, "messages") if m.id in messages},
         message_locations={
             m.id: pos.at(("messages", i, "text")) for m, pos, i in _items(messages_c, "messages") if m.id in messages

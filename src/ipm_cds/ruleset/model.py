@@ -67,23 +67,6 @@ class Settings(_M):
         "becomes a medication_summary fact with the number of current medications in it.",
     )
 
-    @model_validator(mode="after")
-    def _known_codes(self) -> Settings:
-        from typing import get_args
-
-        from ..patient import ExamFindingCode, ProcedureKind
-
-        kinds, tests = set(get_args(ProcedureKind)), set(get_args(ExamFindingCode))
-        for group, members in self.procedure_groups.items():
-            for kind in members:
-                if kind not in kinds:
-                    raise ValueError(f"procedure group {group}: unknown procedure kind {kind!r}")
-        for group, members in self.exam_groups.items():
-            for test in members:
-                if test not in tests:
-                    raise ValueError(f"exam group {group}: unknown examination test {test!r}")
-        return self
-
 
 Files = str | list[str]
 """One file, or several (each may be a glob such as ``catalogues/interventions-*.yaml``)."""
@@ -96,6 +79,10 @@ class CatalogueFiles(_M):
     parameters: Files
     medications: Files
     criteria: Files
+    vocabularies: Files = Field(
+        description="The codes patient documents and rules use (regions, procedure kinds, findings, tests, "
+        "conditions, red flags, laboratory tests, instruments): a document is checked against them."
+    )
     messages: Files = Field(
         description="The message catalogue: every clinician-facing sentence the code composes (hold advice, "
         "red-flag and deferral reasons), as templates."
@@ -245,6 +232,38 @@ class Parameter(_M):
             if not self.min <= value <= self.max:
                 raise ValueError(f"parameter {self.name} value {value} is outside {self.min}..{self.max}")
         return self
+
+
+class VocabularyCode(_M):
+    """One code of a vocabulary. ``unit``/``min``/``max`` give a value recorded with it (a laboratory test's
+    canonical unit and plausible range, an instrument's score range); ``subscores`` the subscore fields an
+    instrument carries."""
+
+    code: Code
+    label: Text
+    description: Text | None = None
+    unit: str | None = Field(None, max_length=32)
+    min: float | None = None
+    max: float | None = None
+    subscores: list[Code] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _range(self) -> VocabularyCode:
+        if (self.min is None) != (self.max is None):
+            raise ValueError("give both min and max, or neither")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class Vocabulary(_M):
+    name: Code
+    description: Text
+    codes: list[VocabularyCode] = Field(min_length=1)
+
+
+class VocabularyCatalogue(_M):
+    vocabularies: list[Vocabulary]
 
 
 class ParameterCatalogue(_M):

@@ -28,6 +28,7 @@ from .model import (
     RuleFile,
     SourceCatalogue,
     TestFile,
+    VocabularyCatalogue,
 )
 
 SCHEMA_ID_BASE = "https://ipm-cds.invalid/schema/"
@@ -42,6 +43,7 @@ FILES: dict[str, type[BaseModel]] = {
     "medications": MedicationCatalogue,
     "criteria": CriterionCatalogue,
     "messages": MessageCatalogue,
+    "vocabularies": VocabularyCatalogue,
 }
 
 _SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
