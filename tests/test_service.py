@@ -263,6 +263,31 @@ def test_order_select_for_a_candidate_and_for_an_intervention_no_rule_supports(c
     assert assert_cards(client.post("/cds-services/ipm-cds-order-select", request)) == []
 
 
+def test_one_evaluation_per_hook_call(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order hook gets its assessment and its why-not analysis from one run of the engine."""
+    from ipm_cds.engine.facade import Engine
+
+    runs: list[str] = []
+    real = Engine._run
+
+    def counted(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        runs.append("run")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_run", counted)
+    _, pid = example("facet_rfa")
+    orders = draft_orders(pid, ("rfa", "64635", "lumbar"), ("tf", "64483", None))
+    for hook, context in (
+        ("order-select", {"selections": ["ServiceRequest/tf"], "draftOrders": orders}),
+        ("order-sign", {"draftOrders": orders}),
+        ("patient-view", {}),
+    ):
+        runs.clear()
+        request = hook_request(client.server, "facet_rfa", hook, **context)
+        assert assert_cards(client.post(f"/cds-services/ipm-cds-{hook}", request))
+        assert runs == ["run"], hook
+
+
 def test_order_sign_with_a_red_flag(client: Client) -> None:
     _, pid = example("cauda_equina")
     request = hook_request(

@@ -29,6 +29,7 @@ from ..interop.cds_hooks import CDS_HOOKS_VERSION, order_cards, patient_view_car
 from ..interop.fhir import (
     COMBINED_PREFETCH_KEYS,
     FhirInputError,
+    OrderedIntervention,
     ordered_interventions,
     prefetch_provided,
     prefetch_templates,
@@ -246,7 +247,11 @@ class _Service:
         context: HookContext,
         prefetch: Mapping[str, Any],
     ) -> tuple[list[Any], str | None]:
-        """The cards, and the decision log's id for the assessment behind them (None without a log)."""
+        """The cards, and the decision log's id for the assessment behind them (None without a log).
+
+        One evaluation per request: for order hooks with orders of the ruleset's interventions, the
+        explanation's run gives both the assessment and the why-not analysis.
+        """
         ruleset, engine, as_of = loaded.ruleset, loaded.engine, self.config.as_of
         # the keys this service asks for, and the combined lab and screening keys of earlier discoveries
         wanted = {k: v for k, v in prefetch.items() if k in loaded.templates or k in COMBINED_PREFETCH_KEYS}
@@ -256,9 +261,20 @@ class _Service:
             raise data_error(
                 "the prefetch data is not valid FHIR R4 for this patient", exc, None, "fhir_input"
             ) from None
+        orders: list[OrderedIntervention] = []
+        if isinstance(context, OrderSignContext):
+            selections = context.selections if isinstance(context, OrderSelectContext) else None
+            try:
+                orders, _ = ordered_interventions(context.draftOrders, ruleset, selections)
+            except FhirInputError as exc:
+                raise data_error("context.draftOrders is not a valid FHIR R4 Bundle", exc, None, "fhir_input") from None
         evaluated = time.perf_counter()
         try:
-            assessment = engine.evaluate(mapping.patient, as_of=as_of)
+            if orders:
+                explanation = engine.explain(mapping.patient, as_of=as_of)
+                assessment, why_not = explanation.assessment, explanation.why_not
+            else:
+                assessment, why_not = engine.evaluate(mapping.patient, as_of=as_of), []
         except PatientDataError as exc:
             raise data_error(
                 "the patient data in the prefetch is not valid for evaluation", exc, mapping, "patient_data"
@@ -268,9 +284,11 @@ class _Service:
             raise CdsHttpError(
                 500, "exception", "evaluation failed; no partial assessment is returned", kind="evaluation"
             ) from None
+        elapsed = time.perf_counter() - evaluated
+        if self.metrics is not None:
+            self.metrics.evaluation.labels(spec.hook).observe(elapsed)
         decision_id = None
         if loaded.decisions is not None:
-            elapsed = time.perf_counter() - evaluated
             decision_id = loaded.decisions.record(
                 assessment, mapping.patient, elapsed_seconds=elapsed, backend=self.config.backend
             )
@@ -281,28 +299,12 @@ class _Service:
             "patient_reference": mapping.patient_reference,
         }
         if spec.hook == "patient-view":
-            self._observe_evaluation(spec, evaluated)
             return patient_view_cards(assessment, **common), decision_id
-        assert isinstance(context, OrderSignContext)
-        selections = context.selections if isinstance(context, OrderSelectContext) else None
-        try:
-            orders, _ = ordered_interventions(context.draftOrders, ruleset, selections)
-        except FhirInputError as exc:
-            raise data_error("context.draftOrders is not a valid FHIR R4 Bundle", exc, None, "fhir_input") from None
-        if not orders:
-            self._observe_evaluation(spec, evaluated)
-            return [], decision_id
-        why_not = engine.explain(mapping.patient, as_of=as_of).why_not
-        self._observe_evaluation(spec, evaluated)
         by_uuid: dict[str, Any] = {}
         for order in orders:
             for card in order_cards(assessment, order, why_not=why_not, **common):
                 by_uuid.setdefault(card["uuid"], card)
         return list(by_uuid.values()), decision_id
-
-    def _observe_evaluation(self, spec: ServiceSpec, started: float) -> None:
-        if self.metrics is not None:
-            self.metrics.evaluation.labels(spec.hook).observe(time.perf_counter() - started)
 
     async def feedback(self, service_id: str, request: Request) -> JSONResponse:
         if service_id not in SERVICES:
