@@ -138,7 +138,7 @@ class _Service:
                     "version": ruleset.version,
                     "sha256": ruleset.sha256,
                     "profile": engine.profile,
-                    "backend": config.backend,
+                    "backend": engine.backend_name,
                 }
             )
             self.metrics.ready.set(1)
@@ -177,7 +177,7 @@ class _Service:
             "status": "ready",
             "ruleset": {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256},
             "profile": self.loaded.engine.profile,
-            "backend": self.config.backend,
+            "backend": self.loaded.engine.backend_name,  # the backend in use (what an "auto" choice chose)
         }
 
     def require(self) -> _Loaded:
@@ -290,7 +290,7 @@ class _Service:
         decision_id = None
         if loaded.decisions is not None:
             decision_id = loaded.decisions.record(
-                assessment, mapping.patient, elapsed_seconds=elapsed, backend=self.config.backend
+                assessment, mapping.patient, elapsed_seconds=elapsed, backend=engine.backend_name
             )
         common: dict[str, Any] = {
             "ruleset": ruleset,
