@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,9 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("ruleset", type=Path, nargs="?", default=None, help=_RULESET_HELP)
     va.add_argument(
         "--format",
-        choices=["text", "json"],
+        choices=["text", "json", "sarif"],
         default="text",
-        help="json: one object on stdout with every problem (file, line, column, message, hint, severity)",
+        help="json: one object on stdout with every problem (file, line, column, message, hint, severity, code); "
+        "sarif: a SARIF 2.1.0 log for code-scanning tools",
     )
 
     lo = _add_parser(sub, "lock", "record each rule's content hash at its version (ruleset.lock.json)")
@@ -209,6 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
     )
     te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
+    te.add_argument(
+        "--coverage",
+        default=None,
+        metavar="FILE",
+        help="report coverage for the rules of one rule file only (a path inside the ruleset: rules/facet.yaml); "
+        "also with --filter",
+    )
 
     cp = _add_parser(sub, "completion", "print a shell completion script (needs shtab: ipm-cds[completion])")
     cp.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
@@ -291,7 +298,7 @@ def _explain(args: argparse.Namespace) -> int:
     explanation = engine.explain(document, as_of=args.as_of)
     if args.intervention:
         if args.intervention not in ruleset.interventions:
-            from .ruleset.compile import did_you_mean
+            from .ruleset.problems import did_you_mean
 
             raise ConfigurationError(
                 f"unknown intervention {args.intervention!r}",
@@ -310,32 +317,16 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def problem_json(problem: Problem) -> dict[str, Any]:
-    """One problem as CI and editors read it: 1-based line and column, null where unknown."""
-    where = problem.location
-    return {
-        "file": where.file if where else None,
-        "line": where.line if where else None,
-        "column": where.column if where else None,
-        "field": problem.field,
-        "message": problem.message,
-        "hint": problem.hint,
-        "severity": problem.severity,
-    }
+def _print_report(problems: Sequence[Problem], ruleset: Any, fmt: str, folder: Path | None) -> None:
+    """``validate --format json|sarif``: every problem for CI and editors (``tooling/report.py``)."""
+    from .ruleset.loader import bundled_ruleset_path
+    from .tooling.report import sarif, validation_json
 
-
-def _print_problems_json(problems: Sequence[Problem], ruleset: Any) -> None:
-    """``validate --format json``: ``valid``, the ruleset (when it loaded cleanly) and every problem, errors first."""
-    ordered = sorted(problems, key=lambda p: p.severity != "error")
-    out: dict[str, Any] = {
-        "valid": not any(p.severity == "error" for p in problems),
-        "ruleset": (
-            {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256, "rules": len(ruleset.rules)}
-            if ruleset is not None
-            else None
-        ),
-        "problems": [problem_json(p) for p in ordered],
-    }
+    if fmt == "sarif":
+        root = (folder if folder is not None else bundled_ruleset_path()).resolve()
+        out = sarif(problems, (root.parent if root.is_dir() else root.parent.parent).as_uri())
+    else:
+        out = validation_json(problems, ruleset)
     sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
 
 
@@ -346,25 +337,25 @@ def _validate(args: argparse.Namespace) -> int:
     from .ruleset.lock import check_lock
     from .tooling.checks import semantic_problems
 
-    as_json = getattr(args, "format", "text") == "json"
+    fmt = getattr(args, "format", "text")
     try:
         ruleset = load_ruleset(args.ruleset)
         for profile in ruleset.manifest.profiles:
             Engine(ruleset, profile=profile, backend="python")
     except RulesetError as exc:
-        if not as_json:
+        if fmt == "text":
             raise
-        _print_problems_json(list(exc.problems), None)
+        _print_report(list(exc.problems), None, fmt, args.ruleset)
         return EXIT_RULESET
     # durable-rules' limits under every profile, checked in Python (no engine is built): a ruleset that
     # validates builds on durable-rules and runs there wherever the python backend answers.
     problems = [*ruleset.warnings, *check_lock(ruleset), *semantic_problems(ruleset), *limit_problems(ruleset)]
     errors = [p for p in problems if p.severity == "error"]
-    if as_json:
-        _print_problems_json(problems, None if errors else ruleset)
+    if fmt != "text":
+        _print_report(problems, None if errors else ruleset, fmt, args.ruleset)
         return EXIT_RULESET if errors else EXIT_OK
     for warning in (p for p in problems if p.severity == "warning"):
-        print(f"warning: {warning}")
+        print(f"warning[{warning.code}]: {warning}" if warning.code else f"warning: {warning}")
     if errors:
         raise RulesetError(errors)
     print(
@@ -391,10 +382,11 @@ def _lock(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     from .diff import case_patients, diff_rulesets, generated_patients, render_diff
     from .ruleset.loader import load_ruleset
+    from .testing.strategies import DEFAULT_AS_OF
 
     old, new = load_ruleset(args.old), load_ruleset(args.new)
     cohort = case_patients(old, new, folder=args.cases)
-    cohort += [(p, date(2025, 6, 2)) for p in generated_patients(args.generate)]
+    cohort += [(p, DEFAULT_AS_OF) for p in generated_patients(args.generate)]
     result = diff_rulesets(old, new, patients=cohort, profile_old=args.profile, profile_new=args.profile)
     if args.format == "json":
         sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -451,10 +443,12 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .casetests import coverage, junit_xml, run_cases
+    from .casetests import coverage, junit_xml, rules_in, run_cases
     from .ruleset.loader import load_ruleset
 
     ruleset = load_ruleset(args.ruleset)
+    if args.coverage is not None:
+        rules_in(ruleset, args.coverage)  # a file with no rule is an error before anything runs
     results = run_cases(ruleset, backend=args.backend, name_filter=args.filter)
     if args.filter and not results:
         raise ConfigurationError(f"no test case name contains {args.filter!r}")
@@ -465,14 +459,15 @@ def _test(args: argparse.Namespace) -> int:
             print(f"    {failure}")
     if args.junit:
         args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
-    if not args.filter:
-        cov = coverage(ruleset, results)
+    if not args.filter or args.coverage:
+        cov = coverage(ruleset, results, args.coverage)
+        scope = f" of {args.coverage}" if args.coverage else ""
         if cov.never_fired:
-            print(f"coverage: rules no case fires: {', '.join(cov.never_fired)}")
+            print(f"coverage: rules{scope} no case fires: {', '.join(cov.never_fired)}")
         if cov.never_missed:
-            print(f"coverage: rules never seen not firing (no near miss): {', '.join(cov.never_missed)}")
+            print(f"coverage: rules{scope} never seen not firing (no near miss): {', '.join(cov.never_missed)}")
         if not cov.never_fired and not cov.never_missed:
-            print(f"coverage: all {len(ruleset.rules)} rules seen firing and not firing")
+            print(f"coverage: all {len(rules_in(ruleset, args.coverage))} rules{scope} seen firing and not firing")
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 

@@ -25,8 +25,7 @@ from .ruleset import ir
 from .ruleset.loader import Ruleset
 from .ruleset.lock import rule_hash
 from .testing.boundaries import Threshold, set_fact_field, thresholds
-
-DEFAULT_AS_OF = date(2025, 6, 2)
+from .testing.strategies import DEFAULT_AS_OF
 
 
 class _Out(BaseModel):
@@ -78,7 +77,7 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
             params.append(f"{name}: {'added' if pa is None else 'removed'}")
             continue
         for profile in profiles:
-            va, vb = pa.profiles.get(profile, pa.default), pb.profiles.get(profile, pb.default)
+            va, vb = pa.value(profile), pb.value(profile)
             if va != vb:
                 params.append(f"{name} [{profile}]: {va} -> {vb}")
     catalogue = []
@@ -109,7 +108,7 @@ def _changed_thresholds(
     changed: dict[str, set[float]] = {}
     for name in sorted(set(old.parameters) & set(new.parameters)):
         a, b = old.parameters[name], new.parameters[name]
-        va, vb = a.profiles.get(profile_old, a.default), b.profiles.get(profile_new, b.default)
+        va, vb = a.value(profile_old), b.value(profile_new)
         if va != vb:
             step = 1 if a.type == "int" else 0.1
             changed[name] = {v + d for v in (va, vb) if v is not None for d in (-step, 0, step)}

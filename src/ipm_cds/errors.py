@@ -31,6 +31,7 @@ class Problem:
     field: str | None = None
     hint: str | None = None
     severity: str = "error"  # "error" or "warning"
+    code: str | None = None  # the check that found it, for warnings of validate's linter ("no-default", ...)
 
     def __str__(self) -> str:
         where = str(self.location) if self.location else (self.field or "")

@@ -16,10 +16,25 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from ..errors import Problem
 from ..facts.schema import BASE_FACT_TYPES, SIDES, FactType, FieldSpec
 from . import ir
-from .model import Parameter, RuleSpec
+from .model import (
+    CONCLUSIONS,
+    AlertBody,
+    AntithromboticHoldBody,
+    DeriveBody,
+    ExcludeBody,
+    Parameter,
+    PrecautionBody,
+    RecommendBody,
+    RedFlagBody,
+    ReferBody,
+    RuleSpec,
+)
+from .problems import did_you_mean, pydantic_problems
 from .yamlsrc import Path_, Positions
 
 RESERVED_ATTRIBUTES = frozenset({"type", "id", "sid", "_t", "key"})
@@ -50,13 +65,8 @@ _SYMBOL_VALUE = re.compile(r"^\s*(>=|=>|<=|=<|==|!=|<>|>|<|=)\s*(\S.*?)\s*$")
 AGGREGATE_KEYS: dict[str, ir.AggregateFunction] = {"latest": "latest", "earliest": "earliest", "count_of": "count"}
 AGGREGATE_OPTIONS = ("by", "order", "distinct", "sum", "list")
 DEFAULT_ORDER = "days_since"
-CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag", "antithrombotic_hold")
+CONCLUSION_KINDS = tuple(CONCLUSIONS)
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-
-
-def did_you_mean(word: str, options: Any) -> str | None:
-    close = get_close_matches(word, sorted(options), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 @dataclass
@@ -544,137 +554,108 @@ class _RuleCompiler:
         return (tuple(out), False) if ok else None
 
     def conclusion(self, item: Any, path: Path_) -> ir.Conclusion | None:
+        """One conclusion: its body validated by its kind's model (model.CONCLUSIONS), then what needs the
+        ruleset (catalogue codes, bound aliases, fact fields, templates)."""
         if not isinstance(item, dict) or len(item) != 1:
             self.error(path, "each conclusion is a mapping with one key", f"one of: {', '.join(CONCLUSION_KINDS)}")
             return None
-        kind, body = next(iter(item.items()))
+        kind, raw = next(iter(item.items()))
         cpath = (*path, kind)
-        if kind not in CONCLUSION_KINDS:
+        model = CONCLUSIONS.get(kind)
+        if model is None:
             self.error(cpath, f"unknown conclusion {kind!r}", did_you_mean(kind, CONCLUSION_KINDS), key=True)
             return None
-        if not isinstance(body, dict):
-            self.error(cpath, f"{kind} takes a mapping")
+        if not isinstance(raw, dict):
+            self.error(cpath, f"{kind} takes a mapping", f"its fields: {', '.join(model.model_fields)}")
             return None
-        allowed = {
-            "recommend": {"intervention", "target", "rationale"},
-            "exclude": {"intervention", "interventions", "scope", "region", "severity", "reason"},
-            "precaution": {"intervention", "interventions", "scope", "region", "text"},
-            "alert": {"code", "severity", "message"},
-            "refer": {"to", "urgency", "reason"},
-            "derive": {"fact", "set"},
-            "red_flag": {"code", "message"},
-            "antithrombotic_hold": {"medication", "candidate", "upgrade"},
-        }[kind]
-        for key in body:
-            if key not in allowed:
-                self.error((*cpath, key), f"{kind} has no field {key!r}", did_you_mean(key, allowed), key=True)
-                return None
-        if kind == "recommend":
-            code = body.get("intervention")
-            if not isinstance(code, str) or code not in self.ctx.interventions:
+        try:
+            body = model.model_validate(raw)
+        except ValidationError as exc:
+            self.problems.extend(pydantic_problems(exc, self.pos, cpath, model))
+            return None
+        if isinstance(body, RecommendBody):
+            return self.recommend(body, cpath)
+        if isinstance(body, ExcludeBody | PrecautionBody):
+            return self.exclude_or_precaution(body, raw, cpath)
+        if isinstance(body, AlertBody):
+            message = self.template(body.message, (*cpath, "message"))
+            return ir.Alert(body.code, body.severity, message) if message else None
+        if isinstance(body, ReferBody):
+            if body.to not in self.ctx.referrals:
                 self.error(
-                    (*cpath, "intervention"),
-                    f"unknown intervention {code!r}",
-                    did_you_mean(str(code), self.ctx.interventions),
+                    (*cpath, "to"), f"unknown referral target {body.to!r}", did_you_mean(body.to, self.ctx.referrals)
                 )
                 return None
-            target_spec = body.get("target", {})
-            if not isinstance(target_spec, dict):
-                self.error((*cpath, "target"), "target is a mapping of region, side and levels")
+            reason = self.template(body.reason, (*cpath, "reason"))
+            return ir.Refer(body.to, body.urgency, reason) if reason else None
+        if isinstance(body, RedFlagBody):
+            message = self.template(body.message, (*cpath, "message"))
+            return ir.RedFlag(body.code, message) if message else None
+        if isinstance(body, AntithromboticHoldBody):
+            return self.hold(body, cpath)
+        assert isinstance(body, DeriveBody)
+        return self.derive(body, cpath)
+
+    def recommend(self, body: RecommendBody, cpath: Path_) -> ir.Conclusion | None:
+        if body.intervention not in self.ctx.interventions:
+            self.error(
+                (*cpath, "intervention"),
+                f"unknown intervention {body.intervention!r}",
+                did_you_mean(body.intervention, self.ctx.interventions),
+            )
+            return None
+        target: list[tuple[str, ir.Value]] = []
+        regions = self.ctx.fact_types["pain"].fields["region"].values
+        for key, vocabulary in (("region", regions), ("side", SIDES), ("levels", None)):
+            raw = getattr(body.target, key)
+            if raw is None:
+                continue
+            expected = FieldSpec("str", f"target {key}", vocabulary) if vocabulary else None
+            val = self.value(raw, (*cpath, "target", key), expected)
+            if val is not None:
+                target.append((key, val))
+        rationale = self.template(body.rationale, (*cpath, "rationale"))
+        return ir.Recommend(body.intervention, tuple(target), rationale) if rationale else None
+
+    def exclude_or_precaution(
+        self, body: ExcludeBody | PrecautionBody, raw: dict[str, Any], cpath: Path_
+    ) -> ir.Conclusion | None:
+        kind = "exclude" if isinstance(body, ExcludeBody) else "precaution"
+        codes = self.codes(raw, cpath, self.ctx.interventions, kind)
+        text_key = "reason" if isinstance(body, ExcludeBody) else "text"
+        text = self.template(getattr(body, text_key), (*cpath, text_key))
+        region: ir.Value | None = None
+        if body.region is not None:
+            region = self.value(body.region, (*cpath, "region"), self.ctx.fact_types["pain"].fields["region"])
+            if region is None:
                 return None
-            target: list[tuple[str, ir.Value]] = []
-            for key, raw in target_spec.items():
-                if key not in ("region", "side", "levels"):
-                    self.error(
-                        (*cpath, "target", key),
-                        f"target has no field {key!r}",
-                        did_you_mean(key, ["region", "side", "levels"]),
-                        key=True,
-                    )
-                    continue
-                regions = self.ctx.fact_types["pain"].fields["region"].values
-                vocabulary = {"region": regions, "side": SIDES}.get(key)
-                expected = FieldSpec("str", f"target {key}", vocabulary) if vocabulary else None
-                val = self.value(raw, (*cpath, "target", key), expected)
-                if val is not None:
-                    target.append((key, val))
-            rationale = self.template(body.get("rationale"), (*cpath, "rationale"))
-            return ir.Recommend(code, tuple(target), rationale) if rationale else None
-        if kind in ("exclude", "precaution"):
-            codes = self.codes(body, cpath, self.ctx.interventions, kind)
-            text_key = "reason" if kind == "exclude" else "text"
-            text = self.template(body.get(text_key), (*cpath, text_key))
-            region: ir.Value | None = None
-            if "region" in body:
-                region = self.value(body["region"], (*cpath, "region"), self.ctx.fact_types["pain"].fields["region"])
-                if region is None:
-                    return None
-            if codes is None or text is None:
-                return None
-            if kind == "precaution":
-                return ir.Precaution(codes[0], codes[1], region, text)
-            severity = body.get("severity")
-            if severity not in ("absolute", "relative", "unmet"):
-                self.error(
-                    (*cpath, "severity"),
-                    "severity is 'absolute', 'relative' or 'unmet'",
-                    "absolute/relative: a contraindication; unmet: a criterion the patient does not meet",
-                )
-                return None
-            return ir.Exclude(codes[0], codes[1], region, severity, text)
-        if kind == "alert":
-            code, severity = body.get("code"), body.get("severity")
-            message = self.template(body.get("message"), (*cpath, "message"))
-            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_.]*$", code):
-                self.error((*cpath, "code"), "alert code is a lower-case name")
-                return None
-            if severity not in ("critical", "warning", "info"):
-                self.error((*cpath, "severity"), "severity is 'critical', 'warning' or 'info'")
-                return None
-            return ir.Alert(code, severity, message) if message else None
-        if kind == "refer":
-            to, urgency = body.get("to"), body.get("urgency")
-            if not isinstance(to, str) or to not in self.ctx.referrals:
-                self.error((*cpath, "to"), f"unknown referral target {to!r}", did_you_mean(str(to), self.ctx.referrals))
-                return None
-            if urgency not in ("emergency", "urgent", "soon", "routine"):
-                self.error((*cpath, "urgency"), "urgency is emergency, urgent, soon or routine")
-                return None
-            reason = self.template(body.get("reason"), (*cpath, "reason"))
-            return ir.Refer(to, urgency, reason) if reason else None
-        if kind == "red_flag":
-            code = body.get("code")
-            message = self.template(body.get("message"), (*cpath, "message"))
-            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_]*$", code):
-                self.error((*cpath, "code"), "red flag code is a lower-case name")
-                return None
-            return ir.RedFlag(code, message) if message else None
-        if kind == "antithrombotic_hold":
-            med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
-            if med in self.unresolved or cand in self.unresolved:
-                return None  # the alias's own pattern is reported; this reference is not reported again
-            if not isinstance(med, str) or self.aliases.get(med) != "medication":
-                self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
-                return None
-            if not isinstance(cand, str) or self.aliases.get(cand) != "candidate":
-                self.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
-                return None
-            if not isinstance(upgrade, bool):
-                self.error((*cpath, "upgrade"), "upgrade is true or false")
-                return None
-            return ir.AntithromboticHold(med, cand, upgrade)
-        # derive
-        name, values = body.get("fact"), body.get("set", {})
-        derived = self.ctx.fact_types.get(str(name))
-        if derived is None or not isinstance(values, dict):
-            self.error((*cpath, "fact"), f"cannot derive {name!r}")
+        if codes is None or text is None:
+            return None
+        if isinstance(body, PrecautionBody):
+            return ir.Precaution(codes[0], codes[1], region, text)
+        return ir.Exclude(codes[0], codes[1], region, body.severity, text)
+
+    def hold(self, body: AntithromboticHoldBody, cpath: Path_) -> ir.Conclusion | None:
+        if body.medication in self.unresolved or body.candidate in self.unresolved:
+            return None  # the alias's own pattern is reported; this reference is not reported again
+        if self.aliases.get(body.medication) != "medication":
+            self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
+            return None
+        if self.aliases.get(body.candidate) != "candidate":
+            self.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
+            return None
+        return ir.AntithromboticHold(body.medication, body.candidate, body.upgrade)
+
+    def derive(self, body: DeriveBody, cpath: Path_) -> ir.Conclusion | None:
+        if body.fact not in self.ctx.fact_types:
+            self.error((*cpath, "fact"), f"cannot derive {body.fact!r}")
             return None
         out: list[tuple[str, ir.Value]] = []
-        for key, raw in values.items():
+        for key, raw in body.set.items():
             val = self.value(raw, (*cpath, "set", key), None)
             if val is not None:
                 out.append((key, val))
-        return ir.Derive(str(name), tuple(sorted(out, key=lambda kv: kv[0])))
+        return ir.Derive(body.fact, tuple(sorted(out, key=lambda kv: kv[0])))
 
     # -- rule --------------------------------------------------------------------------------------
 

@@ -23,10 +23,9 @@ from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
 from ..facts.vocabulary import CodeInfo, check_codes
 from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
-from .compile import CompileContext, compile_rules, did_you_mean
+from .compile import CompileContext, compile_rules
 from .messages import CRITERION, SLOTS, Template, parse_template
 from .model import (
-    SEMVER,
     Criterion,
     CriterionCatalogue,
     Intervention,
@@ -48,6 +47,7 @@ from .model import (
     Vocabulary,
     VocabularyCatalogue,
 )
+from .problems import did_you_mean, pydantic_problems
 from .yamlsrc import Path_, Positions, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -142,92 +142,11 @@ class Ruleset:
         raise KeyError(rule_id)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found at ``loc`` inside ``model`` (for did-you-mean on unknown fields)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)]
-        models = [a for a in nested if issubclass(a, BaseModel)]
-        if not models:
-            inner = [x for a in getattr(annotation, "__args__", ()) for x in getattr(a, "__args__", (a,))]
-            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not models:
-            return []
-        current = models[0]
-    return list(getattr(current, "model_fields", {}))
-
-
-def _is_version_error(err: Any) -> bool:
-    """A version field given as a number (``version: 1.1``) or as a string that is not semver."""
-    if err["type"] == "string_pattern_mismatch":
-        return bool(err.get("ctx", {}).get("pattern") == SEMVER.pattern)
-    loc = err["loc"]
-    return bool(
-        err["type"] == "string_type" and loc and loc[-1] == "version" and isinstance(err.get("input"), int | float)
-    )
-
-
-def _semver_like(value: Any) -> str:
-    """The semantic version a near miss means: ``1.1`` -> ``1.1.0``, ``2`` -> ``2.0.0``; else ``1.0.0``."""
-    parts = str(value).strip().lstrip("vV").split(".")
-    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
-        return ".".join(str(int(p)) for p in [*parts, "0", "0"][:3])
-    return "1.0.0"
-
-
-def _pydantic_problems(
-    exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
-) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        path = (*prefix, *loc)
-        message = err["msg"].removeprefix("Value error, ")
-        hint = None
-        if err["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}"
-            fields = _fields_at(model, loc[:-1])
-            hint = did_you_mean(str(loc[-1]), fields) if fields else None
-            location = pos.at(path, key=True)
-        elif err["type"] == "missing":
-            message = f"missing required field {loc[-1]!r}"
-            location = pos.at(path[:-1])
-        elif err.get("input", ...) is None and loc and isinstance(loc[-1], str):
-            # `status:` with nothing after it: YAML reads null, and pydantic's message would be about null's type
-            message = f"a value is missing after '{loc[-1]}:'"
-            location = pos.at(path)
-            if loc[-1] == "version":
-                hint = "a version has three numbers, e.g. 1.0.0"
-            elif err["msg"].startswith("Input should be "):
-                hint = "it " + err["msg"].removeprefix("Input ")
-            else:
-                hint = err["msg"].removeprefix("Value error, ")
-        elif _is_version_error(err):
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
-            location = pos.at(path)
-            hint = f"a version has three numbers, e.g. {_semver_like(err['input'])}; no quotes needed"
-        else:
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {message}" if where else message
-            location = pos.at(path)
-            if err["type"] == "string_type" and isinstance(err.get("input"), int | float):
-                hint = f'quote it: "{err["input"]}"'
-        problems.append(Problem(message, location, hint=hint))
-    return problems
-
-
 def _validate(model: type[_T], data: Any, pos: Positions, problems: list[Problem], prefix: Path_ = ()) -> _T | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, pos, prefix, model))
+        problems.extend(pydantic_problems(exc, pos, prefix, model))
         return None
 
 
@@ -501,6 +420,23 @@ def _check_expectation_codes(
             check(code, alert_codes, "alert", ("alert_severity", code), key=True)
 
 
+MERGED_SECTIONS = ("demographics", "conservative_care", "psychological_evaluation")
+"""Patient sections that a test case merges field by field into its fixture's (the others it replaces)."""
+
+
+def extend_patient(fixture: Mapping[str, Any], patient: Mapping[str, Any]) -> dict[str, Any]:
+    """A test case's patient on top of its fixture: sections replace, the one-object sections merge, null drops."""
+    out = dict(fixture)
+    for key, value in patient.items():
+        if value is None:
+            out.pop(key, None)
+        elif key in MERGED_SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -664,7 +600,21 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         tfile = _validate(TestFile, tdata, tpos, problems)
         if tfile is None:
             continue
-        for j, case in enumerate(tfile.cases):
+        for j, written in enumerate(tfile.cases):
+            case = written
+            if case.extends is not None:
+                fixture = tfile.fixtures.get(case.extends)
+                if fixture is None:
+                    problems.append(
+                        Problem(
+                            f"unknown fixture {case.extends!r}",
+                            tpos.at(("cases", j, "extends")),
+                            hint=did_you_mean(case.extends, tfile.fixtures)
+                            or "fixtures are declared under fixtures: at the top of the test file",
+                        )
+                    )
+                    continue
+                case = case.model_copy(update={"patient": extend_patient(fixture, case.patient)})
             if case.profile is not None:
                 check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
             _check_expectation_codes(

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from ..facts.schema import BASE_FACT_TYPES
 from ..patient import PatientCase
-from .compile import CONCLUSION_KINDS, OPS
+from .compile import OPS
 from .model import (
+    Conclusion,
     CriterionCatalogue,
     InterventionCatalogue,
     Manifest,
@@ -135,75 +136,11 @@ def _pattern(fact_types: list[str]) -> dict[str, Any]:
     }
 
 
-def _conclusions() -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1}
-    targets = {
-        "intervention": {"type": "string"},
-        "interventions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "scope": {"const": "elective"},
-        "region": {"type": "string"},
-    }
-    bodies: dict[str, dict[str, Any]] = {
-        "recommend": {
-            "properties": {
-                "intervention": {"type": "string"},
-                "rationale": text,
-                "target": {
-                    "type": "object",
-                    "properties": {
-                        "region": {"type": "string"},
-                        "side": {"type": "string"},
-                        "levels": {"type": "string"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "required": ["intervention", "rationale"],
-        },
-        "exclude": {
-            "properties": {**targets, "severity": {"enum": ["absolute", "relative", "unmet"]}, "reason": text},
-            "required": ["severity", "reason"],
-        },
-        "precaution": {"properties": {**targets, "text": text}, "required": ["text"]},
-        "alert": {
-            "properties": {
-                "code": {"type": "string"},
-                "severity": {"enum": ["critical", "warning", "info"]},
-                "message": text,
-            },
-            "required": ["code", "severity", "message"],
-        },
-        "refer": {
-            "properties": {
-                "to": {"type": "string"},
-                "urgency": {"enum": ["emergency", "urgent", "soon", "routine"]},
-                "reason": text,
-            },
-            "required": ["to", "urgency", "reason"],
-        },
-        "derive": {"properties": {"fact": {"type": "string"}, "set": {"type": "object"}}, "required": ["fact"]},
-        "red_flag": {"properties": {"code": {"type": "string"}, "message": text}, "required": ["code", "message"]},
-        "antithrombotic_hold": {
-            "properties": {
-                "medication": {"type": "string"},
-                "candidate": {"type": "string"},
-                "upgrade": {"type": "boolean"},
-            },
-            "required": ["medication", "candidate"],
-        },
-    }
-    assert set(bodies) == set(CONCLUSION_KINDS)
-    return {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {kind: {"type": "object", "additionalProperties": False, **body}},
-                "required": [kind],
-                "additionalProperties": False,
-            }
-            for kind, body in bodies.items()
-        ]
-    }
+def _conclusions(defs: dict[str, Any]) -> dict[str, Any]:
+    """The conclusion union's schema, from the models the compiler validates with (model.CONCLUSIONS)."""
+    schema = TypeAdapter(Conclusion).json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs.update(schema.pop("$defs", {}))
+    return schema
 
 
 def schema_for(name: str) -> dict[str, Any]:
@@ -224,7 +161,7 @@ def schema_for(name: str) -> dict[str, Any]:
             "type": "array",
             "items": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": pattern},
         }
-        rule["then"] = {"type": "array", "minItems": 1, "items": _conclusions()}
+        rule["then"] = {"type": "array", "minItems": 1, "items": _conclusions(schema["$defs"])}
     if name == "tests":
         patient = PatientCase.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
         schema["$defs"].update(patient.pop("$defs", {}))

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_AS_OF = date(2025, 6, 2)
+"""The reference evaluation date of generated, example and test-case patients (the one place it is written)."""
 
 SPINE = ("cervical", "thoracic", "lumbar")
 _LATERALITY = tuple(get_args(pm.Laterality))
