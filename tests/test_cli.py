@@ -373,6 +373,8 @@ def test_schema_writes_the_patient_and_assessment_schemas_too(
         _, result, _ = run(capsys, "evaluate", str(path), "--as-of", "2025-06-02", "--format", "json")
         assert not list(assessment.iter_errors(json.loads(result))), path.name
     assert list(patient.iter_errors({"pain": [{"region": "lumbar", "nrs": 11}]}))  # the schema can fail
+    assert list(patient.iter_errors({"pain": [{"region": "lumbr"}]}))  # codes from the ruleset's vocabularies
+    assert "lumbar" in json.dumps(schemas["patient"]) and "TestCase" not in schemas["patient"]["$defs"]
     assert list(assessment.iter_errors({"candidates": "none"}))
 
 

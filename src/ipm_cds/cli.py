@@ -31,7 +31,8 @@ from .patientfile import read_patient_document
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-    from pydantic.json_schema import JsonSchemaMode
+
+    from .ruleset.loader import Ruleset
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUATION = 0, 1, 2, 3, 4, 5
 EXIT_NO_INPUT = 6
@@ -57,6 +58,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "batch": (0, 2, 3, 5, 6),
     "serve": (0, 2, 3, 6),
     "test": (0, 1, 2, 3, 5, 6),
+    "new": (0, 2, 3, 6),
     "completion": (0, 2),
 }
 _EXTRA_EXIT_TEXT = {
@@ -198,10 +200,26 @@ def _parser() -> argparse.ArgumentParser:
         "write JSON Schemas: rule files, catalogues, manifest, test cases, the patient document and the assessment",
     )
     sc.add_argument("--out", type=Path, default=Path("schemas"), help="output folder (default: ./schemas)")
+    sc.add_argument(
+        "--ruleset",
+        type=Path,
+        default=None,
+        help="complete field names, catalogue codes and vocabulary values from this ruleset (default: bundled)",
+    )
 
     for name, module, extra in EXTENSIONS:
         _register_extension(sub, name, module, extra)
 
+    nw = _add_parser(sub, "new", "scaffold ruleset files: new pathway NAME")
+    nw_sub = nw.add_subparsers(dest="what", required=True, metavar="WHAT", help="what to scaffold: pathway")
+    nwp = nw_sub.add_parser(
+        "pathway",
+        help="an intervention, a parameter, a source, a criterion, a rule file and a test file that validate",
+    )
+    nwp.add_argument("name", help="the pathway's code (lower case, e.g. pns); also its intervention's code")
+    nwp.add_argument(
+        "--ruleset", type=Path, default=Path("rules/ipm-core"), help="the ruleset folder (default: rules/ipm-core)"
+    )
     te = _add_parser(sub, "test", "run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None, help=_RULESET_HELP)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
@@ -408,37 +426,71 @@ def _content(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def document_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schemas of what goes in and out of an evaluation: the patient document, the assessment and
-    the explanation (pydantic's, draft 2020-12, with the same ``$id`` scheme as the rule-file schemas)."""
+def _reachable_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """The ``$defs`` that ``schema`` reaches through ``#/$defs/...`` references, recursively."""
+    keep: dict[str, Any] = {}
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name not in keep:
+                    keep[name] = defs[name]
+                    stack.append(defs[name])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return dict(sorted(keep.items()))
+
+
+def document_schemas(ruleset: Ruleset | None = None) -> dict[str, dict[str, Any]]:
+    """The JSON Schemas of what goes in and out of an evaluation: the patient document (with the codes of
+    ``ruleset``'s vocabularies, as in its test files' schema), the assessment and the explanation; draft
+    2020-12, with the same ``$id`` scheme as the rule-file schemas."""
     from .assessment import Assessment
     from .engine.explain import Explanation
-    from .patient import PatientCase
-    from .ruleset.schema import SCHEMA_ID_BASE
+    from .ruleset.schema import SCHEMA_ID_BASE, schema_for
 
-    out: dict[str, dict[str, Any]] = {}
-    documents: tuple[tuple[str, type[BaseModel], JsonSchemaMode], ...] = (
-        ("patient", PatientCase, "validation"),
-        ("assessment", Assessment, "serialization"),
-        ("explanation", Explanation, "serialization"),
-    )
-    for name, model, mode in documents:
-        schema = model.model_json_schema(mode=mode)
+    tests = schema_for("tests", ruleset)  # its PatientCase is the patient model, completed from the ruleset
+    patient = {k: v for k, v in tests["$defs"]["PatientCase"].items()}
+    patient["$defs"] = _reachable_defs(patient, tests["$defs"])
+    out: dict[str, dict[str, Any]] = {"patient": patient}
+    documents: tuple[tuple[str, type[BaseModel]], ...] = (("assessment", Assessment), ("explanation", Explanation))
+    for name, model in documents:
+        out[name] = model.model_json_schema(mode="serialization")
+    for name, schema in out.items():
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"{SCHEMA_ID_BASE}{name}.schema.json"
-        out[name] = schema
     return out
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from .ruleset.loader import load_ruleset
     from .ruleset.schema import write_schemas
 
-    for path in write_schemas(args.out):
+    ruleset = load_ruleset(args.ruleset, with_tests=False)
+    for path in write_schemas(args.out, ruleset):
         print(path)
-    for name, schema in document_schemas().items():
+    for name, schema in document_schemas(ruleset).items():
         path = args.out / f"{name}.schema.json"
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(path)
+    return EXIT_OK
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .tooling.scaffold import new_pathway
+
+    for path in new_pathway(args.ruleset, args.name):
+        print(f"wrote {path}")
+    print(
+        f"next: replace every REPLACE, give {args.name}_min_pain_weeks its value from the source, then "
+        f"ipm-cds validate {args.ruleset} and ipm-cds test {args.ruleset} --filter '{args.name} - '. To record "
+        f"past {args.name} procedures, add {args.name} to the procedure_kind vocabulary and bump the ruleset "
+        "version (docs/rule-files.md, the walkthrough)."
+    )
     return EXIT_OK
 
 
@@ -484,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "content": _content,
         "test": _test,
+        "new": _new,
         "completion": _completion,
         **_HANDLERS,
     }

@@ -503,7 +503,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     medications = _index(medications_c, "medications", "code", problems)
     messages = _messages(messages_c, criteria, mpos.at(("catalogues", "messages")), problems)
     vocabularies = _vocabularies(vocabularies_c, mpos.at(("catalogues", "vocabularies")), problems)
-    codes = {name: {c.code for c in v.codes} for name, v in vocabularies.items()}
+    codes = {name: tuple(c.code for c in v.codes) for name, v in vocabularies.items()}  # in the order written
 
     def check_code(value: str, vocabulary: str, pos: Positions, path: Path_, *, key: bool = False) -> None:
         known = codes.get(vocabulary)
