@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from ._frozen import hashable
 from .errors import PatientDataError, Problem
 
 __all__ = [
@@ -150,6 +151,9 @@ SUBSCORE_FIELDS = ("item9", "distress_subscore")
 
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def __hash__(self) -> int:  # pydantic's would raise on the lists; equal models hash equal
+        return hash(hashable(self))
 
 
 class Demographics(_Model):
@@ -318,19 +322,40 @@ class PatientCase(_Model):
     """One patient, as the rules see them. Lists are unordered: their order never changes the answer."""
 
     id: str | None = Field(None, max_length=128, description="Opaque identifier; not used by any rule.")
-    demographics: Demographics = Field(default_factory=Demographics)
-    pain: list[PainComplaint] = Field(default_factory=list, max_length=20)
-    imaging: list[ImagingFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    exam: list[ExamFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    red_flags: list[RedFlagFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    procedures: list[PriorProcedure] = Field(default_factory=list, max_length=MAX_ITEMS)
-    conservative_care: ConservativeCare = Field(default_factory=ConservativeCare)
-    medications: list[Medication] = Field(default_factory=list, max_length=MAX_ITEMS)
-    labs: list[Lab] = Field(default_factory=list, max_length=MAX_ITEMS)
-    screenings: list[Screening] = Field(default_factory=list, max_length=MAX_ITEMS)
-    conditions: list[ConditionEntry] = Field(default_factory=list, max_length=MAX_ITEMS)
-    allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS)
-    psychological_evaluation: PsychologicalEvaluation | None = None
+    demographics: Demographics = Field(
+        default_factory=Demographics, description="Age or birth date, sex, pregnancy, BMI, tobacco use."
+    )
+    pain: list[PainComplaint] = Field(
+        default_factory=list, max_length=20, description="Pain complaints: region, character, duration, scores."
+    )
+    imaging: list[ImagingFinding] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Imaging findings, with their dates."
+    )
+    exam: list[ExamFinding] = Field(default_factory=list, max_length=MAX_ITEMS, description="Examination findings.")
+    red_flags: list[RedFlagFinding] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Red-flag symptoms and signs that are present."
+    )
+    procedures: list[PriorProcedure] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Prior procedures, with their dates and relief."
+    )
+    conservative_care: ConservativeCare = Field(
+        default_factory=ConservativeCare,
+        description="Conservative care to date: physical therapy, exercise, its failure.",
+    )
+    medications: list[Medication] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Current medications (antithrombotics among them)."
+    )
+    labs: list[Lab] = Field(default_factory=list, max_length=MAX_ITEMS, description="Laboratory results, dated.")
+    screenings: list[Screening] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Screening instruments and their scores, dated."
+    )
+    conditions: list[ConditionEntry] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Diagnoses and comorbid conditions."
+    )
+    allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
+    psychological_evaluation: PsychologicalEvaluation | None = Field(
+        None, description="A pre-procedure psychological evaluation (for implants), if any."
+    )
 
     @model_validator(mode="after")
     def _one_index_pain(self) -> PatientCase:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from .problems import did_you_mean, pydantic_problems
 from .testcases import CaseCodes, LoadedTestCase, load_cases
 from .yamlsrc import Path_, Positions, load_yaml_file
 
+logger = logging.getLogger(__name__)
 MANIFEST = "ruleset.yaml"
 _T = TypeVar("_T", bound=BaseModel)
 
@@ -541,6 +543,15 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     digest = hashlib.sha256(
         json.dumps(loader.canonical, sort_keys=True, default=str, separators=(",", ":")).encode()
     ).hexdigest()
+    logger.debug(
+        "loaded %s %s from %s: %d rules, %d test cases, sha256 %s",
+        manifest.id,
+        manifest.version,
+        root,
+        len(rules),
+        len(tests),
+        digest,
+    )
     return Ruleset(
         path=root,
         manifest=manifest,
