@@ -44,13 +44,6 @@ class Program:
     # What evaluations derive once from the program and reuse (compiled matchers, indexes); never compared.
     cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
-    def exec_rule(self, name: str) -> ExecRule:
-        for stratum in self.strata:
-            for er in stratum.rules:
-                if er.name == name:
-                    return er
-        raise KeyError(name)
-
 
 def resolve_parameters(
     ruleset: Ruleset, profile: str, overrides: Mapping[str, ParamValue] | None

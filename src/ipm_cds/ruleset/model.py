@@ -29,7 +29,6 @@ Scalar = str | int | float | bool
 Verification = Literal["V", "V2", "K", "UNVERIFIED"]
 BleedingRisk = Literal["low", "intermediate", "high"]
 Guidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
-Profiles = Annotated[str, Field(pattern=CODE.pattern)]
 
 
 class _M(BaseModel):
