@@ -46,7 +46,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import PatientDataError, Problem
-from ..patient import MAX_ITEMS, PatientCase, parse_patient
+from ..model.patient import MAX_ITEMS, PatientCase, parse_patient
 from .maps import RULESET_VOCABULARIES, VOCABULARIES, Maps, ObservationEntry, load_maps, normalise_icd10
 
 if TYPE_CHECKING:
@@ -1453,13 +1453,13 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     """CDS Hooks prefetch templates for the data the ruleset's rules read, and only that.
 
     The rules' patterns name fact types and the fields they test; each fact field comes from a patient
-    model field (``ipm_cds.facts.schema``), and each patient-model field is read from a FHIR resource
+    model field (``ipm_cds.model.facts.schema``), and each patient-model field is read from a FHIR resource
     type or from Observation codes (the maps). Observation queries name their codes (``system|code``).
     Each lab test and screening instrument has a key of its own asking for its most recent results
     (``&_sort=-date&_count=N``, N the reader's minimum per kind under :data:`KEEP_RECENT`): CDS Hooks 2.0
     prefetch tokens cannot compute a date, so a window of dates cannot be asked for.
     """
-    from ..facts.schema import BASE_FACT_TYPES
+    from ..model.facts.schema import BASE_FACT_TYPES
     from ..ruleset import ir
 
     maps = load_maps()

@@ -19,8 +19,8 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .. import patient as pm
 from ..errors import ConfigurationError
+from ..model import patient as pm
 
 __all__ = ["Maps", "load_maps", "normalise_icd10"]
 

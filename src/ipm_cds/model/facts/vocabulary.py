@@ -1,6 +1,6 @@
 """Codes in a patient document, checked against the vocabularies of the ruleset that evaluates it.
 
-The patient model marks every coded field with :class:`~ipm_cds.patient.Vocab` (the vocabulary's name);
+The patient model marks every coded field with :class:`~ipm_cds.model.patient.Vocab` (the vocabulary's name);
 the ruleset declares the codes of each vocabulary (its ``vocabularies`` catalogue). This module finds the
 marked fields of a parsed document by walking the model, so a coded field added to the model is checked
 with no more code, and reports every unknown code with the field's path and the nearest known code. The
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from ..errors import Problem
+from ...errors import Problem
 from ..patient import SUBSCORE_FIELDS, Lab, PatientCase, Screening, Vocab
 
 __all__ = ["CodeInfo", "check_codes", "coded_fields"]

@@ -10,13 +10,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .assessment import Assessment, Precaution
-from .engine.facade import BackendName, Engine
-from .errors import ConfigurationError, IpmCdsError
-from .ruleset import ir
-from .ruleset.loader import Ruleset
-from .ruleset.model import PrecautionExpectation
-from .ruleset.testcases import LoadedTestCase
+from ..engine.facade import BackendName, Engine
+from ..errors import ConfigurationError, IpmCdsError
+from ..model.assessment import Assessment, Precaution
+from ..ruleset import ir
+from ..ruleset.loader import Ruleset
+from ..ruleset.model import PrecautionExpectation
+from ..ruleset.testcases import LoadedTestCase
 
 
 @dataclass(frozen=True)

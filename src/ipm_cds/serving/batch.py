@@ -41,12 +41,12 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .argtypes import date_arg, parameter_arg
-from .decision_log import DecisionLog, decision_entry
-from .engine.facade import BackendName, Engine
-from .errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
-from .jsonsrc import UTF8_BOM, strip_bom
-from .ruleset.loader import Ruleset, load_ruleset
+from ..argtypes import date_arg, parameter_arg
+from ..decision_log import DecisionLog, decision_entry
+from ..engine.facade import BackendName, Engine
+from ..errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
+from ..jsonsrc import UTF8_BOM, strip_bom
+from ..ruleset.loader import Ruleset, load_ruleset
 
 DEFAULT_CHUNK_SIZE = 32
 IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
@@ -70,7 +70,7 @@ class BatchResult:
 
     def assessment(self) -> Any:
         """The :class:`~ipm_cds.Assessment` (parsed from JSON on demand); raises if this result is an error."""
-        from .assessment import Assessment
+        from ..model.assessment import Assessment
 
         if self.assessment_json is None:
             raise ValueError(f"record {self.line or self.index + 1} has no assessment: {self.error}")
@@ -120,7 +120,7 @@ class _Evaluator:
         )
 
     def evaluate(self, record: Record) -> BatchResult:
-        from .patient import parse_patient
+        from ..model.patient import parse_patient
 
         index, line, document = record
         config = self.config
@@ -249,7 +249,7 @@ def _config(
     decision_log: object,
     include_patient_id: bool,
 ) -> _Config:
-    from .engine.program import build_program
+    from ..engine.program import build_program
 
     loaded = (
         ruleset
@@ -328,7 +328,7 @@ def _evaluate(
         raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
     if backend == "durable":
-        from .engine import durable_backend
+        from ..engine import durable_backend
 
         if not durable_backend.available():
             Engine(config.ruleset, profile=profile, backend="durable")  # raises BackendUnavailableError

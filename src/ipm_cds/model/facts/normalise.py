@@ -3,7 +3,7 @@
 This is the only place where the patient document is read. It checks what needs the evaluation date
 (nothing dated after ``as_of``; age and birth date agree; the age a birth date gives is 0–120) and
 what needs the ruleset (every code belongs to one of its vocabularies, medication codes to its catalogue:
-:mod:`ipm_cds.facts.vocabulary`). Lists are sorted canonically first,
+:mod:`ipm_cds.model.facts.vocabulary`). Lists are sorted canonically first,
 so the order of items in the input can never change which fact gets which key, and so never the answer.
 """
 
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from ..errors import PatientDataError, Problem
+from ...errors import PatientDataError, Problem
 from ..patient import MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
 from .vocabulary import CodeInfo, check_codes

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from .engine.program import build_program
-from .ruleset import ir
-from .ruleset.loader import Ruleset
+from ..engine.program import build_program
+from ..ruleset import ir
+from ..ruleset.loader import Ruleset
 
 
 class ParameterUse(BaseModel):

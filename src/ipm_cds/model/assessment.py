@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._frozen import hashable
+from .._frozen import hashable
 
 Urgency = Literal["emergency", "urgent", "soon", "routine"]
 

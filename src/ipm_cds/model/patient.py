@@ -5,9 +5,9 @@ fields, rejects NaN and infinities, and bounds every number to the range its ins
 allows. Codes (regions, procedure kinds, findings, tests, conditions, red flags, ...) belong to the
 vocabularies of the ruleset that evaluates the document (its ``vocabularies`` catalogue): this module checks
 their spelling (``lower_snake_case``), and the engine checks each against the loaded ruleset's vocabulary,
-naming the field and suggesting the nearest code (:func:`ipm_cds.facts.vocabulary.check_codes`). A new
+naming the field and suggesting the nearest code (:func:`ipm_cds.model.facts.vocabulary.check_codes`). A new
 pathway adds its codes to the ruleset, not here. Dates are ISO ``YYYY-MM-DD``; checks that need the
-evaluation date (nothing dated after ``as_of``) run in :func:`ipm_cds.facts.normalise`.
+evaluation date (nothing dated after ``as_of``) run in :func:`ipm_cds.model.facts.normalise`.
 
 Missing is not normal: every clinical field is optional and ``None`` means *not recorded*. The rules
 never read a missing value as a normal one; they report it in ``Assessment.missing_data``.
@@ -33,8 +33,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from ._frozen import hashable
-from .errors import PatientDataError, Problem
+from .._frozen import hashable
+from ..errors import PatientDataError, Problem
 
 __all__ = [
     "Allergy",
@@ -59,7 +59,7 @@ MAX_ITEMS = 100
 
 MAX_AGE_YEARS = 120
 """The oldest plausible age. ``age_years`` is bounded by it; the age a ``birth_date`` gives at ``as_of``
-is checked against it when the patient is evaluated (:func:`ipm_cds.facts.normalise.normalise`)."""
+is checked against it when the patient is evaluated (:func:`ipm_cds.model.facts.normalise.normalise`)."""
 
 
 def _iso_date(value: Any) -> Any:
@@ -111,7 +111,7 @@ Text = Annotated[str, Field(min_length=1, max_length=500)]
 class Vocab:
     """Marks a field whose value is a code of the named ruleset vocabulary (``vocabularies`` catalogue).
 
-    The JSON Schema of the field names it (``x-vocabulary``), and :func:`ipm_cds.facts.vocabulary.check_codes`
+    The JSON Schema of the field names it (``x-vocabulary``), and :func:`ipm_cds.model.facts.vocabulary.check_codes`
     finds every such field of a document by this marker, so a new coded field is checked without more code.
     """
 

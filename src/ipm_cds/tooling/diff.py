@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine.facade import Engine
-from .errors import IpmCdsError
-from .patient import PatientCase
-from .ruleset import ir
-from .ruleset.loader import Ruleset
-from .ruleset.lock import rule_hash
-from .testing.boundaries import Threshold, set_fact_field, thresholds
-from .testing.strategies import DEFAULT_AS_OF
+from ..engine.facade import Engine
+from ..errors import IpmCdsError
+from ..model.patient import PatientCase
+from ..ruleset import ir
+from ..ruleset.loader import Ruleset
+from ..ruleset.lock import rule_hash
+from ..testing.boundaries import Threshold, set_fact_field, thresholds
+from ..testing.strategies import DEFAULT_AS_OF
 
 
 class _Out(BaseModel):
@@ -164,7 +164,7 @@ def generated_patients(n: int) -> list[PatientCase]:
         return []
     from hypothesis import HealthCheck, Phase, given, settings
 
-    from .testing.strategies import patients
+    from ..testing.strategies import patients
 
     drawn: list[PatientCase] = []
 
@@ -265,8 +265,8 @@ def diff_rulesets(
 
 def case_patients(*rulesets: Ruleset, folder: Path | None = None) -> list[tuple[PatientCase, date]]:
     """The test-case patients of the rulesets (with their as_of) and the patient files in ``folder``."""
-    from .patient import parse_patient
-    from .patientfile import read_patient_document
+    from ..model.patient import parse_patient
+    from ..patientfile import read_patient_document
 
     out: list[tuple[PatientCase, date]] = []
     seen: set[str] = set()
