@@ -31,6 +31,24 @@ if TYPE_CHECKING:
     from ...ruleset.loader import Ruleset
 
 
+READ_TYPES = frozenset(
+    {
+        "Patient",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Medication",
+        "Procedure",
+        "AllergyIntolerance",
+        "DiagnosticReport",
+        "ImagingStudy",
+        "ServiceRequest",
+    }
+)
+"""Resource types the reader validates and reads (ServiceRequest: draft orders); any other is reported."""
+
+
 class _ReaderBase:
     """Collects resources, validates them, maps them, and assembles the patient document."""
 
@@ -49,6 +67,7 @@ class _ReaderBase:
         self.used_as_context: set[str] = set()
         self.reports_of: dict[str, list[str]] = defaultdict(list)  # Observation -> DiagnosticReports listing it
         self.count = 0
+        self.not_read: list[tuple[str, str]] = []  # (label, resourceType) of resources of a type not read
         # outputs
         self.demographics: dict[str, list[_Value]] = defaultdict(list)
         self.care: dict[str, list[_Value]] = defaultdict(list)
@@ -79,6 +98,8 @@ class _ReaderBase:
             ]
             if shell_entries:
                 shell["entry"] = shell_entries
+            if "type" not in shell:
+                shell["type"] = "collection"  # a prefetch Bundle without type is still read (its entries are)
             self._validate("Bundle", shell, where)
             self._raise()
             for i, entry in enumerate(entries):
@@ -108,6 +129,20 @@ class _ReaderBase:
             return
         rid = resource.get("id")
         label = f"{rtype}/{rid}" if isinstance(rid, str) else where
+        if rtype not in READ_TYPES:
+            # Liberal in what it reads: a type the reader does not use is reported, not validated, so a
+            # Practitioner or an Encounter without `class` never refuses the request.
+            try:
+                self._model_class(rtype)
+            except ValueError:
+                self.problems.append(Problem(f"unknown resourceType {rtype!r} (not a FHIR R4 resource)", field=where))
+                return
+            if label in self.by_ref:
+                self.problems.append(Problem(f"{label} appears twice", field=where))
+                return
+            self.by_ref[label] = None
+            self.not_read.append((label, rtype))
+            return
         model = self._validate(rtype, resource, f"{where} ({label})" if label != where else where)
         if model is None:
             return
@@ -240,6 +275,16 @@ class _ReaderBase:
             if e.valueBoolean is not None:
                 return bool(e.valueBoolean)
         return None
+
+    def _not_read(self, ref: str, codings: Sequence[tuple[str, str]], code_text: str | None) -> bool:
+        """Report a code the terminology tables recognise but no rule reads (True when there is one)."""
+        for key in codings:
+            entry = self.maps.recognised_by_code.get(key)
+            if entry is not None:
+                why = f"{entry.recognised} ({entry.display}; {entry.source}): recognised, but no rule reads it"
+                self._skip(ref, "not_read", why, code_text)
+                return True
+        return False
 
     def _local(self, codings: Sequence[tuple[str, str]], key: str) -> list[str]:
         """Codes of a local system that are codes of its vocabulary (others are not mapped)."""

@@ -28,6 +28,7 @@ UnmappedKind = Literal[
     "partial",  # the resource was mapped, but one of its elements was not (e.g. a dose not computable)
     "older_left_out",  # an older lab, procedure, screen, exam or imaging finding beyond the list's cap
     "duplicate",  # the same condition, red flag or allergy as another resource, in a list beyond its cap
+    "not_read",  # a recognised code (sickle cell disease, hospice care ...) for something no rule reads
 ]
 
 MAX_RESOURCES = 5000

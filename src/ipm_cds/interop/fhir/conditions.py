@@ -32,7 +32,8 @@ class _ConditionReader(_ReaderBase):
             pain_chars = [*pain_chars, "(disagrees with the diagnosis code)"]
         targets = len(red_flags) + len(conditions) + (len(pains) or (1 if pain_chars else 0))
         if targets == 0:
-            self._skip(ref, "unknown_code", "no mapped code (ICD-10-CM, SNOMED CT or local)", code_text)
+            if not self._not_read(ref, codings, code_text):
+                self._skip(ref, "unknown_code", "no mapped code (ICD-10-CM, SNOMED CT or local)", code_text)
             return
         if targets > 1 or len(pain_chars) > 1:
             self._skip(ref, "ambiguous_code", "the codes map to more than one patient-model entry", code_text)

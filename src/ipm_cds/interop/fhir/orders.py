@@ -79,4 +79,7 @@ def ordered_interventions(
                 note,
             )
         )
+    for ref, _ in reader.not_read:
+        if wanted is None or ref in wanted:
+            other.append(Unmapped(ref, "unsupported_resource", "not a ServiceRequest"))
     return found, other

@@ -18,7 +18,8 @@ class _ProcedureReader(_ReaderBase):
         kinds, why = self.kinds(codings, "procedure-kind", "procedure_kinds")
         if not kinds:
             kind: UnmappedKind = "unknown_code" if why is None else "ambiguous_code"
-            self._skip(ref, kind, why or "no mapped CPT or local code", code_text)
+            if why is not None or not self._not_read(ref, codings, code_text):
+                self._skip(ref, kind, why or "no mapped CPT or local code", code_text)
             return
         status = str(model.status)
         if status != "completed":

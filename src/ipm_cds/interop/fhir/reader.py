@@ -69,6 +69,8 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
                 self._skip(ref, "unsupported_resource", f"ipm-cds does not read {rtype} resources")
             else:
                 handler(ref, model)
+        for ref, rtype in self.not_read:
+            self._skip(ref, "unsupported_resource", f"ipm-cds does not read {rtype} resources (not validated)")
         self._place_pending()
         self._unused_context()
         document, sources = self._assemble()

@@ -1,0 +1,317 @@
+"""Generate the terminology tables of ipm_cds.interop from the published source files in ``sources/``.
+
+    python scripts/terminology/generate.py            # write src/ipm_cds/interop/terminology/*.json
+    python scripts/terminology/generate.py --check    # exit 1 if a committed table differs from what the sources give
+    python scripts/terminology/generate.py extract-omtk OMTKData.cql   # refresh sources/omtk-drug-ingredients.tsv
+
+The build never reaches the network: the maintainer fetches a new release of a source, replaces the file in
+``sources/``, updates its entry (commit, date, sha256) in ``sources/SOURCES.yaml`` and runs the script. Every
+source file is checked against the sha256 that SOURCES.yaml names before it is read. The output is a pure
+function of the source files and ``mapping.yaml`` (our decisions on top of them): same input, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import re
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+SOURCES = HERE / "sources"
+REPO = HERE.parent.parent
+OUT = REPO / "src" / "ipm_cds" / "interop" / "terminology"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+OMTK_TSV = "omtk-drug-ingredients.tsv"
+OMTK_FIELDS = (
+    "drugCode",
+    "drugName",
+    "doseFormCode",
+    "doseFormName",
+    "ingredientCode",
+    "ingredientName",
+    "strength",
+    "strengthValue",
+    "strengthUnit",
+)
+_OMTK_ROW = re.compile(
+    r"\{ drugCode: (\d+), drugName: '((?:[^']|'')*)', doseFormCode: (\d+), doseFormName: '([^']*)', "
+    r"ingredientCode: (\d+), ingredientName: '([^']*)', strength: '([^']*)', strengthValue: ([0-9.]+), "
+    r"strengthUnit: '([^']*)' \}"
+)
+# OMTK strength unit -> (our unit, factor)
+_UNITS = {"MG": ("mg", Decimal(1)), "MG/ML": ("mg/mL", Decimal(1)), "MG/HR": ("mcg/h", Decimal(1000))}
+_UNITS["MG/ACTUAT"] = ("mg/actuation", Decimal(1))
+
+
+class SourceError(Exception):
+    pass
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_sources() -> dict[str, Any]:
+    """SOURCES.yaml, with every file's checksum verified."""
+    listing = yaml.safe_load((SOURCES / "SOURCES.yaml").read_text(encoding="utf-8"))
+    for name, entry in listing["files"].items():
+        path = SOURCES / name
+        if not path.is_file():
+            raise SourceError(f"sources/{name}: missing (SOURCES.yaml names it)")
+        if sha256(path) != entry["sha256"]:
+            raise SourceError(f"sources/{name}: sha256 {sha256(path)} is not the {entry['sha256']} SOURCES.yaml names")
+    return dict(listing)
+
+
+def tty_of(name: str) -> str:
+    """RxNorm term type from the normal form of the name: packs in braces, brand names in brackets."""
+    if name.startswith("{"):
+        return "BPCK" if name.rstrip().endswith("]") else "GPCK"
+    return "SBD" if name.rstrip().endswith("]") else "SCD"
+
+
+def number(value: Decimal) -> int | float:
+    value = value.normalize()
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+# -- opioids (OMTK) ------------------------------------------------------------------------------------
+
+
+def extract_omtk(cql: Path) -> str:
+    """The rows of OMTKData's ``DrugIngredients`` as tab-separated text, fields and order unchanged."""
+    text = cql.read_text(encoding="utf-8")
+    start = text.index("define DrugIngredients:")
+    body = text[start:]
+    rows = _OMTK_ROW.findall(body)
+    declared = body.count("{ drugCode:")
+    if len(rows) != declared:
+        raise SourceError(f"{cql}: read {len(rows)} of {declared} DrugIngredients rows")
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(OMTK_FIELDS)
+    for row in rows:
+        writer.writerow([row[0], row[1].replace("''", "'"), *row[2:]])
+    return out.getvalue()
+
+
+def opioid_products(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    with (SOURCES / OMTK_TSV).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    by_drug: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_drug.setdefault(row["drugCode"], []).append(row)
+    agents = mapping["opioid_agents"]
+    fentanyl = mapping["fentanyl_transdermal"]
+    routes = mapping["route_of_dose_form"]
+    products = []
+    for code, parts in by_drug.items():
+        first = parts[0]
+        form = first["doseFormName"]
+        if form not in routes:
+            raise SourceError(f"OMTK {code}: dose form {form!r} has no route class in mapping.yaml")
+        ingredients = []
+        for part in sorted(parts, key=lambda p: int(p["ingredientCode"])):
+            unit, factor = _UNITS[part["strengthUnit"]]
+            ingredients.append(
+                {
+                    "rxcui": part["ingredientCode"],
+                    "name": part["ingredientName"].lower(),
+                    "strength": number(Decimal(part["strengthValue"]) * factor),
+                    "unit": unit,
+                }
+            )
+        named = set()
+        for ing in ingredients:
+            if ing["name"] == fentanyl["ingredient"] and form in fentanyl["dose_forms"]:
+                named.add(fentanyl["agent"])
+            elif ing["name"] in agents:
+                named.add(agents[ing["name"]])
+        product: dict[str, Any] = {
+            "rxcui": code,
+            "name": first["drugName"],
+            "tty": tty_of(first["drugName"]),
+            "dose_form": form,
+            "dose_form_rxcui": first["doseFormCode"],
+            "route": routes[form],
+            "class": "opioid",
+            "agent": named.pop() if len(named) == 1 else None,
+            "ingredients": ingredients,
+            "source": "omtk",
+        }
+        if len(named) > 1:
+            product["note"] = "opioid ingredients of more than one agent"
+        elif len(ingredients) > 1:
+            product["note"] = "the same opioid in two salts: the strengths add"
+        products.append(product)
+    return products
+
+
+# -- medication value sets (CDC opioid CDS) --------------------------------------------------------------
+
+
+def expansion(name: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    data = json.loads((SOURCES / "opioid-cds-r4" / f"{name}.json").read_text(encoding="utf-8"))
+    return data, [dict(c) for c in data.get("expansion", {}).get("contains", [])]
+
+
+def words(display: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", display.lower()))
+
+
+def value_set_products(mapping: dict[str, Any], opioid_codes: set[str]) -> list[dict[str, Any]]:
+    products: dict[str, dict[str, Any]] = {}
+    for name, spec in mapping["medication_value_sets"].items():
+        _, contains = expansion(name)
+        for concept in contains:
+            if concept["system"] != RXNORM:
+                raise SourceError(f"{name}: {concept['code']} is not RxNorm")
+            code, display = concept["code"], concept["display"]
+            if code in opioid_codes or code in products:
+                continue  # OMTK (with strengths) or an earlier value set already holds it
+            present = words(display)
+            if present & set(spec.get("exclude_ingredients", ())):
+                continue
+            agents = sorted({agent for ingredient, agent in spec["agents"].items() if ingredient in present})
+            products[code] = {
+                "rxcui": code,
+                "name": display,
+                "tty": tty_of(display),
+                "class": spec["class"],
+                "agent": agents[0] if len(agents) == 1 else None,
+                "source": name,
+            }
+            if len(agents) > 1:
+                products[code]["note"] = "more than one agent of its class"
+    return list(products.values())
+
+
+# -- conditions ------------------------------------------------------------------------------------------
+
+
+def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    excluded: list[dict[str, Any]] = []
+    for name, rules in mapping["condition_value_sets"].items():
+        _, contains = expansion(name)
+        for concept in contains:
+            if concept["system"] != SNOMED:
+                continue  # ICD-10-CM: read by category prefix (maps/conditions.yaml)
+            key = (concept["system"], concept["code"])
+            if key in entries:
+                continue
+            rule = next((r for r in rules if re.search(r["match"], concept["display"], re.IGNORECASE)), None)
+            if rule is None or rule["condition"] is None:
+                excluded.append(
+                    {"system": "snomed", "code": concept["code"], "display": concept["display"], "source": name}
+                )
+                continue
+            entries[key] = {
+                "system": "snomed",
+                "code": concept["code"],
+                "display": concept["display"],
+                "condition": rule["condition"],
+                "source": name,
+            }
+    for name, label in mapping["recognised_value_sets"].items():
+        _, contains = expansion(name)
+        for concept in contains:
+            system = {SNOMED: "snomed", ICD10CM: "icd10cm"}[concept["system"]]
+            key = (concept["system"], concept["code"])
+            if key in entries:
+                continue
+            entries[key] = {
+                "system": system,
+                "code": concept["code"],
+                "display": concept["display"],
+                "recognised": label,
+                "source": name,
+            }
+    ordered = sorted(entries.values(), key=lambda e: (e["system"], e["code"]))
+    return ordered, sorted(excluded, key=lambda e: (e["code"], e["source"]))
+
+
+# -- output ----------------------------------------------------------------------------------------------
+
+
+def provenance(listing: dict[str, Any], used: list[str]) -> dict[str, Any]:
+    return {
+        "generated_by": "scripts/terminology/generate.py",
+        "sources": {key: listing["sources"][key] for key in sorted(used)},
+        "files": {name: entry for name, entry in sorted(listing["files"].items()) if entry["source"] in used},
+    }
+
+
+def dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def build() -> dict[str, str]:
+    """File name -> text of every generated table."""
+    listing = load_sources()
+    mapping = yaml.safe_load((HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    opioids = opioid_products(mapping)
+    others = value_set_products(mapping, {p["rxcui"] for p in opioids})
+    products = sorted(opioids + others, key=lambda p: int(p["rxcui"]))
+    conditions, excluded = condition_entries(mapping)
+    return {
+        "rxnorm.json": dump(
+            {
+                "provenance": provenance(listing, ["omtk", "opioid_cds"]),
+                "mapping": "scripts/terminology/mapping.yaml",
+                "products": products,
+            }
+        ),
+        "conditions.json": dump(
+            {
+                "provenance": provenance(listing, ["opioid_cds"]),
+                "mapping": "scripts/terminology/mapping.yaml",
+                "conditions": conditions,
+                "excluded": excluded,
+            }
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed tables, write nothing")
+    sub = parser.add_subparsers(dest="command")
+    extract = sub.add_parser("extract-omtk", help="rewrite sources/omtk-drug-ingredients.tsv from OMTKData.cql")
+    extract.add_argument("cql", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "extract-omtk":
+        text = extract_omtk(args.cql)
+        (SOURCES / OMTK_TSV).write_text(text, encoding="utf-8")
+        here, upstream = sha256(SOURCES / OMTK_TSV), sha256(args.cql)
+        print(f"sources/{OMTK_TSV}: sha256 {here} (upstream {upstream}); update SOURCES.yaml")
+        return 0
+    tables = build()
+    stale = []
+    for name, text in tables.items():
+        path = OUT / name
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"stale: {', '.join(stale)} (run scripts/terminology/generate.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
