@@ -171,6 +171,29 @@ def words(display: str) -> set[str]:
     return set(re.findall(r"[a-z]+", display.lower()))
 
 
+# A single-ingredient clinical drug name: "[24 HR ]alprazolam 0.5 MG Extended Release Oral Tablet[ [Xanax]]"
+_SINGLE = re.compile(
+    r"^(?:\d+(?:\.\d+)? (?:HR|ML) )?(?P<ingredient>[a-z][a-z ,-]*?) (?P<value>\d+(?:\.\d+)?) "
+    r"(?P<unit>MG|MCG|MG/ML|MG/ACTUAT|MG/HR) (?P<form>[A-Za-z][A-Za-z -]*?)(?: \[[^\]]+\])?$"
+)
+_NAME_UNITS = {**_UNITS, "MCG": ("mg", Decimal("0.001"))}
+
+
+def strength_from_name(name: str, routes: dict[str, str]) -> dict[str, Any]:
+    """Dose form and strength read from a single-ingredient SCD/SBD name (RxNorm's normal form), or nothing."""
+    match = _SINGLE.match(name)
+    if match is None or match["form"] not in routes:
+        return {}
+    unit, factor = _NAME_UNITS[match["unit"]]
+    return {
+        "dose_form": match["form"],
+        "route": routes[match["form"]],
+        "ingredients": [
+            {"name": match["ingredient"], "strength": number(Decimal(match["value"]) * factor), "unit": unit}
+        ],
+    }
+
+
 def value_set_products(mapping: dict[str, Any], opioid_codes: set[str]) -> list[dict[str, Any]]:
     products: dict[str, dict[str, Any]] = {}
     for name, spec in mapping["medication_value_sets"].items():
@@ -191,6 +214,7 @@ def value_set_products(mapping: dict[str, Any], opioid_codes: set[str]) -> list[
                 "tty": tty_of(display),
                 "class": spec["class"],
                 "agent": agents[0] if len(agents) == 1 else None,
+                **strength_from_name(display, mapping["route_of_dose_form"]),
                 "source": name,
             }
             if len(agents) > 1:

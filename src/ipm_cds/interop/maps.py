@@ -188,7 +188,7 @@ StrengthUnit = Literal["mg", "mg/mL", "mcg/h", "mg/actuation"]
 
 
 class ProductIngredient(_M):
-    rxcui: str
+    rxcui: str | None = None  # None: read from the product's name (value-set products)
     name: str
     strength: float = Field(gt=0)
     unit: StrengthUnit
