@@ -115,6 +115,10 @@ def test_every_agent_is_in_the_catalogue_and_of_the_class_the_value_set_says(rul
         "naloxone": {"opioid_antagonist"},
         "moud_buprenorphine": {"opioid_partial_agonist"},
         "moud_methadone": {"opioid"},
+        "anticoagulant": {"anticoagulant"},
+        "antiplatelet": {"antiplatelet"},
+        "nsaid": {"nsaid"},
+        "corticosteroid": {"corticosteroid"},
     }
     for product in _products():
         if product["agent"] is None:
@@ -149,6 +153,17 @@ def test_buprenorphine_naloxone_is_never_read_as_rescue_naloxone() -> None:
         name = product.name.lower()
         if "buprenorphine" in name:
             assert product.agent in ("buprenorphine", None), product.name
+
+
+def test_antithrombotics_and_corticosteroids_from_the_pddi_value_sets() -> None:
+    products = load_maps().product_by_rxcui
+    assert products["855332"].agent == "warfarin"  # warfarin sodium 5 MG Oral Tablet
+    assert products["834022"].agent == "ketorolac" and products["834022"].route == "oral"
+    assert products["312617"].agent == "prednisone"  # prednisone 5 MG Oral Tablet
+    assert "860103" not in products  # ketorolac ophthalmic solution: not systemic, not read
+    assert "11289" not in products  # the ingredient is in maps/medications.yaml, not in the product table
+    aggrenox = next(p for p in products.values() if "Dipyridamole 200 MG" in p.name)
+    assert aggrenox.agent is None and aggrenox.note is not None and "dipyridamole" in aggrenox.note
 
 
 def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:

@@ -173,7 +173,7 @@ def words(display: str) -> set[str]:
 
 # A single-ingredient clinical drug name: "[24 HR ]alprazolam 0.5 MG Extended Release Oral Tablet[ [Xanax]]"
 _SINGLE = re.compile(
-    r"^(?:\d+(?:\.\d+)? (?:HR|ML) )?(?P<ingredient>[a-z][a-z ,-]*?) (?P<value>\d+(?:\.\d+)?) "
+    r"^(?:\d+(?:\.\d+)? (?:HR|ML) )?(?P<ingredient>[A-Za-z][A-Za-z ,-]*?) (?P<value>\d+(?:\.\d+)?) "
     r"(?P<unit>MG|MCG|MG/ML|MG/ACTUAT|MG/HR) (?P<form>[A-Za-z][A-Za-z -]*?)(?: \[[^\]]+\])?$"
 )
 _NAME_UNITS = {**_UNITS, "MCG": ("mg", Decimal("0.001"))}
@@ -189,7 +189,7 @@ def strength_from_name(name: str, routes: dict[str, str]) -> dict[str, Any]:
         "dose_form": match["form"],
         "route": routes[match["form"]],
         "ingredients": [
-            {"name": match["ingredient"], "strength": number(Decimal(match["value"]) * factor), "unit": unit}
+            {"name": match["ingredient"].lower(), "strength": number(Decimal(match["value"]) * factor), "unit": unit}
         ],
     }
 
@@ -219,6 +219,60 @@ def value_set_products(mapping: dict[str, Any], opioid_codes: set[str]) -> list[
             }
             if len(agents) > 1:
                 products[code]["note"] = "more than one agent of its class"
+    return list(products.values())
+
+
+_CLINICAL_DRUG_END = re.compile(
+    r"(Tablet|Capsule|Solution|Suspension|Injection|Syringe|Cartridge|Suppository|Injector|Pack|Gum|Powder|Granules)"
+    r"( \[[^\]]+\])?$"
+)
+
+
+def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, Any]]:
+    """Systemic clinical drugs of the HL7 PDDI CDS value sets (warfarin, aspirin, NSAIDs, prednisone)."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"f": "http://hl7.org/fhir"}
+    root = ET.parse(SOURCES / "pddi-cds" / "valueset-bundle-warfarin-nsaids.xml").getroot()  # noqa: S314 (our file)
+    specs = mapping["pddi_value_sets"]
+    catalogue = {i for spec in specs.values() for i in spec["agents"]}
+    catalogue |= set(mapping["pddi_other_catalogue_ingredients"])
+    systemic = re.compile(mapping["systemic_dose_form"])
+    not_systemic = re.compile(mapping["not_systemic"])
+    products: dict[str, dict[str, Any]] = {}
+    for vs in root.iter("{http://hl7.org/fhir}ValueSet"):
+        name = str(vs.find("f:url", ns).get("value")).rsplit("/", 1)[-1]  # type: ignore[union-attr]
+        if name not in specs:
+            continue
+        spec = specs[name]
+        for include in vs.findall("f:compose/f:include", ns):
+            if str(include.find("f:system", ns).get("value")).strip() != RXNORM:  # type: ignore[union-attr]
+                raise SourceError(f"{name}: not RxNorm")
+            for concept in include.findall("f:concept", ns):
+                code = str(concept.find("f:code", ns).get("value"))  # type: ignore[union-attr]
+                display = " ".join(str(concept.find("f:display", ns).get("value")).split())  # type: ignore[union-attr]
+                if code in known or code in products:
+                    continue
+                if not re.search(r"\d", display) or not systemic.search(display) or not_systemic.search(display):
+                    continue  # an ingredient, brand, component or form concept, or not for systemic use
+                if not _CLINICAL_DRUG_END.search(display):
+                    continue  # a clinical drug component (no dose form)
+                present = words(display)
+                named = sorted(present & catalogue)
+                agents = sorted({spec["agents"][i] for i in present & set(spec["agents"])})
+                lower = display[0].lower() + display[1:] if not display.startswith("{") else display
+                product: dict[str, Any] = {
+                    "rxcui": code,
+                    "name": display,
+                    "tty": tty_of(display),
+                    "class": spec["class"],
+                    "agent": agents[0] if len(agents) == 1 and len(named) == 1 else None,
+                    **strength_from_name(lower, mapping["route_of_dose_form"]),
+                    "source": name,
+                }
+                if len(named) > 1:
+                    product["note"] = f"a combination of catalogue agents ({', '.join(named)}): code each ingredient"
+                products[code] = product
     return list(products.values())
 
 
@@ -288,12 +342,13 @@ def build() -> dict[str, str]:
     mapping = yaml.safe_load((HERE / "mapping.yaml").read_text(encoding="utf-8"))
     opioids = opioid_products(mapping)
     others = value_set_products(mapping, {p["rxcui"] for p in opioids})
-    products = sorted(opioids + others, key=lambda p: int(p["rxcui"]))
+    pddi = pddi_products(mapping, {p["rxcui"] for p in opioids + others})
+    products = sorted(opioids + others + pddi, key=lambda p: int(p["rxcui"]))
     conditions, excluded = condition_entries(mapping)
     return {
         "rxnorm.json": dump(
             {
-                "provenance": provenance(listing, ["omtk", "opioid_cds"]),
+                "provenance": provenance(listing, ["omtk", "opioid_cds", "pddi_cds"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "products": products,
             }

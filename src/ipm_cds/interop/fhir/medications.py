@@ -14,8 +14,8 @@ reported (``partial``), never guessed:
   frequency the instruction allows;
 - a transdermal system: its rate (``rateQuantity`` in ug/h), else its strength times the patches worn
   (one when the dose does not say);
-- a parenteral, rectal or nasal form: the agent is read, the daily dose is not (the CDC 2022 conversion
-  factors are for oral forms and transdermal fentanyl).
+- an opioid in a parenteral, rectal or nasal form: the agent is read, the daily dose is not (the CDC 2022
+  conversion factors are for oral forms and transdermal fentanyl).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class _MedicationReader(_ReaderBase):
         product = entry if isinstance(entry, ProductEntry) else None
         strength = product.strength() if product is not None else None
         dosages = list(model.dosageInstruction or []) if rtype == "MedicationRequest" else list(model.dosage or [])
-        if product is not None and product.route not in _COMPUTED_ROUTES:
+        if product is not None and product.drug_class == "opioid" and product.route not in _COMPUTED_ROUTES:
             why = (
                 f"{product.dose_form} ({product.route}): daily dose not computed; the CDC 2022 conversion "
                 "factors are for oral forms and transdermal fentanyl"
