@@ -349,3 +349,45 @@ def test_mme_of_each_coded_example_by_hand_on_both_backends(
         facts = normalise(m.patient, AS_OF, ruleset.normalise_context())
         (summary,) = [f for f in facts if f.type == "opioid_summary"]
         assert summary.get("total_mme_per_day") == pytest.approx(expected_mme)
+
+
+# -- the coverage report ------------------------------------------------------------------------------------
+
+
+def test_fhir_coverage_lists_what_mapped_and_what_did_not(capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import main
+
+    path = EXAMPLES / "coded_hydromorphone.json"
+    assert main(["fhir", str(path), "--coverage", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    status = {r["resource"]: r["status"] for r in report["resources"]}
+    assert status == {
+        "Patient/coded-hydromorphone": "mapped",
+        "Condition/coded-hydromorphone-back-pain": "mapped",
+        "MedicationRequest/coded-hydromorphone-hm-tab": "mapped",
+        "MedicationRequest/coded-hydromorphone-hm-inj": "partial",
+    }
+    assert report["clinical_gaps"] == 1
+    assert main(["fhir", str(path), "--coverage"]) == 0
+    text = capsys.readouterr().out
+    assert "hm-inj: partial -> medications[" in text and "daily dose not computed" in text
+
+
+def test_coverage_of_a_record_with_types_ipm_cds_does_not_read(ruleset: ipm_cds.Ruleset) -> None:
+    from ipm_cds.interop.fhir.coverage import coverage
+
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}},
+            {"resource": {"resourceType": "Practitioner", "id": "dr"}},
+            {"resource": _order("245134")},
+        ],
+    }
+    result = coverage(bundle, ruleset=ruleset)
+    assert [(r.resource, r.status) for r in result.resources] == [
+        ("Patient/p", "mapped"),
+        ("Practitioner/dr", "not mapped"),
+        ("MedicationRequest/m", "mapped"),
+    ]
+    assert result.clinical_gaps == ()

@@ -35,6 +35,7 @@ EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUAT
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.batch", ""),
     ("serve", "ipm_cds.interop.service", "service"),
+    ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
