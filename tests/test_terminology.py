@@ -172,6 +172,22 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert maps.condition_by_code[(SNOMED, "295166005")].condition == "prior_overdose"  # buprenorphine overdose
     assert (SNOMED, "127040003") in maps.recognised_by_code  # sickle cell anaemia: no patient-model field
     assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
+    assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
+    assert (SNOMED, "443760008") not in maps.condition_by_code  # sleep hypoventilation: not apnoea
+
+
+def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
+    udt = {
+        "resourceType": "Observation",
+        "id": "udt",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "101162-6"}]},
+        "subject": {"reference": "Patient/p"},
+        "valueBoolean": False,
+    }
+    m = _read(udt, ruleset=ruleset)
+    (item,) = m.unmapped
+    assert (item.resource, item.kind) == ("Observation/udt", "not_read") and "urine drug test" in item.reason
 
 
 # -- doses as prescribed ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ OUT = REPO / "src" / "ipm_cds" / "interop" / "terminology"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
 
 OMTK_TSV = "omtk-drug-ingredients.tsv"
 OMTK_FIELDS = (
@@ -306,7 +307,7 @@ def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], li
     for name, label in mapping["recognised_value_sets"].items():
         _, contains = expansion(name)
         for concept in contains:
-            system = {SNOMED: "snomed", ICD10CM: "icd10cm"}[concept["system"]]
+            system = {SNOMED: "snomed", ICD10CM: "icd10cm", LOINC: "loinc"}[concept["system"]]
             key = (concept["system"], concept["code"])
             if key in entries:
                 continue

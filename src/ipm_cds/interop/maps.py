@@ -226,7 +226,7 @@ class RxNormTable(_M):
 
 
 class TableCondition(_M):
-    system: Literal["snomed", "icd10cm"]
+    system: Literal["snomed", "icd10cm", "loinc"]
     code: str
     display: str
     condition: str | None = None

@@ -37,7 +37,8 @@ class _ObservationReader(_ReaderBase):
         red_flags = self._local(codings, "red-flag")
         kinds = len(entries) + len(exams) + len(findings) + len(red_flags)
         if kinds == 0:
-            self._skip(ref, "unknown_code", "no mapped code (LOINC or local)", code_text)
+            if not self._not_read(ref, codings, code_text):
+                self._skip(ref, "unknown_code", "no mapped code (LOINC or local)", code_text)
             return
         if kinds > 1:
             self._skip(ref, "ambiguous_code", "the codes map to more than one patient-model field", code_text)
