@@ -119,6 +119,10 @@ def test_every_agent_is_in_the_catalogue_and_of_the_class_the_value_set_says(rul
         "antiplatelet": {"antiplatelet"},
         "nsaid": {"nsaid"},
         "corticosteroid": {"corticosteroid"},
+        "antithrombotic": {"anticoagulant", "antiplatelet"},
+        "cns_depressant": {"gabapentinoid", "benzodiazepine"},
+        "muscle_relaxant": {"muscle_relaxant"},
+        "immunosuppressant": set(),
     }
     for product in _products():
         if product["agent"] is None:
@@ -164,6 +168,23 @@ def test_antithrombotics_and_corticosteroids_from_the_pddi_value_sets() -> None:
     assert "11289" not in products  # the ingredient is in maps/medications.yaml, not in the product table
     aggrenox = next(p for p in products.values() if "Dipyridamole 200 MG" in p.name)
     assert aggrenox.agent is None and aggrenox.note is not None and "dipyridamole" in aggrenox.note
+
+
+def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() -> None:
+    products = load_maps().product_by_rxcui
+    expected = {
+        "1364445": "apixaban",  # apixaban 5 MG Oral Tablet
+        "1232086": "rivaroxaban",  # rivaroxaban 20 MG Oral Tablet
+        "1037045": "dabigatran",  # dabigatran etexilate 150 MG Oral Capsule
+        "1599555": "edoxaban",  # edoxaban 60 MG Oral Tablet
+    }
+    for code, agent in expected.items():
+        assert products[code].agent == agent, products[code]
+    by_agent = {p.agent for p in products.values()}
+    assert {"clopidogrel", "ticagrelor", "prasugrel", "dipyridamole", "dalteparin", "fondaparinux"} <= by_agent
+    assert {"gabapentin", "pregabalin", "cyclobenzaprine"} <= by_agent
+    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower() or "enoxaparin" in p.name.lower()]
+    assert heparins and all(p.agent is None and p.note for p in heparins)  # route or dose decides the agent
 
 
 def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:

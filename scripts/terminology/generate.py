@@ -163,8 +163,8 @@ def opioid_products(mapping: dict[str, Any]) -> list[dict[str, Any]]:
 # -- medication value sets (CDC opioid CDS) --------------------------------------------------------------
 
 
-def expansion(name: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    data = json.loads((SOURCES / "opioid-cds-r4" / f"{name}.json").read_text(encoding="utf-8"))
+def expansion(name: str, folder: str = "opioid-cds-r4") -> tuple[dict[str, Any], list[dict[str, str]]]:
+    data = json.loads((SOURCES / folder / f"{name}.json").read_text(encoding="utf-8"))
     return data, [dict(c) for c in data.get("expansion", {}).get("contains", [])]
 
 
@@ -195,31 +195,48 @@ def strength_from_name(name: str, routes: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def value_set_products(mapping: dict[str, Any], opioid_codes: set[str]) -> list[dict[str, Any]]:
+def catalogue_ingredients(mapping: dict[str, Any]) -> set[str]:
+    """Ingredients that name a catalogue agent in any spec: two of them in one product make it ambiguous."""
+    found = set(mapping["opioid_agents"]) | set(mapping["pddi_other_catalogue_ingredients"])
+    for group in ("medication_value_sets", "pddi_value_sets", "ecqm_value_sets"):
+        for spec in mapping[group].values():
+            found |= set(spec["agents"])
+    return found
+
+
+def value_set_products(
+    mapping: dict[str, Any], known: set[str], group: str = "medication_value_sets", folder: str = "opioid-cds-r4"
+) -> list[dict[str, Any]]:
+    """Clinical drugs of FHIR ValueSet expansions, each read as the agent its ingredient names."""
+    catalogue = catalogue_ingredients(mapping)
     products: dict[str, dict[str, Any]] = {}
-    for name, spec in mapping["medication_value_sets"].items():
-        _, contains = expansion(name)
+    for name, spec in mapping[group].items():
+        _, contains = expansion(spec.get("file", name), folder)
         for concept in contains:
             if concept["system"] != RXNORM:
                 raise SourceError(f"{name}: {concept['code']} is not RxNorm")
             code, display = concept["code"], concept["display"]
-            if code in opioid_codes or code in products:
+            if code in known or code in products:
                 continue  # OMTK (with strengths) or an earlier value set already holds it
             present = words(display)
             if present & set(spec.get("exclude_ingredients", ())):
                 continue
             agents = sorted({agent for ingredient, agent in spec["agents"].items() if ingredient in present})
+            named = sorted(present & catalogue)
+            no_agent = [why for ingredient, why in spec.get("no_agent", {}).items() if ingredient in present]
             products[code] = {
                 "rxcui": code,
                 "name": display,
                 "tty": tty_of(display),
                 "class": spec["class"],
-                "agent": agents[0] if len(agents) == 1 else None,
+                "agent": agents[0] if len(agents) == 1 and len(named) <= 1 and not no_agent else None,
                 **strength_from_name(display, mapping["route_of_dose_form"]),
                 "source": name,
             }
-            if len(agents) > 1:
-                products[code]["note"] = "more than one agent of its class"
+            if no_agent:
+                products[code]["note"] = no_agent[0]
+            elif len(named) > 1:
+                products[code]["note"] = f"a combination of catalogue agents ({', '.join(named)}): code each ingredient"
     return list(products.values())
 
 
@@ -236,8 +253,7 @@ def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, An
     ns = {"f": "http://hl7.org/fhir"}
     root = ET.parse(SOURCES / "pddi-cds" / "valueset-bundle-warfarin-nsaids.xml").getroot()  # noqa: S314 (our file)
     specs = mapping["pddi_value_sets"]
-    catalogue = {i for spec in specs.values() for i in spec["agents"]}
-    catalogue |= set(mapping["pddi_other_catalogue_ingredients"])
+    catalogue = catalogue_ingredients(mapping)
     systemic = re.compile(mapping["systemic_dose_form"])
     not_systemic = re.compile(mapping["not_systemic"])
     products: dict[str, dict[str, Any]] = {}
@@ -344,12 +360,14 @@ def build() -> dict[str, str]:
     opioids = opioid_products(mapping)
     others = value_set_products(mapping, {p["rxcui"] for p in opioids})
     pddi = pddi_products(mapping, {p["rxcui"] for p in opioids + others})
-    products = sorted(opioids + others + pddi, key=lambda p: int(p["rxcui"]))
+    known = {p["rxcui"] for p in opioids + others + pddi}
+    ecqm = value_set_products(mapping, known, "ecqm_value_sets", "ecqm-qicore-2024")
+    products = sorted(opioids + others + pddi + ecqm, key=lambda p: int(p["rxcui"]))
     conditions, excluded = condition_entries(mapping)
     return {
         "rxnorm.json": dump(
             {
-                "provenance": provenance(listing, ["omtk", "opioid_cds", "pddi_cds"]),
+                "provenance": provenance(listing, ["omtk", "opioid_cds", "pddi_cds", "ecqm_2024"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "products": products,
             }
