@@ -195,6 +195,9 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
     assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
     assert (SNOMED, "443760008") not in maps.condition_by_code  # sleep hypoventilation: not apnoea
+    assert maps.condition_by_code[(SNOMED, "363518003")].condition == "cancer"  # malignant tumour of kidney
+    assert maps.condition_by_code[(SNOMED, "1481000119100")].condition == "diabetes"
+    assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
 
 
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:

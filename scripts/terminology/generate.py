@@ -296,11 +296,19 @@ def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, An
 # -- conditions ------------------------------------------------------------------------------------------
 
 
+def _where(name: str, spec: Any) -> tuple[str, str]:
+    """(file name, folder) of a value set: opioid-cds-r4/<name>.json unless the spec says otherwise."""
+    if isinstance(spec, dict):
+        return spec.get("file", name), spec.get("folder", "opioid-cds-r4")
+    return name, "opioid-cds-r4"
+
+
 def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     excluded: list[dict[str, Any]] = []
-    for name, rules in mapping["condition_value_sets"].items():
-        _, contains = expansion(name)
+    for name, spec in mapping["condition_value_sets"].items():
+        rules = spec["rules"] if isinstance(spec, dict) else spec
+        _, contains = expansion(*_where(name, spec))
         for concept in contains:
             if concept["system"] != SNOMED:
                 continue  # ICD-10-CM: read by category prefix (maps/conditions.yaml)
@@ -320,12 +328,13 @@ def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], li
                 "condition": rule["condition"],
                 "source": name,
             }
-    for name, label in mapping["recognised_value_sets"].items():
-        _, contains = expansion(name)
+    for name, spec in mapping["recognised_value_sets"].items():
+        label = spec["label"] if isinstance(spec, dict) else spec
+        _, contains = expansion(*_where(name, spec))
         for concept in contains:
-            system = {SNOMED: "snomed", ICD10CM: "icd10cm", LOINC: "loinc"}[concept["system"]]
+            system = {SNOMED: "snomed", ICD10CM: "icd10cm", LOINC: "loinc"}.get(concept["system"])
             key = (concept["system"], concept["code"])
-            if key in entries:
+            if system is None or key in entries:  # another code system (HCPCS): not read here
                 continue
             entries[key] = {
                 "system": system,
@@ -350,7 +359,15 @@ def provenance(listing: dict[str, Any], used: list[str]) -> dict[str, Any]:
 
 
 def dump(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
+    """JSON with one list item per line: small, and a change to one code is a one-line diff."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list):
+            items = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in value)
+            parts.append(f" {json.dumps(key)}: [\n{items}\n ]" if value else f" {json.dumps(key)}: []")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False, indent=1)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def build() -> dict[str, str]:
@@ -374,7 +391,7 @@ def build() -> dict[str, str]:
         ),
         "conditions.json": dump(
             {
-                "provenance": provenance(listing, ["opioid_cds"]),
+                "provenance": provenance(listing, ["opioid_cds", "ecqm_2024"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "conditions": conditions,
                 "excluded": excluded,
