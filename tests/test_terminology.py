@@ -431,3 +431,14 @@ def test_coverage_of_a_record_with_types_ipm_cds_does_not_read(ruleset: ipm_cds.
         ("MedicationRequest/m", "mapped"),
     ]
     assert result.clinical_gaps == ()
+
+
+def test_a_coded_requested_procedure_names_its_intervention(ruleset: ipm_cds.Ruleset) -> None:
+    from ipm_cds.interop.fhir import ordered_interventions
+
+    request = json.loads((EXAMPLES / "requests" / "coded_benzodiazepine.order-select.json").read_text(encoding="utf-8"))
+    found, other = ordered_interventions(request["context"]["draftOrders"], ruleset, request["context"]["selections"])
+    assert [(o.reference, o.interventions, o.region) for o in found] == [
+        ("ServiceRequest/tfesi-1", ("esi_transforaminal",), "lumbar")
+    ]
+    assert other == []
