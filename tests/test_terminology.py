@@ -187,6 +187,27 @@ def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() 
     assert heparins and all(p.agent is None and p.note for p in heparins)  # route or dose decides the agent
 
 
+def test_laboratory_loinc_codes_take_the_unit_rules_of_their_confirmed_code(ruleset: ipm_cds.Ruleset) -> None:
+    maps = load_maps()
+    loinc = "http://loinc.org"
+    assert maps.observation_by_code[(loinc, "14749-6")].target == "lab.glucose"  # glucose [Moles/volume]
+    assert (loinc, "40858-3") not in maps.observation_by_code  # a timed specimen ("--baseline") is not read
+    assert (loinc, "34167-7") not in maps.observation_by_code  # large platelets [presence]: not a count
+    glucose = {
+        "resourceType": "Observation",
+        "id": "glu",
+        "status": "final",
+        "code": {"coding": [{"system": loinc, "code": "14749-6"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-05-01",
+        "valueQuantity": {"value": 5.5, "system": UCUM, "code": "mmol/L"},
+    }
+    m = _read(glucose, ruleset=ruleset)
+    (lab,) = m.patient.labs
+    assert (lab.test, lab.value) == ("glucose", pytest.approx(5.5 * 18.016))  # mmol/L -> mg/dL (molar mass)
+    assert m.unmapped == ()
+
+
 def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     maps = load_maps()
     assert maps.condition_by_code[(SNOMED, "75544000")].condition == "opioid_use_disorder"  # opioid dependence

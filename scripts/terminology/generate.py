@@ -347,6 +347,29 @@ def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], li
     return ordered, sorted(excluded, key=lambda e: (e["code"], e["source"]))
 
 
+def observation_entries(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    """LOINC laboratory codes of the VSAC value sets, each with the target and the unit rules of ``like``."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name, spec in mapping["observation_value_sets"].items():
+        _, contains = expansion(spec["file"], "ecqm-qicore-2024")
+        include, exclude = re.compile(spec["include"]), re.compile(spec["exclude"])
+        for concept in contains:
+            if concept["system"] != LOINC:
+                raise SourceError(f"{name}: {concept['code']} is not LOINC")
+            display = concept["display"]
+            if concept["code"] in entries or not include.search(display) or exclude.search(display):
+                continue
+            entries[concept["code"]] = {
+                "system": "loinc",
+                "code": concept["code"],
+                "display": display,
+                "target": spec["target"],
+                "like": spec["like"],
+                "source": name,
+            }
+    return sorted(entries.values(), key=lambda e: e["code"])
+
+
 # -- output ----------------------------------------------------------------------------------------------
 
 
@@ -387,6 +410,13 @@ def build() -> dict[str, str]:
                 "provenance": provenance(listing, ["omtk", "opioid_cds", "pddi_cds", "ecqm_2024"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "products": products,
+            }
+        ),
+        "observations.json": dump(
+            {
+                "provenance": provenance(listing, ["ecqm_2024"]),
+                "mapping": "scripts/terminology/mapping.yaml",
+                "observations": observation_entries(mapping),
             }
         ),
         "conditions.json": dump(

@@ -240,6 +240,21 @@ class TableCondition(_M):
         return self
 
 
+class TableObservation(_M):
+    system: Literal["loinc"]
+    code: str
+    display: str
+    target: ObservationTarget
+    like: str = Field(description="The observations.yaml code whose value type and unit rules this code takes.")
+    source: str
+
+
+class ObservationsTable(_M):
+    provenance: dict[str, Any]
+    mapping: str
+    observations: tuple[TableObservation, ...]
+
+
 class ConditionsTable(_M):
     provenance: dict[str, Any]
     mapping: str
@@ -370,7 +385,7 @@ class Maps:
         return tuple(code for (system, code) in self.observation_by_code if system == local)
 
 
-TERMINOLOGY_TABLES = ("rxnorm", "conditions")
+TERMINOLOGY_TABLES = ("rxnorm", "conditions", "observations")
 
 
 def _read_table(name: str) -> Any:
@@ -445,6 +460,22 @@ def load_maps() -> Maps:
             answer_by_code[(id(o), uri(a.system, "observations"), a.code)] = a
         for u in o.units or ():
             _check(u.source is None or u.source in observations.sources, "observations", f"{o.code}: unit source")
+
+    observations_table = _validate_table(ObservationsTable, "observations")
+    loinc = uri("loinc", "observations")
+    for to in observations_table.observations:
+        like = observation_by_code.get((loinc, to.like))
+        where = f"terminology/observations.json {to.code}"
+        same = like is not None and like.target == to.target and like.answers is None
+        _check(same, "observations", f"{where}: like {to.like} is not a {to.target} without coded answers")
+        in_map = observation_by_code.get((loinc, to.code))
+        if in_map is not None:
+            _check(in_map.target == to.target, "observations", f"{where}: the table and the map disagree")
+            continue
+        assert like is not None
+        observation_by_code[(loinc, to.code)] = like.model_copy(
+            update={"code": to.code, "display": to.display, "source": to.source}
+        )
 
     condition_by_code: dict[_Key, ConditionMapEntry] = {}
     condition_prefixes: list[tuple[str, str, ConditionMapEntry]] = []
