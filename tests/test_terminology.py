@@ -238,7 +238,7 @@ def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_c
 # -- doses as prescribed ------------------------------------------------------------------------------------
 
 
-def _order(rxcui: str, dosage: dict[str, Any] | None = None, rid: str = "m") -> dict[str, Any]:
+def _order(rxcui: str, dosage: Any = None, rid: str = "m") -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": rid,
@@ -248,7 +248,7 @@ def _order(rxcui: str, dosage: dict[str, Any] | None = None, rid: str = "m") -> 
         "subject": {"reference": "Patient/p"},
     }
     if dosage is not None:
-        out["dosageInstruction"] = [dosage]
+        out["dosageInstruction"] = dosage if isinstance(dosage, list) else [dosage]
     return out
 
 
@@ -275,6 +275,7 @@ def _dose(quantity: dict[str, Any], timing: dict[str, Any] | None = None, **extr
     return out
 
 
+_TAPER = [_dose(_q(2, "{tbl}"), _every(6), sequence=1), _dose(_q(1, "{tbl}"), _every(6), sequence=2)]
 _RANGE_PRN = {
     "asNeededBoolean": True,
     "timing": _every(4, periodMax=6),
@@ -304,10 +305,12 @@ _THREE_A_DAY = {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}}
         ("245134", _dose(_q(2, "{patch}"), _every(72)), (50.0, "mcg_per_hour")),
         # fentanyl 25 mcg/h without a dosage: one patch at a time
         ("245134", None, (25.0, "mcg_per_hour")),
+        # 1 tablet in the morning and 2 at night, two instructions taken together: 3 x 5 = 15 mg
+        ("1049621", [_dose(_q(1, "{tbl}"), _every(24)), _dose(_q(2, "{tbl}"), _every(24))], (15.0, "mg")),
     ],
 )
 def test_daily_dose_as_prescribed(
-    rxcui: str, dosage: dict[str, Any] | None, expected: tuple[float, str], ruleset: ipm_cds.Ruleset
+    rxcui: str, dosage: Any, expected: tuple[float, str], ruleset: ipm_cds.Ruleset
 ) -> None:
     m = _read(_order(rxcui, dosage), ruleset=ruleset)
     (med,) = m.patient.medications
@@ -323,10 +326,12 @@ def test_daily_dose_as_prescribed(
         ("7804", _dose(_q(1, "{tbl}"), _every(6)), "needs the product's strength"),  # ingredient code only
         ("1049621", _dose(_q(5, "mL"), _every(6)), "concentration"),  # mL of a tablet
         ("897745", _dose(_q(1, "mg"), _every(4)), "parenteral"),  # hydromorphone injection
+        # a taper: two instructions in sequence
+        ("1049621", _TAPER, "in sequence"),
     ],
 )
 def test_a_dose_that_cannot_be_computed_is_reported_not_guessed(
-    rxcui: str, dosage: dict[str, Any], why: str, ruleset: ipm_cds.Ruleset
+    rxcui: str, dosage: Any, why: str, ruleset: ipm_cds.Ruleset
 ) -> None:
     m = _read(_order(rxcui, dosage), ruleset=ruleset)
     (med,) = m.patient.medications

@@ -10,6 +10,8 @@ reported (``partial``), never guessed:
   units, or in tablets, capsules, films, mL, patches, actuations ... times the product's strength;
   ``timing.repeat`` frequency (``frequencyMax`` when given) per ``period`` (the shorter end of "every 4 to
   6 hours"), or a timing code (BID, TID, QID, QD, QOD, Q4H ...);
+- several instructions taken together (no `sequence`, or the same one) add up; instructions in sequence
+  (a taper) are reported;
 - "as needed" uses the maximum: ``maxDosePerPeriod`` when given, else the largest dose at the largest
   frequency the instruction allows;
 - a transdermal system: its rate (``rateQuantity`` in ug/h), else its strength times the patches worn
@@ -189,13 +191,24 @@ class _MedicationReader(_ReaderBase):
             if strength is not None and strength[1] == "mcg/h":
                 return strength[0], "mcg_per_hour"
             return None
-        if len(dosages) > 1:
-            self._skip(ref, "partial", "several dosage instructions: daily dose not computed", code_text)
+        if len({d.sequence for d in dosages}) > 1:
+            why = "dosage instructions in sequence (a taper or a titration): daily dose not computed"
+            self._skip(ref, "partial", why, code_text)
             return None
-        dose, why = self._dose_per_day(dosages[0], strength)
-        if dose is None:
-            self._skip(ref, "partial", f"{why}: daily dose not computed", code_text)
-        return dose
+        # One instruction, or several taken together (1 tablet in the morning and 2 at night): their sum.
+        total: float = 0.0
+        units: set[str] = set()
+        for dosage in dosages:
+            dose, why = self._dose_per_day(dosage, strength)
+            if dose is None:
+                self._skip(ref, "partial", f"{why}: daily dose not computed", code_text)
+                return None
+            total += dose[0]
+            units.add(dose[1])
+        if len(units) != 1:
+            self._skip(ref, "partial", "dosage instructions in different units: daily dose not computed", code_text)
+            return None
+        return round(total, 6), units.pop()
 
     def _dose_per_day(self, dosage: Any, strength: tuple[float, str] | None) -> tuple[_Dose | None, str]:
         """(daily dose, unit) or (None, why not)."""
