@@ -208,6 +208,22 @@ def test_laboratory_loinc_codes_take_the_unit_rules_of_their_confirmed_code(rule
     assert m.unmapped == ()
 
 
+@pytest.mark.parametrize(("route", "agent"), [("34206005", "heparin_sc"), ("47625008", "heparin_iv"), (None, None)])
+def test_heparin_is_read_by_its_route(route: str | None, agent: str | None, ruleset: ipm_cds.Ruleset) -> None:
+    dosage = _dose({"value": 5000, "system": UCUM, "code": "[iU]"}, _every(12))
+    if route is not None:
+        dosage["route"] = {"coding": [{"system": SNOMED, "code": route}]}
+    m = _read(_order("1361615", dosage), ruleset=ruleset)  # heparin sodium, porcine 5000 UNT/ML Injectable Solution
+    if agent is None:
+        assert m.patient.medications == []
+        (item,) = m.unmapped
+        assert item.kind == "unknown_code" and "dosageInstruction.route" in item.reason
+    else:
+        (med,) = m.patient.medications
+        assert (med.agent, med.daily_dose, med.dose_unit) == (agent, 10000.0, "units")
+        assert m.unmapped == ()
+
+
 def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     maps = load_maps()
     assert maps.condition_by_code[(SNOMED, "75544000")].condition == "opioid_use_disorder"  # opioid dependence

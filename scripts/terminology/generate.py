@@ -235,6 +235,9 @@ def value_set_products(
             }
             if no_agent:
                 products[code]["note"] = no_agent[0]
+                by_route = [mapping["agent_by_route"][i] for i in sorted(present) if i in mapping["agent_by_route"]]
+                if len(by_route) == 1:
+                    products[code]["agent_by_route"] = by_route[0]
             elif len(named) > 1:
                 products[code]["note"] = f"a combination of catalogue agents ({', '.join(named)}): code each ingredient"
     return list(products.values())
@@ -347,6 +350,24 @@ def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], li
     return ordered, sorted(excluded, key=lambda e: (e["code"], e["source"]))
 
 
+def route_entries(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    """SNOMED CT route codes of the VSAC route value sets, with our name for the route."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name, spec in mapping["route_value_sets"].items():
+        _, contains = expansion(spec["file"], "ecqm-qicore-2024")
+        for concept in contains:
+            if concept["system"] != SNOMED:
+                raise SourceError(f"{name}: {concept['code']} is not SNOMED CT")
+            entries[concept["code"]] = {
+                "system": "snomed",
+                "code": concept["code"],
+                "display": concept["display"],
+                "route": spec["route"],
+                "source": name,
+            }
+    return sorted(entries.values(), key=lambda e: e["code"])
+
+
 def observation_entries(mapping: dict[str, Any]) -> list[dict[str, Any]]:
     """LOINC laboratory codes of the VSAC value sets, each with the target and the unit rules of ``like``."""
     entries: dict[str, dict[str, Any]] = {}
@@ -409,6 +430,7 @@ def build() -> dict[str, str]:
             {
                 "provenance": provenance(listing, ["omtk", "opioid_cds", "pddi_cds", "ecqm_2024"]),
                 "mapping": "scripts/terminology/mapping.yaml",
+                "routes": route_entries(mapping),
                 "products": products,
             }
         ),

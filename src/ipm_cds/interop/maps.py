@@ -210,6 +210,9 @@ class ProductEntry(_M):
     ingredients: tuple[ProductIngredient, ...] = ()
     source: str
     note: str | None = None
+    agent_by_route: dict[str, str] | None = Field(
+        None, description="When the route of administration decides the agent (heparin: IV or SC)."
+    )
 
     def strength(self) -> tuple[float, StrengthUnit] | None:
         """The strength of the agent's ingredient (two salts of one opioid add), or None when not one unit."""
@@ -219,9 +222,18 @@ class ProductEntry(_M):
         return round(sum(i.strength for i in self.ingredients), 6), self.ingredients[0].unit
 
 
+class RouteEntry(_M):
+    system: Literal["snomed"]
+    code: str
+    display: str
+    route: str
+    source: str
+
+
 class RxNormTable(_M):
     provenance: dict[str, Any]
     mapping: str
+    routes: tuple[RouteEntry, ...] = ()
     products: tuple[ProductEntry, ...]
 
 
@@ -353,6 +365,7 @@ class Maps:
     medication_by_rxcui: Mapping[str, MedicationMapEntry]
     product_by_rxcui: Mapping[str, ProductEntry]
     recognised_by_code: Mapping[_Key, TableCondition]  # conditions the rules do not read
+    route_by_code: Mapping[_Key, str]  # route of administration (dosage.route) -> intravenous, subcutaneous
     rxnorm_table: RxNormTable
     conditions_table: ConditionsTable
     ambiguous_rxcui: Mapping[str, AmbiguousCode]
@@ -520,6 +533,9 @@ def load_maps() -> Maps:
         _check(prod.rxcui not in product_by_rxcui, "medications", f"{where}: listed twice")
         _check(prod.rxcui not in medication_by_rxcui, "medications", f"{where}: also in medications.yaml")
         product_by_rxcui[prod.rxcui] = prod
+        routes = {r.route for r in rxnorm_table.routes}
+        _check(set(prod.agent_by_route or {}) <= routes, "medications", f"{where}: unknown route")
+    route_by_code = {(uri(r.system, "medications"), r.code): r.route for r in rxnorm_table.routes}
     conditions_table = _validate_table(ConditionsTable, "conditions")
     recognised: dict[_Key, TableCondition] = {}
     for tc in conditions_table.conditions:
@@ -581,6 +597,7 @@ def load_maps() -> Maps:
         medication_by_rxcui=medication_by_rxcui,
         product_by_rxcui=product_by_rxcui,
         recognised_by_code=recognised,
+        route_by_code=route_by_code,
         rxnorm_table=rxnorm_table,
         conditions_table=conditions_table,
         ambiguous_rxcui=ambiguous,

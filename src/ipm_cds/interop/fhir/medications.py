@@ -126,7 +126,10 @@ class _MedicationReader(_ReaderBase):
                 agents.setdefault(code, None)
             elif system == rxnorm and code in self.maps.product_by_rxcui:
                 product = self.maps.product_by_rxcui[code]
-                if product.agent is None:
+                by_route = self._agent_by_route(model, rtype, product)
+                if by_route is not None:
+                    agents[by_route] = product
+                elif product.agent is None:
                     recognised.append(
                         f"{product.name} ({product.drug_class}): no agent in the medication catalogue"
                         + (f" ({product.note})" if product.note else "")
@@ -164,6 +167,20 @@ class _MedicationReader(_ReaderBase):
         if len(indications) == 1:
             doc["indication"] = indications[0]
         self.lists["medications"].append((ref, doc, {}))
+
+    def _agent_by_route(self, model: Any, rtype: str, product: ProductEntry) -> str | None:
+        """The agent a product's route of administration decides (heparin: IV or SC), when the dosage says."""
+        if not product.agent_by_route:
+            return None
+        dosages = list(model.dosageInstruction or []) if rtype == "MedicationRequest" else list(model.dosage or [])
+        routes = {
+            route
+            for dosage in dosages
+            for key in _codings(dosage.route)
+            if (route := self.maps.route_by_code.get(key)) is not None
+        }
+        agents = {product.agent_by_route[r] for r in routes if r in product.agent_by_route}
+        return agents.pop() if len(agents) == 1 else None
 
     def _daily_dose(
         self, ref: str, model: Any, rtype: str, entry: ProductEntry | MedicationMapEntry | None, code_text: str | None
