@@ -230,6 +230,7 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert maps.condition_by_code[(SNOMED, "295166005")].condition == "prior_overdose"  # buprenorphine overdose
     assert (SNOMED, "127040003") in maps.recognised_by_code  # sickle cell anaemia: no patient-model field
     assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
+    assert (SNOMED, "87132004") not in maps.condition_by_code  # opioid withdrawal: follows prescribed use too
     assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
     assert (SNOMED, "443760008") not in maps.condition_by_code  # sleep hypoventilation: not apnoea
     assert maps.condition_by_code[(SNOMED, "363518003")].condition == "cancer"  # malignant tumour of kidney
