@@ -238,6 +238,19 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
 
 
+@pytest.mark.parametrize("code", ["D57.00", "D5700"])
+def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "scd",
+        "code": {"coding": [{"system": ICD, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    (item,) = m.unmapped
+    assert item.kind == "not_read" and "sickle cell disease" in item.reason
+
+
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
     udt = {
         "resourceType": "Observation",

@@ -540,8 +540,8 @@ def load_maps() -> Maps:
     recognised: dict[_Key, TableCondition] = {}
     for tc in conditions_table.conditions:
         tkey = (uri(tc.system, "conditions"), tc.code)
-        if tc.recognised is not None:
-            recognised[tkey] = tc
+        if tc.recognised is not None:  # ICD-10-CM keyed without the dot, as the reader looks it up
+            recognised[(tkey[0], normalise_icd10(tc.code)) if tc.system == "icd10cm" else tkey] = tc
             continue
         vocab(str(tc.condition), "ConditionCode", "conditions", f"terminology/conditions.json {tc.code}")
         listed = condition_by_code.get(tkey)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import Problem
-from ..maps import VOCABULARIES, Maps
+from ..maps import VOCABULARIES, Maps, normalise_icd10
 from .common import (
     _SUBJECT_FIELDS,
     MAX_RESOURCES,
@@ -278,8 +278,9 @@ class _ReaderBase:
 
     def _not_read(self, ref: str, codings: Sequence[tuple[str, str]], code_text: str | None) -> bool:
         """Report a code the terminology tables recognise but no rule reads (True when there is one)."""
-        for key in codings:
-            entry = self.maps.recognised_by_code.get(key)
+        icd = self.maps.uri("icd10cm")
+        for system, code in codings:
+            entry = self.maps.recognised_by_code.get((system, normalise_icd10(code) if system == icd else code))
             if entry is not None:
                 why = f"{entry.recognised} ({entry.display}; {entry.source}): recognised, but no rule reads it"
                 self._skip(ref, "not_read", why, code_text)
