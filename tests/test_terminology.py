@@ -157,6 +157,17 @@ def test_buprenorphine_naloxone_is_never_read_as_rescue_naloxone() -> None:
         name = product.name.lower()
         if "buprenorphine" in name:
             assert product.agent in ("buprenorphine", None), product.name
+        if product.agent != "naloxone":
+            assert "naloxone" not in product.also and "naltrexone" not in product.also, product.name
+
+
+def test_a_combination_product_records_each_catalogue_agent(ruleset: ipm_cds.Ruleset) -> None:
+    percodan = load_maps().product_by_rxcui["848768"]  # aspirin 325 MG / oxycodone hydrochloride 4.84 MG Oral Tablet
+    assert (percodan.agent, percodan.also) == ("oxycodone", ("aspirin",))
+    m = _read(_order(percodan.rxcui, _dose(_q(1, "{tbl}"), _every(6))), ruleset=ruleset)
+    read = sorted((x.agent, x.daily_dose) for x in m.patient.medications)
+    assert read == [("aspirin", None), ("oxycodone", pytest.approx(4.84 * 4))]
+    assert m.unmapped == ()
 
 
 def test_antithrombotics_and_corticosteroids_from_the_pddi_value_sets() -> None:
@@ -167,7 +178,7 @@ def test_antithrombotics_and_corticosteroids_from_the_pddi_value_sets() -> None:
     assert "860103" not in products  # ketorolac ophthalmic solution: not systemic, not read
     assert "11289" not in products  # the ingredient is in maps/medications.yaml, not in the product table
     aggrenox = next(p for p in products.values() if "Dipyridamole 200 MG" in p.name)
-    assert aggrenox.agent is None and aggrenox.note is not None and "dipyridamole" in aggrenox.note
+    assert (aggrenox.agent, aggrenox.also) == ("aspirin", ("dipyridamole",))  # both antiplatelets are read
 
 
 def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() -> None:

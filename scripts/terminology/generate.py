@@ -156,6 +156,10 @@ def opioid_products(mapping: dict[str, Any]) -> list[dict[str, Any]]:
             product["note"] = "opioid ingredients of more than one agent"
         elif len(ingredients) > 1:
             product["note"] = "the same opioid in two salts: the strengths add"
+        opioid_agents = set(agents.values()) | {fentanyl["agent"]}
+        others = [a for a in also(words(first["drugName"]), product["agent"], mapping) if a not in opioid_agents]
+        if others:
+            product["also"] = others
         products.append(product)
     return products
 
@@ -195,20 +199,28 @@ def strength_from_name(name: str, routes: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def catalogue_ingredients(mapping: dict[str, Any]) -> set[str]:
-    """Ingredients that name a catalogue agent in any spec: two of them in one product make it ambiguous."""
-    found = set(mapping["opioid_agents"]) | set(mapping["pddi_other_catalogue_ingredients"])
+def agent_of_ingredient(mapping: dict[str, Any]) -> dict[str, str]:
+    """Every ingredient that names a catalogue agent, with that agent (for the other ingredients of a combination)."""
+    found = {i: i for i in mapping["pddi_other_catalogue_ingredients"]}
     for group in ("medication_value_sets", "pddi_value_sets", "ecqm_value_sets"):
         for spec in mapping[group].values():
-            found |= set(spec["agents"])
+            found.update(spec["agents"])
+    found.update(mapping["opioid_agents"])
     return found
+
+
+def also(present: set[str], primary: str | None, mapping: dict[str, Any]) -> list[str]:
+    """The catalogue agents a combination product holds beside its primary agent (aspirin in Percodan)."""
+    if primary is None:
+        return []
+    table = agent_of_ingredient(mapping)
+    return sorted({table[i] for i in present if i in table} - {primary} - set(mapping["never_also"]))
 
 
 def value_set_products(
     mapping: dict[str, Any], known: set[str], group: str = "medication_value_sets", folder: str = "opioid-cds-r4"
 ) -> list[dict[str, Any]]:
     """Clinical drugs of FHIR ValueSet expansions, each read as the agent its ingredient names."""
-    catalogue = catalogue_ingredients(mapping)
     products: dict[str, dict[str, Any]] = {}
     for name, spec in mapping[group].items():
         _, contains = expansion(spec.get("file", name), folder)
@@ -222,24 +234,27 @@ def value_set_products(
             if present & set(spec.get("exclude_ingredients", ())):
                 continue
             agents = sorted({agent for ingredient, agent in spec["agents"].items() if ingredient in present})
-            named = sorted(present & catalogue)
             no_agent = [why for ingredient, why in spec.get("no_agent", {}).items() if ingredient in present]
+            agent = agents[0] if len(agents) == 1 and not no_agent else None
             products[code] = {
                 "rxcui": code,
                 "name": display,
                 "tty": tty_of(display),
                 "class": spec["class"],
-                "agent": agents[0] if len(agents) == 1 and len(named) <= 1 and not no_agent else None,
+                "agent": agent,
                 **strength_from_name(display, mapping["route_of_dose_form"]),
                 "source": name,
             }
+            others = also(present, agent, mapping)
             if no_agent:
                 products[code]["note"] = no_agent[0]
                 by_route = [mapping["agent_by_route"][i] for i in sorted(present) if i in mapping["agent_by_route"]]
                 if len(by_route) == 1:
                     products[code]["agent_by_route"] = by_route[0]
-            elif len(named) > 1:
-                products[code]["note"] = f"a combination of catalogue agents ({', '.join(named)}): code each ingredient"
+            elif len(agents) > 1:
+                products[code]["note"] = f"agents of one class ({', '.join(agents)}): code each ingredient"
+            elif others:
+                products[code]["also"] = others
     return list(products.values())
 
 
@@ -256,7 +271,6 @@ def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, An
     ns = {"f": "http://hl7.org/fhir"}
     root = ET.parse(SOURCES / "pddi-cds" / "valueset-bundle-warfarin-nsaids.xml").getroot()  # noqa: S314 (our file)
     specs = mapping["pddi_value_sets"]
-    catalogue = catalogue_ingredients(mapping)
     systemic = re.compile(mapping["systemic_dose_form"])
     not_systemic = re.compile(mapping["not_systemic"])
     products: dict[str, dict[str, Any]] = {}
@@ -278,7 +292,6 @@ def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, An
                 if not _CLINICAL_DRUG_END.search(display):
                     continue  # a clinical drug component (no dose form)
                 present = words(display)
-                named = sorted(present & catalogue)
                 agents = sorted({spec["agents"][i] for i in present & set(spec["agents"])})
                 lower = display[0].lower() + display[1:] if not display.startswith("{") else display
                 product: dict[str, Any] = {
@@ -286,12 +299,13 @@ def pddi_products(mapping: dict[str, Any], known: set[str]) -> list[dict[str, An
                     "name": display,
                     "tty": tty_of(display),
                     "class": spec["class"],
-                    "agent": agents[0] if len(agents) == 1 and len(named) == 1 else None,
+                    "agent": agents[0] if len(agents) == 1 else None,
                     **strength_from_name(lower, mapping["route_of_dose_form"]),
                     "source": name,
                 }
-                if len(named) > 1:
-                    product["note"] = f"a combination of catalogue agents ({', '.join(named)}): code each ingredient"
+                others = also(present, product["agent"], mapping)
+                if others:
+                    product["also"] = others
                 products[code] = product
     return list(products.values())
 

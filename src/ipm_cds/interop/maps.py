@@ -210,6 +210,7 @@ class ProductEntry(_M):
     ingredients: tuple[ProductIngredient, ...] = ()
     source: str
     note: str | None = None
+    also: tuple[str, ...] = Field((), description="Other catalogue agents of a combination (aspirin in Percodan).")
     agent_by_route: dict[str, str] | None = Field(
         None, description="When the route of administration decides the agent (heparin: IV or SC)."
     )

@@ -16,6 +16,8 @@ reported (``partial``), never guessed:
   frequency the instruction allows;
 - a transdermal system: its rate (``rateQuantity`` in ug/h), else its strength times the patches worn
   (one when the dose does not say);
+- a combination product holding other catalogue agents (oxycodone / aspirin, hydrocodone / ibuprofen)
+  records each of them too, without a dose; the naloxone of buprenorphine / naloxone is not one of them;
 - an opioid in a parenteral, rectal or nasal form: the agent is read, the daily dose is not (the CDC 2022
   conversion factors are for oral forms and transdermal fentanyl).
 """
@@ -167,6 +169,13 @@ class _MedicationReader(_ReaderBase):
         if len(indications) == 1:
             doc["indication"] = indications[0]
         self.lists["medications"].append((ref, doc, {}))
+        # the other catalogue agents of a combination product (the aspirin of oxycodone / aspirin), undosed
+        for extra in entry.also if isinstance(entry, ProductEntry) else ():
+            if self.ruleset is not None and extra not in self.ruleset.medications:
+                why = f"also holds {extra!r}, not in the ruleset's medication catalogue"
+                self._skip(ref, "partial", why, code_text)
+            else:
+                self.lists["medications"].append((ref, {"agent": extra}, {}))
 
     def _agent_by_route(self, model: Any, rtype: str, product: ProductEntry) -> str | None:
         """The agent a product's route of administration decides (heparin: IV or SC), when the dosage says."""
