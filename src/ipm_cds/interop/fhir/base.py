@@ -5,11 +5,11 @@ add their handlers in modules of their own; :mod:`.reader` puts them together.""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import Problem
-from ..maps import VOCABULARIES, Maps, normalise_icd10
+from ..maps import RULESET_VOCABULARIES, VOCABULARIES, Maps, normalise_icd10
 from .common import (
     _SUBJECT_FIELDS,
     MAX_RESOURCES,
@@ -290,7 +290,11 @@ class _ReaderBase:
     def _local(self, codings: Sequence[tuple[str, str]], key: str) -> list[str]:
         """Codes of a local system that are codes of its vocabulary (others are not mapped)."""
         uri = self.maps.uri(key)
-        allowed = VOCABULARIES[self.maps.systems.local[key].vocabulary]
+        vocabulary = self.maps.systems.local[key].vocabulary
+        allowed: Collection[str] | None = VOCABULARIES[vocabulary]
+        if vocabulary in RULESET_VOCABULARIES and self.ruleset is not None:  # without one, the engine checks
+            held = self.ruleset.vocabularies.get(RULESET_VOCABULARIES[vocabulary])
+            allowed = {c.code for c in held.codes} if held is not None else ()
         return sorted({code for system, code in codings if system == uri and (allowed is None or code in allowed)})
 
     # ---- Patient

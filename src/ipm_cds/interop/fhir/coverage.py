@@ -129,20 +129,26 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.description = __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None
     parser.add_argument("input", type=Path, help="a FHIR R4 Bundle or resource, or a CDS Hooks prefetch (JSON)")
     parser.add_argument("--coverage", action="store_true", help="list every resource: what it mapped to, or why not")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text", help="text for people (default), json for programs"
+    )
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--patient-id", default=None, help="the Patient's id (a CDS Hooks context.patientId)")
     return _run
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ...errors import ConfigurationError
+    from ...errors import ConfigurationError, InputFileError
     from ...ruleset.loader import load_ruleset
 
     try:
-        data = json.loads(args.input.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{args.input}: cannot read JSON: {exc}") from None
+        text = args.input.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(str(args.input), exc.strerror or "cannot be read") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{args.input}: not JSON: {exc}") from None
     if not isinstance(data, Mapping):
         raise ConfigurationError(f"{args.input}: expected a JSON object")
     ruleset = load_ruleset(args.ruleset, with_tests=False)

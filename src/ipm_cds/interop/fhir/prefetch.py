@@ -93,9 +93,7 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
         observations("painObservations", lambda e: e.target in pain_targets)
     if "red_flags" in sections:
         uri = maps.uri("red-flag")
-        from ...patient import RedFlagCode
-
-        flags = ",".join(f"{uri}|{c}" for c in sorted(_vocab(RedFlagCode)))
+        flags = ",".join(f"{uri}|{c}" for c in sorted(_vocab(ruleset, "red_flag")))
         templates["redFlagObservations"] = f"Observation?patient={_PATIENT}&code={flags}"
     if "imaging" in sections:
         templates["imagingFindings"] = f"Observation?patient={_PATIENT}&category=imaging"
@@ -113,19 +111,17 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     # of its own bounded to its most recent results (one key for all would let a busy test crowd out the
     # others). CDS Hooks 2.0 prefetch tokens cannot compute a date (no "today - N"), hence _sort/_count.
     if "labs" in sections:
-        from ...patient import LabTest
-
         tests = values.get("lab")
-        for test in _vocab(LabTest):
+        lab_tests = _vocab(ruleset, "lab_test")
+        for test in lab_tests:
             if tests is None or test in tests:
-                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(_vocab(LabTest)))
+                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(lab_tests))
     if "screenings" in sections:
-        from ...patient import Instrument
-
         instruments = values.get("screening")
-        for instrument in _vocab(Instrument):
+        known_instruments = _vocab(ruleset, "instrument")
+        for instrument in known_instruments:
             if instruments is None or instrument in instruments:
-                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(_vocab(Instrument)))
+                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(known_instruments))
     if "allergies" in sections:
         templates["allergies"] = f"AllergyIntolerance?patient={_PATIENT}"
     return dict(sorted(templates.items()))
@@ -157,10 +153,10 @@ def _camel(code: str) -> str:
     return "".join(part.capitalize() for part in code.split("_"))
 
 
-def _vocab(literal: Any) -> tuple[str, ...]:
-    from typing import get_args
-
-    return tuple(str(v) for v in get_args(literal))
+def _vocab(ruleset: Ruleset, name: str) -> tuple[str, ...]:
+    """The codes of one of the ruleset's vocabularies, in the order it lists them."""
+    vocabulary = ruleset.vocabularies.get(name)
+    return tuple(c.code for c in vocabulary.codes) if vocabulary is not None else ()
 
 
 def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str], patient_id: str) -> dict[str, Any]:
