@@ -57,6 +57,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "schema": (0, 2),
     "batch": (0, 2, 3, 5, 6),
     "serve": (0, 2, 3, 6),
+    "fhir": (0, 2, 3, 4, 6),
     "test": (0, 1, 2, 3, 5, 6),
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
@@ -89,6 +90,7 @@ def exit_codes_epilog(command: str | None) -> str:
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.serving.batch", ""),
     ("serve", "ipm_cds.serving.service", "service"),
+    ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
