@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 import ipm_cds
+from ipm_cds.errors import BackendUnavailableError
 
 AS_OF = date(2025, 6, 2)
 """Pin the evaluation date. In production, pass the date of the encounter, not today's wall clock."""
@@ -39,7 +40,7 @@ def make_engine(ruleset: ipm_cds.Ruleset, profile: str) -> ipm_cds.Engine:
     """An engine on durable-rules, or on the plain-Python backend where durable-rules cannot run (3.13+)."""
     try:
         return ipm_cds.Engine(ruleset, profile=profile)
-    except ipm_cds.BackendUnavailableError as exc:
+    except BackendUnavailableError as exc:
         print(f"note: {exc}; using the python backend")
         return ipm_cds.Engine(ruleset, profile=profile, backend="python")
 

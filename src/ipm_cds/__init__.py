@@ -17,67 +17,30 @@ import logging as _logging
 from ._version import __version__
 from .engine import Engine
 from .errors import (
-    BackendUnavailableError,
     ConfigurationError,
-    EngineFaultError,
     EvaluationError,
-    FiringLimitError,
     IpmCdsError,
     PatientDataError,
-    Problem,
     RulesetError,
-    SourceLocation,
 )
-from .model.assessment import (
-    Alert,
-    Assessment,
-    Basis,
-    Candidate,
-    Citation,
-    DeferredReferral,
-    Exclusion,
-    MissingData,
-    Precaution,
-    Provenance,
-    Referral,
-    Target,
-    TraceEntry,
-)
-from .model.explanation import Explanation, WhyNot
+from .model.assessment import Assessment
+from .model.explanation import Explanation
 from .model.patient import PatientCase, parse_patient
 from .ruleset.loader import Ruleset, load_ruleset
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
-    "Alert",
     "Assessment",
-    "BackendUnavailableError",
-    "Basis",
-    "Candidate",
-    "Citation",
     "ConfigurationError",
-    "DeferredReferral",
     "Engine",
-    "EngineFaultError",
     "EvaluationError",
-    "Exclusion",
     "Explanation",
-    "FiringLimitError",
     "IpmCdsError",
-    "MissingData",
     "PatientCase",
     "PatientDataError",
-    "Precaution",
-    "Problem",
-    "Provenance",
-    "Referral",
     "Ruleset",
     "RulesetError",
-    "SourceLocation",
-    "Target",
-    "TraceEntry",
-    "WhyNot",
     "__version__",
     "load_ruleset",
     "parse_patient",
