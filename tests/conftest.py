@@ -80,8 +80,8 @@ def ruleset(ipm_ruleset: ipm_cds.Ruleset) -> ipm_cds.Ruleset:
 
 
 @pytest.fixture(scope="session")
-def durable(ipm_engine: ipm_cds.Engine) -> ipm_cds.Engine:
-    return ipm_engine
+def durable(ipm_durable_engine: ipm_cds.Engine) -> ipm_cds.Engine:
+    return ipm_durable_engine
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,12 @@ class Provenance(_Out):
     profile: str
     parameter_overrides: dict[str, int | float]
     parameters: dict[str, int | float] = Field(description="Every parameter value in force.")
-    backend: Literal["durable", "python"]
+    backend: Literal["durable", "python"] = Field(description="The backend that ran the evaluation.")
+    backend_auto: bool = Field(
+        False,
+        description="True when backend='auto' (the default) chose it: durable-rules where it is installed and "
+        "importable, the python backend otherwise. Both give identical assessments.",
+    )
     as_of: date
     evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
     rules_active: int

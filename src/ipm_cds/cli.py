@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .argtypes import date_arg, parameter_arg
+from .argtypes import add_backend_option, date_arg, parameter_arg
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     ev.add_argument("--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD (default: today)")
     ev.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    ev.add_argument("--backend", choices=["durable", "python"], default="durable")
+    add_backend_option(ev)
     ev.add_argument(
         "--param",
         type=parameter_arg,
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--ruleset", type=Path, default=None)
     ex.add_argument("--as-of", type=date_arg, default=None)
     ex.add_argument("--profile", default=None)
-    ex.add_argument("--backend", choices=["durable", "python"], default="durable")
+    add_backend_option(ex)
     ex.add_argument("--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE")
     ex.add_argument("--intervention", default=None, help="only this intervention's why-not")
     ex.add_argument("--format", choices=["text", "json"], default="text")
@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
-    te.add_argument("--backend", choices=["durable", "python"], default="durable")
+    add_backend_option(te)
     te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
     return parser
 

@@ -55,7 +55,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..argtypes import date_arg, parameter_arg
+from ..argtypes import add_backend_option, date_arg, parameter_arg
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError
 from ..jsonsrc import JsonInputError, parse_json
 from .cds_hooks import CARD_EXTENSION, CDS_HOOKS_VERSION, operation_outcome, order_cards, patient_view_cards
@@ -135,7 +135,7 @@ class TrustedIssuer:
 class ServiceConfig:
     ruleset: Path | None = None
     profile: str | None = None
-    backend: Literal["durable", "python"] = "durable"
+    backend: Literal["auto", "durable", "python"] = "auto"
     parameters: Mapping[str, int | float] = field(default_factory=dict)
     as_of: date | None = None  # pin the evaluation date (tests, docs); None: today
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -771,7 +771,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         decision_id = None
         if decisions is not None:
             elapsed = time.perf_counter() - evaluated
-            decision_id = decisions.record(assessment, mapping.patient, elapsed_seconds=elapsed, backend=config.backend)
+            decision_id = decisions.record(
+                assessment, mapping.patient, elapsed_seconds=elapsed, backend=engine.backend_name
+            )
         if spec.hook == "patient-view":
             cards = patient_view_cards(
                 assessment,
@@ -891,7 +893,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     )
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--backend", choices=["durable", "python"], default="durable")
+    add_backend_option(parser)
     parser.add_argument("--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--as-of", type=date_arg, default=None, help="pin the evaluation date (default: today)")
     parser.add_argument("--issuers", type=Path, default=None, help="trusted CDS clients (YAML/JSON); enables JWT")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Problem, RulesetError, SourceLocation
+from ..errors import ConfigurationError, Problem, RulesetError, SourceLocation
 from ..facts.normalise import MedicationInfo, NormaliseContext
 from ..facts.schema import FactType
 from . import ir
@@ -417,6 +418,11 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
 
     Raises :class:`~ipm_cds.errors.RulesetError` listing every problem found, each with file:line:col.
     """
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ConfigurationError(
+            f"the ruleset path must be a path, not {type(path).__name__} {path!r}",
+            hint="load_ruleset('rules/ipm-core'), or load_ruleset() for the bundled ruleset",
+        )
     root = Path(path) if path is not None else bundled_ruleset_path()
     if root.is_file():
         root = root.parent
