@@ -6,6 +6,8 @@ Decision support for clinicians, never an order::
     ruleset = ipm_cds.load_ruleset()
     engine = ipm_cds.Engine(ruleset, profile="cms_lcd")
     assessment = engine.evaluate(patient, as_of=date(2025, 6, 2))
+
+Several cores: :func:`evaluate_many` (worker processes, results in input order).
 """
 
 from ._version import __version__
@@ -24,6 +26,7 @@ from .assessment import (
     Target,
     TraceEntry,
 )
+from .batch import BatchResult, evaluate_many
 from .engine import Engine
 from .engine.explain import Explanation, WhyNot
 from .errors import (
@@ -46,6 +49,7 @@ __all__ = [
     "Assessment",
     "BackendUnavailableError",
     "Basis",
+    "BatchResult",
     "Candidate",
     "Citation",
     "ConfigurationError",
@@ -71,6 +75,7 @@ __all__ = [
     "TraceEntry",
     "WhyNot",
     "__version__",
+    "evaluate_many",
     "load_ruleset",
     "parse_patient",
 ]

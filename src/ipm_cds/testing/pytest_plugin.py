@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        from hypothesis import HealthCheck, Phase, settings
+        from hypothesis import Phase, settings
     except ImportError:  # pragma: no cover - hypothesis is optional for the fixtures
         return
     # ci: the same examples and the same report on every run and every machine (no example database, which
@@ -52,12 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
         deadline=None,
         derandomize=True,
         database=None,
-        suppress_health_check=list(HealthCheck),
         phases=[p for p in Phase if p != Phase.explain],
     )
-    settings.register_profile(
-        "ipm-thorough", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck)
-    )
+    # Health checks stay on in both profiles: a strategy that filters too much, or data too large or too slow
+    # to generate, is a defect of the strategy to fix, not to hide.
+    settings.register_profile("ipm-thorough", max_examples=10_000, deadline=None)
     chosen = config.getoption("--ipm-hypothesis-profile") or os.environ.get("IPM_CDS_HYPOTHESIS_PROFILE")
     if chosen:
         if chosen not in PROFILES:
