@@ -302,6 +302,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     from .casetests import coverage, junit_xml, run_cases
+    from .engine.facade import choose_backend
     from .ruleset.loader import load_ruleset
 
     ruleset = load_ruleset(args.ruleset)
@@ -314,7 +315,7 @@ def _test(args: argparse.Namespace) -> int:
         for failure in r.failures:
             print(f"    {failure}")
     if args.junit:
-        args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
+        args.junit.write_text(junit_xml(ruleset, results, choose_backend(args.backend)[0]), encoding="utf-8")
     if not args.filter:
         cov = coverage(ruleset, results)
         if cov.never_fired:
@@ -323,7 +324,8 @@ def _test(args: argparse.Namespace) -> int:
             print(f"coverage: rules never seen not firing (no near miss): {', '.join(cov.never_missed)}")
         if not cov.never_fired and not cov.never_missed:
             print(f"coverage: all {len(ruleset.rules)} rules seen firing and not firing")
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    name, auto = choose_backend(args.backend)
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({name} backend{' (auto)' if auto else ''})")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 
 
