@@ -140,6 +140,74 @@ class Provenance(_Out):
     rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
 
 
+class SafetyJudgement(_Out):
+    """One safety judgement on a requested procedure: what a proposed candidate of the same intervention and
+    target would carry (an exclusion, a precaution, a hold), and the red flags, alerts and referrals about it."""
+
+    kind: Literal[
+        "red_flag",
+        "absolute_contraindication",
+        "unmet_criterion",
+        "relative_contraindication",
+        "caution",
+        "antithrombotic",
+        "alert",
+        "referral",
+    ]
+    blocking: bool = Field(description="It stands against doing the procedure now (a red flag, an absolute one).")
+    text: str
+    medication: str | None = None
+    bleeding_risk: Literal["low", "intermediate", "high"] | None = None
+    requires_prescriber_approval: bool = False
+    basis: Basis
+
+
+class VerdictReason(_Out):
+    """Why a verdict is what it is: the criterion and the rule, in words."""
+
+    text: str
+    basis: Basis
+
+
+class RequestedVerdict(_Out):
+    """The verdict on one requested, planned or scheduled procedure (``PatientCase.requested``)."""
+
+    order: str | None = Field(description="The order's identifier, when the request has one.")
+    intervention: str
+    name: str
+    status: Literal["requested", "planned", "scheduled"]
+    target: Target
+    approach: str | None = None
+    guidance: str | None = None
+    planned_date: date | None = None
+    steroid_agent: str | None = None
+    steroid_dose_mg: float | None = None
+    bleeding_risk: Literal["low", "intermediate", "high"]
+    verdict: Literal["appropriate", "not_appropriate", "cannot_tell"] = Field(
+        description="appropriate now; not appropriate (the criterion and rule in reasons); cannot tell yet (missing)."
+    )
+    summary: str
+    proposed: bool = Field(description="A rule of the ruleset proposes this intervention for this target.")
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    safety: list[SafetyJudgement] = Field(
+        default_factory=list, description="Every safety judgement that applies to it, proposed or not."
+    )
+    missing: list[MissingData] = Field(default_factory=list, description="What must be recorded to decide.")
+
+
+class ScopeEntry(_Out):
+    """An intervention the presentation brings into scope, and where it stands: why-not in the assessment."""
+
+    family: str
+    intervention: str
+    name: str
+    region: str | None
+    status: Literal["candidate", "excluded", "not_indicated", "not_decidable"]
+    in_scope_by: Basis = Field(description="The scope rule that brought it into scope.")
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list, description="Patient fields that would decide it.")
+
+
 class Assessment(_Out):
     patient_id: str | None
     as_of: date
@@ -153,6 +221,14 @@ class Assessment(_Out):
         description="Elective referrals (e.g. physical therapy) deferred by a red flag, with the red flag's rule.",
     )
     missing_data: list[MissingData]
+    requested: list[RequestedVerdict] = Field(
+        default_factory=list, description="A verdict per requested procedure, with its safety judgements."
+    )
+    scope: list[ScopeEntry] = Field(
+        default_factory=list,
+        description="Each intervention the presentation brings into scope: candidate, excluded (why), not indicated "
+        "(the criterion not met) or not decidable yet (the missing data).",
+    )
     trace: list[TraceEntry]
     provenance: Provenance
     disclaimer: str

@@ -18,6 +18,7 @@ from .explain import Explanation, explain_run
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
 from .resolve import resolve
+from .verdicts import add_verdicts
 
 if TYPE_CHECKING:
     from ..decision_log import DecisionLog
@@ -80,6 +81,7 @@ class Engine:
         self._closed = False
         self._backend.prepare(self.program)
         self._context = ruleset.normalise_context()
+        self._unbound = {r.id: r for r in ruleset.rules}  # rules with parameter names, for explanations
         self.decision_log = decision_log
 
     @property
@@ -123,7 +125,7 @@ class Engine:
     def explain(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None) -> Explanation:
         """The assessment with its derivation tree, and why each other intervention is not a candidate."""
         run, assessment = self._run(patient, as_of, timestamp=False)
-        return explain_run(self.program, run, assessment, {r.id: r for r in self.ruleset.rules})
+        return explain_run(self.program, run, assessment, self._unbound)
 
     def _run(
         self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None, timestamp: bool
@@ -137,4 +139,5 @@ class Engine:
         assessment = resolve(
             self.program, run, patient_id=case.id, as_of=when, backend=self.backend_name, timestamp=timestamp
         )
+        assessment = add_verdicts(self.program, run, assessment, self._unbound)
         return run, assessment

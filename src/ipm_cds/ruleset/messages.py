@@ -44,6 +44,16 @@ SLOTS: Mapping[str, frozenset[str]] = {
     "rule.status": frozenset({"status"}),
     "rule.not_in_profile": frozenset({"profile"}),
     "rule.parameter_unset": frozenset({"parameters"}),
+    # Verdicts on requested procedures, and why an intervention in scope is not a candidate (engine.verdicts).
+    "verdict.appropriate": frozenset({"rule"}),
+    "verdict.blocked": frozenset({"reason"}),
+    "verdict.unmet": frozenset({"reason"}),
+    "verdict.not_indicated": frozenset({"name"}),
+    "verdict.no_rule": frozenset({"name"}),
+    "verdict.cannot_tell": frozenset({"fields"}),
+    "reason.condition": frozenset({"rule", "condition", "actual"}),
+    "reason.inactive": frozenset({"rule", "why"}),
+    "reason.other_target": frozenset({"rule", "region"}),
     # Values filled into rule texts.
     "value.not_recorded": frozenset(),
     "value.yes": frozenset(),
