@@ -107,25 +107,28 @@ class _Verdicts:
         for entry in self.assessment.missing_data:
             for ref in entry.needed_by:
                 self.missing_by_ref.setdefault(ref, []).append(entry)
-        self.indication_memo: dict[tuple[str, str | None, str | None], _Indication] = {}
+        self.indication_memo: dict[tuple[str, str | None, str | None, bool], _Indication] = {}
+        self.live_by_rule: dict[str, list[Firing]] = {}
+        for firing in self.live:
+            self.live_by_rule.setdefault(firing.rule.id, []).append(firing)
 
     def basis(self, rule: ir.Rule) -> Basis:
         return self.resolver.basis(rule)
 
     # -- indication ---------------------------------------------------------------------------------
 
-    def indication(self, code: str, region: str | None, side: str | None) -> _Indication:
-        key = (code, region, side)
+    def indication(self, code: str, region: str | None, side: str | None, detailed: bool = True) -> _Indication:
+        """``detailed``: name the first condition each indication rule fails (the explainer's analysis, for
+        a requested procedure); otherwise name the rule and its criteria (``explain`` shows the condition)."""
+        key = (code, region, side, detailed)
         memo = self.indication_memo.get(key)
         if memo is not None:
             return memo
         out = _Indication()
+        inactive: list[VerdictReason] = []
         messages = self.resolver.messages
-        active = {r.id: r for r in self.program.rules}
-        for rule in self.program.ruleset.rules:
-            recs = [c for c in rule.conclusions if isinstance(c, ir.Recommend) and c.intervention == code]
-            if not recs:
-                continue
+        active = _active_rules(self.program)
+        for rule, recs in _recommenders(self.program).get(code, ()):
             out.has_rules = True
             live = active.get(rule.id)
             if live is None or not in_effect(live, self.assessment.as_of):
@@ -135,12 +138,12 @@ class _Verdicts:
                     else messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
                 )
                 text = messages["reason.inactive"].render(rule=rule.ref, why=why or "")
-                out.reasons.append(trusted(VerdictReason, text=text, basis=self._static_basis(rule)))
+                reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+                inactive.append(reason)
+                out.reasons.append(reason)
                 continue
             regions: set[str] = set()
-            for firing in self.live:
-                if firing.rule.id != live.id:
-                    continue
+            for firing in self.live_by_rule.get(live.id, ()):
                 for rec in recs:
                     target = {k: resolve_value(v, firing.bindings) for k, v in rec.target}
                     t_region, t_side = target.get("region"), target.get("side")
@@ -160,19 +163,26 @@ class _Verdicts:
                     text = messages["reason.other_target"].render(rule=live.ref, region=other.replace("_", " "))
                     out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
                 continue
+            if not detailed:
+                text = messages["reason.not_met"].render(rule=live.ref, criteria=", ".join(sorted(live.criteria)))
+                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                continue
             analysis = self.explainer.analyse(live)
-            check = next((c for c in analysis.checks if c.outcome != "missing"), None)
+            check = None if analysis.outcome == "blocked" else next(
+                (c for c in analysis.checks if c.outcome != "missing"), None
+            )
             if check is None and analysis.because:
                 check = next((c for b in analysis.because for c in b.checks if c.outcome != "missing"), None)
             if check is not None:
                 text = messages["reason.condition"].render(rule=live.ref, condition=check.condition, actual=check.actual)
                 out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
             elif analysis.outcome == "blocked":
-                detail = "; ".join(analysis.details)
-                text = messages["reason.condition"].render(rule=live.ref, condition=detail, actual=analysis.outcome)
+                text = messages["reason.blocked"].render(rule=live.ref, detail="; ".join(analysis.details))
                 out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
         if out.met_by is not None:
             out.reasons, out.waiting = [], set()
+        elif inactive and len(inactive) < len(out.reasons):
+            out.reasons = [x for x in out.reasons if x not in inactive]  # the active rules' reasons say why
         self.indication_memo[key] = out
         return out
 
@@ -409,13 +419,37 @@ class _Verdicts:
         if excluded:
             reasons = [trusted(VerdictReason, text=e.reason, basis=e.basis) for e in excluded]
             return trusted(ScopeEntry, **common, status="excluded", in_scope_by=in_scope_by, reasons=reasons)
-        indication = self.indication(code, region, None)
+        indication = self.indication(code, region, None, detailed=False)
         if indication.waiting:
             fields = sorted({m.field for m in self._missing(indication.waiting)})
             return trusted(ScopeEntry, **common, status="not_decidable", in_scope_by=in_scope_by, missing=fields)
         return trusted(
             ScopeEntry, **common, status="not_indicated", in_scope_by=in_scope_by, reasons=list(indication.reasons)
         )
+
+
+def _recommenders(program: Program) -> Mapping[str, tuple[tuple[ir.Rule, tuple[ir.Recommend, ...]], ...]]:
+    """Intervention code -> every rule of the ruleset (active or not) that recommends it, with those conclusions."""
+    cached = program.cache.get("verdicts.recommenders")
+    if cached is None:
+        found: dict[str, list[tuple[ir.Rule, tuple[ir.Recommend, ...]]]] = {}
+        for rule in program.ruleset.rules:
+            recs = [c for c in rule.conclusions if isinstance(c, ir.Recommend)]
+            for code in dict.fromkeys(c.intervention for c in recs):
+                found.setdefault(code, []).append((rule, tuple(c for c in recs if c.intervention == code)))
+        cached = {code: tuple(v) for code, v in found.items()}
+        program.cache["verdicts.recommenders"] = cached
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _active_rules(program: Program) -> Mapping[str, ir.Rule]:
+    cached = program.cache.get("verdicts.active")
+    if cached is None:
+        cached = {r.id: r for r in program.rules}
+        program.cache["verdicts.active"] = cached
+    assert isinstance(cached, dict)
+    return cached
 
 
 def _opt(value: object) -> str | None:

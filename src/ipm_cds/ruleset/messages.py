@@ -53,6 +53,8 @@ SLOTS: Mapping[str, frozenset[str]] = {
     "verdict.cannot_tell": frozenset({"fields"}),
     "reason.condition": frozenset({"rule", "condition", "actual"}),
     "reason.inactive": frozenset({"rule", "why"}),
+    "reason.blocked": frozenset({"rule", "detail"}),
+    "reason.not_met": frozenset({"rule", "criteria"}),
     "reason.other_target": frozenset({"rule", "region"}),
     # Values filled into rule texts.
     "value.not_recorded": frozenset(),
