@@ -326,10 +326,13 @@ class _Verdicts:
         messages = self.resolver.messages
         safety, concerned = self.judgements(request, candidate)
         indication = self.indication(code, region, side)
-        missing_safety = self._missing(concerned)
+        # Missing data that could block it (a red flag, an exclusion) leaves the verdict open; missing data
+        # behind a precaution or an alert is listed without changing it.
+        missing_safety = self._missing(r for r in concerned if _may_block(self.program, r))
+        missing_other = self._missing(r for r in concerned if not _may_block(self.program, r))
         missing_indication = self._missing(indication.waiting)
         missing = sorted(
-            {(m.field, m.item): m for m in [*missing_safety, *missing_indication]}.values(),
+            {(m.field, m.item): m for m in [*missing_safety, *missing_indication, *missing_other]}.values(),
             key=lambda m: (m.field, m.item),
         )
         blocking = [j for j in safety if j.blocking]
@@ -341,13 +344,14 @@ class _Verdicts:
             stands = blocking or unmet
             reasons = [trusted(VerdictReason, text=j.text, basis=j.basis) for j in stands]
             key = "verdict.blocked" if blocking else "verdict.unmet"
-            summary = messages[key].render(reason=stands[0].text)
+            summary = messages[key].render(rule=stands[0].basis.rule)
         elif indication.met_by is not None and not missing_safety:
             verdict = "appropriate"
             summary = messages["verdict.appropriate"].render(rule=indication.met_by)
-        elif missing and (indication.met_by is not None or missing_indication):
+        elif (indication.met_by is not None and missing_safety) or (indication.met_by is None and missing_indication):
             verdict = "cannot_tell"
-            fields = sorted({m.field for m in (missing_safety if indication.met_by else missing)})
+            waiting = missing_safety if indication.met_by is not None else [*missing_indication, *missing_safety]
+            fields = sorted({m.field for m in waiting})
             summary = messages["verdict.cannot_tell"].render(fields=", ".join(fields))
         else:
             verdict = "not_appropriate"
@@ -450,6 +454,23 @@ def _active_rules(program: Program) -> Mapping[str, ir.Rule]:
         program.cache["verdicts.active"] = cached
     assert isinstance(cached, dict)
     return cached
+
+
+def _may_block(program: Program, ref: str) -> bool:
+    """Whether a rule could stand against a procedure: it raises a red flag or excludes (absolute or unmet)."""
+    blocking = program.cache.get("verdicts.blocking")
+    if blocking is None:
+        blocking = {
+            r.ref
+            for r in program.rules
+            if any(
+                isinstance(c, ir.RedFlag) or (isinstance(c, ir.Exclude) and c.severity != "relative")
+                for c in r.conclusions
+            )
+        }
+        program.cache["verdicts.blocking"] = blocking
+    assert isinstance(blocking, set)
+    return ref in blocking
 
 
 def _opt(value: object) -> str | None:

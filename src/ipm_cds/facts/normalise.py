@@ -380,7 +380,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "level_count": len(levels) if levels else None, "approach": req.approach,
             "days_until": (req.planned_date - as_of).days if req.planned_date is not None else None,
             "planned_date": iso(req.planned_date), "guidance": req.guidance,
-            "guidance_allowed": req.guidance in allowed if req.guidance is not None and allowed is not None else None,
+            "guidance_conflict": req.guidance is not None and allowed is not None and req.guidance not in allowed,
             "steroid_agent": req.steroid_agent, "steroid_dose_mg": req.steroid_dose_mg,
         })  # fmt: skip
     return facts

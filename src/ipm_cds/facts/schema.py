@@ -349,7 +349,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "days_until": _i("Days from as_of to the planned date (negative: past).", "planned_date", "days"),
                 "planned_date": _s("Planned date, YYYY-MM-DD (for reading; compare days_until).", None, "planned_date"),
                 "guidance": _s("Planned image guidance.", GUIDANCE, "guidance"),
-                "guidance_allowed": _b("The planned guidance is among the catalogue's allowed guidance.", "guidance"),
+                "guidance_conflict": _b(
+                    "The order states a guidance that is not among the intervention's allowed guidance (catalogue); "
+                    "false when it states none.",
+                    "guidance",
+                ),
                 "steroid_agent": _v("Corticosteroid.", "steroid_agent", "steroid_agent"),
                 "steroid_dose_mg": _f("Corticosteroid dose.", "steroid_dose_mg", "mg"),
             },

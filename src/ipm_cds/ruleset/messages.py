@@ -46,8 +46,8 @@ SLOTS: Mapping[str, frozenset[str]] = {
     "rule.parameter_unset": frozenset({"parameters"}),
     # Verdicts on requested procedures, and why an intervention in scope is not a candidate (engine.verdicts).
     "verdict.appropriate": frozenset({"rule"}),
-    "verdict.blocked": frozenset({"reason"}),
-    "verdict.unmet": frozenset({"reason"}),
+    "verdict.blocked": frozenset({"rule"}),
+    "verdict.unmet": frozenset({"rule"}),
     "verdict.not_indicated": frozenset({"name"}),
     "verdict.no_rule": frozenset({"name"}),
     "verdict.cannot_tell": frozenset({"fields"}),
