@@ -188,6 +188,7 @@ class RequestedVerdict(_Out):
     )
     summary: str
     proposed: bool = Field(description="A rule of the ruleset proposes this intervention for this target.")
+    indication: Basis | None = Field(None, description="The rule that proposes it for this target, when one does.")
     reasons: list[VerdictReason] = Field(default_factory=list)
     safety: list[SafetyJudgement] = Field(
         default_factory=list, description="Every safety judgement that applies to it, proposed or not."

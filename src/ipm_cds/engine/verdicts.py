@@ -83,6 +83,7 @@ class _Indication:
     """What the indication rules of one intervention say about one target region."""
 
     met_by: str | None = None  # rule ref that proposes it for this target
+    met_basis: Basis | None = None
     reasons: list[VerdictReason] = field(default_factory=list)
     waiting: set[str] = field(default_factory=set)  # refs of indication rules waiting for data
     has_rules: bool = False
@@ -152,7 +153,8 @@ class _Verdicts:
                         continue
                     if side is not None and t_side is not None and t_side != side:
                         continue
-                    out.met_by = out.met_by or live.ref
+                    if out.met_by is None:
+                        out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
             if live.ref in self.missing_by_ref:
@@ -376,6 +378,7 @@ class _Verdicts:
             verdict=verdict,
             summary=summary,
             proposed=indication.met_by is not None,
+            indication=indication.met_basis,
             reasons=reasons,
             safety=safety,
             missing=missing,
