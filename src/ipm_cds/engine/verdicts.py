@@ -157,8 +157,9 @@ class _Verdicts:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
-            if live.ref in self.missing_by_ref:
-                out.waiting.add(live.ref)
+            waiting = [ref for ref in (live.ref, *_upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref]
+            if waiting:
+                out.waiting.update(waiting)
                 continue
             if regions:
                 for other in sorted(regions):
@@ -349,7 +350,12 @@ class _Verdicts:
             summary = messages[key].render(rule=stands[0].basis.rule)
         elif indication.met_by is not None and not missing_safety:
             verdict = "appropriate"
-            summary = messages["verdict.appropriate"].render(rule=indication.met_by)
+            relative = sorted({j.basis.rule for j in safety if j.kind == "relative_contraindication"})
+            summary = (
+                messages["verdict.conditional"].render(rule=indication.met_by, conditions=", ".join(relative))
+                if relative
+                else messages["verdict.appropriate"].render(rule=indication.met_by)
+            )
         elif (indication.met_by is not None and missing_safety) or (indication.met_by is None and missing_indication):
             verdict = "cannot_tell"
             waiting = missing_safety if indication.met_by is not None else [*missing_indication, *missing_safety]
@@ -446,6 +452,38 @@ def _recommenders(program: Program) -> Mapping[str, tuple[tuple[ir.Rule, tuple[i
                 found.setdefault(code, []).append((rule, tuple(c for c in recs if c.intervention == code)))
         cached = {code: tuple(v) for code, v in found.items()}
         program.cache["verdicts.recommenders"] = cached
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _upstream(program: Program) -> Mapping[str, tuple[str, ...]]:
+    """Rule id -> refs of the rules that derive, directly or through others, the facts it reads: an indication
+    rule waits for data when a rule it depends on does (``esi.initial`` on ``esi.indication.radicular``)."""
+    cached = program.cache.get("verdicts.upstream")
+    if cached is None:
+        makers: dict[str, set[str]] = {}
+        for rule in program.rules:
+            for c in rule.conclusions:
+                if isinstance(c, ir.Derive):
+                    makers.setdefault(c.fact, set()).add(rule.id)
+        by_id = {r.id: r for r in program.rules}
+
+        def reads(rule: ir.Rule) -> set[str]:
+            types = {p.fact_type for p in rule.patterns} | {b.pattern.fact_type for b in rule.blockers}
+            return types | {a.source_type for a in rule.aggregates}
+
+        cached = {}
+        for rule in program.rules:
+            seen: set[str] = set()
+            todo = [rule.id]
+            while todo:
+                for t in reads(by_id[todo.pop()]):
+                    for maker in makers.get(t, ()):
+                        if maker not in seen and maker != rule.id:
+                            seen.add(maker)
+                            todo.append(maker)
+            cached[rule.id] = tuple(sorted(by_id[m].ref for m in seen))
+        program.cache["verdicts.upstream"] = cached
     assert isinstance(cached, dict)
     return cached
 

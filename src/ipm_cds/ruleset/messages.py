@@ -46,6 +46,7 @@ SLOTS: Mapping[str, frozenset[str]] = {
     "rule.parameter_unset": frozenset({"parameters"}),
     # Verdicts on requested procedures, and why an intervention in scope is not a candidate (engine.verdicts).
     "verdict.appropriate": frozenset({"rule"}),
+    "verdict.conditional": frozenset({"rule", "conditions"}),
     "verdict.blocked": frozenset({"rule"}),
     "verdict.unmet": frozenset({"rule"}),
     "verdict.not_indicated": frozenset({"name"}),
