@@ -131,7 +131,8 @@ def _check_requested(expect: Expectation, assessment: Assessment) -> list[str]:
         got_fields = {m.field for v in by_code.get(code, []) for m in v.missing}
         if not set(fields) <= got_fields:
             failures.append(
-                f"requested {code}: missing data {sorted(set(fields) - got_fields)} not listed; got {sorted(got_fields)}"
+                f"requested {code}: missing data {sorted(set(fields) - got_fields)} not listed; "
+                f"got {sorted(got_fields)}"
             )
     if expect.scope is not None:
         failures += _diff("scope", list(expect.scope), {e.intervention for e in assessment.scope})

@@ -48,7 +48,9 @@ def requested_section(a: Assessment) -> list[str]:
         for j in v.safety:
             flag = " (blocking)" if j.blocking else ""
             approval = " (prescriber approval)" if j.requires_prescriber_approval else ""
-            lines += _wrap(f"- {j.kind.replace('_', ' ').capitalize()}{flag}{approval}: {j.text} [{j.basis.rule}]", "      ")
+            lines += _wrap(
+                f"- {j.kind.replace('_', ' ').capitalize()}{flag}{approval}: {j.text} [{j.basis.rule}]", "      "
+            )
         for m in v.missing:
             lines += _wrap(f"? {m.field} of {m.item}: needed by {', '.join(m.needed_by)}", "      ")
     lines.append("")

@@ -157,7 +157,9 @@ class _Verdicts:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
-            waiting = [ref for ref in (live.ref, *_upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref]
+            waiting = [
+                ref for ref in (live.ref, *_upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
+            ]
             if waiting:
                 out.waiting.update(waiting)
                 continue
@@ -171,13 +173,17 @@ class _Verdicts:
                 out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
                 continue
             analysis = self.explainer.analyse(live)
-            check = None if analysis.outcome == "blocked" else next(
-                (c for c in analysis.checks if c.outcome != "missing"), None
+            check = (
+                None
+                if analysis.outcome == "blocked"
+                else next((c for c in analysis.checks if c.outcome != "missing"), None)
             )
             if check is None and analysis.because:
                 check = next((c for b in analysis.because for c in b.checks if c.outcome != "missing"), None)
             if check is not None:
-                text = messages["reason.condition"].render(rule=live.ref, condition=check.condition, actual=check.actual)
+                text = messages["reason.condition"].render(
+                    rule=live.ref, condition=check.condition, actual=check.actual
+                )
                 out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
             elif analysis.outcome == "blocked":
                 text = messages["reason.blocked"].render(rule=live.ref, detail="; ".join(analysis.details))
@@ -268,14 +274,10 @@ class _Verdicts:
                 elif isinstance(c, ir.Refer) and about_it:
                     add("referral", r.render(c.reason, bound), rule)
         concerned = self.concerned_refs(request, candidate, code, elective)
-        judged = sorted(
-            out.values(), key=lambda j: (_KIND_ORDER[j.kind], j.medication or "", j.text, j.basis.rule)
-        )
+        judged = sorted(out.values(), key=lambda j: (_KIND_ORDER[j.kind], j.medication or "", j.text, j.basis.rule))
         return judged, concerned
 
-    def hold(
-        self, medication: Fact, candidate: Fact, upgrade: bool
-    ) -> tuple[str, str, BleedingRisk, bool] | None:
+    def hold(self, medication: Fact, candidate: Fact, upgrade: bool) -> tuple[str, str, BleedingRisk, bool] | None:
         entry = self.program.ruleset.medications[str(medication.values["agent"])]
         secondary = medication.values.get("indication") == "secondary_prevention"
         table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
@@ -313,7 +315,9 @@ class _Verdicts:
                     refs.add(rule.ref)
         for (rule_id, _sig), _unknowns in self.run.unknown_blockers.items():
             for firing in self.live:
-                if firing.rule.id == rule_id and any(f.key in (candidate.key, request.key) for f in firing.bindings.values()):
+                if firing.rule.id == rule_id and any(
+                    f.key in (candidate.key, request.key) for f in firing.bindings.values()
+                ):
                     refs.add(firing.rule.ref)
         return refs
 
@@ -472,7 +476,7 @@ def _upstream(program: Program) -> Mapping[str, tuple[str, ...]]:
             types = {p.fact_type for p in rule.patterns} | {b.pattern.fact_type for b in rule.blockers}
             return types | {a.source_type for a in rule.aggregates}
 
-        cached = {}
+        made: dict[str, tuple[str, ...]] = {}
         for rule in program.rules:
             seen: set[str] = set()
             todo = [rule.id]
@@ -482,8 +486,8 @@ def _upstream(program: Program) -> Mapping[str, tuple[str, ...]]:
                         if maker not in seen and maker != rule.id:
                             seen.add(maker)
                             todo.append(maker)
-            cached[rule.id] = tuple(sorted(by_id[m].ref for m in seen))
-        program.cache["verdicts.upstream"] = cached
+            made[rule.id] = tuple(sorted(by_id[m].ref for m in seen))
+        program.cache["verdicts.upstream"] = cached = made
     assert isinstance(cached, dict)
     return cached
 
@@ -531,6 +535,5 @@ def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Ma
 
 
 def _request_order(fact: Fact) -> tuple[str, ...]:
-    return tuple(str(fact.values.get(k, "")) for k in ("intervention", "region", "side", "levels", "order")) + (
-        repr(sorted(fact.values.items())),
-    )
+    keys = ("intervention", "region", "side", "levels", "order")
+    return (*(str(fact.values.get(k, "")) for k in keys), repr(sorted(fact.values.items())))

@@ -54,10 +54,10 @@ __all__ = [
     "CDS_HOOKS_VERSION",
     "Indicator",
     "evaluate_orders",
-    "requested_cards",
     "operation_outcome",
     "order_cards",
     "patient_view_cards",
+    "requested_cards",
 ]
 
 CDS_HOOKS_VERSION = "2.0"
@@ -471,7 +471,17 @@ def _unmapped_card(ctx: _Context, assessment: Assessment, unmapped: Sequence[Unm
 
 
 def _sorted(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    order = ["red_flag", "requested", "exclusion", "alert", "precaution", "missing", "unmapped", "candidate", "referral"]
+    order = [
+        "red_flag",
+        "requested",
+        "exclusion",
+        "alert",
+        "precaution",
+        "missing",
+        "unmapped",
+        "candidate",
+        "referral",
+    ]
     return sorted(
         cards,
         key=lambda c: (
@@ -763,7 +773,11 @@ def _requested_card(ctx: _Context, v: RequestedVerdict) -> dict[str, Any]:
                 "label": summary(f"Remove the draft order for {v.name}"),
                 "uuid": _uid(ctx, "suggestion", "remove", order, v.intervention),
                 "actions": [
-                    {"type": "delete", "description": summary(f"Remove the draft order {order} ({v.name})"), "resourceId": order}
+                    {
+                        "type": "delete",
+                        "description": summary(f"Remove the draft order {order} ({v.name})"),
+                        "resourceId": order,
+                    }
                 ],
             }
         )

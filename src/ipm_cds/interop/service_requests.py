@@ -118,11 +118,16 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
     sites = _concepts(service_request.get("bodySite"))
     regions = ruleset.vocabularies.get("body_region")
     known_regions = {c.code for c in regions.codes} if regions is not None else set()
-    region = next((c for s in sites for sys, c in _codings(s) if sys == BODY_REGION_SYSTEM and c in known_regions), None)
+    region = next(
+        (c for s in sites for sys, c in _codings(s) if sys == BODY_REGION_SYSTEM and c in known_regions), None
+    )
     if region is None:
         return MappedRequests([], [(ref, "no target region (bodySite with a body-region code)")])
     side = next((str(e["valueCode"]) for e in _ext(service_request, LATERALITY_EXTENSION) if e.get("valueCode")), None)
-    side = side or next((_SNOMED_LATERALITY[c] for s in sites for sys, c in _codings(s) if sys == SNOMED and c in _SNOMED_LATERALITY), None)
+    side = side or next(
+        (_SNOMED_LATERALITY[c] for s in sites for sys, c in _codings(s) if sys == SNOMED and c in _SNOMED_LATERALITY),
+        None,
+    )
     levels = [str(e["valueString"]) for e in _ext(service_request, SPINAL_LEVEL_EXTENSION) if e.get("valueString")]
     details = [c for d in _concepts(service_request.get("orderDetail")) for c in _codings(d)]
 
@@ -148,7 +153,11 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
     for e in _ext(service_request, STEROID_DOSE_EXTENSION):
         quantity = e.get("valueQuantity") or {}
         value = quantity.get("value")
-        if quantity.get("code", quantity.get("unit")) == "mg" and isinstance(value, int | float) and doc["steroid_agent"]:
+        if (
+            quantity.get("code", quantity.get("unit")) == "mg"
+            and isinstance(value, int | float)
+            and doc["steroid_agent"]
+        ):
             doc["steroid_dose_mg"] = float(value)
     doc = {k: v for k, v in doc.items() if v not in (None, [])}
     return MappedRequests([{**doc, "intervention": code} for code in codes], [])
