@@ -230,7 +230,7 @@ def test_service_request_mapping(durable: ipm_cds.Engine) -> None:
 
 
 def test_order_hooks_answer_with_one_evaluation(durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipm_cds.engine.facade as facade
+    from ipm_cds.engine import facade
 
     runs = []
     real = facade.run_program
@@ -261,7 +261,7 @@ def test_order_hooks_answer_with_one_evaluation(durable: ipm_cds.Engine, monkeyp
             {"resource": _sr("lab", "1234-5", "http://loinc.org")},
         ],
     }
-    assessment, cards = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-1")
+    _, cards = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-1")
     assert len(runs) == 1
     by_order = {
         c["extension"][CARD_EXTENSION]["order"]: c
