@@ -337,6 +337,7 @@ GENERATORS = {
             "Allergy",
             "ConditionEntry",
             "PsychologicalEvaluation",
+            "RequestedProcedure",
         )
     },
 }
