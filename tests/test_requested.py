@@ -281,3 +281,15 @@ def test_order_hooks_answer_with_one_evaluation(durable: ipm_cds.Engine, monkeyp
     assert any("ServiceRequest/lab" in json.dumps(c) for c in cards)  # not a procedure: listed as not read
     again = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-1")[1]
     assert [c["uuid"] for c in again] == [c["uuid"] for c in cards]
+
+
+def test_every_scope_rule_names_interventions_of_the_catalogue(durable: ipm_cds.Engine) -> None:
+    from ipm_cds.ruleset import ir
+
+    named = {
+        str(dict(c.values)["intervention"])
+        for r in durable.ruleset.rules
+        for c in r.conclusions
+        if isinstance(c, ir.Derive) and c.fact == "in_scope"
+    }
+    assert named and named <= set(durable.ruleset.interventions), sorted(named - set(durable.ruleset.interventions))
