@@ -1596,6 +1596,7 @@ def with_requested(
     held = ruleset if ruleset is not None else _bundled()
     base = base if base is not None else patients(as_of=as_of, ruleset=ruleset)
     interventions = tuple(sorted(held.interventions))
+    injections = tuple(code for code in interventions if held.interventions[code].uses_steroid)
     guidance = {code: tuple(item.image_guidance) for code, item in held.interventions.items()}
     codes = dict(_codes(held))
     regions = codes["body_region"]
@@ -1608,7 +1609,8 @@ def with_requested(
         d = _Draw(draw, as_of, codes)
         requested: list[dict[str, Any]] = []
         for n in range(d.num(1, max_requested)):
-            code = d.pick(interventions)
+            # a third are injections, whose steroid agent and dose the order may carry
+            code = d.pick(injections) if injections and d.chance(35) else d.pick(interventions)
             pains = [p.region for p in patient.pain]
             region = d.pick(pains) if pains and d.chance(80) else d.pick(regions)
             item: dict[str, Any] = {"id": f"sr-{n}", "intervention": code, "region": region}
