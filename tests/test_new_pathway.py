@@ -44,7 +44,7 @@ def test_a_pathway_added_as_files_validates_and_its_cases_pass(
     _add_pathway(copy)
     assert main(["lock", str(copy)]) == EXIT_OK
     assert main(["validate", str(copy)]) == EXIT_OK
-    assert "warning" not in capsys.readouterr().out
+    assert "warning: " not in capsys.readouterr().out  # nothing unlocked (the linter's warnings have codes)
     assert main(["test", str(copy), "--backend", backend, "--filter", "pns - "]) == EXIT_OK
     out = capsys.readouterr().out
     assert "4 passed" in out, out

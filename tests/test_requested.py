@@ -18,8 +18,8 @@ import ipm_cds
 from ipm_cds.errors import PatientDataError
 from ipm_cds.interop.cds_hooks import CARD_EXTENSION, evaluate_orders
 from ipm_cds.interop.service_requests import requested_from_bundle, requested_procedures
-from ipm_cds.patient import PatientCase
-from ipm_cds.render import render_text
+from ipm_cds.model.patient import PatientCase
+from ipm_cds.model.render import render_text
 from ipm_cds.testing import invariants
 from ipm_cds.testing.strategies import patients, with_requested
 

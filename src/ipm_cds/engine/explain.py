@@ -16,10 +16,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ..assessment import Assessment
-from ..facts.normalise import Fact, Scalar
+from ..model.assessment import Assessment
+from ..model.explanation import (
+    Check,
+    ConclusionExplanation,
+    Derivation,
+    Explanation,
+    MatchedFact,
+    RuleAnalysis,
+    WhyNot,
+)
+from ..model.facts.normalise import Fact, Scalar
 from ..ruleset import ir
 from .driver import Firing, Run, in_effect
 from .match import Unknown, eval_pattern, eval_test, index_by_type
@@ -27,65 +34,6 @@ from .program import Program
 
 _SYMBOL = {"eq": "=", "neq": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥", "in": "one of", "not_in": "none of"}
 MAX_DEPTH = 4
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MatchedFact(_Out):
-    alias: str
-    fact: str
-    values: dict[str, str | int | float | bool]
-    derived_by: list[Derivation] = Field(default_factory=list, description="How a derived fact came to be.")
-    aggregated_from: list[str] = Field(
-        default_factory=list, description="The facts an aggregate (latest, earliest, count_of) was computed from."
-    )
-
-
-class Derivation(_Out):
-    rule: str
-    matched: list[MatchedFact]
-
-
-class ConclusionExplanation(_Out):
-    conclusion: str = Field(description="What was concluded, e.g. 'candidate facet_rfa (lumbar)'.")
-    rule: str
-    matched: list[MatchedFact]
-
-
-class Check(_Out):
-    """One condition of a rule, checked against one fact."""
-
-    pattern: str = Field(description="The rule's alias for the fact, and its type.")
-    fact: str | None = Field(description="The fact examined; None when no fact of the type exists.")
-    condition: str
-    actual: str
-    outcome: str = Field(description="'failed', 'missing' or 'no such fact'.")
-
-
-class RuleAnalysis(_Out):
-    rule: str
-    outcome: str = Field(description="inactive | blocked | overridden | missing data | condition failed | fired")
-    details: list[str] = Field(default_factory=list)
-    checks: list[Check] = Field(default_factory=list)
-    because: list[RuleAnalysis] = Field(default_factory=list, description="Why a needed derived fact is absent.")
-
-
-class WhyNot(_Out):
-    intervention: str
-    name: str
-    status: str = Field(description="'excluded' or 'not proposed'.")
-    rules: list[RuleAnalysis]
-
-
-class Explanation(_Out):
-    assessment: Assessment
-    conclusions: list[ConclusionExplanation]
-    why_not: list[WhyNot]
-
-
-MatchedFact.model_rebuild()
 
 
 def _fact_order(fact: Fact) -> tuple[str, str]:
@@ -478,7 +426,7 @@ def render_explanation(ex: Explanation) -> str:
         for a in w.rules:
             analysis(a, "  ")
     if ex.assessment.requested:  # the verdicts on requested procedures, with their reasons and judgements
-        from ..render_verdicts import requested_section
+        from ..model.render_verdicts import requested_section
 
         lines += ["", *requested_section(ex.assessment)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from ..assessment import (
+from ..model.assessment import (
     Assessment,
     Basis,
     MissingData,
@@ -40,7 +40,7 @@ from ..assessment import (
     VerdictReason,
     trusted,
 )
-from ..facts.normalise import Fact
+from ..model.facts.normalise import Fact
 from ..ruleset import ir
 from .driver import CandidateFacts, Firing, Run, in_effect, resolve_value
 from .explain import _Explainer
@@ -197,7 +197,7 @@ class _Verdicts:
 
     def _static_basis(self, rule: ir.Rule) -> Basis:
         sources = self.program.ruleset.sources
-        from ..assessment import Citation
+        from ..model.assessment import Citation
 
         return Basis(
             rule=rule.ref,

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..assessment import (
+from ..model.assessment import (
     Alert,
     Assessment,
     Basis,
@@ -43,9 +43,9 @@ from ..assessment import (
 if TYPE_CHECKING:
     from datetime import date
 
-    from ..engine.explain import WhyNot
     from ..engine.facade import Engine
-    from ..patient import PatientCase
+    from ..model.explanation import WhyNot
+    from ..model.patient import PatientCase
     from ..ruleset.loader import Ruleset
     from .fhir import OrderedIntervention, Unmapped
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +18,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import PatientDataError, Problem, RulesetError, SourceLocation
-from ..facts.normalise import MedicationInfo, NormaliseContext
-from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
-from ..facts.vocabulary import CodeInfo, check_codes
-from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
+from ..errors import ConfigurationError, PatientDataError, Problem, RulesetError, SourceLocation
+from ..model.facts.normalise import MedicationInfo, NormaliseContext
+from ..model.facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
+from ..model.facts.vocabulary import CodeInfo, check_codes
+from ..model.patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
-from .compile import CompileContext, compile_rules, did_you_mean
+from .compile import CompileContext, compile_rules
 from .messages import CRITERION, SLOTS, Template, parse_template
 from .model import (
-    SEMVER,
     Criterion,
     CriterionCatalogue,
     Intervention,
@@ -42,21 +43,17 @@ from .model import (
     RuleSpec,
     Source,
     SourceCatalogue,
-    TestCase,
     TestFile,
     Vocabulary,
     VocabularyCatalogue,
 )
+from .problems import did_you_mean, pydantic_problems
+from .testcases import CaseCodes, LoadedTestCase, load_cases
 from .yamlsrc import Path_, Positions, load_yaml_file
 
+logger = logging.getLogger(__name__)
 MANIFEST = "ruleset.yaml"
 _T = TypeVar("_T", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class LoadedTestCase:
-    case: TestCase
-    location: SourceLocation
 
 
 @dataclass(frozen=True)
@@ -141,92 +138,11 @@ class Ruleset:
         raise KeyError(rule_id)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found at ``loc`` inside ``model`` (for did-you-mean on unknown fields)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)]
-        models = [a for a in nested if issubclass(a, BaseModel)]
-        if not models:
-            inner = [x for a in getattr(annotation, "__args__", ()) for x in getattr(a, "__args__", (a,))]
-            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not models:
-            return []
-        current = models[0]
-    return list(getattr(current, "model_fields", {}))
-
-
-def _is_version_error(err: Any) -> bool:
-    """A version field given as a number (``version: 1.1``) or as a string that is not semver."""
-    if err["type"] == "string_pattern_mismatch":
-        return bool(err.get("ctx", {}).get("pattern") == SEMVER.pattern)
-    loc = err["loc"]
-    return bool(
-        err["type"] == "string_type" and loc and loc[-1] == "version" and isinstance(err.get("input"), int | float)
-    )
-
-
-def _semver_like(value: Any) -> str:
-    """The semantic version a near miss means: ``1.1`` -> ``1.1.0``, ``2`` -> ``2.0.0``; else ``1.0.0``."""
-    parts = str(value).strip().lstrip("vV").split(".")
-    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
-        return ".".join(str(int(p)) for p in [*parts, "0", "0"][:3])
-    return "1.0.0"
-
-
-def _pydantic_problems(
-    exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
-) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        path = (*prefix, *loc)
-        message = err["msg"].removeprefix("Value error, ")
-        hint = None
-        if err["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}"
-            fields = _fields_at(model, loc[:-1])
-            hint = did_you_mean(str(loc[-1]), fields) if fields else None
-            location = pos.at(path, key=True)
-        elif err["type"] == "missing":
-            message = f"missing required field {loc[-1]!r}"
-            location = pos.at(path[:-1])
-        elif err.get("input", ...) is None and loc and isinstance(loc[-1], str):
-            # `status:` with nothing after it: YAML reads null, and pydantic's message would be about null's type
-            message = f"a value is missing after '{loc[-1]}:'"
-            location = pos.at(path)
-            if loc[-1] == "version":
-                hint = "a version has three numbers, e.g. 1.0.0"
-            elif err["msg"].startswith("Input should be "):
-                hint = "it " + err["msg"].removeprefix("Input ")
-            else:
-                hint = err["msg"].removeprefix("Value error, ")
-        elif _is_version_error(err):
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
-            location = pos.at(path)
-            hint = f"a version has three numbers, e.g. {_semver_like(err['input'])}; no quotes needed"
-        else:
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {message}" if where else message
-            location = pos.at(path)
-            if err["type"] == "string_type" and isinstance(err.get("input"), int | float):
-                hint = f'quote it: "{err["input"]}"'
-        problems.append(Problem(message, location, hint=hint))
-    return problems
-
-
 def _validate(model: type[_T], data: Any, pos: Positions, problems: list[Problem], prefix: Path_ = ()) -> _T | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, pos, prefix, model))
+        problems.extend(pydantic_problems(exc, pos, prefix, model))
         return None
 
 
@@ -453,56 +369,6 @@ def _catalogue_entries(
     return out
 
 
-def _check_expectation_codes(
-    case: TestCase,
-    pos: Positions,
-    at: Path_,
-    problems: list[Problem],
-    interventions: Mapping[str, Any],
-    referrals: Mapping[str, Any],
-    medications: Mapping[str, Any],
-    alert_codes: set[str],
-    rules_ok: bool,
-) -> None:
-    """Every code a test case expects must exist: a misspelt code would make an expectation that can never hold
-    (or, in an empty list, one that always holds)."""
-    expect = case.expect
-
-    def check(value: str, table: Any, what: str, path: Path_, *, key: bool = False) -> None:
-        if value not in table:
-            problems.append(
-                Problem(
-                    f"unknown {what} {value!r} in expect.{path[0]}",
-                    pos.at((*at, *path), key=key),
-                    hint=did_you_mean(value, table),
-                )
-            )
-
-    for name in ("candidates", "excluded", "precautions"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, interventions, "intervention", (name, k))
-    for code in expect.exclusion_kinds:
-        check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
-    for name in ("requested", "requested_safety", "requested_rules", "requested_missing", "scope"):
-        for code in getattr(expect, name) or {}:
-            check(code, interventions, "intervention", (name, code), key=True)
-    for name in ("referrals", "deferred_referrals"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, referrals, "referral target", (name, k))
-    for code in expect.referral_urgency:
-        check(code, referrals, "referral target", ("referral_urgency", code), key=True)
-    for k, want in enumerate(expect.precaution_details):
-        if want.intervention is not None:
-            check(want.intervention, interventions, "intervention", ("precaution_details", k, "intervention"))
-        if want.medication is not None:
-            check(want.medication, medications, "medication", ("precaution_details", k, "medication"))
-    if rules_ok:  # alert codes come from the rules: only once they loaded cleanly
-        for k, code in enumerate(expect.alerts or []):
-            check(code, alert_codes, "alert", ("alerts", k))
-        for code in expect.alert_severity:
-            check(code, alert_codes, "alert", ("alert_severity", code), key=True)
-
-
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
     """Load, validate and compile a ruleset directory (the bundled ``ipm-core`` when ``path`` is None).
 
@@ -511,6 +377,11 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
 
     Raises :class:`~ipm_cds.errors.RulesetError` listing every problem found, each with file:line:col.
     """
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ConfigurationError(
+            f"the ruleset path must be a path, not {type(path).__name__} {path!r}",
+            hint="load_ruleset('rules/ipm-core'), or load_ruleset() for the bundled ruleset",
+        )
     root = Path(path) if path is not None else bundled_ruleset_path()
     if root.is_file():
         root = root.parent
@@ -569,7 +440,7 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     medications = _index(medications_c, "medications", "code", problems)
     messages = _messages(messages_c, criteria, mpos.at(("catalogues", "messages")), problems)
     vocabularies = _vocabularies(vocabularies_c, mpos.at(("catalogues", "vocabularies")), problems)
-    codes = {name: {c.code for c in v.codes} for name, v in vocabularies.items()}
+    codes = {name: tuple(c.code for c in v.codes) for name, v in vocabularies.items()}  # in the order written
 
     def check_code(value: str, vocabulary: str, pos: Positions, path: Path_, *, key: bool = False) -> None:
         known = codes.get(vocabulary)
@@ -666,32 +537,12 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         tfile = _validate(TestFile, tdata, tpos, problems)
         if tfile is None:
             continue
-        for j, case in enumerate(tfile.cases):
-            if case.profile is not None:
-                check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
-            _check_expectation_codes(
-                case,
-                tpos,
-                ("cases", j, "expect"),
-                problems,
-                interventions,
-                referrals,
-                medications,
-                alert_codes,
-                rules_ok,
-            )
-            for key in ("fired", "not_fired"):
-                for k, rule_id in enumerate(getattr(case.expect, key)):
-                    # only once the rules themselves loaded cleanly: a broken rule file is the problem to show
-                    if rules_ok and rule_id not in seen_ids:
-                        problems.append(
-                            Problem(
-                                f"unknown rule {rule_id!r} in expect.{key}",
-                                tpos.at(("cases", j, "expect", key, k)),
-                                hint=did_you_mean(rule_id, seen_ids),
-                            )
-                        )
-            tests.append(LoadedTestCase(case, tpos.at(("cases", j))))
+        tests += load_cases(
+            tfile,
+            tpos,
+            problems,
+            CaseCodes(manifest.profiles, interventions, referrals, medications, alert_codes, set(seen_ids), rules_ok),
+        )
 
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -699,6 +550,15 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     digest = hashlib.sha256(
         json.dumps(loader.canonical, sort_keys=True, default=str, separators=(",", ":")).encode()
     ).hexdigest()
+    logger.debug(
+        "loaded %s %s from %s: %d rules, %d test cases, sha256 %s",
+        manifest.id,
+        manifest.version,
+        root,
+        len(rules),
+        len(tests),
+        digest,
+    )
     return Ruleset(
         path=root,
         manifest=manifest,
