@@ -1639,12 +1639,18 @@ def with_requested(
     *,
     as_of: date = DEFAULT_AS_OF,
     max_requested: int = 3,
-    ruleset: Ruleset | None = None,
+    ruleset: RulesetSource | None = None,
 ) -> st.SearchStrategy[PatientCase]:
     """Patients of ``base`` (default :func:`patients`) with 1 to ``max_requested`` requested procedures: mostly
     an intervention aimed at the region of one of their pain complaints (so that some are also proposed),
     sometimes any intervention of the catalogue anywhere, with or without side, levels, guidance, steroid and
-    a planned date on or after ``as_of``."""
+    a planned date on or after ``as_of``. ``ruleset`` as for :func:`patients` (a path or a function is read
+    when the first patient is drawn)."""
+    if ruleset is not None and not isinstance(ruleset, Ruleset):
+        source = ruleset
+        return st.deferred(
+            lambda: with_requested(base, as_of=as_of, max_requested=max_requested, ruleset=_ruleset(source))
+        )
     held = ruleset if ruleset is not None else _bundled()
     base = base if base is not None else patients(as_of=as_of, ruleset=ruleset)
     interventions = tuple(sorted(held.interventions))
@@ -1661,8 +1667,8 @@ def with_requested(
         d = _Draw(draw, as_of, codes)
         requested: list[dict[str, Any]] = []
         for n in range(d.num(1, max_requested)):
-            # a third are injections, whose steroid agent and dose the order may carry
-            code = d.pick(injections) if injections and d.chance(35) else d.pick(interventions)
+            # half are injections, whose steroid agent and dose the order may carry
+            code = d.pick(injections) if injections and d.chance(50) else d.pick(interventions)
             pains = [p.region for p in patient.pain]
             region = d.pick(pains) if pains and d.chance(80) else d.pick(regions)
             item: dict[str, Any] = {"id": f"sr-{n}", "intervention": code, "region": region}
