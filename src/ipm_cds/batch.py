@@ -364,13 +364,14 @@ def _close(results: Iterator[BatchResult]) -> None:
 class _Reader:
     """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], first_line: int = 0) -> None:
         self.stream = stream
         self.bytes_read = 0
+        self.first_line = first_line  # lines before the stream's first (a part of a file, as ipm_cds.dask reads)
 
     def __iter__(self) -> Iterator[Record]:
         index = 0
-        number = 0
+        number = self.first_line
         while True:
             # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
             line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))

@@ -35,6 +35,7 @@ EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_RULESET, EXIT_PATIENT, EXIT_EVALUAT
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.batch", ""),
     ("serve", "ipm_cds.interop.service", "service"),
+    ("summarize", "ipm_cds.summarize", ""),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
@@ -58,6 +59,15 @@ def _register_extension(sub: Any, name: str, module: str, extra: str) -> None:
         return
     parser = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0] if mod.__doc__ else name)
     _HANDLERS[name] = mod.register(parser)
+
+
+def _add_dask_to_batch(sub: Any) -> None:
+    """``ipm-cds batch --dask/--format/--partition-lines`` (ipm_cds.dask; dask itself is imported only when used)."""
+    batch = sub.choices.get("batch")
+    if batch is not None and "batch" in _HANDLERS:
+        from .dask import extend_batch
+
+        _HANDLERS["batch"] = extend_batch(batch, _HANDLERS["batch"])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, extra in EXTENSIONS:
         _register_extension(sub, name, module, extra)
+    _add_dask_to_batch(sub)
 
     te = sub.add_parser("test", help="run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None)
