@@ -157,8 +157,8 @@ def evaluate_bag(
     ``as_of`` defaults to today, fixed now for the whole bag.
     """
     _need_dask()
-    from dask.delayed import delayed
     import dask.bag as db
+    from dask.delayed import delayed
 
     job = _job(ruleset, profile, as_of, backend, parameters, timestamp)
     shared = delayed(job, name=f"ipm-cds-job-{job.key}", traverse=False)
@@ -385,11 +385,7 @@ def run_files(
     if isinstance(partition_lines, bool) or not isinstance(partition_lines, int) or partition_lines < 1:
         raise ConfigurationError(f"partition_lines must be a positive whole number, got {partition_lines!r}")
     out = Path(out)
-    fmt = fmt or ("parquet" if is_parquet(out) else "jsonl")
-    if fmt not in ("jsonl", "parquet"):
-        raise ConfigurationError(f"unknown output format {fmt!r}", hint="use 'jsonl' or 'parquet'")
-    if fmt == "parquet" and str(out) == "-":
-        raise ConfigurationError("Parquet output needs a file", hint="give --out FILE.parquet")
+    fmt = _format(out, fmt)
     paths = _expand([str(p) for p in inputs])
     for path in paths:
         _refuse_overwriting_the_input(argparse.Namespace(input=path, out=out, decision_log=None))
@@ -425,6 +421,15 @@ def run_files(
         if output is not None:
             output.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _format(out: Path, fmt: str | None) -> str:
+    fmt = fmt or ("parquet" if is_parquet(out) else "jsonl")
+    if fmt not in ("jsonl", "parquet"):
+        raise ConfigurationError(f"unknown output format {fmt!r}", hint="use 'jsonl' or 'parquet'")
+    if fmt == "parquet" and str(out) == "-":
+        raise ConfigurationError("Parquet output needs a file", hint="give --out FILE.parquet")
+    return fmt
 
 
 def _result(piece: _Slice, future: Any) -> tuple[int, int, str]:
@@ -463,7 +468,7 @@ def connect(address: str, workers: int = 1) -> Iterator[Any]:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             ) as cluster,
             Client(cluster) as client,
@@ -528,7 +533,9 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.partition_lines < 1:
         raise ConfigurationError(f"--partition-lines must be a positive whole number, got {args.partition_lines}")
     inputs = [str(args.input), *args.more_inputs]
-    _expand(inputs)  # a missing input fails before a cluster is started
+    _format(args.out, args.format)  # a bad input or output fails before a cluster is started
+    for path in _expand(inputs):
+        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=args.out, decision_log=None))
     with connect(args.dask, args.workers) as client:
         records, errors = run_files(
             inputs,
