@@ -212,6 +212,7 @@ class _Slice:
 
 
 _BLOCK = 1 << 24
+_ROW_GROUP = 8192  # Parquet rows a worker holds before writing them
 
 
 def _cuts(path: Path, lines_per_slice: int) -> list[tuple[int, int, int]]:
@@ -301,13 +302,18 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        schema = _arrow_schema()
         rows: list[dict[str, Any]] = []
-        for record in reader:
-            result = evaluator.evaluate(record)
-            rows.extend(conclusion_rows(_parsed(result, piece.label), records))  # numbered within the slice
-            records += 1
-            errors += 0 if result.ok else 1
-        pq.write_table(pa.Table.from_pylist(rows, schema=_arrow_schema()), partial)
+        with pq.ParquetWriter(partial, schema) as writer:
+            for record in reader:
+                result = evaluator.evaluate(record)
+                rows.extend(conclusion_rows(_parsed(result, piece.label), records))  # numbered within the slice
+                records += 1
+                errors += 0 if result.ok else 1
+                if len(rows) >= _ROW_GROUP:  # a row group at a time: the worker's memory stays flat
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    rows = []
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     os.replace(partial, part)
     return records, errors, str(part)
 
@@ -319,6 +325,24 @@ def _parsed(result: BatchResult, label: str | None) -> dict[str, Any]:
     else:
         out["error"] = result.error
     return out
+
+
+def _copy(source: IO[bytes], target: IO[bytes]) -> None:
+    """Append ``source`` to ``target``, in the kernel where it can (no copy through this process's memory)."""
+    target.flush()
+    size = os.fstat(source.fileno()).st_size
+    done = 0
+    try:
+        while done < size:
+            sent = os.sendfile(target.fileno(), source.fileno(), done, size - done)
+            if sent == 0:
+                raise EvaluationError(f"a part file of the run ended early ({done} of {size} bytes)")
+            done += sent
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        if done:
+            raise  # part of the file went out: going on from here another way would be a guess
+        source.seek(0)
+        shutil.copyfileobj(source, target, 1 << 20)
 
 
 class _Output:
@@ -349,7 +373,7 @@ class _Output:
         else:
             assert self.stream is not None
             with part.open("rb") as source:
-                shutil.copyfileobj(source, self.stream, 1 << 20)
+                _copy(source, self.stream)
         self.records += records
         part.unlink()
 
