@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from datetime import date
@@ -285,3 +286,62 @@ def test_a_partition_that_kills_its_workers_fails_the_run_clearly(documents: lis
         assert 0 < len(got) <= 5 * 16
         assert [r["line"] for r in got] == [n for n in range(1, len(got) + 2) if n != 8][: len(got)]
         assert not [p for p in tmp_path.iterdir() if ".parts-" in p.name]
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_cli_batch_dask_stops_on_sigterm_with_whole_partitions_and_no_process_left(
+    documents: list[Any], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(documents[i % 40]) + "\n" for i in range(40_000)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "ipm_cds", "batch", str(source), "--out", str(out), "--dask", "local"]
+    proc = subprocess.Popen(
+        [*command, "--workers", "2", "--partition-lines", "40", "--as-of", "2025-06-02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() or out.stat().st_size == 0:  # the workers are evaluating
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run wrote nothing"
+            time.sleep(0.05)
+        children = _tree(proc.pid)
+        assert len(children) >= 2  # the nannies and their workers
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            for pid in [*_tree(proc.pid), proc.pid]:
+                os.kill(pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM
+    text = err.decode()
+    assert "Traceback" not in text, text
+    line = text.strip().splitlines()[-1]
+    match = re.fullmatch(r"ipm-cds batch: stopped by SIGTERM after ([\d,]+) records \(([\d,]+) with errors\); .*", line)
+    assert match is not None, text
+    done = int(match[1].replace(",", ""))
+    assert int(match[2].replace(",", "")) == done // 40  # one invalid document in every 40
+    written = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]  # every line whole
+    assert [x["line"] for x in written] == list(range(1, done + 1)) and 0 < done < 40_000 and done % 40 == 0
+    assert not [p for p in tmp_path.iterdir() if ".parts-" in p.name]
+    deadline = time.monotonic() + 60
+    while alive := [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]:
+        assert time.monotonic() < deadline, f"left running: {alive}"
+        time.sleep(0.1)

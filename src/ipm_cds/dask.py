@@ -28,6 +28,7 @@ a partition's results are written whole (to a temporary file, renamed) or not at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import glob
@@ -36,6 +37,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -45,7 +47,17 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .batch import BatchResult, _Config, _config, _Evaluator, _Reader, _refuse_overwriting_the_input
+from .batch import (
+    _STOP_SIGNALS,
+    BatchResult,
+    _Config,
+    _config,
+    _Evaluator,
+    _Reader,
+    _refuse_overwriting_the_input,
+    _StopHandler,
+    _Stopped,
+)
 from .engine.facade import BackendName, Engine
 from .errors import ConfigurationError, EvaluationError, PatientDataError, Problem
 from .ruleset.loader import Ruleset
@@ -399,12 +411,15 @@ def run_files(
     backend: BackendName = "durable",
     parameters: Mapping[str, int | float] | None = None,
     timestamp: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    _stopper: _StopHandler | None = None,
 ) -> tuple[int, int]:
     """Evaluate JSON Lines files (paths or globs) on a ``distributed.Client``; write ``out`` (JSON Lines, or
     Parquet: ``fmt="parquet"`` or a ``.parquet`` suffix; ``"-"``: JSON Lines on stdout); return (records, errors).
 
     The workers read the inputs and write their part files beside ``out`` by the same paths as this process:
     on a cluster of several machines, inputs and output live on a file system they all share.
+    ``on_progress(records, errors)`` is called each time a partition's results have been written.
     """
     if isinstance(partition_lines, bool) or not isinstance(partition_lines, int) or partition_lines < 1:
         raise ConfigurationError(f"partition_lines must be a positive whole number, got {partition_lines!r}")
@@ -419,6 +434,7 @@ def run_files(
     folder = tempfile.mkdtemp(prefix=f".{out.name if str(out) != '-' else 'stdout'}.parts-", dir=parent)
     output: _Output | None = None
     futures: list[Any] = []
+    finished = False
     try:
         output = _Output(out, fmt)
         shared = client.scatter(job, broadcast=True, hash=False)
@@ -435,13 +451,19 @@ def run_files(
         errors = 0
         for piece, future in zip(slices, futures, strict=True):
             records, bad, part = _result(piece, future)
-            output.append(Path(part), records)
-            errors += bad
+            with _stopper.record() if _stopper is not None else contextlib.nullcontext():
+                # a stop (SIGINT, SIGTERM) waits for this partition to be written whole
+                output.append(Path(part), records)
+                errors += bad
+                if on_progress is not None:
+                    on_progress(output.records, errors)
             future.release()
+        finished = True
         return output.records, errors
     finally:
-        for future in futures:
-            future.cancel()
+        if not finished:
+            for future in futures:
+                future.cancel()
         if output is not None:
             output.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -560,18 +582,41 @@ def _run_cli(args: argparse.Namespace) -> int:
     _format(args.out, args.format)  # a bad input or output fails before a cluster is started
     for path in _expand(inputs):
         _refuse_overwriting_the_input(argparse.Namespace(input=path, out=args.out, decision_log=None))
-    with connect(args.dask, args.workers) as client:
-        records, errors = run_files(
-            inputs,
-            args.out,
-            client,
-            fmt=args.format,
-            partition_lines=args.partition_lines,
-            ruleset=args.ruleset,
-            profile=args.profile,
-            as_of=args.as_of,
-            backend=args.backend,
-            parameters=dict(args.param),
+    done = [0, 0]
+
+    def progress(records: int, errors: int) -> None:
+        done[:] = [records, errors]
+
+    # SIGINT and SIGTERM stop the run as they stop ipm-cds batch: after the partition being written, the
+    # cluster closed (a local one: its workers ended), the output whole, one line on stderr, 128 + signal
+    handling = threading.current_thread() is threading.main_thread()
+    stopper = _StopHandler()
+    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
+    try:
+        with connect(args.dask, args.workers) as client:
+            run_files(
+                inputs,
+                args.out,
+                client,
+                fmt=args.format,
+                partition_lines=args.partition_lines,
+                ruleset=args.ruleset,
+                profile=args.profile,
+                as_of=args.as_of,
+                backend=args.backend,
+                parameters=dict(args.param),
+                on_progress=progress,
+                _stopper=stopper,
+            )
+    except _Stopped as stopped:
+        print(
+            f"ipm-cds batch: stopped by {signal.Signals(stopped.signum).name} after {done[0]:,} records "
+            f"({done[1]:,} with errors); the output holds their results, in input order",
+            file=sys.stderr,
         )
-    print(f"ipm-cds batch: {records:,} records, {errors:,} with errors", file=sys.stderr)
+        return 128 + stopped.signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    print(f"ipm-cds batch: {done[0]:,} records, {done[1]:,} with errors", file=sys.stderr)
     return 0
