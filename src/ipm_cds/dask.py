@@ -120,7 +120,8 @@ def _evaluator(job: _Job) -> _Evaluator:
         evaluator = _EVALUATORS.get(job.key)
         if evaluator is None:
             while len(_EVALUATORS) >= _CACHE_SIZE:
-                _EVALUATORS.pop(next(iter(_EVALUATORS))).engine.close()
+                # dropped, not closed: a task on another thread of this worker may still be using it
+                _EVALUATORS.pop(next(iter(_EVALUATORS)))
             evaluator = _EVALUATORS[job.key] = _Evaluator(job.config)
             gc.freeze()  # the ruleset and engine live as long as the process: out of the collector's way
     return evaluator
