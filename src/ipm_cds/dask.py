@@ -514,7 +514,7 @@ def connect(address: str, workers: int = 1) -> Iterator[Any]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # a worker racing the cluster's close logs tracebacks otherwise
             ) as cluster,
             Client(cluster) as client,
         ):
