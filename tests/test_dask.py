@@ -218,7 +218,7 @@ def test_cli_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(_batch(str(source), str(source), "--out", str(tmp_path / "o.jsonl"))) == 2
     assert main(_batch(str(source), "--out", str(source), "--dask", "local")) == 2
     assert "destroy the input" in capsys.readouterr().err
-    assert main(_batch(str(tmp_path / "none-*.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--dask", "local")) == 4
+    assert main(_batch(str(tmp_path / "none-*.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--dask", "local")) == 6
     assert main(_batch(str(source), "--out", "-", "--format", "parquet", "--dask", "local")) == 2
 
 

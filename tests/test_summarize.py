@@ -193,4 +193,4 @@ def test_cli_summarize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad.write_text('{"line": 1}\n', encoding="utf-8")
     assert main(["summarize", str(bad)]) == 4
     assert "bad.jsonl:1: not a result of ipm-cds batch" in capsys.readouterr().err
-    assert main(["summarize", str(tmp_path / "missing.jsonl")]) == 4
+    assert main(["summarize", str(tmp_path / "missing.jsonl")]) == 6

@@ -59,7 +59,7 @@ from .batch import (
     _Stopped,
 )
 from .engine.facade import BackendName, Engine
-from .errors import ConfigurationError, EvaluationError, PatientDataError, Problem
+from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
 from .summarize import ROW_FIELDS, conclusion_rows, is_parquet
 
@@ -200,7 +200,7 @@ def evaluate_dataframe(frame: Any, column: str | None = None, **settings: Any) -
             )
         column = columns[0]
     elif column not in columns:
-        from .ruleset.compile import did_you_mean
+        from .ruleset.problems import did_you_mean
 
         raise ConfigurationError(f"the data frame has no column {column!r}", hint=did_you_mean(column, columns))
     return evaluate_bag(frame[column].to_bag(), **settings)
@@ -262,11 +262,11 @@ def _expand(patterns: Sequence[str]) -> list[Path]:
             raise ConfigurationError("--dask reads files, not standard input", hint="give the input as a file")
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
-            raise PatientDataError([Problem(f"no file matches {pattern}")])
+            raise InputFileError(pattern, "no file matches", hint="give JSON Lines files or globs")
         for match in matches:
             path = Path(match)
             if not path.is_file():
-                raise PatientDataError([Problem(f"no such file: {path}")])
+                raise InputFileError(str(path), "no such file", hint="give JSON Lines files or globs")
             if path not in paths:
                 paths.append(path)
     return paths

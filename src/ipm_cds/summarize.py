@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigurationError, PatientDataError, Problem
+from .errors import ConfigurationError, InputFileError, PatientDataError, Problem
 
 __all__ = [
     "ROW_FIELDS",
@@ -314,7 +314,7 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     """The conclusion rows of a run's output: JSON Lines, or Parquet (by its suffix, ``.parquet``)."""
     path = Path(path)
     if not path.is_file():
-        raise PatientDataError([Problem(f"no such file: {path}")])
+        raise InputFileError(str(path), "no such file", hint="give the output of ipm-cds batch (.jsonl or .parquet)")
     return _parquet_rows(path) if is_parquet(path) else _jsonl_rows(path)
 
 
@@ -457,7 +457,9 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
         "conclusion, rule and profile, the missing data most often blocking a decision, errors by type."
     )
     parser.add_argument("output", type=Path, help="the output of ipm-cds batch (.jsonl, or .parquet)")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text", help="text (default), or every count as JSON on stdout"
+    )
     parser.add_argument(
         "--html", type=Path, default=None, metavar="FILE", help="also write an HTML page with bar charts"
     )
