@@ -58,8 +58,8 @@ def make_input(path: Path, records: int) -> int:
 def per_record(backend: str, records: int = 600) -> dict[str, Any]:
     """CPU µs per record and stage, one process (what a worker pays per patient whatever the scheduler)."""
     import ipm_cds
-    from ipm_cds.batch import BatchResult
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.patient import parse_patient
+    from ipm_cds.serving.batch import BatchResult
     from ipm_cds.summarize import conclusion_rows
 
     from .workloads import AS_OF, cohort
@@ -79,7 +79,7 @@ def per_record(backend: str, records: int = 600) -> dict[str, Any]:
     # the evaluation's own stages, CPU time summed over the records (benchmarks.__main__.stages gives medians)
     from ipm_cds.engine.driver import run_program
     from ipm_cds.engine.resolve import resolve
-    from ipm_cds.facts.normalise import normalise
+    from ipm_cds.model.facts.normalise import normalise
 
     split = [0.0, 0.0, 0.0]
     for case in cases:

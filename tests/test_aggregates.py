@@ -23,7 +23,7 @@ from ipm_cds.engine import aggregates
 from ipm_cds.engine.driver import DEFAULT_FIRING_CAP
 from ipm_cds.engine.match import Unknown
 from ipm_cds.engine.python_backend import PythonBackend
-from ipm_cds.facts.normalise import Fact
+from ipm_cds.model.facts.normalise import Fact
 from ipm_cds.ruleset import ir
 from ipm_cds.tooling.checks import semantic_problems
 
@@ -456,8 +456,8 @@ def test_the_python_backend_checks_the_cap_while_matching(ruleset: ipm_cds.Rules
 
 
 def test_an_item_recorded_twice_is_one_fact_and_still_counts_in_the_summaries(ruleset: ipm_cds.Ruleset) -> None:
-    from ipm_cds.facts.normalise import normalise
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.facts.normalise import normalise
+    from ipm_cds.model.patient import parse_patient
 
     document = {"medications": [{"agent": "oxycodone", "daily_dose": 30, "dose_unit": "mg"}] * 2}
     facts = normalise(parse_patient(document), AS_OF, ruleset.normalise_context())

@@ -1,4 +1,4 @@
-"""Batch evaluation (ipm_cds.batch, ``ipm-cds batch``) and the decision log.
+"""Batch evaluation (ipm_cds.serving.batch, ``ipm-cds batch``) and the decision log.
 
 The multi-process comparison runs 2,000 generated patients in CI; ``IPM_CDS_STRESS=full`` runs 100,000.
 """
@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds import batch
 from ipm_cds.cli import main
 from ipm_cds.decision_log import DecisionLog, input_digest
 from ipm_cds.errors import ConfigurationError
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.patient import PatientCase
+from ipm_cds.serving import batch
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, RFA_PATIENT

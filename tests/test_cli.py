@@ -195,7 +195,7 @@ def test_junit_report_and_coverage(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_coverage_names_rules_never_fired_and_never_missed(ruleset: object) -> None:
-    from ipm_cds.casetests import CaseResult, coverage
+    from ipm_cds.tooling.casetests import CaseResult, coverage
 
     rs = ipm_cds.load_ruleset()
     ids = sorted(r.id for r in rs.rules)

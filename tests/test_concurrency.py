@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, run_in_threads

@@ -21,9 +21,9 @@ import pytest
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin
 
 from ipm_cds import dask as ipm_dask
-from ipm_cds.batch import evaluate_many
 from ipm_cds.cli import main
 from ipm_cds.errors import ConfigurationError, EvaluationError
+from ipm_cds.serving.batch import evaluate_many
 from ipm_cds.summarize import conclusion_rows
 
 AS_OF = date(2025, 6, 2)

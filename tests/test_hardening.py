@@ -25,9 +25,9 @@ import ipm_cds
 from ipm_cds.engine import compiled, driver, durable_backend
 from ipm_cds.engine.match import index_by_type, matches
 from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError, PatientDataError, RulesetError
-from ipm_cds.facts.normalise import Fact, normalise
-from ipm_cds.facts.schema import BASE_FACT_TYPES
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.facts.normalise import Fact, normalise
+from ipm_cds.model.facts.schema import BASE_FACT_TYPES
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.ruleset import yamlsrc
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing.strategies import patients, raw_patient_documents
@@ -165,7 +165,7 @@ def test_deeply_nested_patient_json_is_refused_by_the_library_and_batch(durable:
     text = '{"pain": ' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(PatientDataError, match="recursion limit"):
         durable.evaluate(text, as_of=AS_OF)
-    from ipm_cds.batch import evaluate_many
+    from ipm_cds.serving.batch import evaluate_many
 
     (result,) = evaluate_many([text], as_of=AS_OF)
     assert result.error is not None and result.error["type"] == "PatientDataError"

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ipm_cds.batch import evaluate_many
 from ipm_cds.cli import main
+from ipm_cds.serving.batch import evaluate_many
 from ipm_cds.summarize import (
     ROW_FIELDS,
     ConclusionCount,

@@ -9,8 +9,8 @@ from typing import Any, Literal, get_args, get_origin
 from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BaseModel
 
-from ipm_cds import patient as pm
-from ipm_cds.facts import schema as fs
+from ipm_cds.model import patient as pm
+from ipm_cds.model.facts import schema as fs
 
 VOCABS: dict[str, Any] = {"Laterality": pm.Laterality}  # the model's own closed lists; codes are the ruleset's
 _BY_ARGS = {tuple(get_args(v)): k for k, v in VOCABS.items()}

@@ -15,7 +15,20 @@ package logger has a :class:`logging.NullHandler`, and the application decides w
 import logging as _logging
 
 from ._version import __version__
-from .assessment import (
+from .engine import Engine
+from .errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    EngineFaultError,
+    EvaluationError,
+    FiringLimitError,
+    IpmCdsError,
+    PatientDataError,
+    Problem,
+    RulesetError,
+    SourceLocation,
+)
+from .model.assessment import (
     Alert,
     Assessment,
     Basis,
@@ -30,21 +43,8 @@ from .assessment import (
     Target,
     TraceEntry,
 )
-from .engine import Engine
-from .engine.explain import Explanation, WhyNot
-from .errors import (
-    BackendUnavailableError,
-    ConfigurationError,
-    EngineFaultError,
-    EvaluationError,
-    FiringLimitError,
-    IpmCdsError,
-    PatientDataError,
-    Problem,
-    RulesetError,
-    SourceLocation,
-)
-from .patient import PatientCase, parse_patient
+from .model.explanation import Explanation, WhyNot
+from .model.patient import PatientCase, parse_patient
 from .ruleset.loader import Ruleset, load_ruleset
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -57,6 +57,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "schema": (0, 2),
     "batch": (0, 2, 3, 5, 6),
     "serve": (0, 2, 3, 6),
+    "fhir": (0, 2, 3, 4, 6),
     "test": (0, 1, 2, 3, 5, 6),
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
@@ -88,8 +89,9 @@ def exit_codes_epilog(command: str | None) -> str:
 # Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
 # A module whose optional dependencies are missing still gets a subcommand that says what to install.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
-    ("batch", "ipm_cds.batch", ""),
+    ("batch", "ipm_cds.serving.batch", ""),
     ("serve", "ipm_cds.serving.service", "service"),
+    ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
     ("summarize", "ipm_cds.summarize", ""),
 )
 Handler = Callable[[argparse.Namespace], int]
@@ -295,7 +297,7 @@ def _completion(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .engine.facade import Engine
-    from .render import render_text
+    from .model.render import render_text
     from .ruleset.loader import load_ruleset
 
     document = read_patient_document(args.patient)
@@ -410,9 +412,9 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .diff import case_patients, diff_rulesets, generated_patients, render_diff
     from .ruleset.loader import load_ruleset
     from .testing.strategies import DEFAULT_AS_OF
+    from .tooling.diff import case_patients, diff_rulesets, generated_patients, render_diff
 
     old, new = load_ruleset(args.old), load_ruleset(args.new)
     cohort = case_patients(old, new, folder=args.cases)
@@ -426,8 +428,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _content(args: argparse.Namespace) -> int:
-    from .content import content, render_markdown
     from .ruleset.loader import load_ruleset
+    from .tooling.content import content, render_markdown
 
     ruleset = load_ruleset(args.ruleset, with_tests=False)
     rows = content(ruleset)
@@ -461,8 +463,8 @@ def document_schemas(ruleset: Ruleset | None = None) -> dict[str, dict[str, Any]
     """The JSON Schemas of what goes in and out of an evaluation: the patient document (with the codes of
     ``ruleset``'s vocabularies, as in its test files' schema), the assessment and the explanation; draft
     2020-12, with the same ``$id`` scheme as the rule-file schemas."""
-    from .assessment import Assessment
-    from .engine.explain import Explanation
+    from .model.assessment import Assessment
+    from .model.explanation import Explanation
     from .ruleset.schema import SCHEMA_ID_BASE, schema_for
 
     tests = schema_for("tests", ruleset)  # its PatientCase is the patient model, completed from the ruleset
@@ -507,8 +509,8 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .casetests import coverage, junit_xml, rules_in, run_cases
     from .ruleset.loader import load_ruleset
+    from .tooling.casetests import coverage, junit_xml, rules_in, run_cases
 
     ruleset = load_ruleset(args.ruleset)
     if args.coverage is not None:

@@ -3,9 +3,9 @@
 An optional extra (``pip install "ipm-cds[dask]"``: dask, distributed, pyarrow). Three ways in:
 
 * :func:`evaluate_bag` turns a Dask bag of patient documents (mappings, :class:`~ipm_cds.PatientCase`
-  objects or JSON text) into a bag of :class:`~ipm_cds.batch.BatchResult`, in input order, on any Dask
+  objects or JSON text) into a bag of :class:`~ipm_cds.serving.batch.BatchResult`, in input order, on any Dask
   scheduler (threads, processes, a distributed cluster). Each result is what
-  :func:`~ipm_cds.batch.evaluate_many` gives for the same document at the same position: the same
+  :func:`~ipm_cds.serving.batch.evaluate_many` gives for the same document at the same position: the same
   assessment, or the same per-record error (``{"type", "message"}`` and, where known, ``problems`` or
   ``rule``); ``index`` is the position in the whole bag.
 * :func:`evaluate_dataframe` does the same for a Dask DataFrame with one document per row (one column of
@@ -47,7 +47,10 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .batch import (
+from .engine.facade import BackendName, Engine
+from .errors import ConfigurationError, EvaluationError, InputFileError
+from .ruleset.loader import Ruleset
+from .serving.batch import (
     _STOP_SIGNALS,
     BatchResult,
     _Config,
@@ -58,9 +61,6 @@ from .batch import (
     _StopHandler,
     _Stopped,
 )
-from .engine.facade import BackendName, Engine
-from .errors import ConfigurationError, EvaluationError, InputFileError
-from .ruleset.loader import Ruleset
 from .summarize import ROW_FIELDS, conclusion_rows, is_parquet
 
 __all__ = ["DEFAULT_PARTITION_LINES", "evaluate_bag", "evaluate_dataframe", "run_files"]
@@ -162,11 +162,11 @@ def evaluate_bag(
     parameters: Mapping[str, int | float] | None = None,
     timestamp: bool = True,
 ) -> Any:
-    """A ``dask.bag.Bag`` of :class:`~ipm_cds.batch.BatchResult`, one per document of ``bag``, in its order.
+    """A ``dask.bag.Bag`` of :class:`~ipm_cds.serving.batch.BatchResult`, one per document of ``bag``, in its order.
 
     Lazy, like every Dask collection: ``.compute()`` (on any scheduler) gives the list, record for record
     what ``evaluate_many(documents, ...)`` gives. The settings are those of
-    :func:`~ipm_cds.batch.evaluate_many`; bad ones raise :class:`~ipm_cds.errors.ConfigurationError` here.
+    :func:`~ipm_cds.serving.batch.evaluate_many`; bad ones raise :class:`~ipm_cds.errors.ConfigurationError` here.
     ``as_of`` defaults to today, fixed now for the whole bag.
     """
     _need_dask()

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic_core import from_json
 
 from ..errors import BackendUnavailableError, EngineFaultError, IpmCdsError, Problem, RulesetError
-from ..facts.normalise import Fact
+from ..model.facts.normalise import Fact
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
 from . import durable_limits

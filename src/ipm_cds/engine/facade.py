@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..assessment import Assessment
 from ..errors import ConfigurationError
-from ..facts.normalise import normalise
-from ..patient import PatientCase, parse_patient
+from ..model.assessment import Assessment
+from ..model.explanation import Explanation
+from ..model.facts.normalise import normalise
+from ..model.patient import PatientCase, parse_patient
 from ..ruleset.loader import Ruleset
 from .base import Backend
 from .driver import DEFAULT_FIRING_CAP, Run, run_program
-from .explain import Explanation, explain_run
+from .explain import explain_run
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
 from .resolve import resolve

@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 from typing import Literal
 
 from .._version import __version__
-from ..assessment import (
+from ..model.assessment import (
     Alert,
     Assessment,
     Basis,
@@ -37,8 +37,8 @@ from ..assessment import (
     TraceEntry,
     trusted,
 )
-from ..facts.normalise import Fact, Scalar
-from ..facts.schema import BASE_FACT_TYPES
+from ..model.facts.normalise import Fact, Scalar
+from ..model.facts.schema import BASE_FACT_TYPES
 from ..ruleset import ir
 from ..ruleset.messages import Template
 from ..ruleset.model import HoldAdvice

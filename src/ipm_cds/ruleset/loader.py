@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..errors import PatientDataError, Problem, RulesetError, SourceLocation
-from ..facts.normalise import MedicationInfo, NormaliseContext
-from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
-from ..facts.vocabulary import CodeInfo, check_codes
-from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
+from ..model.facts.normalise import MedicationInfo, NormaliseContext
+from ..model.facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
+from ..model.facts.vocabulary import CodeInfo, check_codes
+from ..model.patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
 from .compile import CompileContext, compile_rules
 from .messages import CRITERION, SLOTS, Template, parse_template

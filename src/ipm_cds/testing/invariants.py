@@ -6,9 +6,9 @@ import random
 from datetime import date
 from typing import Any
 
-from ..assessment import Assessment
 from ..engine.facade import Engine
-from ..patient import PatientCase
+from ..model.assessment import Assessment
+from ..model.patient import PatientCase
 
 
 def _diff(a: str, b: str) -> str:
@@ -158,7 +158,7 @@ def assert_more_relief_never_removes(
 
 def unread_patient_fields(engine: Engine) -> list[str]:
     """Patient fields (``section.field``) that no active rule reads under the engine's profile."""
-    from ..facts.schema import BASE_FACT_TYPES
+    from ..model.facts.schema import BASE_FACT_TYPES
     from ..ruleset import ir
 
     read: set[tuple[str, str]] = set()

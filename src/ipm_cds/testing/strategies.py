@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from .. import patient as pm
-from ..patient import PatientCase
+from ..model import patient as pm
+from ..model.patient import PatientCase
 from ..ruleset.loader import Ruleset
 
 if TYPE_CHECKING:
