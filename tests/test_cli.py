@@ -72,6 +72,7 @@ def test_json_output_is_stable_and_sorted(capsys: pytest.CaptureFixture[str]) ->
     for d in (a, b):
         d["provenance"].pop("evaluated_at")
         d["provenance"].pop("backend")
+        d["provenance"].pop("backend_auto")
     assert a == b
     assert first == json.dumps(json.loads(first), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -254,9 +254,8 @@ def fact_table(ft: fs.FactType) -> str:
     rows = ["| Field | Type | Unit | Values | Comes from | Meaning |", "|---|---|---|---|---|---|"]
     for fname, spec in ft.fields.items():
         values = ", ".join(f"`{v}`" for v in spec.values) if spec.values else ""
-        if spec.values and len(spec.values) > 8:
-            vocab = _BY_ARGS.get(tuple(spec.values))
-            values = f"[{vocab}](patient-model.md#{_anchor(vocab)})" if vocab else values
+        if spec.vocabulary is not None:  # the ruleset's codes, listed on the patient model page
+            values = f"[{spec.vocabulary}](patient-model.md#{spec.vocabulary})"
         meaning = MEANING.get((ft.name, fname), spec.description)
         rows.append(
             f"| `{fname}` | {spec.type} | {spec.unit or ''} | {values} | {fact_source(ft, fname, spec)} | {meaning} |"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .argtypes import date_arg, parameter_arg
+from .argtypes import add_backend_option, date_arg, parameter_arg
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -139,9 +139,7 @@ def _engine_options(parser: argparse.ArgumentParser, *, what: str = "evaluation"
     parser.add_argument("--ruleset", type=Path, default=None, help=_RULESET_HELP)
     parser.add_argument("--as-of", type=date_arg, default=None, help=f"{what} date YYYY-MM-DD (default: today)")
     parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    parser.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--param",
         type=parameter_arg,
@@ -237,9 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     te = _add_parser(sub, "test", "run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None, help=_RULESET_HELP)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
-    te.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(te)
     te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
     te.add_argument(
         "--coverage",
@@ -509,6 +505,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from .engine.facade import choose_backend
     from .ruleset.loader import load_ruleset
     from .tooling.casetests import coverage, junit_xml, rules_in, run_cases
 
@@ -524,7 +521,7 @@ def _test(args: argparse.Namespace) -> int:
         for failure in r.failures:
             print(f"    {failure}")
     if args.junit:
-        args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
+        args.junit.write_text(junit_xml(ruleset, results, choose_backend(args.backend)[0]), encoding="utf-8")
     if not args.filter or args.coverage:
         cov = coverage(ruleset, results, args.coverage)
         scope = f" of {args.coverage}" if args.coverage else ""
@@ -534,7 +531,8 @@ def _test(args: argparse.Namespace) -> int:
             print(f"coverage: rules{scope} never seen not firing (no near miss): {', '.join(cov.never_missed)}")
         if not cov.never_fired and not cov.never_missed:
             print(f"coverage: all {len(rules_in(ruleset, args.coverage))} rules{scope} seen firing and not firing")
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    name, auto = choose_backend(args.backend)
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({name} backend{' (auto)' if auto else ''})")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 
 

@@ -47,7 +47,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .engine.facade import BackendName, Engine
+from .engine.facade import BackendChoice, choose_backend
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
 from .serving.batch import (
@@ -84,18 +84,13 @@ def _job(
     ruleset: Ruleset | str | os.PathLike[str] | None,
     profile: str | None,
     as_of: date | None,
-    backend: BackendName,
+    backend: BackendChoice,
     parameters: Mapping[str, int | float] | None,
     timestamp: bool,
 ) -> _Job:
-    if backend not in ("durable", "python"):
-        raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
+    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
+    # as asked: each worker resolves "auto" itself, the same way (as ipm_cds.serving.batch's workers do)
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, None, False)
-    if backend == "durable":
-        from .engine import durable_backend
-
-        if not durable_backend.available():
-            Engine(config.ruleset, profile=profile, backend="durable")  # raises BackendUnavailableError
     identity = [
         config.ruleset.sha256,
         profile,
@@ -158,7 +153,7 @@ def evaluate_bag(
     ruleset: Ruleset | str | os.PathLike[str] | None = None,
     profile: str | None = None,
     as_of: date | None = None,
-    backend: BackendName = "durable",
+    backend: BackendChoice = "auto",
     parameters: Mapping[str, int | float] | None = None,
     timestamp: bool = True,
 ) -> Any:
@@ -407,7 +402,7 @@ def run_files(
     ruleset: Ruleset | str | os.PathLike[str] | None = None,
     profile: str | None = None,
     as_of: date | None = None,
-    backend: BackendName = "durable",
+    backend: BackendChoice = "auto",
     parameters: Mapping[str, int | float] | None = None,
     timestamp: bool = True,
     on_progress: Callable[[int, int], None] | None = None,

@@ -193,6 +193,11 @@ class Provenance(_Out):
     parameter_overrides: dict[str, int | float] = Field(description="Parameters given a value by the caller.")
     parameters: dict[str, int | float] = Field(description="Every parameter value in force.")
     backend: Literal["durable", "python"] = Field(description="The rule engine backend that evaluated.")
+    backend_auto: bool = Field(
+        False,
+        description="True when backend='auto' (the default) chose it: durable-rules where it is installed and "
+        "importable, the python backend otherwise. Both give identical assessments.",
+    )
     as_of: date = Field(description="The date the evaluation was made for (durations and ages count to it).")
     evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
     rules_active: int = Field(description="How many rules ran.")

@@ -363,6 +363,42 @@ class PatientCase(_Model):
             raise ValueError("at most one pain complaint can be the index pain (is_index)")
         return self
 
+    def to_yaml(self) -> str:
+        """The patient document as compact YAML: fields empty (None, ``[]``, ``{}``) or at their default left out."""
+        import yaml
+
+        return yaml.safe_dump(
+            _compact(self.model_dump(mode="json", exclude_defaults=True)),
+            sort_keys=False,
+            default_flow_style=None,
+            width=100,
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """How hypothesis (and IPython) print a patient: compact YAML, not one long line of every field."""
+        printer.text('PatientCase.from_yaml("""\n' + self.to_yaml() + '""")')
+
+    @classmethod
+    def from_yaml(cls, text: str) -> PatientCase:
+        """A patient from YAML text (as :meth:`to_yaml` writes it); invalid data raises :class:`PatientDataError`."""
+        import yaml
+
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PatientDataError([Problem(f"not YAML: {exc}")]) from None
+        return parse_patient(document)
+
+
+def _compact(value: Any) -> Any:
+    """``value`` without the empty fields (None, ``[]``, ``{}``) of its mappings, recursively."""
+    if isinstance(value, dict):
+        kept = {k: _compact(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []

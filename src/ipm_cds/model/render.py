@@ -31,7 +31,7 @@ def render_text(a: Assessment) -> str:
     lines = [
         f"ipm-cds assessment{f' for {a.patient_id}' if a.patient_id else ''} as of {a.as_of.isoformat()}",
         f"Ruleset {p.ruleset_id} {p.ruleset_version} (sha256 {p.ruleset_sha256[:12]}), profile {p.profile}, "
-        f"{p.backend} backend, ipm-cds {p.library_version}",
+        f"{p.backend} backend{' (auto)' if p.backend_auto else ''}, ipm-cds {p.library_version}",
         "",
     ]
     critical = [al for al in a.alerts if al.severity == "critical"]

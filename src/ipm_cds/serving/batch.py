@@ -41,9 +41,9 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from ..argtypes import date_arg, parameter_arg
+from ..argtypes import add_backend_option, date_arg, parameter_arg
 from ..decision_log import DecisionLog, decision_entry
-from ..engine.facade import BackendName, Engine
+from ..engine.facade import BackendChoice, Engine, choose_backend
 from ..errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
 from ..jsonsrc import UTF8_BOM, strip_bom
 from ..ruleset.loader import Ruleset, load_ruleset
@@ -88,7 +88,7 @@ class BatchResult:
 class _Config:
     ruleset: Ruleset
     profile: str | None
-    backend: BackendName
+    backend: BackendChoice  # as asked: each worker's engine resolves "auto" itself (the same way)
     parameters: Mapping[str, int | float]
     as_of: date
     timestamp: bool
@@ -147,7 +147,7 @@ class _Evaluator:
                 assessment,
                 case,
                 elapsed_seconds=elapsed,
-                backend=config.backend,
+                backend=self.engine.backend_name,
                 include_patient_id=config.include_patient_id,
             )
         return BatchResult(index, line, assessment.to_json(indent=None, timestamp=config.timestamp), None, decision)
@@ -250,27 +250,38 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
 def _config(
     ruleset: Ruleset | str | os.PathLike[str] | None,
     profile: str | None,
-    backend: BackendName,
+    backend: BackendChoice,
     parameters: Mapping[str, int | float] | None,
     as_of: date | None,
     timestamp: bool,
     decision_log: object,
     include_patient_id: bool,
 ) -> _Config:
+    from ..engine.facade import check_arguments, evaluation_date
     from ..engine.program import build_program
 
+    if ruleset is not None and not isinstance(ruleset, Ruleset | str | os.PathLike):
+        raise ConfigurationError(
+            f"ruleset must be a Ruleset or a folder path, not {type(ruleset).__name__}",
+            hint="ipm_cds.load_ruleset(path), a path, or None for the bundled ruleset",
+        )
     loaded = (
         ruleset
         if isinstance(ruleset, Ruleset)
         else load_ruleset(None if ruleset is None else Path(ruleset), with_tests=False)
     )
+    check_arguments(loaded, profile, parameters, 1, None)
     build_program(loaded, profile, parameters)  # an unknown profile or a bad parameter fails here, once
+    if decision_log is not None and not isinstance(decision_log, DecisionLog | str | os.PathLike):
+        raise ConfigurationError(
+            f"decision_log must be a path or a DecisionLog, not {type(decision_log).__name__}",
+        )
     return _Config(
         ruleset=loaded,
         profile=profile,
         backend=backend,
         parameters=dict(parameters or {}),
-        as_of=as_of or date.today(),  # one date for the whole batch, even across midnight
+        as_of=evaluation_date(as_of),  # one date for the whole batch, even across midnight
         timestamp=timestamp,
         log_decisions=decision_log is not None,
         include_patient_id=include_patient_id,
@@ -284,7 +295,7 @@ def evaluate_many(
     ruleset: Ruleset | str | os.PathLike[str] | None = None,
     profile: str | None = None,
     as_of: date | None = None,
-    backend: BackendName = "durable",
+    backend: BackendChoice = "auto",
     parameters: Mapping[str, int | float] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     timestamp: bool = True,
@@ -298,9 +309,20 @@ def evaluate_many(
     :class:`~ipm_cds.decision_log.DecisionLog`: each assessment made is recorded there, in input order.
     Bad settings raise :class:`~ipm_cds.errors.ConfigurationError` (or ``RulesetError``) here, before
     any patient is read.
+
+    This is the way to use several cores: ``workers=N`` starts N worker processes, each with its own engine
+    (an engine's evaluations hold the GIL, so threads add no throughput). ``backend="auto"`` (the
+    default) is resolved in each worker the same way as here.
     """
+    try:
+        documents = iter(patients)
+    except TypeError:
+        raise ConfigurationError(
+            f"patients must be an iterable of patient documents, not {type(patients).__name__}",
+            hint="a list of mappings, PatientCase objects or JSON texts, or a generator of them",
+        ) from None
     return _evaluate(
-        ((i, None, p) for i, p in enumerate(patients)),
+        ((i, None, p) for i, p in enumerate(documents)),
         workers=workers,
         ruleset=ruleset,
         profile=profile,
@@ -321,7 +343,7 @@ def _evaluate(
     ruleset: Ruleset | str | os.PathLike[str] | None,
     profile: str | None,
     as_of: date | None,
-    backend: BackendName,
+    backend: BackendChoice,
     parameters: Mapping[str, int | float] | None,
     chunk_size: int,
     timestamp: bool,
@@ -332,14 +354,8 @@ def _evaluate(
         raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
-    if backend not in ("durable", "python"):
-        raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'durable' or 'python'")
+    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
-    if backend == "durable":
-        from ..engine import durable_backend
-
-        if not durable_backend.available():
-            Engine(config.ruleset, profile=profile, backend="durable")  # raises BackendUnavailableError
     if isinstance(decision_log, DecisionLog):
         return _logged(_evaluate_records(records, config, workers, chunk_size), decision_log, owned=False)
     if decision_log is not None:
@@ -620,9 +636,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument(
         "--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
     )
-    parser.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
     )

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.facade import BackendName, Engine
+from ..engine.facade import BackendChoice, Engine, choose_backend
 from ..errors import ConfigurationError, IpmCdsError
 from ..model.assessment import Assessment, Precaution
 from ..ruleset import ir
@@ -139,9 +139,9 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     return failures
 
 
-def run_cases(
-    ruleset: Ruleset, *, backend: BackendName = "durable", name_filter: str | None = None
-) -> list[CaseResult]:
+def run_cases(ruleset: Ruleset, *, backend: BackendChoice = "auto", name_filter: str | None = None) -> list[CaseResult]:
+    """Run the ruleset's YAML test cases. An unknown or unavailable backend raises once, before any case."""
+    choose_backend(backend)
     engines: dict[tuple[str, tuple[tuple[str, int | float], ...]], Engine] = {}
     results: list[CaseResult] = []
     for loaded in ruleset.tests:
