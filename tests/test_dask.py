@@ -258,6 +258,11 @@ def test_a_worker_killed_mid_run_is_retried_and_no_record_is_missing(
         ).compute()
         assert marker.exists()  # a worker was killed while evaluating partition 4 ...
         assert results == expected  # ... which ran again: every record, in order
+
+
+def test_a_worker_killed_mid_file_run_is_retried_and_no_record_is_missing(documents: list[Any], tmp_path: Path) -> None:
+    cluster, client = _cluster(allowed_failures=3)  # a cluster of its own: no worker restarted by another test
+    with cluster, client:
         source = tmp_path / "p.jsonl"
         _write_jsonl(source, documents)
         marker = tmp_path / "killed-files"
