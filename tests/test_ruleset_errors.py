@@ -213,10 +213,25 @@ def test_red_flag_without_urgent_referral_is_refused(copy: Path) -> None:
 
 
 def test_unverified_parameter_default_must_be_labelled_local_policy(copy: Path) -> None:
-    edit(copy, "catalogues/parameters.yaml", "    local_policy_default: true\n", "")
+    text = (copy / "catalogues/parameters.yaml").read_text()
+    start = text.index("    local_policy_default: true\n")
+    end = text.index("\n", text.index("      note: ", start)) + 1
+    edit(copy, "catalogues/parameters.yaml", text[start:end], "")
     found = problems(copy)
     assert len(found) == 1
     assert "parameter facet_dx_max_sessions is UNVERIFIED and ships a default: set local_policy_default" in found[0]
+
+
+def test_default_basis_source_must_resolve(copy: Path) -> None:
+    edit(
+        copy,
+        "catalogues/parameters.yaml",
+        "      source: cms_lcd_facet\n      verification: UNVERIFIED\n",
+        "      source: cms_lcd_facets\n      verification: UNVERIFIED\n",
+    )
+    found = problems(copy)
+    assert len(found) == 1
+    assert "unknown source 'cms_lcd_facets'" in found[0]
 
 
 def test_target_literal_is_checked_against_the_vocabulary(copy: Path) -> None:

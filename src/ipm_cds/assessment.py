@@ -125,6 +125,21 @@ class TraceEntry(_Out):
     bindings: list[BoundFact]
 
 
+class DefaultApplied(_Out):
+    """A parameter default that no source states as one number (tagged ``default_basis`` in the catalogue),
+    read by the conditions of a rule that fired: the default decided that rule's conclusions."""
+
+    parameter: str
+    value: int | float
+    basis: Literal["conservative_default", "common_practice"]
+    source: str = Field(description="Sources-catalogue id of the value's basis.")
+    verification: str = Field(description="Verification tag of the value in that source.")
+    rule: str = Field(description="Rule id@version whose conditions read it.")
+    decided: list[str] = Field(
+        description="What the rule concluded, as 'kind:code' (e.g. 'exclude:genicular_rfa', 'alert:red_flag.x')."
+    )
+
+
 class Provenance(_Out):
     ruleset_id: str
     ruleset_version: str
@@ -138,6 +153,11 @@ class Provenance(_Out):
     evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
     rules_active: int
     rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
+    defaults_applied: list[DefaultApplied] = Field(
+        default_factory=list,
+        description="Tagged parameter defaults (conservative or common-practice values, no single published "
+        "number) that decided an outcome: the rules whose conditions read them fired.",
+    )
 
 
 class Assessment(_Out):

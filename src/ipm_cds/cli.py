@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         help="override a parameter (repeatable)",
     )
     ev.add_argument("--format", choices=["text", "json"], default="text")
+    ev.add_argument(
+        "--list-inactive", action="store_true", help="text format: list every rule that did not run, with why"
+    )
 
     ex = sub.add_parser("explain", help="why each conclusion, and why not each other intervention")
     ex.add_argument("patient", type=Path, help="patient file, .json or .yaml")
@@ -142,7 +145,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset, with_tests=False)
     engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
     assessment = engine.evaluate(document, as_of=args.as_of)
-    sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else render_text(assessment))
+    text = render_text(assessment, list_inactive=args.list_inactive) if args.format != "json" else ""
+    sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else text)
     return EXIT_OK
 
 
