@@ -87,11 +87,15 @@ class Alert(_Out):
 
 
 class Referral(_Out):
+    """One referral per target: the reasons of every rule that refers there, merged (one per line, the most
+    urgent first), at the highest urgency any of them asks for."""
+
     to: str
     name: str
     urgency: Urgency
     reason: str
-    basis: Basis
+    basis: Basis = Field(description="The rule behind the most urgent reason.")
+    rules: list[str] = Field(default_factory=list, description="Every rule (id@version) that refers to this target.")
 
 
 class DeferredReferral(_Out):

@@ -288,7 +288,7 @@ def resolve(
     precaution_rules: list[tuple[Firing, ir.Precaution]] = []
     holds: list[tuple[Firing, ir.AntithromboticHold]] = []
     alerts: dict[tuple[str, str], Alert] = {}
-    referrals: dict[tuple[str, str, str], Referral] = {}
+    referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
 
     for firing in live:
         rule, bound = firing.rule, firing.bindings
@@ -339,18 +339,23 @@ def resolve(
                     trusted(Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)),
                 )
             elif isinstance(c, ir.Refer):
-                reason = r.render(c.reason, bound)
-                # One referral per target, urgency and rule: several findings behind it share one entry.
-                merged = referrals.get((c.to, c.urgency, rule.id))
-                reasons = sorted({*(merged.reason.split("\n") if merged else ()), reason})
-                referrals[(c.to, c.urgency, rule.id)] = trusted(
-                    Referral,
-                    to=c.to,
-                    name=program.ruleset.referrals[c.to].name,
-                    urgency=c.urgency,
-                    reason="\n".join(reasons),
-                    basis=r.basis(rule),
-                )
+                # One referral per target: every reason behind it, the highest urgency wins (merged below).
+                referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
+
+    referrals: dict[str, Referral] = {}
+    for to, parts in referral_parts.items():
+        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], p[2].stratum, p[2].id, p[1]))
+        urgency, _, decisive = ranked[0]
+        reasons = list(dict.fromkeys(reason for _, reason, _ in ranked))
+        referrals[to] = trusted(
+            Referral,
+            to=to,
+            name=program.ruleset.referrals[to].name,
+            urgency=urgency,
+            reason="\n".join(reasons),
+            basis=r.basis(decisive),
+            rules=sorted({rule.ref for _, _, rule in parts}),
+        )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
     removed: set[tuple[str, str | None, str | None, str | None]] = set()
