@@ -879,7 +879,8 @@ def _genicular(d: _Draw, ctx: _Ctx) -> None:
     elif stage == "rfa":
         _procedure(d, ctx, "genicular_block", "knee", d.num(300, 700), relief=(50, 80), weeks=(0,), side=side)
         for offset in d.dates(d.num(1, 2), 30, 299):
-            _procedure(d, ctx, "genicular_rfa", "knee", offset, relief=(50,), weeks=(26,), side=side)
+            # marks at the repeat defaults: more than 50% relief for at least 12 weeks
+            _procedure(d, ctx, "genicular_rfa", "knee", offset, relief=(50, 60), weeks=(12, 26), side=side)
     elif stage == "arthroplasty":
         _procedure(d, ctx, "knee_arthroplasty", "knee", d.num(200, 2000), side=side)
     elif stage == "regenerative":
@@ -893,7 +894,7 @@ def _occipital(d: _Draw, ctx: _Ctx) -> None:
     pain = _pain(d, ctx, ctx.region_of(d, ("head",)), character, weeks=(12,), nrs=(5, 7), disability=10)
     _care(d, ctx, failed=60)
     if ctx.stage(d, ("none", "none", "some")) == "some":
-        for offset in d.dates(d.num(1, 5), 7, 360):
+        for offset in d.dates(d.num(1, 7), 7, 360):  # up to 7 sessions: past the default cap of 6
             _procedure(d, ctx, "occipital_block", "head", offset, relief=(50,), weeks=(4,))
     _backdate_pain(ctx, pain)
 
