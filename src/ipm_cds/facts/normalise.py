@@ -321,6 +321,10 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
             "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
             "dose_unit": med.dose_unit, "indication": med.indication, "mme_per_day": mme,
+            "mme_factor": info.mme_factor,
+            "mme_status": (
+                "not_counted" if info.mme_excluded else ("counted" if info.mme_factor is not None else "not_opioid")
+            ),
         })  # fmt: skip
     if opioids:
         add("opioid_summary", None, {

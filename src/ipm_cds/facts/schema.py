@@ -278,6 +278,15 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "indication",
                 ),
                 "mme_per_day": _f("MME/day of this opioid (daily dose x CDC factor).", "daily_dose", "MME/day"),
+                "mme_factor": _f(
+                    "CDC 2022 MME conversion factor of the agent (absent: not an opioid in the table).", "agent"
+                ),
+                "mme_status": _s(
+                    "counted toward MME/day (an opioid in the CDC table), not_counted (an opioid never counted, e.g. "
+                    "buprenorphine) or not_opioid; always present.",
+                    ("counted", "not_counted", "not_opioid"),
+                    "agent",
+                ),
             },
             ("agent",),
             "medications",
