@@ -610,6 +610,8 @@ def _esi(d: _Draw, ctx: _Ctx) -> None:
     if character == "neurogenic_claudication" and region != "lumbar" and ctx.character is None:
         character = "radicular"
     pain = _pain(d, ctx, region, character, weeks=(4, 12), nrs=(5, 7), disability=92)
+    if character == "radicular" and d.chance(40):  # unilateral radiculopathy: the transforaminal presentation
+        pain["laterality"] = d.pick(("left", "right"))
     _care(d, ctx, failed=88)
     level = d.pick(_SEGMENTS[region])
     claudication = character == "neurogenic_claudication"
@@ -617,6 +619,8 @@ def _esi(d: _Draw, ctx: _Ctx) -> None:
     for _ in range(d.pick((1, 1, 1, 1, 1, 2, 0))):
         concordant = d.pick((True, True, True, True, True, None, False))
         where = level if d.chance(85) else None
+        if where is not None and d.chance(25):  # a finding at another level: the multilevel presentation
+            where = d.pick(_SEGMENTS[region])
         _imaging(d, ctx, d.pick(findings), region, level=where, modality="mri", concordant=concordant)
     stage = ctx.stage(d, ("none", "none", "none", "one", "two", "many"))
     if stage != "none":
@@ -1155,7 +1159,7 @@ def _lab(d: _Draw, test: str) -> dict[str, Any]:
     elif test == "platelets":
         value = float(d.pick((8.0, 15.0, 19.0, 20.0, 21.0, 49.0, 50.0, 51.0, 99.0, 100.0, 101.0, 180.0, 250.0)))
     elif test == "glucose":
-        value = float(d.pick((85, 110, 150, 201, 250, 320)))
+        value = float(d.pick((85, 110, 150, 201, 250, 300, 301, 320, 400)))
     elif test == "hba1c":
         value = d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0))
     else:
