@@ -120,7 +120,7 @@ def test_indicators_follow_the_kind_of_finding(ruleset: ipm_cds.Ruleset, durable
     cauda, _ = assessment_of("cauda_equina", ruleset, durable)
     cards = patient_view_cards(cauda, ruleset=ruleset, hook_instance=HOOK)
     red = [c for c in cards if kind(c) == "red_flag"]
-    assert len(red) == 2 and all(c["indicator"] == "critical" for c in red)
+    assert len(red) == 1 and all(c["indicator"] == "critical" for c in red)
     assert cards[0]["indicator"] == "critical"  # critical first
     # the emergency referral is a suggestion on the red-flag card: a ServiceRequest proposal, never an order
     action = red[0]["suggestions"][0]["actions"][0]

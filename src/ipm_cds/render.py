@@ -41,7 +41,8 @@ def render_text(a: Assessment, *, list_inactive: bool = False) -> str:
     if critical:
         lines.append("!! CRITICAL")
         for al in critical:
-            lines += _wrap(f"!! {al.message}", "")
+            for line in al.message.split("\n"):
+                lines += _wrap(f"!! {line}", "")
         lines.append("")
     lines.append(f"CANDIDATE INTERVENTIONS ({len(a.candidates)})")
     if not a.candidates:
@@ -77,7 +78,10 @@ def render_text(a: Assessment, *, list_inactive: bool = False) -> str:
     if not a.alerts:
         lines.append("  none")
     for al in a.alerts:
-        lines += _wrap(f"{al.severity.upper()}: {al.message} [{al.basis.rule}]", "  ")
+        first, *more = al.message.split("\n")
+        lines += _wrap(f"{al.severity.upper()}: {first}" + ("" if more else f" [{al.basis.rule}]"), "  ")
+        for i, line in enumerate(more):
+            lines += _wrap(line + (f" [{al.basis.rule}]" if i == len(more) - 1 else ""), "    ")
     lines += ["", f"REFERRALS ({len(a.referrals)})"]
     if not a.referrals:
         lines.append("  none")

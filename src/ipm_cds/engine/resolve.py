@@ -289,6 +289,7 @@ def resolve(
     holds: list[tuple[Firing, ir.AntithromboticHold]] = []
     alerts: dict[tuple[str, str], Alert] = {}
     referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
+    syndrome_parts: dict[str, list[tuple[str, ir.Rule]]] = {}
 
     for firing in live:
         rule, bound = firing.rule, firing.bindings
@@ -319,13 +320,8 @@ def resolve(
                 candidate_firing[key] = firing
             elif isinstance(c, ir.RedFlag):
                 red_flags.append((firing, c))
-                message = r.render(c.message, bound)
-                alerts.setdefault(
-                    (f"red_flag.{c.code}", message),
-                    trusted(
-                        Alert, code=f"red_flag.{c.code}", severity="critical", message=message, basis=r.basis(rule)
-                    ),
-                )
+                # One alert per red-flag syndrome: the findings of every rule that raised it, one per line.
+                syndrome_parts.setdefault(c.code, []).append((r.render(c.message, bound), rule))
             elif isinstance(c, ir.Exclude):
                 excludes.append((firing, c))
             elif isinstance(c, ir.Precaution):
@@ -342,6 +338,16 @@ def resolve(
                 # One referral per target: every reason behind it, the highest urgency wins (merged below).
                 referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
 
+    for flag_code, flag_parts in syndrome_parts.items():
+        ordered = sorted(flag_parts, key=lambda p: (p[1].stratum, p[1].id, p[0]))
+        code = f"red_flag.{flag_code}"
+        alerts[(code, "")] = trusted(
+            Alert,
+            code=code,
+            severity="critical",
+            message="\n".join(dict.fromkeys(message for message, _ in ordered)),
+            basis=r.basis(ordered[0][1]),
+        )
     referrals: dict[str, Referral] = {}
     for to, parts in referral_parts.items():
         ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], p[2].stratum, p[2].id, p[1]))
