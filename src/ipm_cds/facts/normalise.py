@@ -245,7 +245,8 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     care, psych = patient.conservative_care, patient.psychological_evaluation
     add("patient", None, {
-        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant, "bmi": demo.bmi,
+        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant,
+        "gestational_weeks": demo.gestational_weeks, "bmi": demo.bmi,
         "tobacco_use": demo.tobacco_use, "conservative_care_failed": care.failed,
         "physical_therapy_weeks": care.physical_therapy_weeks,
         "active_exercise_program": care.active_exercise_program, "nonoperative_months": care.nonoperative_months,

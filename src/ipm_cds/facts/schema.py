@@ -83,6 +83,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "age_years": _i("Age in whole years at as_of.", "demographics.age_years", "years"),
                 "sex": _s("Sex.", ("female", "male", "other"), "demographics.sex"),
                 "pregnant": _b("Currently pregnant.", "demographics.pregnant"),
+                "gestational_weeks": _i("Completed weeks of gestation.", "demographics.gestational_weeks", "weeks"),
                 "bmi": _f("Body-mass index.", "demographics.bmi", "kg/m2"),
                 "tobacco_use": _s("Tobacco use.", ("current", "former", "never"), "demographics.tobacco_use"),
                 "conservative_care_failed": _b(

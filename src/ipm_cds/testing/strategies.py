@@ -464,6 +464,8 @@ def _pregnancy(d: _Draw, ctx: _Ctx, pct: int) -> None:
         demo["sex"] = "female"
         demo["age_years"] = d.num(18, 45)
         demo["pregnant"] = True
+        if d.chance(60):  # gestational age about the NSAID point (20 weeks), or not recorded
+            demo["gestational_weeks"] = d.near((20,), 4, 41)
         if d.chance(25):  # an NSAID she should not take
             ctx.add("medications", {"agent": d.pick(("ibuprofen", "naproxen", "diclofenac"))})
 
@@ -1052,6 +1054,8 @@ def _opioids(d: _Draw, ctx: _Ctx) -> None:
             "advanced_renal_disease",
             "liver_cirrhosis",
             "cancer",
+            "palliative_care",
+            "sickle_cell_disease",
         )
         _condition(ctx, d.pick(history), active=d.chance(80))
     if d.chance(25):
