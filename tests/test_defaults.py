@@ -90,4 +90,4 @@ def test_content_lists_the_tagged_defaults(ruleset: ipm_cds.Ruleset) -> None:
     assert defaults["tpi_max_sessions"].kind == "common_practice"
     assert "red_flag.spinal_infection.post_procedure" in defaults["infection_recent_procedure_days"].rules[0]
     text = render_markdown(ruleset, content(ruleset))
-    assert "| `inr_normal_max` | 1.2 INR | conservative_default |" in text
+    assert "| inr_normal_max | 1.2 INR | conservative_default |" in text

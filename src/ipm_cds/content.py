@@ -196,7 +196,7 @@ def render_markdown(ruleset: Ruleset, rows: list[RuleContent]) -> str:
                 + " | ".join(
                     _cell(x)
                     for x in (
-                        f"`{d.name}`",
+                        d.name,
                         f"{d.value:g} {d.unit}",
                         d.kind,
                         f"{d.source} [{d.verification}]",
