@@ -6,7 +6,7 @@ import random
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from ipm_cds import patient as pm
 from ipm_cds.ruleset.loader import Ruleset, bundled_ruleset_path
@@ -64,6 +64,7 @@ def sized_patient(items_per_list: int, ruleset: Ruleset, seed: int = 1) -> dict[
     list; the benchmark reports the number of facts each normalises to.
     """
     rng = random.Random(seed)
+    codes = _vocabularies(ruleset)
 
     def day(max_days: int) -> str:
         return (AS_OF - timedelta(days=rng.randint(0, max_days))).isoformat()
@@ -88,14 +89,14 @@ def sized_patient(items_per_list: int, ruleset: Ruleset, seed: int = 1) -> dict[
         "imaging": [
             {
                 "modality": rng.choice(["mri", "ct", "xray"]),
-                "finding": rng.choice(get_args(pm.ImagingFindingCode)),
+                "finding": rng.choice(codes["imaging_finding"]),
                 "region": rng.choice(regions[:3]),
                 "date": day(1500),
             }
             for _ in range(n)
         ],
-        "exam": [{"test": rng.choice(get_args(pm.ExamFindingCode)), "positive": rng.random() < 0.5} for _ in range(n)],
-        "red_flags": [{"code": rng.choice(get_args(pm.RedFlagCode)), "onset_date": day(400)} for _ in range(n)],
+        "exam": [{"test": rng.choice(codes["exam_test"]), "positive": rng.random() < 0.5} for _ in range(n)],
+        "red_flags": [{"code": rng.choice(codes["red_flag"]), "onset_date": day(400)} for _ in range(n)],
         "procedures": [
             {
                 "kind": rng.choice(["facet_mbb", "facet_rfa", "esi_transforaminal", "sij_injection", "facet_ia"]),
@@ -110,12 +111,10 @@ def sized_patient(items_per_list: int, ruleset: Ruleset, seed: int = 1) -> dict[
         "medications": [{"agent": rng.choice(meds)} for _ in range(n)],
         "labs": [{"test": "inr", "value": round(rng.uniform(0.8, 3.0), 1), "date": day(60)} for _ in range(n)],
         "screenings": [{"instrument": "phq9", "score": rng.randint(0, 27), "date": day(300)} for _ in range(n)],
-        "conditions": [
-            {"code": rng.choice(get_args(pm.ConditionCode)), "active": rng.random() < 0.5} for _ in range(n)
-        ],
-        "allergies": [{"substance": rng.choice(get_args(pm.AllergySubstance))} for _ in range(n)],
+        "conditions": [{"code": rng.choice(codes["condition"]), "active": rng.random() < 0.5} for _ in range(n)],
+        "allergies": [{"substance": rng.choice(codes["allergy_substance"])} for _ in range(n)],
     }
-    pm.PatientCase.model_validate(doc)  # the size series must be valid patients
+    ruleset.parse_patient(doc)  # the size series must be valid patients
     return doc
 
 
@@ -135,11 +134,20 @@ _RULE = """  - id: synthetic.r{n}
 
 
 _JOINED = 200  # joined rules at most (50 per joined fact type)
-_EXAMS = get_args(pm.ExamFindingCode)
-_CONDITIONS = get_args(pm.ConditionCode)
 
 
-def _when(n: int) -> str:
+def _vocabularies(ruleset: Ruleset) -> dict[str, tuple[str, ...]]:
+    """The ruleset's vocabularies in the order it lists them (so a seed draws the same patient)."""
+    return {name: tuple(c.code for c in v.codes) for name, v in ruleset.vocabularies.items()}
+
+
+def _bundled_codes(name: str) -> tuple[str, ...]:
+    from ipm_cds.ruleset.loader import load_ruleset
+
+    return _vocabularies(load_ruleset(with_tests=False))[name]
+
+
+def _when(n: int, exams: tuple[str, ...], conditions: tuple[str, ...]) -> str:
     """Four rule shapes, within durable-rules' limits (engine-notes §4, docs/performance.md): under one shared
     condition at most 64 conditions that can hold at once (joins, any_of and in count once per pattern),
     at most 128 any_of/in, fewer than 255 rules ending on one identical condition."""
@@ -155,8 +163,8 @@ def _when(n: int) -> str:
             other = [
                 f"procedure, region: {{same_as: pain.region}}, relief_pct: {{gte: {k % 101}}}",
                 f"imaging, region: {{same_as: pain.region}}, days_since: {{gte: {k % 200}}}",
-                f"exam, region: {{same_as: pain.region}}, test: {_EXAMS[k % len(_EXAMS)]}",
-                f"condition, region: {{same_as: pain.region}}, code: {_CONDITIONS[k % len(_CONDITIONS)]}",
+                f"exam, region: {{same_as: pain.region}}, test: {exams[k % len(exams)]}",
+                f"condition, region: {{same_as: pain.region}}, code: {conditions[k % len(conditions)]}",
             ][k % 4]
             return (
                 f"      pain: {{type: pain, region: {region}, nrs: {{gte: {k % 11}}}}}\n      other: {{type: {other}}}"
@@ -181,6 +189,7 @@ def synthetic_ruleset(rules: int, folder: Path) -> Path:
         path.unlink()
     shutil.rmtree(root / "tests", ignore_errors=True)
     (root / "ruleset.lock.json").unlink(missing_ok=True)
-    body = "".join(_RULE.format(n=n, when=_when(n)) for n in range(rules))
+    exams, conditions = _bundled_codes("exam_test"), _bundled_codes("condition")
+    body = "".join(_RULE.format(n=n, when=_when(n, exams, conditions)) for n in range(rules))
     (root / "rules" / "synthetic.yaml").write_text("rules:\n" + body, encoding="utf-8")
     return root

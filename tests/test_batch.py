@@ -173,8 +173,8 @@ def test_cli_batch_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     write_jsonl(source, [{"pain": []}])
     assert main(["batch", str(source), "--workers", "0", "--out", str(tmp_path / "o.jsonl")]) == 2
     assert not (tmp_path / "o.jsonl").exists()  # nothing written for a batch that never started
-    assert main(["batch", str(tmp_path / "missing.jsonl")]) == 4
-    assert "no such file" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "missing.jsonl")]) == 6  # its own exit code, not invalid patient data
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
@@ -184,8 +184,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
     result = batch.BatchResult(0, 1, "{}", None)
     for stream, shown in ((io.StringIO(), False), (Tty(), True)):
-        progress = batch._Progress(1000, stream)
-        progress.last = -1.0
+        progress = batch._Progress(1000, stream, min_interval=0)
         progress.update(result, 500)
         progress.close(1000)
         text = stream.getvalue()

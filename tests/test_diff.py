@@ -83,3 +83,25 @@ def test_cli_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "facet_block_relief_pct [cms_lcd]: 80 -> 50" in out
     assert "candidate facet_rfa: +" in out and "smallest patient who gained it:" in out
+
+
+def test_a_new_pathways_criteria_vocabulary_and_thresholds_are_listed_and_probed(
+    ruleset: ipm_cds.Ruleset, copy: Path
+) -> None:
+    import subprocess
+
+    from ipm_cds.diff import _changed_thresholds, _structure
+
+    subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[1] / "examples/pathway-pns/add.sh"), str(copy)], check=True
+    )
+    new = ipm_cds.load_ruleset(copy)
+    structure = _structure(ruleset, new)
+    assert "criterion added: PNS-01" in structure["catalogue"]
+    assert "vocabulary changed: procedure_kind" in structure["catalogue"]
+    assert "intervention added: pns_trial" in structure["catalogue"]
+    assert "pns_block_relief_pct: added" in structure["params"]
+    probed = {
+        (t.rule.split("@")[0], t.field): values for t, values in _changed_thresholds(ruleset, new, "cms_lcd", "cms_lcd")
+    }
+    assert probed[("pns.trial.candidate", "relief_pct")] == [49, 50, 51]

@@ -207,11 +207,11 @@ def test_joins_after_an_or_are_not_ignored(tmp_path: Any) -> None:
 
 
 def test_fast_fact_json_is_used_only_when_exact() -> None:
-    plain = [{"a": 1, "b": 0.5, "c": "x", "d": True}]
-    assert durable_backend.dumps_facts(plain) == '[{"a": 1, "b": 0.5, "c": "x", "d": true}]'
-    assert durable_backend.dumps_facts([{"a": 1e-05}]) == '[{"a":0.00001}]'
+    assert all(durable_backend._plain(v) for v in (1, 0.5, "x", True))
+    assert not durable_backend._plain(1e-05)  # repr() would write 1e-05: the exact writer takes it
+    assert durable_backend.dumps({"a": 1e-05}) == '{"a":0.00001}'
     with pytest.raises(EngineFaultError):
-        durable_backend.dumps_facts([{"a": float("inf")}])
+        durable_backend.dumps({"a": float("inf")})
 
 
 def _too_many_siblings_ruleset(tmp_path: Any) -> ipm_cds.Ruleset:

@@ -208,8 +208,8 @@ def test_a_reworded_message_needs_a_new_ruleset_version(copy: Path) -> None:
     )
     assert lock_problems(copy) == [
         f"error: {at(copy, MESSAGES, 'until the red flag is assessed.')}: message red_flag.exclusion changed "
-        "but the ruleset's "
-        "version is still 0.2.0 (bump the manifest's version (e.g. 0.2.1) and run ipm-cds lock)"
+        "but the ruleset's version is still 0.2.0 (bump the manifest's version (e.g. 0.2.1 for a correction, "
+        "0.3.0 for a new clinical value) and run ipm-cds lock)"
     ]
     before = (copy / "ruleset.lock.json").read_text()
     assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless the rewording

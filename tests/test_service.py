@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jwt
@@ -31,11 +31,12 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
 
 import ipm_cds
 from ipm_cds.interop.cds_hooks import CARD_EXTENSION, patient_view_cards
 from ipm_cds.interop.fhir import prefetch_from_bundle, prefetch_templates, read_prefetch
-from ipm_cds.interop.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
+from ipm_cds.serving.service import SERVICES, ServiceConfig, TrustedIssuer, create_app, load_issuers
 
 AS_OF = date(2025, 6, 2)
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +69,9 @@ def listening() -> tuple[socket.socket, int]:
 
 
 @contextlib.contextmanager
-def running(config: ServiceConfig, sock: socket.socket) -> Iterator[Any]:
+def running(config: ServiceConfig, sock: socket.socket, load: Literal["now", "background"] = "now") -> Iterator[Any]:
     """The app of ``config`` served by uvicorn on ``sock`` in a thread; yields the app."""
-    app = create_app(config)
+    app = create_app(config, load=load)
     uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -262,6 +263,31 @@ def test_order_select_for_a_candidate_and_for_an_intervention_no_rule_supports(c
 
     request["context"]["selections"] = ["ServiceRequest/lab"]  # not one of ours: no cards
     assert assert_cards(client.post("/cds-services/ipm-cds-order-select", request)) == []
+
+
+def test_one_evaluation_per_hook_call(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order hook gets its assessment and its why-not analysis from one run of the engine."""
+    from ipm_cds.engine.facade import Engine
+
+    runs: list[str] = []
+    real = Engine._run
+
+    def counted(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        runs.append("run")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_run", counted)
+    _, pid = example("facet_rfa")
+    orders = draft_orders(pid, ("rfa", "64635", "lumbar"), ("tf", "64483", None))
+    for hook, context in (
+        ("order-select", {"selections": ["ServiceRequest/tf"], "draftOrders": orders}),
+        ("order-sign", {"draftOrders": orders}),
+        ("patient-view", {}),
+    ):
+        runs.clear()
+        request = hook_request(client.server, "facet_rfa", hook, **context)
+        assert assert_cards(client.post(f"/cds-services/ipm-cds-{hook}", request))
+        assert runs == ["run"], hook
 
 
 def test_order_sign_with_a_red_flag(client: Client) -> None:
@@ -694,8 +720,9 @@ def test_ipm_cds_serve_starts_on_loopback_and_answers(tmp_path: Path) -> None:
             "python",
             "--feedback-log",
             str(tmp_path / "feedback.jsonl"),
-            "--log-level",
-            "warning",
+            "--log-format",
+            "json",
+            "--openapi",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -717,9 +744,17 @@ def test_ipm_cds_serve_starts_on_loopback_and_answers(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
             assert response.status_code == 200 and len(response.json()["services"]) == 3
+            assert http.get("/readyz").json()["status"] == "ready"
+            assert http.get("/openapi.json").status_code == 200  # --openapi
+            assert "ipm_cds_http_requests_total" in http.get("/metrics").text
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    assert proc.stdout is not None
+    lines = [json.loads(line) for line in proc.stdout.read().decode().splitlines() if line.strip()]  # all JSON
+    requests = [line for line in lines if line["logger"] == "ipm_cds.serving.observability"]
+    assert [r["route"] for r in requests] == ["/cds-services", "/readyz", "/openapi.json", "/metrics"]
+    assert all(r["status"] == 200 and r["level"] == "info" and len(r["request_id"]) == 32 for r in requests)
 
 
 def test_ipm_cds_serve_refuses_a_non_loopback_address_without_jwt(capsys: pytest.CaptureFixture[str]) -> None:
@@ -728,6 +763,200 @@ def test_ipm_cds_serve_refuses_a_non_loopback_address_without_jwt(capsys: pytest
     # refused before anything is bound: no socket is opened on 0.0.0.0
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == EXIT_USAGE
     assert "without JWT verification" in capsys.readouterr().err
+
+
+# -- operations: health, readiness, metrics, OpenAPI, request logs ------------------------------------------
+
+
+def test_healthz_and_readyz_answer_without_a_jwt(client: Client) -> None:
+    """Probes carry no CDS client's token: both answer without one, and say nothing of any patient."""
+    health = client.http.get("/healthz")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = client.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    ruleset = client.server.ruleset
+    assert body["status"] == "ready" and body["backend"] == "durable" and body["profile"] == "cms_lcd"
+    assert body["ruleset"] == {"id": ruleset.id, "version": ruleset.version, "sha256": ruleset.sha256}
+
+
+def test_readiness_waits_for_the_ruleset_and_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """create_app(load="background"): /healthz answers at once; /readyz and the hooks answer 503 until the
+    ruleset is loaded and the engine built, then 200."""
+    from ipm_cds.ruleset import loader
+
+    real, gate, entered = loader.load_ruleset, threading.Event(), threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert gate.wait(60), "the test never released the load"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_ruleset", held)
+    sock, port = listening()
+    config = ServiceConfig(as_of=AS_OF, feedback_log=tmp_path / "f.jsonl", bind=(LOOPBACK, port), backend="python")
+    with (
+        running(config, sock, load="background") as app,
+        httpx.Client(base_url=f"http://{LOOPBACK}:{port}", timeout=60, trust_env=False) as http,
+    ):
+        assert entered.wait(60)
+        assert http.get("/healthz").status_code == 200
+        loading = http.get("/readyz")
+        assert loading.status_code == 503 and loading.json() == {"status": "loading"}
+        hook = http.post("/cds-services/ipm-cds-patient-view", json={})
+        assert_outcome(hook, 503, "loading its ruleset")
+        assert hook.headers["retry-after"] == "1"
+        assert http.get("/cds-services").status_code == 503
+        assert "ipm_cds_ready 0.0" in http.get("/metrics").text
+        gate.set()
+        deadline = time.monotonic() + 60
+        while (ready := http.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.02)
+        assert ready.json()["status"] == "ready" and ready.json()["backend"] == "python"
+        assert http.get("/cds-services").status_code == 200
+        assert app.state.ruleset.id == ready.json()["ruleset"]["id"]
+        assert "ipm_cds_ready 1.0" in http.get("/metrics").text
+
+
+def test_readiness_reports_a_ruleset_that_cannot_load(tmp_path: Path) -> None:
+    sock, port = listening()
+    config = ServiceConfig(ruleset=tmp_path / "no-such-ruleset", feedback_log=None, bind=(LOOPBACK, port))
+    with (
+        running(config, sock, load="background"),
+        httpx.Client(base_url=f"http://{LOOPBACK}:{port}", timeout=60, trust_env=False) as http,
+    ):
+        deadline = time.monotonic() + 60
+        while (ready := http.get("/readyz")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert "no-such-ruleset" in ready.json()["detail"]
+        assert http.get("/healthz").status_code == 200  # alive, not ready: an orchestrator sees why
+        assert_outcome(http.post("/cds-services/ipm-cds-patient-view", json={}), 503, "could not load")
+
+
+def metrics(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample(values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return values.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_count_requests_latency_errors_and_cards(client: Client) -> None:
+    route = "/cds-services/ipm-cds-patient-view"
+    before = metrics(client.http)
+    cards = assert_cards(client.post(route, hook_request(client.server, "cauda_equina")))
+    assert_outcome(client.post("/cds-services/nope", {}), 404)
+    assert_outcome(client.http.post(route, json={}), 401)
+    request = hook_request(client.server, "opioids")
+    del request["prefetch"]["patient"]
+    assert_outcome(client.post(route, request), 412)
+    after = metrics(client.http)
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("ipm_cds_http_requests_total", route=route, method="POST", status="200") == 1
+    assert delta("ipm_cds_http_requests_total", route=route, method="POST", status="401") == 1
+    assert delta("ipm_cds_http_requests_total", route=route, method="POST", status="412") == 1
+    assert delta("ipm_cds_http_requests_total", route="/cds-services/{service_id}", method="POST", status="404") == 1
+    assert delta("ipm_cds_http_request_duration_seconds_count", route=route) == 3
+    assert delta("ipm_cds_http_request_duration_seconds_sum", route=route) > 0
+    assert delta("ipm_cds_errors_total", kind="not_found") == 1
+    assert delta("ipm_cds_errors_total", kind="unauthenticated") == 1
+    assert delta("ipm_cds_errors_total", kind="prefetch_missing") == 1
+    assert delta("ipm_cds_evaluation_duration_seconds_count", hook="patient-view") == 1
+    critical = sum(1 for c in cards if c["indicator"] == "critical")
+    assert critical and delta("ipm_cds_cards_total", service="ipm-cds-patient-view", indicator="critical") == critical
+    assert sample(after, "ipm_cds_ready") == 1
+    ruleset = client.server.ruleset
+    info = {k: v for (name, labels), _ in after.items() if name == "ipm_cds_ruleset_info" for k, v in labels}
+    assert info == {
+        "id": ruleset.id,
+        "version": ruleset.version,
+        "sha256": ruleset.sha256,
+        "profile": "cms_lcd",
+        "backend": "durable",
+    }
+
+
+def test_errors_are_counted_by_kind(client: Client) -> None:
+    route = "/cds-services/ipm-cds-patient-view"
+    before = metrics(client.http)
+    request = hook_request(client.server, "opioids")
+    request["prefetch"]["conditions"]["entry"][0]["resource"]["bogus"] = True
+    assert_outcome(client.post(route, request), 400)
+    assert_outcome(client.post(route, content=b"{"), 400)
+    after = metrics(client.http)
+    for kind in ("fhir_input", "malformed_json"):
+        assert sample(after, "ipm_cds_errors_total", kind=kind) - sample(before, "ipm_cds_errors_total", kind=kind) == 1
+
+
+def test_openapi_is_off_by_default(client: Client, open_server: Server) -> None:
+    for base in (client.http, httpx.Client(base_url=open_server.base, timeout=60, trust_env=False)):
+        for path in ("/docs", "/openapi.json", "/redoc"):
+            assert base.get(path).status_code in (401, 404), path
+
+
+def test_openapi_flag_serves_docs_and_the_schema(tmp_path: Path) -> None:
+    sock, port = listening()
+    config = ServiceConfig(
+        as_of=AS_OF, feedback_log=None, bind=(LOOPBACK, port), backend="python", openapi=True, metrics=False
+    )
+    with (
+        running(config, sock),
+        httpx.Client(base_url=f"http://{LOOPBACK}:{port}", timeout=60, trust_env=False) as http,
+    ):
+        spec = http.get("/openapi.json")
+        assert spec.status_code == 200
+        document = spec.json()
+        assert document["info"]["title"] == "ipm-cds CDS Hooks service"
+        assert {"/cds-services", "/cds-services/{service_id}", "/healthz", "/readyz"} <= set(document["paths"])
+        assert "/metrics" not in document["paths"] and http.get("/metrics").status_code == 404  # metrics=False
+        body = document["paths"]["/cds-services/{service_id}"]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HookRequest"}
+        schemas = document["components"]["schemas"]
+        assert {"HookRequest", "FeedbackRequest", "FeedbackItem"} <= set(schemas)
+        assert set(schemas["HookRequest"]["required"]) == {"hook", "hookInstance", "context"}
+        docs = http.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower() and "/openapi.json" in docs.text
+
+
+def test_every_request_is_logged_once_with_its_id_and_fields(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    from ipm_cds.serving.observability import JsonFormatter, TextFormatter
+
+    caplog.set_level(logging.INFO, logger="ipm_cds.serving")
+    request = hook_request(client.server, "opioids")
+    response = client.post("/cds-services/ipm-cds-patient-view", request, headers={"X-Request-ID": "trace-42"})
+    assert response.headers["x-request-id"] == "trace-42"  # the caller's id, echoed
+    generated = client.http.get("/healthz").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    spoofed = "a spaced id " + "x" * 80  # not a short token: replaced, so a log line cannot be forged
+    assert re.fullmatch(
+        r"[0-9a-f]{32}", client.http.get("/healthz", headers={"X-Request-ID": spoofed}).headers["x-request-id"]
+    )
+    (record,) = [r for r in caplog.records if getattr(r, "request_id", None) == "trace-42"]
+    assert record.name == "ipm_cds.serving.observability" and record.levelno == logging.INFO
+    assert record.__dict__["hook"] == "patient-view" and record.__dict__["status"] == 200
+    assert record.__dict__["hookInstance"] == request["hookInstance"]
+    assert record.__dict__["cards"] == len(response.json()["cards"]) and record.__dict__["latency_ms"] >= 0
+    assert "patient" not in record.__dict__  # not without --log-patient-data
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "info" and line["request_id"] == "trace-42" and line["route"].endswith("patient-view")
+    assert line["status"] == 200 and line["hook"] == "patient-view" and line["time"].endswith("Z")
+    assert line["message"] == "POST /cds-services/ipm-cds-patient-view 200"
+    assert "fhir-opioids" not in json.dumps(line)
+    text = TextFormatter().format(record)
+    assert "ipm_cds.serving.observability: POST /cds-services/ipm-cds-patient-view 200 request_id=trace-42" in text
+    assert f"hookInstance={request['hookInstance']}" in text and " latency_ms=" in text
 
 
 # -- the example requests of docs/cds-hooks.md ---------------------------------------------------------

@@ -12,21 +12,15 @@ from pydantic import BaseModel
 from ipm_cds import patient as pm
 from ipm_cds.facts import schema as fs
 
-VOCABS: dict[str, Any] = {
-    "BodyRegion": pm.BodyRegion,
-    "Laterality": pm.Laterality,
-    "PainCharacter": pm.PainCharacter,
-    "ProcedureKind": pm.ProcedureKind,
-    "ImagingModality": pm.ImagingModality,
-    "ImagingFindingCode": pm.ImagingFindingCode,
-    "ExamFindingCode": pm.ExamFindingCode,
-    "RedFlagCode": pm.RedFlagCode,
-    "ConditionCode": pm.ConditionCode,
-    "AllergySubstance": pm.AllergySubstance,
-    "LabTest": pm.LabTest,
-    "Instrument": pm.Instrument,
-}
+VOCABS: dict[str, Any] = {"Laterality": pm.Laterality}  # the model's own closed lists; codes are the ruleset's
 _BY_ARGS = {tuple(get_args(v)): k for k, v in VOCABS.items()}
+
+
+def _ruleset() -> Any:
+    from ipm_cds import load_ruleset
+
+    return load_ruleset(with_tests=False)
+
 
 UNITS: dict[tuple[str, str], str] = {
     ("Demographics", "age_years"): "years",
@@ -61,6 +55,9 @@ def type_text(annotation: Any) -> tuple[str, bool]:
         annotation = args[0] if len(args) == 1 else annotation
         origin = get_origin(annotation)
     if origin is typing.Annotated:
+        vocab = next((m.name for m in get_args(annotation)[1:] if isinstance(m, pm.Vocab)), None)
+        if vocab is not None:
+            return f"code: [{vocab}](#{vocab})", optional
         if any(getattr(getattr(m, "func", None), "__name__", "") == "_spinal_level" for m in get_args(annotation)[1:]):
             return "spinal level (see [Spinal levels](#spinal-levels))", optional
         annotation = get_args(annotation)[0]
@@ -170,7 +167,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
 def model_table(model: type[BaseModel], extra: dict[str, str] | None = None) -> str:
     rows = ["| Field | Type | Unit | Range | When absent | Meaning |", "|---|---|---|---|---|---|"]
     for name, field in model.model_fields.items():
-        ttext, optional = type_text(field.annotation)
+        annotation = typing.Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+        ttext, optional = type_text(annotation)
         unit = UNITS.get((model.__name__, name), "")
         desc = (field.description or DESCRIPTIONS.get((model.__name__, name), "")).replace("|", "\\|")
         if extra and name in extra:
@@ -186,20 +184,23 @@ def vocabularies() -> str:
     out = []
     for name, lit in VOCABS.items():
         out.append(f"### {name}\n\n" + ", ".join(f"`{v}`" for v in get_args(lit)) + "\n")
+    for name, vocabulary in _ruleset().vocabularies.items():
+        codes = ", ".join(f"`{c.code}`" for c in vocabulary.codes)
+        out.append(f"### {name}\n\n{vocabulary.description}\n\n{codes}\n")
     return "\n".join(out)
 
 
 def labs() -> str:
     rows = ["| `test` | Canonical unit of `value` | Accepted range |", "|---|---|---|"]
-    for test, (lo, hi, unit) in pm._LAB_RANGES.items():
-        rows.append(f"| `{test}` | {unit} | {lo:g}–{hi:g} |")
+    for c in _ruleset().vocabularies["lab_test"].codes:
+        rows.append(f"| `{c.code}` | {c.unit} | {c.min:g}–{c.max:g} |")
     return "\n".join(rows) + "\n"
 
 
 def screenings() -> str:
-    rows = ["| `instrument` | `score` range |", "|---|---|"]
-    for inst, (lo, hi) in pm._INSTRUMENT_RANGES.items():
-        rows.append(f"| `{inst}` | {lo}–{hi} |")
+    rows = ["| `instrument` | `score` range | Subscores |", "|---|---|---|"]
+    for c in _ruleset().vocabularies["instrument"].codes:
+        rows.append(f"| `{c.code}` | {c.min:g}–{c.max:g} | {', '.join(f'`{x}`' for x in c.subscores)} |")
     return "\n".join(rows) + "\n"
 
 

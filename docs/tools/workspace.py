@@ -273,3 +273,23 @@ def make_fixtures(fixtures: Path) -> None:
         "      cms_lcd: 80\n",
         "      cms_lcd: 50\n",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python docs/tools/workspace.py fixtures [DIR]``: make the ``fixtures/`` folder that the pages' examples
+    use (default ``./fixtures``, which .gitignore leaves out), so a reader can run them in a checkout."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "fixtures" or len(args) > 2:
+        print("usage: python docs/tools/workspace.py fixtures [DIR]", file=sys.stderr)
+        return 2
+    target = Path(args[1] if len(args) == 2 else "fixtures")
+    if target.exists():
+        print(f"{target} exists: remove it first, or name another folder", file=sys.stderr)
+        return 1
+    make_fixtures(target)
+    print(f"made {target}: {', '.join(sorted(p.name for p in target.iterdir()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,13 @@ Decision support for clinicians, never an order::
     ruleset = ipm_cds.load_ruleset()
     engine = ipm_cds.Engine(ruleset, profile="cms_lcd")
     assessment = engine.evaluate(patient, as_of=date(2025, 6, 2))
+
+ipm-cds logs through the standard :mod:`logging` module, one logger per module under ``ipm_cds`` (e.g.
+``ipm_cds.ruleset.loader``, ``ipm_cds.serving.observability``). The library configures no handler: the
+package logger has a :class:`logging.NullHandler`, and the application decides what is written where.
 """
+
+import logging as _logging
 
 from ._version import __version__
 from .assessment import (
@@ -40,6 +46,8 @@ from .errors import (
 )
 from .patient import PatientCase, parse_patient
 from .ruleset.loader import Ruleset, load_ruleset
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "Alert",

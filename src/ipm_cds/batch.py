@@ -44,7 +44,7 @@ from typing import IO, Any
 from .argtypes import date_arg, parameter_arg
 from .decision_log import DecisionLog, decision_entry
 from .engine.facade import BackendName, Engine
-from .errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
+from .errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
 from .jsonsrc import UTF8_BOM, strip_bom
 from .ruleset.loader import Ruleset, load_ruleset
 
@@ -393,39 +393,37 @@ class _Reader:
 
 
 class _Progress:
-    """A one-line progress report on stderr, only when stderr is a terminal."""
+    """Progress on stderr, drawn by tqdm, only when stderr is a terminal: the share of the input read (when
+    its size is known), the rate, and the records and errors so far."""
 
-    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None) -> None:
+    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None, min_interval: float = 0.2) -> None:
+        from tqdm import tqdm
+
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty()
-        self.total = total_bytes
-        self.started = time.monotonic()
-        self.last = 0.0
         self.done = self.errors = 0
+        self.bar = tqdm(
+            total=total_bytes or None,
+            file=self.stream,
+            disable=not self.enabled,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            mininterval=min_interval,
+            dynamic_ncols=True,
+        )
 
     def update(self, result: BatchResult, bytes_read: int) -> None:
         self.done += 1
         self.errors += 0 if result.ok else 1
-        now = time.monotonic()
-        if self.enabled and now - self.last >= 0.2:
-            self.last = now
-            self.draw(bytes_read)
-
-    def draw(self, bytes_read: int) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        text = f"{self.done:,} records, {self.done / elapsed:,.0f}/s, {self.errors:,} errors"
-        if self.total:
-            fraction = min(bytes_read / self.total, 1.0)
-            filled = int(fraction * 30)
-            text = f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} " + text
-        self.stream.write("\r" + text + "\x1b[K")
-        self.stream.flush()
+        if self.enabled:
+            self.bar.set_postfix_str(f"{self.done:,} records, {self.errors:,} errors", refresh=False)
+            self.bar.update(bytes_read - self.bar.n)
 
     def close(self, bytes_read: int) -> None:
         if self.enabled:
-            self.draw(bytes_read)
-            self.stream.write("\n")
-            self.stream.flush()
+            self.bar.update(bytes_read - self.bar.n)
+        self.bar.close()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -529,7 +527,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     total: int | None = None
     if str(args.input) != "-":
         if not args.input.is_file():
-            raise PatientDataError([Problem(f"no such file: {args.input}")])
+            raise InputFileError(str(args.input), "no such file", hint="give a JSON Lines file, or - for stdin")
         total = args.input.stat().st_size
     progress = _Progress(total)
     handling = threading.current_thread() is threading.main_thread()
@@ -613,7 +611,9 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument(
         "--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
     )
-    parser.add_argument("--backend", choices=["durable", "python"], default="durable")
+    parser.add_argument(
+        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
+    )
     parser.add_argument(
         "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
     )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .assessment import Assessment, Precaution
 from .engine.facade import BackendName, Engine
-from .errors import IpmCdsError
-from .ruleset.loader import LoadedTestCase, Ruleset
+from .errors import ConfigurationError, IpmCdsError
+from .ruleset import ir
+from .ruleset.loader import Ruleset
 from .ruleset.model import PrecautionExpectation
+from .ruleset.testcases import LoadedTestCase
 
 
 @dataclass(frozen=True)
@@ -186,11 +189,27 @@ class Coverage:
     never_missed: tuple[str, ...]  # rules that fired in every case where they ran: no near miss
 
 
-def coverage(ruleset: Ruleset, results: Sequence[CaseResult]) -> Coverage:
+def coverage(ruleset: Ruleset, results: Sequence[CaseResult], rule_file: str | None = None) -> Coverage:
+    """Rules no case fires, and rules no case shows not firing; ``rule_file`` (a path inside the ruleset
+    folder, ``rules/facet.yaml``) limits the report to the rules written there."""
     fired: set[str] = set().union(*(r.fired for r in results)) if results else set()
     missed: set[str] = set().union(*(r.active - r.fired for r in results)) if results else set()
-    ids = sorted(r.id for r in ruleset.rules)
+    ids = sorted(r.id for r in rules_in(ruleset, rule_file))
     return Coverage(tuple(i for i in ids if i not in fired), tuple(i for i in ids if i in fired and i not in missed))
+
+
+def rules_in(ruleset: Ruleset, rule_file: str | None) -> list[ir.Rule]:
+    """The rules written in one rule file (all when None). Raises ConfigurationError for a file with none."""
+    if rule_file is None:
+        return list(ruleset.rules)
+    wanted = (ruleset.path.resolve().name + "/" + Path(rule_file).as_posix().removeprefix("./")).rstrip("/")
+    found = [r for r in ruleset.rules if r.location is not None and r.location.file == wanted]
+    if not found:
+        files = sorted({r.location.file.split("/", 1)[-1] for r in ruleset.rules if r.location is not None})
+        raise ConfigurationError(
+            f"no rule of {ruleset.id} is written in {rule_file}", hint=f"rule files: {', '.join(files)}"
+        )
+    return found
 
 
 def junit_xml(ruleset: Ruleset, results: Sequence[CaseResult], backend: str) -> str:

@@ -87,7 +87,7 @@ def content(ruleset: Ruleset) -> list[RuleContent]:
                     name=name,
                     verification=param.verification,
                     unit=param.unit,
-                    values={p: param.profiles.get(p, param.default) for p in profiles},
+                    values={p: param.value(p) for p in profiles},
                     default_basis=param.default_basis.kind if param.default_basis else None,
                 )
             )

@@ -25,8 +25,7 @@ from .ruleset import ir
 from .ruleset.loader import Ruleset
 from .ruleset.lock import rule_hash
 from .testing.boundaries import Threshold, set_fact_field, thresholds
-
-DEFAULT_AS_OF = date(2025, 6, 2)
+from .testing.strategies import DEFAULT_AS_OF
 
 
 class _Out(BaseModel):
@@ -78,7 +77,7 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
             params.append(f"{name}: {'added' if pa is None else 'removed'}")
             continue
         for profile in profiles:
-            va, vb = pa.profiles.get(profile, pa.default), pb.profiles.get(profile, pb.default)
+            va, vb = pa.value(profile), pb.value(profile)
             if va != vb:
                 params.append(f"{name} [{profile}]: {va} -> {vb}")
     catalogue = []
@@ -87,6 +86,8 @@ def _structure(old: Ruleset, new: Ruleset) -> dict[str, list[str]]:
         ("referral target", old.referrals, new.referrals),
         ("medication", old.medications, new.medications),
         ("source", old.sources, new.sources),
+        ("criterion", old.criteria, new.criteria),
+        ("vocabulary", old.vocabularies, new.vocabularies),
         ("message", old.messages, new.messages),
     ):
         catalogue += [f"{what} added: {k}" for k in sorted(set(b_map) - set(a_map))]
@@ -107,11 +108,11 @@ def _changed_thresholds(
 ) -> list[tuple[Threshold, list[float]]]:
     """Thresholds that read a parameter whose value differs, with probe values around old and new."""
     changed: dict[str, set[float]] = {}
-    for name in sorted(set(old.parameters) & set(new.parameters)):
-        a, b = old.parameters[name], new.parameters[name]
-        va, vb = a.profiles.get(profile_old, a.default), b.profiles.get(profile_new, b.default)
-        if va != vb:
-            step = 1 if a.type == "int" else 0.1
+    for name in sorted(set(new.parameters)):  # a new parameter is probed around its value too
+        a, b = old.parameters.get(name), new.parameters[name]
+        va, vb = a.value(profile_old) if a is not None else None, b.value(profile_new)
+        if va != vb or a is None:
+            step = 1 if b.type == "int" else 0.1
             changed[name] = {v + d for v in (va, vb) if v is not None for d in (-step, 0, step)}
     out: list[tuple[Threshold, list[float]]] = []
     for ruleset, profile in ((old, profile_old), (new, profile_new)):

@@ -31,6 +31,7 @@ class Problem:
     field: str | None = None
     hint: str | None = None
     severity: str = "error"  # "error" or "warning"
+    code: str | None = None  # the check that found it, for warnings of validate's linter ("no-default", ...)
 
     def __str__(self) -> str:
         where = str(self.location) if self.location else (self.field or "")
@@ -115,3 +116,16 @@ class FiringLimitError(EvaluationError):
 
 class BackendUnavailableError(ConfigurationError):
     """The requested backend cannot run on this interpreter (durable-rules on Python 3.13+)."""
+
+
+class InputFileError(IpmCdsError):
+    """A file or folder given as input does not exist or cannot be read (``ipm-cds`` exit code 6).
+
+    Distinct from :class:`PatientDataError` and :class:`RulesetError`, which say what is wrong *inside* a
+    file that was read: here there was nothing to read. ``path`` is the path as given.
+    """
+
+    def __init__(self, path: str, reason: str = "no such file or folder", *, hint: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", hint=hint)

@@ -2,9 +2,12 @@
 
 Every model is strict (no silent coercion: ``"50"`` is not 50, ``true`` is not 1), forbids unknown
 fields, rejects NaN and infinities, and bounds every number to the range its instrument or unit
-allows. Codes are closed vocabularies (``Literal``): an unknown code is an error that lists the
-codes that are accepted. Dates are ISO ``YYYY-MM-DD``; checks that need the evaluation date
-(nothing dated after ``as_of``) run in :func:`ipm_cds.facts.normalise`.
+allows. Codes (regions, procedure kinds, findings, tests, conditions, red flags, ...) belong to the
+vocabularies of the ruleset that evaluates the document (its ``vocabularies`` catalogue): this module checks
+their spelling (``lower_snake_case``), and the engine checks each against the loaded ruleset's vocabulary,
+naming the field and suggesting the nearest code (:func:`ipm_cds.facts.vocabulary.check_codes`). A new
+pathway adds its codes to the ruleset, not here. Dates are ISO ``YYYY-MM-DD``; checks that need the
+evaluation date (nothing dated after ``as_of``) run in :func:`ipm_cds.facts.normalise`.
 
 Missing is not normal: every clinical field is optional and ``None`` means *not recorded*. The rules
 never read a missing value as a normal one; they report it in ``Assessment.missing_data``.
@@ -13,11 +16,24 @@ never read a missing value as a normal one; they report it in ``Assessment.missi
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from ._frozen import hashable
 from .errors import PatientDataError, Problem
 
 __all__ = [
@@ -34,6 +50,7 @@ __all__ = [
     "PsychologicalEvaluation",
     "RedFlagFinding",
     "Screening",
+    "Vocab",
     "parse_patient",
 ]
 
@@ -89,186 +106,54 @@ SpinalLevel = Annotated[str, BeforeValidator(_spinal_level), Field(max_length=7)
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
-BodyRegion = Literal[
-    "cervical",
-    "thoracic",
-    "lumbar",
-    "sacral",
-    "sacroiliac",
-    "knee",
-    "hip",
-    "shoulder",
-    "upper_limb",
-    "lower_limb",
-    "head",
-    "chest_wall",
-    "abdomen",
-    "pelvis",
-    "other",
-]
-"""Where the pain or the finding is. Spinal regions follow the CMS LCD meaning (criteria §0.2)."""
+
+@dataclass(frozen=True, slots=True)
+class Vocab:
+    """Marks a field whose value is a code of the named ruleset vocabulary (``vocabularies`` catalogue).
+
+    The JSON Schema of the field names it (``x-vocabulary``), and :func:`ipm_cds.facts.vocabulary.check_codes`
+    finds every such field of a document by this marker, so a new coded field is checked without more code.
+    """
+
+    name: str
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = handler(schema)
+        out["x-vocabulary"] = self.name
+        return out
+
+
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+_CODE = StringConstraints(pattern=CODE_PATTERN, max_length=64)
+
+
+BodyRegion = Annotated[str, _CODE, Vocab("body_region")]
+"""Where the pain or the finding is (vocabulary ``body_region``)."""
 
 Laterality = Literal["left", "right", "bilateral", "midline"]
 
-PainCharacter = Literal[
-    "axial",
-    "radicular",
-    "neurogenic_claudication",
-    "neuropathic",
-    "myofascial",
-    "joint",
-    "visceral",
-    "cancer",
-    "headache",
-]
+PainCharacter = Annotated[str, _CODE, Vocab("pain_character")]
+ProcedureKind = Annotated[str, _CODE, Vocab("procedure_kind")]
+ImagingModality = Annotated[str, _CODE, Vocab("imaging_modality")]
+ImagingFindingCode = Annotated[str, _CODE, Vocab("imaging_finding")]
+ExamFindingCode = Annotated[str, _CODE, Vocab("exam_test")]
+RedFlagCode = Annotated[str, _CODE, Vocab("red_flag")]
+ConditionCode = Annotated[str, _CODE, Vocab("condition")]
+AllergySubstance = Annotated[str, _CODE, Vocab("allergy_substance")]
+LabTest = Annotated[str, _CODE, Vocab("lab_test")]
+Instrument = Annotated[str, _CODE, Vocab("instrument")]
 
-ProcedureKind = Literal[
-    "facet_mbb",
-    "facet_ia",
-    "facet_rfa",
-    "esi_interlaminar",
-    "esi_transforaminal",
-    "esi_caudal",
-    "sij_injection",
-    "sij_rfa",
-    "scs_trial",
-    "scs_implant",
-    "drg_trial",
-    "drg_implant",
-    "genicular_block",
-    "genicular_rfa",
-    "vertebral_augmentation",
-    "bvn_ablation",
-    "occipital_block",
-    "sympathetic_block",
-    "celiac_neurolysis",
-    "hypogastric_neurolysis",
-    "trigger_point_injection",
-    "idd_trial",
-    "idd_implant",
-    "regenerative_injection",
-    "spinal_fusion",
-    "laminectomy",
-    "discectomy",
-    "other_spine_surgery",
-    "knee_arthroplasty",
-]
-
-ImagingModality = Literal["xray", "mri", "ct", "bone_scan", "spect_ct", "ultrasound"]
-
-ImagingFindingCode = Literal[
-    "disc_herniation",
-    "disc_bulge",
-    "nerve_root_compression",
-    "foraminal_stenosis",
-    "central_canal_stenosis",
-    "facet_arthropathy",
-    "synovial_cyst",
-    "spondylolisthesis",
-    "vertebral_fracture",
-    "bone_marrow_edema",
-    "modic_type_1",
-    "modic_type_2",
-    "tumor",
-    "infection",
-    "fusion",
-    "significant_deformity",
-    "osteoarthritis",
-    "normal",
-]
-
-ExamFindingCode = Literal[
-    "motor_weakness",
-    "sensory_deficit",
-    "reflex_change",
-    "straight_leg_raise",
-    "spurling",
-    "facet_loading",
-    "paraspinal_tenderness",
-    "taut_band",
-    "sij_distraction",
-    "sij_compression",
-    "sij_thigh_thrust",
-    "sij_sacral_thrust",
-    "sij_gaenslen",
-    "sij_faber",
-    "allodynia",
-    "myelopathic_signs",
-]
-
-RedFlagCode = Literal[
-    "bladder_dysfunction",
-    "bowel_dysfunction",
-    "saddle_anesthesia",
-    "bilateral_leg_neurological_deficit",
-    "sexual_dysfunction",
-    "bilateral_sciatica",
-    "progressive_neurological_deficit",
-    "unexplained_weight_loss",
-    "night_pain",
-    "fever",
-    "intravenous_drug_use",
-    "significant_trauma",
-    "prolonged_corticosteroid_use",
-]
-
-ConditionCode = Literal[
-    "active_systemic_infection",
-    "local_infection_at_site",
-    "cancer",
-    "immunosuppression",
-    "bleeding_disorder",
-    "diabetes",
-    "opioid_use_disorder",
-    "substance_use_disorder",
-    "pacemaker",
-    "implanted_defibrillator",
-    "spinal_cord_stimulator",
-    "intrathecal_pump",
-    "liver_cirrhosis",
-    "advanced_renal_disease",
-    "sleep_apnea",
-    "crps",
-    "painful_diabetic_neuropathy",
-    "osteoporosis",
-    "spondyloarthritis",
-    "prior_overdose",
-    "palliative_care",
-    "sickle_cell_disease",
-    "untreated_major_psychiatric_disorder",
-    "mechanical_heart_valve",
-    "recent_coronary_stent",
-    "recent_vte_or_stroke",
-    "spinal_pseudarthrosis",
-]
-
-AllergySubstance = Literal["iodinated_contrast", "local_anesthetic", "corticosteroid", "latex", "bone_cement"]
-
-LabTest = Literal["inr", "platelets", "glucose", "hba1c", "egfr"]
-
-Instrument = Literal["phq9", "gad7", "pcs", "start_back", "ort", "stop_bang", "isi"]
-
-_LAB_RANGES: dict[str, tuple[float, float, str]] = {
-    "inr": (0.5, 20.0, "ratio"),
-    "platelets": (0.0, 2000.0, "10^9/L"),
-    "glucose": (10.0, 2000.0, "mg/dL"),
-    "hba1c": (3.0, 25.0, "%"),
-    "egfr": (0.0, 200.0, "mL/min/1.73m2"),
-}
-
-_INSTRUMENT_RANGES: dict[str, tuple[int, int]] = {
-    "phq9": (0, 27),
-    "gad7": (0, 21),
-    "pcs": (0, 52),
-    "start_back": (0, 9),
-    "ort": (0, 26),
-    "stop_bang": (0, 8),
-    "isi": (0, 28),
-}
+SUBSCORE_FIELDS = ("item9", "distress_subscore")
+"""Fields of :class:`Screening` that belong to one instrument each (the vocabulary's ``subscores``)."""
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def __hash__(self) -> int:  # pydantic's would raise on the lists; equal models hash equal
+        return hash(hashable(self))
 
 
 class Demographics(_Model):
@@ -410,38 +295,20 @@ class Lab(_Model):
 
     test: LabTest
     value: float = Field(
-        description="Value in the test's canonical unit: INR ratio, platelets 10^9/L, "
-        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m²."
+        description="Value in the test's canonical unit (the vocabulary's unit: INR ratio, platelets 10^9/L, "
+        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m²), within the vocabulary's plausible range."
     )
     date: IsoDate
-
-    @model_validator(mode="after")
-    def _in_range(self) -> Lab:
-        low, high, unit = _LAB_RANGES[self.test]
-        if not low <= self.value <= high:
-            raise ValueError(f"{self.test} {self.value} is outside {low}–{high} {unit}")
-        return self
 
 
 class Screening(_Model):
     """A screening instrument score. PHQ-9 may carry item 9; STarT Back its distress subscore."""
 
     instrument: Instrument
-    score: int = Field(description="Total score in the instrument's range.")
+    score: int = Field(description="Total score, within the instrument's range (its vocabulary entry).")
     item9: int | None = Field(None, ge=0, le=3, description="PHQ-9 item 9 (thoughts of self-harm), 0–3.")
     distress_subscore: int | None = Field(None, ge=0, le=5, description="STarT Back items 5–9, 0–5.")
     date: IsoDate | None = None
-
-    @model_validator(mode="after")
-    def _in_range(self) -> Screening:
-        low, high = _INSTRUMENT_RANGES[self.instrument]
-        if not low <= self.score <= high:
-            raise ValueError(f"{self.instrument} score {self.score} is outside {low}–{high}")
-        if self.item9 is not None and self.instrument != "phq9":
-            raise ValueError("item9 belongs to phq9 only")
-        if self.distress_subscore is not None and self.instrument != "start_back":
-            raise ValueError("distress_subscore belongs to start_back only")
-        return self
 
 
 class Allergy(_Model):
@@ -467,19 +334,40 @@ class PatientCase(_Model):
     """One patient, as the rules see them. Lists are unordered: their order never changes the answer."""
 
     id: str | None = Field(None, max_length=128, description="Opaque identifier; not used by any rule.")
-    demographics: Demographics = Field(default_factory=Demographics)
-    pain: list[PainComplaint] = Field(default_factory=list, max_length=20)
-    imaging: list[ImagingFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    exam: list[ExamFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    red_flags: list[RedFlagFinding] = Field(default_factory=list, max_length=MAX_ITEMS)
-    procedures: list[PriorProcedure] = Field(default_factory=list, max_length=MAX_ITEMS)
-    conservative_care: ConservativeCare = Field(default_factory=ConservativeCare)
-    medications: list[Medication] = Field(default_factory=list, max_length=MAX_ITEMS)
-    labs: list[Lab] = Field(default_factory=list, max_length=MAX_ITEMS)
-    screenings: list[Screening] = Field(default_factory=list, max_length=MAX_ITEMS)
-    conditions: list[ConditionEntry] = Field(default_factory=list, max_length=MAX_ITEMS)
-    allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS)
-    psychological_evaluation: PsychologicalEvaluation | None = None
+    demographics: Demographics = Field(
+        default_factory=Demographics, description="Age or birth date, sex, pregnancy, BMI, tobacco use."
+    )
+    pain: list[PainComplaint] = Field(
+        default_factory=list, max_length=20, description="Pain complaints: region, character, duration, scores."
+    )
+    imaging: list[ImagingFinding] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Imaging findings, with their dates."
+    )
+    exam: list[ExamFinding] = Field(default_factory=list, max_length=MAX_ITEMS, description="Examination findings.")
+    red_flags: list[RedFlagFinding] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Red-flag symptoms and signs that are present."
+    )
+    procedures: list[PriorProcedure] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Prior procedures, with their dates and relief."
+    )
+    conservative_care: ConservativeCare = Field(
+        default_factory=ConservativeCare,
+        description="Conservative care to date: physical therapy, exercise, its failure.",
+    )
+    medications: list[Medication] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Current medications (antithrombotics among them)."
+    )
+    labs: list[Lab] = Field(default_factory=list, max_length=MAX_ITEMS, description="Laboratory results, dated.")
+    screenings: list[Screening] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Screening instruments and their scores, dated."
+    )
+    conditions: list[ConditionEntry] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Diagnoses and comorbid conditions."
+    )
+    allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
+    psychological_evaluation: PsychologicalEvaluation | None = Field(
+        None, description="A pre-procedure psychological evaluation (for implants), if any."
+    )
 
     @model_validator(mode="after")
     def _one_index_pain(self) -> PatientCase:

@@ -3,15 +3,20 @@
 JSON is read with the one reader of everything others send (:mod:`ipm_cds.jsonsrc`: no traceback on deep
 nesting or huge numbers) and handed on as text, for pydantic's JSON mode; YAML with the same safe reader
 as rule files. Used by the CLI, ``ipm-cds diff`` and tests; the patient model validates what it returns.
+
+The path ``-`` reads the standard input: JSON when its first character (after white space) is ``{``,
+YAML otherwise. A file that does not exist is an :class:`~ipm_cds.errors.InputFileError`, not invalid
+patient data: there was nothing to read.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import PatientDataError, Problem, RulesetError, SourceLocation
+from .errors import InputFileError, PatientDataError, Problem, RulesetError, SourceLocation
 from .jsonsrc import JsonInputError, parse_json
 
 __all__ = ["read_patient_document"]
@@ -23,17 +28,45 @@ def _line_column(message: str) -> tuple[int, int]:
     return (int(found.group(1)), int(found.group(2))) if found else (1, 1)
 
 
+STDIN = "-"
+
+
+def _read_stdin() -> str:
+    """The standard input as text, bounded like a file."""
+    from .ruleset.yamlsrc import MAX_DOCUMENT_BYTES
+
+    raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+    where = SourceLocation("<stdin>", 1, 1)
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise PatientDataError([Problem(f"the standard input is over the {MAX_DOCUMENT_BYTES}-byte limit", where)])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PatientDataError([Problem("the standard input is not valid UTF-8", where)]) from None
+
+
 def read_patient_document(path: Path) -> Any:
-    """Read a patient file (JSON or YAML). YAML is read with the same safe reader as rule files."""
+    """Read a patient file (JSON or YAML; ``-``: the standard input). YAML is read with the same safe reader
+    as rule files."""
     from .ruleset.yamlsrc import load_yaml, read_text
 
-    if not path.is_file():
-        raise PatientDataError([Problem(f"no such file: {path}")])
-    try:
-        text = read_text(path)
-    except RulesetError as exc:
-        raise PatientDataError(exc.problems) from None
-    if path.suffix.lower() == ".json":
+    stdin = str(path) == STDIN
+    if stdin:
+        text = _read_stdin()
+    else:
+        if not path.exists():
+            raise InputFileError(
+                str(path), "no such file", hint="a patient file is .json or .yaml; - reads the standard input"
+            )
+        if not path.is_file():
+            raise InputFileError(
+                str(path), "not a file", hint="a patient file is .json or .yaml; - reads the standard input"
+            )
+        try:
+            text = read_text(path)
+        except RulesetError as exc:
+            raise PatientDataError(exc.problems) from None
+    if text.lstrip().startswith("{") if stdin else path.suffix.lower() == ".json":
         try:
             parse_json(text)  # the reader of everything others send: a position, never a traceback
         except JsonInputError as exc:
@@ -41,14 +74,14 @@ def read_patient_document(path: Path) -> Any:
                 [
                     Problem(
                         f"invalid JSON: {exc}",
-                        SourceLocation(str(path), *_line_column(str(exc))),
+                        SourceLocation("<stdin>" if stdin else str(path), *_line_column(str(exc))),
                         hint="a patient document is a few levels deep with ordinary numbers" if exc.limit else None,
                     )
                 ]
             ) from None
         return text  # validated by pydantic in JSON mode
     try:
-        data, _ = load_yaml(text, str(path))
+        data, _ = load_yaml(text, "<stdin>" if stdin else str(path))
     except RulesetError as exc:
         raise PatientDataError(exc.problems) from None
     return data

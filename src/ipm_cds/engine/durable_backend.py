@@ -118,13 +118,6 @@ def _plain(value: object) -> bool:
     return True
 
 
-def dumps_facts(facts: list[dict[str, Any]]) -> str:
-    """JSON for a batch of flat facts: the C encoder when every number is plain, else :func:`dumps`."""
-    if all(_plain(v) for fact in facts for v in fact.values()):
-        return _UNICODE_JSON(facts)
-    return dumps(facts)
-
-
 def _test_json(test: ir.Test) -> dict[str, Any]:
     operand = test.operand
     if test.op == "present":

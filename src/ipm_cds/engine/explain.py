@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..assessment import Assessment
+from ..assessment import Assessment, _Out
 from ..facts.normalise import Fact, Scalar
 from ..ruleset import ir
 from .driver import Firing, Run, in_effect
@@ -29,14 +29,12 @@ _SYMBOL = {"eq": "=", "neq": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "
 MAX_DEPTH = 4
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 class MatchedFact(_Out):
-    alias: str
-    fact: str
-    values: dict[str, str | int | float | bool]
+    """A fact a rule matched, with its values, and how it came to be when a rule derived it."""
+
+    alias: str = Field(description="The rule's name for the fact in its `when` clause.")
+    fact: str = Field(description="The fact's label, e.g. 'pain[region=lumbar, character=axial]'.")
+    values: dict[str, str | int | float | bool] = Field(description="The fact's attributes, as the rule read them.")
     derived_by: list[Derivation] = Field(default_factory=list, description="How a derived fact came to be.")
     aggregated_from: list[str] = Field(
         default_factory=list, description="The facts an aggregate (latest, earliest, count_of) was computed from."
@@ -44,14 +42,18 @@ class MatchedFact(_Out):
 
 
 class Derivation(_Out):
-    rule: str
-    matched: list[MatchedFact]
+    """The rule that derived a fact, and the facts it matched to do so (recursively)."""
+
+    rule: str = Field(description="The deriving rule, as id@version.")
+    matched: list[MatchedFact] = Field(description="The facts it matched.")
 
 
 class ConclusionExplanation(_Out):
+    """Why one conclusion of the assessment stands: its rule and the facts that rule matched."""
+
     conclusion: str = Field(description="What was concluded, e.g. 'candidate facet_rfa (lumbar)'.")
-    rule: str
-    matched: list[MatchedFact]
+    rule: str = Field(description="The rule that drew it, as id@version.")
+    matched: list[MatchedFact] = Field(description="The facts the rule matched, with their derivation trees.")
 
 
 class Check(_Out):
@@ -59,32 +61,41 @@ class Check(_Out):
 
     pattern: str = Field(description="The rule's alias for the fact, and its type.")
     fact: str | None = Field(description="The fact examined; None when no fact of the type exists.")
-    condition: str
-    actual: str
+    condition: str = Field(description="The condition, with the parameter behind a threshold named.")
+    actual: str = Field(description="The patient's value (or 'missing').")
     outcome: str = Field(description="'failed', 'missing' or 'no such fact'.")
 
 
 class RuleAnalysis(_Out):
-    rule: str
+    """Why one rule that could have proposed an intervention did not (or did)."""
+
+    rule: str = Field(description="The rule, as id@version.")
     title: str = Field("", description="The rule's title: what it decides, before the conditions that failed.")
     outcome: str = Field(description="inactive | blocked | overridden | missing data | condition failed | fired")
-    details: list[str] = Field(default_factory=list)
-    checks: list[Check] = Field(default_factory=list)
+    details: list[str] = Field(default_factory=list, description="What the outcome rests on, in words.")
+    checks: list[Check] = Field(default_factory=list, description="The conditions that failed or lacked data.")
     because: list[RuleAnalysis] = Field(default_factory=list, description="Why a needed derived fact is absent.")
 
 
 class WhyNot(_Out):
-    intervention: str
-    name: str
+    """Why an intervention of the catalogue is not a candidate: every rule that could have proposed it."""
+
+    intervention: str = Field(description="The intervention's code in the ruleset's catalogue.")
+    name: str = Field(description="The intervention's display name.")
     status: str = Field(description="'excluded' or 'not proposed'.")
     reason: str = Field("", description="The decisive reason: for an exclusion, the reason the excluding rule gave.")
-    rules: list[RuleAnalysis]
+    rules: list[RuleAnalysis] = Field(description="Each rule that could have proposed it, analysed.")
 
 
 class Explanation(_Out):
-    assessment: Assessment
-    conclusions: list[ConclusionExplanation]
-    why_not: list[WhyNot]
+    """An assessment with its reasons: why each conclusion stands, and why not each other intervention.
+
+    What ``Engine.explain`` returns. Immutable and hashable.
+    """
+
+    assessment: Assessment = Field(description="The assessment explained.")
+    conclusions: list[ConclusionExplanation] = Field(description="Each conclusion, its rule and matched facts.")
+    why_not: list[WhyNot] = Field(description="Each intervention that is not a candidate, and why.")
 
 
 MatchedFact.model_rebuild()

@@ -44,13 +44,6 @@ class Program:
     # What evaluations derive once from the program and reuse (compiled matchers, indexes); never compared.
     cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
-    def exec_rule(self, name: str) -> ExecRule:
-        for stratum in self.strata:
-            for er in stratum.rules:
-                if er.name == name:
-                    return er
-        raise KeyError(name)
-
 
 def resolve_parameters(
     ruleset: Ruleset, profile: str, overrides: Mapping[str, ParamValue] | None
@@ -58,14 +51,14 @@ def resolve_parameters(
     """Parameter values for a profile, with deployment overrides checked against each parameter's bounds."""
     values: dict[str, ParamValue] = {}
     for name, param in ruleset.parameters.items():
-        value = param.profiles.get(profile, param.default)
+        value = param.value(profile)
         if value is not None:
             values[name] = value
     checked: dict[str, ParamValue] = {}
     for name, value in (overrides or {}).items():
         known = ruleset.parameters.get(name)
         if known is None:
-            from ..ruleset.compile import did_you_mean
+            from ..ruleset.problems import did_you_mean
 
             raise ConfigurationError(f"unknown parameter {name!r}", hint=did_you_mean(name, ruleset.parameters))
         if (
@@ -102,7 +95,7 @@ def build_program(
 ) -> Program:
     profile = profile or ruleset.manifest.default_profile
     if profile not in ruleset.manifest.profiles:
-        from ..ruleset.compile import did_you_mean
+        from ..ruleset.problems import did_you_mean
 
         raise ConfigurationError(
             f"unknown profile {profile!r}",

@@ -2,7 +2,8 @@
 
 This is the only place where the patient document is read. It checks what needs the evaluation date
 (nothing dated after ``as_of``; age and birth date agree; the age a birth date gives is 0–120) and
-what needs the ruleset (medication codes come from its catalogue). Lists are sorted canonically first,
+what needs the ruleset (every code belongs to one of its vocabularies, medication codes to its catalogue:
+:mod:`ipm_cds.facts.vocabulary`). Lists are sorted canonically first,
 so the order of items in the input can never change which fact gets which key, and so never the answer.
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from ..errors import PatientDataError, Problem
 from ..patient import MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
+from .vocabulary import CodeInfo, check_codes
 
 Scalar = str | int | float | bool
 
@@ -53,14 +55,16 @@ class MedicationInfo:
 
 @dataclass(frozen=True, slots=True)
 class NormaliseContext:
-    """What the normaliser needs from the ruleset: the medication catalogue, the rolling window and the
-    groups that summary facts count over (all data from the ruleset, no clinical numbers in code)."""
+    """What the normaliser needs from the ruleset: the medication catalogue, the rolling window, the
+    groups that summary facts count over and the vocabularies that codes belong to (all data from the
+    ruleset, no clinical numbers in code)."""
 
     medications: Mapping[str, MedicationInfo]
     rolling_window_days: int
     procedure_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     exam_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     medication_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    vocabularies: Mapping[str, Mapping[str, CodeInfo]] = field(default_factory=dict)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -171,6 +175,8 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
 def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
     """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
     problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
+    if context.vocabularies:
+        problems += check_codes(patient, context.vocabularies)
     demo = patient.demographics
     age = demo.age_years
     if demo.birth_date is not None:

@@ -10,7 +10,8 @@ its fact type, and every comparison must fit the field's type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from .. import patient as pm
@@ -22,9 +23,10 @@ ValueType = Literal["str", "int", "float", "bool"]
 class FieldSpec:
     type: ValueType
     description: str
-    values: tuple[str, ...] | None = None  # closed vocabulary for str fields
+    values: tuple[str, ...] | None = None  # closed set of values for str fields
     source: str | None = None  # where in the patient document the value comes from
     unit: str | None = None
+    vocabulary: str | None = None  # the ruleset vocabulary that gives ``values`` (see fact_types_for)
 
     def accepts(self, value: object) -> bool:
         """Whether a literal from a rule file has this field's type (bool is never a number)."""
@@ -52,6 +54,11 @@ def _enum(lit: object) -> tuple[str, ...]:
     return tuple(str(v) for v in get_args(lit))
 
 
+def _v(desc: str, vocabulary: str, source: str | None = None) -> FieldSpec:
+    """A code of a ruleset vocabulary: its values come from the ruleset (:func:`fact_types_for`)."""
+    return FieldSpec("str", desc, None, source, None, vocabulary)
+
+
 def _s(desc: str, values: tuple[str, ...] | None = None, source: str | None = None) -> FieldSpec:
     return FieldSpec("str", desc, values, source)
 
@@ -68,7 +75,6 @@ def _b(desc: str, source: str | None = None) -> FieldSpec:
     return FieldSpec("bool", desc, None, source)
 
 
-REGIONS = _enum(pm.BodyRegion)
 SIDES = _enum(pm.Laterality)
 BLEEDING_RISKS = ("low", "intermediate", "high")
 INTERVENTION_KINDS = ("diagnostic", "therapeutic", "implant")
@@ -112,9 +118,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "pain",
             "One pain complaint.",
             {
-                "region": _s("Body region.", REGIONS, "region"),
+                "region": _v("Body region.", "body_region", "region"),
                 "laterality": _s("Side.", SIDES, "laterality"),
-                "character": _s("Character.", _enum(pm.PainCharacter), "character"),
+                "character": _v("Character.", "pain_character", "character"),
                 "duration_weeks": _i(
                     "Duration in whole weeks at as_of (from onset_date or duration_weeks).",
                     "duration_weeks",
@@ -133,9 +139,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "imaging",
             "One imaging finding.",
             {
-                "modality": _s("Modality.", _enum(pm.ImagingModality), "modality"),
-                "finding": _s("Finding.", _enum(pm.ImagingFindingCode), "finding"),
-                "region": _s("Region.", REGIONS, "region"),
+                "modality": _v("Modality.", "imaging_modality", "modality"),
+                "finding": _v("Finding.", "imaging_finding", "finding"),
+                "region": _v("Region.", "body_region", "region"),
                 "level": _s("Spinal level or segment.", None, "level"),
                 "side": _s("Side.", SIDES, "side"),
                 "concordant": _b("Concordant with symptoms.", "concordant"),
@@ -149,9 +155,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "exam",
             "One examination finding or provocative test.",
             {
-                "test": _s("Test or sign.", _enum(pm.ExamFindingCode), "test"),
+                "test": _v("Test or sign.", "exam_test", "test"),
                 "positive": _b("Positive.", "positive"),
-                "region": _s("Region.", REGIONS, "region"),
+                "region": _v("Region.", "body_region", "region"),
                 "side": _s("Side.", SIDES, "side"),
             },
             ("test", "region", "side"),
@@ -161,7 +167,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "red_flag",
             "One red-flag symptom or sign.",
             {
-                "code": _s("Red flag.", _enum(pm.RedFlagCode), "code"),
+                "code": _v("Red flag.", "red_flag", "code"),
                 "onset_days": _i("Days since onset at as_of.", "onset_date", "days"),
                 "deteriorating": _b("Getting worse.", "deteriorating"),
             },
@@ -172,9 +178,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "procedure",
             "One prior procedure or operation (one session of one kind).",
             {
-                "kind": _s("Procedure kind.", _enum(pm.ProcedureKind), "kind"),
+                "kind": _v("Procedure kind.", "procedure_kind", "kind"),
                 "purpose": _s("Diagnostic or therapeutic.", ("diagnostic", "therapeutic"), "purpose"),
-                "region": _s("Region.", REGIONS, "region"),
+                "region": _v("Region.", "body_region", "region"),
                 "levels": _s(
                     "Levels, distinct and in anatomical order, comma-separated: 'L4-L5,L5-S1'.", None, "levels"
                 ),
@@ -197,8 +203,8 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "procedure_history",
             "Summary of prior sessions of one procedure kind in one region (sessions = distinct dates).",
             {
-                "kind": _s("Procedure kind.", _enum(pm.ProcedureKind)),
-                "region": _s("Region.", REGIONS),
+                "kind": _v("Procedure kind.", "procedure_kind"),
+                "region": _v("Region.", "body_region"),
                 "sessions_in_window": _i(
                     "Sessions on distinct dates inside the ruleset's rolling window (manifest settings)."
                 ),
@@ -213,7 +219,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "Summary of prior sessions of a group of procedure kinds in one region (manifest settings).",
             {
                 "group": _s("Procedure group, from the manifest's settings."),
-                "region": _s("Region.", REGIONS),
+                "region": _v("Region.", "body_region"),
                 "sessions_in_window": _i("Sessions on distinct dates inside the rolling window."),
                 "sessions_total": _i("Sessions on distinct dates, ever."),
                 "last_days_since": _i("Days since the most recent session.", None, "days"),
@@ -296,7 +302,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "lab",
             "One laboratory result.",
             {
-                "test": _s("Test.", _enum(pm.LabTest), "test"),
+                "test": _v("Test.", "lab_test", "test"),
                 "value": _f("Value in the test's canonical unit.", "value"),
                 "days_since": _i("Days from the result to as_of.", "date", "days"),
                 "date": _s("Date of the result, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
@@ -308,7 +314,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "screening",
             "One screening-instrument score.",
             {
-                "instrument": _s("Instrument.", _enum(pm.Instrument), "instrument"),
+                "instrument": _v("Instrument.", "instrument", "instrument"),
                 "score": _i("Total score.", "score"),
                 "item9": _i("PHQ-9 item 9.", "item9"),
                 "distress_subscore": _i("STarT Back distress subscore.", "distress_subscore"),
@@ -321,9 +327,9 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "condition",
             "One diagnosis or implanted device.",
             {
-                "code": _s("Condition.", _enum(pm.ConditionCode), "code"),
+                "code": _v("Condition.", "condition", "code"),
                 "active": _b("Currently active.", "active"),
-                "region": _s("Region.", REGIONS, "region"),
+                "region": _v("Region.", "body_region", "region"),
             },
             ("code",),
             "conditions",
@@ -331,7 +337,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
         FactType(
             "allergy",
             "One allergy.",
-            {"substance": _s("Substance.", _enum(pm.AllergySubstance), "substance")},
+            {"substance": _v("Substance.", "allergy_substance", "substance")},
             ("substance",),
             "allergies",
         ),
@@ -340,7 +346,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "Derived by the engine for every recommendation, so that safety rules can match what is proposed.",
             {
                 "intervention": _s("Intervention code."),
-                "region": _s("Target region.", REGIONS),
+                "region": _v("Target region.", "body_region"),
                 "side": _s("Target side.", SIDES),
                 "bleeding_risk": _s("ASRA 2018 bleeding-risk category at this region.", BLEEDING_RISKS),
                 "elective": _b("Elective procedure."),
@@ -361,3 +367,22 @@ BASE_FACT_TYPES: dict[str, FactType] = {
 }
 
 INPUT_FACT_TYPES = frozenset(name for name in BASE_FACT_TYPES if name != "candidate")
+
+VOCABULARY_NAMES = frozenset(
+    spec.vocabulary for ft in BASE_FACT_TYPES.values() for spec in ft.fields.values() if spec.vocabulary is not None
+)
+"""The vocabularies that fact fields draw on: a ruleset must declare each (its ``vocabularies`` catalogue)."""
+
+
+def fact_types_for(vocabularies: Mapping[str, Collection[str]]) -> dict[str, FactType]:
+    """The base fact types with each vocabulary field's values taken from a ruleset's vocabularies."""
+    out: dict[str, FactType] = {}
+    for name, ft in BASE_FACT_TYPES.items():
+        fields = {
+            f: replace(spec, values=tuple(vocabularies.get(spec.vocabulary, ())))
+            if spec.vocabulary is not None
+            else spec
+            for f, spec in ft.fields.items()
+        }
+        out[name] = replace(ft, fields=fields)
+    return out

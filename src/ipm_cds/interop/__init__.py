@@ -3,7 +3,8 @@
 - :mod:`ipm_cds.interop.fhir`: a FHIR R4 Bundle (or a CDS Hooks prefetch dictionary) to a
   :class:`~ipm_cds.PatientCase`, with a report of what could not be mapped. Needs ``fhir.resources``.
 - :mod:`ipm_cds.interop.cds_hooks`: an :class:`~ipm_cds.Assessment` to CDS Hooks cards. No dependencies.
-- :mod:`ipm_cds.interop.service`: ``ipm-cds serve``, the CDS Hooks service (FastAPI on uvicorn).
+
+The CDS Hooks service (``ipm-cds serve``, FastAPI on uvicorn) sits one layer up, in :mod:`ipm_cds.serving`.
 
 The code maps are data files in ``maps/`` (see :mod:`ipm_cds.interop.maps`). Install the optional
 dependencies with ``pip install "ipm-cds[service]"``; ``import ipm_cds`` never needs them.

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import PatientDataError, Problem
 from ..patient import MAX_ITEMS, PatientCase, parse_patient
-from .maps import VOCABULARIES, Maps, ObservationEntry, load_maps, normalise_icd10
+from .maps import RULESET_VOCABULARIES, VOCABULARIES, Maps, ObservationEntry, load_maps, normalise_icd10
 
 if TYPE_CHECKING:
     from ..ruleset.loader import Ruleset
@@ -605,7 +605,11 @@ class _Reader:
     def _local(self, codings: Sequence[tuple[str, str]], key: str) -> list[str]:
         """Codes of a local system that are codes of its vocabulary (others are not mapped)."""
         uri = self.maps.uri(key)
-        allowed = VOCABULARIES[self.maps.systems.local[key].vocabulary]
+        vocabulary = self.maps.systems.local[key].vocabulary
+        allowed: Collection[str] | None = VOCABULARIES[vocabulary]
+        if vocabulary in RULESET_VOCABULARIES and self.ruleset is not None:  # without one, the engine checks
+            held = self.ruleset.vocabularies.get(RULESET_VOCABULARIES[vocabulary])
+            allowed = {c.code for c in held.codes} if held is not None else ()
         return sorted({code for system, code in codings if system == uri and (allowed is None or code in allowed)})
 
     # ---- Patient
@@ -1522,9 +1526,7 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
         observations("painObservations", lambda e: e.target in pain_targets)
     if "red_flags" in sections:
         uri = maps.uri("red-flag")
-        from ..patient import RedFlagCode
-
-        flags = ",".join(f"{uri}|{c}" for c in sorted(_vocab(RedFlagCode)))
+        flags = ",".join(f"{uri}|{c}" for c in sorted(_vocab(ruleset, "red_flag")))
         templates["redFlagObservations"] = f"Observation?patient={_PATIENT}&code={flags}"
     if "imaging" in sections:
         templates["imagingFindings"] = f"Observation?patient={_PATIENT}&category=imaging"
@@ -1542,19 +1544,17 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     # of its own bounded to its most recent results (one key for all would let a busy test crowd out the
     # others). CDS Hooks 2.0 prefetch tokens cannot compute a date (no "today - N"), hence _sort/_count.
     if "labs" in sections:
-        from ..patient import LabTest
-
         tests = values.get("lab")
-        for test in _vocab(LabTest):
+        lab_tests = _vocab(ruleset, "lab_test")
+        for test in lab_tests:
             if tests is None or test in tests:
-                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(_vocab(LabTest)))
+                recent(f"labs{_camel(test)}", _targets(f"lab.{test}"), len(lab_tests))
     if "screenings" in sections:
-        from ..patient import Instrument
-
         instruments = values.get("screening")
-        for instrument in _vocab(Instrument):
+        known_instruments = _vocab(ruleset, "instrument")
+        for instrument in known_instruments:
             if instruments is None or instrument in instruments:
-                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(_vocab(Instrument)))
+                recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(known_instruments))
     if "allergies" in sections:
         templates["allergies"] = f"AllergyIntolerance?patient={_PATIENT}"
     return dict(sorted(templates.items()))
@@ -1586,10 +1586,10 @@ def _camel(code: str) -> str:
     return "".join(part.capitalize() for part in code.split("_"))
 
 
-def _vocab(literal: Any) -> tuple[str, ...]:
-    from typing import get_args
-
-    return tuple(str(v) for v in get_args(literal))
+def _vocab(ruleset: Ruleset, name: str) -> tuple[str, ...]:
+    """The codes of one of the ruleset's vocabularies, in the order it lists them."""
+    vocabulary = ruleset.vocabularies.get(name)
+    return tuple(c.code for c in vocabulary.codes) if vocabulary is not None else ()
 
 
 def prefetch_from_bundle(bundle: Mapping[str, Any], templates: Mapping[str, str], patient_id: str) -> dict[str, Any]:

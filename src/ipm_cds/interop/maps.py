@@ -10,7 +10,7 @@ patient's bedside.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -35,19 +35,24 @@ MAP_FILES = (
     "override_reasons",
 )
 
-# Vocabularies a local code system may hold (systems.yaml `local.*.vocabulary`). The two catalogue
-# vocabularies depend on the ruleset and are checked when a ruleset is given.
+# Vocabularies a local code system may hold (systems.yaml `local.*.vocabulary`). The ruleset's own
+# vocabularies (RULESET_VOCABULARIES) and its two catalogues depend on the ruleset: the reader checks
+# codes against the ruleset it is given, and Maps.codes_outside lists map targets a ruleset lacks.
 MEDICATION_INDICATIONS = ("primary_prevention", "secondary_prevention", "treatment", "pain", "other")
+RULESET_VOCABULARIES: dict[str, str] = {
+    "BodyRegion": "body_region",
+    "PainCharacter": "pain_character",
+    "RedFlagCode": "red_flag",
+    "ConditionCode": "condition",
+    "ExamFindingCode": "exam_test",
+    "ImagingFindingCode": "imaging_finding",
+    "ImagingModality": "imaging_modality",
+    "AllergySubstance": "allergy_substance",
+    "ProcedureKind": "procedure_kind",
+}
+"""Map vocabulary names -> the ruleset vocabulary (``vocabularies`` catalogue) that holds their codes."""
 VOCABULARIES: dict[str, tuple[str, ...] | None] = {
-    "BodyRegion": get_args(pm.BodyRegion),
-    "PainCharacter": get_args(pm.PainCharacter),
-    "RedFlagCode": get_args(pm.RedFlagCode),
-    "ConditionCode": get_args(pm.ConditionCode),
-    "ExamFindingCode": get_args(pm.ExamFindingCode),
-    "ImagingFindingCode": get_args(pm.ImagingFindingCode),
-    "ImagingModality": get_args(pm.ImagingModality),
-    "AllergySubstance": get_args(pm.AllergySubstance),
-    "ProcedureKind": get_args(pm.ProcedureKind),
+    **dict.fromkeys(RULESET_VOCABULARIES),
     "MedicationIndication": MEDICATION_INDICATIONS,
     "InterventionCatalogue": None,
     "MedicationCatalogue": None,
@@ -276,6 +281,15 @@ class Maps:
     allergy_by_code: Mapping[_Key, AllergyMapEntry]
     laterality_by_code: Mapping[_Key, str]
     modality_by_code: Mapping[_Key, str]
+    vocabulary_uses: tuple[tuple[str, str, str, str], ...] = ()  # (ruleset vocabulary, code, map file, entry)
+
+    def codes_outside(self, vocabularies: Mapping[str, Collection[str]]) -> list[str]:
+        """Map targets that are not codes of a ruleset's vocabularies, as ``file: entry: code`` lines."""
+        return [
+            f"{name}: {what}: {code!r} is not a {vocabulary} code"
+            for vocabulary, code, name, what in self.vocabulary_uses
+            if code not in vocabularies.get(vocabulary, ())
+        ]
 
     def uri(self, key: str) -> str:
         """The URI of a standard system (``loinc``) or a local one (``red-flag``)."""
@@ -343,7 +357,11 @@ def load_maps() -> Maps:
         _check(key in known, name, f"unknown code system {key!r}")
         return systems.standard[key].uri if key in systems.standard else systems.local[key].uri
 
+    uses: list[tuple[str, str, str, str]] = []
+
     def vocab(value: str, vocabulary: str, name: str, what: str) -> None:
+        if vocabulary in RULESET_VOCABULARIES:
+            uses.append((RULESET_VOCABULARIES[vocabulary], value, name, what))
         allowed = VOCABULARIES[vocabulary]
         _check(allowed is None or value in allowed, name, f"{what}: {value!r} is not a {vocabulary} code")
 
@@ -443,4 +461,5 @@ def load_maps() -> Maps:
         allergy_by_code=allergy_by_code,
         laterality_by_code=laterality,
         modality_by_code=modality,
+        vocabulary_uses=tuple(uses),
     )

@@ -3,7 +3,12 @@
 Every field path is checked against the fact schema (with a did-you-mean), every comparison against
 the field's type and vocabulary, every reference (alias, intervention, referral, parameter, criterion,
 source, profile) against what exists. Problems carry the file:line:col of the offending value and are
-all collected, not only the first. Rules are then stratified so that negation never depends on order.
+all collected, not only the first. Rules are then stratified so that negation never depends on order
+(:mod:`ipm_cds.ruleset.strata`); conclusions are checked in :mod:`ipm_cds.ruleset.conclusions`.
+
+Why this module is about 700 lines: it is one class, the compiler of one rule's patterns, aggregates and
+operands, whose methods share the rule's aliases, positions and problem list; split further, that state
+would be passed through every call.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from difflib import get_close_matches
 from typing import Any, cast
 
 from ..errors import Problem
-from ..facts.schema import BASE_FACT_TYPES, REGIONS, SIDES, FactType, FieldSpec
+from ..facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
 from . import ir
-from .model import Parameter, RuleSpec
+from .conclusions import compile_conclusion
+from .model import (
+    Parameter,
+    RuleSpec,
+)
+from .problems import did_you_mean
+from .strata import AGGREGATE_KEYS, compatible, derived_fact_types, stratify
 from .yamlsrc import Path_, Positions
 
-RESERVED_ATTRIBUTES = frozenset({"type", "id", "sid", "_t", "key"})
 OPS: dict[str, ir.Op] = {
     "eq": "eq",
     "neq": "neq",
@@ -47,16 +57,9 @@ SYMBOL_OPS: dict[str, str] = {
     "<>": "neq",
 }
 _SYMBOL_VALUE = re.compile(r"^\s*(>=|=>|<=|=<|==|!=|<>|>|<|=)\s*(\S.*?)\s*$")
-AGGREGATE_KEYS: dict[str, ir.AggregateFunction] = {"latest": "latest", "earliest": "earliest", "count_of": "count"}
 AGGREGATE_OPTIONS = ("by", "order", "distinct", "sum", "list")
 DEFAULT_ORDER = "days_since"
-CONCLUSION_KINDS = ("recommend", "exclude", "precaution", "alert", "refer", "derive", "red_flag", "antithrombotic_hold")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-
-
-def did_you_mean(word: str, options: Any) -> str | None:
-    close = get_close_matches(word, sorted(options), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 @dataclass
@@ -442,7 +445,7 @@ class _RuleCompiler:
                 did_you_mean(ref_field, other.fields),
             )
             return None
-        if spec is not None and not _compatible(spec, other_spec):
+        if spec is not None and not compatible(spec, other_spec):
             self.error(path, f"cannot compare a {spec.type} with {text}, a {other_spec.type}")
             return None
         return ir.Ref(ref_alias, ref_field)
@@ -543,138 +546,6 @@ class _RuleCompiler:
                 out.append(code)
         return (tuple(out), False) if ok else None
 
-    def conclusion(self, item: Any, path: Path_) -> ir.Conclusion | None:
-        if not isinstance(item, dict) or len(item) != 1:
-            self.error(path, "each conclusion is a mapping with one key", f"one of: {', '.join(CONCLUSION_KINDS)}")
-            return None
-        kind, body = next(iter(item.items()))
-        cpath = (*path, kind)
-        if kind not in CONCLUSION_KINDS:
-            self.error(cpath, f"unknown conclusion {kind!r}", did_you_mean(kind, CONCLUSION_KINDS), key=True)
-            return None
-        if not isinstance(body, dict):
-            self.error(cpath, f"{kind} takes a mapping")
-            return None
-        allowed = {
-            "recommend": {"intervention", "target", "rationale"},
-            "exclude": {"intervention", "interventions", "scope", "region", "severity", "reason"},
-            "precaution": {"intervention", "interventions", "scope", "region", "text"},
-            "alert": {"code", "severity", "message"},
-            "refer": {"to", "urgency", "reason"},
-            "derive": {"fact", "set"},
-            "red_flag": {"code", "message"},
-            "antithrombotic_hold": {"medication", "candidate", "upgrade"},
-        }[kind]
-        for key in body:
-            if key not in allowed:
-                self.error((*cpath, key), f"{kind} has no field {key!r}", did_you_mean(key, allowed), key=True)
-                return None
-        if kind == "recommend":
-            code = body.get("intervention")
-            if not isinstance(code, str) or code not in self.ctx.interventions:
-                self.error(
-                    (*cpath, "intervention"),
-                    f"unknown intervention {code!r}",
-                    did_you_mean(str(code), self.ctx.interventions),
-                )
-                return None
-            target_spec = body.get("target", {})
-            if not isinstance(target_spec, dict):
-                self.error((*cpath, "target"), "target is a mapping of region, side and levels")
-                return None
-            target: list[tuple[str, ir.Value]] = []
-            for key, raw in target_spec.items():
-                if key not in ("region", "side", "levels"):
-                    self.error(
-                        (*cpath, "target", key),
-                        f"target has no field {key!r}",
-                        did_you_mean(key, ["region", "side", "levels"]),
-                        key=True,
-                    )
-                    continue
-                vocabulary = {"region": REGIONS, "side": SIDES}.get(key)
-                expected = FieldSpec("str", f"target {key}", vocabulary) if vocabulary else None
-                val = self.value(raw, (*cpath, "target", key), expected)
-                if val is not None:
-                    target.append((key, val))
-            rationale = self.template(body.get("rationale"), (*cpath, "rationale"))
-            return ir.Recommend(code, tuple(target), rationale) if rationale else None
-        if kind in ("exclude", "precaution"):
-            codes = self.codes(body, cpath, self.ctx.interventions, kind)
-            text_key = "reason" if kind == "exclude" else "text"
-            text = self.template(body.get(text_key), (*cpath, text_key))
-            region: ir.Value | None = None
-            if "region" in body:
-                region = self.value(body["region"], (*cpath, "region"), BASE_FACT_TYPES["pain"].fields["region"])
-                if region is None:
-                    return None
-            if codes is None or text is None:
-                return None
-            if kind == "precaution":
-                return ir.Precaution(codes[0], codes[1], region, text)
-            severity = body.get("severity")
-            if severity not in ("absolute", "relative", "unmet"):
-                self.error(
-                    (*cpath, "severity"),
-                    "severity is 'absolute', 'relative' or 'unmet'",
-                    "absolute/relative: a contraindication; unmet: a criterion the patient does not meet",
-                )
-                return None
-            return ir.Exclude(codes[0], codes[1], region, severity, text)
-        if kind == "alert":
-            code, severity = body.get("code"), body.get("severity")
-            message = self.template(body.get("message"), (*cpath, "message"))
-            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_.]*$", code):
-                self.error((*cpath, "code"), "alert code is a lower-case name")
-                return None
-            if severity not in ("critical", "warning", "info"):
-                self.error((*cpath, "severity"), "severity is 'critical', 'warning' or 'info'")
-                return None
-            return ir.Alert(code, severity, message) if message else None
-        if kind == "refer":
-            to, urgency = body.get("to"), body.get("urgency")
-            if not isinstance(to, str) or to not in self.ctx.referrals:
-                self.error((*cpath, "to"), f"unknown referral target {to!r}", did_you_mean(str(to), self.ctx.referrals))
-                return None
-            if urgency not in ("emergency", "urgent", "soon", "routine"):
-                self.error((*cpath, "urgency"), "urgency is emergency, urgent, soon or routine")
-                return None
-            reason = self.template(body.get("reason"), (*cpath, "reason"))
-            return ir.Refer(to, urgency, reason) if reason else None
-        if kind == "red_flag":
-            code = body.get("code")
-            message = self.template(body.get("message"), (*cpath, "message"))
-            if not isinstance(code, str) or not re.match(r"^[a-z][a-z0-9_]*$", code):
-                self.error((*cpath, "code"), "red flag code is a lower-case name")
-                return None
-            return ir.RedFlag(code, message) if message else None
-        if kind == "antithrombotic_hold":
-            med, cand, upgrade = body.get("medication"), body.get("candidate"), body.get("upgrade", False)
-            if med in self.unresolved or cand in self.unresolved:
-                return None  # the alias's own pattern is reported; this reference is not reported again
-            if not isinstance(med, str) or self.aliases.get(med) != "medication":
-                self.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
-                return None
-            if not isinstance(cand, str) or self.aliases.get(cand) != "candidate":
-                self.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
-                return None
-            if not isinstance(upgrade, bool):
-                self.error((*cpath, "upgrade"), "upgrade is true or false")
-                return None
-            return ir.AntithromboticHold(med, cand, upgrade)
-        # derive
-        name, values = body.get("fact"), body.get("set", {})
-        derived = self.ctx.fact_types.get(str(name))
-        if derived is None or not isinstance(values, dict):
-            self.error((*cpath, "fact"), f"cannot derive {name!r}")
-            return None
-        out: list[tuple[str, ir.Value]] = []
-        for key, raw in values.items():
-            val = self.value(raw, (*cpath, "set", key), None)
-            if val is not None:
-                out.append((key, val))
-        return ir.Derive(str(name), tuple(sorted(out, key=lambda kv: kv[0])))
-
     # -- rule --------------------------------------------------------------------------------------
 
     def compile(self) -> ir.Rule | None:
@@ -715,7 +586,7 @@ class _RuleCompiler:
             compiled = self.pattern(alias, pat, ("unless", i, alias), dict(self.aliases))
             if compiled is not None:
                 blockers.append(ir.Blocker(i, compiled))
-        conclusions = [self.conclusion(item, ("then", i)) for i, item in enumerate(spec.then)]
+        conclusions = [compile_conclusion(self, item, ("then", i)) for i, item in enumerate(spec.then)]
         if any(isinstance(c, ir.RedFlag) for c in conclusions) and not any(
             isinstance(c, ir.Refer) and c.urgency in ("emergency", "urgent") for c in conclusions
         ):
@@ -812,108 +683,6 @@ def _article(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
-def _compatible(a: FieldSpec, b: FieldSpec) -> bool:
-    numeric = {"int", "float"}
-    return a.type == b.type or (a.type in numeric and b.type in numeric)
-
-
-def _pattern_fields(pattern: Any, known: Mapping[str, Mapping[str, FieldSpec]]) -> Mapping[str, FieldSpec]:
-    """The fields of the fact a (not yet compiled) pattern binds, for inferring derived fields."""
-    if not isinstance(pattern, dict):
-        return {}
-    for key, function in AGGREGATE_KEYS.items():
-        selection = pattern.get(key)
-        if isinstance(selection, dict):
-            source = known.get(str(selection.get("type")), {})
-            if function != "count":
-                return {**source, "rank": FieldSpec("int", "rank")}
-            by = pattern.get("by")
-            return {
-                **{b: source[b] for b in (by if isinstance(by, list) else []) if isinstance(b, str) and b in source},
-                "count": FieldSpec("int", "count"),
-                "total": FieldSpec("float", "total"),
-                "listed": FieldSpec("str", "listed"),
-            }
-    return known.get(str(pattern.get("type")), {})
-
-
-def derived_fact_types(specs: list[tuple[RuleSpec, Positions]], problems: list[Problem]) -> dict[str, FactType]:
-    """Infer the schema of every derived fact type from the ``derive`` conclusions that make it."""
-    derived: dict[str, dict[str, FieldSpec]] = {}
-    origins: dict[str, str] = {}
-    pending: list[tuple[RuleSpec, Positions, int, dict[str, Any]]] = []
-    for spec, pos in specs:
-        for i, item in enumerate(spec.then):
-            if isinstance(item, dict) and isinstance(item.get("derive"), dict):
-                pending.append((spec, pos, i, item["derive"]))
-    for spec, pos, i, body in pending:
-        name = body.get("fact")
-        if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_]*$", name):
-            problems.append(Problem("derive needs fact: a lower-case name", pos.at(("then", i, "derive"))))
-            continue
-        if name in BASE_FACT_TYPES:
-            problems.append(
-                Problem(
-                    f"cannot derive {name!r}: it is an input fact type",
-                    pos.at(("then", i, "derive", "fact")),
-                    hint="choose another name",
-                )
-            )
-            continue
-        derived.setdefault(name, {})
-        origins.setdefault(name, spec.id)
-    # Resolve field types; derived-from-derived needs a few rounds.
-    for _ in range(len(pending) + 1):
-        changed = False
-        known = {**{n: ft.fields for n, ft in BASE_FACT_TYPES.items()}, **derived}
-        for spec, _pos, _i, body in pending:
-            name = body.get("fact")
-            if name not in derived:
-                continue
-            for key, raw in (body.get("set") or {}).items():
-                if key in derived[name]:
-                    continue
-                fs: FieldSpec | None = None
-                if isinstance(raw, str) and "." in raw and raw.split(".", 1)[0] in spec.when:
-                    a, f = raw.split(".", 1)
-                    fs = _pattern_fields(spec.when[a], known).get(f)
-                elif isinstance(raw, bool):
-                    fs = FieldSpec("bool", f"derived by {spec.id}")
-                elif isinstance(raw, int):
-                    fs = FieldSpec("int", f"derived by {spec.id}")
-                elif isinstance(raw, float):
-                    fs = FieldSpec("float", f"derived by {spec.id}")
-                elif isinstance(raw, str):
-                    fs = FieldSpec("str", f"derived by {spec.id}")
-                if fs is not None:
-                    derived[name][key] = FieldSpec(fs.type, fs.description, fs.values, None, fs.unit)
-                    changed = True
-        if not changed:
-            break
-    for _spec, pos, i, body in pending:
-        name = body.get("fact")
-        for key in body.get("set") or {}:
-            if key in RESERVED_ATTRIBUTES:
-                problems.append(
-                    Problem(
-                        f"{key!r} is reserved and cannot be derived",
-                        pos.at(("then", i, "derive", "set", key), key=True),
-                    )
-                )
-            elif name in derived and key not in derived[name]:
-                problems.append(
-                    Problem(
-                        f"cannot tell the type of derived field {key!r}",
-                        pos.at(("then", i, "derive", "set", key)),
-                        hint="derive from a bound alias.field or a plain value",
-                    )
-                )
-    return {
-        name: FactType(name, f"Derived by rules (first: {origins[name]}).", fields, tuple(sorted(fields)), "")
-        for name, fields in derived.items()
-    }
-
-
 def compile_rules(
     specs: list[tuple[RuleSpec, Positions]], ctx: CompileContext, problems: list[Problem]
 ) -> list[ir.Rule]:
@@ -924,56 +693,3 @@ def compile_rules(
         if compiled is not None:
             rules.append(compiled)
     return stratify(rules, problems)
-
-
-def stratify(rules: list[ir.Rule], problems: list[Problem]) -> list[ir.Rule]:
-    """Order rules in strata so that a rule runs after every producer of the facts it negates.
-
-    The stratum of a derived fact type is the highest stratum of the rules that make it, plus one when
-    such a rule has ``unless`` clauses (its conclusions are only known once its blockers have run). A rule
-    that reads an aggregate of a derived type runs in a later stratum than every producer of that type.
-    ``candidate`` facts are made by every recommending rule.
-    """
-    produces: dict[str, list[ir.Rule]] = {}
-    for rule in rules:
-        for c in rule.conclusions:
-            if isinstance(c, ir.Derive):
-                produces.setdefault(c.fact, []).append(rule)
-            elif isinstance(c, ir.Recommend):
-                produces.setdefault("candidate", []).append(rule)
-    stratum = {rule.id: 0 for rule in rules}
-    limit = len(rules) + 1
-    for _ in range(limit + 1):
-        changed = False
-        type_stratum = {
-            t: max(stratum[r.id] + (1 if r.blockers else 0) for r in makers) for t, makers in produces.items()
-        }
-        for rule in rules:
-            need = max(
-                [type_stratum.get(p.fact_type, 0) for p in rule.patterns]
-                + [
-                    type_stratum.get(b.pattern.fact_type, 0) + 1
-                    for b in rule.blockers
-                    if b.pattern.fact_type in produces
-                ]
-                # an aggregate over a derived type is computed once every producer of that type has run
-                + [type_stratum[a.source_type] + 1 for a in rule.aggregates if a.source_type in produces]
-                + [0]
-            )
-            if need > stratum[rule.id]:
-                if need > limit:
-                    problems.append(
-                        Problem(
-                            f"rule {rule.id} depends on its own conclusions through an unless clause",
-                            rule.location,
-                            hint="negation must not be circular: split the rule",
-                        )
-                    )
-                    return rules
-                stratum[rule.id] = need
-                changed = True
-        if not changed:
-            break
-    from dataclasses import replace
-
-    return sorted((replace(r, stratum=stratum[r.id]) for r in rules), key=lambda r: (r.stratum, r.id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +17,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Problem, RulesetError, SourceLocation
+from ..errors import PatientDataError, Problem, RulesetError, SourceLocation
 from ..facts.normalise import MedicationInfo, NormaliseContext
-from ..facts.schema import FactType
+from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
+from ..facts.vocabulary import CodeInfo, check_codes
+from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
-from .compile import CompileContext, compile_rules, did_you_mean
+from .compile import CompileContext, compile_rules
 from .messages import CRITERION, SLOTS, Template, parse_template
 from .model import (
-    SEMVER,
     Criterion,
     CriterionCatalogue,
     Intervention,
@@ -40,19 +42,17 @@ from .model import (
     RuleSpec,
     Source,
     SourceCatalogue,
-    TestCase,
     TestFile,
+    Vocabulary,
+    VocabularyCatalogue,
 )
+from .problems import did_you_mean, pydantic_problems
+from .testcases import CaseCodes, LoadedTestCase, load_cases
 from .yamlsrc import Path_, Positions, load_yaml_file
 
+logger = logging.getLogger(__name__)
 MANIFEST = "ruleset.yaml"
 _T = TypeVar("_T", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class LoadedTestCase:
-    case: TestCase
-    location: SourceLocation
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Ruleset:
     medications: Mapping[str, MedicationEntry]
     criteria: Mapping[str, Criterion]
     messages: Mapping[str, Template]
+    vocabularies: Mapping[str, Vocabulary]
     rules: tuple[ir.Rule, ...]
     rule_specs: Mapping[str, RuleSpec]
     fact_types: Mapping[str, FactType]
@@ -82,6 +83,8 @@ class Ruleset:
     version_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # rule id -> its version
     message_specs: Mapping[str, Message] = field(default_factory=dict)  # as written, for the lock
     message_locations: Mapping[str, SourceLocation] = field(default_factory=dict)  # message id -> its text
+    # every catalogue entry as written, for the lock: (catalogue, key) -> (entry, where it is)
+    catalogue_entries: Mapping[tuple[str, str], tuple[BaseModel, SourceLocation]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -102,7 +105,29 @@ class Ruleset:
             {k: tuple(v) for k, v in settings.procedure_groups.items()},
             {k: tuple(v) for k, v in settings.exam_groups.items()},
             {k: tuple(v) for k, v in settings.medication_groups.items()},
+            self.code_infos(),
         )
+
+    def parse_patient(self, document: Any) -> PatientCase:
+        """Validate a patient document against the patient model and this ruleset's vocabularies.
+
+        :func:`ipm_cds.parse_patient` checks the document's shape and the spelling of its codes; this also
+        checks that each code is one of the ruleset's (with the nearest code as a hint), that laboratory
+        values and scores are in their ranges and subscores belong to their instrument. Raises
+        :class:`~ipm_cds.errors.PatientDataError` naming every field at fault.
+        """
+        case = parse_patient(document)
+        problems = check_codes(case, self.code_infos())
+        if problems:
+            raise PatientDataError(problems)
+        return case
+
+    def code_infos(self) -> dict[str, dict[str, CodeInfo]]:
+        """Each vocabulary's codes with what the patient model needs of them (units, ranges, subscores)."""
+        return {
+            name: {c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores)) for c in vocabulary.codes}
+            for name, vocabulary in self.vocabularies.items()
+        }
 
     def rule(self, rule_id: str) -> ir.Rule:
         for rule in self.rules:
@@ -111,92 +136,11 @@ class Ruleset:
         raise KeyError(rule_id)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found at ``loc`` inside ``model`` (for did-you-mean on unknown fields)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)]
-        models = [a for a in nested if issubclass(a, BaseModel)]
-        if not models:
-            inner = [x for a in getattr(annotation, "__args__", ()) for x in getattr(a, "__args__", (a,))]
-            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not models:
-            return []
-        current = models[0]
-    return list(getattr(current, "model_fields", {}))
-
-
-def _is_version_error(err: Any) -> bool:
-    """A version field given as a number (``version: 1.1``) or as a string that is not semver."""
-    if err["type"] == "string_pattern_mismatch":
-        return bool(err.get("ctx", {}).get("pattern") == SEMVER.pattern)
-    loc = err["loc"]
-    return bool(
-        err["type"] == "string_type" and loc and loc[-1] == "version" and isinstance(err.get("input"), int | float)
-    )
-
-
-def _semver_like(value: Any) -> str:
-    """The semantic version a near miss means: ``1.1`` -> ``1.1.0``, ``2`` -> ``2.0.0``; else ``1.0.0``."""
-    parts = str(value).strip().lstrip("vV").split(".")
-    if 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts):
-        return ".".join(str(int(p)) for p in [*parts, "0", "0"][:3])
-    return "1.0.0"
-
-
-def _pydantic_problems(
-    exc: ValidationError, pos: Positions, prefix: Path_ = (), model: type[BaseModel] = BaseModel
-) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        path = (*prefix, *loc)
-        message = err["msg"].removeprefix("Value error, ")
-        hint = None
-        if err["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}"
-            fields = _fields_at(model, loc[:-1])
-            hint = did_you_mean(str(loc[-1]), fields) if fields else None
-            location = pos.at(path, key=True)
-        elif err["type"] == "missing":
-            message = f"missing required field {loc[-1]!r}"
-            location = pos.at(path[:-1])
-        elif err.get("input", ...) is None and loc and isinstance(loc[-1], str):
-            # `status:` with nothing after it: YAML reads null, and pydantic's message would be about null's type
-            message = f"a value is missing after '{loc[-1]}:'"
-            location = pos.at(path)
-            if loc[-1] == "version":
-                hint = "a version has three numbers, e.g. 1.0.0"
-            elif err["msg"].startswith("Input should be "):
-                hint = "it " + err["msg"].removeprefix("Input ")
-            else:
-                hint = err["msg"].removeprefix("Value error, ")
-        elif _is_version_error(err):
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {err['input']!r} is not a semantic version MAJOR.MINOR.PATCH"
-            location = pos.at(path)
-            hint = f"a version has three numbers, e.g. {_semver_like(err['input'])}; no quotes needed"
-        else:
-            where = ".".join(str(p) for p in loc)
-            message = f"{where}: {message}" if where else message
-            location = pos.at(path)
-            if err["type"] == "string_type" and isinstance(err.get("input"), int | float):
-                hint = f'quote it: "{err["input"]}"'
-        problems.append(Problem(message, location, hint=hint))
-    return problems
-
-
 def _validate(model: type[_T], data: Any, pos: Positions, problems: list[Problem], prefix: Path_ = ()) -> _T | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, pos, prefix, model))
+        problems.extend(pydantic_problems(exc, pos, prefix, model))
         return None
 
 
@@ -362,51 +306,65 @@ def _messages(
     return out
 
 
-def _check_expectation_codes(
-    case: TestCase,
-    pos: Positions,
-    at: Path_,
-    problems: list[Problem],
-    interventions: Mapping[str, Any],
-    referrals: Mapping[str, Any],
-    medications: Mapping[str, Any],
-    alert_codes: set[str],
-    rules_ok: bool,
-) -> None:
-    """Every code a test case expects must exist: a misspelt code would make an expectation that can never hold
-    (or, in an empty list, one that always holds)."""
-    expect = case.expect
-
-    def check(value: str, table: Any, what: str, path: Path_, *, key: bool = False) -> None:
-        if value not in table:
-            problems.append(
-                Problem(
-                    f"unknown {what} {value!r} in expect.{path[0]}",
-                    pos.at((*at, *path), key=key),
-                    hint=did_you_mean(value, table),
+def _vocabularies(
+    files: list[tuple[VocabularyCatalogue, Positions]], declared: SourceLocation, problems: list[Problem]
+) -> dict[str, Vocabulary]:
+    """Index the vocabularies and check what the patient model and the fact schema need of them."""
+    out: dict[str, Vocabulary] = {}
+    for vocabulary, pos, i in _items(files, "vocabularies"):
+        if vocabulary.name in out:
+            problems.append(Problem(f"duplicate vocabulary {vocabulary.name!r}", pos.at(("vocabularies", i, "name"))))
+            continue
+        out[vocabulary.name] = vocabulary
+        seen: set[str] = set()
+        for j, code in enumerate(vocabulary.codes):
+            at = ("vocabularies", i, "codes", j)
+            if code.code in seen:
+                problems.append(Problem(f"duplicate {vocabulary.name} code {code.code!r}", pos.at((*at, "code"))))
+            seen.add(code.code)
+            if vocabulary.name in VALUED_VOCABULARIES and (code.min is None or code.max is None):
+                problems.append(
+                    Problem(
+                        f"{vocabulary.name} code {code.code!r} needs min and max (the plausible range of its values)",
+                        pos.at(at),
+                        hint="values outside them are refused as data errors",
+                    )
                 )
+            if vocabulary.name == "lab_test" and code.unit is None:
+                problems.append(Problem(f"lab_test code {code.code!r} needs a unit (its canonical unit)", pos.at(at)))
+            for k, sub in enumerate(code.subscores):
+                if sub not in SUBSCORE_FIELDS:
+                    problems.append(
+                        Problem(
+                            f"unknown subscore {sub!r}",
+                            pos.at((*at, "subscores", k)),
+                            hint=did_you_mean(sub, SUBSCORE_FIELDS) or f"one of: {', '.join(SUBSCORE_FIELDS)}",
+                        )
+                    )
+    for name in sorted(VOCABULARY_NAMES - set(out)):
+        problems.append(
+            Problem(
+                f"the vocabularies catalogue has no vocabulary {name!r}, which the patient model uses",
+                declared,
+                hint=f"add a vocabulary named {name} with its codes",
             )
+        )
+    return out
 
-    for name in ("candidates", "excluded", "precautions"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, interventions, "intervention", (name, k))
-    for code in expect.exclusion_kinds:
-        check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
-    for name in ("referrals", "deferred_referrals"):
-        for k, code in enumerate(getattr(expect, name) or []):
-            check(code, referrals, "referral target", (name, k))
-    for code in expect.referral_urgency:
-        check(code, referrals, "referral target", ("referral_urgency", code), key=True)
-    for k, want in enumerate(expect.precaution_details):
-        if want.intervention is not None:
-            check(want.intervention, interventions, "intervention", ("precaution_details", k, "intervention"))
-        if want.medication is not None:
-            check(want.medication, medications, "medication", ("precaution_details", k, "medication"))
-    if rules_ok:  # alert codes come from the rules: only once they loaded cleanly
-        for k, code in enumerate(expect.alerts or []):
-            check(code, alert_codes, "alert", ("alerts", k))
-        for code in expect.alert_severity:
-            check(code, alert_codes, "alert", ("alert_severity", code), key=True)
+
+VALUED_VOCABULARIES = frozenset({"lab_test", "instrument"})
+"""Vocabularies whose codes carry a value that must fall in a plausible range (a result, a score)."""
+
+
+def _catalogue_entries(
+    catalogues: Mapping[str, tuple[list[tuple[Any, Positions]], str, str]],
+) -> dict[tuple[str, str], tuple[BaseModel, SourceLocation]]:
+    """Every catalogue entry with the place it is written, keyed by (catalogue, its key), for the lock."""
+    out: dict[tuple[str, str], tuple[BaseModel, SourceLocation]] = {}
+    for catalogue, (files, list_key, key) in catalogues.items():
+        for item, pos, i in _items(files, list_key):
+            out.setdefault((catalogue, getattr(item, key)), (item, pos.at((list_key, i, key))))
+    return out
 
 
 def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> Ruleset:
@@ -455,8 +413,10 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     parameters_c = cat_load(ParameterCatalogue, "parameters")
     medications_c = cat_load(MedicationCatalogue, "medications")
     messages_c = cat_load(MessageCatalogue, "messages")
+    vocabularies_c = cat_load(VocabularyCatalogue, "vocabularies")
     if (
-        sources_c is None
+        vocabularies_c is None
+        or sources_c is None
         or criteria_c is None
         or interventions_c is None
         or referrals_c is None
@@ -472,6 +432,27 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     parameters = _index(parameters_c, "parameters", "name", problems)
     medications = _index(medications_c, "medications", "code", problems)
     messages = _messages(messages_c, criteria, mpos.at(("catalogues", "messages")), problems)
+    vocabularies = _vocabularies(vocabularies_c, mpos.at(("catalogues", "vocabularies")), problems)
+    codes = {name: tuple(c.code for c in v.codes) for name, v in vocabularies.items()}  # in the order written
+
+    def check_code(value: str, vocabulary: str, pos: Positions, path: Path_, *, key: bool = False) -> None:
+        known = codes.get(vocabulary)
+        if known is not None and value not in known:
+            problems.append(
+                Problem(
+                    f"unknown {vocabulary} code {value!r}",
+                    pos.at(path, key=key),
+                    hint=did_you_mean(value, known) or f"add it to the {vocabulary} vocabulary",
+                )
+            )
+
+    settings = manifest.settings
+    for group, members in settings.procedure_groups.items():
+        for j, kind in enumerate(members):
+            check_code(kind, "procedure_kind", mpos, ("settings", "procedure_groups", group, j))
+    for group, members in settings.exam_groups.items():
+        for j, test in enumerate(members):
+            check_code(test, "exam_test", mpos, ("settings", "exam_groups", group, j))
 
     def check_ref(value: str | None, table: Mapping[str, Any], what: str, pos: Positions, path: Path_) -> None:
         if value is not None and value not in table:
@@ -484,6 +465,10 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         check_ref(item.bleeding_risk.source, sources, "source", ipos, ("interventions", i, "bleeding_risk", "source"))
         for j, crit in enumerate(item.guidance_criteria):
             check_ref(crit, criteria, "criterion", ipos, ("interventions", i, "guidance_criteria", j))
+        for region in item.bleeding_risk.by_region:
+            check_code(
+                region, "body_region", ipos, ("interventions", i, "bleeding_risk", "by_region", region), key=True
+            )
     for param, ppos, i in _items(parameters_c, "parameters"):
         check_ref(param.source, sources, "source", ppos, ("parameters", i, "source"))
         if param.default_basis is not None:
@@ -522,7 +507,9 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
             seen_ids[spec.id] = rule_pos.at(("id",))
             specs.append((spec, rule_pos))
 
-    ctx = CompileContext(interventions, referrals, parameters, criteria, sources, manifest.profiles)
+    ctx = CompileContext(
+        interventions, referrals, parameters, criteria, sources, manifest.profiles, fact_types_for(codes)
+    )
     rules = compile_rules([s for s in specs if s[0].status != "retired"], ctx, problems)
 
     tests: list[LoadedTestCase] = []
@@ -545,32 +532,12 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         tfile = _validate(TestFile, tdata, tpos, problems)
         if tfile is None:
             continue
-        for j, case in enumerate(tfile.cases):
-            if case.profile is not None:
-                check_ref(case.profile, manifest.profiles, "profile", tpos, ("cases", j, "profile"))
-            _check_expectation_codes(
-                case,
-                tpos,
-                ("cases", j, "expect"),
-                problems,
-                interventions,
-                referrals,
-                medications,
-                alert_codes,
-                rules_ok,
-            )
-            for key in ("fired", "not_fired"):
-                for k, rule_id in enumerate(getattr(case.expect, key)):
-                    # only once the rules themselves loaded cleanly: a broken rule file is the problem to show
-                    if rules_ok and rule_id not in seen_ids:
-                        problems.append(
-                            Problem(
-                                f"unknown rule {rule_id!r} in expect.{key}",
-                                tpos.at(("cases", j, "expect", key, k)),
-                                hint=did_you_mean(rule_id, seen_ids),
-                            )
-                        )
-            tests.append(LoadedTestCase(case, tpos.at(("cases", j))))
+        tests += load_cases(
+            tfile,
+            tpos,
+            problems,
+            CaseCodes(manifest.profiles, interventions, referrals, medications, alert_codes, set(seen_ids), rules_ok),
+        )
 
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -578,6 +545,15 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
     digest = hashlib.sha256(
         json.dumps(loader.canonical, sort_keys=True, default=str, separators=(",", ":")).encode()
     ).hexdigest()
+    logger.debug(
+        "loaded %s %s from %s: %d rules, %d test cases, sha256 %s",
+        manifest.id,
+        manifest.version,
+        root,
+        len(rules),
+        len(tests),
+        digest,
+    )
     return Ruleset(
         path=root,
         manifest=manifest,
@@ -588,6 +564,18 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
         medications=medications,
         criteria=criteria,
         messages=messages,
+        vocabularies=vocabularies,
+        catalogue_entries=_catalogue_entries(
+            {
+                "interventions": (interventions_c, "interventions", "code"),
+                "referrals": (referrals_c, "referrals", "code"),
+                "parameters": (parameters_c, "parameters", "name"),
+                "medications": (medications_c, "medications", "code"),
+                "sources": (sources_c, "sources", "id"),
+                "criteria": (criteria_c, "criteria", "id"),
+                "vocabularies": (vocabularies_c, "vocabularies", "name"),
+            }
+        ),
         message_specs={m.id: m for m, _, _ in _items(messages_c, "messages") if m.id in messages},
         message_locations={
             m.id: pos.at(("messages", i, "text")) for m, pos, i in _items(messages_c, "messages") if m.id in messages

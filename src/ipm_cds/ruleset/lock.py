@@ -4,15 +4,18 @@
 rule's content changed but its version did not, or when a version went backwards, so that a rule
 ``id@version`` in an assessment's provenance always names one and the same rule text.
 
-Messages (the message catalogue's sentences) have no version of their own: the lock records each at the
-ruleset's version, and rewording one needs a new ruleset version, so that ``ruleset_id@ruleset_version``
-in provenance always names one wording.
+Catalogue entries (interventions with their bleeding risk, parameters with their defaults, referral
+targets with their urgency, medications with their hold tables and MME factors, criteria, sources,
+vocabularies) and messages (the message catalogue's sentences) have no version of their own: the lock
+records each at the ruleset's version, and changing one needs a new ruleset version, so that
+``ruleset_id@ruleset_version`` in provenance always names one set of clinical values and one wording.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +39,12 @@ def message_hash(message: Message) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def entry_hash(entry: BaseModel) -> str:
+    """sha256 of a catalogue entry's content, as validated (comments and formatting never count)."""
+    content = entry.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def lock_data(ruleset: Ruleset) -> dict[str, object]:
     return {
         "ruleset": ruleset.id,
@@ -47,7 +56,15 @@ def lock_data(ruleset: Ruleset) -> dict[str, object]:
             mid: {"ruleset_version": ruleset.version, "sha256": message_hash(message)}
             for mid, message in sorted(ruleset.message_specs.items())
         },
+        "catalogues": _catalogue_lock(ruleset),
     }
+
+
+def _catalogue_lock(ruleset: Ruleset) -> dict[str, dict[str, dict[str, str]]]:
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for (catalogue, key), (entry, _) in sorted(ruleset.catalogue_entries.items()):
+        out.setdefault(catalogue, {})[key] = {"ruleset_version": ruleset.version, "sha256": entry_hash(entry)}
+    return out
 
 
 def write_lock(ruleset: Ruleset, *, force: bool = False) -> Path:
@@ -80,6 +97,7 @@ class LockFile(BaseModel):
     ruleset: str
     rules: dict[str, LockEntry]
     messages: dict[str, MessageLockEntry] = Field(default_factory=dict)  # absent in a lock written before them
+    catalogues: dict[str, dict[str, MessageLockEntry]] = Field(default_factory=dict)  # likewise
 
 
 def _display(ruleset: Ruleset) -> str:
@@ -150,42 +168,80 @@ def check_lock(ruleset: Ruleset) -> list[Problem]:
             )
         )
     problems += _message_problems(ruleset, lock_file.messages, where)
+    problems += _catalogue_problems(ruleset, lock_file.catalogues, where)
     return problems
 
 
 def _message_problems(ruleset: Ruleset, locked: dict[str, MessageLockEntry], where: SourceLocation) -> list[Problem]:
     """A message reworded at the locked ruleset version is an error; an unlocked one a warning."""
+    current = {mid: (message_hash(m), ruleset.message_locations.get(mid)) for mid, m in ruleset.message_specs.items()}
+    return _versioned_by_ruleset(ruleset.version, "message", current, locked, where)
+
+
+def _catalogue_problems(
+    ruleset: Ruleset, locked: Mapping[str, dict[str, MessageLockEntry]], where: SourceLocation
+) -> list[Problem]:
+    """A catalogue entry changed at the locked ruleset version is an error; an unlocked one a warning."""
+    by_catalogue: dict[str, dict[str, tuple[str, SourceLocation | None]]] = {}
+    for (catalogue, key), (entry, at) in ruleset.catalogue_entries.items():
+        by_catalogue.setdefault(catalogue, {})[key] = (entry_hash(entry), at)
     problems: list[Problem] = []
-    version = ruleset.version
-    for mid, message in sorted(ruleset.message_specs.items()):
-        at = ruleset.message_locations.get(mid)
-        entry = locked.get(mid)
+    for catalogue in sorted(set(by_catalogue) | set(locked)):
+        what = _ENTRY_NAMES.get(catalogue, catalogue)
+        problems += _versioned_by_ruleset(
+            ruleset.version, what, by_catalogue.get(catalogue, {}), locked.get(catalogue, {}), where
+        )
+    return problems
+
+
+_ENTRY_NAMES = {
+    "interventions": "intervention",
+    "referrals": "referral target",
+    "parameters": "parameter",
+    "medications": "medication",
+    "sources": "source",
+    "criteria": "criterion",
+    "vocabularies": "vocabulary",
+}
+
+
+def _versioned_by_ruleset(
+    version: str,
+    what: str,
+    current: Mapping[str, tuple[str, SourceLocation | None]],
+    locked: Mapping[str, MessageLockEntry],
+    where: SourceLocation,
+) -> list[Problem]:
+    """Problems of entries that carry no version of their own: the ruleset's version stands for them."""
+    problems: list[Problem] = []
+    for key, (digest, at) in sorted(current.items()):
+        entry = locked.get(key)
         if entry is None:
             problems.append(
-                Problem(f"message {mid} is not in {LOCK_FILE}", at, hint="run ipm-cds lock", severity="warning")
+                Problem(f"{what} {key} is not in {LOCK_FILE}", at, hint="run ipm-cds lock", severity="warning")
             )
         elif version_key(version) < version_key(entry.ruleset_version):
             problems.append(
                 Problem(
-                    f"message {mid} is locked at ruleset version {entry.ruleset_version}, above the ruleset's "
-                    f"{version}",
+                    f"{what} {key} is locked at ruleset version {entry.ruleset_version}, above the ruleset's {version}",
                     at,
                     hint="versions only go up",
                 )
             )
-        elif version == entry.ruleset_version and message_hash(message) != entry.sha256:
+        elif version == entry.ruleset_version and digest != entry.sha256:
             major, minor, patch = version_key(version)
             problems.append(
                 Problem(
-                    f"message {mid} changed but the ruleset's version is still {version}",
+                    f"{what} {key} changed but the ruleset's version is still {version}",
                     at,
-                    hint=f"bump the manifest's version (e.g. {major}.{minor}.{patch + 1}) and run ipm-cds lock",
+                    hint=f"bump the manifest's version (e.g. {major}.{minor}.{patch + 1} for a correction, "
+                    f"{major}.{minor + 1}.0 for a new clinical value) and run ipm-cds lock",
                 )
             )
-    for mid in sorted(set(locked) - set(ruleset.message_specs)):
+    for key in sorted(set(locked) - set(current)):
         problems.append(
             Problem(
-                f"locked message {mid} is no longer in the ruleset",
+                f"locked {what} {key} is no longer in the ruleset",
                 where,
                 hint="run ipm-cds lock to record its removal",
                 severity="warning",

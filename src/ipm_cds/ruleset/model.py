@@ -3,15 +3,18 @@
 These models check the *shape* of each file (and give JSON Schemas for editors). The meaning of a
 rule's conditions (field paths, types, references) is checked by :mod:`ipm_cds.ruleset.compile`
 against the fact schema and the catalogues, with the same file:line:col positions.
+
+Why this module is over 600 lines: it is the one definition of every ruleset file format (the loader, the
+lock, the JSON Schemas and the docs all read it), declarations only.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
@@ -26,7 +29,6 @@ Scalar = str | int | float | bool
 Verification = Literal["V", "V2", "K", "UNVERIFIED"]
 BleedingRisk = Literal["low", "intermediate", "high"]
 Guidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
-Profiles = Annotated[str, Field(pattern=CODE.pattern)]
 
 
 class _M(BaseModel):
@@ -67,23 +69,6 @@ class Settings(_M):
         "becomes a medication_summary fact with the number of current medications in it.",
     )
 
-    @model_validator(mode="after")
-    def _known_codes(self) -> Settings:
-        from typing import get_args
-
-        from ..patient import ExamFindingCode, ProcedureKind
-
-        kinds, tests = set(get_args(ProcedureKind)), set(get_args(ExamFindingCode))
-        for group, members in self.procedure_groups.items():
-            for kind in members:
-                if kind not in kinds:
-                    raise ValueError(f"procedure group {group}: unknown procedure kind {kind!r}")
-        for group, members in self.exam_groups.items():
-            for test in members:
-                if test not in tests:
-                    raise ValueError(f"exam group {group}: unknown examination test {test!r}")
-        return self
-
 
 Files = str | list[str]
 """One file, or several (each may be a glob such as ``catalogues/interventions-*.yaml``)."""
@@ -96,6 +81,10 @@ class CatalogueFiles(_M):
     parameters: Files
     medications: Files
     criteria: Files
+    vocabularies: Files = Field(
+        description="The codes patient documents and rules use (regions, procedure kinds, findings, tests, "
+        "conditions, red flags, laboratory tests, instruments): a document is checked against them."
+    )
     messages: Files = Field(
         description="The message catalogue: every clinician-facing sentence the code composes (hold advice, "
         "red-flag and deferral reasons), as templates."
@@ -268,6 +257,43 @@ class Parameter(_M):
                 raise ValueError(f"parameter {self.name} value {value} is outside {self.min}..{self.max}")
         return self
 
+    def value(self, profile: str) -> int | float | None:
+        """The value under a profile: the profile's own, else the default; None when neither is given.
+        The one place that says which value a profile uses (the engine, content, diff all ask here)."""
+        return self.profiles.get(profile, self.default)
+
+
+class VocabularyCode(_M):
+    """One code of a vocabulary. ``unit``/``min``/``max`` give a value recorded with it (a laboratory test's
+    canonical unit and plausible range, an instrument's score range); ``subscores`` the subscore fields an
+    instrument carries."""
+
+    code: Code
+    label: Text
+    description: Text | None = None
+    unit: str | None = Field(None, max_length=32)
+    min: float | None = None
+    max: float | None = None
+    subscores: list[Code] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _range(self) -> VocabularyCode:
+        if (self.min is None) != (self.max is None):
+            raise ValueError("give both min and max, or neither")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class Vocabulary(_M):
+    name: Code
+    description: Text
+    codes: list[VocabularyCode] = Field(min_length=1)
+
+
+class VocabularyCatalogue(_M):
+    vocabularies: list[Vocabulary]
+
 
 class ParameterCatalogue(_M):
     parameters: list[Parameter]
@@ -371,6 +397,140 @@ PatternSpec = dict[str, Any]
 """A fact pattern: ``type`` plus field conditions (checked by the compiler)."""
 
 ConclusionSpec = dict[str, Any]
+"""A conclusion as written: one key, its kind, over its body. The compiler validates the body with the
+kind's model (:data:`CONCLUSIONS`, with file:line:col errors) and then checks what needs the ruleset
+(catalogue codes, aliases, templates); the editor's JSON Schema comes from the same models (:data:`Conclusion`)."""
+
+Operand = Annotated[
+    str | int | float | bool | dict[str, Any],
+    Field(
+        description="A literal, an alias field (pain.region), or {param: NAME}: checked against the fact schema.",
+        json_schema_extra={
+            "oneOf": [
+                {"type": ["string", "number", "boolean"]},
+                {
+                    "type": "object",
+                    "properties": {"param": {"type": "string"}},
+                    "required": ["param"],
+                    "additionalProperties": False,
+                },
+            ]
+        },
+    ),
+]
+Template = Annotated[str, Field(min_length=1, max_length=4000, description="Text with {alias.field} placeholders.")]
+InterventionCode = Annotated[str, Field(min_length=1, max_length=64, description="An intervention catalogue code.")]
+
+
+class TargetSpec(_M):
+    """Where a recommended intervention goes: each a literal or an alias field."""
+
+    region: Operand | None = None
+    side: Operand | None = None
+    levels: Operand | None = None
+
+
+class RecommendBody(_M):
+    """Propose an intervention as a candidate, with a rationale filled from the patient's data."""
+
+    intervention: InterventionCode
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    rationale: Template
+
+
+class _Targets(_M):
+    intervention: InterventionCode | None = Field(None, description="One intervention.")
+    interventions: list[InterventionCode] | None = Field(None, min_length=1, description="Several interventions.")
+    scope: Literal["elective"] | None = Field(None, description="Every elective intervention.")
+    region: Operand | None = Field(None, description="Only at this region (a literal or an alias field).")
+
+
+class ExcludeBody(_Targets):
+    """Exclude interventions: a contraindication (absolute, relative) or an unmet criterion."""
+
+    severity: Literal["absolute", "relative", "unmet"] = Field(
+        description="absolute/relative: a contraindication; unmet: a criterion the patient does not meet."
+    )
+    reason: Template
+
+
+class PrecautionBody(_Targets):
+    """A precaution attached to candidates."""
+
+    text: Template
+
+
+class AlertBody(_M):
+    """An alert for the clinician."""
+
+    code: AlertCode
+    severity: Literal["critical", "warning", "info"]
+    message: Template
+
+
+class ReferBody(_M):
+    """A referral to a catalogue target; one referral per target, the highest urgency wins."""
+
+    to: Code = Field(description="A referral catalogue code.")
+    urgency: Literal["emergency", "urgent", "soon", "routine"]
+    reason: Template
+
+
+class DeriveBody(_M):
+    """Derive a fact that later strata match."""
+
+    fact: Code = Field(description="The derived fact type.")
+    set: dict[Code, Operand] = Field(default_factory=dict, description="Its fields: literals or alias fields.")
+
+
+class RedFlagBody(_M):
+    """A red flag: a critical alert that also excludes every elective intervention."""
+
+    code: Code
+    message: Template
+
+
+class AntithromboticHoldBody(_M):
+    """ASRA 2018 hold and restart advice for one antithrombotic before one candidate (catalogue hold table)."""
+
+    medication: Code = Field(description="The alias bound to a medication fact.")
+    candidate: Code = Field(description="The alias bound to a candidate fact.")
+    upgrade: bool = Field(False, description="One bleeding-risk category up (a patient at high bleeding risk).")
+
+
+CONCLUSIONS: dict[str, type[_M]] = {
+    "recommend": RecommendBody,
+    "exclude": ExcludeBody,
+    "precaution": PrecautionBody,
+    "alert": AlertBody,
+    "refer": ReferBody,
+    "derive": DeriveBody,
+    "red_flag": RedFlagBody,
+    "antithrombotic_hold": AntithromboticHoldBody,
+}
+"""Each conclusion kind and the model of its body: the one definition of what a conclusion may say."""
+
+
+def _conclusion_model(kind: str, body: type[_M]) -> type[_M]:
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{''.join(p.capitalize() for p in kind.split('_'))}Conclusion",
+        __base__=_M,
+        __doc__=body.__doc__,
+        **{kind: (body, ...)},
+    )
+
+
+def _conclusion_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    return None
+
+
+Conclusion: Any = Annotated[
+    Union[tuple(Annotated[_conclusion_model(k, m), Tag(k)] for k, m in CONCLUSIONS.items())],  # noqa: UP007
+    Discriminator(_conclusion_kind),
+]
+"""A conclusion, typed: a tagged union over :data:`CONCLUSIONS` (one key, the kind). The JSON Schema source."""
 
 
 class RuleSpec(_M):
@@ -466,9 +626,18 @@ class TestCase(_M):
     as_of: date
     profile: Code | None = None
     parameters: dict[Code, int | float] = Field(default_factory=dict)
-    patient: dict[str, Any]
+    extends: Code | None = Field(
+        None,
+        description="A fixture of this file the patient starts from: the case's sections replace the fixture's "
+        "(demographics, conservative_care and psychological_evaluation are merged field by field); a section "
+        "set to null is left out.",
+    )
+    patient: dict[str, Any] = Field(default_factory=dict)
     expect: Expectation
 
 
 class TestFile(_M):
+    fixtures: dict[Code, dict[str, Any]] = Field(
+        default_factory=dict, description="Base patients that this file's cases extend (extends: NAME)."
+    )
     cases: list[TestCase] = Field(min_length=1)

@@ -9,15 +9,17 @@ of the known kinds with its fields. An editor then flags a misspelt operator or 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
-from ..facts.schema import BASE_FACT_TYPES
+from ..facts.schema import BASE_FACT_TYPES, FieldSpec
 from ..patient import PatientCase
-from .compile import CONCLUSION_KINDS, OPS
+from .compile import OPS
 from .model import (
+    Conclusion,
     CriterionCatalogue,
     InterventionCatalogue,
     Manifest,
@@ -28,7 +30,11 @@ from .model import (
     RuleFile,
     SourceCatalogue,
     TestFile,
+    VocabularyCatalogue,
 )
+
+if TYPE_CHECKING:
+    from .loader import Ruleset
 
 SCHEMA_ID_BASE = "https://ipm-cds.invalid/schema/"
 FILES: dict[str, type[BaseModel]] = {
@@ -42,6 +48,7 @@ FILES: dict[str, type[BaseModel]] = {
     "medications": MedicationCatalogue,
     "criteria": CriterionCatalogue,
     "messages": MessageCatalogue,
+    "vocabularies": VocabularyCatalogue,
 }
 
 _SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
@@ -133,78 +140,17 @@ def _pattern(fact_types: list[str]) -> dict[str, Any]:
     }
 
 
-def _conclusions() -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1}
-    targets = {
-        "intervention": {"type": "string"},
-        "interventions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "scope": {"const": "elective"},
-        "region": {"type": "string"},
-    }
-    bodies: dict[str, dict[str, Any]] = {
-        "recommend": {
-            "properties": {
-                "intervention": {"type": "string"},
-                "rationale": text,
-                "target": {
-                    "type": "object",
-                    "properties": {
-                        "region": {"type": "string"},
-                        "side": {"type": "string"},
-                        "levels": {"type": "string"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "required": ["intervention", "rationale"],
-        },
-        "exclude": {
-            "properties": {**targets, "severity": {"enum": ["absolute", "relative", "unmet"]}, "reason": text},
-            "required": ["severity", "reason"],
-        },
-        "precaution": {"properties": {**targets, "text": text}, "required": ["text"]},
-        "alert": {
-            "properties": {
-                "code": {"type": "string"},
-                "severity": {"enum": ["critical", "warning", "info"]},
-                "message": text,
-            },
-            "required": ["code", "severity", "message"],
-        },
-        "refer": {
-            "properties": {
-                "to": {"type": "string"},
-                "urgency": {"enum": ["emergency", "urgent", "soon", "routine"]},
-                "reason": text,
-            },
-            "required": ["to", "urgency", "reason"],
-        },
-        "derive": {"properties": {"fact": {"type": "string"}, "set": {"type": "object"}}, "required": ["fact"]},
-        "red_flag": {"properties": {"code": {"type": "string"}, "message": text}, "required": ["code", "message"]},
-        "antithrombotic_hold": {
-            "properties": {
-                "medication": {"type": "string"},
-                "candidate": {"type": "string"},
-                "upgrade": {"type": "boolean"},
-            },
-            "required": ["medication", "candidate"],
-        },
-    }
-    assert set(bodies) == set(CONCLUSION_KINDS)
-    return {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {kind: {"type": "object", "additionalProperties": False, **body}},
-                "required": [kind],
-                "additionalProperties": False,
-            }
-            for kind, body in bodies.items()
-        ]
-    }
+def _conclusions(defs: dict[str, Any]) -> dict[str, Any]:
+    """The conclusion union's schema, from the models the compiler validates with (model.CONCLUSIONS)."""
+    schema = TypeAdapter(Conclusion).json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs.update(schema.pop("$defs", {}))
+    return schema
 
 
-def schema_for(name: str) -> dict[str, Any]:
+def schema_for(name: str, ruleset: Ruleset | None = None) -> dict[str, Any]:
+    """The JSON Schema of one kind of ruleset file. With a ruleset, also its completions: in rule files,
+    each fact type's fields inside patterns (with their descriptions and vocabulary values) and the
+    catalogue codes conclusions name; in test files, the vocabularies' codes in the patient."""
     model = FILES[name]
     schema = model.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -222,20 +168,86 @@ def schema_for(name: str) -> dict[str, Any]:
             "type": "array",
             "items": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": pattern},
         }
-        rule["then"] = {"type": "array", "minItems": 1, "items": _conclusions()}
+        rule["then"] = {"type": "array", "minItems": 1, "items": _conclusions(schema["$defs"])}
     if name == "tests":
         patient = PatientCase.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
         schema["$defs"].update(patient.pop("$defs", {}))
         schema["$defs"]["PatientCase"] = patient
         schema["$defs"]["TestCase"]["properties"]["patient"] = {"$ref": "#/$defs/PatientCase"}
+    if ruleset is not None:
+        _complete(schema, name, ruleset)
     return schema
 
 
-def write_schemas(out: Path) -> list[Path]:
+def write_schemas(out: Path, ruleset: Ruleset | None = None) -> list[Path]:
+    """Write every schema into ``out``, with the completions of ``ruleset`` (see :func:`schema_for`)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in FILES:
         path = out / f"{name}.schema.json"
-        path.write_text(json.dumps(schema_for(name), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = json.dumps(schema_for(name, ruleset), indent=2, sort_keys=True)
+        path.write_text(text + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+# -- completions from a loaded ruleset ------------------------------------------------------------------
+
+
+def _codes(options: Mapping[str, str]) -> dict[str, Any]:
+    """A closed set of codes with a hover text each (``enumDescriptions``, as editors read it)."""
+    return {"enum": list(options), "enumDescriptions": list(options.values())}
+
+
+def _field_condition(spec: FieldSpec) -> dict[str, Any]:
+    text = spec.description + (f" ({spec.unit})" if spec.unit else "")
+    if spec.values:
+        return {"description": text, "anyOf": [_codes(dict.fromkeys(spec.values, text)), _CONDITION]}
+    return {"description": text, **_CONDITION}
+
+
+def _typed_patterns(ruleset: Ruleset) -> list[dict[str, Any]]:
+    """One pattern schema per fact type a rule can match: its fields, nothing else, each described."""
+    out = []
+    for name, fact_type in sorted(ruleset.fact_types.items()):
+        if "@" in name:  # an aggregate's own type: written as latest/earliest/count_of, never by name
+            continue
+        fields = {f: _field_condition(spec) for f, spec in fact_type.fields.items()}
+        branch = {"type": "object", "minProperties": 1, "properties": fields, "additionalProperties": False}
+        out.append(
+            {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"const": name, "description": fact_type.description},
+                    "any_of": {"type": "array", "items": branch, "minItems": 2},
+                    **fields,
+                },
+                "additionalProperties": False,
+            }
+        )
+    return out
+
+
+def _complete(schema: dict[str, Any], name: str, ruleset: Ruleset) -> None:
+    defs = schema.get("$defs", {})
+    if name == "rules":
+        pattern = schema["$defs"]["RuleSpec"]["properties"]["when"]["additionalProperties"]
+        pattern["oneOf"][0] = {"oneOf": _typed_patterns(ruleset)}
+        interventions = _codes({c: i.name for c, i in ruleset.interventions.items()})
+        referrals = _codes({c: r.name for c, r in ruleset.referrals.items()})
+        recommend = defs["RecommendBody"]["properties"]
+        recommend["intervention"] = {**recommend["intervention"], **interventions}
+        # exclusions and precautions may name the intervention of a bound candidate: candidate.intervention
+        either = {"anyOf": [interventions, {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$"}]}
+        for body in ("ExcludeBody", "PrecautionBody"):
+            props = defs[body]["properties"]
+            props["intervention"] = {"description": "An intervention code, or alias.intervention.", **either}
+            props["interventions"] = {"type": "array", "items": either, "minItems": 1}
+        defs["ReferBody"]["properties"]["to"] = {**defs["ReferBody"]["properties"]["to"], **referrals}
+    for model in defs.values():  # vocabulary codes wherever the patient model marks one (test files)
+        for prop in model.get("properties", {}).values():
+            for target in (prop, *prop.get("anyOf", ()), prop.get("items", {})):
+                vocabulary = ruleset.vocabularies.get(target.get("x-vocabulary", ""))
+                if vocabulary is not None:
+                    target.update(_codes({c.code: c.label for c in vocabulary.codes}))

@@ -33,7 +33,7 @@ ruleset's own thresholds, draw from :func:`boundary_patients` as well.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
@@ -51,13 +51,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_AS_OF = date(2025, 6, 2)
+"""The reference evaluation date of generated, example and test-case patients (the one place it is written)."""
 
 SPINE = ("cervical", "thoracic", "lumbar")
-_REGIONS = tuple(get_args(pm.BodyRegion))
-_CHARACTERS = tuple(get_args(pm.PainCharacter))
-_RED_FLAGS = tuple(get_args(pm.RedFlagCode))
-_CONDITIONS = tuple(get_args(pm.ConditionCode))
-_ALLERGIES = tuple(get_args(pm.AllergySubstance))
 _LATERALITY = tuple(get_args(pm.Laterality))
 _CES = (
     "bladder_dysfunction",
@@ -175,7 +171,7 @@ _TPI_REGIONS = ("lumbar", "cervical", "thoracic", "shoulder", "chest_wall", "abd
 _CANCER_REGIONS = ("thoracic", "lumbar", "abdomen", "pelvis", "chest_wall", "cervical", "hip")
 # Regions and characters each pathway can draw (for the region and character knobs).
 _PATHWAY_SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "general": (_REGIONS, _CHARACTERS),
+    "general": ((), ()),  # any region and character of the ruleset's vocabularies
     "facet": (SPINE, ("axial", "radicular", "neurogenic_claudication")),
     "esi": (SPINE, ("radicular", "neurogenic_claudication", "axial")),
     "sij": (("sacroiliac",), ("axial", "joint")),
@@ -216,11 +212,12 @@ def _around(marks: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
 class _Draw:
     """Plain choices from strategies built once, so that a draw costs little and shrinks well."""
 
-    __slots__ = ("as_of", "count", "fn")
+    __slots__ = ("as_of", "codes", "count", "fn")
 
-    def __init__(self, draw: st.DrawFn, as_of: date) -> None:
+    def __init__(self, draw: st.DrawFn, as_of: date, codes: Mapping[str, tuple[str, ...]]) -> None:
         self.fn = draw
         self.as_of = as_of
+        self.codes = codes  # the ruleset's vocabularies: what the background and general draws pick from
         self.count = 0
 
     def draw(self, strategy: st.SearchStrategy[T]) -> T:
@@ -494,8 +491,9 @@ def _backdate_pain(ctx: _Ctx, pain: dict[str, Any]) -> None:
 
 
 def _general(d: _Draw, ctx: _Ctx) -> None:
-    region = ctx.region_of(d, ("lumbar", *_REGIONS))
-    pain = _pain(d, ctx, region, ctx.character_of(d, ("axial", *_CHARACTERS)), weeks=(4, 12, 26), nrs=(4, 5, 7, 8))
+    region = ctx.region_of(d, ("lumbar", *d.codes["body_region"]))
+    character = ctx.character_of(d, ("axial", *d.codes["pain_character"]))
+    pain = _pain(d, ctx, region, character, weeks=(4, 12, 26), nrs=(4, 5, 7, 8))
     _care(d, ctx, failed=60)
     if ctx.stage(d, ("none", "none", "some")) == "some":
         kinds = (
@@ -964,7 +962,7 @@ def _idd(d: _Draw, ctx: _Ctx) -> None:
 
 
 def _red_flag(d: _Draw, code: str | None = None) -> dict[str, Any]:
-    flag: dict[str, Any] = {"code": code or d.pick((*_CES, *_RED_FLAGS))}
+    flag: dict[str, Any] = {"code": code or d.pick((*_CES, *d.codes["red_flag"]))}
     if d.chance(60):
         flag["onset_date"] = d.ago(d.near((14,), 0, 400))
     if d.chance(55):
@@ -1129,8 +1127,8 @@ _BACKGROUND_CONDITIONS = (
     "recent_vte_or_stroke",
     "osteoporosis",
     "sleep_apnea",
-    *_CONDITIONS,
 )
+"""Drawn beside every condition of the ruleset's vocabulary (so twice as often)."""
 
 
 def _screening(d: _Draw, instrument: str) -> dict[str, Any]:
@@ -1233,7 +1231,8 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
             ctx.add("labs", _lab(d, d.pick(("inr", "platelets", "inr", "platelets", "glucose", "hba1c", "egfr"))))
     # conditions, allergies
     if d.chance(35):
-        for code in d.some(_BACKGROUND_CONDITIONS, 1, 2):
+        known = d.codes["condition"]
+        for code in d.some((*(c for c in _BACKGROUND_CONDITIONS if c in known), *known), 1, 2):
             region = None
             if code in ("local_infection_at_site", "crps") and d.chance(70):
                 region = (doc.get("pain") or [{"region": "lumbar"}])[0]["region"]
@@ -1241,7 +1240,7 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
     if doc.get("pain") and d.chance(5):  # an infected injection site
         _condition(ctx, "local_infection_at_site", region=doc["pain"][0]["region"])
     if d.chance(12):
-        for substance in d.some(_ALLERGIES, 1, 2):
+        for substance in d.some(d.codes["allergy_substance"], 1, 2):
             ctx.add("allergies", {"substance": substance})
     # red flags
     if red_flags is False:
@@ -1312,7 +1311,7 @@ def _finish(d: _Draw, ctx: _Ctx, max_pain: int) -> dict[str, Any]:
     """Apply the knobs that constrain the whole document; mark the index pain."""
     doc = ctx.doc
     if len(doc.get("pain", [])) < max_pain and d.chance(12):  # an unrelated second complaint
-        _pain(d, ctx, d.pick(_REGIONS), d.pick(_CHARACTERS), weeks=(12,))
+        _pain(d, ctx, d.pick(d.codes["body_region"]), d.pick(d.codes["pain_character"]), weeks=(12,))
     pain = doc["pain"] = doc["pain"][:max_pain]
     for item in pain:
         if ctx.region is not None:
@@ -1351,9 +1350,22 @@ def patients(
     built once, so that drawing stays cheap).
     """
     agents = frozenset(ruleset.medications) if ruleset is not None else None
+    codes = _codes(ruleset if ruleset is not None else _bundled())
     return _patients(
-        as_of, pathway, region, character, red_flags, anticoagulants, opioids, prior_procedures, max_pain, agents
+        as_of, pathway, region, character, red_flags, anticoagulants, opioids, prior_procedures, max_pain, agents, codes
     )
+
+
+@functools.cache
+def _bundled() -> Ruleset:
+    from ..ruleset.loader import load_ruleset
+
+    return load_ruleset(with_tests=False)
+
+
+def _codes(ruleset: Ruleset) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The ruleset's vocabularies, hashable (strategies are cached by their arguments)."""
+    return tuple((name, tuple(c.code for c in v.codes)) for name, v in sorted(ruleset.vocabularies.items()))
 
 
 @functools.cache
@@ -1368,13 +1380,16 @@ def _patients(
     prior_procedures: bool | None,
     max_pain: int,
     agents: frozenset[str] | None,
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> st.SearchStrategy[PatientCase]:
+    codes = dict(vocabularies)
+    regions, characters = codes["body_region"], codes["pain_character"]
     if pathway is not None and pathway not in _BUILDERS:
         raise ValueError(f"unknown pathway {pathway!r}; choose from {', '.join(PATHWAYS)}")
-    if region is not None and region not in _REGIONS:
-        raise ValueError(f"unknown region {region!r}; choose from {', '.join(_REGIONS)}")
-    if character is not None and character not in _CHARACTERS:
-        raise ValueError(f"unknown pain character {character!r}; choose from {', '.join(_CHARACTERS)}")
+    if region is not None and region not in regions:
+        raise ValueError(f"unknown region {region!r}; choose from {', '.join(regions)}")
+    if character is not None and character not in characters:
+        raise ValueError(f"unknown pain character {character!r}; choose from {', '.join(characters)}")
     if max_pain < 1:
         raise ValueError("max_pain must be at least 1")
     if pathway is not None:
@@ -1382,15 +1397,16 @@ def _patients(
     else:
         eligible = tuple(
             name
-            for name, (regions, characters) in _PATHWAY_SCOPE.items()
-            if (region is None or region in regions) and (character is None or character in characters)
+            for name, (scope_regions, scope_characters) in _PATHWAY_SCOPE.items()
+            if (region is None or region in (scope_regions or regions))
+            and (character is None or character in (scope_characters or characters))
         ) or ("general",)
     # simplest first (shrinking goes there), each pathway as often as its weight says
     weighted = tuple(name for name in eligible for _ in range(_WEIGHTS[name]))
 
     @st.composite
     def build(draw: st.DrawFn) -> PatientCase:
-        d = _Draw(draw, as_of)
+        d = _Draw(draw, as_of, codes)
         ctx = _Ctx(as_of, region, character, prior_procedures, {})
         first = d.pick(weighted)
         _BUILDERS[first](d, ctx)

@@ -2,7 +2,9 @@
 
 Errors: conditions that can never hold (``gte: 80`` with ``lt: 50`` on one field, under some profile),
 rules that can never fire (they need a fact no active rule produces under a profile), a rule that
-recommends and excludes the same intervention. Warnings: catalogue entries nothing uses.
+recommends and excludes the same intervention. Warnings, each with a code: catalogue entries nothing
+uses (``unused-*``), rules that can never fire under a profile (``never-fires``), joins that grow faster than
+linearly (``superlinear-join``), and the linter's (:mod:`ipm_cds.tooling.lint`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ..errors import Problem
 from ..facts.schema import INPUT_FACT_TYPES
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
+from .lint import lint
 
 _NUMERIC = (int, float)
 
@@ -129,6 +132,7 @@ def semantic_problems(ruleset: Ruleset) -> list[Problem]:
                         rule.location,
                         hint="the rules that derive it are inactive under this profile (see provenance.rules_inactive)",
                         severity="warning",
+                        code="never-fires",
                     )
                 )
     for rule in ruleset.rules:
@@ -147,6 +151,7 @@ def semantic_problems(ruleset: Ruleset) -> list[Problem]:
             )
     problems.extend(_unused(ruleset))
     problems.extend(_superlinear_joins(ruleset))
+    problems.extend(lint(ruleset))
     return problems
 
 
@@ -189,6 +194,7 @@ def _superlinear_joins(ruleset: Ruleset) -> Iterable[Problem]:
                     hint="for 'the latest', 'a newer one exists' or 'the n-th most recent' use latest: {...} "
                     "(with rank), for 'how many' count_of: {...} (docs/rule-files.md, aggregates)",
                     severity="warning",
+                    code="superlinear-join",
                 )
 
 
@@ -219,10 +225,15 @@ def _unused(ruleset: Ruleset) -> Iterable[Problem]:
 
     def warn(kind: str, names: Iterable[str]) -> Iterable[Problem]:
         for name in sorted(names):
-            yield Problem(f"{kind} {name!r} is not used by any rule", None, severity="warning")
+            yield Problem(
+                f"{kind} {name!r} is not used by any rule",
+                None,
+                severity="warning",
+                code="unused-" + kind.replace(" ", "-"),
+            )
 
     yield from warn("intervention", set(ruleset.interventions) - used_interventions)
     yield from warn("referral target", set(ruleset.referrals) - used_referrals)
     yield from warn("parameter", set(ruleset.parameters) - used_params)
     for name in sorted(set(ruleset.sources) - used_sources):
-        yield Problem(f"source {name!r} is not cited anywhere", None, severity="warning")
+        yield Problem(f"source {name!r} is not cited anywhere", None, severity="warning", code="unused-source")

@@ -1,0 +1,127 @@
+"""The public models: documented class by class and field by field, hashable when frozen (equal models
+hash equal), and the library's logging left to the application (a NullHandler, nothing else)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import ipm_cds
+from ipm_cds.patientfile import read_patient_document
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "patients"
+AS_OF = date(2025, 6, 2)
+
+
+def public_models() -> list[type[BaseModel]]:
+    return [
+        obj for name in ipm_cds.__all__ if inspect.isclass(obj := getattr(ipm_cds, name)) and issubclass(obj, BaseModel)
+    ]
+
+
+def reachable(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+    """``model`` and every model its fields hold (lists, optionals), into ``seen``."""
+    if model in seen:
+        return
+    seen.add(model)
+    for info in model.model_fields.values():
+        stack: list[Any] = [info.annotation]
+        while stack:
+            annotation = stack.pop()
+            if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                reachable(annotation, seen)
+            stack.extend(getattr(annotation, "__args__", ()))
+
+
+def test_the_public_models_are_the_expected_ones() -> None:
+    names = {m.__name__ for m in public_models()}
+    assert {"Assessment", "Candidate", "Alert", "Referral", "Explanation", "PatientCase", "WhyNot"} <= names
+
+
+@pytest.mark.parametrize("model", public_models(), ids=lambda m: m.__name__)
+def test_every_public_model_has_a_docstring_and_every_field_a_description(model: type[BaseModel]) -> None:
+    assert model.__doc__ and model.__doc__ != BaseModel.__doc__ and "__doc__" in vars(model), model.__name__
+    undocumented = [name for name, info in model.model_fields.items() if not (info.description or "").strip()]
+    assert not undocumented, f"{model.__name__}: fields without a description: {undocumented}"
+    schema = model.model_json_schema(mode="serialization")
+    assert schema.get("description"), "the docstring reaches the JSON Schema"
+
+
+def test_every_model_an_assessment_or_explanation_holds_is_documented() -> None:
+    seen: set[type[BaseModel]] = set()
+    reachable(ipm_cds.Explanation, seen)
+    assert ipm_cds.Assessment in seen and len(seen) > 15
+    for model in seen:
+        assert "__doc__" in vars(model) and model.__doc__, model.__name__
+        missing = [n for n, info in model.model_fields.items() if not info.description]
+        assert not missing, f"{model.__name__}: {missing}"
+
+
+@pytest.fixture(scope="module")
+def assessments(ipm_engine: ipm_cds.Engine) -> dict[str, ipm_cds.Assessment]:
+    return {
+        name: ipm_engine.evaluate(read_patient_document(EXAMPLES / f"{name}.yaml"), as_of=AS_OF)
+        for name in ("cauda_equina", "facet_rfa_candidate")
+    }
+
+
+def test_an_assessment_hashes_and_equal_assessments_hash_equal(assessments: dict[str, ipm_cds.Assessment]) -> None:
+    a = assessments["cauda_equina"]
+    copy = ipm_cds.Assessment.model_validate_json(a.to_json())  # equal, not the same object
+    assert copy == a and copy is not a
+    assert hash(copy) == hash(a)
+    other = assessments["facet_rfa_candidate"]
+    assert other != a and hash(other) != hash(a)
+    assert len({a, copy, other}) == 2  # usable in sets and as dict keys
+    later = a.model_copy(update={"as_of": date(2025, 6, 3)})
+    assert later != a and hash(later) != hash(a)
+
+
+def test_explanations_and_patients_hash_too(ipm_engine: ipm_cds.Engine) -> None:
+    document = read_patient_document(EXAMPLES / "facet_rfa_candidate.yaml")
+    first, second = ipm_cds.parse_patient(document), ipm_cds.parse_patient(document)
+    assert first == second and hash(first) == hash(second)
+    explanation = ipm_engine.explain(first, as_of=AS_OF)
+    again = ipm_cds.Explanation.model_validate_json(explanation.model_dump_json())
+    assert again == explanation and hash(again) == hash(explanation)
+
+
+def test_the_hash_agrees_with_equality_on_numbers_and_dict_order() -> None:
+    base: dict[str, Any] = {
+        "ruleset_id": "r",
+        "ruleset_version": "1.0.0",
+        "ruleset_sha256": "0" * 64,
+        "library_version": "0",
+        "profile": "p",
+        "parameter_overrides": {},
+        "backend": "python",
+        "as_of": AS_OF,
+        "rules_active": 1,
+        "rules_inactive": {},
+    }
+    one = ipm_cds.Provenance(**base, parameters={"a": 1, "b": 2.5})
+    same = ipm_cds.Provenance(**base, parameters={"b": 2.5, "a": 1.0})  # another order, 1.0 == 1
+    assert one == same and hash(one) == hash(same)
+    different = ipm_cds.Provenance(**base, parameters={"a": 2, "b": 2.5})
+    assert one != different and hash(one) != hash(different)
+
+
+def test_the_library_configures_no_log_handler() -> None:
+    package = logging.getLogger("ipm_cds")
+    assert [type(h) for h in package.handlers] == [logging.NullHandler]
+    from ipm_cds.ruleset import loader
+
+    assert loader.logger.name == "ipm_cds.ruleset.loader"  # one logger per module, named after it
+
+
+def test_loading_a_ruleset_logs_through_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="ipm_cds")
+    ruleset = ipm_cds.load_ruleset(with_tests=False)
+    (record,) = [r for r in caplog.records if r.name == "ipm_cds.ruleset.loader"]
+    assert record.levelno == logging.DEBUG and ruleset.sha256 in record.getMessage()
