@@ -187,9 +187,12 @@ class DefaultApplied(_Out):
     """A parameter default that no source states as one number (tagged ``default_basis`` in the catalogue),
     read by the conditions of a rule that fired: the default decided that rule's conclusions."""
 
-    parameter: str
-    value: int | float
-    basis: Literal["conservative_default", "common_practice"]
+    parameter: str = Field(description="The parameter, as named in the parameter catalogue.")
+    value: int | float = Field(description="Its default, the value in force.")
+    basis: Literal["conservative_default", "common_practice"] = Field(
+        description="conservative_default (safety rule: the cautious end of published practice) or common_practice "
+        "(pathway rule: the value payers or societies commonly use)."
+    )
     source: str = Field(description="Sources-catalogue id of the value's basis.")
     verification: str = Field(description="Verification tag of the value in that source.")
     rule: str = Field(description="Rule id@version whose conditions read it.")
