@@ -1166,7 +1166,7 @@ def _lab(d: _Draw, test: str) -> dict[str, Any]:
         value = d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0))
     else:
         value = float(d.pick((15, 29, 45, 60, 90)))
-    return {"test": test, "value": value, "date": d.ago(d.num(0, 200))}
+    return {"test": test, "value": value, "date": d.ago(d.near((1,), 0, 200, pct=30))}  # about the 1-day INR recency
 
 
 def _demographics(d: _Draw, ctx: _Ctx) -> None:
