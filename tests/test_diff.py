@@ -48,13 +48,13 @@ def test_structural_changes_are_listed(ruleset: ipm_cds.Ruleset, copy: Path) -> 
     path.write_text(
         path.read_text()
         .replace("urgency: routine", "urgency: soon", 1)
-        .replace("    version: 1.0.0", "    version: 1.1.0", 1)
+        .replace("    version: 1.1.0", "    version: 1.2.0", 1)
     )
     facet = copy / "rules" / "facet.yaml"
     facet.write_text(facet.read_text().replace("at most {param.facet_max_levels} levels, under", "under", 1))
     new = ipm_cds.load_ruleset(copy)
     d = diff_rulesets(ruleset, new, patients=[])
-    assert d.rules_reversioned == ["referral.physical_therapy 1.0.0 -> 1.1.0"]
+    assert d.rules_reversioned == ["referral.physical_therapy 1.1.0 -> 1.2.0"]
     assert d.rules_changed_without_version == ["facet.mbb.first@1.3.0"]
 
 

@@ -37,7 +37,7 @@ def test_or_pattern_fires_once_per_fact(durable: ipm_cds.Engine) -> None:
     """Regression: a pattern with $or fired once per true branch (onset < 14 days AND deteriorating)."""
     patient = {"red_flags": [{"code": "bladder_dysfunction", "onset_date": "2025-05-30", "deteriorating": True}]}
     trace = durable.evaluate(patient, as_of=AS_OF).trace
-    assert [t.rule for t in trace] == ["red_flag.cauda_equina@1.0.0"]
+    assert [t.rule for t in trace] == ["red_flag.cauda_equina@1.1.0"]
 
 
 def test_exception_inside_an_action_fails_closed_and_engine_recovers(

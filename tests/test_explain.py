@@ -54,7 +54,8 @@ def test_red_flag_override_and_blocked_rules_are_named(python_engine: ipm_cds.En
     rfa = next(w for w in ex.why_not if w.intervention == "facet_rfa")
     initial = next(a for a in rfa.rules if a.rule == "facet.rfa.initial@1.2.0")
     assert initial.outcome == "overridden"
-    assert initial.details[0].startswith("red flag by red_flag.cauda_equina@1.0.0")
+    assert initial.details[0].startswith("red flag by red_flag.cauda_equina@1.1.0")
+    assert initial.title and rfa.reason.startswith("Red flag (cauda equina)")
     mbb = next(w for w in ex.why_not if w.intervention == "facet_mbb")
     first = next(a for a in mbb.rules if a.rule == "facet.mbb.first@1.3.0")
     assert first.outcome == "blocked"

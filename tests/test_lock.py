@@ -59,20 +59,20 @@ def test_an_edited_clinical_value_needs_a_new_ruleset_version(
     load_ruleset(copy)  # still a valid ruleset: nothing but the lock can tell
     line, col = line_of(copy, relative, anchor), col_of(copy, relative, anchor.split(":")[1].strip())
     assert lock_problems(copy) == [
-        f"error: ipm-core/{relative}:{line}:{col}: {what} changed but the ruleset's version is still 0.1.0 "
-        "(bump the manifest's version (e.g. 0.1.1 for a correction, 0.2.0 for a new clinical value) and run "
+        f"error: ipm-core/{relative}:{line}:{col}: {what} changed but the ruleset's version is still 0.2.0 "
+        "(bump the manifest's version (e.g. 0.2.1 for a correction, 0.3.0 for a new clinical value) and run "
         "ipm-cds lock)"
     ]
     before = (copy / "ruleset.lock.json").read_text()
     assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless it
     assert (copy / "ruleset.lock.json").read_text() == before
-    edit(copy, "ruleset.yaml", "\nversion: 0.1.0\n", "\nversion: 0.2.0\n")
+    edit(copy, "ruleset.yaml", "\nversion: 0.2.0\n", "\nversion: 0.3.0\n")
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
     kind, name = what.split(maxsplit=1)
     catalogue = {"intervention": "interventions", "parameter": "parameters", "vocabulary": "vocabularies"}[kind]
     entry = json.loads((copy / "ruleset.lock.json").read_text())["catalogues"][catalogue][name]
-    assert entry["ruleset_version"] == "0.2.0"
+    assert entry["ruleset_version"] == "0.3.0"
 
 
 def test_a_comment_or_reformatting_is_not_a_change(copy: Path) -> None:

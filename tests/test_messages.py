@@ -162,8 +162,8 @@ def test_editing_a_message_changes_the_ruleset_hash(copy: Path) -> None:
     edit(
         copy,
         MESSAGES,
-        'see the critical alerts."\n  - id: red_flag.deferral',
-        'see the alerts."\n  - id: red_flag.deferral',
+        'until the red flag has been assessed."\n  - id: red_flag.deferral',
+        'until the red flag is assessed."\n  - id: red_flag.deferral',
     )
     assert load_ruleset(copy).sha256 != before
 
@@ -203,24 +203,24 @@ def test_a_reworded_message_needs_a_new_ruleset_version(copy: Path) -> None:
     edit(
         copy,
         MESSAGES,
-        'see the critical alerts."\n  - id: red_flag.deferral',
-        'see the alerts."\n  - id: red_flag.deferral',
+        'until the red flag has been assessed."\n  - id: red_flag.deferral',
+        'until the red flag is assessed."\n  - id: red_flag.deferral',
     )
     assert lock_problems(copy) == [
-        f"error: {at(copy, MESSAGES, 'see the alerts.')}: message red_flag.exclusion changed but the ruleset's "
-        "version is still 0.1.0 (bump the manifest's version (e.g. 0.1.1 for a correction, 0.2.0 for a new clinical "
-        "value) and run ipm-cds lock)"
+        f"error: {at(copy, MESSAGES, 'until the red flag is assessed.')}: message red_flag.exclusion changed "
+        "but the ruleset's version is still 0.2.0 (bump the manifest's version (e.g. 0.2.1 for a correction, "
+        "0.3.0 for a new clinical value) and run ipm-cds lock)"
     ]
     before = (copy / "ruleset.lock.json").read_text()
     assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless the rewording
     assert (copy / "ruleset.lock.json").read_text() == before
-    edit(copy, "ruleset.yaml", "\nversion: 0.1.0\n", "\nversion: 0.1.1\n")
+    edit(copy, "ruleset.yaml", "\nversion: 0.2.0\n", "\nversion: 0.2.1\n")
     assert lock_problems(copy) == []
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
-    edit(copy, "ruleset.yaml", "\nversion: 0.1.1\n", "\nversion: 0.1.0\n")
+    edit(copy, "ruleset.yaml", "\nversion: 0.2.1\n", "\nversion: 0.2.0\n")
     assert lock_problems(copy)[0].endswith(
-        "message candidate.evidence is locked at ruleset version 0.1.1, above the ruleset's 0.1.0 (versions only go up)"
+        "message candidate.evidence is locked at ruleset version 0.2.1, above the ruleset's 0.2.0 (versions only go up)"
     )
 
 

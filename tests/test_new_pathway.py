@@ -28,7 +28,7 @@ def _add_pathway(root: Path) -> None:
     """What the walkthrough does: copy the pathway's files in, add its codes and criterion, bump the version."""
     subprocess.run(["bash", str(PATHWAY / "add.sh"), str(root)], check=True)
     vocab = (root / "catalogues" / "vocabularies.yaml").read_text(encoding="utf-8")
-    assert "code: pns_trial" in vocab and "version: 0.2.0" in (root / "ruleset.yaml").read_text(encoding="utf-8")
+    assert "code: pns_trial" in vocab and "version: 0.3.0" in (root / "ruleset.yaml").read_text(encoding="utf-8")
 
 
 def test_the_bundled_ruleset_does_not_know_the_new_codes(copy: Path) -> None:

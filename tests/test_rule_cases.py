@@ -61,7 +61,8 @@ def test_content_table_lists_every_rule_with_criteria_tags_and_profiles() -> Non
     assert [r.rule for r in rows] == [r.ref for r in sorted(RULESET.rules, key=lambda r: r.id)]
     age = next(r for r in rows if r.rule.startswith("asra.bleeding_risk.age@"))
     assert age.parameters[0].name == "asra_old_age_years" and age.parameters[0].verification == "UNVERIFIED"
-    assert set(age.profiles.values()) == {"parameter without a value: asra_old_age_years"}
+    # a conservative default (issue 14: no rule off by default), tagged as such
+    assert set(age.profiles.values()) == {"runs"} and age.parameters[0].default_basis == "conservative_default"
     positive = next(r for r in rows if r.rule.startswith("facet.block.positive@"))
     block = next(p for p in positive.parameters if p.name == "facet_block_relief_pct")
     assert block.values["cms_lcd"] == 80 and block.values["society_consensus"] == 50

@@ -85,9 +85,9 @@ def test_unknown_code_and_dangling_references(copy: Path) -> None:
         copy,
         "rules/red_flags.yaml",
         "    criteria: [RF-CES-01]\n    evidence: {strength: strong, quality: not_graded, "
-        "sources: [bmj_ces]}\n    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder",
+        "sources: [bmj_ces]}\n    when:\n      symptoms:\n        count_of:\n          type: red_flag",
         "    criteria: [RF-CES-1]\n    evidence: {strength: strong, quality: not_graded, sources: [bmj_ces]}\n"
-        "    when:\n      symptom:\n        type: red_flag\n        code:\n          in: [bladder",
+        "    when:\n      symptoms:\n        count_of:\n          type: red_flag",
         first=True,
     )
     found = problems(copy)
@@ -156,8 +156,10 @@ def test_bad_yaml_syntax(copy: Path) -> None:
     edit(
         copy,
         "rules/referrals.yaml",
-        "    title: Physical therapy / exercise when no active programme is documented",
-        "    title: Physical therapy: exercise when no active programme is documented",
+        "    title: Physical therapy / exercise when no active programme and no adequate completed course are "
+        "documented",
+        "    title: Physical therapy: exercise when no active programme and no adequate completed course are "
+        "documented",
         first=True,
     )
     line = line_of(copy, "rules/referrals.yaml", "title: Physical therapy:")
@@ -213,10 +215,25 @@ def test_red_flag_without_urgent_referral_is_refused(copy: Path) -> None:
 
 
 def test_unverified_parameter_default_must_be_labelled_local_policy(copy: Path) -> None:
-    edit(copy, "catalogues/parameters.yaml", "    local_policy_default: true\n", "")
+    text = (copy / "catalogues/parameters.yaml").read_text()
+    start = text.index("    local_policy_default: true\n")
+    end = text.index("\n", text.index("      note: ", start)) + 1
+    edit(copy, "catalogues/parameters.yaml", text[start:end], "")
     found = problems(copy)
     assert len(found) == 1
     assert "parameter facet_dx_max_sessions is UNVERIFIED and ships a default: set local_policy_default" in found[0]
+
+
+def test_default_basis_source_must_resolve(copy: Path) -> None:
+    edit(
+        copy,
+        "catalogues/parameters.yaml",
+        "      source: cms_lcd_facet\n      verification: UNVERIFIED\n",
+        "      source: cms_lcd_facets\n      verification: UNVERIFIED\n",
+    )
+    found = problems(copy)
+    assert len(found) == 1
+    assert "unknown source 'cms_lcd_facets'" in found[0]
 
 
 def test_target_literal_is_checked_against_the_vocabulary(copy: Path) -> None:
@@ -270,9 +287,9 @@ def test_changed_rule_without_version_bump(copy: Path) -> None:
     line = line_of(copy, "rules/referrals.yaml", "  - id: referral.physical_therapy") + 1
     assert lock_problems(copy) == [
         f"error: ipm-core/rules/referrals.yaml:{line}:14: rule referral.physical_therapy changed but its version is "
-        "still 1.0.0 (bump it (e.g. 1.0.1 for a fix, 1.1.0 for new logic) and run ipm-cds lock)"
+        "still 1.1.0 (bump it (e.g. 1.1.1 for a fix, 1.2.0 for new logic) and run ipm-cds lock)"
     ]
-    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", "    version: 1.1.0", first=True)
+    edit(copy, "rules/referrals.yaml", "    version: 1.1.0", "    version: 1.2.0", first=True)
     assert lock_problems(copy) == []
 
 
@@ -350,7 +367,7 @@ def test_lock_refuses_to_bless_an_unbumped_change(copy: Path, capsys: pytest.Cap
     before = (copy / "ruleset.lock.json").read_text()
     edit(copy, "rules/referrals.yaml", "urgency: routine", "urgency: soon", first=True)
     assert main(["lock", str(copy)]) == EXIT_RULESET
-    assert "changed but its version is still 1.0.0" in capsys.readouterr().err
+    assert "changed but its version is still 1.1.0" in capsys.readouterr().err
     assert (copy / "ruleset.lock.json").read_text() == before
     assert main(["lock", str(copy), "--force"]) == EXIT_OK
 
@@ -425,7 +442,7 @@ def test_misspelt_fact_type_is_a_clean_cli_error(copy: Path, capsys: pytest.Capt
     [("1.1", "1.1", "1.1.0"), ('"1.1"', "'1.1'", "1.1.0"), ("'2'", "'2'", "2.0.0"), ("v1.0.0", "'v1.0.0'", "1.0.0")],
 )
 def test_a_version_that_is_not_semver_says_so(copy: Path, written: str, shown: str, meant: str) -> None:
-    edit(copy, "rules/referrals.yaml", "    version: 1.0.0", f"    version: {written}", first=True)
+    edit(copy, "rules/referrals.yaml", "    version: 1.1.0", f"    version: {written}", first=True)
     line = line_of(copy, "rules/referrals.yaml", f"version: {written}")
     assert problems(copy) == [
         f"ipm-core/rules/referrals.yaml:{line}:14: version: {shown} is not a semantic version MAJOR.MINOR.PATCH "
@@ -434,10 +451,10 @@ def test_a_version_that_is_not_semver_says_so(copy: Path, written: str, shown: s
 
 
 def test_the_manifest_version_is_semver(copy: Path) -> None:
-    edit(copy, "ruleset.yaml", "version: 0.1.0\ntitle", "version: 0.1\ntitle")
+    edit(copy, "ruleset.yaml", "version: 0.2.0\ntitle", "version: 0.2\ntitle")
     assert problems(copy) == [
-        "ipm-core/ruleset.yaml:3:10: version: 0.1 is not a semantic version MAJOR.MINOR.PATCH "
-        "(a version has three numbers, e.g. 0.1.0; no quotes needed)"
+        "ipm-core/ruleset.yaml:3:10: version: 0.2 is not a semantic version MAJOR.MINOR.PATCH "
+        "(a version has three numbers, e.g. 0.2.0; no quotes needed)"
     ]
 
 

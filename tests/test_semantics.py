@@ -65,8 +65,8 @@ def test_rule_outside_its_effective_period_does_not_fire(tmp_path: Path) -> None
     inside = engine.evaluate(patient, as_of=date(2019, 6, 3))
     outside = engine.evaluate(patient, as_of=AS_OF)
     assert [al.code for al in inside.alerts] == ["red_flag.cauda_equina"]
-    assert "red_flag.cauda_equina@1.0.0" not in {t.rule for t in outside.trace}
-    assert outside.provenance.rules_inactive["red_flag.cauda_equina@1.0.0"] == "not in effect on 2025-06-02"
+    assert "red_flag.cauda_equina@1.1.0" not in {t.rule for t in outside.trace}
+    assert outside.provenance.rules_inactive["red_flag.cauda_equina@1.1.0"] == "not in effect on 2025-06-02"
 
 
 @pytest.mark.parametrize("backend", ["durable", "python"])

@@ -251,7 +251,9 @@ def test_order_select_for_a_candidate_and_for_an_intervention_no_rule_supports(c
     assert any("Apixaban" in c["summary"] for c in cards if c["indicator"] == "warning")
 
     request["context"]["selections"] = ["ServiceRequest/tf"]
-    (card,) = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
+    cards = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
+    # the example records no pain course: the post-procedure infection check reports it missing beside the order
+    (card,) = [c for c in cards if not c["summary"].startswith("Missing data")]
     assert card["indicator"] == "warning" and "not shown to be met" in card["summary"]
     assert card["suggestions"][0]["actions"][0] == {
         "type": "delete",
@@ -295,7 +297,7 @@ def test_order_sign_with_a_red_flag(client: Client) -> None:
     )
     cards = assert_cards(client.post("/cds-services/ipm-cds-order-sign", request))
     critical = [c for c in cards if c["indicator"] == "critical"]
-    assert len(critical) >= 3  # two red-flag cards and the order's own
+    assert len(critical) >= 2  # the red-flag card (one per syndrome) and the order's own
     assert any(
         s["actions"][0]["resourceId"] == "ServiceRequest/r"
         for c in critical
@@ -312,9 +314,11 @@ def test_feedback_is_recorded_in_the_decision_log(client: Client) -> None:
     cards = assert_cards(client.post("/cds-services/ipm-cds-patient-view", hook_request(client.server, "cauda_equina")))
     (decision,) = [json.loads(line) for line in client.server.decision_log.read_text().splitlines()[len(logged) :]]
     assert decision["conclusions"]["alerts"] == ["red_flag.cauda_equina"] and "patient_id" not in decision
-    assert decision["conclusions"]["deferred_referrals"] == ["multidisciplinary_rehabilitation", "physical_therapy"]
+    # ODI above 40: multidisciplinary rehabilitation (which includes exercise), not physical therapy as well
+    assert decision["conclusions"]["deferred_referrals"] == ["multidisciplinary_rehabilitation"]
     red = next(c for c in cards if c["indicator"] == "critical")
-    other = next(c for c in cards if c["indicator"] == "info")
+    # the missing-data card (a warning: the post-procedure infection check waits for the pain course)
+    other = next(c for c in cards if c["indicator"] != "critical")
     feedback = {
         "feedback": [
             {
@@ -341,7 +345,7 @@ def test_feedback_is_recorded_in_the_decision_log(client: Client) -> None:
     accepted, overridden = records
     # each feedback record names the decision behind its card: the two logs join on decision_id
     assert accepted["card_facts"]["decision_id"] == overridden["card_facts"]["decision_id"] == decision["decision_id"]
-    assert accepted["outcome"] == "accepted" and accepted["card_facts"]["rule"] == "red_flag.cauda_equina@1.0.0"
+    assert accepted["outcome"] == "accepted" and accepted["card_facts"]["rule"] == "red_flag.cauda_equina@1.1.0"
     assert accepted["card_facts"]["indicator"] == "critical" and accepted["suggestions_known"] is True
     assert overridden["overrideReason"]["reason"]["code"] == other["overrideReasons"][0]["code"]
     assert overridden["overrideReason"] == {**overridden["overrideReason"], "userComment_present": True}

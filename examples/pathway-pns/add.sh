@@ -10,4 +10,6 @@ cp "$here/tests/pns.yaml" "$to/tests/"
 sed -i "/^      - {code: facet_mbb, /r /dev/stdin" "$to/catalogues/vocabularies.yaml" < <(grep -v '^#' "$here/procedure-kinds.yaml")
 grep -v '^#' "$here/criteria.yaml" >> "$to/catalogues/criteria.yaml"
 # new clinical values need a new ruleset version (the lock refuses them at the old one)
-sed -i 's/^version: 0\.1\.0$/version: 0.2.0/' "$to/ruleset.yaml"
+# (the next minor version, e.g. 0.2.0 -> 0.3.0)
+awk '/^version: [0-9]+\.[0-9]+\.[0-9]+$/ {split($2, v, "."); print "version: " v[1] "." v[2] + 1 ".0"; next} {print}' \
+  "$to/ruleset.yaml" > "$to/ruleset.yaml.new" && mv "$to/ruleset.yaml.new" "$to/ruleset.yaml"

@@ -166,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--format", choices=["text", "json"], default="text", help="text for people, json for programs (default: text)"
     )
+    ev.add_argument(
+        "--list-inactive", action="store_true", help="text format: list every rule that did not run, with why"
+    )
 
     ex = _add_parser(sub, "explain", "why each conclusion, and why not each other intervention")
     ex.add_argument("patient", type=Path, help=_PATIENT_HELP)
@@ -300,7 +303,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset, with_tests=False)
     engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
     assessment = engine.evaluate(document, as_of=args.as_of)
-    sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else render_text(assessment))
+    text = render_text(assessment, list_inactive=args.list_inactive) if args.format != "json" else ""
+    sys.stdout.write(assessment.to_json() + "\n" if args.format == "json" else text)
     return EXIT_OK
 
 

@@ -330,9 +330,11 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
                 ConclusionExplanation(conclusion=what, rule=rule_ref, matched=ex.matched(firing.bindings))
             )
 
+    # Each conclusion leads with its decisive reason (the rationale, message or reason the rule wrote), then the
+    # facts behind it.
     for c in assessment.candidates:
         add(
-            f"candidate {c.intervention} ({c.target.region or 'no region'})",
+            f"candidate {c.intervention} ({c.target.region or 'no region'}): {c.rationale}",
             c.basis.rule,
             c.intervention,
             c.target.region,
@@ -340,11 +342,15 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
     for e in assessment.excluded:
         add(f"excluded {e.intervention}: {e.reason}", e.basis.rule, e.intervention)
     for a in assessment.alerts:
-        add(f"alert {a.code}", a.basis.rule)
+        add(f"alert {a.code}: {a.message.splitlines()[0]}", a.basis.rule)
     for r in assessment.referrals:
-        add(f"referral {r.to} ({r.urgency})", r.basis.rule)
+        add(f"referral {r.to} ({r.urgency}): {r.reason.splitlines()[0]}", r.basis.rule)
     for d in assessment.deferred_referrals:
-        add(f"referral {d.referral.to} ({d.referral.urgency}), deferred by a red flag", d.referral.basis.rule)
+        add(
+            f"referral {d.referral.to} ({d.referral.urgency}), deferred by a red flag: "
+            f"{d.referral.reason.splitlines()[0]}",
+            d.referral.basis.rule,
+        )
 
     candidates = {c.intervention for c in assessment.candidates}
     excluded = {e.intervention: e for e in assessment.excluded}
@@ -387,9 +393,16 @@ def explain_run(program: Program, run: Run, assessment: Assessment, unbound: Map
                 intervention=code,
                 name=item.name,
                 status="excluded" if code in excluded else "not proposed",
+                reason=excluded[code].reason if code in excluded else "",
                 rules=analyses,
             )
         )
+    titles = {r.ref: r.title for r in program.ruleset.rules}
+
+    def titled(a: RuleAnalysis) -> RuleAnalysis:
+        return a.model_copy(update={"title": titles.get(a.rule, ""), "because": [titled(b) for b in a.because]})
+
+    why_not = [w.model_copy(update={"rules": [titled(a) for a in w.rules]}) for w in why_not]
     return Explanation(assessment=assessment, conclusions=conclusions, why_not=why_not)
 
 
@@ -412,7 +425,7 @@ def render_explanation(ex: Explanation) -> str:
     lines += ["", "WHY NOT"]
 
     def analysis(a: RuleAnalysis, indent: str, lead: str = "- ") -> None:
-        lines.append(f"{indent}{lead}{a.rule}: {a.outcome}")
+        lines.append(f"{indent}{lead}{a.rule}" + (f" ({a.title})" if a.title else "") + f": {a.outcome}")
         for d in a.details:
             lines.append(f"{indent}    {d}")
         for c in a.checks:
@@ -422,7 +435,7 @@ def render_explanation(ex: Explanation) -> str:
             analysis(b, indent + "    ", "because ")
 
     for w in ex.why_not:
-        lines.append(f"x {w.name} [{w.intervention}] - {w.status}")
+        lines.append(f"x {w.name} [{w.intervention}] - {w.status}" + (f": {w.reason}" if w.reason else ""))
         for a in w.rules:
             analysis(a, "  ")
     if ex.assessment.requested:  # the verdicts on requested procedures, with their reasons and judgements

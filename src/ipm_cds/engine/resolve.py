@@ -27,6 +27,7 @@ from ..model.assessment import (
     BoundFact,
     Candidate,
     Citation,
+    DefaultApplied,
     DeferredReferral,
     Exclusion,
     MissingData,
@@ -63,6 +64,9 @@ class _Index:
     citations: Mapping[str, Citation]  # Citation holds scalars only, so one instance can be shared
     # rule ref -> its criteria and citations, sorted (each Basis gets lists of its own)
     basis: Mapping[str, tuple[tuple[str, ...], tuple[Citation, ...]]]
+    # rule ref -> the tagged defaults in force (default_basis, not set by the profile or an override) that its
+    # conditions read: when the rule fires, they decided its conclusions
+    tagged_defaults: Mapping[str, tuple[str, ...]]
 
 
 def _index(program: Program) -> _Index:
@@ -74,6 +78,21 @@ def _index(program: Program) -> _Index:
             for r in program.rules
             for s in r.sources
         }
+        params = program.ruleset.parameters
+        tagged = {
+            name
+            for name, p in params.items()
+            if p.default_basis is not None and name not in program.overrides and program.profile not in p.profiles
+        }
+        tagged_defaults: dict[str, tuple[str, ...]] = {}
+        for rule in program.ruleset.rules:
+            read: set[str] = set()
+            for pattern in rule.patterns + tuple(b.pattern for b in rule.blockers):
+                read |= pattern.params()
+            for aggregate in rule.aggregates:
+                read |= aggregate.selection.params()
+            if read & tagged:
+                tagged_defaults[rule.ref] = tuple(sorted(read & tagged))
         index = _Index(
             rules_by_ref={r.ref: r for r in program.rules},
             rules_by_id={r.id: r for r in program.rules},
@@ -83,6 +102,7 @@ def _index(program: Program) -> _Index:
                 r.ref: (tuple(sorted(r.criteria)), tuple(citations[s] for s in sorted(r.sources)))
                 for r in program.rules
             },
+            tagged_defaults=tagged_defaults,
         )
         program.cache["resolve"] = index
     assert isinstance(index, _Index)
@@ -144,6 +164,29 @@ def _matches(
 ) -> bool:
     hit = elective[candidate.intervention] if elective_scope else candidate.intervention in codes
     return hit and (region is None or candidate.target.region == region)
+
+
+def _decided(rule: ir.Rule, bound: Mapping[str, Fact]) -> list[str]:
+    """A fired rule's conclusions as 'kind:code' labels (codes, not prose: the catalogues hold the text)."""
+    out: list[str] = []
+    for c in rule.conclusions:
+        if isinstance(c, ir.Recommend):
+            out.append(f"recommend:{c.intervention}")
+        elif isinstance(c, ir.Exclude | ir.Precaution):
+            kind = "exclude" if isinstance(c, ir.Exclude) else "precaution"
+            codes = _codes(c.interventions, bound) or ((ALL_ELECTIVE,) if c.elective_scope else ())
+            out += [f"{kind}:{code}" for code in codes]
+        elif isinstance(c, ir.Alert):
+            out.append(f"alert:{c.code}")
+        elif isinstance(c, ir.RedFlag):
+            out.append(f"alert:red_flag.{c.code}")
+        elif isinstance(c, ir.Refer):
+            out.append(f"refer:{c.to}")
+        elif isinstance(c, ir.Derive):
+            out.append(f"derive:{c.fact}")
+        else:
+            out.append("hold:antithrombotic")
+    return sorted(set(out))
 
 
 def _precaution_key(p: Precaution) -> tuple[object, ...]:
@@ -246,7 +289,8 @@ def resolve(
     precaution_rules: list[tuple[Firing, ir.Precaution]] = []
     holds: list[tuple[Firing, ir.AntithromboticHold]] = []
     alerts: dict[tuple[str, str], Alert] = {}
-    referrals: dict[tuple[str, str, str], Referral] = {}
+    referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
+    syndrome_parts: dict[str, list[tuple[str, ir.Rule]]] = {}
 
     for firing in live:
         rule, bound = firing.rule, firing.bindings
@@ -282,13 +326,8 @@ def resolve(
                 candidate_firing[key] = firing
             elif isinstance(c, ir.RedFlag):
                 red_flags.append((firing, c))
-                message = r.render(c.message, bound)
-                alerts.setdefault(
-                    (f"red_flag.{c.code}", message),
-                    trusted(
-                        Alert, code=f"red_flag.{c.code}", severity="critical", message=message, basis=r.basis(rule)
-                    ),
-                )
+                # One alert per red-flag syndrome: the findings of every rule that raised it, one per line.
+                syndrome_parts.setdefault(c.code, []).append((r.render(c.message, bound), rule))
             elif isinstance(c, ir.Exclude):
                 excludes.append((firing, c))
             elif isinstance(c, ir.Precaution):
@@ -302,18 +341,33 @@ def resolve(
                     trusted(Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)),
                 )
             elif isinstance(c, ir.Refer):
-                reason = r.render(c.reason, bound)
-                # One referral per target, urgency and rule: several findings behind it share one entry.
-                merged = referrals.get((c.to, c.urgency, rule.id))
-                reasons = sorted({*(merged.reason.split("\n") if merged else ()), reason})
-                referrals[(c.to, c.urgency, rule.id)] = trusted(
-                    Referral,
-                    to=c.to,
-                    name=program.ruleset.referrals[c.to].name,
-                    urgency=c.urgency,
-                    reason="\n".join(reasons),
-                    basis=r.basis(rule),
-                )
+                # One referral per target: every reason behind it, the highest urgency wins (merged below).
+                referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
+
+    for flag_code, flag_parts in syndrome_parts.items():
+        ordered = sorted(flag_parts, key=lambda p: (p[1].stratum, p[1].id, p[0]))
+        code = f"red_flag.{flag_code}"
+        alerts[(code, "")] = trusted(
+            Alert,
+            code=code,
+            severity="critical",
+            message="\n".join(dict.fromkeys(message for message, _ in ordered)),
+            basis=r.basis(ordered[0][1]),
+        )
+    referrals: dict[str, Referral] = {}
+    for to, parts in referral_parts.items():
+        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], p[2].stratum, p[2].id, p[1]))
+        urgency, _, decisive = ranked[0]
+        reasons = list(dict.fromkeys(reason for _, reason, _ in ranked))
+        referrals[to] = trusted(
+            Referral,
+            to=to,
+            name=program.ruleset.referrals[to].name,
+            urgency=urgency,
+            reason="\n".join(reasons),
+            basis=r.basis(decisive),
+            rules=sorted({rule.ref for _, _, rule in parts}),
+        )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
     removed: set[tuple[str, str | None, str | None, str | None]] = set()
@@ -517,6 +571,25 @@ def resolve(
     trace = [t for _, t in keyed]
 
     ruleset = program.ruleset
+    applied: dict[tuple[str, str], DefaultApplied] = {}
+    for firing in live:
+        for name in index.tagged_defaults.get(firing.rule.ref, ()):
+            used = (name, firing.rule.ref)
+            decided = _decided(firing.rule, firing.bindings)
+            if used in applied:
+                decided = sorted({*applied[used].decided, *decided})
+            basis = ruleset.parameters[name].default_basis
+            assert basis is not None
+            applied[used] = trusted(
+                DefaultApplied,
+                parameter=name,
+                value=program.parameters[name],
+                basis=basis.kind,
+                source=basis.source,
+                verification=basis.verification,
+                rule=firing.rule.ref,
+                decided=decided,
+            )
     not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
     return Assessment(
         patient_id=patient_id,
@@ -554,6 +627,7 @@ def resolve(
                     }.items()
                 )
             ),
+            defaults_applied=[applied[u] for u in sorted(applied)],
         ),
         disclaimer=ruleset.manifest.disclaimer,
     )

@@ -132,13 +132,15 @@ class Alert(_Out):
 
 
 class Referral(_Out):
-    """A referral the criteria call for (to a service in the ruleset's referral catalogue)."""
+    """One referral per target: the reasons of every rule that refers there, merged (one per line, the most
+    urgent first), at the highest urgency any of them asks for (to a service in the referral catalogue)."""
 
     to: str = Field(description="The referral target's code, e.g. 'emergency_department', 'physical_therapy'.")
     name: str = Field(description="The referral target's display name.")
-    urgency: Urgency = Field(description="emergency, urgent, soon or routine.")
-    reason: str = Field(description="Why, quoting the patient's values.")
-    basis: Basis = Field(description="The rule that called for the referral.")
+    urgency: Urgency = Field(description="emergency, urgent, soon or routine: the highest any rule asks for.")
+    reason: str = Field(description="Why, quoting the patient's values: one line per reason, the most urgent first.")
+    basis: Basis = Field(description="The rule behind the most urgent reason.")
+    rules: list[str] = Field(default_factory=list, description="Every rule (id@version) that refers to this target.")
 
 
 class DeferredReferral(_Out):
@@ -181,6 +183,24 @@ class TraceEntry(_Out):
     bindings: list[BoundFact] = Field(description="The facts the rule matched.")
 
 
+class DefaultApplied(_Out):
+    """A parameter default that no source states as one number (tagged ``default_basis`` in the catalogue),
+    read by the conditions of a rule that fired: the default decided that rule's conclusions."""
+
+    parameter: str = Field(description="The parameter, as named in the parameter catalogue.")
+    value: int | float = Field(description="Its default, the value in force.")
+    basis: Literal["conservative_default", "common_practice"] = Field(
+        description="conservative_default (safety rule: the cautious end of published practice) or common_practice "
+        "(pathway rule: the value payers or societies commonly use)."
+    )
+    source: str = Field(description="Sources-catalogue id of the value's basis.")
+    verification: str = Field(description="Verification tag of the value in that source.")
+    rule: str = Field(description="Rule id@version whose conditions read it.")
+    decided: list[str] = Field(
+        description="What the rule concluded, as 'kind:code' (e.g. 'exclude:genicular_rfa', 'alert:red_flag.x')."
+    )
+
+
 class Provenance(_Out):
     """What produced the assessment: ruleset, library, profile, parameters, backend and dates. Enough to
     reproduce it byte for byte (``evaluated_at`` aside)."""
@@ -202,6 +222,11 @@ class Provenance(_Out):
     evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
     rules_active: int = Field(description="How many rules ran.")
     rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
+    defaults_applied: list[DefaultApplied] = Field(
+        default_factory=list,
+        description="Tagged parameter defaults (conservative or common-practice values, no single published "
+        "number) that decided an outcome: the rules whose conditions read them fired.",
+    )
 
 
 class SafetyJudgement(_Out):

@@ -54,6 +54,7 @@ class RuleAnalysis(_Out):
     """Why one rule that could have proposed an intervention did not (or did)."""
 
     rule: str = Field(description="The rule, as id@version.")
+    title: str = Field("", description="The rule's title: what it decides, before the conditions that failed.")
     outcome: str = Field(description="inactive | blocked | overridden | missing data | condition failed | fired")
     details: list[str] = Field(default_factory=list, description="What the outcome rests on, in words.")
     checks: list[Check] = Field(default_factory=list, description="The conditions that failed or lacked data.")
@@ -66,6 +67,7 @@ class WhyNot(_Out):
     intervention: str = Field(description="The intervention's code in the ruleset's catalogue.")
     name: str = Field(description="The intervention's display name.")
     status: str = Field(description="'excluded' or 'not proposed'.")
+    reason: str = Field("", description="The decisive reason: for an exclusion, the reason the excluding rule gave.")
     rules: list[RuleAnalysis] = Field(description="Each rule that could have proposed it, analysed.")
 
 

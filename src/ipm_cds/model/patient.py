@@ -172,8 +172,20 @@ class Demographics(_Model):
     )
     sex: Literal["female", "male", "other"] | None = Field(None, description="Sex recorded for clinical scores.")
     pregnant: bool | None = Field(None, description="Currently pregnant. None: not recorded.")
+    gestational_weeks: int | None = Field(
+        None,
+        ge=0,
+        le=45,
+        description="Completed weeks of gestation (0–45), for a current pregnancy. None: not recorded.",
+    )
     bmi: float | None = Field(None, ge=10, le=100, description="Body-mass index in kg/m² (10–100).")
     tobacco_use: Literal["current", "former", "never"] | None = Field(None, description="Tobacco use status.")
+
+    @model_validator(mode="after")
+    def _weeks_need_a_pregnancy(self) -> Demographics:
+        if self.gestational_weeks is not None and self.pregnant is False:
+            raise ValueError("gestational_weeks is recorded but pregnant is false (record pregnant: true, or drop it)")
+        return self
 
 
 class PainComplaint(_Model):

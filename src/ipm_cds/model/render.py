@@ -4,6 +4,7 @@ alerts, referrals and missing data."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 
 from .assessment import Assessment, Basis, Candidate
 from .render_verdicts import requested_section, scope_section
@@ -27,7 +28,9 @@ def _target(c: Candidate) -> str:
     return ", ".join(parts) if parts else "no target recorded"
 
 
-def render_text(a: Assessment) -> str:
+def render_text(a: Assessment, *, list_inactive: bool = False) -> str:
+    """The assessment as text. Rules that did not run are summarised in one line (how many, and why, grouped)
+    unless ``list_inactive`` asks for each of them."""
     p = a.provenance
     lines = [
         f"ipm-cds assessment{f' for {a.patient_id}' if a.patient_id else ''} as of {a.as_of.isoformat()}",
@@ -39,7 +42,8 @@ def render_text(a: Assessment) -> str:
     if critical:
         lines.append("!! CRITICAL")
         for al in critical:
-            lines += _wrap(f"!! {al.message}", "")
+            for line in al.message.split("\n"):
+                lines += _wrap(f"!! {line}", "")
         lines.append("")
     lines += requested_section(a)
     lines.append(f"CANDIDATE INTERVENTIONS ({len(a.candidates)})")
@@ -77,7 +81,10 @@ def render_text(a: Assessment) -> str:
     if not a.alerts:
         lines.append("  none")
     for al in a.alerts:
-        lines += _wrap(f"{al.severity.upper()}: {al.message} [{al.basis.rule}]", "  ")
+        first, *more = al.message.split("\n")
+        lines += _wrap(f"{al.severity.upper()}: {first}" + ("" if more else f" [{al.basis.rule}]"), "  ")
+        for i, line in enumerate(more):
+            lines += _wrap(line + (f" [{al.basis.rule}]" if i == len(more) - 1 else ""), "    ")
     lines += ["", f"REFERRALS ({len(a.referrals)})"]
     if not a.referrals:
         lines.append("  none")
@@ -98,9 +105,21 @@ def render_text(a: Assessment) -> str:
         for m in a.missing_data:
             tag = " [safety]" if m.safety else ""
             lines += _wrap(f"? {m.field} of {m.item}{tag}: needed by {', '.join(m.needed_by)}", "  ")
-    if p.rules_inactive:
-        lines += ["", "INACTIVE RULES"]
+    if p.defaults_applied:
+        lines += ["", f"DEFAULTS THAT DECIDED AN OUTCOME ({len(p.defaults_applied)})"]
+        for used in p.defaults_applied:
+            lines += _wrap(
+                f"- {used.parameter} = {used.value:g} ({used.basis.replace('_', ' ')}, [{used.source}] "
+                f"[{used.verification}]): {used.rule} -> {', '.join(used.decided)}",
+                "  ",
+            )
+    if p.rules_inactive and list_inactive:
+        lines += ["", f"INACTIVE RULES ({len(p.rules_inactive)})"]
         for ref, why in p.rules_inactive.items():
             lines += _wrap(f"- {ref}: {why}", "  ")
+    elif p.rules_inactive:
+        reasons = Counter(p.rules_inactive.values())
+        summary = "; ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0])))
+        lines += ["", *_wrap(f"INACTIVE RULES ({len(p.rules_inactive)}): {summary} (--list-inactive lists them)", "")]
     lines += ["", *_wrap(a.disclaimer, "")]
     return "\n".join(lines) + "\n"

@@ -478,6 +478,8 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
             )
     for param, ppos, i in _items(parameters_c, "parameters"):
         check_ref(param.source, sources, "source", ppos, ("parameters", i, "source"))
+        if param.default_basis is not None:
+            check_ref(param.default_basis.source, sources, "source", ppos, ("parameters", i, "default_basis", "source"))
         for j, crit in enumerate(param.criteria):
             check_ref(crit, criteria, "criterion", ppos, ("parameters", i, "criteria", j))
         for prof in param.profiles:

@@ -193,6 +193,19 @@ class ReferralCatalogue(_M):
     referrals: list[ReferralTarget]
 
 
+class DefaultBasis(_M):
+    """The basis of a parameter default that no source states as one number."""
+
+    kind: Literal["conservative_default", "common_practice"] = Field(
+        description="conservative_default: the cautious end of published practice, for a safety rule (red flag, "
+        "contraindication, hold, laboratory limit); common_practice: the value payers or societies commonly use, "
+        "for a pathway rule."
+    )
+    source: Code = Field(description="The source (sources catalogue) the value comes from.")
+    verification: Verification = Field(description="Verification tag of the value in that source (criteria §0.1).")
+    note: Text = Field(description="How the value follows from the source, e.g. 'the lower end of 9-10%'.")
+
+
 class Parameter(_M):
     """A named clinical threshold. Rules read it; the profile (or a deployment override) sets it."""
 
@@ -215,14 +228,23 @@ class Parameter(_M):
         description="The default is local policy, not a published figure. Required for an [UNVERIFIED] parameter "
         "that ships a default (criteria §0.1).",
     )
+    default_basis: DefaultBasis | None = Field(
+        None,
+        description="Why the default is this value when no source gives one number: the conservative end of "
+        "published practice (a safety rule) or the value payers or societies commonly use (a pathway rule). "
+        "An assessment names every such default that decided an outcome (provenance.defaults_applied).",
+    )
 
     @model_validator(mode="after")
     def _unverified_default_is_labelled(self) -> Parameter:
-        if self.verification == "UNVERIFIED" and self.default is not None and not self.local_policy_default:
+        labelled = self.local_policy_default or self.default_basis is not None
+        if self.verification == "UNVERIFIED" and self.default is not None and not labelled:
             raise ValueError(
-                f"parameter {self.name} is UNVERIFIED and ships a default: set local_policy_default: true, "
-                "or give no default"
+                f"parameter {self.name} is UNVERIFIED and ships a default: set local_policy_default: true "
+                "or a default_basis, or give no default"
             )
+        if self.default_basis is not None and self.default is None:
+            raise ValueError(f"parameter {self.name} has a default_basis but no default")
         return self
 
     @model_validator(mode="after")

@@ -471,6 +471,8 @@ def _pregnancy(d: _Draw, ctx: _Ctx, pct: int) -> None:
         demo["sex"] = "female"
         demo["age_years"] = d.num(18, 45)
         demo["pregnant"] = True
+        if d.chance(60):  # gestational age about the NSAID point (20 weeks), or not recorded
+            demo["gestational_weeks"] = d.near((20,), 4, 41)
         if d.chance(25):  # an NSAID she should not take
             ctx.add("medications", {"agent": d.pick(("ibuprofen", "naproxen", "diclofenac"))})
 
@@ -618,6 +620,8 @@ def _esi(d: _Draw, ctx: _Ctx) -> None:
     if character == "neurogenic_claudication" and region != "lumbar" and ctx.character is None:
         character = "radicular"
     pain = _pain(d, ctx, region, character, weeks=(4, 12), nrs=(5, 7), disability=92)
+    if character == "radicular" and d.chance(40):  # unilateral radiculopathy: the transforaminal presentation
+        pain["laterality"] = d.pick(("left", "right"))
     _care(d, ctx, failed=88)
     level = d.pick(_SEGMENTS[region])
     claudication = character == "neurogenic_claudication"
@@ -625,6 +629,8 @@ def _esi(d: _Draw, ctx: _Ctx) -> None:
     for _ in range(d.pick((1, 1, 1, 1, 1, 2, 0))):
         concordant = d.pick((True, True, True, True, True, None, False))
         where = level if d.chance(85) else None
+        if where is not None and d.chance(25):  # a finding at another level: the multilevel presentation
+            where = d.pick(_SEGMENTS[region])
         _imaging(d, ctx, d.pick(findings), region, level=where, modality="mri", concordant=concordant)
     stage = ctx.stage(d, ("none", "none", "none", "one", "two", "many"))
     if stage != "none":
@@ -887,7 +893,8 @@ def _genicular(d: _Draw, ctx: _Ctx) -> None:
     elif stage == "rfa":
         _procedure(d, ctx, "genicular_block", "knee", d.num(300, 700), relief=(50, 80), weeks=(0,), side=side)
         for offset in d.dates(d.num(1, 2), 30, 299):
-            _procedure(d, ctx, "genicular_rfa", "knee", offset, relief=(50,), weeks=(26,), side=side)
+            # marks at the repeat defaults: more than 50% relief for at least 12 weeks
+            _procedure(d, ctx, "genicular_rfa", "knee", offset, relief=(50, 60), weeks=(12, 26), side=side)
     elif stage == "arthroplasty":
         _procedure(d, ctx, "knee_arthroplasty", "knee", d.num(200, 2000), side=side)
     elif stage == "regenerative":
@@ -901,7 +908,7 @@ def _occipital(d: _Draw, ctx: _Ctx) -> None:
     pain = _pain(d, ctx, ctx.region_of(d, ("head",)), character, weeks=(12,), nrs=(5, 7), disability=10)
     _care(d, ctx, failed=60)
     if ctx.stage(d, ("none", "none", "some")) == "some":
-        for offset in d.dates(d.num(1, 5), 7, 360):
+        for offset in d.dates(d.num(1, 7), 7, 360):  # up to 7 sessions: past the default cap of 6
             _procedure(d, ctx, "occipital_block", "head", offset, relief=(50,), weeks=(4,))
     _backdate_pain(ctx, pain)
 
@@ -1055,6 +1062,8 @@ def _opioids(d: _Draw, ctx: _Ctx) -> None:
             "advanced_renal_disease",
             "liver_cirrhosis",
             "cancer",
+            "palliative_care",
+            "sickle_cell_disease",
         )
         _condition(ctx, d.pick(history), active=d.chance(80))
     if d.chance(25):
@@ -1162,12 +1171,12 @@ def _lab(d: _Draw, test: str) -> dict[str, Any]:
     elif test == "platelets":
         value = float(d.pick((8.0, 15.0, 19.0, 20.0, 21.0, 49.0, 50.0, 51.0, 99.0, 100.0, 101.0, 180.0, 250.0)))
     elif test == "glucose":
-        value = float(d.pick((85, 110, 150, 201, 250, 320)))
+        value = float(d.pick((85, 110, 150, 201, 250, 300, 301, 320, 400)))
     elif test == "hba1c":
         value = d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0))
     else:
         value = float(d.pick((15, 29, 45, 60, 90)))
-    return {"test": test, "value": value, "date": d.ago(d.num(0, 200))}
+    return {"test": test, "value": value, "date": d.ago(d.near((1,), 0, 200, pct=30))}  # about the 1-day INR recency
 
 
 def _demographics(d: _Draw, ctx: _Ctx) -> None:

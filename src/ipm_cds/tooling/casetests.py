@@ -52,14 +52,21 @@ _EXCLUSION_KINDS = {"absolute": "absolute_contraindication", "unmet": "unmet_cri
 _PRECAUTION_KINDS = {"relative": "relative_contraindication"}
 
 
-def _diff_map(what: str, expected: Mapping[str, str], actual: Iterable[tuple[str, str]]) -> list[str]:
-    """Each expected code must stand with the expected value (e.g. a referral's urgency); others may stand too."""
+def _diff_map(
+    what: str, expected: Mapping[str, str], actual: Iterable[tuple[str, str]], *, exact: bool = False
+) -> list[str]:
+    """Each expected code must stand with the expected value (e.g. a referral's urgency); others may stand too,
+    unless ``exact`` (a referral: one per target, so exactly one urgency)."""
     if not expected:
         return []
     got: dict[str, set[str]] = {}
     for code, value in actual:
         got.setdefault(code, set()).add(value)
-    wrong = {code: value for code, value in expected.items() if value not in got.get(code, set())}
+    wrong = {
+        code: value
+        for code, value in expected.items()
+        if value not in got.get(code, set()) or (exact and len(got[code]) > 1)
+    }
     if not wrong:
         return []
     shown = {code: ", ".join(sorted(got[code])) if code in got else "absent" for code in sorted(wrong)}
@@ -162,7 +169,9 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
         [(e.intervention, e.kind) for e in assessment.excluded],
     )
     referrals = [*assessment.referrals, *(d.referral for d in assessment.deferred_referrals)]
-    failures += _diff_map("referral urgency", expect.referral_urgency, [(r.to, r.urgency) for r in referrals])
+    failures += _diff_map(
+        "referral urgency", expect.referral_urgency, [(r.to, r.urgency) for r in referrals], exact=True
+    )
     failures += _diff_map("alert severity", expect.alert_severity, [(a.code, a.severity) for a in assessment.alerts])
     for want in expect.precaution_details:
         failures += _check_precaution(want, assessment)

@@ -218,6 +218,8 @@ def _unused(ruleset: Ruleset) -> Iterable[Problem]:
         used_sources.add(item.bleeding_risk.source)
     for param in ruleset.parameters.values():
         used_sources.add(param.source)
+        if param.default_basis is not None:
+            used_sources.add(param.default_basis.source)
     for med in ruleset.medications.values():
         used_sources.update(s for s in (med.source, med.mme_source) if s)
 

@@ -19,6 +19,22 @@ class ParameterUse(BaseModel):
     verification: str
     values: dict[str, int | float | None]  # profile -> value in force (None: no value, rule inactive)
     unit: str
+    default_basis: str | None = None  # conservative_default / common_practice: a tagged default
+
+
+class TaggedDefault(BaseModel):
+    """A parameter default that no source states as one number, with its basis and the rules it decides."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    value: int | float
+    unit: str
+    kind: str
+    source: str
+    verification: str
+    note: str
+    profiles: list[str]  # the profiles in which the default is in force (no profile value)
+    rules: list[str]
 
 
 class RuleContent(BaseModel):
@@ -72,6 +88,7 @@ def content(ruleset: Ruleset) -> list[RuleContent]:
                     verification=param.verification,
                     unit=param.unit,
                     values={p: param.value(p) for p in profiles},
+                    default_basis=param.default_basis.kind if param.default_basis else None,
                 )
             )
         runs = {}
@@ -94,6 +111,30 @@ def content(ruleset: Ruleset) -> list[RuleContent]:
     return rows
 
 
+def tagged_defaults(ruleset: Ruleset) -> list[TaggedDefault]:
+    """Every parameter whose default carries a ``default_basis`` tag, with the rules that read it."""
+    out = []
+    for name in sorted(ruleset.parameters):
+        param = ruleset.parameters[name]
+        basis = param.default_basis
+        if basis is None or param.default is None:
+            continue
+        out.append(
+            TaggedDefault(
+                name=name,
+                value=param.default,
+                unit=param.unit,
+                kind=basis.kind,
+                source=basis.source,
+                verification=basis.verification,
+                note=basis.note,
+                profiles=[p for p in ruleset.manifest.profiles if p not in param.profiles],
+                rules=sorted(r.ref for r in ruleset.rules if name in r.params()),
+            )
+        )
+    return out
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -114,6 +155,7 @@ def render_markdown(ruleset: Ruleset, rows: list[RuleContent]) -> str:
             "; ".join(
                 f"{p.name} [{p.verification}] = "
                 + "/".join("-" if p.values[x] is None else f"{p.values[x]:g}" for x in profiles)
+                + (" (tagged default)" if p.default_basis else "")
                 for p in row.parameters
             )
             or "none"
@@ -136,4 +178,32 @@ def render_markdown(ruleset: Ruleset, rows: list[RuleContent]) -> str:
             )
             + " |"
         )
+    defaults = tagged_defaults(ruleset)
+    if defaults:
+        lines += [
+            "",
+            f"{len(defaults)} parameter defaults carry a tag: no source gives one number, so a safety rule ships the "
+            "conservative end of published practice (conservative_default) and a pathway rule the value payers or "
+            "societies commonly use (common_practice). An assessment names each one that decided an outcome "
+            "(provenance.defaults_applied).",
+            "",
+            "| Parameter | Default | Basis | Source [tag] | How | Rules |",
+            "|---|---|---|---|---|---|",
+        ]
+        for d in defaults:
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(x)
+                    for x in (
+                        d.name,
+                        f"{d.value:g} {d.unit}",
+                        d.kind,
+                        f"{d.source} [{d.verification}]",
+                        d.note,
+                        ", ".join(f"`{r}`" for r in d.rules),
+                    )
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"

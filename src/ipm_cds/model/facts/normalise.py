@@ -274,7 +274,8 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     care, psych = patient.conservative_care, patient.psychological_evaluation
     add("patient", None, {
-        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant, "bmi": demo.bmi,
+        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant,
+        "gestational_weeks": demo.gestational_weeks, "bmi": demo.bmi,
         "tobacco_use": demo.tobacco_use, "conservative_care_failed": care.failed,
         "physical_therapy_weeks": care.physical_therapy_weeks,
         "active_exercise_program": care.active_exercise_program, "nonoperative_months": care.nonoperative_months,
@@ -350,6 +351,10 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
             "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
             "dose_unit": med.dose_unit, "indication": med.indication, "mme_per_day": mme,
+            "mme_factor": info.mme_factor,
+            "mme_status": (
+                "not_counted" if info.mme_excluded else ("counted" if info.mme_factor is not None else "not_opioid")
+            ),
         })  # fmt: skip
     if opioids:
         add("opioid_summary", None, {

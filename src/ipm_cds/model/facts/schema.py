@@ -90,6 +90,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "age_years": _i("Age in whole years at as_of.", "demographics.age_years", "years"),
                 "sex": _s("Sex.", ("female", "male", "other"), "demographics.sex"),
                 "pregnant": _b("Currently pregnant.", "demographics.pregnant"),
+                "gestational_weeks": _i("Completed weeks of gestation.", "demographics.gestational_weeks", "weeks"),
                 "bmi": _f("Body-mass index.", "demographics.bmi", "kg/m2"),
                 "tobacco_use": _s("Tobacco use.", ("current", "former", "never"), "demographics.tobacco_use"),
                 "conservative_care_failed": _b(
@@ -285,6 +286,15 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "indication",
                 ),
                 "mme_per_day": _f("MME/day of this opioid (daily dose x CDC factor).", "daily_dose", "MME/day"),
+                "mme_factor": _f(
+                    "CDC 2022 MME conversion factor of the agent (absent: not an opioid in the table).", "agent"
+                ),
+                "mme_status": _s(
+                    "counted toward MME/day (an opioid in the CDC table), not_counted (an opioid never counted, e.g. "
+                    "buprenorphine) or not_opioid; always present.",
+                    ("counted", "not_counted", "not_opioid"),
+                    "agent",
+                ),
             },
             ("agent",),
             "medications",
