@@ -46,8 +46,8 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
+from ..errors import PatientDataError
 from ..model import patient as pm
 from ..model.patient import PatientCase
 from ..ruleset.loader import Ruleset
@@ -1516,9 +1516,9 @@ def boundary_patients(
         where = draw(_int(0, 5))
         probed = set_fact_field(doc, target.fact_type, target.field, value, as_of, target.selectors, where, ruleset)
         assume(probed is not None)
-        try:
-            return PatientCase.model_validate(probed)
-        except ValidationError:
+        try:  # the ruleset's own check: codes, and each value within its test's or instrument's range
+            return ruleset.parse_patient(probed)
+        except PatientDataError:
             assume(False)
             raise  # unreachable: assume(False) stops the draw
 
