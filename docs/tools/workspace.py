@@ -249,14 +249,14 @@ def make_fixtures(fixtures: Path) -> None:
     # validate-limits: a rule that loads but crosses a limit of durable-rules (validate.md)
     _add_broken(_copy_ruleset(fixtures, "validate-limits"), "22-any-of-true-at-once")
 
-    # lock-unbumped: referral.physical_therapy changed (urgency routine -> soon), its version left at 1.0.0
+    # lock-unbumped: referral.physical_therapy changed (urgency routine -> soon), its version left at 1.1.0
     pt, routine, soon = "  - id: referral.physical_therapy", "urgency: routine\n", "urgency: soon\n"
     _replace_in_entry(_copy_ruleset(fixtures, "lock-unbumped") / "rules" / "referrals.yaml", pt, routine, soon)
 
-    # lock-bumped: the same change with the version bumped to 1.1.0, ruleset.lock.json not yet rewritten
+    # lock-bumped: the same change with the version bumped to 1.2.0, ruleset.lock.json not yet rewritten
     referrals = _copy_ruleset(fixtures, "lock-bumped") / "rules" / "referrals.yaml"
     _replace_in_entry(referrals, pt, routine, soon)
-    _replace_in_entry(referrals, pt, "    version: 1.0.0\n", "    version: 1.1.0\n")
+    _replace_in_entry(referrals, pt, "    version: 1.1.0\n", "    version: 1.2.0\n")
 
     # lock-backwards: asra.bleeding_risk.concurrent_agents (locked at 1.1.0) back at 1.0.0, content unchanged
     _replace_in_entry(
