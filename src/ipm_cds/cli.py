@@ -60,6 +60,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "test": (0, 1, 2, 3, 5, 6),
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
+    "report": (0, 2, 3, 4, 5, 6),
 }
 _EXTRA_EXIT_TEXT = {
     "batch": "  128+N  stopped by signal N (130 SIGINT, 143 SIGTERM); the output holds the records done\n"
@@ -89,6 +90,7 @@ def exit_codes_epilog(command: str | None) -> str:
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.batch", ""),
     ("serve", "ipm_cds.serving.service", "service"),
+    ("report", "ipm_cds.tooling.outcome_report", "report"),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
