@@ -100,11 +100,14 @@ def _series_chart(
             linewidth=2,
             label=f"{label}" + (f" ({region})" if region else ""),
         )
+    ranges = [(labels[i].min, labels[i].max) for i, _ in points if i in labels]
+    if ranges and all(lo is not None and hi is not None for lo, hi in ranges):
+        ax.set_ylim(min(lo for lo, _ in ranges if lo is not None), max(hi for _, hi in ranges if hi is not None))
     _mark_procedures(ax, patient)
     ax.set_title(title, fontsize=11)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
     return _svg(fig)
 
