@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date
+from itertools import pairwise
 from typing import Any
 
 from ..patient import PatientCase
@@ -129,7 +130,8 @@ def _procedure_response(
         base_day, base = before[-1]
         change, pct = _improvement(base, last, better)
         response |= {
-            "worsening": -change, "baseline": base, "baseline_days_since": (as_of - base_day).days, "baseline_date": base_day.isoformat(),
+            "worsening": -change, "baseline": base, "baseline_days_since": (as_of - base_day).days,
+            "baseline_date": base_day.isoformat(),
             "improvement": change, "improvement_pct": pct,
         }  # fmt: skip
         sustained: float | None = None
@@ -154,7 +156,7 @@ def _mme_facts(patient: PatientCase, as_of: date) -> Iterator[tuple[str, FactVal
         yield "mme_record", {
             "mme_per_day": mme, "change": change, "days_since": (as_of - day).days, "date": day.isoformat(),
         }  # fmt: skip
-    for (d0, (m0, _)), (d1, (m1, change)) in zip(records, records[1:], strict=False):
+    for (d0, (m0, _)), (d1, (m1, change)) in pairwise(records):
         days = (d1 - d0).days
         reduction = round(100.0 * (m0 - m1) / m0, 1) if m0 else None
         yield "mme_step", {

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.dates as mdates
+from matplotlib.figure import Figure
 
-matplotlib.use("svg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..argtypes import date_arg, parameter_arg  # noqa: E402
-from ..assessment import Assessment  # noqa: E402
-from ..facts.vocabulary import CodeInfo  # noqa: E402
-from ..patient import PatientCase  # noqa: E402
-from ..render import render_text  # noqa: E402
+from ..argtypes import date_arg, parameter_arg
+from ..assessment import Assessment
+from ..facts.vocabulary import CodeInfo
+from ..patient import PatientCase
+from ..render import render_text
 
 __all__ = ["FUNCTION_INSTRUMENTS", "PAIN_INSTRUMENTS", "register", "render_report"]
 
@@ -36,8 +34,9 @@ PAIN_INSTRUMENTS = ("nrs", "peg", "promis_pi")
 FUNCTION_INSTRUMENTS = ("odi", "ndi", "rmdq", "promis_pf")
 MOOD_INSTRUMENTS = ("phq9", "gad7", "pgic")
 
-matplotlib.rcParams["svg.fonttype"] = "path"  # text as outlines: no font needed where the page is opened
-matplotlib.rcParams["svg.hashsalt"] = "ipm-cds"  # stable element ids: the same input gives the same page
+# matplotlib's date helpers are untyped: typed aliases, so that strict typing checks their use here
+_date2num: Callable[[date], float] = mdates.date2num
+_date_formatter: Callable[[str], Any] = mdates.DateFormatter
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;max-width:1100px;color:#1b1b1b}
@@ -49,10 +48,17 @@ pre{white-space:pre-wrap;font-size:12px;background:#f6f6f6;padding:12px;border:1
 """
 
 
-def _svg(fig: Any) -> str:
+def _figure() -> tuple[Figure, Any]:
+    """A figure without pyplot (no global figure registry, no GUI backend) and its one axes."""
+    fig = Figure(figsize=(10, 3.2))
+    return fig, fig.subplots()
+
+
+def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
+    # text as outlines (no font needed where the page is opened); stable element ids (same input, same page)
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "ipm-cds"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]
 
@@ -66,7 +72,7 @@ def _mark_procedures(ax: Any, patient: PatientCase) -> None:
         ax.axvline(proc.date, color="#7a7a7a", linestyle="--", linewidth=1)
         ax.annotate(
             proc.kind.replace("_", " "),
-            (mdates.date2num(proc.date), 1.0),
+            (_date2num(proc.date), 1.0),
             xycoords=("data", "axes fraction"),
             rotation=90,
             fontsize=7,
@@ -89,7 +95,7 @@ def _series_chart(
             points.setdefault((m.instrument, m.region), []).append((m.date, float(m.score)))
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(10, 3.2))
+    fig, ax = _figure()
     for (instrument, region), pts in sorted(points.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         pts.sort()
         label = labels[instrument].label if instrument in labels else instrument
@@ -108,7 +114,7 @@ def _series_chart(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    ax.xaxis.set_major_formatter(_date_formatter("%Y-%m"))
     return _svg(fig)
 
 
@@ -116,20 +122,20 @@ def _mme_chart(patient: PatientCase) -> str | None:
     if not patient.mme_history:
         return None
     records = sorted(patient.mme_history, key=lambda r: (r.date, r.mme_per_day))
-    fig, ax = plt.subplots(figsize=(10, 3.2))
+    fig, ax = _figure()
     days = [r.date for r in records]
     ax.step(days, [r.mme_per_day for r in records], where="post", linewidth=2, color="#b5179e", label="MME/day")
     for r in records:
         if r.change is not None:
             ax.plot([r.date], [r.mme_per_day], marker="D", color="#3a0ca3")
-            ax.annotate(r.change.replace("_", " "), (mdates.date2num(r.date), r.mme_per_day), fontsize=7,
+            ax.annotate(r.change.replace("_", " "), (_date2num(r.date), r.mme_per_day), fontsize=7,
                         xytext=(3, 6), textcoords="offset points")  # fmt: skip
     _mark_procedures(ax, patient)
     ax.set_title("Daily opioid dose (MME/day) with medication changes", fontsize=11)
     ax.set_ylabel("MME/day")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    ax.xaxis.set_major_formatter(_date_formatter("%Y-%m"))
     return _svg(fig)
 
 
