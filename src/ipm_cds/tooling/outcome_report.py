@@ -27,7 +27,7 @@ from ..facts.vocabulary import CodeInfo
 from ..patient import PatientCase
 from ..render import render_text
 
-__all__ = ["FUNCTION_INSTRUMENTS", "PAIN_INSTRUMENTS", "register", "render_report"]
+__all__ = ["FUNCTION_INSTRUMENTS", "PAIN_INSTRUMENTS", "charts", "register", "render_report"]
 
 PAIN_INSTRUMENTS = ("nrs", "peg", "promis_pi")
 """Instruments drawn on the pain chart (the others of a series go on the function chart, PGIC and mood apart)."""
@@ -139,17 +139,22 @@ def _mme_chart(patient: PatientCase) -> str | None:
     return _svg(fig)
 
 
+def charts(patient: PatientCase, instruments: Mapping[str, CodeInfo]) -> dict[str, str]:
+    """The SVG charts of one patient that have data: ``pain``, ``function``, ``mood``, ``mme``, in that order."""
+    drawn = {
+        "pain": _series_chart(patient, PAIN_INSTRUMENTS, instruments, "Pain over time", "score"),
+        "function": _series_chart(patient, FUNCTION_INSTRUMENTS, instruments, "Function over time", "score"),
+        "mood": _series_chart(patient, MOOD_INSTRUMENTS, instruments, "Global impression and mood", "score"),
+        "mme": _mme_chart(patient),
+    }
+    return {name: svg for name, svg in drawn.items() if svg is not None}
+
+
 def render_report(
     patient: PatientCase, assessment: Assessment, instruments: Mapping[str, CodeInfo], as_of: date
 ) -> str:
     """The report page for one patient and its assessment (a complete HTML document, no external resource)."""
     esc = html.escape
-    charts = [
-        ("pain", _series_chart(patient, PAIN_INSTRUMENTS, instruments, "Pain over time", "score")),
-        ("function", _series_chart(patient, FUNCTION_INSTRUMENTS, instruments, "Function over time", "score")),
-        ("mood", _series_chart(patient, MOOD_INSTRUMENTS, instruments, "Global impression and mood", "score")),
-        ("mme", _mme_chart(patient)),
-    ]
     outcome_alerts = [a for a in assessment.alerts if a.code.startswith("outcomes.")]
     parts = [
         "<!DOCTYPE html>",
@@ -173,7 +178,7 @@ def render_report(
     else:
         parts.append('<p class="note">No response finding: no dated series, or none the rules classify.</p>')
     parts.append("<h2>Charts</h2>")
-    drawn = [(name, svg) for name, svg in charts if svg is not None]
+    drawn = list(charts(patient, instruments).items())
     if not drawn:
         parts.append('<p class="note">No dated scores or MME history are recorded: nothing to chart.</p>')
     for name, svg in drawn:
