@@ -33,7 +33,7 @@ MME_LINE = (0xB5, 0x17, 0x9E)
 def _page(ruleset: ipm_cds.Ruleset, engine: ipm_cds.Engine, path: Path) -> str:
     patient = ruleset.parse_patient(read_patient_document(path))
     assessment = engine.evaluate(patient, as_of=AS_OF)
-    return render_report(patient, assessment, ruleset.code_infos()["instrument"], AS_OF)
+    return render_report(patient, assessment, ruleset.code_infos()["outcome_measure"], AS_OF)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

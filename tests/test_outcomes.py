@@ -39,7 +39,7 @@ def facts_of(
     ruleset: ipm_cds.Ruleset, document: dict[str, Any], as_of: date = AS_OF
 ) -> list[tuple[str, dict[str, Any]]]:
     patient = ruleset.parse_patient(document)
-    return list(series_facts(patient, as_of, ruleset.code_infos()["instrument"]))
+    return list(series_facts(patient, as_of, ruleset.code_infos()["outcome_measure"]))
 
 
 def of_type(facts: list[tuple[str, dict[str, Any]]], name: str, **where: Any) -> list[dict[str, Any]]:

@@ -146,6 +146,7 @@ ConditionCode = Annotated[str, _CODE, Vocab("condition")]
 AllergySubstance = Annotated[str, _CODE, Vocab("allergy_substance")]
 LabTest = Annotated[str, _CODE, Vocab("lab_test")]
 Instrument = Annotated[str, _CODE, Vocab("instrument")]
+OutcomeMeasure = Annotated[str, _CODE, Vocab("outcome_measure")]
 
 SUBSCORE_FIELDS = ("item9", "distress_subscore")
 """Fields of :class:`Screening` that belong to one instrument each (the vocabulary's ``subscores``)."""
@@ -303,11 +304,11 @@ class Screening(_Model):
 
 class Measurement(_Model):
     """One dated score of an outcome instrument: a point of a series (NRS, PEG, ODI, NDI, Roland-Morris, PROMIS,
-    PGIC, PHQ-9, GAD-7 ...). The instrument is a code of the ruleset's ``instrument`` vocabulary, which gives
+    PGIC, PHQ-9, GAD-7 ...). The instrument is a code of the ruleset's ``outcome_measure`` vocabulary, which gives
     its score range and whether a higher score is better. ``region`` ties a pain or function score to the
     complaint it measures; leave it out for instruments about the whole patient (PHQ-9, GAD-7)."""
 
-    instrument: Instrument
+    instrument: OutcomeMeasure
     score: float = Field(
         description="Score, within the instrument's range (its vocabulary entry); PROMIS as a T-score."
     )

@@ -351,7 +351,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         add("allergy", i, {"substance": allergy.substance})
     if patient.measurements or patient.mme_history:
         counters: dict[str, int] = {}
-        for type_name, values in series_facts(patient, as_of, context.vocabularies.get("instrument", {})):
+        for type_name, values in series_facts(patient, as_of, context.vocabularies.get("outcome_measure", {})):
             counters[type_name] = counters.get(type_name, -1) + 1
             add(type_name, counters[type_name], values)
     return facts

@@ -335,7 +335,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "measure",
             "One point of an outcome series: an instrument's score on one day (the mean of that day's scores).",
             {
-                "instrument": _v("Instrument.", "instrument", "instrument"),
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
                 "region": _v(
                     "Region of the complaint measured (absent for whole-patient instruments).", "body_region", "region"
                 ),
@@ -356,7 +356,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "scope": _s("'procedure' or 'overall'.", ("procedure", "overall")),
                 "kind": _v("The procedure's kind (scope 'procedure').", "procedure_kind", "procedures.kind"),
                 "region": _v("Region of the complaint.", "body_region", "region"),
-                "instrument": _v("Instrument.", "instrument", "instrument"),
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
                 "procedure_date": _s("Date of the procedure, YYYY-MM-DD.", None, "procedures.date"),
                 "procedure_days_since": _i("Days from the procedure to as_of.", "procedures.date", "days"),
                 "baseline": _f("Baseline score.", "score"),
@@ -385,7 +385,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             {
                 "kind": _v("The procedure's kind.", "procedure_kind", "procedures.kind"),
                 "region": _v("Region of the complaint.", "body_region", "region"),
-                "instrument": _v("Instrument.", "instrument", "instrument"),
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
                 "procedure_date": _s("Date of the procedure, YYYY-MM-DD.", None, "procedures.date"),
                 "procedure_days_since": _i("Days from the procedure to as_of.", "procedures.date", "days"),
                 "score": _f("Score.", "score"),

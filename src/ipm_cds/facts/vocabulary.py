@@ -170,7 +170,7 @@ def _screening_range(screen: Screening, path: str, vocabularies: Vocabularies) -
 
 
 def _measurement_range(point: Measurement, path: str, vocabularies: Vocabularies) -> list[Problem]:
-    info = vocabularies.get("instrument", {}).get(point.instrument)
+    info = vocabularies.get("outcome_measure", {}).get(point.instrument)
     if info is None or info.min is None or info.max is None or info.min <= point.score <= info.max:
         return []
     return [

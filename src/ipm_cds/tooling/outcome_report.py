@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
     engine = Engine(ruleset, profile=args.profile, backend=args.backend, parameters=dict(args.param))
     as_of = args.as_of or date.today()
     assessment = engine.evaluate(patient, as_of=as_of)
-    page = render_report(patient, assessment, ruleset.code_infos().get("instrument", {}), as_of)
+    page = render_report(patient, assessment, ruleset.code_infos().get("outcome_measure", {}), as_of)
     args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
