@@ -7,7 +7,7 @@ Sections (``--sections``, comma-separated; all by default):
   floor (the same checks as straight-line Python, ``benchmarks/floor.py``), as ratios, plus where the
   time goes (parse, normalise, rules, resolve);
 * ``throughput``: evaluations per second in one process, on one core;
-* ``batch``: ``ipm_cds.batch.evaluate_many`` over JSON Lines with 1 and 2 worker processes;
+* ``batch``: ``ipm_cds.serving.batch.evaluate_many`` over JSON Lines with 1 and 2 worker processes;
 * ``rss``: resident memory before and after ``--rss-evaluations`` evaluations (1,000,000 by default:
   about half an hour; pass a smaller number for a quick look);
 * ``rules``: cost against synthetic rulesets of 100, 1,000 and 4,000 rules;
@@ -176,7 +176,7 @@ def bench_load(args: argparse.Namespace) -> dict[str, Any]:
 def final_facts(engine: Any, case: Any, as_of: Any) -> dict[str, list[Any]]:
     from ipm_cds.engine.driver import run_program
     from ipm_cds.engine.match import index_by_type
-    from ipm_cds.facts.normalise import normalise
+    from ipm_cds.model.facts.normalise import normalise
 
     facts = normalise(case, as_of, engine._context)
     run = run_program(engine.program, engine._backend, facts, as_of, engine.firing_cap)
@@ -186,7 +186,7 @@ def final_facts(engine: Any, case: Any, as_of: Any) -> dict[str, list[Any]]:
 def measure_latency(
     engines: dict[str, Any], floor: Callable[[Any], int], documents: Sequence[Any], evaluations: int, as_of: Any
 ) -> dict[str, Any]:
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.patient import parse_patient
 
     cases = [parse_patient(d) for d in documents]
     python = engines["python"]
@@ -220,8 +220,8 @@ def stages(engine: Any, documents: Sequence[Any], as_of: Any, rounds: int) -> di
     """Median microseconds per stage of one evaluation: parse, normalise, rules (incl. missing data), resolve."""
     from ipm_cds.engine.driver import run_program
     from ipm_cds.engine.resolve import resolve
-    from ipm_cds.facts.normalise import normalise
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.facts.normalise import normalise
+    from ipm_cds.model.patient import parse_patient
 
     acc: dict[str, list[float]] = {"parse": [], "normalise": [], "rules": [], "resolve": []}
     clock = time.perf_counter
@@ -268,7 +268,7 @@ def bench_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     import ipm_cds
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.patient import parse_patient
 
     from .workloads import AS_OF, cohort
 
@@ -300,7 +300,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_batch(args: argparse.Namespace) -> dict[str, Any]:
-    from ipm_cds.batch import evaluate_many
+    from ipm_cds.serving.batch import evaluate_many
 
     from .workloads import AS_OF, cohort
 
@@ -329,7 +329,7 @@ def bench_batch(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_rss(args: argparse.Namespace) -> dict[str, Any]:
     import ipm_cds
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.patient import parse_patient
 
     from .workloads import AS_OF, cohort
 
@@ -406,8 +406,8 @@ def bench_rules(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_facts(args: argparse.Namespace) -> dict[str, Any]:
     import ipm_cds
-    from ipm_cds.facts.normalise import normalise
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.facts.normalise import normalise
+    from ipm_cds.model.patient import parse_patient
 
     from .floor import build_floor
     from .workloads import AS_OF, sized_patient

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ipm_cds.engine.program import Program
-from ipm_cds.facts.normalise import Fact
+from ipm_cds.model.facts.normalise import Fact
 from ipm_cds.ruleset import ir
 
 FloorFn = Callable[[Mapping[str, Sequence[Fact]]], int]

@@ -96,7 +96,7 @@ def _digest(text: str) -> str:
 def run(count: int, explain_every: int) -> dict[str, str]:
     import ipm_cds
     from ipm_cds import Assessment
-    from ipm_cds.engine.explain import Explanation
+    from ipm_cds.model.explanation import Explanation
 
     ruleset = ipm_cds.load_ruleset()
     profiles = sorted(ruleset.manifest.profiles)

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from ipm_cds import patient as pm
+from ipm_cds.model import patient as pm
 from ipm_cds.ruleset.loader import Ruleset, bundled_ruleset_path
 
 AS_OF = date(2025, 6, 2)

@@ -36,12 +36,9 @@ EXAMPLES = Path(__file__).resolve().parent / "patients"
 
 
 def make_engine(ruleset: ipm_cds.Ruleset, profile: str) -> ipm_cds.Engine:
-    """An engine on durable-rules, or on the plain-Python backend where durable-rules cannot run (3.13+)."""
-    try:
-        return ipm_cds.Engine(ruleset, profile=profile)
-    except ipm_cds.BackendUnavailableError as exc:
-        print(f"note: {exc}; using the python backend")
-        return ipm_cds.Engine(ruleset, profile=profile, backend="python")
+    """An engine on backend="auto" (the default): durable-rules where it is installed and importable, the
+    plain-Python backend otherwise (Python 3.13+, no C compiler); the provenance names the one that ran."""
+    return ipm_cds.Engine(ruleset, profile=profile)
 
 
 def patient_from_ehr() -> dict[str, Any]:

@@ -66,6 +66,19 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile("ipm-ci")
 
 
+DURABLE_FIXTURES = frozenset({"durable", "ipm_durable_engine"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``durable`` every test that needs durable-rules (its fixture, or a ``"durable"`` parameter), so that
+    an interpreter without it runs the rest with ``-m "not durable"`` (CI's Python 3.13 stage)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if DURABLE_FIXTURES & set(getattr(item, "fixturenames", ())) or "durable" in params:
+            item.add_marker(pytest.mark.durable)
+
+
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """A copy of the bundled ruleset to edit (see test_ruleset_errors.edit)."""
@@ -80,8 +93,8 @@ def ruleset(ipm_ruleset: ipm_cds.Ruleset) -> ipm_cds.Ruleset:
 
 
 @pytest.fixture(scope="session")
-def durable(ipm_engine: ipm_cds.Engine) -> ipm_cds.Engine:
-    return ipm_engine
+def durable(ipm_durable_engine: ipm_cds.Engine) -> ipm_cds.Engine:
+    return ipm_durable_engine
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,8 @@ from ipm_cds.engine import aggregates
 from ipm_cds.engine.driver import DEFAULT_FIRING_CAP
 from ipm_cds.engine.match import Unknown
 from ipm_cds.engine.python_backend import PythonBackend
-from ipm_cds.facts.normalise import Fact
+from ipm_cds.errors import FiringLimitError
+from ipm_cds.model.facts.normalise import Fact
 from ipm_cds.ruleset import ir
 from ipm_cds.tooling.checks import semantic_problems
 
@@ -422,7 +423,7 @@ def test_the_cap_gives_one_message_on_both_backends(ruleset: ipm_cds.Ruleset) ->
     messages = []
     for backend in ("durable", "python"):
         engine = ipm_cds.Engine(ruleset, backend=backend, firing_cap=2)  # type: ignore[arg-type]
-        with pytest.raises(ipm_cds.FiringLimitError) as info:
+        with pytest.raises(FiringLimitError) as info:
             engine.evaluate(document, as_of=AS_OF)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
@@ -450,14 +451,14 @@ def test_the_python_backend_checks_the_cap_while_matching(ruleset: ipm_cds.Rules
         backend._compiled.match[name] = counting(backend._compiled.match[name])
     agents = ["apixaban", "rivaroxaban", "warfarin", "clopidogrel", "aspirin", "dabigatran", "edoxaban", "prasugrel"]
     document = {"medications": [{"agent": a} for a in agents], "conditions": [{"code": "mechanical_heart_valve"}]}
-    with pytest.raises(ipm_cds.FiringLimitError):
+    with pytest.raises(FiringLimitError):
         engine.evaluate(document, as_of=AS_OF)
     assert pulled == 4  # the fourth match fired past the cap; nothing more was matched
 
 
 def test_an_item_recorded_twice_is_one_fact_and_still_counts_in_the_summaries(ruleset: ipm_cds.Ruleset) -> None:
-    from ipm_cds.facts.normalise import normalise
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.facts.normalise import normalise
+    from ipm_cds.model.patient import parse_patient
 
     document = {"medications": [{"agent": "oxycodone", "daily_dose": 30, "dose_unit": "mg"}] * 2}
     facts = normalise(parse_patient(document), AS_OF, ruleset.normalise_context())

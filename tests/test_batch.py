@@ -1,4 +1,4 @@
-"""Batch evaluation (ipm_cds.batch, ``ipm-cds batch``) and the decision log.
+"""Batch evaluation (ipm_cds.serving.batch, ``ipm-cds batch``) and the decision log.
 
 The multi-process comparison runs 2,000 generated patients in CI; ``IPM_CDS_STRESS=full`` runs 100,000.
 """
@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds import batch
 from ipm_cds.cli import main
 from ipm_cds.decision_log import DecisionLog, input_digest
 from ipm_cds.errors import ConfigurationError
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.patient import PatientCase
+from ipm_cds.serving import batch
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, RFA_PATIENT
@@ -75,10 +75,10 @@ def outcomes(results: Iterator[batch.BatchResult]) -> list[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_results_match_sequential_evaluation_in_input_order(
-    durable: ipm_cds.Engine, cohort: list[dict[str, Any]], workers: int
+    ipm_engine: ipm_cds.Engine, cohort: list[dict[str, Any]], workers: int
 ) -> None:
     documents: list[Any] = [*cohort[:40], {"pain": "not a list"}, *cohort[40:], "{not json"]
-    expected = sequential(durable, documents)
+    expected = sequential(ipm_engine, documents)
     results = list(batch.evaluate_many(documents, workers=workers, as_of=AS_OF, timestamp=False, chunk_size=7))
     assert [r.index for r in results] == list(range(len(documents)))
     assert outcomes(iter(results)) == expected
@@ -139,7 +139,7 @@ def write_jsonl(path: Path, documents: list[Any]) -> None:
 
 
 def test_cli_batch_reports_errors_by_line_and_goes_on(
-    tmp_path: Path, durable: ipm_cds.Engine, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, ipm_engine: ipm_cds.Engine, cohort: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "in.jsonl"
     oversize = b'{"id": "' + b"x" * (batch.MAX_RECORD_BYTES + 10) + b'"}\n'
@@ -162,7 +162,7 @@ def test_cli_batch_reports_errors_by_line_and_goes_on(
     assert "Invalid JSON" in lines[1]["error"]["message"]
     assert lines[2]["error"]["problems"] == ["pain[0].nrs: Input should be less than or equal to 10"]
     assert "longer than" in lines[4]["error"]["message"]
-    expected = json.loads(durable.evaluate(cohort[1], as_of=AS_OF).to_json(timestamp=False))
+    expected = json.loads(ipm_engine.evaluate(cohort[1], as_of=AS_OF).to_json(timestamp=False))
     lines[5]["assessment"]["provenance"].pop("evaluated_at")
     assert lines[5]["assessment"] == expected
     assert "6 records, 4 with errors" in capsys.readouterr().err
@@ -233,12 +233,12 @@ def test_decision_log_costs_nothing_when_off(ruleset: ipm_cds.Ruleset) -> None:
 # -- the multi-process stress comparison ------------------------------------------------------------------------
 
 
-def test_multiprocess_batch_matches_sequential_record_by_record(durable: ipm_cds.Engine) -> None:
+def test_multiprocess_batch_matches_sequential_record_by_record(ipm_engine: ipm_cds.Engine) -> None:
     """2,000 generated patients in CI (100,000 with IPM_CDS_STRESS=full), 2 worker processes, every record
     compared with the sequential result of one engine in this process."""
     count = 100_000 if FULL else 2_000
     documents = generated(count)
-    expected = sequential(durable, documents)
+    expected = sequential(ipm_engine, documents)
     got = outcomes(batch.evaluate_many(documents, workers=2, as_of=AS_OF, timestamp=False))
     assert len(got) == count
     mismatches = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
@@ -305,7 +305,7 @@ def test_cli_batch_refuses_redirections_that_are_the_input(
 
 
 def test_cli_batch_accepts_a_byte_order_mark_at_the_start(
-    tmp_path: Path, durable: ipm_cds.Engine, cohort: list[dict[str, Any]]
+    tmp_path: Path, ipm_engine: ipm_cds.Engine, cohort: list[dict[str, Any]]
 ) -> None:
     source = tmp_path / "in.jsonl"
     write_jsonl(source, [b"\xef\xbb\xbf" + json.dumps(cohort[0]).encode() + b"\n", cohort[1]])
@@ -313,7 +313,7 @@ def test_cli_batch_accepts_a_byte_order_mark_at_the_start(
     assert main(["batch", str(source), "--out", str(out), "--as-of", "2025-06-02"]) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [x["line"] for x in lines] == [1, 2] and all("assessment" in x for x in lines)
-    expected = json.loads(durable.evaluate(cohort[0], as_of=AS_OF).to_json(timestamp=False))
+    expected = json.loads(ipm_engine.evaluate(cohort[0], as_of=AS_OF).to_json(timestamp=False))
     lines[0]["assessment"]["provenance"].pop("evaluated_at")
     assert lines[0]["assessment"] == expected
 

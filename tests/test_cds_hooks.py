@@ -23,6 +23,7 @@ from ipm_cds.interop.cds_hooks import (
 )
 from ipm_cds.interop.fhir import OrderedIntervention, Unmapped, read_bundle
 from ipm_cds.interop.maps import load_maps
+from ipm_cds.model.assessment import Basis
 
 AS_OF = date(2025, 6, 2)
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,7 @@ def test_every_patient_view_card_of_every_example_is_valid(
             assert link["url"] in {s.url for b in _bases(assessment) for s in b.sources}
 
 
-def _bases(a: ipm_cds.Assessment) -> list[ipm_cds.Basis]:
+def _bases(a: ipm_cds.Assessment) -> list[Basis]:
     out = [c.basis for c in a.candidates] + [e.basis for e in a.excluded] + [x.basis for x in a.alerts]
     out += [r.basis for r in a.referrals] + [p.basis for p in a.precautions]
     out += [d.basis for d in a.deferred_referrals] + [d.referral.basis for d in a.deferred_referrals]

@@ -72,6 +72,7 @@ def test_json_output_is_stable_and_sorted(capsys: pytest.CaptureFixture[str]) ->
     for d in (a, b):
         d["provenance"].pop("evaluated_at")
         d["provenance"].pop("backend")
+        d["provenance"].pop("backend_auto")
     assert a == b
     assert first == json.dumps(json.loads(first), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -195,7 +196,7 @@ def test_junit_report_and_coverage(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_coverage_names_rules_never_fired_and_never_missed(ruleset: object) -> None:
-    from ipm_cds.casetests import CaseResult, coverage
+    from ipm_cds.tooling.casetests import CaseResult, coverage
 
     rs = ipm_cds.load_ruleset()
     ids = sorted(r.id for r in rs.rules)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ipm_cds.engine import compiled, driver
 from ipm_cds.engine.match import index_by_type, matches
-from ipm_cds.facts.normalise import Fact
+from ipm_cds.model.facts.normalise import Fact
 from ipm_cds.ruleset import ir
 
 TYPES = ("a", "b")

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, run_in_threads
@@ -15,7 +15,7 @@ from .conftest import AS_OF, run_in_threads
 @settings(max_examples=1, suppress_health_check=list(HealthCheck), deadline=None)
 @given(st.lists(patients(), min_size=40, max_size=40))
 def test_eight_threads_match_sequential_results(ruleset: ipm_cds.Ruleset, cohort: list[PatientCase]) -> None:
-    engine = ipm_cds.Engine(ruleset)
+    engine = ipm_cds.Engine(ruleset, backend="durable")
     expected = [engine.evaluate(p, as_of=AS_OF, timestamp=False).to_json() for p in cohort]
     rounds = 10
     results: dict[tuple[int, int, int], str] = {}

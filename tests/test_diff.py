@@ -9,8 +9,8 @@ import pytest
 
 import ipm_cds
 from ipm_cds.cli import EXIT_OK, main
-from ipm_cds.diff import case_patients, diff_rulesets, generated_patients
 from ipm_cds.ruleset.loader import bundled_ruleset_path
+from ipm_cds.tooling.diff import case_patients, diff_rulesets, generated_patients
 
 
 def test_identical_rulesets_change_nothing(ruleset: ipm_cds.Ruleset) -> None:
@@ -90,7 +90,7 @@ def test_a_new_pathways_criteria_vocabulary_and_thresholds_are_listed_and_probed
 ) -> None:
     import subprocess
 
-    from ipm_cds.diff import _changed_thresholds, _structure
+    from ipm_cds.tooling.diff import _changed_thresholds, _structure
 
     subprocess.run(
         ["bash", str(Path(__file__).resolve().parents[1] / "examples/pathway-pns/add.sh"), str(copy)], check=True

@@ -33,6 +33,12 @@ from ipm_cds.patientfile import read_patient_document
 AS_OF = date(2025, 6, 2)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "fhir"
 BUNDLES = sorted(EXAMPLES.glob("*.json"))
+# What two coded examples cannot map, by design: a parenteral opioid (no CDC factor: agent read, dose not)
+# and a hospice finding (recognised; the patient model has no field for it).
+EXPECTED_UNMAPPED = {
+    "coded_hydromorphone": {"MedicationRequest/coded-hydromorphone-hm-inj": "partial"},
+    "coded_end_of_life": {"Condition/coded-end-of-life-hospice": "not_read"},
+}
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -142,7 +148,7 @@ def test_each_bundle_maps_to_the_same_assessment_as_its_native_twin(
 ) -> None:
     mapping = read_bundle(path.read_text(encoding="utf-8"), ruleset=ruleset)
     twin = ipm_cds.parse_patient(read_patient_document(path.with_suffix(".yaml")))
-    assert mapping.unmapped == (), mapping.report()
+    assert kinds(mapping) == EXPECTED_UNMAPPED.get(path.stem, {}), mapping.report()
     assert canonical(mapping.patient) == canonical(twin)
     from_fhir = durable.evaluate(mapping.patient, as_of=AS_OF).to_json(timestamp=False)
     from_twin = durable.evaluate(twin, as_of=AS_OF).to_json(timestamp=False)
@@ -156,7 +162,7 @@ def test_prefetch_answered_from_the_bundle_reads_the_same_patient(path: Path, ru
     prefetch = prefetch_from_bundle(data, prefetch_templates(ruleset), patient_id)
     from_prefetch = read_prefetch(prefetch, ruleset=ruleset, patient_id=patient_id)
     assert canonical(from_prefetch.patient) == canonical(read_bundle(data, ruleset=ruleset).patient)
-    assert from_prefetch.unmapped == ()
+    assert kinds(from_prefetch) == EXPECTED_UNMAPPED.get(path.stem, {})
 
 
 def test_the_examples_exercise_each_pathway(ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine) -> None:

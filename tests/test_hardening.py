@@ -25,9 +25,9 @@ import ipm_cds
 from ipm_cds.engine import compiled, driver, durable_backend
 from ipm_cds.engine.match import index_by_type, matches
 from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError, PatientDataError, RulesetError
-from ipm_cds.facts.normalise import Fact, normalise
-from ipm_cds.facts.schema import BASE_FACT_TYPES
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.facts.normalise import Fact, normalise
+from ipm_cds.model.facts.schema import BASE_FACT_TYPES
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.ruleset import yamlsrc
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing.strategies import patients, raw_patient_documents
@@ -165,7 +165,7 @@ def test_deeply_nested_patient_json_is_refused_by_the_library_and_batch(durable:
     text = '{"pain": ' + "[" * 100_000 + "]" * 100_000 + "}"
     with pytest.raises(PatientDataError, match="recursion limit"):
         durable.evaluate(text, as_of=AS_OF)
-    from ipm_cds.batch import evaluate_many
+    from ipm_cds.serving.batch import evaluate_many
 
     (result,) = evaluate_many([text], as_of=AS_OF)
     assert result.error is not None and result.error["type"] == "PatientDataError"
@@ -305,7 +305,7 @@ def test_too_many_joined_patterns_of_one_type_are_refused_not_hung(ruleset_copy:
     )
     started = time.perf_counter()
     with pytest.raises(RulesetError, match="hangs past 511"):
-        ipm_cds.Engine(ruleset)
+        ipm_cds.Engine(ruleset, backend="durable")
     assert time.perf_counter() - started < TIME_BOUND_S
     assert ipm_cds.Engine(ruleset, backend="python").evaluate(RFA_PATIENT, as_of=AS_OF).alerts
 
@@ -320,7 +320,7 @@ def test_more_joins_than_the_engine_evaluates_at_once_are_refused(ruleset_copy: 
         "      block: {{type: procedure, region: {{same_as: pain.region}}, relief_pct: {{gte: {b}}}}}",
     )
     with pytest.raises(RulesetError, match="error 303"):
-        ipm_cds.Engine(ruleset)
+        ipm_cds.Engine(ruleset, backend="durable")
     # 40 such rules are fine, on both backends, with the same answer
     ruleset = _with_rules(
         ruleset_copy,
@@ -328,7 +328,7 @@ def test_more_joins_than_the_engine_evaluates_at_once_are_refused(ruleset_copy: 
         "      pain: {{type: pain, nrs: {{gte: {a}}}}}\n"
         "      block: {{type: procedure, region: {{same_as: pain.region}}, relief_pct: {{gte: {b}}}}}",
     )
-    durable, python = ipm_cds.Engine(ruleset), ipm_cds.Engine(ruleset, backend="python")
+    durable, python = ipm_cds.Engine(ruleset, backend="durable"), ipm_cds.Engine(ruleset, backend="python")
     assert _outcome(durable, RFA_PATIENT) == _outcome(python, RFA_PATIENT)
 
 
@@ -341,7 +341,7 @@ def test_too_many_any_of_under_one_condition_are_refused(ruleset_copy: Path) -> 
         "      pain: {{type: pain, region: lumbar, character: {{in: [axial, radicular]}}, nrs: {{gte: {a}}}}}",
     )
     with pytest.raises(RulesetError) as info:
-        ipm_cds.Engine(ruleset)
+        ipm_cds.Engine(ruleset, backend="durable")
     messages = " ".join(p.message for p in info.value.problems)
     assert "(error 107)" in messages
     assert "(error 303)" in messages
@@ -362,7 +362,7 @@ def test_engine_refusals_at_load_are_ruleset_errors(ruleset: ipm_cds.Ruleset, mo
 
     monkeypatch.setattr(durable_backend, "_engine", _Engine(real, create_ruleset=create))
     with pytest.raises(RulesetError, match=r"stratum 2 .*error 107: more than 128"):
-        ipm_cds.Engine(ruleset)
+        ipm_cds.Engine(ruleset, backend="durable")
 
 
 # -- fail closed: injected faults ----------------------------------------------------------------------------------
@@ -439,11 +439,11 @@ def test_failed_evaluations_never_leak_engine_states(ruleset: ipm_cds.Ruleset, m
     """durable-rules refuses a 1025th live state: 1,100 failures in a row, then a success, prove none leaked.
 
     The failures are the firing cap and an interrupt (a BaseException, as Ctrl-C raises) inside an action."""
-    capped = ipm_cds.Engine(ruleset, firing_cap=1)
+    capped = ipm_cds.Engine(ruleset, backend="durable", firing_cap=1)
     for _ in range(1100):
         with pytest.raises(FiringLimitError):
             capped.evaluate(RFA_PATIENT, as_of=AS_OF)
-    engine = ipm_cds.Engine(ruleset)
+    engine = ipm_cds.Engine(ruleset, backend="durable")
     real = driver.derived_fact
 
     def interrupted(type_name: str, values: Any, memo: Any = None) -> Any:

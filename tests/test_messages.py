@@ -235,7 +235,7 @@ def test_a_lock_without_messages_is_still_valid(copy: Path) -> None:
 
 
 def test_diff_lists_a_reworded_message(copy: Path) -> None:
-    from ipm_cds.diff import _structure
+    from ipm_cds.tooling.diff import _structure
 
     edit(copy, MESSAGES, "patient at high bleeding risk ({criterion})", "high bleeding risk ({criterion})")
     assert _structure(load_ruleset(), load_ruleset(copy))["catalogue"] == ["message changed: hold.upgrade"]

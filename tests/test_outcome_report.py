@@ -37,8 +37,8 @@ def _page(ruleset: ipm_cds.Ruleset, engine: ipm_cds.Engine, path: Path) -> str:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_report_renders_for_every_example(path: Path, ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine) -> None:
-    page = _page(ruleset, durable, path)
+def test_report_renders_for_every_example(path: Path, ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine) -> None:
+    page = _page(ruleset, python_engine, path)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     # self-contained: no script, no stylesheet or image fetched, no external reference of any kind
     assert "<script" not in page
@@ -52,9 +52,9 @@ def test_report_renders_for_every_example(path: Path, ruleset: ipm_cds.Ruleset, 
         assert charts == 0 and "nothing to chart" in page
 
 
-def test_report_is_deterministic(ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine) -> None:
+def test_report_is_deterministic(ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine) -> None:
     path = ROOT / "examples" / "patients" / "rfa_responder.yaml"
-    assert _page(ruleset, durable, path) == _page(ruleset, durable, path)
+    assert _page(ruleset, python_engine, path) == _page(ruleset, python_engine, path)
 
 
 def test_report_command_writes_the_page(tmp_path: Path) -> None:
@@ -85,11 +85,15 @@ def _count(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12
     return int((np.abs(pixels - np.array(colour, dtype=np.int16)) <= tolerance).all(axis=2).sum())
 
 
-def test_headless_browser_draws_the_charts(ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, tmp_path: Path) -> None:
+def test_headless_browser_draws_the_charts(
+    ruleset: ipm_cds.Ruleset, python_engine: ipm_cds.Engine, tmp_path: Path
+) -> None:
     shots = {}
     for name in ("rfa_responder", "opioid_taper", "cauda_equina"):
         html_path = tmp_path / f"{name}.html"
-        html_path.write_text(_page(ruleset, durable, ROOT / "examples" / "patients" / f"{name}.yaml"), encoding="utf-8")
+        html_path.write_text(
+            _page(ruleset, python_engine, ROOT / "examples" / "patients" / f"{name}.yaml"), encoding="utf-8"
+        )
         shots[name] = _screenshot(html_path, tmp_path / f"{name}.png", tmp_path)
     # the pain line (and the function line, same colour) of the RFA responder is drawn: thousands of pixels
     assert _count(shots["rfa_responder"], PAIN_LINE) > 2000

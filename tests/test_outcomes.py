@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.facts.series import series_facts
+from ipm_cds.model.facts.series import series_facts
 from ipm_cds.patientfile import read_patient_document
 
 ROOT = Path(__file__).resolve().parents[1]

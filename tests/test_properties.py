@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.testing import invariants
 from ipm_cds.testing.strategies import patients
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ipm_cds
-from ipm_cds.casetests import run_cases
+from ipm_cds.tooling.casetests import run_cases
 
 RULESET = ipm_cds.load_ruleset()
 CASES = [c.case.name for c in RULESET.tests]
@@ -55,7 +55,7 @@ def test_every_rule_cites_a_source_from_the_catalogue() -> None:
 
 
 def test_content_table_lists_every_rule_with_criteria_tags_and_profiles() -> None:
-    from ipm_cds.content import content, render_markdown
+    from ipm_cds.tooling.content import content, render_markdown
 
     rows = content(RULESET)
     assert [r.rule for r in rows] == [r.ref for r in sorted(RULESET.rules, key=lambda r: r.id)]

@@ -520,7 +520,7 @@ def test_yaml_indentation_errors_are_plain(copy: Path, old: str, new: str, at: s
 
 
 def _failures(root: Path, name: str) -> list[str]:
-    from ipm_cds.casetests import run_cases
+    from ipm_cds.tooling.casetests import run_cases
 
     (result,) = run_cases(load_ruleset(root), backend="python", name_filter=name)
     return list(result.failures)

@@ -100,8 +100,8 @@ def test_medication_summary_counts_bleeding_risk_agents(durable: ipm_cds.Engine)
 
 
 def test_mme_is_computed_from_the_catalogue_table(ruleset: ipm_cds.Ruleset) -> None:
-    from ipm_cds.facts.normalise import normalise
-    from ipm_cds.patient import parse_patient
+    from ipm_cds.model.facts.normalise import normalise
+    from ipm_cds.model.patient import parse_patient
 
     context = ruleset.normalise_context()
     if not any(m.mme_factor for m in ruleset.medications.values()):

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 
 import ipm_cds
-from ipm_cds.facts.normalise import normalise
-from ipm_cds.patient import PatientCase
+from ipm_cds.model.facts.normalise import normalise
+from ipm_cds.model.patient import PatientCase
 from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing import invariants
 from ipm_cds.testing.boundaries import Threshold, thresholds

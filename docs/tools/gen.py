@@ -9,8 +9,8 @@ from typing import Any, Literal, get_args, get_origin
 from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BaseModel
 
-from ipm_cds import patient as pm
-from ipm_cds.facts import schema as fs
+from ipm_cds.model import patient as pm
+from ipm_cds.model.facts import schema as fs
 
 VOCABS: dict[str, Any] = {"Laterality": pm.Laterality}  # the model's own closed lists; codes are the ruleset's
 _BY_ARGS = {tuple(get_args(v)): k for k, v in VOCABS.items()}
@@ -254,9 +254,8 @@ def fact_table(ft: fs.FactType) -> str:
     rows = ["| Field | Type | Unit | Values | Comes from | Meaning |", "|---|---|---|---|---|---|"]
     for fname, spec in ft.fields.items():
         values = ", ".join(f"`{v}`" for v in spec.values) if spec.values else ""
-        if spec.values and len(spec.values) > 8:
-            vocab = _BY_ARGS.get(tuple(spec.values))
-            values = f"[{vocab}](patient-model.md#{_anchor(vocab)})" if vocab else values
+        if spec.vocabulary is not None:  # the ruleset's codes, listed on the patient model page
+            values = f"[{spec.vocabulary}](patient-model.md#{spec.vocabulary})"
         meaning = MEANING.get((ft.name, fname), spec.description)
         rows.append(
             f"| `{fname}` | {spec.type} | {spec.unit or ''} | {values} | {fact_source(ft, fname, spec)} | {meaning} |"

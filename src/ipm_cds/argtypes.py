@@ -25,3 +25,16 @@ def parameter_arg(text: str) -> tuple[str, int | float]:
         except ValueError:
             continue
     raise argparse.ArgumentTypeError(f"parameter value must be a number: {text!r}")
+
+
+BACKEND_CHOICES = ("auto", "durable", "python")
+BACKEND_HELP = (
+    "auto (default): durable-rules where it is installed and importable, the plain-Python backend otherwise "
+    "(Python 3.13+, or no C compiler at install); the assessment's provenance names the backend that ran. "
+    "durable or python: that backend, or an error"
+)
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--backend`` option every evaluating command shares: auto by default."""
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help=BACKEND_HELP)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .argtypes import date_arg, parameter_arg
+from .argtypes import add_backend_option, date_arg, parameter_arg
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -57,6 +57,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "schema": (0, 2),
     "batch": (0, 2, 3, 5, 6),
     "serve": (0, 2, 3, 6),
+    "fhir": (0, 2, 3, 4, 6),
     "test": (0, 1, 2, 3, 5, 6),
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
@@ -88,8 +89,9 @@ def exit_codes_epilog(command: str | None) -> str:
 # Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
 # A module whose optional dependencies are missing still gets a subcommand that says what to install.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
-    ("batch", "ipm_cds.batch", ""),
+    ("batch", "ipm_cds.serving.batch", ""),
     ("serve", "ipm_cds.serving.service", "service"),
+    ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
     ("report", "ipm_cds.tooling.outcome_report", "report"),
 )
 Handler = Callable[[argparse.Namespace], int]
@@ -128,9 +130,7 @@ def _engine_options(parser: argparse.ArgumentParser, *, what: str = "evaluation"
     parser.add_argument("--ruleset", type=Path, default=None, help=_RULESET_HELP)
     parser.add_argument("--as-of", type=date_arg, default=None, help=f"{what} date YYYY-MM-DD (default: today)")
     parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    parser.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--param",
         type=parameter_arg,
@@ -225,9 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     te = _add_parser(sub, "test", "run the ruleset's YAML test cases")
     te.add_argument("ruleset", type=Path, nargs="?", default=None, help=_RULESET_HELP)
     te.add_argument("--filter", default=None, help="only cases whose name contains this text")
-    te.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(te)
     te.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write a JUnit XML report")
     te.add_argument(
         "--coverage",
@@ -285,7 +283,7 @@ def _completion(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .engine.facade import Engine
-    from .render import render_text
+    from .model.render import render_text
     from .ruleset.loader import load_ruleset
 
     document = read_patient_document(args.patient)
@@ -400,9 +398,9 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .diff import case_patients, diff_rulesets, generated_patients, render_diff
     from .ruleset.loader import load_ruleset
     from .testing.strategies import DEFAULT_AS_OF
+    from .tooling.diff import case_patients, diff_rulesets, generated_patients, render_diff
 
     old, new = load_ruleset(args.old), load_ruleset(args.new)
     cohort = case_patients(old, new, folder=args.cases)
@@ -416,8 +414,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _content(args: argparse.Namespace) -> int:
-    from .content import content, render_markdown
     from .ruleset.loader import load_ruleset
+    from .tooling.content import content, render_markdown
 
     ruleset = load_ruleset(args.ruleset, with_tests=False)
     rows = content(ruleset)
@@ -451,8 +449,8 @@ def document_schemas(ruleset: Ruleset | None = None) -> dict[str, dict[str, Any]
     """The JSON Schemas of what goes in and out of an evaluation: the patient document (with the codes of
     ``ruleset``'s vocabularies, as in its test files' schema), the assessment and the explanation; draft
     2020-12, with the same ``$id`` scheme as the rule-file schemas."""
-    from .assessment import Assessment
-    from .engine.explain import Explanation
+    from .model.assessment import Assessment
+    from .model.explanation import Explanation
     from .ruleset.schema import SCHEMA_ID_BASE, schema_for
 
     tests = schema_for("tests", ruleset)  # its PatientCase is the patient model, completed from the ruleset
@@ -497,8 +495,9 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .casetests import coverage, junit_xml, rules_in, run_cases
+    from .engine.facade import choose_backend
     from .ruleset.loader import load_ruleset
+    from .tooling.casetests import coverage, junit_xml, rules_in, run_cases
 
     ruleset = load_ruleset(args.ruleset)
     if args.coverage is not None:
@@ -512,7 +511,7 @@ def _test(args: argparse.Namespace) -> int:
         for failure in r.failures:
             print(f"    {failure}")
     if args.junit:
-        args.junit.write_text(junit_xml(ruleset, results, args.backend), encoding="utf-8")
+        args.junit.write_text(junit_xml(ruleset, results, choose_backend(args.backend)[0]), encoding="utf-8")
     if not args.filter or args.coverage:
         cov = coverage(ruleset, results, args.coverage)
         scope = f" of {args.coverage}" if args.coverage else ""
@@ -522,7 +521,8 @@ def _test(args: argparse.Namespace) -> int:
             print(f"coverage: rules{scope} never seen not firing (no near miss): {', '.join(cov.never_missed)}")
         if not cov.never_fired and not cov.never_missed:
             print(f"coverage: all {len(rules_in(ruleset, args.coverage))} rules{scope} seen firing and not firing")
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    name, auto = choose_backend(args.backend)
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({name} backend{' (auto)' if auto else ''})")
     return EXIT_TESTS_FAILED if failed else EXIT_OK
 
 

@@ -9,7 +9,7 @@ validated patient document *without* its ``id`` (canonical JSON: sorted keys, no
 it identifies the clinical input, not the person. Nothing else from the patient is written.
 
 Use it with :class:`~ipm_cds.Engine` (``Engine(..., decision_log=DecisionLog(path))``) or with
-:func:`ipm_cds.batch.evaluate_many` (``decision_log=path``). An engine without a log pays nothing for it.
+:func:`ipm_cds.serving.batch.evaluate_many` (``decision_log=path``). An engine without a log pays nothing for it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .assessment import Assessment
-    from .patient import PatientCase
+    from .model.assessment import Assessment
+    from .model.patient import PatientCase
 
 SCHEMA_VERSION = 1
 

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 import ipm_cds
-from ipm_cds import Assessment, Precaution
+from ipm_cds import Assessment
+from ipm_cds.model.assessment import Precaution
 
 HERE = Path(__file__).parent
 SCENARIOS: list[dict[str, Any]] = yaml.safe_load((HERE / "scenarios.yaml").read_text(encoding="utf-8"))

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..facts.normalise import SORTED_JSON, Fact, Scalar
+from ..model.facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
 from .match import Unknown, eval_pattern
 

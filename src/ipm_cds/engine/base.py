@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..facts.normalise import Fact
+from ..model.facts.normalise import Fact
 from .program import Program, Stratum
 
 OnFire = Callable[[str, dict[str, Fact]], list[Fact]]

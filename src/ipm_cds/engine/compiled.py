@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from ..facts.normalise import Fact, Scalar
+from ..model.facts.normalise import Fact, Scalar
 from ..ruleset import ir
 from .match import Truth, Unknown
 

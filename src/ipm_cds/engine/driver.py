@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
-from ..facts.normalise import SORTED_JSON, Fact, Scalar
+from ..model.facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
 from .aggregates import Aggregated, Selection, compute, could_change
 from .base import Backend

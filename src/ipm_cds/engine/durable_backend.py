@@ -40,7 +40,7 @@ from typing import Any
 from pydantic_core import from_json
 
 from ..errors import BackendUnavailableError, EngineFaultError, IpmCdsError, Problem, RulesetError
-from ..facts.normalise import Fact
+from ..model.facts.normalise import Fact
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
 from . import durable_limits
@@ -81,7 +81,19 @@ OK_CODES = (0, 1)  # 0 ok; 1 some fact matched no rule (normal)
 
 
 def available() -> bool:
+    """durable-rules is installed and its C extension imports on this interpreter."""
     return _engine is not None
+
+
+def require() -> None:
+    """Raise :class:`BackendUnavailableError` when durable-rules cannot run here, saying what to do instead."""
+    if _engine is None:
+        raise BackendUnavailableError(
+            f"the durable backend needs durable-rules, which cannot be imported here ({_IMPORT_ERROR})",
+            hint=f"use backend='auto' or 'python' on Python {sys.version_info.major}.{sys.version_info.minor} "
+            "(--backend auto, the default, or --backend python); durable-rules installs with a C compiler on "
+            "Python 3.11 and 3.12: pip install 'ipm-cds[durable]'",
+        )
 
 
 def dumps(value: Any) -> str:
@@ -359,12 +371,7 @@ class DurableBackend:
     name = "durable"
 
     def __init__(self) -> None:
-        if _engine is None:
-            raise BackendUnavailableError(
-                f"the durable backend needs durable-rules, which cannot be imported here ({_IMPORT_ERROR})",
-                hint=f"use the python backend on Python {sys.version_info.major}.{sys.version_info.minor} "
-                "(backend='python', or --backend python)",
-            )
+        require()
         self._handles: dict[int, int] = {}
         self._refs: dict[str, str] = {}  # engine rule name -> rule id@version, for error messages
         self._reads: dict[int, frozenset[str]] = {}  # stratum -> the fact types its patterns read

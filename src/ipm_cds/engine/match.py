@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..facts.normalise import Fact, Scalar
+from ..model.facts.normalise import Fact, Scalar
 from ..ruleset import ir
 
 Truth = bool | None  # None: unknown

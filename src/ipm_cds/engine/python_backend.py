@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..facts.normalise import Fact
+from ..model.facts.normalise import Fact
 from .base import OnFire
 from .compiled import CompiledProgram, compile_program
 from .match import index_by_type

@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 from typing import Literal
 
 from .._version import __version__
-from ..assessment import (
+from ..model.assessment import (
     Alert,
     Assessment,
     Basis,
@@ -37,8 +37,8 @@ from ..assessment import (
     TraceEntry,
     trusted,
 )
-from ..facts.normalise import Fact, Scalar
-from ..facts.schema import BASE_FACT_TYPES
+from ..model.facts.normalise import Fact, Scalar
+from ..model.facts.schema import BASE_FACT_TYPES
 from ..ruleset import ir
 from ..ruleset.messages import Template
 from ..ruleset.model import HoldAdvice
@@ -228,6 +228,7 @@ def resolve(
     patient_id: str | None,
     as_of: date,
     backend: Literal["durable", "python"],
+    backend_auto: bool = False,
     timestamp: bool = True,
 ) -> Assessment:
     index = _index(program)
@@ -536,6 +537,7 @@ def resolve(
             parameter_overrides=dict(sorted(program.overrides.items())),
             parameters=dict(sorted(program.parameters.items())),
             backend=backend,
+            backend_auto=backend_auto,
             as_of=as_of,
             evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
             rules_active=len(program.rules) - len(run.not_in_effect),

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..assessment import (
+from ..model.assessment import (
     Alert,
     Assessment,
     Basis,
@@ -40,7 +40,7 @@ from ..assessment import (
 )
 
 if TYPE_CHECKING:
-    from ..engine.explain import WhyNot
+    from ..model.explanation import WhyNot
     from ..ruleset.loader import Ruleset
     from .fhir import OrderedIntervention, Unmapped
 

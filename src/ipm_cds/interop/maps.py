@@ -9,6 +9,7 @@ patient's bedside.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .. import patient as pm
 from ..errors import ConfigurationError
+from ..model import patient as pm
 
 __all__ = ["Maps", "load_maps", "normalise_icd10"]
 
@@ -187,6 +188,98 @@ class MedicationMapEntry(_M):
     source: str
 
 
+DoseRoute = Literal["oral", "oromucosal", "transdermal", "parenteral", "other"]
+StrengthUnit = Literal["mg", "mg/mL", "mcg/h", "mg/actuation"]
+
+
+class ProductIngredient(_M):
+    rxcui: str | None = None  # None: read from the product's name (value-set products)
+    name: str
+    strength: float = Field(gt=0)
+    unit: StrengthUnit
+
+
+class ProductEntry(_M):
+    """An RxNorm clinical or branded drug of the generated table (``terminology/rxnorm.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    rxcui: str
+    name: str
+    tty: Literal["SCD", "SBD", "GPCK", "BPCK"]
+    drug_class: str = Field(alias="class")
+    agent: str | None
+    dose_form: str | None = None
+    dose_form_rxcui: str | None = None
+    route: DoseRoute | None = None
+    ingredients: tuple[ProductIngredient, ...] = ()
+    source: str
+    note: str | None = None
+    also: tuple[str, ...] = Field((), description="Other catalogue agents of a combination (aspirin in Percodan).")
+    agent_by_route: dict[str, str] | None = Field(
+        None, description="When the route of administration decides the agent (heparin: IV or SC)."
+    )
+
+    def strength(self) -> tuple[float, StrengthUnit] | None:
+        """The strength of the agent's ingredient (two salts of one opioid add), or None when not one unit."""
+        units = {i.unit for i in self.ingredients}
+        if len(units) != 1:
+            return None
+        return round(sum(i.strength for i in self.ingredients), 6), self.ingredients[0].unit
+
+
+class RouteEntry(_M):
+    system: Literal["snomed"]
+    code: str
+    display: str
+    route: str
+    source: str
+
+
+class RxNormTable(_M):
+    provenance: dict[str, Any]
+    mapping: str
+    routes: tuple[RouteEntry, ...] = ()
+    products: tuple[ProductEntry, ...]
+
+
+class TableCondition(_M):
+    system: Literal["snomed", "icd10cm", "loinc"]
+    code: str
+    display: str
+    condition: str | None = None
+    recognised: str | None = None
+    source: str
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TableCondition:
+        if (self.condition is None) == (self.recognised is None):
+            raise ValueError("give condition or recognised, not both")
+        return self
+
+
+class TableObservation(_M):
+    system: Literal["loinc"]
+    code: str
+    display: str
+    target: ObservationTarget
+    like: str = Field(description="The observations.yaml code whose value type and unit rules this code takes.")
+    source: str
+
+
+class ObservationsTable(_M):
+    provenance: dict[str, Any]
+    mapping: str
+    observations: tuple[TableObservation, ...]
+
+
+class ConditionsTable(_M):
+    provenance: dict[str, Any]
+    mapping: str
+    conditions: tuple[TableCondition, ...]
+    excluded: tuple[dict[str, str], ...] = ()
+
+
 class AmbiguousCode(_M):
     code: str
     display: str
@@ -276,6 +369,11 @@ class Maps:
     pain_by_code: Mapping[_Key, PainMapEntry]
     pain_prefixes: tuple[tuple[str, str, PainMapEntry], ...]
     medication_by_rxcui: Mapping[str, MedicationMapEntry]
+    product_by_rxcui: Mapping[str, ProductEntry]
+    recognised_by_code: Mapping[_Key, TableCondition]  # conditions the rules do not read
+    route_by_code: Mapping[_Key, str]  # route of administration (dosage.route) -> intravenous, subcutaneous
+    rxnorm_table: RxNormTable
+    conditions_table: ConditionsTable
     ambiguous_rxcui: Mapping[str, AmbiguousCode]
     cpt: Mapping[str, CptEntry]
     allergy_by_code: Mapping[_Key, AllergyMapEntry]
@@ -313,6 +411,23 @@ class Maps:
     def local_observation_codes(self) -> tuple[str, ...]:
         local = self.uri("observation")
         return tuple(code for (system, code) in self.observation_by_code if system == local)
+
+
+TERMINOLOGY_TABLES = ("rxnorm", "conditions", "observations")
+
+
+def _read_table(name: str) -> Any:
+    text = resources.files("ipm_cds.interop").joinpath("terminology", f"{name}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _validate_table(model: type[_T], name: str) -> _T:
+    try:
+        return model.model_validate(_read_table(name))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"terminology/{name}.json: {where}: {first['msg']}") from None
 
 
 def _read(name: str) -> Any:
@@ -378,6 +493,22 @@ def load_maps() -> Maps:
         for u in o.units or ():
             _check(u.source is None or u.source in observations.sources, "observations", f"{o.code}: unit source")
 
+    observations_table = _validate_table(ObservationsTable, "observations")
+    loinc = uri("loinc", "observations")
+    for to in observations_table.observations:
+        like = observation_by_code.get((loinc, to.like))
+        where = f"terminology/observations.json {to.code}"
+        same = like is not None and like.target == to.target and like.answers is None
+        _check(same, "observations", f"{where}: like {to.like} is not a {to.target} without coded answers")
+        in_map = observation_by_code.get((loinc, to.code))
+        if in_map is not None:
+            _check(in_map.target == to.target, "observations", f"{where}: the table and the map disagree")
+            continue
+        assert like is not None
+        observation_by_code[(loinc, to.code)] = like.model_copy(
+            update={"code": to.code, "display": to.display, "source": to.source}
+        )
+
     condition_by_code: dict[_Key, ConditionMapEntry] = {}
     condition_prefixes: list[tuple[str, str, ConditionMapEntry]] = []
     for c in conditions.conditions:
@@ -412,6 +543,33 @@ def load_maps() -> Maps:
         medication_by_rxcui[m.code] = m
     ambiguous = {a.code: a for a in medications.ambiguous}
     _check(not set(ambiguous) & set(medication_by_rxcui), "medications", "a code is both mapped and ambiguous")
+
+    # The generated tables (scripts/terminology/generate.py): clinical and branded drugs, and conditions.
+    rxnorm_table = _validate_table(RxNormTable, "rxnorm")
+    product_by_rxcui: dict[str, ProductEntry] = {}
+    for prod in rxnorm_table.products:
+        where = f"terminology/rxnorm.json {prod.rxcui}"
+        _check(prod.rxcui not in product_by_rxcui, "medications", f"{where}: listed twice")
+        _check(prod.rxcui not in medication_by_rxcui, "medications", f"{where}: also in medications.yaml")
+        product_by_rxcui[prod.rxcui] = prod
+        routes = {r.route for r in rxnorm_table.routes}
+        _check(set(prod.agent_by_route or {}) <= routes, "medications", f"{where}: unknown route")
+    route_by_code = {(uri(r.system, "medications"), r.code): r.route for r in rxnorm_table.routes}
+    conditions_table = _validate_table(ConditionsTable, "conditions")
+    recognised: dict[_Key, TableCondition] = {}
+    for tc in conditions_table.conditions:
+        tkey = (uri(tc.system, "conditions"), tc.code)
+        if tc.recognised is not None:  # ICD-10-CM keyed without the dot, as the reader looks it up
+            recognised[(tkey[0], normalise_icd10(tc.code)) if tc.system == "icd10cm" else tkey] = tc
+            continue
+        vocab(str(tc.condition), "ConditionCode", "conditions", f"terminology/conditions.json {tc.code}")
+        listed = condition_by_code.get(tkey)
+        if listed is not None:
+            _check(listed.condition == tc.condition, "conditions", f"{tc.code}: the table and the map disagree")
+            continue
+        condition_by_code[tkey] = ConditionMapEntry(
+            system=tc.system, code=tc.code, display=tc.display, condition=str(tc.condition), source=tc.source
+        )
 
     cpt: dict[str, CptEntry] = {}
     for e in procedures.cpt:
@@ -456,6 +614,11 @@ def load_maps() -> Maps:
         pain_by_code=pain_by_code,
         pain_prefixes=tuple(pain_prefixes),
         medication_by_rxcui=medication_by_rxcui,
+        product_by_rxcui=product_by_rxcui,
+        recognised_by_code=recognised,
+        route_by_code=route_by_code,
+        rxnorm_table=rxnorm_table,
+        conditions_table=conditions_table,
         ambiguous_rxcui=ambiguous,
         cpt=cpt,
         allergy_by_code=allergy_by_code,

@@ -13,7 +13,7 @@ import re
 import uuid
 from typing import Any
 
-from ..assessment import Alert, Assessment
+from ..model.assessment import Alert, Assessment
 from .cds_hooks import CARD_EXTENSION, Indicator, summary
 
 __all__ = ["OUTCOME_PREFIX", "response_card"]

@@ -2,7 +2,7 @@
 
 A small self-contained mapping for the lead to wire into the FHIR reader: it takes Observation resources
 (JSON mappings, as a Bundle's entries hold them) and returns the measurement dicts that
-:class:`ipm_cds.patient.Measurement` validates, plus the Observations it could not read, each with why.
+:class:`ipm_cds.model.patient.Measurement` validates, plus the Observations it could not read, each with why.
 Instrument codes come from ``codes`` (LOINC code → instrument code of the ruleset's ``instrument``
 vocabulary); the default holds only codes checked against LOINC's own names (below), and a deployment
 adds the rest of its instruments (PEG, ODI, PROMIS short forms, PGIC) from its terminology service. The

@@ -22,7 +22,7 @@ from difflib import get_close_matches
 from typing import Any, cast
 
 from ..errors import Problem
-from ..facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
+from ..model.facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
 from . import ir
 from .conclusions import compile_conclusion
 from .model import (

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..facts.schema import SIDES, FieldSpec
+from ..model.facts.schema import SIDES, FieldSpec
 from . import ir
 from .model import (
     CONCLUSIONS,

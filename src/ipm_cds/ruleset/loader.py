@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import PatientDataError, Problem, RulesetError, SourceLocation
-from ..facts.normalise import MedicationInfo, NormaliseContext
-from ..facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
-from ..facts.vocabulary import CodeInfo, check_codes
-from ..patient import SUBSCORE_FIELDS, PatientCase, parse_patient
+from ..errors import ConfigurationError, PatientDataError, Problem, RulesetError, SourceLocation
+from ..model.facts.normalise import MedicationInfo, NormaliseContext
+from ..model.facts.schema import VOCABULARY_NAMES, FactType, fact_types_for
+from ..model.facts.vocabulary import CodeInfo, check_codes
+from ..model.patient import SUBSCORE_FIELDS, PatientCase, parse_patient
 from . import ir
 from .compile import CompileContext, compile_rules
 from .messages import CRITERION, SLOTS, Template, parse_template
@@ -377,6 +378,11 @@ def load_ruleset(path: str | Path | None = None, *, with_tests: bool = True) -> 
 
     Raises :class:`~ipm_cds.errors.RulesetError` listing every problem found, each with file:line:col.
     """
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ConfigurationError(
+            f"the ruleset path must be a path, not {type(path).__name__} {path!r}",
+            hint="load_ruleset('rules/ipm-core'), or load_ruleset() for the bundled ruleset",
+        )
     root = Path(path) if path is not None else bundled_ruleset_path()
     if root.is_file():
         root = root.parent

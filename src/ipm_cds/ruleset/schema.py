@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from ..facts.schema import BASE_FACT_TYPES, FieldSpec
-from ..patient import PatientCase
+from ..model.facts.schema import BASE_FACT_TYPES, FieldSpec
+from ..model.patient import PatientCase
 from .compile import OPS
 from .model import (
     Conclusion,

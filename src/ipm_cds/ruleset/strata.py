@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import Problem
-from ..facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
+from ..model.facts.schema import BASE_FACT_TYPES, FactType, FieldSpec
 from . import ir
 from .model import RuleSpec
 from .yamlsrc import Positions

@@ -88,7 +88,7 @@ class ServiceConfig:
 
     ruleset: Path | None = None
     profile: str | None = None
-    backend: Literal["durable", "python"] = "durable"
+    backend: Literal["auto", "durable", "python"] = "auto"
     parameters: Mapping[str, int | float] = field(default_factory=dict)
     as_of: date | None = None  # pin the evaluation date (tests, docs); None: today
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES

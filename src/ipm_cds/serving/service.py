@@ -48,7 +48,7 @@ import jwt  # noqa: F401  (used by .auth)
 import prometheus_client  # noqa: F401  (used by .observability)
 import uvicorn
 
-from ..argtypes import date_arg, parameter_arg
+from ..argtypes import add_backend_option, date_arg, parameter_arg
 from ..errors import ConfigurationError, IpmCdsError
 from .app import create_app
 from .auth import is_loopback
@@ -71,9 +71,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     )
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    parser.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--param",
         type=parameter_arg,

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from ..engine.program import build_program
-from ..facts.schema import BASE_FACT_TYPES
+from ..model.facts.schema import BASE_FACT_TYPES
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
 

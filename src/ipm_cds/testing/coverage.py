@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from ..engine.driver import in_effect
 from ..engine.facade import Engine
-from ..patient import PatientCase
+from ..model.patient import PatientCase
 from ..ruleset.loader import Ruleset
 from .strategies import DEFAULT_AS_OF, patients
 

@@ -28,11 +28,18 @@ Keyword knobs steer the draw; ``None`` leaves the choice to hypothesis:
 
 The numbers cluster around the thresholds of the bundled ruleset (``rules/ipm-core``). For another
 ruleset's own thresholds, draw from :func:`boundary_patients` as well.
+
+A ``ruleset`` argument (here and in :func:`boundary_patients`) is a loaded :class:`~ipm_cds.Ruleset`, or, for
+a strategy built at import time (a ``@given`` decorator) while the ruleset comes later, a folder path, a
+function returning the ruleset, or ``None`` for the bundled one (``boundary_patients`` only): the strategy
+then loads it when it is first drawn from, once per folder. Inside a test that has the ruleset as a fixture,
+``data.draw(boundary_patients(ipm_ruleset))`` with ``@given(data=st.data())`` works as well.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,9 +48,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from .. import patient as pm
-from ..patient import PatientCase
+from ..model import patient as pm
+from ..model.patient import PatientCase
 from ..ruleset.loader import Ruleset
+
+RulesetSource = Ruleset | str | os.PathLike[str] | Callable[[], Ruleset]
+"""A ruleset, or where to get it when the strategy is first drawn from (a folder, or a function)."""
 
 if TYPE_CHECKING:
     from .boundaries import Threshold
@@ -1332,7 +1342,7 @@ def patients(
     opioids: bool | None = None,
     prior_procedures: bool | None = None,
     max_pain: int = 2,
-    ruleset: Ruleset | None = None,
+    ruleset: RulesetSource | None = None,
 ) -> st.SearchStrategy[PatientCase]:
     """Valid, clinically coherent patients (the module docstring describes the pathways and the knobs).
 
@@ -1340,6 +1350,22 @@ def patients(
     bundled one would refuse the others). The same knobs give the same strategy object (strategies are
     built once, so that drawing stays cheap).
     """
+    if ruleset is not None and not isinstance(ruleset, Ruleset):
+        source = ruleset
+        return st.deferred(
+            lambda: patients(
+                as_of=as_of,
+                pathway=pathway,
+                region=region,
+                character=character,
+                red_flags=red_flags,
+                anticoagulants=anticoagulants,
+                opioids=opioids,
+                prior_procedures=prior_procedures,
+                max_pain=max_pain,
+                ruleset=_ruleset(source),
+            )
+        )
     agents = frozenset(ruleset.medications) if ruleset is not None else None
     codes = _codes(ruleset if ruleset is not None else _bundled())
     return _patients(
@@ -1423,15 +1449,35 @@ def _patients(
     return build()
 
 
+def _ruleset(source: RulesetSource | None) -> Ruleset:
+    """The ruleset a strategy was given: loaded now (a folder, once per session), or made by a function."""
+    if isinstance(source, Ruleset):
+        return source
+    if source is None or isinstance(source, str | os.PathLike):
+        return _load(None if source is None else os.fspath(os.path.abspath(source)))
+    made = source()
+    if not isinstance(made, Ruleset):
+        raise TypeError(f"the ruleset function returned {type(made).__name__}, not a Ruleset")
+    return made
+
+
+@functools.cache
+def _load(path: str | None) -> Ruleset:
+    from ..ruleset.loader import load_ruleset
+
+    return load_ruleset(path, with_tests=False)
+
+
 def boundary_patients(
-    ruleset: Ruleset,
+    ruleset: RulesetSource | None = None,
     *,
     profile: str | None = None,
     as_of: date = DEFAULT_AS_OF,
     targets: Sequence[Threshold] | None = None,
     base: st.SearchStrategy[PatientCase] | None = None,
 ) -> st.SearchStrategy[PatientCase]:
-    """Patients with one value just below, on or just above one numeric threshold of ``ruleset``.
+    """Patients with one value just below, on or just above one numeric threshold of ``ruleset`` (the bundled
+    one when None; a folder or a function is loaded when the strategy is first drawn from).
 
     Every threshold a rule compares (a literal, or a parameter resolved under ``profile``) is a target,
     or only ``targets`` (from :func:`ipm_cds.testing.boundaries.thresholds`); each (threshold, probe value)
@@ -1439,6 +1485,11 @@ def boundary_patients(
     the threshold meets varied surroundings. Probes that cannot be recorded (a negative count, a score
     outside its instrument's range) are rejected, never drawn.
     """
+    if not isinstance(ruleset, Ruleset):  # loaded when first drawn from (a strategy built at import time)
+        source = ruleset
+        return st.deferred(
+            lambda: boundary_patients(_ruleset(source), profile=profile, as_of=as_of, targets=targets, base=base)
+        )
     from hypothesis import assume
 
     from .boundaries import set_fact_field, thresholds

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from ..engine.program import build_program
 from ..errors import Problem
-from ..facts.schema import INPUT_FACT_TYPES
+from ..model.facts.schema import INPUT_FACT_TYPES
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
 from .lint import lint

@@ -21,11 +21,11 @@ import matplotlib
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
-from ..argtypes import date_arg, parameter_arg
-from ..assessment import Assessment
-from ..facts.vocabulary import CodeInfo
-from ..patient import PatientCase
-from ..render import render_text
+from ..argtypes import add_backend_option, date_arg, parameter_arg
+from ..model.assessment import Assessment
+from ..model.facts.vocabulary import CodeInfo
+from ..model.patient import PatientCase
+from ..model.render import render_text
 
 __all__ = ["FUNCTION_INSTRUMENTS", "PAIN_INSTRUMENTS", "charts", "register", "render_report"]
 
@@ -198,9 +198,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: the bundled ipm-core)")
     parser.add_argument("--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD (default: today)")
     parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    parser.add_argument(
-        "--backend", choices=["durable", "python"], default="durable", help="rule engine backend (default: durable)"
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
     )

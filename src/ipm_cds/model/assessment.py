@@ -1,0 +1,307 @@
+"""The Assessment: what ipm-cds returns for one patient. Decision support for a clinician, never an order.
+
+Every candidate, exclusion, precaution, alert and referral names the rule (``id@version``) and the
+criterion ids behind it, and carries the citations of its sources. Lists are sorted, so the same input,
+ruleset and ``as_of`` give byte-identical JSON (``provenance.evaluated_at`` aside).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._frozen import hashable
+
+Urgency = Literal["emergency", "urgent", "soon", "routine"]
+
+
+class _Out(BaseModel):
+    """The base of every output model: immutable, no extra fields, and hashable.
+
+    pydantic hashes a frozen model by its field values, which fails on the lists an assessment holds; the
+    hash here is computed from the same values made hashable, so equal models hash equal.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __hash__(self) -> int:
+        return hash(hashable(self))
+
+
+class Citation(_Out):
+    """A source a conclusion rests on, from the ruleset's sources catalogue."""
+
+    id: str = Field(description="The source's id in the sources catalogue, e.g. 'cms_lcd_facet'.")
+    citation: str = Field(description="The bibliographic citation, as the catalogue gives it.")
+    url: str | None = Field(None, description="Where to read the source; None when the catalogue gives no URL.")
+    year: int = Field(description="Year of publication or of the version cited.")
+
+
+class Basis(_Out):
+    """Why a conclusion stands: the rule that drew it, its criteria and sources."""
+
+    rule: str = Field(description="The rule that drew the conclusion, as id@version (e.g. 'facet.rfa.initial@1.2.0').")
+    criteria: list[str] = Field(description="The criterion ids the rule implements (clinical/criteria.md), sorted.")
+    sources: list[Citation] = Field(description="The rule's sources, in the order the rule cites them.")
+
+
+class Target(_Out):
+    """Where an intervention is aimed, from the patient's complaint the rule matched; None where not known."""
+
+    region: str | None = Field(None, description="Body region, e.g. 'lumbar', 'cervical', 'knee'.")
+    side: str | None = Field(None, description="'left', 'right' or 'bilateral'.")
+    levels: str | None = Field(None, description="Spinal levels or the structure treated, e.g. 'L4-L5'.")
+
+
+class Precaution(_Out):
+    """Something to heed before an intervention (or any): a relative contraindication, a caution, or
+    advice on an antithrombotic drug. Advice for the clinician, never an order to stop a drug."""
+
+    intervention: str | None = Field(None, description="The intervention it applies to; None: all candidates.")
+    kind: Literal["relative_contraindication", "caution", "antithrombotic"] = Field(
+        description="relative_contraindication (proceed only after weighing it), caution, or antithrombotic "
+        "(hold and restart advice for a medication, from the ASRA tables)."
+    )
+    text: str = Field(description="The advice, composed from the ruleset's message catalogue.")
+    medication: str | None = Field(None, description="For antithrombotic advice: the medication's code.")
+    bleeding_risk: Literal["low", "intermediate", "high"] | None = Field(
+        None, description="For antithrombotic advice: the procedure's ASRA bleeding-risk category."
+    )
+    requires_prescriber_approval: bool = Field(
+        False, description="Any change to the drug needs its prescriber's approval (e.g. secondary prevention)."
+    )
+    basis: Basis = Field(description="The rule behind the precaution.")
+
+
+class Candidate(_Out):
+    """An intervention whose criteria the patient meets now, with the precautions that apply to it."""
+
+    intervention: str = Field(description="The intervention's code in the ruleset's catalogue, e.g. 'facet_rfa'.")
+    name: str = Field(description="The intervention's display name.")
+    kind: Literal["diagnostic", "therapeutic", "implant"] = Field(description="What the intervention is for.")
+    cpt: list[str] = Field(description="CPT codes for the intervention, where they exist (may be empty).")
+    evidence_status: Literal["standard", "payer_dependent", "investigational"] = Field(
+        description="Whether the intervention is standard care, covered by some payers only, or investigational."
+    )
+    target: Target = Field(description="Region, side and levels, from the complaint the rule matched.")
+    image_guidance: list[str] = Field(
+        description="The image guidance the catalogue allows, e.g. ['fluoroscopy', 'ct']."
+    )
+    bleeding_risk: Literal["low", "intermediate", "high"] = Field(
+        description="The procedure's ASRA bleeding-risk category (drives antithrombotic advice)."
+    )
+    rationale: str = Field(description="Why, in the rule's words, quoting the patient's own values.")
+    evidence: str = Field(description="Strength and quality of the evidence, as the rule grades it.")
+    basis: Basis = Field(description="The rule that proposed the candidate, its criteria and sources.")
+    precautions: list[Precaution] = Field(
+        default_factory=list,
+        description="Precautions for this candidate (relative contraindications, cautions, drugs).",
+    )
+    unresolved_checks: list[str] = Field(
+        default_factory=list, description="Safety checks that missing data left undecided for this candidate."
+    )
+
+
+class Exclusion(_Out):
+    """An intervention ruled out, and why: an absolute contraindication, a red flag, or an unmet criterion."""
+
+    intervention: str = Field(description="The intervention's code in the ruleset's catalogue.")
+    name: str = Field(description="The intervention's display name.")
+    reason: str = Field(description="Why it is excluded, quoting the patient's values.")
+    kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"] = Field(
+        description="What excludes it: an absolute contraindication, a red flag (every elective intervention), "
+        "or a criterion the patient does not meet."
+    )
+    was_candidate: bool = Field(description="A rule proposed it before a safety rule excluded it.")
+    basis: Basis = Field(description="The rule that excluded it.")
+
+
+class Alert(_Out):
+    """Something the clinician must see: a red flag, a safety finding, a data-quality warning."""
+
+    code: str = Field(description="A stable code, e.g. 'red_flag.cauda_equina'.")
+    severity: Literal["critical", "warning", "info"] = Field(
+        description="critical: act now (red flags); warning: needs attention; info: for the record."
+    )
+    message: str = Field(description="The alert's text, composed from the ruleset's message catalogue.")
+    basis: Basis = Field(description="The rule that raised it.")
+
+
+class Referral(_Out):
+    """A referral the criteria call for (to a service in the ruleset's referral catalogue)."""
+
+    to: str = Field(description="The referral target's code, e.g. 'emergency_department', 'physical_therapy'.")
+    name: str = Field(description="The referral target's display name.")
+    urgency: Urgency = Field(description="emergency, urgent, soon or routine.")
+    reason: str = Field(description="Why, quoting the patient's values.")
+    basis: Basis = Field(description="The rule that called for the referral.")
+
+
+class DeferredReferral(_Out):
+    """An elective referral held back while a red flag stands (criteria §11.5: red flags short-circuit the
+    ruleset). It is listed, never dropped: act on it once the red flag has been assessed and cleared."""
+
+    referral: Referral = Field(description="The referral as it would stand without the red flag.")
+    reason: str = Field(description="Why it is deferred, naming the red flag.")
+    basis: Basis = Field(description="The red-flag rule that deferred it.")
+
+
+class MissingData(_Out):
+    """A piece of the patient record a rule needed and did not find. Never read as normal: the rules that
+    waited for it drew no conclusion, and a safety rule among them is flagged."""
+
+    field: str = Field(description="The patient field, e.g. 'pain.duration_weeks'.")
+    item: str = Field(description="Which item of the patient record, e.g. 'pain[region=lumbar, character=axial]'.")
+    needed_by: list[str] = Field(description="Rules (id@version) that could not decide without it.")
+    criteria: list[str] = Field(description="The criterion ids of those rules.")
+    safety: bool = Field(description="A safety rule (exclusion, alert, red flag) is among those waiting for it.")
+
+
+class BoundFact(_Out):
+    """A fact a rule matched, under the rule's alias for it, with the values the rule could read."""
+
+    alias: str = Field(description="The rule's name for the fact in its `when` clause, e.g. 'pain'.")
+    fact: str = Field(description="The fact's label.")
+    values: dict[str, str | int | float | bool] = Field(
+        description="The fact's attributes (dates also as days_since and months_since before as_of)."
+    )
+
+
+class TraceEntry(_Out):
+    """One rule that matched: it fired, or an ``unless`` clause blocked it."""
+
+    rule: str = Field(description="The rule, as id@version.")
+    stratum: int = Field(description="The evaluation stratum it ran in (derivations run before what reads them).")
+    status: Literal["fired", "blocked"] = Field(description="fired, or blocked by an unless clause.")
+    blocked_by: list[str] = Field(default_factory=list, description="unless clauses (by index) that matched.")
+    bindings: list[BoundFact] = Field(description="The facts the rule matched.")
+
+
+class Provenance(_Out):
+    """What produced the assessment: ruleset, library, profile, parameters, backend and dates. Enough to
+    reproduce it byte for byte (``evaluated_at`` aside)."""
+
+    ruleset_id: str = Field(description="The ruleset's id, from its manifest.")
+    ruleset_version: str = Field(description="The ruleset's semantic version.")
+    ruleset_sha256: str = Field(description="The ruleset's content hash (rules, catalogues, parameters, messages).")
+    library_version: str = Field(description="The ipm-cds version that evaluated.")
+    profile: str = Field(description="The profile in force, e.g. 'cms_lcd' or 'society_consensus'.")
+    parameter_overrides: dict[str, int | float] = Field(description="Parameters given a value by the caller.")
+    parameters: dict[str, int | float] = Field(description="Every parameter value in force.")
+    backend: Literal["durable", "python"] = Field(description="The rule engine backend that evaluated.")
+    backend_auto: bool = Field(
+        False,
+        description="True when backend='auto' (the default) chose it: durable-rules where it is installed and "
+        "importable, the python backend otherwise. Both give identical assessments.",
+    )
+    as_of: date = Field(description="The date the evaluation was made for (durations and ages count to it).")
+    evaluated_at: datetime | None = Field(None, description="Wall-clock time; the only non-deterministic field.")
+    rules_active: int = Field(description="How many rules ran.")
+    rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
+
+
+class Assessment(_Out):
+    """What ipm-cds concludes for one patient on one date: decision support for a clinician, never an order.
+
+    Safety comes first by construction: a red flag excludes every elective candidate and defers elective
+    referrals; an absolute contraindication moves a candidate to ``excluded``; missing data is listed in
+    ``missing_data``, never read as normal. Every conclusion names its rule (id@version) and criteria.
+    Lists are sorted, so the same input, ruleset and ``as_of`` give byte-identical JSON (:meth:`to_json`).
+    Immutable and hashable; equal assessments hash equal.
+    """
+
+    patient_id: str | None = Field(description="The patient document's id, if it had one (no rule reads it).")
+    as_of: date = Field(description="The evaluation date.")
+    candidates: list[Candidate] = Field(description="Interventions whose criteria the patient meets now.")
+    excluded: list[Exclusion] = Field(description="Interventions ruled out, with the reason and the rule.")
+    precautions: list[Precaution] = Field(description="Precautions that apply to the patient as a whole.")
+    alerts: list[Alert] = Field(description="Red flags and other findings the clinician must see.")
+    referrals: list[Referral] = Field(description="Referrals the criteria call for now.")
+    deferred_referrals: list[DeferredReferral] = Field(
+        default_factory=list,
+        description="Elective referrals (e.g. physical therapy) deferred by a red flag, with the red flag's rule.",
+    )
+    missing_data: list[MissingData] = Field(description="Data rules needed and did not find; never read as normal.")
+    trace: list[TraceEntry] = Field(description="Every rule that matched, fired or blocked, with the facts it bound.")
+    provenance: Provenance = Field(description="What produced the assessment, to reproduce it.")
+    disclaimer: str = Field(description="The decision-support disclaimer to show with the assessment.")
+
+    def to_json(self, *, indent: int | None = 2, timestamp: bool = True) -> str:
+        """Stable, sorted JSON. ``timestamp=False`` drops ``evaluated_at`` for byte-for-byte comparison."""
+        import json
+
+        data = self.model_dump(mode="json")
+        if not timestamp:
+            data["provenance"].pop("evaluated_at", None)
+        return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+
+    def candidate(self, intervention: str) -> Candidate | None:
+        """The candidate for ``intervention`` (its catalogue code), or None when it is not a candidate."""
+        return next((c for c in self.candidates if c.intervention == intervention), None)
+
+    def codes(self) -> dict[str, list[str]]:
+        """A compact summary: codes of candidates, exclusions, referrals (active and deferred) and alerts."""
+        return {
+            "candidates": sorted({c.intervention for c in self.candidates}),
+            "excluded": sorted({e.intervention for e in self.excluded}),
+            "referrals": sorted({r.to for r in self.referrals}),
+            "deferred_referrals": sorted({d.referral.to for d in self.deferred_referrals}),
+            "alerts": sorted({a.code for a in self.alerts}),
+        }
+
+
+_M = TypeVar("_M", bound=_Out)
+_Defaults = tuple[tuple[str, ...], tuple[tuple[str, Callable[[], Any]], ...]]
+_DEFAULTS: dict[type[_Out], _Defaults] = {}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _defaults(cls: type[_Out]) -> _Defaults:
+    fields = cls.model_fields
+    made: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in fields.items():
+        if info.is_required():
+            continue
+        if info.default_factory is not None:
+            made.append((name, info.default_factory))  # type: ignore[arg-type]  # no factory takes data here
+        else:
+            made.append((name, functools.partial(_same, info.default)))
+    entry = (tuple(fields), tuple(made))
+    _DEFAULTS[cls] = entry
+    return entry
+
+
+def trusted(cls: type[_M], /, **values: Any) -> _M:
+    """An output model built from values that already have its field types, without validating them.
+
+    For the resolver, which builds an assessment of dozens of models from data that was validated on the
+    way in (the patient, the compiled ruleset): pydantic's validation of those models cost about half of
+    resolving, and ``model_construct`` is no faster in pydantic 2. The result is what the validating
+    constructor would build from the same values (defaults filled, the fields given marked as set); a
+    wrong value is *not* caught here, so only code whose values are correct by construction may use it.
+    The identity check (``benchmarks/identity.py``) and the round-trip tests compare the JSON.
+    """
+    names, defaults = _DEFAULTS.get(cls) or _defaults(cls)
+    given = set(values)
+    if len(values) != len(names):
+        for name, make in defaults:
+            if name not in values:
+                values[name] = make()
+        if len(values) != len(names):
+            unknown = sorted(given - set(names))
+            raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
+    obj = _new(cls)
+    _set(obj, "__dict__", {name: values[name] for name in names})
+    _set(obj, "__pydantic_fields_set__", given)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj

@@ -1,0 +1,357 @@
+"""Normalise one patient into small, flat, typed facts, with dates made relative to ``as_of``.
+
+This is the only place where the patient document is read. It checks what needs the evaluation date
+(nothing dated after ``as_of``; age and birth date agree; the age a birth date gives is 0–120) and
+what needs the ruleset (every code belongs to one of its vocabularies, medication codes to its catalogue:
+:mod:`ipm_cds.model.facts.vocabulary`). Lists are sorted canonically first,
+so the order of items in the input can never change which fact gets which key, and so never the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from ...errors import PatientDataError, Problem
+from ..patient import MAX_AGE_YEARS, PatientCase
+from .schema import BASE_FACT_TYPES
+from .series import series_facts
+from .vocabulary import CodeInfo, check_codes
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One fact. ``values`` holds only the attributes that are known: absent means missing."""
+
+    type: str
+    key: str
+    values: Mapping[str, Scalar]
+    label: str
+    derived: bool = False
+
+    def get(self, name: str) -> Scalar | None:
+        return self.values.get(name)
+
+    def content(self) -> tuple[str, tuple[tuple[str, Scalar], ...]]:
+        """Identity by content (type and attributes), independent of keys and engine ids."""
+        return self.type, tuple(sorted(self.values.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationInfo:
+    drug_class: str
+    antithrombotic: bool
+    mme_factor: float | None = None
+    mme_dose_unit: str | None = None
+    mme_excluded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NormaliseContext:
+    """What the normaliser needs from the ruleset: the medication catalogue, the rolling window, the
+    groups that summary facts count over and the vocabularies that codes belong to (all data from the
+    ruleset, no clinical numbers in code)."""
+
+    medications: Mapping[str, MedicationInfo]
+    rolling_window_days: int
+    procedure_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    exam_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    medication_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    vocabularies: Mapping[str, Mapping[str, CodeInfo]] = field(default_factory=dict)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
+
+
+def _canonical(items: Sequence[_M]) -> list[_M]:
+    if len(items) < 2:
+        return list(items)  # nothing to order (and no JSON to write for the sort key)
+    return sorted(items, key=lambda m: SORTED_JSON(m.model_dump(mode="json")))
+
+
+_SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+def _level_key(level: str) -> tuple[int, int, str]:
+    """Anatomical order of a spinal level or segment: C1 < ... < T12 < L1 < ... < S5."""
+    return _SEGMENT_ORDER[level[0]], int(level[1:].split("-", maxsplit=1)[0]), level
+
+
+def _months_between(earlier: date, later: date) -> int:
+    months = (later.year - earlier.year) * 12 + (later.month - earlier.month)
+    return months - (1 if later.day < earlier.day else 0)
+
+
+def _label(type_name: str, values: Mapping[str, Scalar]) -> str:
+    identity = BASE_FACT_TYPES[type_name].identity
+    parts = [f"{name}={values[name]}" for name in identity if name in values]
+    return f"{type_name}[{', '.join(parts)}]" if parts else type_name
+
+
+FLOAT_DECIMALS = 6
+"""Float facts carry at most this many decimals: no clinical measurement needs more, and both backends
+then compare exactly the same numbers."""
+
+
+def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
+    return {
+        k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v) for k, v in values.items() if v is not None
+    }
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _may_hold_date(annotation: Any) -> bool:
+    """False only for annotations made of strings, numbers, booleans, None and literals (no date inside)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _may_hold_date(get_args(annotation)[0])
+    if origin is Literal:
+        return False
+    if origin is Union or origin is types.UnionType or origin in (list, tuple):
+        return any(_may_hold_date(a) for a in get_args(annotation) if a is not Ellipsis)
+    return not (isinstance(annotation, type) and issubclass(annotation, _PLAIN))
+
+
+_DATE_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _date_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    names = _DATE_FIELDS.get(model)
+    if names is None:
+        names = tuple(n for n, info in model.model_fields.items() if _may_hold_date(info.annotation))
+        _DATE_FIELDS[model] = names
+    return names
+
+
+def _any_after(value: Any, as_of: date) -> bool:
+    """Whether any date in ``value`` is after ``as_of`` (the fast check before :func:`_check_dates`)."""
+    if isinstance(value, BaseModel):
+        for name in _DATE_FIELDS.get(type(value)) or _date_fields(type(value)):
+            if _any_after(getattr(value, name), as_of):
+                return True
+        return False
+    if isinstance(value, list):
+        for item in value:  # noqa: SIM110 (a loop: any() over a generator costs a frame per item)
+            if _any_after(item, as_of):
+                return True
+        return False
+    return isinstance(value, date) and value > as_of
+
+
+def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
+    """Every date in the document must be on or before as_of (field paths use the input order)."""
+    problems: list[Problem] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{path}.{name}" if path else name)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]")
+        elif isinstance(value, date) and value > as_of:
+            problems.append(
+                Problem(
+                    f"date {value.isoformat()} is after the evaluation date {as_of.isoformat()}",
+                    field=path,
+                    hint="correct the date, or evaluate with a later --as-of",
+                )
+            )
+
+    walk(patient, "")
+    return problems
+
+
+def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
+    """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
+    problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
+    if context.vocabularies:
+        problems += check_codes(patient, context.vocabularies)
+    demo = patient.demographics
+    age = demo.age_years
+    if demo.birth_date is not None:
+        born = demo.birth_date
+        computed = as_of.year - born.year - ((as_of.month, as_of.day) < (born.month, born.day))
+        if computed > MAX_AGE_YEARS:  # a birth date after as_of is reported by _check_dates
+            problems.append(
+                Problem(
+                    f"birth_date {born.isoformat()} gives age {computed} at {as_of.isoformat()}, "
+                    f"outside 0–{MAX_AGE_YEARS} (the range of age_years)",
+                    field="demographics.birth_date",
+                    hint="correct it, or leave it out when the date of birth is unknown (age is then "
+                    "reported missing): a placeholder such as 1900-01-01 is not a date of birth",
+                )
+            )
+        elif age is not None and age != computed:
+            problems.append(
+                Problem(
+                    f"age_years {age} disagrees with birth_date {born.isoformat()} "
+                    f"(age {computed} at {as_of.isoformat()})",
+                    field="demographics.age_years",
+                    hint="give one of them, or correct it",
+                )
+            )
+        age = computed
+    for i, med in enumerate(patient.medications):
+        info = context.medications.get(med.agent)
+        if info is not None and info.mme_dose_unit and med.dose_unit and med.dose_unit != info.mme_dose_unit:
+            problems.append(
+                Problem(
+                    f"{med.agent} doses are counted in {info.mme_dose_unit} (CDC MME table), not {med.dose_unit}",
+                    field=f"medications[{i}].dose_unit",
+                    hint=f"give the total daily dose in {info.mme_dose_unit}",
+                )
+            )
+        if med.agent not in context.medications:
+            from difflib import get_close_matches
+
+            close = get_close_matches(med.agent, list(context.medications), n=1)
+            problems.append(
+                Problem(
+                    f"unknown medication code {med.agent!r}",
+                    field=f"medications[{i}].agent",
+                    hint=f"did you mean {close[0]!r}?"
+                    if close
+                    else "see the ruleset's medication catalogue for the codes",
+                )
+            )
+    if problems:
+        raise PatientDataError(problems)
+
+    facts: list[Fact] = []
+    seen: set[tuple[str, tuple[tuple[str, Scalar], ...]]] = set()
+
+    def add(type_name: str, index: int | None, values: Mapping[str, Any]) -> None:
+        compact = _compact(values)
+        # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
+        # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
+        # document itself, so two orders of one opioid still add up in MME/day.
+        content = (type_name, tuple(sorted(compact.items())))
+        if content in seen:
+            return
+        seen.add(content)
+        key = type_name if index is None else f"{type_name}#{index}"
+        facts.append(Fact(type_name, key, compact, _label(type_name, compact)))
+
+    def days(d: date | None) -> int | None:
+        return (as_of - d).days if d is not None else None
+
+    def iso(d: date | None) -> str | None:
+        return d.isoformat() if d is not None else None
+
+    care, psych = patient.conservative_care, patient.psychological_evaluation
+    add("patient", None, {
+        "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant, "bmi": demo.bmi,
+        "tobacco_use": demo.tobacco_use, "conservative_care_failed": care.failed,
+        "physical_therapy_weeks": care.physical_therapy_weeks,
+        "active_exercise_program": care.active_exercise_program, "nonoperative_months": care.nonoperative_months,
+        "psych_eval_completed": psych.completed if psych else None,
+        "psych_eval_cleared": psych.cleared if psych else None,
+    })  # fmt: skip
+    for i, pain in enumerate(_canonical(patient.pain)):
+        weeks = pain.duration_weeks if pain.onset_date is None else (as_of - pain.onset_date).days // 7
+        add("pain", i, {
+            "region": pain.region, "laterality": pain.laterality, "character": pain.character,
+            "duration_weeks": weeks, "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi,
+            "worsening": pain.worsening, "is_index": pain.is_index,
+        })  # fmt: skip
+    for i, img in enumerate(_canonical(patient.imaging)):
+        add("imaging", i, {
+            "modality": img.modality, "finding": img.finding, "region": img.region, "level": img.level,
+            "side": img.side, "concordant": img.concordant, "days_since": days(img.date), "date": iso(img.date),
+        })  # fmt: skip
+    for i, ex in enumerate(_canonical(patient.exam)):
+        add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
+    for i, (group, members) in enumerate(sorted(context.exam_groups.items())):
+        recorded = [ex for ex in patient.exam if ex.test in members]
+        add("exam_summary", i, {
+            "group": group,
+            "positive_count": sum(1 for ex in recorded if ex.positive),
+            "negative_count": sum(1 for ex in recorded if not ex.positive),
+        })  # fmt: skip
+    for i, rf in enumerate(_canonical(patient.red_flags)):
+        add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(rf.onset_date)})
+    by_kind: dict[tuple[str, str], set[date]] = {}
+    for i, proc in enumerate(_canonical(patient.procedures)):
+        levels = sorted(set(proc.levels), key=_level_key)
+        add("procedure", i, {
+            "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
+            "levels": ",".join(levels) if levels else None, "level_count": len(levels) if levels else None,
+            "side": proc.side, "days_since": days(proc.date), "months_since": _months_between(proc.date, as_of),
+            "date": iso(proc.date), "relief_pct": proc.relief_pct,
+            "relief_duration_weeks": proc.relief_duration_weeks, "same_scale": proc.same_scale,
+            "duration_consistent_with_agent": proc.duration_consistent_with_agent,
+        })  # fmt: skip
+        by_kind.setdefault((proc.kind, proc.region), set()).add(proc.date)
+
+    def history(dates: set[date]) -> dict[str, int]:
+        return {
+            "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
+            "sessions_total": len(dates),
+            "last_days_since": min((as_of - d).days for d in dates),
+        }
+
+    for i, ((kind, region), dates) in enumerate(sorted(by_kind.items())):
+        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)})
+    by_group: dict[tuple[str, str], set[date]] = {}
+    for group, members in context.procedure_groups.items():
+        for (kind, region), dates in by_kind.items():
+            if kind in members:
+                by_group.setdefault((group, region), set()).update(dates)
+    for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
+        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)})
+    mme_total: float | None = 0.0
+    mme_known = 0.0
+    opioids = uncounted = 0
+    for i, med in enumerate(_canonical(patient.medications)):
+        info = context.medications[med.agent]
+        mme: float | None = None
+        if info.mme_excluded:
+            opioids, uncounted = opioids + 1, uncounted + 1
+        elif info.mme_factor is not None:
+            opioids += 1
+            mme = med.daily_dose * info.mme_factor if med.daily_dose is not None else None
+            mme_total = mme_total + mme if mme is not None and mme_total is not None else None
+            mme_known += mme or 0.0
+        add("medication", i, {
+            "agent": med.agent, "drug_class": info.drug_class, "antithrombotic": info.antithrombotic,
+            "daily_dose": float(med.daily_dose) if med.daily_dose is not None else None,
+            "dose_unit": med.dose_unit, "indication": med.indication, "mme_per_day": mme,
+        })  # fmt: skip
+    if opioids:
+        add("opioid_summary", None, {
+            "total_mme_per_day": mme_total, "known_mme_per_day": mme_known, "opioid_count": opioids,
+            "uncounted_count": uncounted})  # fmt: skip
+    for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
+        count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
+        add("medication_summary", i, {"group": group, "count": count})
+    for i, lab in enumerate(_canonical(patient.labs)):
+        add(
+            "lab", i, {"test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date)}
+        )
+    for i, scr in enumerate(_canonical(patient.screenings)):
+        add("screening", i, {
+            "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,
+            "distress_subscore": scr.distress_subscore, "days_since": days(scr.date),
+        })  # fmt: skip
+    for i, cond in enumerate(_canonical(patient.conditions)):
+        add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
+    for i, allergy in enumerate(_canonical(patient.allergies)):
+        add("allergy", i, {"substance": allergy.substance})
+    if patient.measurements or patient.mme_history:
+        counters: dict[str, int] = {}
+        for type_name, values in series_facts(patient, as_of, context.vocabularies.get("outcome_measure", {})):
+            counters[type_name] = counters.get(type_name, -1) + 1
+            add(type_name, counters[type_name], values)
+    return facts

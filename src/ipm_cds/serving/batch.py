@@ -1,0 +1,641 @@
+"""Evaluate many patients (JSON Lines in, JSON Lines out), in several processes, in input order.
+
+:func:`evaluate_many` takes any iterable of patient documents (mappings, :class:`~ipm_cds.PatientCase`
+objects, or JSON text) and yields one :class:`BatchResult` per document, in input order, as soon as it
+and every result before it are ready. It streams: however long the input, at most
+``workers * IN_FLIGHT_CHUNKS`` chunks of ``chunk_size`` documents are held at once. With ``workers > 1``
+each worker process builds one engine and evaluates chunk after chunk (durable-rules never releases the
+GIL, so processes are the way to use several cores); with ``workers=1`` everything runs in this process.
+
+A document that cannot be assessed (invalid patient data, an evaluation error) becomes a result that
+carries the error instead of an assessment; the batch goes on. ``ipm-cds batch`` writes each result as
+one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type": ..., "message": ...}}``.
+Results abandoned before the end (an exception, an interrupt, ``close()``) terminate the workers at once.
+
+``ipm-cds batch`` refuses an ``--out`` or ``--decision-log`` that is its input file, by whatever path or
+redirection, before opening anything (exit code 2); SIGTERM and SIGINT stop it with one line on stderr,
+the workers and the forkserver ended, the output holding the results of the first records (exit code
+128 + the signal's number). A UTF-8 byte-order mark at the start of the input is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import multiprocessing
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from ..argtypes import add_backend_option, date_arg, parameter_arg
+from ..decision_log import DecisionLog, decision_entry
+from ..engine.facade import BackendChoice, Engine, choose_backend
+from ..errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
+from ..jsonsrc import UTF8_BOM, strip_bom
+from ..ruleset.loader import Ruleset, load_ruleset
+
+DEFAULT_CHUNK_SIZE = 32
+IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""A JSON Lines record longer than this is reported as an error without being read into memory whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome for one input document: an assessment (as JSON) or an error, never both."""
+
+    index: int  # 0-based position in the input
+    line: int | None  # 1-based line number, when the input was read from JSON Lines
+    assessment_json: str | None  # compact JSON with sorted keys, as Assessment.to_json(indent=None)
+    error: Mapping[str, Any] | None  # {"type", "message"} and, where known, "problems" or "rule"
+    decision: Mapping[str, Any] | None = None  # the decision-log entry, when decisions are logged
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def assessment(self) -> Any:
+        """The :class:`~ipm_cds.Assessment` (parsed from JSON on demand); raises if this result is an error."""
+        from ..model.assessment import Assessment
+
+        if self.assessment_json is None:
+            raise ValueError(f"record {self.line or self.index + 1} has no assessment: {self.error}")
+        return Assessment.model_validate_json(self.assessment_json)
+
+    def to_json_line(self) -> str:
+        """One JSON Lines record (without the newline)."""
+        position = f'"line": {self.line}' if self.line is not None else f'"index": {self.index}'
+        if self.assessment_json is not None:
+            return "{" + position + ', "assessment": ' + self.assessment_json + "}"
+        return "{" + position + ', "error": ' + json.dumps(self.error, sort_keys=True, ensure_ascii=False) + "}"
+
+
+@dataclass(frozen=True)
+class _Config:
+    ruleset: Ruleset
+    profile: str | None
+    backend: BackendChoice  # as asked: each worker's engine resolves "auto" itself (the same way)
+    parameters: Mapping[str, int | float]
+    as_of: date
+    timestamp: bool
+    log_decisions: bool
+    include_patient_id: bool
+
+
+Record = tuple[int, int | None, Any]  # (index, line, document)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, PatientDataError):
+        out["problems"] = [str(p) for p in exc.problems]
+    elif isinstance(exc, EvaluationError) and exc.rule:
+        out["rule"] = exc.rule
+    elif not isinstance(exc, IpmCdsError):
+        out["message"] = f"unexpected error (a bug in ipm-cds, please report it): {exc}"
+    return out
+
+
+class _Evaluator:
+    """One engine and the batch settings; evaluates records into results."""
+
+    def __init__(self, config: _Config) -> None:
+        self.config = config
+        self.engine = Engine(
+            config.ruleset, profile=config.profile, backend=config.backend, parameters=config.parameters
+        )
+
+    def evaluate(self, record: Record) -> BatchResult:
+        from ..model.patient import parse_patient
+
+        index, line, document = record
+        config = self.config
+        started = time.perf_counter()
+        try:
+            if isinstance(document, _Oversize):
+                raise PatientDataError([Problem(f"record is longer than {MAX_RECORD_BYTES} bytes")])
+            case = parse_patient(document)
+            assessment = self.engine.evaluate(case, as_of=config.as_of, timestamp=config.timestamp)
+        except Exception as exc:  # every failure is this record's, reported in its place; the batch goes on
+            return BatchResult(index, line, None, _error(exc))
+        elapsed = time.perf_counter() - started
+        decision = None
+        if config.log_decisions:
+            decision = decision_entry(
+                assessment,
+                case,
+                elapsed_seconds=elapsed,
+                backend=self.engine.backend_name,
+                include_patient_id=config.include_patient_id,
+            )
+        return BatchResult(index, line, assessment.to_json(indent=None, timestamp=config.timestamp), None, decision)
+
+
+class _Oversize:
+    """Stands in for a JSON Lines record too long to read (its text is skipped, never held)."""
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+
+_WORKER: dict[str, _Evaluator] = {}  # in a worker process: its one evaluator (one engine)
+
+
+def _init_worker(config: _Config) -> None:
+    # Ctrl-C on a terminal reaches every process of the group: the parent alone decides what to do (it stops
+    # the workers), so that a worker does not die with a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["evaluator"] = _Evaluator(config)
+    # A worker process is ours: what it holds now (the ruleset, the engine) lives as long as it does, so the
+    # collector need not walk it on every full collection (docs/performance.md: a p99 of GC pauses).
+    gc.freeze()
+
+
+def _run_chunk(chunk: list[Record]) -> list[BatchResult]:
+    evaluator = _WORKER["evaluator"]
+    return [evaluator.evaluate(record) for record in chunk]
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers start from a clean process, not a copy of one that may hold locks or live engine
+    # states (fork copies both); spawn where forkserver does not exist.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _evaluate_records(
+    records: Iterable[Record], config: _Config, workers: int, chunk_size: int
+) -> Iterator[BatchResult]:
+    if workers == 1:
+        evaluator = _Evaluator(config)
+        for record in records:
+            yield evaluator.evaluate(record)
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,))
+    pending: deque[Future[list[BatchResult]]] = deque()
+    finished = False
+    try:
+        for chunk in _chunks(records, chunk_size):
+            pending.append(pool.submit(_run_chunk, chunk))
+            while len(pending) >= workers * IN_FLIGHT_CHUNKS:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+        finished = True
+    except BrokenProcessPool as exc:
+        raise EvaluationError(
+            "a batch worker process ended unexpectedly; no result after the last one written is certain",
+            hint="run the batch again with --workers 1 to find the record",
+        ) from exc
+    finally:
+        if not finished:
+            # Abandoned (an error, an interrupt, a consumer that stopped reading): no result in flight will
+            # be read, so the workers are stopped now rather than waited for. The futures are left to the
+            # pool, which fails them itself (cancelling them here races with it: InvalidStateError).
+            _terminate_workers(pool)
+        pool.shutdown(wait=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's workers now, whatever they are doing, so that ``pool.shutdown`` cannot wait forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():  # pragma: no cover - a worker that outlives SIGTERM
+            process.kill()
+            process.join()
+    # A worker stopped while writing its results (a chunk's results are larger than a pipe holds) leaves the
+    # pool's thread that reads them waiting for the rest of the message forever, since this process holds
+    # the pipe's writing end too. With every worker gone, closing that end shows the reader the end of the
+    # pipe instead: the pool then counts itself broken and shuts down.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
+
+
+def _config(
+    ruleset: Ruleset | str | os.PathLike[str] | None,
+    profile: str | None,
+    backend: BackendChoice,
+    parameters: Mapping[str, int | float] | None,
+    as_of: date | None,
+    timestamp: bool,
+    decision_log: object,
+    include_patient_id: bool,
+) -> _Config:
+    from ..engine.facade import check_arguments, evaluation_date
+    from ..engine.program import build_program
+
+    if ruleset is not None and not isinstance(ruleset, Ruleset | str | os.PathLike):
+        raise ConfigurationError(
+            f"ruleset must be a Ruleset or a folder path, not {type(ruleset).__name__}",
+            hint="ipm_cds.load_ruleset(path), a path, or None for the bundled ruleset",
+        )
+    loaded = (
+        ruleset
+        if isinstance(ruleset, Ruleset)
+        else load_ruleset(None if ruleset is None else Path(ruleset), with_tests=False)
+    )
+    check_arguments(loaded, profile, parameters, 1, None)
+    build_program(loaded, profile, parameters)  # an unknown profile or a bad parameter fails here, once
+    if decision_log is not None and not isinstance(decision_log, DecisionLog | str | os.PathLike):
+        raise ConfigurationError(
+            f"decision_log must be a path or a DecisionLog, not {type(decision_log).__name__}",
+        )
+    return _Config(
+        ruleset=loaded,
+        profile=profile,
+        backend=backend,
+        parameters=dict(parameters or {}),
+        as_of=evaluation_date(as_of),  # one date for the whole batch, even across midnight
+        timestamp=timestamp,
+        log_decisions=decision_log is not None,
+        include_patient_id=include_patient_id,
+    )
+
+
+def evaluate_many(
+    patients: Iterable[Any],
+    workers: int = 1,
+    *,
+    ruleset: Ruleset | str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    as_of: date | None = None,
+    backend: BackendChoice = "auto",
+    parameters: Mapping[str, int | float] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timestamp: bool = True,
+    decision_log: str | os.PathLike[str] | DecisionLog | None = None,
+    include_patient_id: bool = False,
+) -> Iterator[BatchResult]:
+    """Assess every patient; return an iterator of results in input order, streaming.
+
+    ``ruleset`` is a loaded :class:`~ipm_cds.Ruleset` or a folder (the bundled ruleset by default);
+    ``as_of`` defaults to today, fixed once for the whole batch. ``decision_log`` is a path or a
+    :class:`~ipm_cds.decision_log.DecisionLog`: each assessment made is recorded there, in input order.
+    Bad settings raise :class:`~ipm_cds.errors.ConfigurationError` (or ``RulesetError``) here, before
+    any patient is read.
+
+    This is the way to use several cores: ``workers=N`` starts N worker processes, each with its own engine
+    (an engine's evaluations hold the GIL, so threads add no throughput). ``backend="auto"`` (the
+    default) is resolved in each worker the same way as here.
+    """
+    try:
+        documents = iter(patients)
+    except TypeError:
+        raise ConfigurationError(
+            f"patients must be an iterable of patient documents, not {type(patients).__name__}",
+            hint="a list of mappings, PatientCase objects or JSON texts, or a generator of them",
+        ) from None
+    return _evaluate(
+        ((i, None, p) for i, p in enumerate(documents)),
+        workers=workers,
+        ruleset=ruleset,
+        profile=profile,
+        as_of=as_of,
+        backend=backend,
+        parameters=parameters,
+        chunk_size=chunk_size,
+        timestamp=timestamp,
+        decision_log=decision_log,
+        include_patient_id=include_patient_id,
+    )
+
+
+def _evaluate(
+    records: Iterable[Record],
+    *,
+    workers: int,
+    ruleset: Ruleset | str | os.PathLike[str] | None,
+    profile: str | None,
+    as_of: date | None,
+    backend: BackendChoice,
+    parameters: Mapping[str, int | float] | None,
+    chunk_size: int,
+    timestamp: bool,
+    decision_log: str | os.PathLike[str] | DecisionLog | None,
+    include_patient_id: bool,
+) -> Iterator[BatchResult]:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
+    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
+    config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
+    if isinstance(decision_log, DecisionLog):
+        return _logged(_evaluate_records(records, config, workers, chunk_size), decision_log, owned=False)
+    if decision_log is not None:
+        log = DecisionLog(decision_log, include_patient_id=include_patient_id)
+        return _logged(_evaluate_records(records, config, workers, chunk_size), log, owned=True)
+    return _evaluate_records(records, config, workers, chunk_size)
+
+
+def _logged(results: Iterator[BatchResult], log: DecisionLog, *, owned: bool) -> Iterator[BatchResult]:
+    try:
+        for result in results:
+            if result.decision is not None:
+                log.write(dict(result.decision))
+            yield result
+    finally:
+        _close(results)  # abandoned: the workers stop before the log is closed
+        if owned:
+            log.close()
+
+
+def _close(results: Iterator[BatchResult]) -> None:
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
+
+
+# -- JSON Lines -----------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        index = 0
+        number = 0
+        while True:
+            # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
+            line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))
+            if not line:
+                return
+            number += 1
+            self.bytes_read += len(line)
+            if number == 1:
+                line = strip_bom(line)  # not part of the record, accepted as the service accepts it
+            document: Any = line
+            if len(line) - line.endswith(b"\n") > MAX_RECORD_BYTES:
+                while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time
+                    line = self.stream.readline(MAX_RECORD_BYTES)
+                    self.bytes_read += len(line)
+                document = _Oversize()
+            elif not line.strip():
+                continue  # blank lines separate nothing in JSON Lines; they are skipped, not errors
+            yield index, number, document
+            index += 1
+
+
+class _Progress:
+    """Progress on stderr, drawn by tqdm, only when stderr is a terminal: the share of the input read (when
+    its size is known), the rate, and the records and errors so far."""
+
+    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None, min_interval: float = 0.2) -> None:
+        from tqdm import tqdm
+
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.done = self.errors = 0
+        self.bar = tqdm(
+            total=total_bytes or None,
+            file=self.stream,
+            disable=not self.enabled,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            mininterval=min_interval,
+            dynamic_ncols=True,
+        )
+
+    def update(self, result: BatchResult, bytes_read: int) -> None:
+        self.done += 1
+        self.errors += 0 if result.ok else 1
+        if self.enabled:
+            self.bar.set_postfix_str(f"{self.done:,} records, {self.errors:,} errors", refresh=False)
+            self.bar.update(bytes_read - self.bar.n)
+
+    def close(self, bytes_read: int) -> None:
+        if self.enabled:
+            self.bar.update(bytes_read - self.bar.n)
+        self.bar.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path`` (symlinks followed), or None where there is none yet."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stream_identity(stream: IO[Any]) -> tuple[int, int] | None:
+    """The (device, inode) of a regular file behind a standard stream (``< file``, ``>> file``), or None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
+    """Refuse an output that is the input file (by any path: symlink, hard link, relative or absolute, or a
+    redirection of the standard streams), or two outputs that are one file, before anything is opened."""
+    stdin = str(args.input) == "-"
+    source = _stream_identity(sys.stdin) if stdin else _identity(args.input)
+    source_name = "the standard input's file" if stdin else f"the input file {args.input}"
+    outputs: list[tuple[str, tuple[int, int] | None, Path | None]] = []
+    if str(args.out) == "-":
+        outputs.append(("the standard output", _stream_identity(sys.stdout), None))
+    else:
+        outputs.append(("--out", _identity(args.out), args.out))
+    if args.decision_log is not None:
+        outputs.append(("--decision-log", _identity(args.decision_log), args.decision_log))
+    for option, identity, path in outputs:
+        if source is not None and identity == source:
+            shown = f" ({path})" if path is not None else ""
+            raise ConfigurationError(
+                f"{option}{shown} is {source_name}: writing it would destroy the input",
+                hint=f"give {option} another file" if path is not None else "redirect the output to another file",
+            )
+    out, log = args.out, args.decision_log
+    if str(out) != "-" and log is not None:
+        same = _identity(out)
+        if (same is not None and same == _identity(log)) or os.path.realpath(out) == os.path.realpath(log):
+            raise ConfigurationError(
+                f"--out and --decision-log name the same file ({out})", hint="give each its own file"
+            )
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during ``ipm-cds batch``: raised in the main thread, so that every ``finally`` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopHandler:
+    """The handler of SIGINT and SIGTERM during ``ipm-cds batch``: raises :class:`_Stopped`, except while a
+    result is being written and counted; then it is raised once that record is done, so that the count the
+    stop reports is exactly the number of lines written."""
+
+    def __init__(self) -> None:
+        self.writing = False
+        self.pending: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
+            signal.signal(other, signal.SIG_IGN)
+        if self.writing:
+            self.pending = signum
+            return
+        raise _Stopped(signum)
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[None]:
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+        if self.pending is not None:
+            raise _Stopped(self.pending)
+
+
+def _stop_forkserver() -> None:
+    """End the forkserver process now (it would end once this process has), so that none outlives a stop."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError):  # already gone (and reaped): nothing to stop
+            stop()
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    _refuse_overwriting_the_input(args)
+    total: int | None = None
+    if str(args.input) != "-":
+        if not args.input.is_file():
+            raise InputFileError(str(args.input), "no such file", hint="give a JSON Lines file, or - for stdin")
+        total = args.input.stat().st_size
+    progress = _Progress(total)
+    handling = threading.current_thread() is threading.main_thread()
+    stopper = _StopHandler()
+    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
+    try:
+        _run_batch(args, progress, stopper)
+    except _Stopped as stopped:
+        if args.workers > 1:
+            _stop_forkserver()
+        name = signal.Signals(stopped.signum).name
+        print(
+            f"ipm-cds batch: stopped by {name} after {progress.done:,} records ({progress.errors:,} with errors); "
+            "the output holds their results, in input order",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHandler) -> None:
+    source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
+    reader = _Reader(source)
+    try:
+        results = _evaluate(
+            reader,
+            workers=args.workers,
+            ruleset=args.ruleset,
+            profile=args.profile,
+            as_of=args.as_of,
+            backend=args.backend,
+            parameters=dict(args.param),
+            chunk_size=args.chunk_size,
+            timestamp=True,
+            decision_log=args.decision_log,
+            include_patient_id=args.log_patient_id,
+        )
+    except BaseException:
+        if source is not sys.stdin.buffer:
+            source.close()
+        raise
+    try:
+        out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+    except BaseException:
+        _close(results)
+        if source is not sys.stdin.buffer:
+            source.close()
+        raise
+    try:
+        for result in results:
+            with stopper.record():  # a stop waits for this line to be written and counted
+                out.write(result.to_json_line() + "\n")
+                progress.update(result, reader.bytes_read)
+    finally:
+        _close(results)  # stopped or failed: the workers are stopped before anything else is closed
+        progress.close(reader.bytes_read)
+        if source is not sys.stdin.buffer:
+            source.close()
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+
+
+def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """Add the ``ipm-cds batch`` arguments to ``parser``; return the command's handler."""
+    parser.description = (
+        "Assess every patient of a JSON Lines file (one patient document per line). Each output line is "
+        '{"line": N, "assessment": {...}} or {"line": N, "error": {...}}, in input order; a record that '
+        "fails does not stop the batch."
+    )
+    parser.add_argument("input", type=Path, help="JSON Lines file of patient documents ('-': standard input)")
+    parser.add_argument("--out", type=Path, default=Path("-"), help="output JSON Lines file (default: stdout)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
+    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
+    parser.add_argument(
+        "--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
+    )
+    add_backend_option(parser)
+    parser.add_argument(
+        "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
+    )
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--decision-log", type=Path, default=None, metavar="FILE", help="append one decision entry per assessment"
+    )
+    parser.add_argument(
+        "--log-patient-id", action="store_true", help="write patient ids in the decision log (off by default)"
+    )
+    return _run_cli

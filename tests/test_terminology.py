@@ -1,0 +1,511 @@
+"""The generated terminology tables: reproducible from their sources, consistent with the ruleset, and
+giving the CDC 2022 MME for every opioid product class when a record is coded as an EHR sends it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import ipm_cds
+from ipm_cds.interop.fhir import FhirMapping, read_bundle
+from ipm_cds.interop.maps import load_maps
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "terminology" / "generate.py"
+TABLES = ROOT / "src" / "ipm_cds" / "interop" / "terminology"
+EXAMPLES = ROOT / "examples" / "fhir"
+AS_OF = date(2025, 6, 2)
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+UCUM = "http://unitsofmeasure.org"
+
+# CDC 2022 Clinical Practice Guideline, Table (MME conversion factors), written out here by hand so that the
+# test checks the ruleset's catalogue and the reader against the published numbers, not against themselves.
+CDC_2022 = {
+    "codeine": 0.15,
+    "fentanyl_transdermal": 2.4,  # per mcg/h
+    "hydrocodone": 1.0,
+    "hydromorphone": 5.0,
+    "methadone": 4.7,
+    "morphine": 1.0,
+    "oxycodone": 1.5,
+    "oxymorphone": 3.0,
+    "tapentadol": 0.4,
+    "tramadol": 0.2,
+}
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("terminology_generate", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _products() -> list[dict[str, Any]]:
+    return list(json.loads((TABLES / "rxnorm.json").read_text(encoding="utf-8"))["products"])
+
+
+# -- the tables and their sources ------------------------------------------------------------------------
+
+
+def test_the_script_regenerates_the_committed_tables_byte_for_byte() -> None:
+    tables = _generator().build()
+    assert set(tables) == {p.name for p in TABLES.glob("*.json")}
+    for name, text in tables.items():
+        assert (TABLES / name).read_text(encoding="utf-8") == text, f"{name} is stale: run {SCRIPT.name}"
+
+
+def test_the_script_refuses_a_source_that_is_not_the_one_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = _generator()
+    copy = tmp_path / "sources"
+    shutil.copytree(gen.SOURCES, copy)
+    tsv = copy / "omtk-drug-ingredients.tsv"
+    tsv.write_text(tsv.read_text(encoding="utf-8").replace("\t5 MG\t", "\t50 MG\t", 1), encoding="utf-8")
+    monkeypatch.setattr(gen, "SOURCES", copy)
+    with pytest.raises(gen.SourceError, match=r"omtk-drug-ingredients\.tsv: sha256"):
+        gen.build()
+
+
+def test_the_omtk_extract_is_the_upstream_rows_unchanged(tmp_path: Path) -> None:
+    """extract-omtk reads a CQL DrugIngredients list into the TSV the build reads (two rows, one quoted)."""
+    gen = _generator()
+    cql = tmp_path / "OMTKData.cql"
+    cql.write_text(
+        "library OMTKData version '3.0.0'\ndefine DrugIngredients:\n{\n"
+        "  { drugCode: 1, drugName: 'a 5 MG Oral Tablet', doseFormCode: 2, doseFormName: 'Oral Tablet', "
+        "ingredientCode: 3, ingredientName: 'A', strength: '5 MG', strengthValue: 5.0, strengthUnit: 'MG' },\n"
+        "  { drugCode: 4, drugName: 'b''s 1 MG/ML Oral Solution', doseFormCode: 5, doseFormName: 'Oral Solution', "
+        "ingredientCode: 6, ingredientName: 'B', strength: '1 MG/ML', strengthValue: 1.0, strengthUnit: 'MG/ML' }\n}\n",
+        encoding="utf-8",
+    )
+    rows = gen.extract_omtk(cql).splitlines()
+    assert rows[0].split("\t") == list(gen.OMTK_FIELDS)
+    assert rows[1:] == [
+        "1\ta 5 MG Oral Tablet\t2\tOral Tablet\t3\tA\t5 MG\t5.0\tMG",
+        "4\tb's 1 MG/ML Oral Solution\t5\tOral Solution\t6\tB\t1 MG/ML\t1.0\tMG/ML",
+    ]
+
+
+def test_every_table_names_its_sources_with_licence_and_checksums() -> None:
+    for path in TABLES.glob("*.json"):
+        provenance = json.loads(path.read_text(encoding="utf-8"))["provenance"]
+        assert provenance["sources"], path.name
+        for source in provenance["sources"].values():
+            assert source["commit"] and source["licence"] and source["repository"].startswith("https://github.com/")
+        for entry in provenance["files"].values():
+            assert len(entry["sha256"]) == 64
+
+
+def test_every_agent_is_in_the_catalogue_and_of_the_class_the_value_set_says(ruleset: ipm_cds.Ruleset) -> None:
+    classes = {
+        "opioid": {"opioid", "opioid_partial_agonist"},
+        "benzodiazepine": {"benzodiazepine"},
+        "naloxone": {"opioid_antagonist"},
+        "moud_buprenorphine": {"opioid_partial_agonist"},
+        "moud_methadone": {"opioid"},
+        "anticoagulant": {"anticoagulant"},
+        "antiplatelet": {"antiplatelet"},
+        "nsaid": {"nsaid"},
+        "corticosteroid": {"corticosteroid"},
+        "antithrombotic": {"anticoagulant", "antiplatelet"},
+        "cns_depressant": {"gabapentinoid", "benzodiazepine"},
+        "muscle_relaxant": {"muscle_relaxant"},
+        "immunosuppressant": set(),
+    }
+    for product in _products():
+        if product["agent"] is None:
+            continue
+        info = ruleset.medications[product["agent"]]
+        assert info.drug_class in classes[product["class"]], product
+
+
+def test_opioid_products_carry_ingredient_strength_unit_and_dose_form() -> None:
+    opioids = [p for p in _products() if p["source"] == "omtk"]
+    assert len(opioids) == 910  # every drug of OMTKData 3.0.0 (912 rows: two drugs hold two salts of one opioid)
+    assert {p["tty"] for p in opioids} == {"SCD", "SBD", "GPCK", "BPCK"}
+    for p in opioids:
+        assert p["dose_form"] and p["route"] and p["ingredients"], p
+        assert all(
+            i["strength"] > 0 and i["unit"] in ("mg", "mg/mL", "mcg/h", "mg/actuation") for i in p["ingredients"]
+        )
+    by_code = {p["rxcui"]: p for p in opioids}
+    # spot checks against RxNorm's names
+    assert by_code["856999"]["agent"] == "hydrocodone" and by_code["856999"]["ingredients"][0]["strength"] == 10
+    assert by_code["197696"]["ingredients"][0] == {"rxcui": "4337", "name": "fentanyl", "strength": 75, "unit": "mcg/h"}
+    assert by_code["1010606"]["agent"] == "buprenorphine" and by_code["1010606"]["route"] == "oromucosal"
+    # fentanyl other than the transdermal system has no agent in the catalogue
+    assert all(
+        p["agent"] is None for p in opioids if p["ingredients"][0]["name"] == "fentanyl" and p["route"] != "transdermal"
+    )
+
+
+def test_buprenorphine_naloxone_is_never_read_as_rescue_naloxone() -> None:
+    maps = load_maps()
+    for product in maps.product_by_rxcui.values():
+        name = product.name.lower()
+        if "buprenorphine" in name:
+            assert product.agent in ("buprenorphine", None), product.name
+        if product.agent != "naloxone":
+            assert "naloxone" not in product.also and "naltrexone" not in product.also, product.name
+
+
+def test_a_combination_product_records_each_catalogue_agent(ruleset: ipm_cds.Ruleset) -> None:
+    percodan = load_maps().product_by_rxcui["848768"]  # aspirin 325 MG / oxycodone hydrochloride 4.84 MG Oral Tablet
+    assert (percodan.agent, percodan.also) == ("oxycodone", ("aspirin",))
+    m = _read(_order(percodan.rxcui, _dose(_q(1, "{tbl}"), _every(6))), ruleset=ruleset)
+    read = sorted((x.agent, x.daily_dose) for x in m.patient.medications)
+    assert read == [("aspirin", None), ("oxycodone", pytest.approx(4.84 * 4))]
+    assert m.unmapped == ()
+
+
+def test_antithrombotics_and_corticosteroids_from_the_pddi_value_sets() -> None:
+    products = load_maps().product_by_rxcui
+    assert products["855332"].agent == "warfarin"  # warfarin sodium 5 MG Oral Tablet
+    assert products["834022"].agent == "ketorolac" and products["834022"].route == "oral"
+    assert products["312617"].agent == "prednisone"  # prednisone 5 MG Oral Tablet
+    assert "860103" not in products  # ketorolac ophthalmic solution: not systemic, not read
+    assert "11289" not in products  # the ingredient is in maps/medications.yaml, not in the product table
+    aggrenox = next(p for p in products.values() if "Dipyridamole 200 MG" in p.name)
+    assert (aggrenox.agent, aggrenox.also) == ("aspirin", ("dipyridamole",))  # both antiplatelets are read
+
+
+def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() -> None:
+    products = load_maps().product_by_rxcui
+    expected = {
+        "1364445": "apixaban",  # apixaban 5 MG Oral Tablet
+        "1232086": "rivaroxaban",  # rivaroxaban 20 MG Oral Tablet
+        "1037045": "dabigatran",  # dabigatran etexilate 150 MG Oral Capsule
+        "1599555": "edoxaban",  # edoxaban 60 MG Oral Tablet
+    }
+    for code, agent in expected.items():
+        assert products[code].agent == agent, products[code]
+    by_agent = {p.agent for p in products.values()}
+    assert {"clopidogrel", "ticagrelor", "prasugrel", "dipyridamole", "dalteparin", "fondaparinux"} <= by_agent
+    assert {"gabapentin", "pregabalin", "cyclobenzaprine"} <= by_agent
+    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower() or "enoxaparin" in p.name.lower()]
+    assert heparins and all(p.agent is None and p.note for p in heparins)  # route or dose decides the agent
+
+
+def test_laboratory_loinc_codes_take_the_unit_rules_of_their_confirmed_code(ruleset: ipm_cds.Ruleset) -> None:
+    maps = load_maps()
+    loinc = "http://loinc.org"
+    assert maps.observation_by_code[(loinc, "14749-6")].target == "lab.glucose"  # glucose [Moles/volume]
+    assert (loinc, "40858-3") not in maps.observation_by_code  # a timed specimen ("--baseline") is not read
+    assert (loinc, "34167-7") not in maps.observation_by_code  # large platelets [presence]: not a count
+    glucose = {
+        "resourceType": "Observation",
+        "id": "glu",
+        "status": "final",
+        "code": {"coding": [{"system": loinc, "code": "14749-6"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-05-01",
+        "valueQuantity": {"value": 5.5, "system": UCUM, "code": "mmol/L"},
+    }
+    m = _read(glucose, ruleset=ruleset)
+    (lab,) = m.patient.labs
+    assert (lab.test, lab.value) == ("glucose", pytest.approx(5.5 * 18.016))  # mmol/L -> mg/dL (molar mass)
+    assert m.unmapped == ()
+
+
+@pytest.mark.parametrize(("route", "agent"), [("34206005", "heparin_sc"), ("47625008", "heparin_iv"), (None, None)])
+def test_heparin_is_read_by_its_route(route: str | None, agent: str | None, ruleset: ipm_cds.Ruleset) -> None:
+    dosage = _dose({"value": 5000, "system": UCUM, "code": "[iU]"}, _every(12))
+    if route is not None:
+        dosage["route"] = {"coding": [{"system": SNOMED, "code": route}]}
+    m = _read(_order("1361615", dosage), ruleset=ruleset)  # heparin sodium, porcine 5000 UNT/ML Injectable Solution
+    if agent is None:
+        assert m.patient.medications == []
+        (item,) = m.unmapped
+        assert item.kind == "unknown_code" and "dosageInstruction.route" in item.reason
+    else:
+        (med,) = m.patient.medications
+        assert (med.agent, med.daily_dose, med.dose_unit) == (agent, 10000.0, "units")
+        assert m.unmapped == ()
+
+
+def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
+    maps = load_maps()
+    assert maps.condition_by_code[(SNOMED, "75544000")].condition == "opioid_use_disorder"  # opioid dependence
+    assert maps.condition_by_code[(SNOMED, "295166005")].condition == "prior_overdose"  # buprenorphine overdose
+    assert (SNOMED, "127040003") in maps.recognised_by_code  # sickle cell anaemia: no patient-model field
+    assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
+    assert (SNOMED, "87132004") not in maps.condition_by_code  # opioid withdrawal: follows prescribed use too
+    assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
+    assert (SNOMED, "443760008") not in maps.condition_by_code  # sleep hypoventilation: not apnoea
+    assert maps.condition_by_code[(SNOMED, "363518003")].condition == "cancer"  # malignant tumour of kidney
+    assert maps.condition_by_code[(SNOMED, "1481000119100")].condition == "diabetes"
+    assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
+
+
+@pytest.mark.parametrize("code", ["D57.00", "D5700"])
+def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "scd",
+        "code": {"coding": [{"system": ICD, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    (item,) = m.unmapped
+    assert item.kind == "not_read" and "sickle cell disease" in item.reason
+
+
+def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
+    udt = {
+        "resourceType": "Observation",
+        "id": "udt",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "101162-6"}]},
+        "subject": {"reference": "Patient/p"},
+        "valueBoolean": False,
+    }
+    m = _read(udt, ruleset=ruleset)
+    (item,) = m.unmapped
+    assert (item.resource, item.kind) == ("Observation/udt", "not_read") and "urine drug test" in item.reason
+
+
+# -- doses as prescribed ------------------------------------------------------------------------------------
+
+
+def _order(rxcui: str, dosage: Any = None, rid: str = "m") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": rxcui}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    if dosage is not None:
+        out["dosageInstruction"] = dosage if isinstance(dosage, list) else [dosage]
+    return out
+
+
+def _read(*resources: dict[str, Any], ruleset: ipm_cds.Ruleset) -> FhirMapping:
+    entries = [{"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}}]
+    return read_bundle(
+        {"resourceType": "Bundle", "type": "collection", "entry": entries + [{"resource": r} for r in resources]},
+        ruleset=ruleset,
+    )
+
+
+def _q(value: float, code: str) -> dict[str, Any]:
+    return {"value": value, "system": UCUM, "code": code}
+
+
+def _every(hours: float, **repeat: Any) -> dict[str, Any]:
+    return {"repeat": {"frequency": 1, "period": hours, "periodUnit": "h", **repeat}}
+
+
+def _dose(quantity: dict[str, Any], timing: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"doseAndRate": [{"doseQuantity": quantity}], **extra}
+    if timing is not None:
+        out["timing"] = timing
+    return out
+
+
+_TAPER = [_dose(_q(2, "{tbl}"), _every(6), sequence=1), _dose(_q(1, "{tbl}"), _every(6), sequence=2)]
+_RANGE_PRN = {
+    "asNeededBoolean": True,
+    "timing": _every(4, periodMax=6),
+    "doseAndRate": [{"doseRange": {"low": _q(1, "{tbl}"), "high": _q(2, "{tbl}")}}],
+}
+_MAX_PER_DAY = {"numerator": _q(6, "{tbl}"), "denominator": _q(1, "d")}
+_BID = {"code": {"coding": [{"code": "BID"}]}}
+_THREE_A_DAY = {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}}
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "dosage", "expected"),
+    [
+        # oxycodone 5 mg tablet, 2 tablets every 4 hours: 2 x 5 x 6 = 60 mg
+        ("1049621", _dose(_q(2, "{tbl}"), _every(4)), (60.0, "mg")),
+        # as needed, 1-2 tablets every 4-6 hours: the maximum, 2 tablets every 4 hours
+        ("1049621", _RANGE_PRN, (60.0, "mg")),
+        # as needed with a maximum per period: at most 6 tablets a day = 30 mg
+        ("1049621", _dose(_q(1, "{tbl}"), asNeededBoolean=True, maxDosePerPeriod=_MAX_PER_DAY), (30.0, "mg")),
+        # timing code BID, 12 HR oxycodone 20 mg ER tablet
+        ("1049563", _dose(_q(1, "{tbl}"), _BID), (40.0, "mg")),
+        # morphine 20 mg/mL solution, 0.25 mL every 4 hours: 0.25 x 20 x 6 = 30 mg
+        ("892625", _dose(_q(0.25, "mL"), _every(4)), (30.0, "mg")),
+        # a dose in mg needs no strength
+        ("1049621", _dose(_q(10, "mg"), _THREE_A_DAY), (30.0, "mg")),
+        # fentanyl 25 mcg/h, two patches every 72 hours: 50 mcg/h
+        ("245134", _dose(_q(2, "{patch}"), _every(72)), (50.0, "mcg_per_hour")),
+        # fentanyl 25 mcg/h without a dosage: one patch at a time
+        ("245134", None, (25.0, "mcg_per_hour")),
+        # 1 tablet in the morning and 2 at night, two instructions taken together: 3 x 5 = 15 mg
+        ("1049621", [_dose(_q(1, "{tbl}"), _every(24)), _dose(_q(2, "{tbl}"), _every(24))], (15.0, "mg")),
+    ],
+)
+def test_daily_dose_as_prescribed(
+    rxcui: str, dosage: Any, expected: tuple[float, str], ruleset: ipm_cds.Ruleset
+) -> None:
+    m = _read(_order(rxcui, dosage), ruleset=ruleset)
+    (med,) = m.patient.medications
+    assert (med.daily_dose, med.dose_unit) == expected
+    assert m.unmapped == ()
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "dosage", "why"),
+    [
+        ("1049621", _dose(_q(1, "{tbl}")), "timing not readable"),
+        ("1049621", {"asNeededBoolean": True}, "no dose quantity"),
+        ("7804", _dose(_q(1, "{tbl}"), _every(6)), "needs the product's strength"),  # ingredient code only
+        ("1049621", _dose(_q(5, "mL"), _every(6)), "concentration"),  # mL of a tablet
+        ("897745", _dose(_q(1, "mg"), _every(4)), "parenteral"),  # hydromorphone injection
+        # a taper: two instructions in sequence
+        ("1049621", _TAPER, "in sequence"),
+    ],
+)
+def test_a_dose_that_cannot_be_computed_is_reported_not_guessed(
+    rxcui: str, dosage: Any, why: str, ruleset: ipm_cds.Ruleset
+) -> None:
+    m = _read(_order(rxcui, dosage), ruleset=ruleset)
+    (med,) = m.patient.medications
+    assert med.daily_dose is None
+    (item,) = m.unmapped
+    assert item.kind == "partial" and why in item.reason
+
+
+def test_unknown_resource_types_are_skipped_and_a_bundle_without_type_is_read(ruleset: ipm_cds.Ruleset) -> None:
+    qid = {"code": {"coding": [{"code": "QID"}]}}
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}},
+            {"resource": {"resourceType": "Encounter", "id": "e", "status": "finished"}},  # no `class`: invalid R4
+            {"resource": {"resourceType": "Practitioner", "id": "dr", "name": "not a list"}},
+            {"resource": _order("1049621", _dose(_q(1, "{tbl}"), qid))},
+        ],
+    }
+    m = read_bundle(bundle, ruleset=ruleset)
+    assert [(x.agent, x.daily_dose) for x in m.patient.medications] == [("oxycodone", 20.0)]
+    assert {u.resource: u.kind for u in m.unmapped} == {
+        "Encounter/e": "unsupported_resource",
+        "Practitioner/dr": "unsupported_resource",
+    }
+
+
+# -- the coded examples: MME of each product class by hand, on both backends ---------------------------------
+
+# (example, {agent: (daily dose, CDC factor)}, the alerts the ruleset must raise and must not raise)
+HAND = {
+    "coded_oxycodone_er": ({"oxycodone": (2 * 20, 1.5)}, {"opioid.mme.caution", "opioid.naloxone"}, set()),
+    "coded_hydrocodone_apap": ({"hydrocodone": (2 * 10 * 6, 1.0)}, {"opioid.mme.high"}, set()),
+    "coded_fentanyl_patch": ({"fentanyl_transdermal": (25, 2.4)}, {"opioid.mme.caution"}, set()),
+    "coded_morphine_solution": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.caution"}, set()),
+    "coded_methadone": ({"methadone": (3 * 10, 4.7)}, {"opioid.mme.high"}, set()),
+    "coded_tramadol_tapentadol": ({"tramadol": (4 * 50, 0.2), "tapentadol": (4 * 50, 0.4)}, {"opioid.mme.high"}, set()),
+    "coded_codeine_solution": ({"codeine": (12.5 * 2.4 * 4, 0.15)}, set(), {"opioid.mme.caution", "opioid.naloxone"}),
+    "coded_benzodiazepine": ({"oxycodone": (4 * 5, 1.5)}, {"opioid.benzodiazepine"}, {"opioid.mme.caution"}),
+    "coded_naloxone": ({"oxycodone": (2 * 20, 1.5)}, {"opioid.mme.caution"}, {"opioid.naloxone"}),
+    "coded_moud_icd": ({}, {"opioid.naloxone"}, {"opioid.mme.caution", "opioid.mme.high"}),
+    "coded_oud_snomed": ({"oxycodone": (4 * 5, 1.5), "methadone": (10, 4.7)}, {"opioid.mme.caution"}, set()),
+    "coded_end_of_life": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.caution"}, set()),
+}
+
+
+def test_there_are_coded_examples_for_every_product_class() -> None:
+    names = {p.stem for p in EXAMPLES.glob("coded_*.json")}
+    assert set(HAND) | {"coded_hydromorphone"} <= names
+    assert len(names) >= 12
+
+
+def test_the_catalogue_holds_the_cdc_2022_factors(ruleset: ipm_cds.Ruleset) -> None:
+    for agent, factor in CDC_2022.items():
+        assert ruleset.medications[agent].mme_factor == factor, agent
+    assert ruleset.medications["buprenorphine"].mme_excluded  # named, not counted
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_mme_of_each_coded_example_by_hand_on_both_backends(
+    name: str, ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    doses, fires, silent = HAND[name]
+    m = read_bundle((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    read = {x.agent: x.daily_dose for x in m.patient.medications if x.agent in CDC_2022}
+    assert read == {agent: pytest.approx(dose) for agent, (dose, _) in doses.items()}
+    for agent, (_, factor) in doses.items():
+        assert factor == CDC_2022[agent]
+    expected_mme = sum(dose * factor for dose, factor in doses.values())
+    results = []
+    for engine in (durable, python_engine):
+        assessment = engine.evaluate(m.patient, as_of=AS_OF)
+        alerts = set(assessment.codes()["alerts"])
+        assert fires <= alerts, (engine, alerts)
+        assert not silent & alerts, (engine, alerts)
+        results.append(assessment.codes())
+    assert results[0] == results[1]
+    if doses:
+        from ipm_cds.model.facts.normalise import normalise
+
+        facts = normalise(m.patient, AS_OF, ruleset.normalise_context())
+        (summary,) = [f for f in facts if f.type == "opioid_summary"]
+        assert summary.get("total_mme_per_day") == pytest.approx(expected_mme)
+
+
+# -- the coverage report ------------------------------------------------------------------------------------
+
+
+def test_fhir_coverage_lists_what_mapped_and_what_did_not(capsys: pytest.CaptureFixture[str]) -> None:
+    from ipm_cds.cli import main
+
+    path = EXAMPLES / "coded_hydromorphone.json"
+    assert main(["fhir", str(path), "--coverage", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    status = {r["resource"]: r["status"] for r in report["resources"]}
+    assert status == {
+        "Patient/coded-hydromorphone": "mapped",
+        "Condition/coded-hydromorphone-back-pain": "mapped",
+        "MedicationRequest/coded-hydromorphone-hm-tab": "mapped",
+        "MedicationRequest/coded-hydromorphone-hm-inj": "partial",
+    }
+    assert report["clinical_gaps"] == 1
+    assert main(["fhir", str(path), "--coverage"]) == 0
+    text = capsys.readouterr().out
+    assert "hm-inj: partial -> medications[" in text and "daily dose not computed" in text
+
+
+def test_coverage_of_a_record_with_types_ipm_cds_does_not_read(ruleset: ipm_cds.Ruleset) -> None:
+    from ipm_cds.interop.fhir.coverage import coverage
+
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "birthDate": "1970-01-01"}},
+            {"resource": {"resourceType": "Practitioner", "id": "dr"}},
+            {"resource": _order("245134")},
+        ],
+    }
+    result = coverage(bundle, ruleset=ruleset)
+    assert [(r.resource, r.status) for r in result.resources] == [
+        ("Patient/p", "mapped"),
+        ("Practitioner/dr", "not mapped"),
+        ("MedicationRequest/m", "mapped"),
+    ]
+    assert result.clinical_gaps == ()
+
+
+def test_a_coded_requested_procedure_names_its_intervention(ruleset: ipm_cds.Ruleset) -> None:
+    from ipm_cds.interop.fhir import ordered_interventions
+
+    request = json.loads((EXAMPLES / "requests" / "coded_benzodiazepine.order-select.json").read_text(encoding="utf-8"))
+    found, other = ordered_interventions(request["context"]["draftOrders"], ruleset, request["context"]["selections"])
+    assert [(o.reference, o.interventions, o.region) for o in found] == [
+        ("ServiceRequest/tfesi-1", ("esi_transforaminal",), "lumbar")
+    ]
+    assert other == []
