@@ -14,7 +14,9 @@ Sections (``--sections``, comma-separated; all by default):
 * ``facts``: cost against patients of 10, 100 and 1,000 facts;
 * ``worst``: the largest valid patients (every list at its cap, ``--worst-seeds`` seeds, and the long
   histories of 100 INRs and 100 SIJ injections): p99 and peak RSS per backend, each backend in a fresh
-  process (``benchmarks/worst_case.py``).
+  process (``benchmarks/worst_case.py``);
+* ``population``: ``ipm-cds batch --workers 2`` against ``--dask local``, scaling with workers and partitions,
+  the scheduler's overhead and the 1,000,000-patient figure (``benchmarks/population.py``; needs the dask extra).
 
 Numbers depend on the machine: compare ratios, and runs on one machine.
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("load", "latency", "throughput", "batch", "rss", "rules", "facts", "worst")
+SECTIONS = ("load", "latency", "throughput", "batch", "rss", "rules", "facts", "worst", "population")
 TARGETS = {
     "durable_p50_ms": 0.5,
     "durable_p99_ms": 1.5,
@@ -360,6 +362,12 @@ def bench_rss(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def bench_population(args: argparse.Namespace) -> dict[str, Any]:
+    from .population import bench
+
+    return bench(args)
+
+
 def bench_worst(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
 
@@ -515,6 +523,10 @@ def report(results: dict[str, Any]) -> str:
                 f"{_check(r['peak_rss_mb'], TARGETS['worst_peak_rss_mb'])}"
             )
         lines.append("")
+    if "population" in results:
+        from .population import report_lines
+
+        lines += [*report_lines(results["population"]), ""]
     for section, error in results.get("errors", {}).items():
         lines += [f"{section}: FAILED: {error}", ""]
     for key, title in (("rules", "synthetic rules"), ("facts", "facts")):
@@ -550,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rule-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[100, 1000, 4000])
     parser.add_argument("--worst-seeds", type=int, default=100, metavar="N", help="sized patients in 'worst'")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/<time>.json)")
+    from .population import add_arguments as population_arguments
+
+    population_arguments(parser)
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -569,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": bench_rules,
         "facts": bench_facts,
         "worst": bench_worst,
+        "population": bench_population,
     }
     failed = []
     for section in chosen:

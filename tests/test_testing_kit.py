@@ -19,7 +19,7 @@ from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing import invariants
 from ipm_cds.testing.boundaries import Threshold, thresholds
 from ipm_cds.testing.coverage import format_report, rule_coverage
-from ipm_cds.testing.strategies import SPINE, boundary_patients, patients, raw_patient_documents
+from ipm_cds.testing.strategies import SPINE, boundary_patients, patients, raw_patient_documents, with_requested
 
 from .conftest import AS_OF
 from .test_properties import at_least
@@ -82,8 +82,13 @@ COVERAGE_DRAWS = 2000
 
 
 def test_patients_fire_every_active_rule_of_the_bundled_ruleset() -> None:
-    reports = rule_coverage(ipm_cds.load_ruleset(), draws=COVERAGE_DRAWS)
+    ruleset = ipm_cds.load_ruleset()
+    reports = rule_coverage(ruleset, draws=COVERAGE_DRAWS)
     assert set(reports) == {"cms_lcd", "society_consensus", "nice"}
+    # the rules that judge requested procedures fire for patients with_requested (the same patients, with orders)
+    ordered = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_requested(ruleset=ruleset))
+    for profile, report in reports.items():
+        report.fired.update(ordered[profile].fired)
     never = {profile: report.never_fired for profile, report in reports.items() if report.never_fired}
     assert not never, f"active rules that {COVERAGE_DRAWS} patients never fired:\n{format_report(reports)}"
     for report in reports.values():

@@ -336,6 +336,7 @@ GENERATORS = {
             "Allergy",
             "ConditionEntry",
             "PsychologicalEvaluation",
+            "RequestedProcedure",
         )
     },
 }

@@ -62,6 +62,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
     "report": (0, 2, 3, 4, 5, 6),
+    "summarize": (0, 2, 4, 6),
 }
 _EXTRA_EXIT_TEXT = {
     "batch": "  128+N  stopped by signal N (130 SIGINT, 143 SIGTERM); the output holds the records done\n"
@@ -93,6 +94,7 @@ EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("serve", "ipm_cds.serving.service", "service"),
     ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
     ("report", "ipm_cds.tooling.outcome_report", "report"),
+    ("summarize", "ipm_cds.summarize", ""),
 )
 Handler = Callable[[argparse.Namespace], int]
 _HANDLERS: dict[str, Handler] = {}
@@ -123,6 +125,15 @@ def _register_extension(sub: Any, name: str, module: str, extra: str) -> None:
         return
     parser = _add_parser(sub, name, mod.__doc__.strip().splitlines()[0] if mod.__doc__ else name)
     _HANDLERS[name] = mod.register(parser)
+
+
+def _add_dask_to_batch(sub: Any) -> None:
+    """``ipm-cds batch --dask/--format/--partition-lines`` (ipm_cds.dask; dask itself is imported only when used)."""
+    batch = sub.choices.get("batch")
+    if batch is not None and "batch" in _HANDLERS:
+        from .dask import extend_batch
+
+        _HANDLERS["batch"] = extend_batch(batch, _HANDLERS["batch"])
 
 
 def _engine_options(parser: argparse.ArgumentParser, *, what: str = "evaluation") -> None:
@@ -211,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, module, extra in EXTENSIONS:
         _register_extension(sub, name, module, extra)
+    _add_dask_to_batch(sub)
 
     nw = _add_parser(sub, "new", "scaffold ruleset files: new pathway NAME")
     nw_sub = nw.add_subparsers(dest="what", required=True, metavar="WHAT", help="what to scaffold: pathway")

@@ -103,16 +103,23 @@ class CandidateFacts:
         self.memo = derived_memo(program)
 
     def __call__(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Fact:
-        item = self.catalogue[rec.intervention]
         target = {k: resolve_value(v, bound) for k, v in rec.target}
-        region = target.get("region")
+        return self.make(rec.intervention, target.get("region"), target.get("side"))
+
+    def requested(self, fact: Fact) -> Fact:
+        """The candidate fact of a requested procedure: the very fact (same content, same key) that a
+        recommendation of the same intervention and target makes, so every safety rule judges both alike."""
+        return self.make(str(fact.values["intervention"]), fact.values.get("region"), fact.values.get("side"))
+
+    def make(self, intervention: str, region: Scalar | None, side: Scalar | None) -> Fact:
+        item = self.catalogue[intervention]
         risk = item.bleeding_risk.by_region.get(str(region), item.bleeding_risk.default)
         return derived_fact(
             "candidate",
             {
-                "intervention": rec.intervention,
+                "intervention": intervention,
                 "region": region,
-                "side": target.get("side"),
+                "side": side,
                 "bleeding_risk": risk,
                 "elective": item.elective,
                 "kind": item.kind,
@@ -204,9 +211,11 @@ def run_program(
     exec_rules = plan.exec_rules
     run = Run(facts=list(facts))
     run.not_in_effect = {r.ref for r in plan.dated if not in_effect(r, as_of)}
+    candidate_fact = CandidateFacts(program)
+    # A requested procedure is judged as a proposed one: its candidate fact exists from the start.
+    run.facts.extend({f.key: f for f in (candidate_fact.requested(r) for r in facts if r.type == "requested")}.values())
     known = {f.content() for f in run.facts}
     present = {f.type for f in run.facts}
-    candidate_fact = CandidateFacts(program)
     memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses

@@ -425,4 +425,8 @@ def render_explanation(ex: Explanation) -> str:
         lines.append(f"x {w.name} [{w.intervention}] - {w.status}")
         for a in w.rules:
             analysis(a, "  ")
-    return "\n".join(lines) + "\n"
+    if ex.assessment.requested:  # the verdicts on requested procedures, with their reasons and judgements
+        from ..model.render_verdicts import requested_section
+
+        lines += ["", *requested_section(ex.assessment)]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -19,6 +19,7 @@ from .explain import explain_run
 from .program import ParamValue, Program, build_program
 from .python_backend import PythonBackend
 from .resolve import resolve
+from .verdicts import add_verdicts
 
 if TYPE_CHECKING:
     from ..decision_log import DecisionLog
@@ -190,6 +191,14 @@ class Engine:
         if not self._closed:
             self._start()
 
+    def _unbound(self) -> dict[str, Any]:
+        """The ruleset's rules by id, with parameter names (for explanations), made once per program."""
+        made = self.program.cache.get("unbound_rules")
+        if made is None:
+            made = self.program.cache["unbound_rules"] = {r.id: r for r in self.ruleset.rules}
+        assert isinstance(made, dict)
+        return made
+
     @property
     def profile(self) -> str:
         return self.program.profile
@@ -231,7 +240,7 @@ class Engine:
     def explain(self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None = None) -> Explanation:
         """The assessment with its derivation tree, and why each other intervention is not a candidate."""
         run, assessment = self._run(patient, as_of, timestamp=False)
-        return explain_run(self.program, run, assessment, {r.id: r for r in self.ruleset.rules})
+        return explain_run(self.program, run, assessment, self._unbound())
 
     def _run(
         self, patient: PatientCase | Mapping[str, Any] | str, as_of: date | None, timestamp: bool
@@ -251,4 +260,5 @@ class Engine:
             backend_auto=self.backend_auto,
             timestamp=timestamp,
         )
+        assessment = add_verdicts(self.program, run, assessment, self._unbound())
         return run, assessment

@@ -250,7 +250,12 @@ def resolve(
 
     for firing in live:
         rule, bound = firing.rule, firing.bindings
+        # A rule that matches a requested procedure's own details (its levels, steroid, guidance) judges that
+        # order, not the candidates: its exclusions, precautions and holds stand in the order's verdict only.
+        about_order = any(f.type == "requested" for f in bound.values())
         for c in rule.conclusions:
+            if about_order and isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold):
+                continue
             if isinstance(c, ir.Recommend):
                 item = catalogue[c.intervention]
                 target = r.target(c, bound)

@@ -37,10 +37,15 @@ from ..model.assessment import (
     Exclusion,
     Precaution,
     Referral,
+    RequestedVerdict,
 )
 
 if TYPE_CHECKING:
+    from datetime import date
+
+    from ..engine.facade import Engine
     from ..model.explanation import WhyNot
+    from ..model.patient import PatientCase
     from ..ruleset.loader import Ruleset
     from .fhir import OrderedIntervention, Unmapped
 
@@ -48,9 +53,11 @@ __all__ = [
     "CARD_EXTENSION",
     "CDS_HOOKS_VERSION",
     "Indicator",
+    "evaluate_orders",
     "operation_outcome",
     "order_cards",
     "patient_view_cards",
+    "requested_cards",
 ]
 
 CDS_HOOKS_VERSION = "2.0"
@@ -464,7 +471,17 @@ def _unmapped_card(ctx: _Context, assessment: Assessment, unmapped: Sequence[Unm
 
 
 def _sorted(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    order = ["red_flag", "exclusion", "alert", "precaution", "missing", "unmapped", "candidate", "referral"]
+    order = [
+        "red_flag",
+        "requested",
+        "exclusion",
+        "alert",
+        "precaution",
+        "missing",
+        "unmapped",
+        "candidate",
+        "referral",
+    ]
     return sorted(
         cards,
         key=lambda c: (
@@ -701,3 +718,148 @@ def operation_outcome(
             item["expression"] = list(issue[4])
         out.append(item)
     return {"resourceType": "OperationOutcome", "issue": out}
+
+
+# -- requested procedures (order-select / order-sign, issue 13) -------------------------------------------
+
+_VERDICT_LABEL = {
+    "appropriate": "appropriate now",
+    "not_appropriate": "not appropriate now",
+    "cannot_tell": "cannot tell yet (data missing)",
+}
+_JUDGEMENT_LABEL = {
+    "red_flag": "Red flag",
+    "absolute_contraindication": "Contraindication",
+    "unmet_criterion": "Criterion not met",
+    "relative_contraindication": "Relative contraindication",
+    "caution": "Precaution",
+    "antithrombotic": "Antithrombotic",
+    "alert": "Alert",
+    "referral": "Referral",
+}
+
+
+def _requested_card(ctx: _Context, v: RequestedVerdict) -> dict[str, Any]:
+    """One card for one requested procedure: its verdict, why, every safety judgement, what is missing."""
+    target = _target(v.target.region, v.target.side, v.target.levels)
+    blocking = any(j.blocking for j in v.safety)
+    indicator: Indicator = (
+        "critical"
+        if blocking
+        else "warning"
+        if v.verdict != "appropriate"
+        or any(j.kind in ("antithrombotic", "relative_contraindication") for j in v.safety)
+        else "info"
+    )
+    detail = [f"**{_md(v.summary)}**", ""]
+    judged = {j.text for j in v.safety}
+    reasons = [r for r in v.reasons if r.text not in judged]
+    if reasons:
+        detail += ["**Why**", *[f"- {_md(r.text)} (`{r.basis.rule}`)" for r in reasons], ""]
+    if v.safety:
+        detail.append("**Safety judgements**")
+        for j in v.safety:
+            approval = " (prescriber approval)" if j.requires_prescriber_approval else ""
+            detail.append(f"- **{_JUDGEMENT_LABEL[j.kind]}**{approval}: {_md(j.text)} (`{j.basis.rule}`)")
+        detail.append("")
+    if v.missing:
+        detail.append("**What is missing**")
+        detail += [f"- {_md(m.field)} of {_md(m.item)} (needed by {', '.join(m.needed_by)})" for m in v.missing]
+    order = f"ServiceRequest/{v.order}" if v.order else None
+    suggestions = []
+    if v.verdict == "not_appropriate" and order is not None:
+        suggestions.append(
+            {
+                "label": summary(f"Remove the draft order for {v.name}"),
+                "uuid": _uid(ctx, "suggestion", "remove", order, v.intervention),
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": summary(f"Remove the draft order {order} ({v.name})"),
+                        "resourceId": order,
+                    }
+                ],
+            }
+        )
+    bases = [r.basis for r in v.reasons[:1]] or [j.basis for j in v.safety if j.blocking][:1]
+    if v.indication is not None and not bases:
+        bases = [v.indication]
+    p = ctx.label
+    return _card(
+        ctx,
+        key=(order or "", v.intervention, target),
+        kind="requested",
+        indicator=indicator,
+        text=f"{v.name}" + (f" ({target})" if target else "") + f": {_VERDICT_LABEL[v.verdict]}",
+        detail=detail,
+        bases=bases,
+        facts={
+            "intervention": v.intervention,
+            "verdict": v.verdict,
+            **({"order": order} if order else {}),
+            "blocking": blocking,
+        },
+        suggestions=suggestions or None,
+        selection="at-most-one",
+        reasons="exclusion" if v.verdict == "not_appropriate" else None,
+        topic=None if bases else (TOPIC_RULESET, p, f"Requested {v.intervention}"),
+    )
+
+
+def requested_cards(
+    assessment: Assessment,
+    *,
+    ruleset: Ruleset | None = None,
+    hook_instance: str | None = None,
+    unmapped: Sequence[Unmapped] = (),
+    patient_reference: str | None = None,
+) -> list[dict[str, Any]]:
+    """Cards for the requested procedures of an assessment: one per requested order, with its verdict; the
+    critical alerts (red flags block every elective procedure); data that could not be read."""
+    ctx = _context(assessment, ruleset, hook_instance, patient_reference)
+    cards: list[dict[str, Any]] = []
+    deferred_shown: set[str] = set()
+    for alert in assessment.alerts:
+        if alert.severity == "critical":
+            suppressed = [e for e in assessment.excluded if e.kind == "red_flag" and e.basis.rule == alert.basis.rule]
+            referrals = [r for r in assessment.referrals if r.basis.rule == alert.basis.rule]
+            cards.append(_alert_card(ctx, alert, referrals, suppressed, _deferred(assessment, alert, deferred_shown)))
+    cards += [_requested_card(ctx, v) for v in assessment.requested]
+    unmapped_card = _unmapped_card(ctx, assessment, unmapped)
+    if unmapped_card is not None:
+        cards.append(unmapped_card)
+    return _sorted(list({c["uuid"]: c for c in cards}.values()))
+
+
+def evaluate_orders(
+    engine: Engine,
+    patient: PatientCase,
+    draft_orders: Mapping[str, Any],
+    *,
+    as_of: date | None = None,
+    selections: Sequence[str] | None = None,
+    hook_instance: str | None = None,
+    unmapped: Sequence[Unmapped] = (),
+    patient_reference: str | None = None,
+) -> tuple[Assessment, list[dict[str, Any]]]:
+    """order-select / order-sign in ONE evaluation: the draft ServiceRequests become the patient's requested
+    procedures (:mod:`ipm_cds.interop.service_requests`), the engine evaluates once, and each requested order
+    gets one card with its verdict (the verdict carries its why-not: no second, explaining run).
+
+    ServiceRequests that are not procedures of the ruleset are listed with the unread data."""
+    from .fhir import Unmapped as _Unmapped
+    from .service_requests import requested_from_bundle
+
+    mapped = requested_from_bundle(draft_orders, engine.ruleset, selections)
+    documents = [*(r.model_dump(mode="json", exclude_none=True) for r in patient.requested), *mapped.requested]
+    case = engine.ruleset.parse_patient({**patient.model_dump(mode="json", exclude_none=True), "requested": documents})
+    assessment = engine.evaluate(case, as_of=as_of)
+    extra = [*unmapped, *(_Unmapped(ref, "unknown_code", why) for ref, why in mapped.unmapped)]
+    cards = requested_cards(
+        assessment,
+        ruleset=engine.ruleset,
+        hook_instance=hook_instance,
+        unmapped=extra,
+        patient_reference=patient_reference,
+    )
+    return assessment, cards

@@ -204,6 +204,86 @@ class Provenance(_Out):
     rules_inactive: dict[str, str] = Field(description="Rules that did not run, and why.")
 
 
+class SafetyJudgement(_Out):
+    """One safety judgement on a requested procedure: what a proposed candidate of the same intervention and
+    target would carry (an exclusion, a precaution, a hold), and the red flags, alerts and referrals about it."""
+
+    kind: Literal[
+        "red_flag",
+        "absolute_contraindication",
+        "unmet_criterion",
+        "relative_contraindication",
+        "caution",
+        "antithrombotic",
+        "alert",
+        "referral",
+    ] = Field(description="What kind of judgement: an exclusion's kind, a precaution's, an alert or a referral.")
+    blocking: bool = Field(description="It stands against doing the procedure now (a red flag, an absolute one).")
+    text: str = Field(description="The judgement in words, as the rule (or the message catalogue) writes it.")
+    medication: str | None = Field(None, description="The agent of an antithrombotic judgement.")
+    bleeding_risk: Literal["low", "intermediate", "high"] | None = Field(
+        None, description="The ASRA 2018 bleeding-risk category an antithrombotic judgement is for."
+    )
+    requires_prescriber_approval: bool = Field(
+        False, description="Any change to the medication needs the prescriber's approval."
+    )
+    basis: Basis = Field(description="The rule, criteria and sources behind it.")
+
+
+class VerdictReason(_Out):
+    """Why a verdict is what it is: the criterion and the rule, in words."""
+
+    text: str = Field(description="The reason in words (a failing condition quotes the patient's value).")
+    basis: Basis = Field(description="The rule, criteria and sources behind it.")
+
+
+class RequestedVerdict(_Out):
+    """The verdict on one requested, planned or scheduled procedure (``PatientCase.requested``)."""
+
+    order: str | None = Field(description="The order's identifier, when the request has one.")
+    intervention: str = Field(description="Intervention code of the catalogue.")
+    name: str = Field(description="The intervention's display name.")
+    status: Literal["requested", "planned", "scheduled"] = Field(description="Where the order stands.")
+    target: Target = Field(description="Region, side and levels of the request.")
+    approach: str | None = Field(None, description="The requested approach, when given.")
+    guidance: str | None = Field(None, description="The planned image guidance, when given.")
+    planned_date: date | None = Field(None, description="The planned date, when given.")
+    steroid_agent: str | None = Field(None, description="The corticosteroid to be injected, when given.")
+    steroid_dose_mg: float | None = Field(None, description="Its dose in mg, when given.")
+    bleeding_risk: Literal["low", "intermediate", "high"] = Field(
+        description="ASRA 2018 bleeding-risk category of the intervention at this region."
+    )
+    verdict: Literal["appropriate", "not_appropriate", "cannot_tell"] = Field(
+        description="appropriate now; not appropriate (the criterion and rule in reasons); cannot tell yet (missing)."
+    )
+    summary: str = Field(description="The verdict in one sentence, from the message catalogue.")
+    proposed: bool = Field(description="A rule of the ruleset proposes this intervention for this target.")
+    indication: Basis | None = Field(None, description="The rule that proposes it for this target, when one does.")
+    reasons: list[VerdictReason] = Field(
+        default_factory=list, description="Why not appropriate: the judgements against it or the unmet indication."
+    )
+    safety: list[SafetyJudgement] = Field(
+        default_factory=list, description="Every safety judgement that applies to it, proposed or not."
+    )
+    missing: list[MissingData] = Field(default_factory=list, description="What must be recorded to decide.")
+
+
+class ScopeEntry(_Out):
+    """An intervention the presentation brings into scope, and where it stands: why-not in the assessment."""
+
+    family: str = Field(description="The family of interventions, as the scope rule names it (facet, esi, ...).")
+    intervention: str = Field(description="Intervention code of the catalogue.")
+    name: str = Field(description="The intervention's display name.")
+    region: str | None = Field(description="The region the presentation brings it into scope for.")
+    status: Literal["candidate", "excluded", "not_indicated", "not_decidable"] = Field(
+        description="A candidate, excluded (why in reasons), not indicated (the rules and criteria not met) or not "
+        "decidable yet (the missing data)."
+    )
+    in_scope_by: Basis = Field(description="The scope rule that brought it into scope.")
+    reasons: list[VerdictReason] = Field(default_factory=list, description="Why it is not a candidate.")
+    missing: list[str] = Field(default_factory=list, description="Patient fields that would decide it.")
+
+
 class Assessment(_Out):
     """What ipm-cds concludes for one patient on one date: decision support for a clinician, never an order.
 
@@ -226,6 +306,14 @@ class Assessment(_Out):
         description="Elective referrals (e.g. physical therapy) deferred by a red flag, with the red flag's rule.",
     )
     missing_data: list[MissingData] = Field(description="Data rules needed and did not find; never read as normal.")
+    requested: list[RequestedVerdict] = Field(
+        default_factory=list, description="A verdict per requested procedure, with its safety judgements."
+    )
+    scope: list[ScopeEntry] = Field(
+        default_factory=list,
+        description="Each intervention the presentation brings into scope: candidate, excluded (why), not indicated "
+        "(the criterion not met) or not decidable yet (the missing data).",
+    )
     trace: list[TraceEntry] = Field(description="Every rule that matched, fired or blocked, with the facts it bound.")
     provenance: Provenance = Field(description="What produced the assessment, to reproduce it.")
     disclaimer: str = Field(description="The decision-support disclaimer to show with the assessment.")

@@ -51,6 +51,7 @@ __all__ = [
     "PriorProcedure",
     "PsychologicalEvaluation",
     "RedFlagFinding",
+    "RequestedProcedure",
     "Screening",
     "Vocab",
     "parse_patient",
@@ -147,6 +148,12 @@ AllergySubstance = Annotated[str, _CODE, Vocab("allergy_substance")]
 LabTest = Annotated[str, _CODE, Vocab("lab_test")]
 Instrument = Annotated[str, _CODE, Vocab("instrument")]
 OutcomeMeasure = Annotated[str, _CODE, Vocab("outcome_measure")]
+ProcedureApproach = Annotated[str, _CODE, Vocab("procedure_approach")]
+SteroidAgent = Annotated[str, _CODE, Vocab("steroid_agent")]
+ImageGuidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
+
+FUTURE_DATE_FIELDS = frozenset({"planned_date"})
+"""Date fields that may lie after ``as_of`` (a procedure planned for later); every other date may not."""
 
 SUBSCORE_FIELDS = ("item9", "distress_subscore")
 """Fields of :class:`Screening` that belong to one instrument each (the vocabulary's ``subscores``)."""
@@ -346,6 +353,39 @@ class PsychologicalEvaluation(_Model):
     cleared: bool | None = Field(None, description="The evaluation found no contraindication.")
 
 
+class RequestedProcedure(_Model):
+    """A procedure the clinician is considering: requested, planned or scheduled (an order, not a history).
+
+    ``intervention`` is a code of the ruleset's intervention catalogue (checked when the patient is evaluated,
+    like medication codes). The assessment gives each one a verdict (``Assessment.requested``) with every
+    safety judgement that applies to it, whether or not the rules would have proposed it.
+    """
+
+    id: str | None = Field(None, max_length=128, description="The order's identifier (e.g. the ServiceRequest id).")
+    intervention: str = Field(
+        min_length=1, max_length=64, description="Intervention code from the ruleset's catalogue, e.g. 'facet_rfa'."
+    )
+    status: Literal["requested", "planned", "scheduled"] = Field("requested", description="Where the order stands.")
+    region: BodyRegion = Field(description="Target body region.")
+    levels: list[SpinalLevel] = Field(
+        default_factory=list, max_length=10, description="Target levels, e.g. ['L4-L5', 'L5-S1']."
+    )
+    side: Laterality | None = Field(None, description="Target side.")
+    approach: ProcedureApproach | None = Field(
+        None, description="Approach, e.g. interlaminar, transforaminal, caudal, intra_articular, medial_branch."
+    )
+    planned_date: IsoDate | None = Field(None, description="Planned date, YYYY-MM-DD; may be after as_of.")
+    guidance: ImageGuidance | None = Field(None, description="Planned image guidance.")
+    steroid_agent: SteroidAgent | None = Field(None, description="Corticosteroid to be injected, if any.")
+    steroid_dose_mg: float | None = Field(None, ge=0, le=1000, description="Corticosteroid dose in mg (0–1000).")
+
+    @model_validator(mode="after")
+    def _dose_has_agent(self) -> RequestedProcedure:
+        if self.steroid_dose_mg is not None and self.steroid_agent is None:
+            raise ValueError("steroid_dose_mg needs a steroid_agent")
+        return self
+
+
 class PatientCase(_Model):
     """One patient, as the rules see them. Lists are unordered: their order never changes the answer."""
 
@@ -391,6 +431,9 @@ class PatientCase(_Model):
     allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
     psychological_evaluation: PsychologicalEvaluation | None = Field(
         None, description="A pre-procedure psychological evaluation (for implants), if any."
+    )
+    requested: list[RequestedProcedure] = Field(
+        default_factory=list, max_length=20, description="Procedures requested, planned or scheduled."
     )
 
     @model_validator(mode="after")

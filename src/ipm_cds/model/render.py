@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from .assessment import Assessment, Basis, Candidate
+from .render_verdicts import requested_section, scope_section
 
 _WIDTH = 100
 
@@ -40,6 +41,7 @@ def render_text(a: Assessment) -> str:
         for al in critical:
             lines += _wrap(f"!! {al.message}", "")
         lines.append("")
+    lines += requested_section(a)
     lines.append(f"CANDIDATE INTERVENTIONS ({len(a.candidates)})")
     if not a.candidates:
         lines.append("  none")
@@ -66,6 +68,7 @@ def render_text(a: Assessment) -> str:
         lines.append(f"  x {e.name} [{e.intervention}] - {e.kind.replace('_', ' ')}")
         lines += _wrap(e.reason, "      ")
         lines.append(f"      Rule {e.basis.rule}; criteria {', '.join(e.basis.criteria)}")
+    lines += scope_section(a)
     if a.precautions:
         lines += ["", "PRECAUTIONS"]
         for pr in a.precautions:

@@ -107,6 +107,7 @@ class Ruleset:
             {k: tuple(v) for k, v in settings.exam_groups.items()},
             {k: tuple(v) for k, v in settings.medication_groups.items()},
             self.code_infos(),
+            {code: tuple(item.image_guidance) for code, item in self.interventions.items()},
         )
 
     def parse_patient(self, document: Any) -> PatientCase:

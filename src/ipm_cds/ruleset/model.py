@@ -570,6 +570,18 @@ ExclusionKind = Literal["absolute", "red_flag", "unmet", "absolute_contraindicat
 PrecautionKind = Literal["relative", "relative_contraindication", "caution", "antithrombotic"]
 
 
+JudgementKind = Literal[
+    "red_flag",
+    "absolute_contraindication",
+    "unmet_criterion",
+    "relative_contraindication",
+    "caution",
+    "antithrombotic",
+    "alert",
+    "referral",
+]
+
+
 class PrecautionExpectation(_M):
     """One precaution a test case expects: every field given must match one and the same precaution."""
 
@@ -616,6 +628,23 @@ class Expectation(_M):
         default_factory=dict, description="Alert code -> its severity."
     )
     missing: list[str] | None = Field(None, description="Missing-data fields, e.g. 'pain.duration_weeks'.")
+    requested: dict[Code, Literal["appropriate", "not_appropriate", "cannot_tell"]] = Field(
+        default_factory=dict, description="Requested intervention -> the verdict of every request of it."
+    )
+    requested_safety: dict[Code, list[JudgementKind]] = Field(
+        default_factory=dict,
+        description="Requested intervention -> kinds of safety judgement that must be among its judgements.",
+    )
+    requested_rules: dict[Code, list[str]] = Field(
+        default_factory=dict,
+        description="Requested intervention -> rule ids that must be behind one of its judgements or reasons.",
+    )
+    requested_missing: dict[Code, list[str]] = Field(
+        default_factory=dict, description="Requested intervention -> missing-data fields its verdict must list."
+    )
+    scope: dict[Code, Literal["candidate", "excluded", "not_indicated", "not_decidable"]] | None = Field(
+        None, description="Intervention in scope -> where it stands (exact: every intervention in scope)."
+    )
     fired: list[str] = Field(default_factory=list)
     not_fired: list[str] = Field(default_factory=list)
 

@@ -80,6 +80,9 @@ def _check_expectation_codes(
             check(code, interventions, "intervention", (name, k))
     for code in expect.exclusion_kinds:
         check(code, interventions, "intervention", ("exclusion_kinds", code), key=True)
+    for name in ("requested", "requested_safety", "requested_rules", "requested_missing", "scope"):
+        for code in getattr(expect, name) or {}:
+            check(code, interventions, "intervention", (name, code), key=True)
     for name in ("referrals", "deferred_referrals"):
         for k, code in enumerate(getattr(expect, name) or []):
             check(code, referrals, "referral target", (name, k))

@@ -119,20 +119,28 @@ class _Evaluator:
             config.ruleset, profile=config.profile, backend=config.backend, parameters=config.parameters
         )
 
-    def evaluate(self, record: Record) -> BatchResult:
+    def assess(self, record: Record) -> tuple[Any, Any, float] | dict[str, Any]:
+        """(assessment, patient case, seconds) for one record, or its error as :class:`BatchResult` carries it."""
         from ..model.patient import parse_patient
 
-        index, line, document = record
-        config = self.config
+        document = record[2]
         started = time.perf_counter()
         try:
             if isinstance(document, _Oversize):
                 raise PatientDataError([Problem(f"record is longer than {MAX_RECORD_BYTES} bytes")])
             case = parse_patient(document)
-            assessment = self.engine.evaluate(case, as_of=config.as_of, timestamp=config.timestamp)
+            assessment = self.engine.evaluate(case, as_of=self.config.as_of, timestamp=self.config.timestamp)
         except Exception as exc:  # every failure is this record's, reported in its place; the batch goes on
-            return BatchResult(index, line, None, _error(exc))
-        elapsed = time.perf_counter() - started
+            return _error(exc)
+        return assessment, case, time.perf_counter() - started
+
+    def evaluate(self, record: Record) -> BatchResult:
+        index, line, _ = record
+        config = self.config
+        outcome = self.assess(record)
+        if isinstance(outcome, dict):
+            return BatchResult(index, line, None, outcome)
+        assessment, case, elapsed = outcome
         decision = None
         if config.log_decisions:
             decision = decision_entry(
@@ -380,13 +388,14 @@ def _close(results: Iterator[BatchResult]) -> None:
 class _Reader:
     """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], first_line: int = 0) -> None:
         self.stream = stream
         self.bytes_read = 0
+        self.first_line = first_line  # lines before the stream's first (a part of a file, as ipm_cds.dask reads)
 
     def __iter__(self) -> Iterator[Record]:
         index = 0
-        number = 0
+        number = self.first_line
         while True:
             # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
             line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))

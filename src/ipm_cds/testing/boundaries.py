@@ -34,6 +34,7 @@ _SKELETONS: dict[str, dict[str, Any]] = {
     "screenings": {"instrument": "phq9", "score": 0},
     "exam": {"test": "straight_leg_raise", "positive": False},
     "conditions": {"code": "diabetes"},
+    "requested": {"intervention": "esi_transforaminal", "region": "lumbar"},
 }
 _INSTRUMENT_MAX = {"phq9": 27, "gad7": 21, "pcs": 52, "start_back": 9, "ort": 26, "stop_bang": 8, "isi": 28}
 # Adjacent segments, for a probe on the number of levels a session treated.
@@ -176,7 +177,7 @@ def set_fact_field(
         return out
     if fact_type == "pain" and field == "duration_weeks":
         item.pop("onset_date", None)
-    if fact_type == "procedure" and field == "level_count":
+    if fact_type in ("procedure", "requested") and field == "level_count":
         chain = _LEVEL_CHAINS.get(str(item.get("region")), _LEVEL_CHAINS["lumbar"])
         if not 1 <= number <= len(chain):
             return None

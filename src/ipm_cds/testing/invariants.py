@@ -229,3 +229,113 @@ def assert_unread_field_changes_nothing(
     a = engine.evaluate(patient, as_of=as_of, timestamp=False).model_dump(mode="json", exclude={"trace"})
     b = engine.evaluate(changed, as_of=as_of, timestamp=False).model_dump(mode="json", exclude={"trace"})
     assert a == b, f"changing {field} (read by no rule) to {value!r} changed the assessment"
+
+
+def _request_key(item: Any) -> str:
+    import json
+
+    return json.dumps(item.model_dump(mode="json"), sort_keys=True)
+
+
+def assert_every_request_has_a_verdict(engine: Engine, patient: PatientCase, assessment: Assessment) -> None:
+    """Each requested procedure (requests of identical content count once) gets exactly one verdict, with what
+    it stands on: a not-appropriate verdict has its reasons, a cannot-tell verdict its missing data, every
+    safety judgement an active rule."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
+    wanted = {_request_key(r) for r in patient.requested}
+    assert len(assessment.requested) == len(wanted), (
+        f"{len(wanted)} distinct requested procedures, {len(assessment.requested)} verdicts"
+    )
+    requested = sorted((r.intervention, r.region) for r in patient.requested)
+    got = sorted((v.intervention, v.target.region) for v in assessment.requested)
+    assert sorted(set(requested)) == sorted(set(got)), f"requested {requested}, verdicts on {got}"
+    from ..ruleset import ir
+
+    active = {r.ref for r in engine.program.rules}
+    proposable = {c.intervention for r in engine.ruleset.rules for c in r.conclusions if isinstance(c, ir.Recommend)}
+    for v in assessment.requested:
+        if v.verdict == "not_appropriate":
+            # a reason names the criterion and rule; an intervention no rule proposes has none to name
+            assert v.reasons or v.intervention not in proposable, (
+                f"{v.intervention} ({v.target.region}): not appropriate without a reason"
+            )
+        if v.verdict == "cannot_tell":
+            assert v.missing, f"{v.intervention} ({v.target.region}): cannot tell without missing data"
+        if v.verdict == "appropriate":
+            assert v.proposed and not any(j.blocking or j.kind == "unmet_criterion" for j in v.safety), (
+                f"{v.intervention} ({v.target.region}): appropriate, yet not proposed or blocked"
+            )
+        for j in v.safety:
+            assert j.basis.rule in active, f"{v.intervention}: judgement by unknown rule {j.basis.rule}"
+
+
+def assert_red_flag_blocks_requested(engine: Engine, assessment: Assessment) -> None:
+    """With a red flag, every requested elective procedure is not appropriate, with the red flag among its
+    safety judgements."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
+    if not any(a.code.startswith("red_flag.") for a in assessment.alerts):
+        return
+    catalogue = engine.ruleset.interventions
+    for v in assessment.requested:
+        if not catalogue[v.intervention].elective:
+            continue
+        assert v.verdict == "not_appropriate", f"{v.intervention}: {v.verdict} despite a red flag"
+        assert any(j.kind == "red_flag" for j in v.safety), f"{v.intervention}: no red-flag judgement"
+
+
+_UNPROPOSED: dict[tuple[int, str, frozenset[str]], Engine] = {}
+
+
+def _without_proposals(engine: Engine, codes: frozenset[str]) -> Engine:
+    """An engine over the same ruleset and profile in which no rule proposes any of ``codes``."""
+    from dataclasses import replace
+
+    from ..ruleset import ir
+
+    key = (id(engine.ruleset), engine.profile, codes)
+    made = _UNPROPOSED.get(key)
+    if made is None:
+        rules = tuple(
+            replace(
+                r,
+                conclusions=tuple(
+                    c for c in r.conclusions if not (isinstance(c, ir.Recommend) and c.intervention in codes)
+                ),
+            )
+            for r in engine.ruleset.rules
+        )
+        parameters = dict(engine.program.overrides)
+        made = Engine(
+            replace(engine.ruleset, rules=rules), profile=engine.profile, backend="python", parameters=parameters
+        )
+        if len(_UNPROPOSED) > 64:
+            _UNPROPOSED.clear()
+        _UNPROPOSED[key] = made
+    return made
+
+
+def assert_requested_safety_independent(engine: Engine, patient: PatientCase, as_of: date) -> Assessment:
+    """The safety judgements on a requested procedure are the same whether or not a rule also proposes it:
+    compared with an engine in which no rule proposes the requested interventions."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
+    assessment = engine.evaluate(patient, as_of=as_of, timestamp=False)
+    if not assessment.requested:
+        return assessment
+    other = _without_proposals(engine, frozenset(v.intervention for v in assessment.requested))
+    unproposed = other.evaluate(patient, as_of=as_of, timestamp=False)
+
+    def judged(a: Assessment) -> dict[tuple[str | None, ...], list[str]]:
+        return {
+            (v.order, v.intervention, v.target.region, v.target.side, v.target.levels): sorted(
+                j.model_dump_json() for j in v.safety
+            )
+            for v in a.requested
+        }
+
+    first, second = judged(assessment), judged(unproposed)
+    for key, judgements in first.items():
+        assert judgements == second.get(key), (
+            f"safety judgements on requested {key} change when no rule proposes it:\n"
+            f"{_diff(chr(10).join(judgements), chr(10).join(second.get(key, [])))}"
+        )
+    return assessment

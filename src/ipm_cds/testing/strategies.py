@@ -1632,3 +1632,64 @@ def raw_patient_documents(draw: st.DrawFn, *, as_of: date = DEFAULT_AS_OF) -> An
             container.pop(target[-1], None)
         return base
     return _set(base, target, replacement)
+
+
+def with_requested(
+    base: st.SearchStrategy[PatientCase] | None = None,
+    *,
+    as_of: date = DEFAULT_AS_OF,
+    max_requested: int = 3,
+    ruleset: RulesetSource | None = None,
+) -> st.SearchStrategy[PatientCase]:
+    """Patients of ``base`` (default :func:`patients`) with 1 to ``max_requested`` requested procedures: mostly
+    an intervention aimed at the region of one of their pain complaints (so that some are also proposed),
+    sometimes any intervention of the catalogue anywhere, with or without side, levels, guidance, steroid and
+    a planned date on or after ``as_of``. ``ruleset`` as for :func:`patients` (a path or a function is read
+    when the first patient is drawn)."""
+    if ruleset is not None and not isinstance(ruleset, Ruleset):
+        source = ruleset
+        return st.deferred(
+            lambda: with_requested(base, as_of=as_of, max_requested=max_requested, ruleset=_ruleset(source))
+        )
+    held = ruleset if ruleset is not None else _bundled()
+    base = base if base is not None else patients(as_of=as_of, ruleset=ruleset)
+    interventions = tuple(sorted(held.interventions))
+    injections = tuple(code for code in interventions if held.interventions[code].uses_steroid)
+    guidance = {code: tuple(item.image_guidance) for code, item in held.interventions.items()}
+    codes = dict(_codes(held))
+    regions = codes["body_region"]
+    approaches, steroids = codes.get("procedure_approach", ()), codes.get("steroid_agent", ())
+    spinal_levels = {"cervical": ("C5-C6", "C6-C7"), "thoracic": ("T6-T7",), "lumbar": ("L3-L4", "L4-L5", "L5-S1")}
+
+    @st.composite
+    def build(draw: st.DrawFn) -> PatientCase:
+        patient = draw(base)
+        d = _Draw(draw, as_of, codes)
+        requested: list[dict[str, Any]] = []
+        for n in range(d.num(1, max_requested)):
+            # half are injections, whose steroid agent and dose the order may carry
+            code = d.pick(injections) if injections and d.chance(50) else d.pick(interventions)
+            pains = [p.region for p in patient.pain]
+            region = d.pick(pains) if pains and d.chance(80) else d.pick(regions)
+            item: dict[str, Any] = {"id": f"sr-{n}", "intervention": code, "region": region}
+            item["status"] = d.pick(("requested", "planned", "scheduled"))
+            if d.chance(50):
+                item["side"] = d.pick(("left", "right", "bilateral"))
+            if region in spinal_levels and d.chance(60):
+                item["levels"] = d.some(spinal_levels[region], 1, len(spinal_levels[region]))
+            if d.chance(60):
+                item["guidance"] = d.pick((*guidance[code], "landmark"))
+            if approaches and d.chance(40):
+                item["approach"] = d.pick(approaches)
+            if steroids and held.interventions[code].uses_steroid and d.chance(60):
+                item["steroid_agent"] = d.pick(steroids)
+                if d.chance(70):
+                    item["steroid_dose_mg"] = float(d.pick((4, 10, 40, 80)))
+            if d.chance(50):
+                item["planned_date"] = (as_of + timedelta(days=d.num(0, 90))).isoformat()
+            requested.append(item)
+        return PatientCase.model_validate(
+            {**patient.model_dump(mode="json", exclude_none=True), "requested": requested}
+        )
+
+    return build()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..engine.facade import BackendChoice, Engine, choose_backend
 from ..errors import ConfigurationError, IpmCdsError
-from ..model.assessment import Assessment, Precaution
+from ..model.assessment import Assessment, Precaution, RequestedVerdict
 from ..ruleset import ir
 from ..ruleset.loader import Ruleset
-from ..ruleset.model import PrecautionExpectation
+from ..ruleset.model import Expectation, PrecautionExpectation
 from ..ruleset.testcases import LoadedTestCase
 
 
@@ -106,6 +106,43 @@ def _check_precaution(want: PrecautionExpectation, assessment: Assessment) -> li
     ]
 
 
+def _check_requested(expect: Expectation, assessment: Assessment) -> list[str]:
+    """Verdicts on requested procedures, their safety judgements and missing data; the interventions in scope."""
+    failures: list[str] = []
+    by_code: dict[str, list[RequestedVerdict]] = {}
+    for v in assessment.requested:
+        by_code.setdefault(v.intervention, []).append(v)
+    for code, verdict in sorted(expect.requested.items()):
+        got = sorted({v.verdict for v in by_code.get(code, [])})
+        if got != [verdict]:
+            failures.append(f"requested {code}: expected verdict {verdict}, got {got or 'no request'}")
+    for code, kinds in sorted(expect.requested_safety.items()):
+        got_kinds = {j.kind for v in by_code.get(code, []) for j in v.safety}
+        if not set(kinds) <= got_kinds:
+            failures.append(
+                f"requested {code}: safety judgements {sorted(set(kinds) - got_kinds)} missing; got {sorted(got_kinds)}"
+            )
+    for code, rules in sorted(expect.requested_rules.items()):
+        behind = {
+            b.split("@")[0]
+            for v in by_code.get(code, [])
+            for b in [*(j.basis.rule for j in v.safety), *(r.basis.rule for r in v.reasons)]
+        }
+        if not set(rules) <= behind:
+            failures.append(f"requested {code}: no judgement or reason by {sorted(set(rules) - behind)}")
+    for code, fields in sorted(expect.requested_missing.items()):
+        got_fields = {m.field for v in by_code.get(code, []) for m in v.missing}
+        if not set(fields) <= got_fields:
+            failures.append(
+                f"requested {code}: missing data {sorted(set(fields) - got_fields)} not listed; "
+                f"got {sorted(got_fields)}"
+            )
+    if expect.scope is not None:
+        failures += _diff("scope", list(expect.scope), {e.intervention for e in assessment.scope})
+        failures += _diff_map("scope status", expect.scope, [(e.intervention, e.status) for e in assessment.scope])
+    return failures
+
+
 def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     expect = loaded.case.expect
     failures: list[str] = []
@@ -129,6 +166,7 @@ def check_case(loaded: LoadedTestCase, assessment: Assessment) -> list[str]:
     failures += _diff_map("alert severity", expect.alert_severity, [(a.code, a.severity) for a in assessment.alerts])
     for want in expect.precaution_details:
         failures += _check_precaution(want, assessment)
+    failures += _check_requested(expect, assessment)
     fired = {t.rule.split("@")[0] for t in assessment.trace if t.status == "fired"}
     for rule in expect.fired:
         if rule not in fired:

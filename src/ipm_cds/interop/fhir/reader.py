@@ -59,6 +59,7 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
             "DiagnosticReport": self._context,
             "ImagingStudy": self._context,
             "Medication": self._context,
+            "ServiceRequest": self._service_request,
         }
         # Conditions and procedures first: observations link to them.
         order = {"Patient": 0, "Condition": 1, "Procedure": 1}
@@ -85,6 +86,20 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
             raise FhirInputError(problems) from None
         unmapped = tuple(sorted(self.unmapped, key=lambda u: (u.resource, u.kind, u.code or "", u.reason)))
         return FhirMapping(case, unmapped, sources, self.patient_ref)
+
+    def _service_request(self, ref: str, model: Any) -> None:
+        """A draft or active ServiceRequest for one of the ruleset's interventions: a requested procedure
+        (:mod:`ipm_cds.interop.service_requests`); anything else is reported, never guessed."""
+        if self.ruleset is None:
+            self._skip(ref, "unsupported_resource", "a ServiceRequest is read against a ruleset's interventions")
+            return
+        from ..service_requests import requested_procedures
+
+        mapped = requested_procedures(model.model_dump(mode="json", exclude_none=True), self.ruleset)
+        for _, why in mapped.unmapped:
+            self._skip(ref, "unknown_code", why)
+        for doc in mapped.requested:
+            self.lists["requested"].append((ref, doc, {}))
 
     # ---------------------------------------------------------------------------------- assembly
 
@@ -245,7 +260,7 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
         if screenings:
             doc["screenings"] = screenings
 
-        for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies"):
+        for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies", "requested"):
             entries = self.lists.get(name, [])
             if name in _UNDATED_LISTS and len(entries) > KEEP_RECENT:
                 entries = self._distinct(name, entries)

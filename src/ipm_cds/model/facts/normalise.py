@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ...errors import PatientDataError, Problem
-from ..patient import MAX_AGE_YEARS, PatientCase
+from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
 from .series import series_facts
 from .vocabulary import CodeInfo, check_codes
@@ -66,6 +66,8 @@ class NormaliseContext:
     exam_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     medication_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     vocabularies: Mapping[str, Mapping[str, CodeInfo]] = field(default_factory=dict)
+    # intervention code -> its allowed image guidance (requested procedures are checked against it)
+    interventions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -129,7 +131,11 @@ _DATE_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
 def _date_fields(model: type[BaseModel]) -> tuple[str, ...]:
     names = _DATE_FIELDS.get(model)
     if names is None:
-        names = tuple(n for n, info in model.model_fields.items() if _may_hold_date(info.annotation))
+        names = tuple(
+            n
+            for n, info in model.model_fields.items()
+            if _may_hold_date(info.annotation) and n not in FUTURE_DATE_FIELDS
+        )
         _DATE_FIELDS[model] = names
     return names
 
@@ -156,6 +162,8 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
     def walk(value: Any, path: str) -> None:
         if isinstance(value, BaseModel):
             for name in type(value).model_fields:
+                if name in FUTURE_DATE_FIELDS:
+                    continue  # a planned date may lie after as_of
                 walk(getattr(value, name), f"{path}.{name}" if path else name)
         elif isinstance(value, list):
             for i, item in enumerate(value):
@@ -226,6 +234,21 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
                     else "see the ruleset's medication catalogue for the codes",
                 )
             )
+    if context.interventions:
+        for i, req in enumerate(patient.requested):
+            if req.intervention not in context.interventions:
+                from difflib import get_close_matches
+
+                close = get_close_matches(req.intervention, list(context.interventions), n=1)
+                problems.append(
+                    Problem(
+                        f"unknown intervention code {req.intervention!r}",
+                        field=f"requested[{i}].intervention",
+                        hint=f"did you mean {close[0]!r}?"
+                        if close
+                        else "see the ruleset's intervention catalogue for the codes",
+                    )
+                )
     if problems:
         raise PatientDataError(problems)
 
@@ -354,4 +377,16 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         for type_name, values in series_facts(patient, as_of, context.vocabularies.get("outcome_measure", {})):
             counters[type_name] = counters.get(type_name, -1) + 1
             add(type_name, counters[type_name], values)
+    for i, req in enumerate(_canonical(patient.requested)):
+        levels = sorted(set(req.levels), key=_level_key)
+        allowed = context.interventions.get(req.intervention)
+        add("requested", i, {
+            "order": req.id, "intervention": req.intervention, "status": req.status, "region": req.region,
+            "side": req.side, "levels": ",".join(levels) if levels else None,
+            "level_count": len(levels) if levels else None, "approach": req.approach,
+            "days_until": (req.planned_date - as_of).days if req.planned_date is not None else None,
+            "planned_date": iso(req.planned_date), "guidance": req.guidance,
+            "guidance_conflict": req.guidance is not None and allowed is not None and req.guidance not in allowed,
+            "steroid_agent": req.steroid_agent, "steroid_dose_mg": req.steroid_dose_mg,
+        })  # fmt: skip
     return facts

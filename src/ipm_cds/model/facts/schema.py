@@ -78,6 +78,7 @@ def _b(desc: str, source: str | None = None) -> FieldSpec:
 SIDES = _enum(pm.Laterality)
 BLEEDING_RISKS = ("low", "intermediate", "high")
 INTERVENTION_KINDS = ("diagnostic", "therapeutic", "implant")
+GUIDANCE = _enum(pm.ImageGuidance)
 
 BASE_FACT_TYPES: dict[str, FactType] = {
     ft.name: ft
@@ -451,6 +452,34 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             },
             (),
             "mme_history",
+        ),
+        FactType(
+            "requested",
+            "One requested, planned or scheduled procedure (the patient's requested[]). Each also yields the "
+            "candidate fact a recommendation of the same intervention and target would, so every safety rule "
+            "that matches candidates judges it.",
+            {
+                "order": _s("The order's identifier.", None, "id"),
+                "intervention": _s("Intervention code, from the intervention catalogue.", None, "intervention"),
+                "status": _s("Where the order stands.", ("requested", "planned", "scheduled"), "status"),
+                "region": _v("Target region.", "body_region", "region"),
+                "side": _s("Target side.", SIDES, "side"),
+                "levels": _s("Levels, distinct and in anatomical order, comma-separated.", None, "levels"),
+                "level_count": _i("Number of levels targeted.", "levels"),
+                "approach": _v("Approach.", "procedure_approach", "approach"),
+                "days_until": _i("Days from as_of to the planned date (negative: past).", "planned_date", "days"),
+                "planned_date": _s("Planned date, YYYY-MM-DD (for reading; compare days_until).", None, "planned_date"),
+                "guidance": _s("Planned image guidance.", GUIDANCE, "guidance"),
+                "guidance_conflict": _b(
+                    "The order states a guidance that is not among the intervention's allowed guidance (catalogue); "
+                    "false when it states none.",
+                    "guidance",
+                ),
+                "steroid_agent": _v("Corticosteroid.", "steroid_agent", "steroid_agent"),
+                "steroid_dose_mg": _f("Corticosteroid dose.", "steroid_dose_mg", "mg"),
+            },
+            ("intervention", "region", "side", "levels"),
+            "requested",
         ),
         FactType(
             "candidate",

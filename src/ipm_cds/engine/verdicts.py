@@ -1,0 +1,539 @@
+"""Verdicts on requested procedures, and why-not for every intervention the presentation brings into scope.
+
+A requested procedure (``PatientCase.requested``) yields, from the start of the run, the very ``candidate``
+fact that a recommendation of the same intervention and target makes (:meth:`CandidateFacts.requested`:
+same content, same key). Every safety rule that matches candidates therefore judges it exactly as it
+judges a proposed candidate, whether or not a rule also proposes it: by construction, with no rule
+duplicated. Rules that match the ``requested`` fact itself (its approach, levels, guidance, steroid,
+planned date) add the checks that only an order can carry.
+
+This module reads the run and the resolved assessment, and adds:
+
+- ``Assessment.requested``: one :class:`RequestedVerdict` per requested procedure: ``appropriate`` (a rule
+  proposes it for this target and nothing blocks it), ``not_appropriate`` (a red flag, an absolute
+  contraindication or an unmet criterion, with its rule; or no indication rule met, with the first condition
+  each fails), or ``cannot_tell`` (the data the indication or a safety rule needs), with every safety
+  judgement that applies to it;
+- ``Assessment.scope``: each intervention that a scope rule (a rule deriving ``in_scope`` facts, in the
+  rule files) brings into scope, as a candidate, an exclusion, not indicated or not decidable yet.
+
+Which rules apply is the rules' business: a rule applies to a requested procedure when it matches its
+candidate fact (or its ``requested`` fact), or names its intervention (or every elective one) without
+matching a candidate; a red flag applies to every elective procedure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from ..model.assessment import (
+    Assessment,
+    Basis,
+    MissingData,
+    RequestedVerdict,
+    SafetyJudgement,
+    ScopeEntry,
+    Target,
+    VerdictReason,
+    trusted,
+)
+from ..model.facts.normalise import Fact
+from ..ruleset import ir
+from .driver import CandidateFacts, Firing, Run, in_effect, resolve_value
+from .explain import _Explainer
+from .program import Program
+from .resolve import _RISK, _RISK_UP, BleedingRisk, _codes, _hold_text, _index, _Resolver
+
+SCOPE_FACT = "in_scope"
+"""The derived fact type that scope rules make: ``family``, ``intervention`` and ``region`` fields."""
+
+_BLOCKING = frozenset({"red_flag", "absolute_contraindication"})
+_KIND_ORDER = {
+    k: i
+    for i, k in enumerate(
+        (
+            "red_flag",
+            "absolute_contraindication",
+            "unmet_criterion",
+            "relative_contraindication",
+            "antithrombotic",
+            "caution",
+            "alert",
+            "referral",
+        )
+    )
+}
+JudgementKind = Literal[
+    "red_flag",
+    "absolute_contraindication",
+    "unmet_criterion",
+    "relative_contraindication",
+    "caution",
+    "antithrombotic",
+    "alert",
+    "referral",
+]
+
+
+@dataclass
+class _Indication:
+    """What the indication rules of one intervention say about one target region."""
+
+    met_by: str | None = None  # rule ref that proposes it for this target
+    met_basis: Basis | None = None
+    reasons: list[VerdictReason] = field(default_factory=list)
+    waiting: set[str] = field(default_factory=set)  # refs of indication rules waiting for data
+    has_rules: bool = False
+
+
+@dataclass
+class _Verdicts:
+    program: Program
+    run: Run
+    assessment: Assessment
+    unbound: Mapping[str, ir.Rule]
+
+    def __post_init__(self) -> None:
+        self.resolver = _Resolver(self.program, self.run, _index(self.program))
+        self.live: list[Firing] = sorted(
+            (f for f in self.run.firings if not self.run.is_blocked(f)),
+            key=lambda f: (f.rule.stratum, f.rule.id, f.signature),
+        )
+        self.explainer = _Explainer(self.program, self.run, self.unbound)
+        self.elective = {code: item.elective for code, item in self.program.ruleset.interventions.items()}
+        self.missing_by_ref: dict[str, list[MissingData]] = {}
+        for entry in self.assessment.missing_data:
+            for ref in entry.needed_by:
+                self.missing_by_ref.setdefault(ref, []).append(entry)
+        self.indication_memo: dict[tuple[str, str | None, str | None, bool], _Indication] = {}
+        self.live_by_rule: dict[str, list[Firing]] = {}
+        for firing in self.live:
+            self.live_by_rule.setdefault(firing.rule.id, []).append(firing)
+
+    def basis(self, rule: ir.Rule) -> Basis:
+        return self.resolver.basis(rule)
+
+    # -- indication ---------------------------------------------------------------------------------
+
+    def indication(self, code: str, region: str | None, side: str | None, detailed: bool = True) -> _Indication:
+        """``detailed``: name the first condition each indication rule fails (the explainer's analysis, for
+        a requested procedure); otherwise name the rule and its criteria (``explain`` shows the condition)."""
+        key = (code, region, side, detailed)
+        memo = self.indication_memo.get(key)
+        if memo is not None:
+            return memo
+        out = _Indication()
+        inactive: list[VerdictReason] = []
+        messages = self.resolver.messages
+        active = _active_rules(self.program)
+        for rule, recs in _recommenders(self.program).get(code, ()):
+            out.has_rules = True
+            live = active.get(rule.id)
+            if live is None or not in_effect(live, self.assessment.as_of):
+                why = (
+                    self.program.disabled.get(rule.ref)
+                    if live is None
+                    else messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
+                )
+                text = messages["reason.inactive"].render(rule=rule.ref, why=why or "")
+                reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+                inactive.append(reason)
+                out.reasons.append(reason)
+                continue
+            regions: set[str] = set()
+            for firing in self.live_by_rule.get(live.id, ()):
+                for rec in recs:
+                    target = {k: resolve_value(v, firing.bindings) for k, v in rec.target}
+                    t_region, t_side = target.get("region"), target.get("side")
+                    if region is not None and t_region is not None and t_region != region:
+                        regions.add(str(t_region))
+                        continue
+                    if side is not None and t_side is not None and t_side != side:
+                        continue
+                    if out.met_by is None:
+                        out.met_by, out.met_basis = live.ref, self.basis(live)
+            if out.met_by == live.ref:
+                continue
+            waiting = [
+                ref for ref in (live.ref, *_upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
+            ]
+            if waiting:
+                out.waiting.update(waiting)
+                continue
+            if regions:
+                for other in sorted(regions):
+                    text = messages["reason.other_target"].render(rule=live.ref, region=other.replace("_", " "))
+                    out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                continue
+            if not detailed:
+                text = messages["reason.not_met"].render(rule=live.ref, criteria=", ".join(sorted(live.criteria)))
+                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                continue
+            analysis = self.explainer.analyse(live)
+            check = (
+                None
+                if analysis.outcome == "blocked"
+                else next((c for c in analysis.checks if c.outcome != "missing"), None)
+            )
+            if check is None and analysis.because:
+                check = next((c for b in analysis.because for c in b.checks if c.outcome != "missing"), None)
+            if check is not None:
+                text = messages["reason.condition"].render(
+                    rule=live.ref, condition=check.condition, actual=check.actual
+                )
+                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+            elif analysis.outcome == "blocked":
+                text = messages["reason.blocked"].render(rule=live.ref, detail="; ".join(analysis.details))
+                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+        if out.met_by is not None:
+            out.reasons, out.waiting = [], set()
+        elif inactive and len(inactive) < len(out.reasons):
+            out.reasons = [x for x in out.reasons if x not in inactive]  # the active rules' reasons say why
+        self.indication_memo[key] = out
+        return out
+
+    def _static_basis(self, rule: ir.Rule) -> Basis:
+        sources = self.program.ruleset.sources
+        from ..model.assessment import Citation
+
+        return Basis(
+            rule=rule.ref,
+            criteria=sorted(rule.criteria),
+            sources=[
+                Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                for s in sorted(rule.sources)
+            ],
+        )
+
+    # -- safety -------------------------------------------------------------------------------------
+
+    def judgements(self, request: Fact, candidate: Fact) -> tuple[list[SafetyJudgement], set[str]]:
+        """Every safety judgement that applies to the requested procedure, and the refs of the safety rules
+        that concern it (for the missing data that could change them)."""
+        code = str(candidate.values["intervention"])
+        region = candidate.values.get("region")
+        elective = self.elective.get(code, True)
+        r = self.resolver
+        out: dict[tuple[object, ...], SafetyJudgement] = {}
+
+        def add(kind: JudgementKind, text: str, rule: ir.Rule, **extra: object) -> None:
+            j = trusted(
+                SafetyJudgement, kind=kind, blocking=kind in _BLOCKING, text=text, basis=self.basis(rule), **extra
+            )
+            out.setdefault((kind, text, extra.get("medication"), rule.ref), j)
+
+        for firing in self.live:
+            bound = firing.bindings
+            cands = [f for f in bound.values() if f.type == "candidate"]
+            if cands and all(f.key != candidate.key for f in cands):
+                continue  # about another candidate
+            requests = [f for f in bound.values() if f.type == "requested"]
+            if requests and all(f.key != request.key for f in requests):
+                continue  # about another request
+            rule = firing.rule
+            about_it = bool(cands or requests)
+            for c in rule.conclusions:
+                if isinstance(c, ir.RedFlag):
+                    if elective:
+                        add("red_flag", r.messages["red_flag.exclusion"].render(flag=c.code.replace("_", " ")), rule)
+                elif isinstance(c, ir.Exclude | ir.Precaution):
+                    where = resolve_value(c.region, bound) if c.region is not None else None
+                    hit = (elective if c.elective_scope else code in _codes(c.interventions, bound)) and (
+                        where is None or where == region
+                    )
+                    if not hit:
+                        continue
+                    if isinstance(c, ir.Precaution):
+                        add("caution", r.render(c.text, bound), rule)
+                    else:
+                        kind: JudgementKind = {
+                            "absolute": "absolute_contraindication",
+                            "unmet": "unmet_criterion",
+                            "relative": "relative_contraindication",
+                        }[c.severity]  # type: ignore[assignment]
+                        add(kind, r.render(c.reason, bound), rule)
+                elif isinstance(c, ir.AntithromboticHold):
+                    if bound[c.candidate].key != candidate.key:
+                        continue
+                    hold = self.hold(bound[c.medication], candidate, c.upgrade)
+                    if hold is not None:
+                        text, medication, risk, approval = hold
+                        add(
+                            "antithrombotic",
+                            text,
+                            rule,
+                            medication=medication,
+                            bleeding_risk=risk,
+                            requires_prescriber_approval=approval,
+                        )
+                elif isinstance(c, ir.Alert) and about_it:
+                    add("alert", r.render(c.message, bound), rule)
+                elif isinstance(c, ir.Refer) and about_it:
+                    add("referral", r.render(c.reason, bound), rule)
+        concerned = self.concerned_refs(request, candidate, code, elective)
+        judged = sorted(out.values(), key=lambda j: (_KIND_ORDER[j.kind], j.medication or "", j.text, j.basis.rule))
+        return judged, concerned
+
+    def hold(self, medication: Fact, candidate: Fact, upgrade: bool) -> tuple[str, str, BleedingRisk, bool] | None:
+        entry = self.program.ruleset.medications[str(medication.values["agent"])]
+        secondary = medication.values.get("indication") == "secondary_prevention"
+        table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
+        if table is None:
+            return None
+        base = _RISK[str(candidate.values.get("bleeding_risk", "high"))]
+        risk: BleedingRisk = _RISK_UP[base] if upgrade else base
+        approval = entry.prescriber_approval_always or secondary
+        text = _hold_text(
+            self.resolver.messages,
+            entry.name,
+            getattr(table, risk),
+            risk,
+            entry.restart,
+            approval,
+            base if upgrade else None,
+        )
+        return text, entry.code, risk, approval
+
+    def concerned_refs(self, request: Fact, candidate: Fact, code: str, elective: bool) -> set[str]:
+        """Safety rules whose missing data could change a judgement on this request."""
+        refs: set[str] = set()
+        for rule in self.program.rules:
+            if not rule.safety:
+                continue
+            undecided = {f.key for f in self.run.undecided_candidates.get(rule.ref, [])}
+            for c in rule.conclusions:
+                if isinstance(c, ir.RedFlag) and elective:
+                    refs.add(rule.ref)
+                elif isinstance(c, ir.Exclude | ir.Precaution):
+                    static = tuple(x for x in c.interventions if isinstance(x, str))
+                    if (c.elective_scope and elective) or code in static or candidate.key in undecided:
+                        refs.add(rule.ref)
+                elif isinstance(c, ir.AntithromboticHold | ir.Alert | ir.Refer) and candidate.key in undecided:
+                    refs.add(rule.ref)
+        for (rule_id, _sig), _unknowns in self.run.unknown_blockers.items():
+            for firing in self.live:
+                if firing.rule.id == rule_id and any(
+                    f.key in (candidate.key, request.key) for f in firing.bindings.values()
+                ):
+                    refs.add(firing.rule.ref)
+        return refs
+
+    # -- verdicts -----------------------------------------------------------------------------------
+
+    def verdict(self, request: Fact, candidate_facts: CandidateFacts) -> RequestedVerdict:
+        v = request.values
+        candidate = candidate_facts.requested(request)
+        code = str(v["intervention"])
+        item = self.program.ruleset.interventions[code]
+        region = str(v["region"]) if "region" in v else None
+        side = str(v["side"]) if "side" in v else None
+        messages = self.resolver.messages
+        safety, concerned = self.judgements(request, candidate)
+        indication = self.indication(code, region, side)
+        # Missing data that could block it (a red flag, an exclusion) leaves the verdict open; missing data
+        # behind a precaution or an alert is listed without changing it.
+        missing_safety = self._missing(r for r in concerned if _may_block(self.program, r))
+        missing_other = self._missing(r for r in concerned if not _may_block(self.program, r))
+        missing_indication = self._missing(indication.waiting)
+        missing = sorted(
+            {(m.field, m.item): m for m in [*missing_safety, *missing_indication, *missing_other]}.values(),
+            key=lambda m: (m.field, m.item),
+        )
+        blocking = [j for j in safety if j.blocking]
+        unmet = [j for j in safety if j.kind == "unmet_criterion"]
+        reasons: list[VerdictReason] = []
+        verdict: Literal["appropriate", "not_appropriate", "cannot_tell"]
+        if blocking or unmet:
+            verdict = "not_appropriate"
+            stands = blocking or unmet
+            reasons = [trusted(VerdictReason, text=j.text, basis=j.basis) for j in stands]
+            key = "verdict.blocked" if blocking else "verdict.unmet"
+            summary = messages[key].render(rule=stands[0].basis.rule)
+        elif indication.met_by is not None and not missing_safety:
+            verdict = "appropriate"
+            relative = sorted({j.basis.rule for j in safety if j.kind == "relative_contraindication"})
+            summary = (
+                messages["verdict.conditional"].render(rule=indication.met_by, conditions=", ".join(relative))
+                if relative
+                else messages["verdict.appropriate"].render(rule=indication.met_by)
+            )
+        elif (indication.met_by is not None and missing_safety) or (indication.met_by is None and missing_indication):
+            verdict = "cannot_tell"
+            waiting = missing_safety if indication.met_by is not None else [*missing_indication, *missing_safety]
+            fields = sorted({m.field for m in waiting})
+            summary = messages["verdict.cannot_tell"].render(fields=", ".join(fields))
+        else:
+            verdict = "not_appropriate"
+            reasons = list(indication.reasons)
+            key = "verdict.not_indicated" if indication.has_rules else "verdict.no_rule"
+            summary = messages[key].render(name=item.name)
+        planned = v.get("planned_date")
+        dose = v.get("steroid_dose_mg")
+        return trusted(
+            RequestedVerdict,
+            order=_opt(v.get("order")),
+            intervention=code,
+            name=item.name,
+            status=v.get("status", "requested"),
+            target=trusted(Target, region=region, side=side, levels=_opt(v.get("levels"))),
+            approach=_opt(v.get("approach")),
+            guidance=_opt(v.get("guidance")),
+            planned_date=date.fromisoformat(str(planned)) if planned is not None else None,
+            steroid_agent=_opt(v.get("steroid_agent")),
+            steroid_dose_mg=float(dose) if isinstance(dose, int | float) else None,
+            bleeding_risk=_RISK[str(candidate.values["bleeding_risk"])],
+            verdict=verdict,
+            summary=summary,
+            proposed=indication.met_by is not None,
+            indication=indication.met_basis,
+            reasons=reasons,
+            safety=safety,
+            missing=missing,
+        )
+
+    def _missing(self, refs: Iterable[str]) -> list[MissingData]:
+        out: dict[tuple[str, str], MissingData] = {}
+        for ref in refs:
+            for entry in self.missing_by_ref.get(ref, ()):
+                out[(entry.field, entry.item)] = entry
+        return list(out.values())
+
+    # -- scope --------------------------------------------------------------------------------------
+
+    def scope(self) -> list[ScopeEntry]:
+        entries: dict[tuple[str, str, str | None], ScopeEntry] = {}
+        catalogue = self.program.ruleset.interventions
+        makers: dict[str, ir.Rule] = {}
+        for fact in self.run.facts:
+            if fact.type != SCOPE_FACT:
+                continue
+            for firing in self.run.derived_by.get(fact.key, []):
+                makers.setdefault(fact.key, firing.rule)
+        for fact in sorted((f for f in self.run.facts if f.type == SCOPE_FACT), key=lambda f: f.label):
+            code = str(fact.values.get("intervention", ""))
+            if code not in catalogue or fact.key not in makers:
+                continue
+            family = str(fact.values.get("family", code))
+            region = fact.values.get("region")
+            region_s = str(region) if region is not None else None
+            key = (family, code, region_s)
+            if key in entries:
+                continue
+            entries[key] = self.scope_entry(family, code, region_s, makers[fact.key])
+        return sorted(entries.values(), key=lambda e: (e.family, e.intervention, e.region or ""))
+
+    def scope_entry(self, family: str, code: str, region: str | None, maker: ir.Rule) -> ScopeEntry:
+        a = self.assessment
+        name = self.program.ruleset.interventions[code].name
+        common = {"family": family, "intervention": code, "name": name, "region": region}
+        in_scope_by = self.basis(maker)
+        if any(c.intervention == code and (region is None or c.target.region == region) for c in a.candidates):
+            return trusted(ScopeEntry, **common, status="candidate", in_scope_by=in_scope_by)
+        excluded = [e for e in a.excluded if e.intervention in (code, "all_elective")]
+        if excluded:
+            reasons = [trusted(VerdictReason, text=e.reason, basis=e.basis) for e in excluded]
+            return trusted(ScopeEntry, **common, status="excluded", in_scope_by=in_scope_by, reasons=reasons)
+        indication = self.indication(code, region, None, detailed=False)
+        if indication.waiting:
+            fields = sorted({m.field for m in self._missing(indication.waiting)})
+            return trusted(ScopeEntry, **common, status="not_decidable", in_scope_by=in_scope_by, missing=fields)
+        return trusted(
+            ScopeEntry, **common, status="not_indicated", in_scope_by=in_scope_by, reasons=list(indication.reasons)
+        )
+
+
+def _recommenders(program: Program) -> Mapping[str, tuple[tuple[ir.Rule, tuple[ir.Recommend, ...]], ...]]:
+    """Intervention code -> every rule of the ruleset (active or not) that recommends it, with those conclusions."""
+    cached = program.cache.get("verdicts.recommenders")
+    if cached is None:
+        found: dict[str, list[tuple[ir.Rule, tuple[ir.Recommend, ...]]]] = {}
+        for rule in program.ruleset.rules:
+            recs = [c for c in rule.conclusions if isinstance(c, ir.Recommend)]
+            for code in dict.fromkeys(c.intervention for c in recs):
+                found.setdefault(code, []).append((rule, tuple(c for c in recs if c.intervention == code)))
+        cached = {code: tuple(v) for code, v in found.items()}
+        program.cache["verdicts.recommenders"] = cached
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _upstream(program: Program) -> Mapping[str, tuple[str, ...]]:
+    """Rule id -> refs of the rules that derive, directly or through others, the facts it reads: an indication
+    rule waits for data when a rule it depends on does (``esi.initial`` on ``esi.indication.radicular``)."""
+    cached = program.cache.get("verdicts.upstream")
+    if cached is None:
+        makers: dict[str, set[str]] = {}
+        for rule in program.rules:
+            for c in rule.conclusions:
+                if isinstance(c, ir.Derive):
+                    makers.setdefault(c.fact, set()).add(rule.id)
+        by_id = {r.id: r for r in program.rules}
+
+        def reads(rule: ir.Rule) -> set[str]:
+            types = {p.fact_type for p in rule.patterns} | {b.pattern.fact_type for b in rule.blockers}
+            return types | {a.source_type for a in rule.aggregates}
+
+        made: dict[str, tuple[str, ...]] = {}
+        for rule in program.rules:
+            seen: set[str] = set()
+            todo = [rule.id]
+            while todo:
+                for t in reads(by_id[todo.pop()]):
+                    for maker in makers.get(t, ()):
+                        if maker not in seen and maker != rule.id:
+                            seen.add(maker)
+                            todo.append(maker)
+            made[rule.id] = tuple(sorted(by_id[m].ref for m in seen))
+        program.cache["verdicts.upstream"] = cached = made
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _active_rules(program: Program) -> Mapping[str, ir.Rule]:
+    cached = program.cache.get("verdicts.active")
+    if cached is None:
+        cached = {r.id: r for r in program.rules}
+        program.cache["verdicts.active"] = cached
+    assert isinstance(cached, dict)
+    return cached
+
+
+def _may_block(program: Program, ref: str) -> bool:
+    """Whether a rule could stand against a procedure: it raises a red flag or excludes (absolute or unmet)."""
+    blocking = program.cache.get("verdicts.blocking")
+    if blocking is None:
+        blocking = {
+            r.ref
+            for r in program.rules
+            if any(
+                isinstance(c, ir.RedFlag) or (isinstance(c, ir.Exclude) and c.severity != "relative")
+                for c in r.conclusions
+            )
+        }
+        program.cache["verdicts.blocking"] = blocking
+    assert isinstance(blocking, set)
+    return ref in blocking
+
+
+def _opt(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Mapping[str, ir.Rule]) -> Assessment:
+    """The assessment with a verdict per requested procedure and the interventions in scope."""
+    requests: Sequence[Fact] = sorted((f for f in run.facts if f.type == "requested"), key=_request_order)
+    has_scope = any(f.type == SCOPE_FACT for f in run.facts)
+    if not requests and not has_scope:
+        return assessment
+    v = _Verdicts(program, run, assessment, unbound)
+    made = CandidateFacts(program)
+    verdicts = [v.verdict(f, made) for f in requests]
+    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope() if has_scope else []})
+
+
+def _request_order(fact: Fact) -> tuple[str, ...]:
+    keys = ("intervention", "region", "side", "levels", "order")
+    return (*(str(fact.values.get(k, "")) for k in keys), repr(sorted(fact.values.items())))
