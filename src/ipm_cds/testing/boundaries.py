@@ -227,8 +227,8 @@ def _set_series(
     if weeks < 0 or weeks > 500:
         return None
     after = base * (1 - pct / 100) if instrument != "promis_pf" else base * (1 + pct / 100)
-    proc_day = as_of - timedelta(days=int(round(weeks * 7)) + 1)
-    scores = [(proc_day - timedelta(days=1), base), (proc_day + timedelta(days=int(round(weeks * 7))), after)]
+    proc_day = as_of - timedelta(days=round(weeks * 7) + 1)
+    scores = [(proc_day - timedelta(days=1), base), (proc_day + timedelta(days=round(weeks * 7)), after)]
     if selectors.get("scope") == "overall":
         scores = [(as_of - timedelta(days=100), base), (as_of, after)]
     doc["procedures"] = [
