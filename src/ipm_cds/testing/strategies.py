@@ -1722,10 +1722,11 @@ def with_series(
         d = _Draw(draw, as_of, codes)
         doc = patient.model_dump(mode="json", exclude_none=True)
         procedures = [p for p in doc.get("procedures", []) if p.get("purpose") != "diagnostic"]
-        pains = [p["region"] for p in doc.get("pain", []) if p["region"] in _SERIES_KINDS]
+        pains = [(p["region"], p["character"]) for p in doc.get("pain", []) if p["region"] in _SERIES_KINDS]
         if (not procedures or d.chance(40)) and pains:
-            region = d.pick(pains)
-            added = {"kind": d.pick(_SERIES_KINDS[region]), "purpose": "therapeutic", "region": region,
+            region, character = d.pick(pains)
+            kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
+            added = {"kind": kind, "purpose": "therapeutic", "region": region,
                      "date": (as_of - timedelta(days=d.num(20, 400))).isoformat()}  # fmt: skip
             doc.setdefault("procedures", []).append(added)
             procedures.append(added)
@@ -1742,8 +1743,16 @@ def with_series(
                                  "date": (day - timedelta(days=3)).isoformat()})  # fmt: skip
             weeks = sorted(set(d.some(_FOLLOW_UP_WEEKS, 1, 4)))
             follow = [w for w in weeks if day + timedelta(weeks=w) <= as_of]
-            ceiling = baseline // 2 if d.chance(40) else baseline  # often a lasting responder
-            scores = [d.num(0, ceiling) for _ in follow]
+            # often a lasting responder (at most half the baseline), often a non-responder (at most 20% better)
+            shape = d.num(0, 9)
+            low, high = (
+                (0, baseline // 2)
+                if shape < 4
+                else ((baseline * 8 + 9) // 10, baseline)
+                if shape < 7
+                else (0, baseline)
+            )
+            scores = [d.num(low, high) for _ in follow]
             for w, score in zip(follow, scores, strict=True):
                 when = (day + timedelta(weeks=w)).isoformat()
                 measurements.append({"instrument": "nrs", "region": region, "score": score, "date": when})
