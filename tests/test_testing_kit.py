@@ -19,7 +19,14 @@ from ipm_cds.ruleset.loader import bundled_ruleset_path
 from ipm_cds.testing import invariants
 from ipm_cds.testing.boundaries import Threshold, thresholds
 from ipm_cds.testing.coverage import format_report, rule_coverage
-from ipm_cds.testing.strategies import SPINE, boundary_patients, patients, raw_patient_documents, with_requested
+from ipm_cds.testing.strategies import (
+    SPINE,
+    boundary_patients,
+    patients,
+    raw_patient_documents,
+    with_requested,
+    with_series,
+)
 
 from .conftest import AS_OF
 from .test_properties import at_least
@@ -87,8 +94,11 @@ def test_patients_fire_every_active_rule_of_the_bundled_ruleset() -> None:
     assert set(reports) == {"cms_lcd", "society_consensus", "nice"}
     # the rules that judge requested procedures fire for patients with_requested (the same patients, with orders)
     ordered = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_requested(ruleset=ruleset))
+    # the response rules fire for patients with_series (the same patients, with dated scores and MME)
+    serial = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_series(ruleset=ruleset))
     for profile, report in reports.items():
         report.fired.update(ordered[profile].fired)
+        report.fired.update(serial[profile].fired)
     never = {profile: report.never_fired for profile, report in reports.items() if report.never_fired}
     assert not never, f"active rules that {COVERAGE_DRAWS} patients never fired:\n{format_report(reports)}"
     for report in reports.values():

@@ -61,6 +61,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "test": (0, 1, 2, 3, 5, 6),
     "new": (0, 2, 3, 6),
     "completion": (0, 2),
+    "report": (0, 2, 3, 4, 5, 6),
     "summarize": (0, 2, 4, 6),
 }
 _EXTRA_EXIT_TEXT = {
@@ -92,6 +93,7 @@ EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("batch", "ipm_cds.serving.batch", ""),
     ("serve", "ipm_cds.serving.service", "service"),
     ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
+    ("report", "ipm_cds.tooling.outcome_report", "report"),
     ("summarize", "ipm_cds.summarize", ""),
 )
 Handler = Callable[[argparse.Namespace], int]

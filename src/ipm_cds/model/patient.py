@@ -43,7 +43,9 @@ __all__ = [
     "ExamFinding",
     "ImagingFinding",
     "Lab",
+    "Measurement",
     "Medication",
+    "MmeRecord",
     "PainComplaint",
     "PatientCase",
     "PriorProcedure",
@@ -145,6 +147,7 @@ ConditionCode = Annotated[str, _CODE, Vocab("condition")]
 AllergySubstance = Annotated[str, _CODE, Vocab("allergy_substance")]
 LabTest = Annotated[str, _CODE, Vocab("lab_test")]
 Instrument = Annotated[str, _CODE, Vocab("instrument")]
+OutcomeMeasure = Annotated[str, _CODE, Vocab("outcome_measure")]
 ProcedureApproach = Annotated[str, _CODE, Vocab("procedure_approach")]
 SteroidAgent = Annotated[str, _CODE, Vocab("steroid_agent")]
 ImageGuidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
@@ -318,6 +321,31 @@ class Screening(_Model):
     date: IsoDate | None = None
 
 
+class Measurement(_Model):
+    """One dated score of an outcome instrument: a point of a series (NRS, PEG, ODI, NDI, Roland-Morris, PROMIS,
+    PGIC, PHQ-9, GAD-7 ...). The instrument is a code of the ruleset's ``outcome_measure`` vocabulary, which gives
+    its score range and whether a higher score is better. ``region`` ties a pain or function score to the
+    complaint it measures; leave it out for instruments about the whole patient (PHQ-9, GAD-7)."""
+
+    instrument: OutcomeMeasure
+    score: float = Field(
+        description="Score, within the instrument's range (its vocabulary entry); PROMIS as a T-score."
+    )
+    date: IsoDate = Field(description="Date the score was taken, YYYY-MM-DD.")
+    region: BodyRegion | None = Field(None, description="Region of the complaint measured (pain and function).")
+
+
+MmeChange = Literal["start", "increase", "decrease", "taper_start", "stop", "unchanged"]
+
+
+class MmeRecord(_Model):
+    """The total daily opioid dose on one date, in morphine milligram equivalents, with the change made then."""
+
+    date: IsoDate = Field(description="Date from which this daily dose applies, YYYY-MM-DD.")
+    mme_per_day: float = Field(ge=0, le=10000, description="Total MME/day from this date (0: opioids stopped).")
+    change: MmeChange | None = Field(None, description="The medication change made on this date, if any.")
+
+
 class Allergy(_Model):
     substance: AllergySubstance
     reaction: Text | None = None
@@ -403,6 +431,14 @@ class PatientCase(_Model):
     )
     conditions: list[ConditionEntry] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Diagnoses and comorbid conditions."
+    )
+    measurements: list[Measurement] = Field(
+        default_factory=list,
+        max_length=4 * MAX_ITEMS,
+        description="Dated outcome scores over time (pain, function, PGIC, mood), per instrument and complaint.",
+    )
+    mme_history: list[MmeRecord] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Total daily MME over time, with its changes."
     )
     allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
     psychological_evaluation: PsychologicalEvaluation | None = Field(

@@ -127,7 +127,9 @@ class Ruleset:
     def code_infos(self) -> dict[str, dict[str, CodeInfo]]:
         """Each vocabulary's codes with what the patient model needs of them (units, ranges, subscores)."""
         return {
-            name: {c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores)) for c in vocabulary.codes}
+            name: {
+                c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores), c.better) for c in vocabulary.codes
+            }
             for name, vocabulary in self.vocabularies.items()
         }
 

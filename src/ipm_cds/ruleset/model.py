@@ -14,7 +14,18 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
@@ -275,6 +286,17 @@ class VocabularyCode(_M):
     min: float | None = None
     max: float | None = None
     subscores: list[Code] = Field(default_factory=list)
+    better: Literal["higher", "lower"] | None = Field(
+        None, description="An outcome instrument: whether a higher or a lower score is the better outcome."
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_better(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `better` is left out when not set, so codes without it keep the content hash they had before it.
+        out: dict[str, Any] = handler(self)
+        if out.get("better") is None:
+            out.pop("better", None)
+        return out
 
     @model_validator(mode="after")
     def _range(self) -> VocabularyCode:

@@ -133,6 +133,8 @@ def set_fact_field(
         return None
     number = int(value) if spec.fields[field].type == "int" else round(value, 6)
     out = copy.deepcopy(doc)
+    if fact_type in _SERIES_FACTS:
+        return _set_series(out, fact_type, field, float(number), as_of, dict(selectors))
     if fact_type in ("procedure_history", "procedure_group_history", "medication_summary", "exam_summary"):
         return _set_count(out, fact_type, field, int(number), as_of, dict(selectors), ruleset)
     if field in ("mme_per_day", "total_mme_per_day"):
@@ -188,6 +190,55 @@ def set_fact_field(
         return None
     item[source] = number
     return out
+
+
+_SERIES_FACTS = frozenset({"measure", "response", "followup", "mme_step", "opioid_course"})
+# A baseline for each direction of change: a percent of it is exact to a tenth (probes step by 1 or 0.1).
+_SERIES_BASELINE = {"nrs": 10.0, "peg": 10.0, "odi": 50.0, "ndi": 25.0, "rmdq": 12.0, "promis_pf": 50.0}
+
+
+def _set_series(
+    doc: dict[str, Any], fact_type: str, field: str, value: float, as_of: date, selectors: dict[str, object]
+) -> dict[str, Any] | None:
+    """Dated scores (or MME records) whose series fact gives ``value``: one therapeutic procedure of the
+    selected kind with a baseline before it and one follow-up score after it (``response`` and
+    ``followup``), the last PGIC (``measure``), two MME records 30 days apart (``mme_step``, ``opioid_course``)."""
+    if fact_type in ("mme_step", "opioid_course"):
+        if value < 0 or value > 100:
+            return None
+        start = as_of - timedelta(days=60)
+        doc["mme_history"] = [
+            {"date": start.isoformat(), "mme_per_day": 100.0},
+            {"date": (start + timedelta(days=30)).isoformat(), "mme_per_day": round(100.0 - value, 6)},
+        ]
+        return doc
+    instrument = str(selectors.get("instrument", "nrs"))
+    if fact_type == "measure":
+        doc["measurements"] = [{"instrument": instrument, "date": as_of.isoformat(), "score": value}]
+        return doc
+    base = _SERIES_BASELINE.get(instrument)
+    if base is None:
+        return None
+    kind = str(selectors.get("kind", "facet_rfa"))
+    region = "knee" if kind.startswith("genicular") else "sacroiliac" if kind.startswith("sij") else "lumbar"
+    weeks, pct = (value, 80.0) if field == "weeks_after" else (13.0, value)
+    if field in ("improvement", "worsening"):
+        pct = 100.0 * (value if field == "improvement" else -value) / base
+    if weeks < 0 or weeks > 500:
+        return None
+    after = base * (1 - pct / 100) if instrument != "promis_pf" else base * (1 + pct / 100)
+    proc_day = as_of - timedelta(days=round(weeks * 7) + 1)
+    scores = [(proc_day - timedelta(days=1), base), (proc_day + timedelta(days=round(weeks * 7)), after)]
+    if selectors.get("scope") == "overall":
+        scores = [(as_of - timedelta(days=100), base), (as_of, after)]
+    doc["procedures"] = [
+        p for p in doc.get("procedures", []) if p.get("region") != region or p.get("purpose") == "diagnostic"
+    ] + [{"kind": kind, "purpose": "therapeutic", "region": region, "date": proc_day.isoformat()}]
+    doc["measurements"] = [
+        {"instrument": instrument, "region": region, "date": day.isoformat(), "score": round(score, 6)}
+        for day, score in scores
+    ]
+    return doc
 
 
 def _set_mme(

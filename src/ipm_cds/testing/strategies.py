@@ -1702,3 +1702,98 @@ def with_requested(
         )
 
     return build()
+
+
+_SERIES_KINDS = {"lumbar": ("facet_rfa", "esi_transforaminal", "scs_trial"), "sacroiliac": ("sij_injection",),
+                 "knee": ("genicular_rfa",)}  # fmt: skip
+_FOLLOW_UP_WEEKS = (2, 4, 8, 13, 26, 30, 40)
+
+
+def with_series(
+    base: st.SearchStrategy[PatientCase] | None = None,
+    *,
+    as_of: date = DEFAULT_AS_OF,
+    ruleset: RulesetSource | None = None,
+) -> st.SearchStrategy[PatientCase]:
+    """Patients of ``base`` (default :func:`patients`) with dated series (issue 16): around each therapeutic
+    procedure (or one added in the region of a pain complaint), an NRS baseline and follow-ups, often an ODI
+    series, sometimes PEG and PGIC, and sometimes an MME history that tapers at random steps."""
+    if ruleset is not None and not isinstance(ruleset, Ruleset):
+        source = ruleset
+        return st.deferred(lambda: with_series(base, as_of=as_of, ruleset=_ruleset(source)))
+    held = ruleset if ruleset is not None else _bundled()
+    base = base if base is not None else patients(as_of=as_of, ruleset=ruleset)
+    codes = dict(_codes(held))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> PatientCase:
+        patient = draw(base)
+        d = _Draw(draw, as_of, codes)
+        doc = patient.model_dump(mode="json", exclude_none=True)
+        procedures = [p for p in doc.get("procedures", []) if p.get("purpose") != "diagnostic"]
+        pains = [(p["region"], p["character"]) for p in doc.get("pain", []) if p["region"] in _SERIES_KINDS]
+        if (not procedures or d.chance(40)) and pains:
+            region, character = d.pick(pains)
+            kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
+            added = {"kind": kind, "purpose": "therapeutic", "region": region,
+                     "date": (as_of - timedelta(days=d.num(20, 400))).isoformat()}  # fmt: skip
+            doc.setdefault("procedures", []).append(added)
+            procedures.append(added)
+            if added["kind"] == "sij_injection" and d.chance(70):  # the diagnostic block a repeat needs
+                block_day = date.fromisoformat(added["date"]) - timedelta(days=30)
+                doc["procedures"].append({"kind": "sij_injection", "purpose": "diagnostic", "region": region,
+                                          "date": block_day.isoformat(), "relief_pct": d.num(50, 100)})  # fmt: skip
+        measurements: list[dict[str, Any]] = []
+        for proc in procedures[:2]:
+            day = date.fromisoformat(proc["date"])
+            region = proc["region"]
+            baseline = d.num(3, 10)
+            measurements.append({"instrument": "nrs", "region": region, "score": baseline,
+                                 "date": (day - timedelta(days=3)).isoformat()})  # fmt: skip
+            weeks = sorted(set(d.some(_FOLLOW_UP_WEEKS, 1, 4)))
+            follow = [w for w in weeks if day + timedelta(weeks=w) <= as_of]
+            # often a lasting responder (at most half the baseline), often a non-responder (at most 20% better)
+            shape = d.num(0, 9)
+            low, high = (
+                (0, baseline // 2)
+                if shape < 4
+                else ((baseline * 8 + 9) // 10, baseline)
+                if shape < 7
+                else (0, baseline)
+            )
+            scores = [d.num(low, high) for _ in follow]
+            for w, score in zip(follow, scores, strict=True):
+                when = (day + timedelta(weeks=w)).isoformat()
+                measurements.append({"instrument": "nrs", "region": region, "score": score, "date": when})
+            if follow and d.chance(50):
+                odi = d.num(20, 60)
+                measurements += [
+                    {"instrument": "odi", "region": region, "score": odi,
+                     "date": (day - timedelta(days=3)).isoformat()},
+                    {"instrument": "odi", "region": region, "score": odi + d.num(-20, 20),
+                     "date": (day + timedelta(weeks=follow[0])).isoformat()},
+                ]  # fmt: skip
+            if follow and d.chance(30):
+                measurements.append({"instrument": "pgic", "score": d.num(1, 7),
+                                     "date": (day + timedelta(weeks=follow[-1])).isoformat()})  # fmt: skip
+        if measurements and d.chance(30):
+            region = measurements[0]["region"]
+            measurements += [
+                {"instrument": "peg", "region": region, "score": d.num(4, 10),
+                 "date": (as_of - timedelta(days=200)).isoformat()},
+                {"instrument": "peg", "region": region, "score": d.num(0, 10), "date": as_of.isoformat()},
+            ]  # fmt: skip
+        if d.chance(30):
+            mme, day = float(d.num(30, 120)), as_of - timedelta(days=d.num(100, 300))
+            history = [{"date": day.isoformat(), "mme_per_day": mme, "change": "taper_start"}]
+            for _ in range(d.num(1, 4)):
+                day += timedelta(days=d.num(7, 40))
+                mme = round(mme * (1 - d.num(0, 30) / 100), 1)
+                if day > as_of:
+                    break
+                history.append({"date": day.isoformat(), "mme_per_day": mme, "change": "decrease"})
+            doc["mme_history"] = history
+        doc["measurements"] = measurements
+        return PatientCase.model_validate(doc)
+
+    return build()

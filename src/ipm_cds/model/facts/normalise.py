@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ...errors import PatientDataError, Problem
 from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
+from .series import series_facts
 from .vocabulary import CodeInfo, check_codes
 
 Scalar = str | int | float | bool
@@ -376,6 +377,11 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
     for i, allergy in enumerate(_canonical(patient.allergies)):
         add("allergy", i, {"substance": allergy.substance})
+    if patient.measurements or patient.mme_history:
+        counters: dict[str, int] = {}
+        for type_name, values in series_facts(patient, as_of, context.vocabularies.get("outcome_measure", {})):
+            counters[type_name] = counters.get(type_name, -1) + 1
+            add(type_name, counters[type_name], values)
     for i, req in enumerate(_canonical(patient.requested)):
         levels = sorted(set(req.levels), key=_level_key)
         allowed = context.interventions.get(req.intervention)

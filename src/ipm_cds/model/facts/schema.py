@@ -343,6 +343,127 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "allergies",
         ),
         FactType(
+            "measure",
+            "One point of an outcome series: an instrument's score on one day (the mean of that day's scores).",
+            {
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
+                "region": _v(
+                    "Region of the complaint measured (absent for whole-patient instruments).", "body_region", "region"
+                ),
+                "score": _f("Score (PROMIS: T-score).", "score"),
+                "days_since": _i("Days from the score to as_of.", "date", "days"),
+                "date": _s("Date of the score, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
+            },
+            ("instrument", "region", "date"),
+            "measurements",
+        ),
+        FactType(
+            "response",
+            "Change of one instrument: after one therapeutic procedure in the complaint's region (scope "
+            "'procedure': the last score on or before it, the last one before the next therapeutic procedure "
+            "there), or over the whole series (scope 'overall'). Improvement is positive when the patient is "
+            "better, whichever way the instrument runs (the vocabulary's 'better').",
+            {
+                "scope": _s("'procedure' or 'overall'.", ("procedure", "overall")),
+                "kind": _v("The procedure's kind (scope 'procedure').", "procedure_kind", "procedures.kind"),
+                "region": _v("Region of the complaint.", "body_region", "region"),
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
+                "procedure_date": _s("Date of the procedure, YYYY-MM-DD.", None, "procedures.date"),
+                "procedure_days_since": _i("Days from the procedure to as_of.", "procedures.date", "days"),
+                "baseline": _f("Baseline score.", "score"),
+                "baseline_days_since": _i("Days from the baseline score to as_of.", "date", "days"),
+                "baseline_date": _s("Date of the baseline score.", None, "date"),
+                "latest": _f("Latest score of the window.", "score"),
+                "latest_days_since": _i("Days from the latest score to as_of.", "date", "days"),
+                "latest_date": _s("Date of the latest score.", None, "date"),
+                "weeks_after": _f(
+                    "Weeks from the procedure (overall: the first score) to the latest score.", None, "weeks"
+                ),
+                "improvement": _f("Latest against baseline, in the instrument's points; positive is better.", "score"),
+                "worsening": _f("The improvement with its sign reversed: positive when the patient is worse.", "score"),
+                "improvement_pct": _f(
+                    "Improvement in percent of the baseline (absent when the baseline is 0).", "score", "%"
+                ),
+                "followups": _i("Scores in the window after the procedure (overall: after the first)."),
+                "days_since": _i("Days from the procedure (overall: the first score) to as_of.", None, "days"),
+            },
+            ("scope", "kind", "region", "instrument", "procedure_date"),
+            "measurements",
+        ),
+        FactType(
+            "followup",
+            "One score after a therapeutic procedure, in its follow-up window, against the baseline.",
+            {
+                "kind": _v("The procedure's kind.", "procedure_kind", "procedures.kind"),
+                "region": _v("Region of the complaint.", "body_region", "region"),
+                "instrument": _v("Instrument.", "outcome_measure", "instrument"),
+                "procedure_date": _s("Date of the procedure, YYYY-MM-DD.", None, "procedures.date"),
+                "procedure_days_since": _i("Days from the procedure to as_of.", "procedures.date", "days"),
+                "score": _f("Score.", "score"),
+                "improvement": _f("Against the baseline, in points; positive is better.", "score"),
+                "improvement_pct": _f("Improvement in percent of the baseline.", "score", "%"),
+                "sustained_pct": _f(
+                    "The lowest improvement_pct from the procedure up to this score: relief "
+                    "of at least X% lasted at least weeks_after weeks when this is >= X.",
+                    "score",
+                    "%",
+                ),
+                "weeks_after": _f("Weeks from the procedure to this score.", "date", "weeks"),
+                "days_since": _i("Days from the score to as_of.", "date", "days"),
+                "date": _s("Date of the score.", None, "date"),
+            },
+            ("kind", "region", "instrument", "procedure_date", "date"),
+            "measurements",
+        ),
+        FactType(
+            "mme_record",
+            "The total daily MME from one date (mme_history).",
+            {
+                "mme_per_day": _f("Total MME/day.", "mme_per_day", "MME/day"),
+                "change": _s("Change made that day.", _enum(pm.MmeChange), "change"),
+                "days_since": _i("Days from the record to as_of.", "date", "days"),
+                "date": _s("Date, YYYY-MM-DD.", None, "date"),
+            },
+            ("date",),
+            "mme_history",
+        ),
+        FactType(
+            "mme_step",
+            "A change of the daily MME between two consecutive records.",
+            {
+                "from_mme": _f("MME/day before.", "mme_per_day", "MME/day"),
+                "to_mme": _f("MME/day after.", "mme_per_day", "MME/day"),
+                "days_between": _i("Days between the two records.", "date", "days"),
+                "reduction_pct": _f(
+                    "Reduction in percent of the dose before (negative: an increase).", "mme_per_day", "%"
+                ),
+                "reduction_pct_per_30_days": _f("reduction_pct scaled to 30 days.", "mme_per_day", "%/30 days"),
+                "change": _s("Change recorded on the later date.", _enum(pm.MmeChange), "change"),
+                "days_since": _i("Days from the later record to as_of.", "date", "days"),
+                "date": _s("Date of the later record.", None, "date"),
+                "from_date": _s("Date of the earlier record.", None, "date"),
+            },
+            ("from_date", "date"),
+            "mme_history",
+        ),
+        FactType(
+            "opioid_course",
+            "The daily MME over the recorded history: first, peak, latest. Present when mme_history is given.",
+            {
+                "first_mme": _f("MME/day of the first record.", "mme_per_day", "MME/day"),
+                "peak_mme": _f("Highest MME/day recorded (the latest such day).", "mme_per_day", "MME/day"),
+                "peak_date": _s("Date of the peak.", None, "date"),
+                "latest_mme": _f("MME/day of the latest record.", "mme_per_day", "MME/day"),
+                "latest_date": _s("Date of the latest record.", None, "date"),
+                "latest_days_since": _i("Days from the latest record to as_of.", "date", "days"),
+                "reduction_from_peak_pct": _f("Reduction from the peak in percent of the peak.", "mme_per_day", "%"),
+                "weeks_from_peak": _f("Weeks from the peak to the latest record.", "date", "weeks"),
+                "records": _i("Records (distinct dates)."),
+            },
+            (),
+            "mme_history",
+        ),
+        FactType(
             "requested",
             "One requested, planned or scheduled procedure (the patient's requested[]). Each also yields the "
             "candidate fact a recommendation of the same intervention and target would, so every safety rule "

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ...errors import Problem
-from ..patient import SUBSCORE_FIELDS, Lab, PatientCase, Screening, Vocab
+from ..patient import SUBSCORE_FIELDS, Lab, Measurement, PatientCase, Screening, Vocab
 
 __all__ = ["CodeInfo", "check_codes", "coded_fields"]
 
@@ -35,6 +35,7 @@ class CodeInfo:
     min: float | None = None
     max: float | None = None
     subscores: tuple[str, ...] = field(default=())
+    better: str | None = None  # outcome instruments: "higher" or "lower" is the better score
 
 
 Vocabularies = Mapping[str, Mapping[str, CodeInfo]]
@@ -123,6 +124,8 @@ def check_codes(patient: PatientCase, vocabularies: Vocabularies) -> list[Proble
             problems.extend(_lab_range(model, path, vocabularies))
         elif isinstance(model, Screening):
             problems.extend(_screening_range(model, path, vocabularies))
+        elif isinstance(model, Measurement):
+            problems.extend(_measurement_range(model, path, vocabularies))
     return problems
 
 
@@ -164,3 +167,15 @@ def _screening_range(screen: Screening, path: str, vocabularies: Vocabularies) -
                 )
             )
     return problems
+
+
+def _measurement_range(point: Measurement, path: str, vocabularies: Vocabularies) -> list[Problem]:
+    info = vocabularies.get("outcome_measure", {}).get(point.instrument)
+    if info is None or info.min is None or info.max is None or info.min <= point.score <= info.max:
+        return []
+    return [
+        Problem(
+            f"{point.instrument} score {point.score:g} is outside {info.min:g}–{info.max:g}",
+            field=f"{path}.score",
+        )
+    ]
