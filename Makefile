@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test browser clean
 
 setup: $(INSTALLED)
 
@@ -26,8 +26,15 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	$(BIN)/ipm-cds evaluate examples/patients/facet_rfa_candidate.yaml --as-of 2025-06-02
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(BIN)/python -m pytest
+
+# The report's screenshot test renders a page in Debian's chromium (a browser that downloads itself does not
+# work here); installed once when missing, with apt-get (as root, or through sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV)
