@@ -9,6 +9,13 @@ Decision support for clinicians, never an order::
 
 Several cores: :func:`evaluate_many` (worker processes, results in input order).
 
+The public face is small on purpose: the engine, the ruleset, the patient, the assessment and the
+explanation, ``evaluate_many``, and the errors an application catches. Everything else stays importable from
+its module: the models an assessment holds from :mod:`ipm_cds.model.assessment` (``Candidate``,
+``Precaution``, ...), every error class from :mod:`ipm_cds.errors` (``FiringLimitError`` is an
+``EvaluationError``, ``BackendUnavailableError`` a ``ConfigurationError``), the testing kit from
+:mod:`ipm_cds.testing`.
+
 ipm-cds logs through the standard :mod:`logging` module, one logger per module under ``ipm_cds`` (e.g.
 ``ipm_cds.ruleset.loader``, ``ipm_cds.serving.observability``). The library configures no handler: the
 package logger has a :class:`logging.NullHandler`, and the application decides what is written where.
