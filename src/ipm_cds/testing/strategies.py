@@ -1773,6 +1773,14 @@ def with_series(
                     {"instrument": "odi", "region": region, "score": odi + d.num(-20, 20),
                      "date": (day + timedelta(weeks=follow[0])).isoformat()},
                 ]  # fmt: skip
+            if follow and d.chance(30):  # PROMIS physical function: a T-score, higher is better
+                promis = d.num(30, 55)
+                measurements += [
+                    {"instrument": "promis_pf", "region": region, "score": float(promis),
+                     "date": (day - timedelta(days=3)).isoformat()},
+                    {"instrument": "promis_pf", "region": region, "score": float(promis + d.num(-8, 8)),
+                     "date": (day + timedelta(weeks=follow[0])).isoformat()},
+                ]  # fmt: skip
             if follow and d.chance(30):
                 measurements.append({"instrument": "pgic", "score": d.num(1, 7),
                                      "date": (day + timedelta(weeks=follow[-1])).isoformat()})  # fmt: skip
