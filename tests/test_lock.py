@@ -15,7 +15,9 @@ from ipm_cds import load_ruleset
 from ipm_cds.cli import EXIT_OK, main
 from ipm_cds.ruleset.lock import check_lock
 
-from .test_ruleset_errors import col_of, edit, line_of
+from .test_ruleset_errors import bundled_version, col_of, edit, line_of
+
+VERSION, CORRECTION, MINOR = bundled_version()
 
 SPINE = "catalogues/interventions-spine.yaml"
 PARAMS = "catalogues/parameters-spine.yaml"
@@ -59,20 +61,20 @@ def test_an_edited_clinical_value_needs_a_new_ruleset_version(
     load_ruleset(copy)  # still a valid ruleset: nothing but the lock can tell
     line, col = line_of(copy, relative, anchor), col_of(copy, relative, anchor.split(":")[1].strip())
     assert lock_problems(copy) == [
-        f"error: ipm-core/{relative}:{line}:{col}: {what} changed but the ruleset's version is still 0.2.0 "
-        "(bump the manifest's version (e.g. 0.2.1 for a correction, 0.3.0 for a new clinical value) and run "
+        f"error: ipm-core/{relative}:{line}:{col}: {what} changed but the ruleset's version is still {VERSION} "
+        f"(bump the manifest's version (e.g. {CORRECTION} for a correction, {MINOR} for a new clinical value) and run "
         "ipm-cds lock)"
     ]
     before = (copy / "ruleset.lock.json").read_text()
     assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless it
     assert (copy / "ruleset.lock.json").read_text() == before
-    edit(copy, "ruleset.yaml", "\nversion: 0.2.0\n", "\nversion: 0.3.0\n")
+    edit(copy, "ruleset.yaml", f"\nversion: {VERSION}\n", f"\nversion: {MINOR}\n")
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
     kind, name = what.split(maxsplit=1)
     catalogue = {"intervention": "interventions", "parameter": "parameters", "vocabulary": "vocabularies"}[kind]
     entry = json.loads((copy / "ruleset.lock.json").read_text())["catalogues"][catalogue][name]
-    assert entry["ruleset_version"] == "0.3.0"
+    assert entry["ruleset_version"] == MINOR
 
 
 def test_a_comment_or_reformatting_is_not_a_change(copy: Path) -> None:

@@ -200,6 +200,9 @@ def lock_problems(root: Path) -> list[str]:
 def test_a_reworded_message_needs_a_new_ruleset_version(copy: Path) -> None:
     from ipm_cds.cli import EXIT_OK, main
 
+    from .test_ruleset_errors import bundled_version
+
+    version, correction, minor = bundled_version()
     edit(
         copy,
         MESSAGES,
@@ -208,19 +211,20 @@ def test_a_reworded_message_needs_a_new_ruleset_version(copy: Path) -> None:
     )
     assert lock_problems(copy) == [
         f"error: {at(copy, MESSAGES, 'until the red flag is assessed.')}: message red_flag.exclusion changed "
-        "but the ruleset's version is still 0.2.0 (bump the manifest's version (e.g. 0.2.1 for a correction, "
-        "0.3.0 for a new clinical value) and run ipm-cds lock)"
+        f"but the ruleset's version is still {version} (bump the manifest's version (e.g. {correction} for a "
+        f"correction, {minor} for a new clinical value) and run ipm-cds lock)"
     ]
     before = (copy / "ruleset.lock.json").read_text()
     assert main(["lock", str(copy)]) != EXIT_OK  # lock refuses to bless the rewording
     assert (copy / "ruleset.lock.json").read_text() == before
-    edit(copy, "ruleset.yaml", "\nversion: 0.2.0\n", "\nversion: 0.2.1\n")
+    edit(copy, "ruleset.yaml", f"\nversion: {version}\n", f"\nversion: {correction}\n")
     assert lock_problems(copy) == []
     assert main(["lock", str(copy)]) == EXIT_OK
     assert lock_problems(copy) == []
-    edit(copy, "ruleset.yaml", "\nversion: 0.2.1\n", "\nversion: 0.2.0\n")
+    edit(copy, "ruleset.yaml", f"\nversion: {correction}\n", f"\nversion: {version}\n")
     assert lock_problems(copy)[0].endswith(
-        "message candidate.evidence is locked at ruleset version 0.2.1, above the ruleset's 0.2.0 (versions only go up)"
+        f"message candidate.evidence is locked at ruleset version {correction}, above the ruleset's {version} "
+        "(versions only go up)"
     )
 
 

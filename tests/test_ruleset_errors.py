@@ -17,6 +17,17 @@ def edit(root: Path, relative: str, old: str, new: str, *, first: bool = False) 
     path.write_text(text.replace(old, new, 1))
 
 
+def bundled_version() -> tuple[str, str, str]:
+    """The bundled ruleset's version, the next correction and the next minor version (tests that bump it)."""
+    import yaml
+
+    from ipm_cds.ruleset.loader import bundled_ruleset_path
+
+    version = str(yaml.safe_load((bundled_ruleset_path() / "ruleset.yaml").read_text())["version"])
+    major, minor, patch = (int(n) for n in version.split("."))
+    return version, f"{major}.{minor}.{patch + 1}", f"{major}.{minor + 1}.0"
+
+
 def problems(root: Path) -> list[str]:
     with pytest.raises(RulesetError) as info:
         load_ruleset(root)
@@ -451,7 +462,8 @@ def test_a_version_that_is_not_semver_says_so(copy: Path, written: str, shown: s
 
 
 def test_the_manifest_version_is_semver(copy: Path) -> None:
-    edit(copy, "ruleset.yaml", "version: 0.2.0\ntitle", "version: 0.2\ntitle")
+    version = bundled_version()[0]
+    edit(copy, "ruleset.yaml", f"version: {version}\ntitle", "version: 0.2\ntitle")
     assert problems(copy) == [
         "ipm-core/ruleset.yaml:3:10: version: 0.2 is not a semantic version MAJOR.MINOR.PATCH "
         "(a version has three numbers, e.g. 0.2.0; no quotes needed)"
