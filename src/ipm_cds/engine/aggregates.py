@@ -63,16 +63,19 @@ class Aggregated:
     def add(self, other: Aggregated) -> None:
         """Add what another computation made (copies of its containers: ``other`` may be reused)."""
         self.facts.extend(other.facts)
-        self.members.update(other.members)
-        self.sources.update(other.sources)
+        self.members.update(other.members)  # (tuples: immutable)
+        if other.sources:
+            self.sources.update(other.sources)
         for mine, theirs in (
             (self.undecided, other.undecided),
             (self.pending, other.pending),
             (self.uncertain, other.uncertain),
             (self.unranked, other.unranked),
         ):
-            mine.update((key, list(value)) for key, value in theirs.items())
-        self.fields.update((key, dict(value)) for key, value in other.fields.items())
+            if theirs:
+                mine.update((key, list(value)) for key, value in theirs.items())
+        for key, value in other.fields.items():
+            self.fields[key] = dict(value)
 
     def translate(self, unknown: Unknown) -> list[Unknown]:
         """A field missing on a made fact, as the fields missing on the facts it was made from."""
