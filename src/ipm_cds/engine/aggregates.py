@@ -138,9 +138,11 @@ class FieldIndex:
 
     def facts(self, fact_type: str, gate: Prefilter | None) -> Sequence[Fact]:
         facts = self.by_type.get(fact_type, ())
-        if gate is None or len(facts) < 8:  # too few to be worth an index
+        if gate is None or not facts:
             return facts
         name, allowed = gate
+        if len(facts) < 8:  # too few to be worth an index
+            return [f for f in facts if (value := f.values.get(name)) is None or value in allowed]
         entry = self._index.get((fact_type, name))
         if entry is None:
             by_value: dict[Scalar, list[int]] = {}
