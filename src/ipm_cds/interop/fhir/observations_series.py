@@ -43,10 +43,10 @@ factors) no history is read.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...model.patient import MAX_ITEMS
 from ..series import (
@@ -59,6 +59,9 @@ from ..series import (
 from .common import _OBSERVATION_USABLE, Unmapped, _code_text, _codings, _ref_key, _shares, _to_date
 from .medications import _MedicationReader
 from .observations import _ObservationReader
+
+if TYPE_CHECKING:
+    from ...ruleset.loader import Ruleset
 
 MAX_MEASUREMENTS = 4 * MAX_ITEMS
 """The patient model's cap on ``measurements``; beyond it the most recent of each series are kept."""
@@ -390,3 +393,53 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
         used = {o.ref for o in orders}
         self.unmapped = [u for u in self.unmapped if not (u.kind == "not_current" and u.resource in used)]
         return history[-MAX_ITEMS:], refs[-MAX_ITEMS:]
+
+
+# -------------------------------------------------------------------------------------- prefetch
+
+SERIES_PREFETCH_KEYS = frozenset({"outcomeObservations", "medicationHistoryRequests", "medicationHistoryStatements"})
+"""Prefetch keys of the series: optional (a request without them is read without the series they hold)."""
+
+
+def series_templates(sections: set[str], templates: Mapping[str, str], ruleset: Ruleset) -> dict[str, str]:
+    """The prefetch keys the series need, beyond ``templates`` (the other keys): each asks for what no other
+    key does, because a resource sent under two keys is refused (it "appears twice").
+
+    - ``outcomeObservations``: the instrument codes no other key lists (the local outcome-measure codes,
+      PEG ...), newest first, at most :data:`MAX_MEASUREMENTS`; NRS and PHQ-9 come with the pain and
+      screening keys;
+    - ``medicationHistoryRequests`` / ``medicationHistoryStatements``: completed and stopped orders (the
+      active and on-hold ones come with ``medicationRequests`` / ``medicationStatements``).
+    ``sections`` are the patient-model sections the ruleset's rules read.
+    """
+    from ..maps import load_maps
+
+    maps = load_maps()
+    out: dict[str, str] = {}
+    patient = "{{context.patientId}}"
+    if "measurements" in sections:
+        asked = {
+            code
+            for template in templates.values()
+            if template.startswith("Observation?")
+            for part in template.split("?", 1)[1].split("&")
+            if part.startswith("code=")
+            for code in part[len("code=") :].split(",")
+        }
+        vocabulary = ruleset.vocabularies.get("outcome_measure")
+        local = [f"{OUTCOME_MEASURE_SYSTEM}|{c.code}" for c in (vocabulary.codes if vocabulary is not None else [])]
+        observation = maps.uri("observation")
+        codes = [
+            *(f"{LOINC}|{code}" for code in LOINC_INSTRUMENTS),
+            *(f"{observation}|{code}" for code in LOCAL_OBSERVATION_INSTRUMENTS),
+            *local,
+        ]
+        wanted = sorted(c for c in dict.fromkeys(codes) if c not in asked)
+        if wanted:
+            out["outcomeObservations"] = (
+                f"Observation?patient={patient}&code={','.join(wanted)}&_sort=-date&_count={MAX_MEASUREMENTS}"
+            )
+    if "mme_history" in sections:
+        out["medicationHistoryRequests"] = f"MedicationRequest?patient={patient}&status=completed,stopped"
+        out["medicationHistoryStatements"] = f"MedicationStatement?patient={patient}&status=completed,stopped"
+    return out
