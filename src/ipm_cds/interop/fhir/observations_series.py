@@ -43,7 +43,7 @@ factors) no history is read.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -91,10 +91,14 @@ class _Order:
 
 
 class _SeriesReader(_ObservationReader, _MedicationReader):
+    _reported: set[tuple[str, str]]  # (resource, kind) already reported: set by _series
+    _infos: dict[str, Any] | None  # the ruleset's instruments: set by _series
     # ---------------------------------------------------------------------------------- entry point
 
     def _series(self, document: dict[str, Any], sources: dict[str, str]) -> None:
         """Add ``measurements`` and ``mme_history`` to the assembled document (and their sources)."""
+        self._reported = {(u.resource, u.kind) for u in self.unmapped}
+        self._infos = self.ruleset.code_infos().get("outcome_measure", {}) if self.ruleset is not None else None
         points = self._keep_recent_points(self._series_only(self._points()))
         for p in points:
             if p.no_region is not None:
@@ -132,13 +136,14 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
         return None
 
     def _outcome_codes(self) -> dict[str, Any] | None:
-        if self.ruleset is None:
-            return None
-        return self.ruleset.code_infos().get("outcome_measure", {})
+        """The ruleset's instruments (``CodeInfo`` by code), or None without a ruleset."""
+        return self._infos
 
     def _points(self) -> list[_Point]:
         infos = self._outcome_codes()
         points: list[_Point] = []
+        recognised: set[str] = set()
+        unknown: set[str] = set()
         for ref, model in self.resources:
             if model.get_resource_type() != "Observation":
                 continue
@@ -152,14 +157,10 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
                 if instrument is not None:
                     scored.append((instrument, component))
             if not scored:
-                self._local_code_unknown(ref, codings)
+                if any(system == OUTCOME_MEASURE_SYSTEM for system, _ in codings):
+                    unknown.add(ref)
                 continue
-            # the main reader may have called a local outcome code unknown: it is read here
-            self.unmapped = [
-                u
-                for u in self.unmapped
-                if not (u.resource == ref and u.kind == "unknown_code" and "no mapped code" in u.reason)
-            ]
+            recognised.add(ref)  # the main reader may have called a local outcome code unknown: it is read here
             code_text = _code_text(codings)
             status = str(model.status)
             if status not in _OBSERVATION_USABLE:
@@ -199,6 +200,20 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
                         "not tied to a procedure; link it with bodySite (body-region) or focus (the pain Condition)"
                     )
                 points.append(_Point(ref, instrument, score, when, region, snap, no_region))
+        if recognised or unknown:
+            self.unmapped = [
+                u
+                for u in self.unmapped
+                if not (u.kind == "unknown_code" and (u.resource in unknown or u.resource in recognised))
+            ]
+            self._reported -= {(r, "unknown_code") for r in recognised | unknown}
+        for ref, model in self.resources:  # a code of the local outcome system that is no instrument of the ruleset
+            if ref in unknown:
+                for system, code in _codings(model.code):
+                    if system == OUTCOME_MEASURE_SYSTEM:
+                        why = f"{code!r} is not an outcome instrument of the ruleset (outcome_measure vocabulary)"
+                        self._once(ref, "unknown_code", why, f"{system}|{code}")
+                        break
         return points
 
     @staticmethod
@@ -211,15 +226,6 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
         for p in points:
             days[(p.instrument, p.region)].add(p.when)
         return [p for p in points if not p.snapshot or len(days[(p.instrument, p.region)]) > 1]
-
-    def _local_code_unknown(self, ref: str, codings: Iterable[tuple[str, str]]) -> None:
-        """A code of the local outcome system that is not an instrument of the ruleset: reported."""
-        for system, code in codings:
-            if system == OUTCOME_MEASURE_SYSTEM:
-                why = f"{code!r} is not an outcome instrument of the ruleset (outcome_measure vocabulary)"
-                self.unmapped = [u for u in self.unmapped if not (u.resource == ref and u.kind == "unknown_code")]
-                self._skip(ref, "unknown_code", why, f"{system}|{code}")
-                return
 
     @staticmethod
     def _when(model: Any) -> date | None:
@@ -262,7 +268,9 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
         return None, "no bodySite, focus or component names it"
 
     def _once(self, ref: str, kind: Any, reason: str, code: str | None = None) -> None:
-        if not any(u.resource == ref and u.kind == kind for u in self.unmapped):
+        """Report ``ref`` unless it is already reported with this kind."""
+        if (ref, kind) not in self._reported:
+            self._reported.add((ref, kind))
             self._skip(ref, kind, reason, code)
 
     def _keep_recent_points(self, points: list[_Point]) -> list[_Point]:
