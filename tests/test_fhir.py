@@ -33,11 +33,9 @@ from ipm_cds.patientfile import read_patient_document
 AS_OF = date(2025, 6, 2)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "fhir"
 BUNDLES = sorted(EXAMPLES.glob("*.json"))
-# What two coded examples cannot map, by design: a parenteral opioid (no CDC factor: agent read, dose not)
-# and a hospice finding (recognised; the patient model has no field for it).
+# What a coded example cannot map, by design: a parenteral opioid (no CDC factor: agent read, dose not).
 EXPECTED_UNMAPPED = {
     "coded_hydromorphone": {"MedicationRequest/coded-hydromorphone-hm-inj": "partial"},
-    "coded_end_of_life": {"Condition/coded-end-of-life-hospice": "not_read"},
 }
 
 LOINC = "http://loinc.org"

@@ -239,7 +239,9 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     maps = load_maps()
     assert maps.condition_by_code[(SNOMED, "75544000")].condition == "opioid_use_disorder"  # opioid dependence
     assert maps.condition_by_code[(SNOMED, "295166005")].condition == "prior_overdose"  # buprenorphine overdose
-    assert (SNOMED, "127040003") in maps.recognised_by_code  # sickle cell anaemia: no patient-model field
+    assert maps.condition_by_code[(SNOMED, "127040003")].condition == "sickle_cell_disease"  # sickle cell anaemia
+    assert maps.condition_by_code[(SNOMED, "170935008")].condition == "palliative_care"  # full care by hospice
+    assert (SNOMED, "306237005") not in maps.condition_by_code  # referral to palliative care: a plan, not care
     assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
     assert (SNOMED, "87132004") not in maps.condition_by_code  # opioid withdrawal: follows prescribed use too
     assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
@@ -249,8 +251,8 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
 
 
-@pytest.mark.parametrize("code", ["D57.00", "D5700"])
-def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
+@pytest.mark.parametrize("code", ["D57.00", "D5700", "D57.1"])
+def test_sickle_cell_disease_in_icd10cm_is_read_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
     condition = {
         "resourceType": "Condition",
         "id": "scd",
@@ -258,8 +260,22 @@ def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: 
         "subject": {"reference": "Patient/p"},
     }
     m = _read(condition, ruleset=ruleset)
+    assert [(c.code, c.active) for c in m.patient.conditions] == [("sickle_cell_disease", True)]
+    assert m.unmapped == ()
+
+
+@pytest.mark.parametrize("code", ["D57.3", "D57"])  # sickle-cell trait; the whole block (trait included)
+def test_sickle_cell_trait_is_not_read_as_the_disease(code: str, ruleset: ipm_cds.Ruleset) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "trait",
+        "code": {"coding": [{"system": ICD, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    assert m.patient.conditions == []
     (item,) = m.unmapped
-    assert item.kind == "not_read" and "sickle cell disease" in item.reason
+    assert item.kind == "unknown_code"
 
 
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
@@ -415,7 +431,12 @@ HAND = {
     "coded_naloxone": ({"oxycodone": (2 * 20, 1.5)}, {"opioid.mme.caution"}, {"opioid.naloxone"}),
     "coded_moud_icd": ({}, {"opioid.naloxone"}, {"opioid.mme.caution", "opioid.mme.high"}),
     "coded_oud_snomed": ({"oxycodone": (4 * 5, 1.5), "methadone": (10, 4.7)}, {"opioid.mme.caution"}, set()),
-    "coded_end_of_life": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.caution"}, set()),
+    # hospice care: outside the CDC 2022 dosage guidance (the dosage is shown, no caution alert); naloxone still
+    "coded_end_of_life": (
+        {"morphine": (0.5 * 20 * 6, 1.0)},
+        {"opioid.mme.out_of_scope", "opioid.naloxone"},
+        {"opioid.mme.caution"},
+    ),
 }
 
 

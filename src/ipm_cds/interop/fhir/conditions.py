@@ -65,13 +65,14 @@ class _ConditionReader(_ReaderBase):
         if not active:
             self._skip(ref, "not_current", "pain complaint no longer active", code_text)
             return
-        if pains:
-            region, character, laterality = pains[0].region, pains[0].character, pains[0].laterality
+        if pains:  # a diagnosis that names no region (cancer pain, facet joint pain) takes the bodySite's
+            region = pains[0].region or self._region(model.bodySite) or ""
+            character, laterality = pains[0].character, pains[0].laterality
         else:
             region, character, laterality = self._region(model.bodySite) or "", pain_chars[0], None
-            if not region:
-                self._skip(ref, "incomplete", "pain complaint without a body-region bodySite", code_text)
-                return
+        if not region:
+            self._skip(ref, "incomplete", "pain complaint without a body-region bodySite", code_text)
+            return
         onset = _to_date(model.onsetDateTime) or (
             _to_date(model.onsetPeriod.start) if model.onsetPeriod is not None else None
         )
