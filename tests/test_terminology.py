@@ -194,8 +194,13 @@ def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() 
     by_agent = {p.agent for p in products.values()}
     assert {"clopidogrel", "ticagrelor", "prasugrel", "dipyridamole", "dalteparin", "fondaparinux"} <= by_agent
     assert {"gabapentin", "pregabalin", "cyclobenzaprine"} <= by_agent
-    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower() or "enoxaparin" in p.name.lower()]
-    assert heparins and all(p.agent is None and p.note for p in heparins)  # route or dose decides the agent
+    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower()]
+    assert heparins and all(p.agent is None and p.note for p in heparins)  # the route decides the agent
+    enoxaparin = [p for p in products.values() if "enoxaparin" in p.name.lower()]
+    assert enoxaparin and all(  # no code tells the dose class: read fail closed, a local code may choose
+        p.agent == "enoxaparin_therapeutic" and p.local_choices == ("enoxaparin_prophylactic",) and p.note
+        for p in enoxaparin
+    )
 
 
 def test_laboratory_loinc_codes_take_the_unit_rules_of_their_confirmed_code(ruleset: ipm_cds.Ruleset) -> None:

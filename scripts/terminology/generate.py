@@ -258,6 +258,9 @@ def value_set_products(
             agents = sorted({agent for ingredient, agent in spec["agents"].items() if ingredient in present})
             no_agent = [why for ingredient, why in spec.get("no_agent", {}).items() if ingredient in present]
             agent = agents[0] if len(agents) == 1 and not no_agent else None
+            closed = [fc for i, fc in mapping.get("fail_closed_agent", {}).items() if i in present]
+            if agent is None and not agents and not no_agent and len(closed) == 1:
+                agent = closed[0]["agent"]  # no code tells the agent: read as the safer one, and say so
             products[code] = {
                 "rxcui": code,
                 "name": display,
@@ -268,6 +271,9 @@ def value_set_products(
                 "source": name,
             }
             others = also(present, agent, mapping)
+            if agent is not None and closed and not agents:
+                products[code]["note"] = " ".join(closed[0]["note"].split())
+                products[code]["local_choices"] = closed[0]["choices"]
             if no_agent:
                 products[code]["note"] = no_agent[0]
                 by_route = [mapping["agent_by_route"][i] for i in sorted(present) if i in mapping["agent_by_route"]]

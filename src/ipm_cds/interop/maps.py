@@ -219,6 +219,9 @@ class ProductEntry(_M):
     agent_by_route: dict[str, str] | None = Field(
         None, description="When the route of administration decides the agent (heparin: IV or SC)."
     )
+    local_choices: tuple[str, ...] = Field(
+        (), description="Agents a local medication code beside this one may choose instead (enoxaparin's dose class)."
+    )
 
     def strength(self) -> tuple[float, StrengthUnit] | None:
         """The strength of the agent's ingredient (two salts of one opioid add), or None when not one unit."""
