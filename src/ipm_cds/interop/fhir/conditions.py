@@ -105,7 +105,7 @@ class _ConditionReader(_ReaderBase):
         return list(found.values())
 
     def _pains_for(self, codings: Sequence[tuple[str, str]]) -> list[Any]:
-        found: dict[tuple[str, str, str | None], Any] = {}
+        found: dict[tuple[str | None, str, str | None], Any] = {}
         icd = self.maps.uri("icd10cm")
         for system, code in codings:
             entry = self.maps.pain_by_code.get((system, code))
