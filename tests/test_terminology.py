@@ -402,6 +402,24 @@ def test_odi_by_loinc_is_read_in_percent_only(unit: str, read: int | None, rules
         assert item.kind == "unknown_unit"
 
 
+def test_start_back_total_and_distress_subscore_by_loinc(ruleset: ipm_cds.Ruleset) -> None:
+    def obs(rid: str, code: str, value: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "id": rid,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": "Patient/p"},
+            "effectiveDateTime": "2025-05-01",
+            "valueInteger": value,
+        }
+
+    m = _read(obs("total", "91351-7", 6), obs("distress", "91350-9", 4), ruleset=ruleset)
+    (screening,) = m.patient.screenings
+    assert (screening.instrument, screening.score, screening.distress_subscore) == ("start_back", 6, 4)
+    assert m.unmapped == ()
+
+
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
     udt = {
         "resourceType": "Observation",
