@@ -366,6 +366,18 @@ def test_a_pain_diagnosis_without_a_region_takes_the_body_site_or_is_reported(ru
     assert [(p.region, p.character) for p in m.patient.pain] == [("abdomen", "cancer")]
 
 
+def test_a_pain_coded_twice_as_an_ehr_sends_it_is_one_complaint(ruleset: ipm_cds.Ruleset) -> None:
+    both = _condition(_table("Facet joint pain (finding)"))  # no region of its own
+    both["code"]["coding"].append({"system": ICD, "code": "M54.50"})  # low back pain: lumbar, axial
+    m = _read(both, ruleset=ruleset)
+    assert [(p.region, p.character) for p in m.patient.pain] == [("lumbar", "axial")]
+    assert m.unmapped == ()
+    clash = _condition(_table("Lumbar radiculopathy (disorder)"))
+    clash["code"]["coding"].append({"system": ICD, "code": "M54.50"})  # radicular and axial: which one?
+    m = _read(clash, ruleset=ruleset)
+    assert m.patient.pain == [] and [u.kind for u in m.unmapped] == ["ambiguous_code"]
+
+
 @pytest.mark.parametrize(
     ("display", "condition"),
     [

@@ -114,7 +114,9 @@ class _ConditionReader(_ReaderBase):
                 entry = next((e for s, p, e in self.maps.pain_prefixes if s == system and norm.startswith(p)), None)
             if entry is not None:
                 found[(entry.region, entry.character, entry.laterality)] = entry
-        return list(found.values())
+        # a code that names no region (facet joint pain) beside one that does (M54.50): the same complaint
+        placed = {(e.character, e.laterality) for e in found.values() if e.region is not None}
+        return [e for e in found.values() if e.region is not None or (e.character, e.laterality) not in placed]
 
     # ---- AllergyIntolerance
 
