@@ -90,7 +90,7 @@ def exit_codes_epilog(command: str | None) -> str:
 # Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
 # A module whose optional dependencies are missing still gets a subcommand that says what to install.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
-    ("batch", "ipm_cds.serving.batch", ""),
+    ("batch", "ipm_cds.serving.batch_cli", ""),
     ("serve", "ipm_cds.serving.service", "service"),
     ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
     ("report", "ipm_cds.tooling.outcome_report", "report"),

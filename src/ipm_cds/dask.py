@@ -50,17 +50,8 @@ from typing import IO, Any
 from .engine.facade import BackendChoice, choose_backend
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
-from .serving.batch import (
-    _STOP_SIGNALS,
-    BatchResult,
-    _Config,
-    _config,
-    _Evaluator,
-    _Reader,
-    _refuse_overwriting_the_input,
-    _StopHandler,
-    _Stopped,
-)
+from .serving.batch import BatchResult, _Config, _config, _Evaluator
+from .serving.batch_cli import _STOP_SIGNALS, _Reader, _refuse_overwriting_the_input, _StopHandler, _Stopped
 from .summarize import ROW_FIELDS, conclusion_rows, is_parquet
 
 __all__ = ["DEFAULT_PARTITION_LINES", "evaluate_bag", "evaluate_dataframe", "run_files"]
