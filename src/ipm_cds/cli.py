@@ -131,7 +131,7 @@ def _add_dask_to_batch(sub: Any) -> None:
     """``ipm-cds batch --dask/--format/--partition-lines`` (ipm_cds.dask; dask itself is imported only when used)."""
     batch = sub.choices.get("batch")
     if batch is not None and "batch" in _HANDLERS:
-        from .dask import extend_batch
+        from .dask_cli import extend_batch
 
         _HANDLERS["batch"] = extend_batch(batch, _HANDLERS["batch"])
 

@@ -192,6 +192,37 @@ def _stop_forkserver() -> None:
             stop()
 
 
+def run_until_stopped(
+    work: Callable[[_StopHandler], None],
+    counts: Callable[[], tuple[int, int]],
+    on_stop: Callable[[], None] = lambda: None,
+) -> int:
+    """Run ``ipm-cds batch``'s ``work`` with SIGINT and SIGTERM handled (in the main thread) by the
+    :class:`_StopHandler` it is given; report the records and errors of ``counts()`` on stderr. Returns the
+    exit code: 0, or 128 + the signal's number after ``on_stop()``."""
+    handling = threading.current_thread() is threading.main_thread()
+    stopper = _StopHandler()
+    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
+    try:
+        work(stopper)
+    except _Stopped as stopped:
+        on_stop()
+        done, errors = counts()
+        name = signal.Signals(stopped.signum).name
+        print(
+            f"ipm-cds batch: stopped by {name} after {done:,} records ({errors:,} with errors); "
+            "the output holds their results, in input order",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    done, errors = counts()
+    print(f"ipm-cds batch: {done:,} records, {errors:,} with errors", file=sys.stderr)
+    return 0
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     _refuse_overwriting_the_input(args)
     total: int | None = None
@@ -200,26 +231,11 @@ def _run_cli(args: argparse.Namespace) -> int:
             raise InputFileError(str(args.input), "no such file", hint="give a JSON Lines file, or - for stdin")
         total = args.input.stat().st_size
     progress = _Progress(total)
-    handling = threading.current_thread() is threading.main_thread()
-    stopper = _StopHandler()
-    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
-    try:
-        _run_batch(args, progress, stopper)
-    except _Stopped as stopped:
-        if args.workers > 1:
-            _stop_forkserver()
-        name = signal.Signals(stopped.signum).name
-        print(
-            f"ipm-cds batch: stopped by {name} after {progress.done:,} records ({progress.errors:,} with errors); "
-            "the output holds their results, in input order",
-            file=sys.stderr,
-        )
-        return 128 + stopped.signum
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
-    return 0
+    return run_until_stopped(
+        lambda stopper: _run_batch(args, progress, stopper),
+        lambda: (progress.done, progress.errors),
+        on_stop=_stop_forkserver if args.workers > 1 else lambda: None,
+    )
 
 
 def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHandler) -> None:
