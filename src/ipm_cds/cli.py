@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .argtypes import add_backend_option, date_arg, parameter_arg
+from .argtypes import add_backend_option, add_engine_options
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -138,18 +138,7 @@ def _add_dask_to_batch(sub: Any) -> None:
 
 def _engine_options(parser: argparse.ArgumentParser, *, what: str = "evaluation") -> None:
     """--ruleset, --as-of, --profile, --backend and --param, as evaluate and explain take them."""
-    parser.add_argument("--ruleset", type=Path, default=None, help=_RULESET_HELP)
-    parser.add_argument("--as-of", type=date_arg, default=None, help=f"{what} date YYYY-MM-DD (default: today)")
-    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    add_backend_option(parser)
-    parser.add_argument(
-        "--param",
-        type=parameter_arg,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter (repeatable)",
-    )
+    add_engine_options(parser, ruleset_help=_RULESET_HELP, as_of_help=f"{what} date YYYY-MM-DD (default: today)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .engine.facade import BackendChoice, choose_backend
+from .engine.facade import BackendChoice
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
 from .serving.batch import BatchResult, _Config, _config, _Evaluator
@@ -79,7 +79,6 @@ def _job(
     parameters: Mapping[str, int | float] | None,
     timestamp: bool,
 ) -> _Job:
-    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     # as asked: each worker resolves "auto" itself, the same way (as ipm_cds.serving.batch's workers do)
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, None, False)
     identity = [

@@ -246,9 +246,12 @@ def _config(
     decision_log: object,
     include_patient_id: bool,
 ) -> _Config:
+    """What every worker builds its engine from (here and in :mod:`ipm_cds.dask`), checked once, here: the
+    backend, the ruleset (loaded), the profile and parameters, the decision log."""
     from ..engine.facade import check_arguments, evaluation_date
     from ..engine.program import build_program
 
+    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     if ruleset is not None and not isinstance(ruleset, Ruleset | str | os.PathLike):
         raise ConfigurationError(
             f"ruleset must be a Ruleset or a folder path, not {type(ruleset).__name__}",
@@ -343,7 +346,6 @@ def _evaluate(
         raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
-    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
     if isinstance(decision_log, DecisionLog):
         return _logged(_evaluate_records(records, config, workers, chunk_size), decision_log, owned=False)
