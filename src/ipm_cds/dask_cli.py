@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from .dask import DEFAULT_PARTITION_LINES, _expand, _format, connect, run_files
 from .errors import ConfigurationError
-from .serving.batch_cli import _refuse_overwriting_the_input, _StopHandler, run_until_stopped
+from .serving.batch_cli import _refuse_overwriting_the_input, _StopHandler, engine_arguments, run_until_stopped
 from .summarize import is_parquet
 
 
@@ -83,11 +83,7 @@ def _run_cli(args: argparse.Namespace) -> int:
                 client,
                 fmt=args.format,
                 partition_lines=args.partition_lines,
-                ruleset=args.ruleset,
-                profile=args.profile,
-                as_of=args.as_of,
-                backend=args.backend,
-                parameters=dict(args.param),
+                **engine_arguments(args),
                 on_progress=progress,
                 _stopper=stopper,
             )

@@ -20,14 +20,35 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypedDict
 
 from ..argtypes import add_backend_option, date_arg, parameter_arg
+from ..engine.facade import BackendChoice
 from ..errors import ConfigurationError, InputFileError
 from ..jsonsrc import UTF8_BOM, strip_bom
+from ..ruleset.loader import Ruleset
 from .batch import DEFAULT_CHUNK_SIZE, MAX_RECORD_BYTES, BatchResult, Record, _close, _evaluate, _Oversize
+
+
+class EngineArguments(TypedDict):
+    """What the batch command's engines are built from, as :func:`~ipm_cds.serving.batch.evaluate_many` and
+    :func:`ipm_cds.dask.run_files` take it (keyword arguments)."""
+
+    ruleset: Ruleset | str | os.PathLike[str] | None
+    profile: str | None
+    as_of: date | None
+    backend: BackendChoice
+    parameters: Mapping[str, int | float] | None
+
+
+def engine_arguments(args: argparse.Namespace) -> EngineArguments:
+    """The parsed ``--ruleset``, ``--profile``, ``--as-of``, ``--backend`` and ``--param`` of ``ipm-cds batch``."""
+    return EngineArguments(
+        ruleset=args.ruleset, profile=args.profile, as_of=args.as_of, backend=args.backend, parameters=dict(args.param)
+    )
 
 
 class _Reader:
@@ -245,11 +266,7 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
         results = _evaluate(
             reader,
             workers=args.workers,
-            ruleset=args.ruleset,
-            profile=args.profile,
-            as_of=args.as_of,
-            backend=args.backend,
-            parameters=dict(args.param),
+            **engine_arguments(args),
             chunk_size=args.chunk_size,
             timestamp=True,
             decision_log=args.decision_log,
