@@ -26,7 +26,7 @@ from ipm_cds.cli import main
 from ipm_cds.decision_log import DecisionLog, input_digest
 from ipm_cds.errors import ConfigurationError
 from ipm_cds.model.patient import PatientCase
-from ipm_cds.serving import batch
+from ipm_cds.serving import batch, batch_cli
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, RFA_PATIENT
@@ -184,7 +184,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
     result = batch.BatchResult(0, 1, "{}", None)
     for stream, shown in ((io.StringIO(), False), (Tty(), True)):
-        progress = batch._Progress(1000, stream, min_interval=0)
+        progress = batch_cli._Progress(1000, stream, min_interval=0)
         progress.update(result, 500)
         progress.close(1000)
         text = stream.getvalue()
@@ -323,11 +323,11 @@ def test_jsonl_reader_limits_and_byte_order_mark() -> None:
     exact = b'"' + b"x" * (limit - 2) + b'"\n'  # exactly the limit (the newline aside): read
     over = b'"' + b"x" * (limit - 1) + b'"\n'  # one byte over: skipped, reported
     for bom in (b"", b"\xef\xbb\xbf"):
-        records = list(batch._Reader(io.BytesIO(bom + exact + over + bom + b"{}\n")))
+        records = list(batch_cli._Reader(io.BytesIO(bom + exact + over + bom + b"{}\n")))
         assert [(index, line) for index, line, _ in records] == [(0, 1), (1, 2), (2, 3)]
         assert records[0][2] == exact and isinstance(records[1][2], batch._Oversize)
         assert records[2][2] == bom + b"{}\n"  # a mark is part of the input anywhere but at its start
-    assert list(batch._Reader(io.BytesIO(b"\xef\xbb\xbf"))) == []
+    assert list(batch_cli._Reader(io.BytesIO(b"\xef\xbb\xbf"))) == []
 
 
 # -- stopping a batch: SIGTERM, Ctrl-C ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from pathlib import Path
 
 
 def date_arg(text: str) -> date:
@@ -38,3 +39,22 @@ BACKEND_HELP = (
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """The ``--backend`` option every evaluating command shares: auto by default."""
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help=BACKEND_HELP)
+
+
+def add_engine_options(
+    parser: argparse.ArgumentParser,
+    *,
+    ruleset_help: str,
+    as_of_help: str | None = None,
+    param_help: str = "override a parameter (repeatable)",
+) -> None:
+    """What an engine is built from, as every evaluating command takes it: ``--ruleset``, ``--profile``,
+    ``--backend`` and ``--param`` (repeatable); with ``as_of_help``, ``--as-of`` too, after ``--ruleset``."""
+    parser.add_argument("--ruleset", type=Path, default=None, help=ruleset_help)
+    if as_of_help is not None:
+        parser.add_argument("--as-of", type=date_arg, default=None, help=as_of_help)
+    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
+    add_backend_option(parser)
+    parser.add_argument(
+        "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help=param_help
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .argtypes import add_backend_option, date_arg, parameter_arg
+from .argtypes import add_backend_option, add_engine_options
 from .errors import (
     ConfigurationError,
     EvaluationError,
@@ -90,7 +90,7 @@ def exit_codes_epilog(command: str | None) -> str:
 # Subcommands that live in their own modules: each module has register(parser) -> handler(args) -> int.
 # A module whose optional dependencies are missing still gets a subcommand that says what to install.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
-    ("batch", "ipm_cds.serving.batch", ""),
+    ("batch", "ipm_cds.serving.batch_cli", ""),
     ("serve", "ipm_cds.serving.service", "service"),
     ("fhir", "ipm_cds.interop.fhir.coverage", "service"),
     ("report", "ipm_cds.tooling.outcome_report", "report"),
@@ -131,25 +131,14 @@ def _add_dask_to_batch(sub: Any) -> None:
     """``ipm-cds batch --dask/--format/--partition-lines`` (ipm_cds.dask; dask itself is imported only when used)."""
     batch = sub.choices.get("batch")
     if batch is not None and "batch" in _HANDLERS:
-        from .dask import extend_batch
+        from .dask_cli import extend_batch
 
         _HANDLERS["batch"] = extend_batch(batch, _HANDLERS["batch"])
 
 
 def _engine_options(parser: argparse.ArgumentParser, *, what: str = "evaluation") -> None:
     """--ruleset, --as-of, --profile, --backend and --param, as evaluate and explain take them."""
-    parser.add_argument("--ruleset", type=Path, default=None, help=_RULESET_HELP)
-    parser.add_argument("--as-of", type=date_arg, default=None, help=f"{what} date YYYY-MM-DD (default: today)")
-    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    add_backend_option(parser)
-    parser.add_argument(
-        "--param",
-        type=parameter_arg,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter (repeatable)",
-    )
+    add_engine_options(parser, ruleset_help=_RULESET_HELP, as_of_help=f"{what} date YYYY-MM-DD (default: today)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,8 +14,9 @@ An optional extra (``pip install "ipm-cds[dask]"``: dask, distributed, pyarrow).
   ``--dask tcp://HOST:PORT`` (a running scheduler) reads JSON Lines files or globs, split into partitions of
   ``--partition-lines`` lines, and writes JSON Lines identical to ``ipm-cds batch`` (plus a ``"file"`` key
   when it reads several files), or Parquet (``--out x.parquet`` or ``--format parquet``) with one row per
-  patient and conclusion (:data:`ipm_cds.summarize.ROW_FIELDS`). Each partition's results are written by
-  the worker that evaluates it, next to the output; this process puts them together in input order.
+  patient and conclusion (:data:`ipm_cds.summarize.ROW_FIELDS`); the switch itself is
+  :mod:`ipm_cds.dask_cli`. Each partition's results are written by the worker that evaluates it, next to
+  the output; this process puts them together in input order.
 
 Each worker process builds one engine per ruleset, profile, backend, parameters and date, once, and keeps
 it for every partition that follows (a per-process cache, which works under every scheduler). A worker
@@ -37,7 +38,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -47,20 +47,11 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from .engine.facade import BackendChoice, choose_backend
+from .engine.facade import BackendChoice
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
-from .serving.batch import (
-    _STOP_SIGNALS,
-    BatchResult,
-    _Config,
-    _config,
-    _Evaluator,
-    _Reader,
-    _refuse_overwriting_the_input,
-    _StopHandler,
-    _Stopped,
-)
+from .serving.batch import BatchResult, _Config, _config, _Evaluator
+from .serving.batch_cli import _Reader, _refuse_overwriting_the_input, _StopHandler
 from .summarize import ROW_FIELDS, conclusion_rows, is_parquet
 
 __all__ = ["DEFAULT_PARTITION_LINES", "evaluate_bag", "evaluate_dataframe", "run_files"]
@@ -88,7 +79,6 @@ def _job(
     parameters: Mapping[str, int | float] | None,
     timestamp: bool,
 ) -> _Job:
-    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     # as asked: each worker resolves "auto" itself, the same way (as ipm_cds.serving.batch's workers do)
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, None, False)
     identity = [
@@ -523,94 +513,3 @@ def connect(address: str, workers: int = 1) -> Iterator[Any]:
         ) from None
     with client:
         yield client
-
-
-def extend_batch(
-    parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int]
-) -> Callable[[argparse.Namespace], int]:
-    """Add ``--dask``, ``--format`` and ``--partition-lines`` (and more input files) to ``ipm-cds batch``;
-    return its handler, which runs the Dask path when ``--dask`` is given and ``handler`` otherwise."""
-    parser.add_argument(
-        "more_inputs", nargs="*", metavar="INPUT", help="more JSON Lines files or globs (with --dask)", type=str
-    )
-    parser.add_argument(
-        "--dask",
-        default=None,
-        metavar="local|tcp://HOST:PORT",
-        help="evaluate on Dask: 'local' starts a local cluster of --workers processes; else a scheduler's address",
-    )
-    parser.add_argument(
-        "--format",
-        choices=["jsonl", "parquet"],
-        default=None,
-        help="output format with --dask (default: parquet for an --out ending in .parquet, else jsonl)",
-    )
-    parser.add_argument(
-        "--partition-lines",
-        type=int,
-        default=DEFAULT_PARTITION_LINES,
-        metavar="N",
-        help=f"with --dask: input lines per partition (default {DEFAULT_PARTITION_LINES})",
-    )
-
-    def run(args: argparse.Namespace) -> int:
-        if args.dask is None:
-            if args.more_inputs:
-                raise ConfigurationError("several input files need --dask", hint="add --dask local")
-            if args.format == "parquet" or is_parquet(args.out):
-                raise ConfigurationError("Parquet output is written by the Dask path", hint="add --dask local")
-            return handler(args)
-        return _run_cli(args)
-
-    return run
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    if args.decision_log is not None:
-        raise ConfigurationError(
-            "--decision-log is not available with --dask", hint="run without --dask to log decisions"
-        )
-    if args.partition_lines < 1:
-        raise ConfigurationError(f"--partition-lines must be a positive whole number, got {args.partition_lines}")
-    inputs = [str(args.input), *args.more_inputs]
-    _format(args.out, args.format)  # a bad input or output fails before a cluster is started
-    for path in _expand(inputs):
-        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=args.out, decision_log=None))
-    done = [0, 0]
-
-    def progress(records: int, errors: int) -> None:
-        done[:] = [records, errors]
-
-    # SIGINT and SIGTERM stop the run as they stop ipm-cds batch: after the partition being written, the
-    # cluster closed (a local one: its workers ended), the output whole, one line on stderr, 128 + signal
-    handling = threading.current_thread() is threading.main_thread()
-    stopper = _StopHandler()
-    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
-    try:
-        with connect(args.dask, args.workers) as client:
-            run_files(
-                inputs,
-                args.out,
-                client,
-                fmt=args.format,
-                partition_lines=args.partition_lines,
-                ruleset=args.ruleset,
-                profile=args.profile,
-                as_of=args.as_of,
-                backend=args.backend,
-                parameters=dict(args.param),
-                on_progress=progress,
-                _stopper=stopper,
-            )
-    except _Stopped as stopped:
-        print(
-            f"ipm-cds batch: stopped by {signal.Signals(stopped.signum).name} after {done[0]:,} records "
-            f"({done[1]:,} with errors); the output holds their results, in input order",
-            file=sys.stderr,
-        )
-        return 128 + stopped.signum
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-    print(f"ipm-cds batch: {done[0]:,} records, {done[1]:,} with errors", file=sys.stderr)
-    return 0

@@ -12,40 +12,29 @@ carries the error instead of an assessment; the batch goes on. ``ipm-cds batch``
 one line: ``{"line": N, "assessment": {...}}`` or ``{"line": N, "error": {"type": ..., "message": ...}}``.
 Results abandoned before the end (an exception, an interrupt, ``close()``) terminate the workers at once.
 
-``ipm-cds batch`` refuses an ``--out`` or ``--decision-log`` that is its input file, by whatever path or
-redirection, before opening anything (exit code 2); SIGTERM and SIGINT stop it with one line on stderr,
-the workers and the forkserver ended, the output holding the results of the first records (exit code
-128 + the signal's number). A UTF-8 byte-order mark at the start of the input is skipped.
+The command ``ipm-cds batch`` (JSON Lines in and out) is :mod:`ipm_cds.serving.batch_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import gc
-import io
 import json
 import multiprocessing
 import os
 import signal
-import stat
-import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..argtypes import add_backend_option, date_arg, parameter_arg
 from ..decision_log import DecisionLog, decision_entry
 from ..engine.facade import BackendChoice, Engine, choose_backend
-from ..errors import ConfigurationError, EvaluationError, InputFileError, IpmCdsError, PatientDataError, Problem
-from ..jsonsrc import UTF8_BOM, strip_bom
+from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
 from ..ruleset.loader import Ruleset, load_ruleset
 
 DEFAULT_CHUNK_SIZE = 32
@@ -257,9 +246,12 @@ def _config(
     decision_log: object,
     include_patient_id: bool,
 ) -> _Config:
+    """What every worker builds its engine from (here and in :mod:`ipm_cds.dask`), checked once, here: the
+    backend, the ruleset (loaded), the profile and parameters, the decision log."""
     from ..engine.facade import check_arguments, evaluation_date
     from ..engine.program import build_program
 
+    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     if ruleset is not None and not isinstance(ruleset, Ruleset | str | os.PathLike):
         raise ConfigurationError(
             f"ruleset must be a Ruleset or a folder path, not {type(ruleset).__name__}",
@@ -354,7 +346,6 @@ def _evaluate(
         raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
-    choose_backend(backend)  # an unknown name, or durable where it cannot run, fails here, once
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
     if isinstance(decision_log, DecisionLog):
         return _logged(_evaluate_records(records, config, workers, chunk_size), decision_log, owned=False)
@@ -380,271 +371,3 @@ def _close(results: Iterator[BatchResult]) -> None:
     close = getattr(results, "close", None)
     if close is not None:
         close()
-
-
-# -- JSON Lines -----------------------------------------------------------------------------------------
-
-
-class _Reader:
-    """Reads JSON Lines records as bytes, with their line numbers, and counts the bytes read."""
-
-    def __init__(self, stream: IO[bytes], first_line: int = 0) -> None:
-        self.stream = stream
-        self.bytes_read = 0
-        self.first_line = first_line  # lines before the stream's first (a part of a file, as ipm_cds.dask reads)
-
-    def __iter__(self) -> Iterator[Record]:
-        index = 0
-        number = self.first_line
-        while True:
-            # the first line may start with a UTF-8 byte-order mark (some editors write one): read it too
-            line = self.stream.readline(MAX_RECORD_BYTES + 1 + (len(UTF8_BOM) if number == 0 else 0))
-            if not line:
-                return
-            number += 1
-            self.bytes_read += len(line)
-            if number == 1:
-                line = strip_bom(line)  # not part of the record, accepted as the service accepts it
-            document: Any = line
-            if len(line) - line.endswith(b"\n") > MAX_RECORD_BYTES:
-                while line and not line.endswith(b"\n"):  # skip the rest of the record, a chunk at a time
-                    line = self.stream.readline(MAX_RECORD_BYTES)
-                    self.bytes_read += len(line)
-                document = _Oversize()
-            elif not line.strip():
-                continue  # blank lines separate nothing in JSON Lines; they are skipped, not errors
-            yield index, number, document
-            index += 1
-
-
-class _Progress:
-    """Progress on stderr, drawn by tqdm, only when stderr is a terminal: the share of the input read (when
-    its size is known), the rate, and the records and errors so far."""
-
-    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None, min_interval: float = 0.2) -> None:
-        from tqdm import tqdm
-
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
-        self.done = self.errors = 0
-        self.bar = tqdm(
-            total=total_bytes or None,
-            file=self.stream,
-            disable=not self.enabled,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            mininterval=min_interval,
-            dynamic_ncols=True,
-        )
-
-    def update(self, result: BatchResult, bytes_read: int) -> None:
-        self.done += 1
-        self.errors += 0 if result.ok else 1
-        if self.enabled:
-            self.bar.set_postfix_str(f"{self.done:,} records, {self.errors:,} errors", refresh=False)
-            self.bar.update(bytes_read - self.bar.n)
-
-    def close(self, bytes_read: int) -> None:
-        if self.enabled:
-            self.bar.update(bytes_read - self.bar.n)
-        self.bar.close()
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """The (device, inode) of the file at ``path`` (symlinks followed), or None where there is none yet."""
-    try:
-        st = path.stat()
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _stream_identity(stream: IO[Any]) -> tuple[int, int] | None:
-    """The (device, inode) of a regular file behind a standard stream (``< file``, ``>> file``), or None."""
-    try:
-        st = os.fstat(stream.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
-
-
-def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
-    """Refuse an output that is the input file (by any path: symlink, hard link, relative or absolute, or a
-    redirection of the standard streams), or two outputs that are one file, before anything is opened."""
-    stdin = str(args.input) == "-"
-    source = _stream_identity(sys.stdin) if stdin else _identity(args.input)
-    source_name = "the standard input's file" if stdin else f"the input file {args.input}"
-    outputs: list[tuple[str, tuple[int, int] | None, Path | None]] = []
-    if str(args.out) == "-":
-        outputs.append(("the standard output", _stream_identity(sys.stdout), None))
-    else:
-        outputs.append(("--out", _identity(args.out), args.out))
-    if args.decision_log is not None:
-        outputs.append(("--decision-log", _identity(args.decision_log), args.decision_log))
-    for option, identity, path in outputs:
-        if source is not None and identity == source:
-            shown = f" ({path})" if path is not None else ""
-            raise ConfigurationError(
-                f"{option}{shown} is {source_name}: writing it would destroy the input",
-                hint=f"give {option} another file" if path is not None else "redirect the output to another file",
-            )
-    out, log = args.out, args.decision_log
-    if str(out) != "-" and log is not None:
-        same = _identity(out)
-        if (same is not None and same == _identity(log)) or os.path.realpath(out) == os.path.realpath(log):
-            raise ConfigurationError(
-                f"--out and --decision-log name the same file ({out})", hint="give each its own file"
-            )
-
-
-class _Stopped(BaseException):
-    """SIGINT or SIGTERM during ``ipm-cds batch``: raised in the main thread, so that every ``finally`` runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _StopHandler:
-    """The handler of SIGINT and SIGTERM during ``ipm-cds batch``: raises :class:`_Stopped`, except while a
-    result is being written and counted; then it is raised once that record is done, so that the count the
-    stop reports is exactly the number of lines written."""
-
-    def __init__(self) -> None:
-        self.writing = False
-        self.pending: int | None = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        for other in _STOP_SIGNALS:  # one stop: the clean-up that follows is not interrupted in turn
-            signal.signal(other, signal.SIG_IGN)
-        if self.writing:
-            self.pending = signum
-            return
-        raise _Stopped(signum)
-
-    @contextlib.contextmanager
-    def record(self) -> Iterator[None]:
-        self.writing = True
-        try:
-            yield
-        finally:
-            self.writing = False
-        if self.pending is not None:
-            raise _Stopped(self.pending)
-
-
-def _stop_forkserver() -> None:
-    """End the forkserver process now (it would end once this process has), so that none outlives a stop."""
-    from multiprocessing import forkserver
-
-    stop = getattr(forkserver._forkserver, "_stop", None)
-    if stop is not None:
-        with contextlib.suppress(OSError):  # already gone (and reaped): nothing to stop
-            stop()
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    _refuse_overwriting_the_input(args)
-    total: int | None = None
-    if str(args.input) != "-":
-        if not args.input.is_file():
-            raise InputFileError(str(args.input), "no such file", hint="give a JSON Lines file, or - for stdin")
-        total = args.input.stat().st_size
-    progress = _Progress(total)
-    handling = threading.current_thread() is threading.main_thread()
-    stopper = _StopHandler()
-    previous = {s: signal.signal(s, stopper) for s in _STOP_SIGNALS} if handling else {}
-    try:
-        _run_batch(args, progress, stopper)
-    except _Stopped as stopped:
-        if args.workers > 1:
-            _stop_forkserver()
-        name = signal.Signals(stopped.signum).name
-        print(
-            f"ipm-cds batch: stopped by {name} after {progress.done:,} records ({progress.errors:,} with errors); "
-            "the output holds their results, in input order",
-            file=sys.stderr,
-        )
-        return 128 + stopped.signum
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-    print(f"ipm-cds batch: {progress.done:,} records, {progress.errors:,} with errors", file=sys.stderr)
-    return 0
-
-
-def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHandler) -> None:
-    source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
-    reader = _Reader(source)
-    try:
-        results = _evaluate(
-            reader,
-            workers=args.workers,
-            ruleset=args.ruleset,
-            profile=args.profile,
-            as_of=args.as_of,
-            backend=args.backend,
-            parameters=dict(args.param),
-            chunk_size=args.chunk_size,
-            timestamp=True,
-            decision_log=args.decision_log,
-            include_patient_id=args.log_patient_id,
-        )
-    except BaseException:
-        if source is not sys.stdin.buffer:
-            source.close()
-        raise
-    try:
-        out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
-    except BaseException:
-        _close(results)
-        if source is not sys.stdin.buffer:
-            source.close()
-        raise
-    try:
-        for result in results:
-            with stopper.record():  # a stop waits for this line to be written and counted
-                out.write(result.to_json_line() + "\n")
-                progress.update(result, reader.bytes_read)
-    finally:
-        _close(results)  # stopped or failed: the workers are stopped before anything else is closed
-        progress.close(reader.bytes_read)
-        if source is not sys.stdin.buffer:
-            source.close()
-        if out is not sys.stdout:
-            out.close()
-        else:
-            out.flush()
-
-
-def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """Add the ``ipm-cds batch`` arguments to ``parser``; return the command's handler."""
-    parser.description = (
-        "Assess every patient of a JSON Lines file (one patient document per line). Each output line is "
-        '{"line": N, "assessment": {...}} or {"line": N, "error": {...}}, in input order; a record that '
-        "fails does not stop the batch."
-    )
-    parser.add_argument("input", type=Path, help="JSON Lines file of patient documents ('-': standard input)")
-    parser.add_argument("--out", type=Path, default=Path("-"), help="output JSON Lines file (default: stdout)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
-    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    parser.add_argument(
-        "--as-of", type=date_arg, default=None, help="evaluation date YYYY-MM-DD for every record (default: today)"
-    )
-    add_backend_option(parser)
-    parser.add_argument(
-        "--param", type=parameter_arg, action="append", default=[], metavar="NAME=VALUE", help="override a parameter"
-    )
-    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--decision-log", type=Path, default=None, metavar="FILE", help="append one decision entry per assessment"
-    )
-    parser.add_argument(
-        "--log-patient-id", action="store_true", help="write patient ids in the decision log (off by default)"
-    )
-    return _run_cli

@@ -48,7 +48,7 @@ import jwt  # noqa: F401  (used by .auth)
 import prometheus_client  # noqa: F401  (used by .observability)
 import uvicorn
 
-from ..argtypes import add_backend_option, date_arg, parameter_arg
+from ..argtypes import add_engine_options, date_arg
 from ..errors import ConfigurationError, IpmCdsError
 from .app import create_app
 from .auth import is_loopback
@@ -69,17 +69,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument(
         "--public-url", default=None, help="the URL clients call (the JWT aud); default http://HOST:PORT"
     )
-    parser.add_argument("--ruleset", type=Path, default=None, help="ruleset folder (default: bundled ipm-core)")
-    parser.add_argument("--profile", default=None, help="profile, e.g. cms_lcd or society_consensus")
-    add_backend_option(parser)
-    parser.add_argument(
-        "--param",
-        type=parameter_arg,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter (repeatable)",
-    )
+    add_engine_options(parser, ruleset_help="ruleset folder (default: bundled ipm-core)")
     parser.add_argument("--as-of", type=date_arg, default=None, help="pin the evaluation date (default: today)")
     parser.add_argument("--issuers", type=Path, default=None, help="trusted CDS clients (YAML/JSON); enables JWT")
     parser.add_argument(
