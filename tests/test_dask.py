@@ -210,6 +210,36 @@ def test_parquet_output_has_a_row_per_patient_and_conclusion(
     assert {r["kind"] for r in rows} >= {"candidate", "excluded", "referral", "missing_data", "error"}
 
 
+def _decisions(path: Path) -> list[dict[str, Any]]:
+    """The log's entries without what differs from run to run (the decision id, its time, the time it took)."""
+    entries = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    for entry in entries:
+        assert entry.pop("decision_id") and entry.pop("timestamp") and entry.pop("elapsed_ms") >= 0
+    return entries
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_the_dask_path_logs_the_decisions_ipm_cds_batch_logs(
+    client: Client, documents: list[Any], tmp_path: Path, fmt: str
+) -> None:
+    source = tmp_path / "patients.jsonl"
+    _write_jsonl(source, documents)
+    assert (
+        main(_batch(str(source), "--out", str(tmp_path / "seq.jsonl"), "--decision-log", str(tmp_path / "seq.log")))
+        == 0
+    )
+    sequential = _decisions(tmp_path / "seq.log")
+    assert len(sequential) == len(documents) - 3  # one entry per assessment: the three bad records have none
+    log = tmp_path / f"dask-{fmt}.log"
+    argv = _batch(str(source), "--out", str(tmp_path / f"dask.{fmt}"), "--dask", client.scheduler.address)
+    assert main([*argv, "--partition-lines", "9", "--decision-log", str(log), "--log-patient-id"]) == 0
+    logged = _decisions(log)
+    ids = [json.loads(r.assessment_json or "")["patient_id"] for r in evaluate_many(documents, as_of=AS_OF) if r.ok]
+    assert [e.pop("patient_id") for e in logged] == ids  # --log-patient-id reaches the workers
+    assert logged == sequential  # in input order, entry for entry
+    assert main([*argv, "--decision-log", str(source)]) == 2  # the log may not be the input either
+
+
 def test_cli_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "p.jsonl"
     source.write_text("{}\n", encoding="utf-8")

@@ -47,6 +47,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from .decision_log import DecisionLog, decision_line
 from .engine.facade import BackendChoice
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
@@ -78,9 +79,13 @@ def _job(
     backend: BackendChoice,
     parameters: Mapping[str, int | float] | None,
     timestamp: bool,
+    decision_log: str | os.PathLike[str] | None = None,
+    include_patient_id: bool = False,
 ) -> _Job:
-    # as asked: each worker resolves "auto" itself, the same way (as ipm_cds.serving.batch's workers do)
-    config = _config(ruleset, profile, backend, parameters, as_of, timestamp, None, False)
+    # as asked: each worker resolves "auto" itself, the same way (as ipm_cds.serving.batch's workers do);
+    # with a decision log, the workers make the entries and this process writes them (the log's path is
+    # only checked here: workers never open it)
+    config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
     identity = [
         config.ruleset.sha256,
         profile,
@@ -88,6 +93,8 @@ def _job(
         sorted(config.parameters.items()),
         config.as_of.isoformat(),
         timestamp,
+        config.log_decisions,
+        config.include_patient_id,
     ]
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return _Job(key, config)
@@ -278,8 +285,9 @@ def _tagged(line: str, label: str | None) -> str:
     return line if label is None else '{"file": ' + json.dumps(label, ensure_ascii=False) + ", " + line[1:]
 
 
-def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, int, str]:
-    """Evaluate one slice and write its results to a part file; return (records, errors, part file)."""
+def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, int, str, str]:
+    """Evaluate one slice and write its results to a part file; return (records, errors, part file, and the
+    decision-log lines of its assessments, in input order: empty when the run logs no decisions)."""
     evaluator = _evaluator(job)
     with open(piece.path, "rb") as stream:
         stream.seek(piece.start)
@@ -289,6 +297,7 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
     # a unique temporary name: a partition run again after a worker died never shares a file with the first run
     partial = part.with_name(f"{part.name}.{os.getpid()}.{threading.get_ident()}.partial")
     records = errors = 0
+    decisions: list[str] = []  # (a few hundred bytes per record: returned with the result, not a file)
     if fmt == "jsonl":
         with partial.open("w", encoding="utf-8") as out:
             for record in reader:
@@ -296,6 +305,8 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
                 out.write(_tagged(result.to_json_line(), piece.label) + "\n")
                 records += 1
                 errors += 0 if result.ok else 1
+                if result.decision is not None:
+                    decisions.append(decision_line(dict(result.decision)))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -313,6 +324,9 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
                     errors += 1
                 else:
                     line["assessment"] = outcome[0].model_dump(mode="json")
+                    decision = evaluator.decision(outcome)
+                    if decision is not None:
+                        decisions.append(decision_line(decision))
                 rows.extend(conclusion_rows(line, records))  # numbered within the slice
                 records += 1
                 if len(rows) >= _ROW_GROUP:  # a row group at a time: the worker's memory stays flat
@@ -320,7 +334,7 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
                     rows = []
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     os.replace(partial, part)
-    return records, errors, str(part)
+    return records, errors, str(part), "".join(decisions)
 
 
 def _copy(source: IO[bytes], target: IO[bytes]) -> None:
@@ -395,6 +409,8 @@ def run_files(
     backend: BackendChoice = "auto",
     parameters: Mapping[str, int | float] | None = None,
     timestamp: bool = True,
+    decision_log: str | os.PathLike[str] | None = None,
+    include_patient_id: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     _stopper: _StopHandler | None = None,
 ) -> tuple[int, int]:
@@ -404,6 +420,8 @@ def run_files(
     The workers read the inputs and write their part files beside ``out`` by the same paths as this process:
     on a cluster of several machines, inputs and output live on a file system they all share.
     ``on_progress(records, errors)`` is called each time a partition's results have been written.
+    ``decision_log``: a file that this process appends one entry per assessment to, in input order, as
+    ``ipm-cds batch --decision-log`` does (the workers make the entries; ``include_patient_id`` as there).
     """
     if isinstance(partition_lines, bool) or not isinstance(partition_lines, int) or partition_lines < 1:
         raise ConfigurationError(f"partition_lines must be a positive whole number, got {partition_lines!r}")
@@ -411,16 +429,18 @@ def run_files(
     fmt = _format(out, fmt)
     paths = _expand([str(p) for p in inputs])
     for path in paths:
-        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=out, decision_log=None))
-    job = _job(ruleset, profile, as_of, backend, parameters, timestamp)
+        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=out, decision_log=decision_log))
+    job = _job(ruleset, profile, as_of, backend, parameters, timestamp, decision_log, include_patient_id)
     slices = _plan(paths, partition_lines)
     parent = Path.cwd() if str(out) == "-" else out.resolve().parent
     folder = tempfile.mkdtemp(prefix=f".{out.name if str(out) != '-' else 'stdout'}.parts-", dir=parent)
     output: _Output | None = None
+    log: DecisionLog | None = None
     futures: list[Any] = []
     finished = False
     try:
         output = _Output(out, fmt)
+        log = DecisionLog(decision_log, include_patient_id=include_patient_id) if decision_log is not None else None
         shared = client.scatter(job, broadcast=True, hash=False)
         run = hashlib.sha256(f"{job.key}{folder}".encode()).hexdigest()[:12]
         futures = client.map(
@@ -434,10 +454,12 @@ def run_files(
         )
         errors = 0
         for piece, future in zip(slices, futures, strict=True):
-            records, bad, part = _result(piece, future)
+            records, bad, part, decisions = _result(piece, future)
             with _stopper.record() if _stopper is not None else contextlib.nullcontext():
-                # a stop (SIGINT, SIGTERM) waits for this partition to be written whole
+                # a stop (SIGINT, SIGTERM) waits for this partition to be written whole, and logged
                 output.append(Path(part), records)
+                if log is not None:
+                    log.write_lines(decisions)
                 errors += bad
                 if on_progress is not None:
                     on_progress(output.records, errors)
@@ -450,6 +472,8 @@ def run_files(
                 future.cancel()
         if output is not None:
             output.close()
+        if log is not None:
+            log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -462,11 +486,11 @@ def _format(out: Path, fmt: str | None) -> str:
     return fmt
 
 
-def _result(piece: _Slice, future: Any) -> tuple[int, int, str]:
+def _result(piece: _Slice, future: Any) -> tuple[int, int, str, str]:
     from distributed import KilledWorker
 
     try:
-        records, errors, part = future.result()
+        records, errors, part, decisions = future.result()
     except KilledWorker as exc:
         raise EvaluationError(
             f"Dask workers died while evaluating the partition of {piece.describe()} (the scheduler gave up "
@@ -475,7 +499,7 @@ def _result(piece: _Slice, future: Any) -> tuple[int, int, str]:
         ) from exc
     except (OSError, MemoryError) as exc:
         raise EvaluationError(f"the partition of {piece.describe()} failed on its worker: {exc}") from exc
-    return int(records), int(errors), str(part)
+    return int(records), int(errors), str(part), str(decisions)
 
 
 # -- ipm-cds batch --dask -----------------------------------------------------------------------------------

@@ -58,16 +58,12 @@ def extend_batch(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    if args.decision_log is not None:
-        raise ConfigurationError(
-            "--decision-log is not available with --dask", hint="run without --dask to log decisions"
-        )
     if args.partition_lines < 1:
         raise ConfigurationError(f"--partition-lines must be a positive whole number, got {args.partition_lines}")
     inputs = [str(args.input), *args.more_inputs]
     _format(args.out, args.format)  # a bad input or output fails before a cluster is started
     for path in _expand(inputs):
-        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=args.out, decision_log=None))
+        _refuse_overwriting_the_input(argparse.Namespace(input=path, out=args.out, decision_log=args.decision_log))
     done = [0, 0]
 
     def progress(records: int, errors: int) -> None:
@@ -84,6 +80,8 @@ def _run_cli(args: argparse.Namespace) -> int:
                 fmt=args.format,
                 partition_lines=args.partition_lines,
                 **engine_arguments(args),
+                decision_log=args.decision_log,
+                include_patient_id=args.log_patient_id,
                 on_progress=progress,
                 _stopper=stopper,
             )

@@ -71,6 +71,11 @@ def decision_entry(
     return entry
 
 
+def decision_line(entry: dict[str, Any]) -> str:
+    """One entry as the log writes it: canonical JSON (sorted keys, no whitespace) and a newline."""
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 class DecisionLog:
     """Appends decision entries to a JSON Lines file; safe to share between threads.
 
@@ -97,11 +102,16 @@ class DecisionLog:
         return str(entry["decision_id"])
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self.write_lines(decision_line(entry))
+
+    def write_lines(self, text: str) -> None:
+        """Append entries already written as lines by :func:`decision_line` (a Dask partition's, say), whole."""
+        if not text:
+            return
         with self._lock:
             if self._file is None:
                 self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(line)
+            self._file.write(text)
             self._file.flush()
 
     def close(self) -> None:

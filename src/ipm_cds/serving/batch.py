@@ -129,17 +129,22 @@ class _Evaluator:
         outcome = self.assess(record)
         if isinstance(outcome, dict):
             return BatchResult(index, line, None, outcome)
-        assessment, case, elapsed = outcome
-        decision = None
-        if config.log_decisions:
-            decision = decision_entry(
-                assessment,
-                case,
-                elapsed_seconds=elapsed,
-                backend=self.engine.backend_name,
-                include_patient_id=config.include_patient_id,
-            )
+        assessment = outcome[0]
+        decision = self.decision(outcome)
         return BatchResult(index, line, assessment.to_json(indent=None, timestamp=config.timestamp), None, decision)
+
+    def decision(self, outcome: tuple[Any, Any, float]) -> dict[str, Any] | None:
+        """The decision-log entry of an assessment :meth:`assess` made, when this run logs decisions."""
+        if not self.config.log_decisions:
+            return None
+        assessment, case, elapsed = outcome
+        return decision_entry(
+            assessment,
+            case,
+            elapsed_seconds=elapsed,
+            backend=self.engine.backend_name,
+            include_patient_id=self.config.include_patient_id,
+        )
 
 
 class _Oversize:
