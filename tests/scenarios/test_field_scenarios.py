@@ -31,12 +31,7 @@ def test_field_scenario_file_is_well_formed() -> None:
 
 @pytest.mark.parametrize(
     ("scenario", "profile", "backend"),
-    [
-        pytest.param(s, p, b, id=f"{s['id']}-{p}-{b}")
-        for s in SCENARIOS
-        for p in s["profiles"]
-        for b in BACKENDS
-    ],
+    [pytest.param(s, p, b, id=f"{s['id']}-{p}-{b}") for s in SCENARIOS for p in s["profiles"] for b in BACKENDS],
 )
 def test_field_scenario(scenario: dict[str, Any], profile: str, backend: str) -> None:
     as_of = date.fromisoformat(str(scenario.get("as_of", "2025-06-02")))

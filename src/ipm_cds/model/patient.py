@@ -49,6 +49,7 @@ __all__ = [
     "PainComplaint",
     "PatientCase",
     "PriorProcedure",
+    "Prognosis",
     "PsychologicalEvaluation",
     "RedFlagFinding",
     "RequestedProcedure",
@@ -155,8 +156,10 @@ ImageGuidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
 FUTURE_DATE_FIELDS = frozenset({"planned_date"})
 """Date fields that may lie after ``as_of`` (a procedure planned for later); every other date may not."""
 
-SUBSCORE_FIELDS = ("item9", "distress_subscore")
+SUBSCORE_FIELDS = ("item9", "distress_subscore", "category")
 """Fields of :class:`Screening` that belong to one instrument each (the vocabulary's ``subscores``)."""
+
+RiskCategory = Literal["low", "medium", "high"]
 
 
 class _Model(BaseModel):
@@ -312,13 +315,36 @@ class Lab(_Model):
 
 
 class Screening(_Model):
-    """A screening instrument score. PHQ-9 may carry item 9; STarT Back its distress subscore."""
+    """A screening instrument score. PHQ-9 may carry item 9; STarT Back its distress subscore, or only the risk
+    category when the item scores were not kept (an instrument whose vocabulary entry lists ``category``)."""
 
     instrument: Instrument
-    score: int = Field(description="Total score, within the instrument's range (its vocabulary entry).")
+    score: int | None = Field(
+        None,
+        description="Total score, within the instrument's range (its vocabulary entry). May be left out only when "
+        "the category is given.",
+    )
     item9: int | None = Field(None, ge=0, le=3, description="PHQ-9 item 9 (thoughts of self-harm), 0–3.")
     distress_subscore: int | None = Field(None, ge=0, le=5, description="STarT Back items 5–9, 0–5.")
+    category: RiskCategory | None = Field(
+        None,
+        description="The risk category as the clinician recorded it (STarT Back: low, medium or high), for a "
+        "screen whose item scores are not known. With a score, leave it out: the rules grade the score.",
+    )
     date: IsoDate | None = None
+
+    @model_validator(mode="after")
+    def _score_or_category(self) -> Screening:
+        if self.score is None and self.category is None:
+            raise ValueError("a screening needs its score (or, for STarT Back, its category: low, medium or high)")
+        if self.score is not None and self.category is not None:
+            raise ValueError(
+                "give the score or the category, not both (the rules grade a score themselves; a category is for a "
+                "screen whose item scores are not known)"
+            )
+        if self.category is not None and self.distress_subscore is not None:
+            raise ValueError("a category-only screen carries no distress_subscore (give the total score with it)")
+        return self
 
 
 class Measurement(_Model):
@@ -398,6 +424,16 @@ class RequestedProcedure(_Model):
         return self
 
 
+class Prognosis(_Model):
+    """The clinician's estimate of life expectancy (end-of-life care puts a patient outside the CDC 2022 opioid
+    dosage guidance; the ruleset's parameter says what prognosis counts as end of life)."""
+
+    life_expectancy_months: int = Field(
+        ge=0, le=600, description="Estimated life expectancy in whole months (0–600), as the clinician judged it."
+    )
+    date: IsoDate | None = Field(None, description="Date of the estimate, YYYY-MM-DD.")
+
+
 class PatientCase(_Model):
     """One patient, as the rules see them. Lists are unordered: their order never changes the answer."""
 
@@ -446,6 +482,9 @@ class PatientCase(_Model):
     )
     requested: list[RequestedProcedure] = Field(
         default_factory=list, max_length=20, description="Procedures requested, planned or scheduled."
+    )
+    prognosis: Prognosis | None = Field(
+        None, description="Estimated life expectancy (end-of-life care), if the clinician recorded one."
     )
 
     @model_validator(mode="after")

@@ -192,6 +192,7 @@ class _Screen:
     links: set[str]
     item9: _Value | None = None
     distress: _Value | None = None
+    category: str | None = None  # STarT Back recorded as its risk category only (no total score)
 
 
 @dataclass

@@ -246,7 +246,11 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
         )
         screenings = []
         for i, screen in enumerate(sorted(screens, key=lambda s: s.ref)):
-            item = {"instrument": screen.instrument, "score": screen.score}
+            item = {"instrument": screen.instrument}
+            if screen.score is not None:
+                item["score"] = screen.score
+            if screen.category is not None:
+                item["category"] = screen.category
             sources[f"screenings[{i}]"] = screen.ref
             if screen.when:
                 item["date"] = screen.when.isoformat()

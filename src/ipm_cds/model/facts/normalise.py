@@ -371,10 +371,15 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, scr in enumerate(_canonical(patient.screenings)):
         add("screening", i, {
             "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,
-            "distress_subscore": scr.distress_subscore, "days_since": days(scr.date),
+            "distress_subscore": scr.distress_subscore, "category": scr.category, "days_since": days(scr.date),
         })  # fmt: skip
     for i, cond in enumerate(_canonical(patient.conditions)):
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
+    if patient.prognosis is not None:
+        add("prognosis", None, {
+            "life_expectancy_months": patient.prognosis.life_expectancy_months,
+            "days_since": days(patient.prognosis.date),
+        })  # fmt: skip
     for i, allergy in enumerate(_canonical(patient.allergies)):
         add("allergy", i, {"substance": allergy.substance})
     if patient.measurements or patient.mme_history:

@@ -319,6 +319,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "score": _i("Total score.", "score"),
                 "item9": _i("PHQ-9 item 9.", "item9"),
                 "distress_subscore": _i("STarT Back distress subscore.", "distress_subscore"),
+                "category": _s(
+                    "Risk category as recorded, for a screen without its item scores (STarT Back).",
+                    _enum(pm.RiskCategory),
+                    "category",
+                ),
                 "days_since": _i("Days from the screen to as_of.", "date", "days"),
             },
             ("instrument",),
@@ -334,6 +339,18 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             },
             ("code",),
             "conditions",
+        ),
+        FactType(
+            "prognosis",
+            "The clinician's estimate of life expectancy. Present only when one is recorded.",
+            {
+                "life_expectancy_months": _i(
+                    "Estimated life expectancy in months.", "life_expectancy_months", "months"
+                ),
+                "days_since": _i("Days from the estimate to as_of.", "date", "days"),
+            },
+            (),
+            "prognosis",
         ),
         FactType(
             "allergy",

@@ -150,7 +150,8 @@ def _screening_range(screen: Screening, path: str, vocabularies: Vocabularies) -
     if info is None:
         return []
     problems: list[Problem] = []
-    if info.min is not None and info.max is not None and not info.min <= screen.score <= info.max:
+    score = screen.score
+    if score is not None and info.min is not None and info.max is not None and not info.min <= score <= info.max:
         problems.append(
             Problem(
                 f"{screen.instrument} score {screen.score} is outside {info.min:g}–{info.max:g}",
