@@ -415,7 +415,8 @@ HAND = {
     "coded_naloxone": ({"oxycodone": (2 * 20, 1.5)}, {"opioid.mme.caution"}, {"opioid.naloxone"}),
     "coded_moud_icd": ({}, {"opioid.naloxone"}, {"opioid.mme.caution", "opioid.mme.high"}),
     "coded_oud_snomed": ({"oxycodone": (4 * 5, 1.5), "methadone": (10, 4.7)}, {"opioid.mme.caution"}, set()),
-    "coded_end_of_life": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.caution"}, set()),
+    # hospice care (SNOMED CT 170935008 -> palliative_care): outside the CDC 2022 dosage guidance (issue 14)
+    "coded_end_of_life": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.out_of_scope"}, {"opioid.mme.caution"}),
 }
 
 
