@@ -36,6 +36,7 @@ class CodeInfo:
     max: float | None = None
     subscores: tuple[str, ...] = field(default=())
     better: str | None = None  # outcome instruments: "higher" or "lower" is the better score
+    equivalent: float | None = None  # corticosteroids: mg methylprednisolone per mg of the agent
 
 
 Vocabularies = Mapping[str, Mapping[str, CodeInfo]]
