@@ -998,3 +998,33 @@ def test_start_back_category_alone_is_a_screen_without_a_score(category: str) ->
     (screen,) = m.patient.screenings
     assert (screen.instrument, screen.score, screen.category) == ("start_back", None, category)
     assert screen.date == date(2025, 5, 20) and m.unmapped == ()
+
+
+def test_roland_morris_on_its_pain_and_height_loss_on_the_fracture_finding() -> None:
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s1",
+        "status": "available",
+        "subject": {"reference": "Patient/p1"},
+        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}],
+        "started": "2025-05-08T09:00:00Z",
+    }
+    m = read_bundle(
+        bundle(
+            pain("c1", code="M54.50"),
+            obs("rm", cc(cs("observation"), "rmdq"), valueInteger=19, focus=[{"reference": "Condition/c1"}]),
+            study,
+            obs(
+                "vcf",
+                cc(cs("imaging-finding"), "vertebral_fracture"),
+                bodySite=cc(cs("body-region"), "thoracic"),
+                derivedFrom=[{"reference": "ImagingStudy/s1"}],
+                extension=[ext("spinal-level", valueString="T12"), ext("height-loss-pct", valueInteger=40)],
+            ),
+        )
+    )
+    (complaint,) = m.patient.pain
+    assert complaint.rmdq == 19
+    (fracture,) = m.patient.imaging
+    assert (fracture.finding, fracture.level, fracture.height_loss_pct) == ("vertebral_fracture", "T12", 40)
+    assert m.unmapped == ()

@@ -64,6 +64,7 @@ ObservationTarget = Literal[
     "pain.nrs",
     "pain.odi_pct",
     "pain.ndi",
+    "pain.rmdq",
     "pain.worsening",
     "pain.duration_weeks",
     "demographics.bmi",

@@ -269,6 +269,9 @@ class PainComplaint(_Model):
     nrs: int | None = Field(None, ge=0, le=10, description="Numeric rating scale, current average pain 0–10.")
     odi_pct: int | None = Field(None, ge=0, le=100, description="Oswestry Disability Index, percent 0–100.")
     ndi: int | None = Field(None, ge=0, le=50, description="Neck Disability Index, raw score 0–50.")
+    rmdq: int | None = Field(
+        None, ge=0, le=24, description="Roland-Morris Disability Questionnaire, 0–24 (24 items, one point each)."
+    )
     worsening: bool | None = Field(None, description="Pain is getting worse.")
     is_index: bool = Field(False, description="This is the index (primary) pain that relief is measured on.")
 
@@ -296,6 +299,21 @@ class ImagingFinding(_Model):
     side: Laterality | None = None
     date: IsoDate | None = None
     concordant: bool | None = Field(None, description="Concordant with the symptoms, as the clinician judged.")
+    height_loss_pct: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="A vertebral fracture: loss of vertebral body height in percent (0–100), as reported.",
+    )
+
+    @model_validator(mode="after")
+    def _height_loss_needs_a_fracture(self) -> ImagingFinding:
+        if self.height_loss_pct is not None and self.finding != "vertebral_fracture":
+            raise ValueError(
+                f"height_loss_pct belongs to a vertebral_fracture finding, not {self.finding!r} (record the fracture "
+                "with its height loss)"
+            )
+        return self
 
 
 class ExamFinding(_Model):

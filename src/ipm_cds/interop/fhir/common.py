@@ -211,6 +211,7 @@ _PAIN_FIELDS = {
     "pain.nrs": "nrs",
     "pain.odi_pct": "odi_pct",
     "pain.ndi": "ndi",
+    "pain.rmdq": "rmdq",
     "pain.worsening": "worsening",
     "pain.duration_weeks": "duration_weeks",
 }

@@ -196,6 +196,9 @@ class _ObservationReader(_ReaderBase):
         concordant = self._ext_bool(model, "concordant")
         if concordant is not None:
             doc["concordant"] = concordant
+        height_loss = [e.valueInteger for e in self._ext(model, "height-loss-pct") if e.valueInteger is not None]
+        if height_loss:
+            doc["height_loss_pct"] = int(height_loss[0])
         self.lists["imaging"].append((ref, doc, {}))
 
     def _modality(self, ref: str, model: Any) -> tuple[str | None, date | None]:

@@ -313,13 +313,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         add("pain", i, {
             "region": pain.region, "laterality": pain.laterality, "character": pain.character,
             "duration_weeks": weeks, "duration_weeks_max": longest, "onset_precision": pain.onset_precision,
-            "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi,
+            "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi, "rmdq": pain.rmdq,
             "worsening": pain.worsening, "is_index": pain.is_index,
         })  # fmt: skip
     for i, img in enumerate(_canonical(patient.imaging)):
         add("imaging", i, {
             "modality": img.modality, "finding": img.finding, "region": img.region, "level": img.level,
-            "side": img.side, "concordant": img.concordant, "days_since": days(img.date), "date": iso(img.date),
+            "side": img.side, "concordant": img.concordant, "height_loss_pct": img.height_loss_pct,
+            "days_since": days(img.date), "date": iso(img.date),
         })  # fmt: skip
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
