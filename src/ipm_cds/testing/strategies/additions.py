@@ -107,8 +107,9 @@ def with_series(
         if (not procedures or d.chance(40)) and pains:
             region, character = d.pick(pains)
             kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
+            back = d.num(150, 400) if kind == "facet_rfa" and d.chance(50) else d.num(20, 400)  # about 6 months
             added = {"kind": kind, "purpose": "therapeutic", "region": region,
-                     "date": (as_of - timedelta(days=d.num(20, 400))).isoformat()}  # fmt: skip
+                     "date": (as_of - timedelta(days=back)).isoformat()}  # fmt: skip
             doc.setdefault("procedures", []).append(added)
             procedures.append(added)
             if added["kind"] == "sij_injection" and d.chance(70):  # the diagnostic block a repeat needs
