@@ -1028,3 +1028,27 @@ def test_roland_morris_on_its_pain_and_height_loss_on_the_fracture_finding() -> 
     (fracture,) = m.patient.imaging
     assert (fracture.finding, fracture.level, fracture.height_loss_pct) == ("vertebral_fracture", "T12", 40)
     assert m.unmapped == ()
+
+
+def test_partial_dates_are_kept_partial_not_guessed() -> None:
+    """A FHIR date may be a year or a year and month: the patient model reads it as such (its least safe day,
+    marked partial), never as an exact day."""
+    flag = {
+        **pain("rf", code="X"),
+        "code": cc(cs("red-flag"), "bladder_dysfunction"),
+        "onsetDateTime": "2025-05",
+    }
+    m = read_bundle(
+        bundle(
+            pain("c1", code="M54.50", onsetDateTime="2024"),
+            flag,
+            proc("p1", [(cs("procedure-kind"), "facet_rfa")], performedDateTime="2024-12"),
+        )
+    )
+    (complaint,) = m.patient.pain
+    assert (complaint.onset_date, complaint.onset_precision) == (date(2024, 12, 31), "year")
+    (procedure,) = m.patient.procedures
+    assert (procedure.date, procedure.date_precision) == (date(2024, 12, 31), "month")
+    (red_flag,) = m.patient.red_flags
+    assert (red_flag.onset_date, red_flag.onset_precision) == (date(2025, 5, 31), "month")
+    assert m.unmapped == ()

@@ -19,6 +19,7 @@ from .common import (
     KEEP_RECENT,
     FhirInputError,
     FhirMapping,
+    _last_day,
     _ref_key,
     _shares,
     _Value,
@@ -209,7 +210,7 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
             if pain.laterality:
                 item["laterality"] = pain.laterality
             if pain.onset:
-                item["onset_date"] = pain.onset.isoformat()
+                item["onset_date"] = pain.onset
             if pain.is_index:
                 item["is_index"] = True
             for name, values in sorted(pain.fields.items()):
@@ -222,7 +223,7 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
             "procedures",
             list(self.procs.values()),
             lambda p: (str(p.doc["kind"]), str(p.doc["region"])),
-            lambda p: date.fromisoformat(p.doc["date"]),
+            lambda p: _last_day(p.doc["date"]),
             lambda p: p.ref,
             lambda p: sorted({v.ref for values in p.fields.values() for v in values}),
         )
