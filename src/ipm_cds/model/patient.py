@@ -427,7 +427,8 @@ class Lab(_Model):
     test: LabTest
     value: float = Field(
         description="Value in the test's canonical unit (the vocabulary's unit: INR ratio, platelets 10^9/L, "
-        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m²), within the vocabulary's plausible range."
+        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m², creatinine clearance mL/min, CRP mg/L, ESR mm/h), within "
+        "the vocabulary's plausible range."
     )
     date: IsoDate
 
@@ -552,7 +553,7 @@ class SteroidInjection(_Model):
 
     agent: SteroidAgent = Field(description="Corticosteroid injected (vocabulary steroid_agent).")
     dose_mg: float | None = Field(
-        None, gt=0, le=1000, description="Dose of the agent in mg (0–1000); None: not recorded (reported missing)."
+        None, ge=0, le=1000, description="Dose of the agent in mg (0–1000); None: not recorded (reported missing)."
     )
     date: IsoDate = Field(description="Date of the injection, YYYY-MM-DD; YYYY-MM or YYYY when only that is known.")
     date_precision: DatePrecision = Field(
