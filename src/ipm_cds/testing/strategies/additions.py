@@ -107,7 +107,8 @@ def with_series(
         if (not procedures or d.chance(40)) and pains:
             region, character = d.pick(pains)
             kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
-            back = d.num(150, 400) if kind == "facet_rfa" and d.chance(50) else d.num(20, 400)  # about 6 months
+            # an RFA about 6 months back half of the time: the repeat interval, and follow-ups of 12 weeks or more
+            back = d.num(150, 400) if kind in ("facet_rfa", "genicular_rfa") and d.chance(50) else d.num(20, 400)
             added = {"kind": kind, "purpose": "therapeutic", "region": region,
                      "date": (as_of - timedelta(days=back)).isoformat()}  # fmt: skip
             doc.setdefault("procedures", []).append(added)
