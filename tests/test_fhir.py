@@ -821,7 +821,13 @@ def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(rule
     bounded = {k: t for k, t in templates.items() if "_count=" in t}
     assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings", "outcome"))}
     assert {"labsInr", "labsPlatelets", "screeningsPhq9", "screeningsStartBack"} <= set(bounded)
-    assert bounded["labsInr"].endswith("&_sort=-date&_count=20")  # 100 / 5 tests: what the reader keeps at least
+    # the reader keeps at least 100 / 8 of each lab test of the vocabulary (INR, platelets, glucose, HbA1c, eGFR,
+    # creatinine clearance, CRP, ESR); only the tests some rule reads get a template (no rule reads CRP or ESR)
+    per_lab = 100 // 8
+    assert {k for k in bounded if k.startswith("labs")} == {
+        "labsInr", "labsPlatelets", "labsGlucose", "labsHba1c", "labsEgfr", "labsCreatinineClearance"
+    }  # fmt: skip
+    assert bounded["labsInr"].endswith(f"&_sort=-date&_count={per_lab}")
     assert bounded["screeningsPhq9"].endswith("&_sort=-date&_count=14")  # 100 / 7 instruments
     assert cs("observation") + "|phq9_item9" in bounded["screeningsPhq9"]  # item 9 travels with its total
     # procedures, conditions, medications ...: old items matter (a fusion, a current drug), never bounded
@@ -834,7 +840,7 @@ def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(rule
         "plt", cc(LOINC, "777-3"), valueQuantity={"value": 200, "unit": "10*3/uL"}, effectiveDateTime="2001-01-01"
     )
     prefetch = prefetch_from_bundle(bundle(*reversed(inrs), plt), templates, "p1")
-    assert [e["resource"]["id"] for e in prefetch["labsInr"]["entry"]] == [f"i{n:02}" for n in range(20)]
+    assert [e["resource"]["id"] for e in prefetch["labsInr"]["entry"]] == [f"i{n:02}" for n in range(per_lab)]
     assert prefetch["labsInr"]["total"] == 31
     assert [e["resource"]["id"] for e in prefetch["labsPlatelets"]["entry"]] == ["plt"]
 
@@ -929,3 +935,125 @@ def test_import_ipm_cds_does_not_need_the_service_extra() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- fields added for issue 14 ------------------------------------------------------------------------------
+def test_gestational_age_crp_esr_and_creatinine_clearance_are_read_with_their_units() -> None:
+    m = read_bundle(
+        bundle(
+            obs("p", cc(LOINC, "82810-3"), valueCodeableConcept=cc(SNOMED, "77386006")),
+            obs("ga", cc(LOINC, "49051-6"), valueQuantity={"value": 22, "system": UCUM, "code": "wk"}),
+            obs(
+                "crp",
+                cc(LOINC, "1988-5"),
+                valueQuantity={"value": 4.2, "system": UCUM, "code": "mg/dL"},
+                effectiveDateTime="2025-05-30",
+            ),
+            obs(
+                "esr",
+                cc(LOINC, "4537-7"),
+                valueQuantity={"value": 64, "system": UCUM, "code": "mm/h"},
+                effectiveDateTime="2025-05-30",
+            ),
+            obs(
+                "cl",
+                cc(LOINC, "2164-2"),
+                valueQuantity={"value": 24, "system": UCUM, "code": "mL/min"},
+                effectiveDateTime="2025-05-29",
+            ),
+        )
+    )
+    assert m.patient.demographics.pregnant is True and m.patient.demographics.gestational_weeks == 22
+    labs = {lab.test: lab.value for lab in m.patient.labs}
+    assert labs == {"crp": pytest.approx(42.0), "esr": 64, "creatinine_clearance": 24}
+    assert m.unmapped == ()
+
+
+def test_crp_in_an_unknown_unit_is_reported_not_guessed() -> None:
+    m = read_bundle(
+        bundle(
+            obs("crp", cc(LOINC, "1988-5"), valueQuantity={"value": 4, "unit": "g/L"}, effectiveDateTime="2025-05-30")
+        )
+    )
+    assert m.patient.labs == []
+    assert kinds(m) == {"Observation/crp": "unknown_unit"}
+
+
+def test_hospice_finding_is_read_as_palliative_care_and_silences_the_cdc_caution(python_engine: ipm_cds.Engine) -> None:
+    """Issue 14's clinical note: a hospice patient on 60 MME/day got the CDC 50 MME caution (the finding was
+    not read). CDC 2022 excludes palliative and end-of-life care from its dosage guidance."""
+    m = read_bundle(json.loads((EXAMPLES / "coded_end_of_life.json").read_text(encoding="utf-8")))
+    assert [(c.code, c.active) for c in m.patient.conditions] == [("palliative_care", True)]
+    codes = {a.code for a in python_engine.evaluate(m.patient, as_of=AS_OF).alerts}
+    assert "opioid.mme.out_of_scope" in codes and "opioid.mme.caution" not in codes
+
+
+@pytest.mark.parametrize("category", ["low", "medium", "high"])
+def test_start_back_category_alone_is_a_screen_without_a_score(category: str) -> None:
+    m = read_bundle(
+        bundle(
+            obs(
+                "sb",
+                cc(cs("observation"), "start_back_category"),
+                valueCodeableConcept=cc(cs("observation"), f"start_back_{category}"),
+                effectiveDateTime="2025-05-20",
+            )
+        )
+    )
+    (screen,) = m.patient.screenings
+    assert (screen.instrument, screen.score, screen.category) == ("start_back", None, category)
+    assert screen.date == date(2025, 5, 20) and m.unmapped == ()
+
+
+def test_roland_morris_on_its_pain_and_height_loss_on_the_fracture_finding() -> None:
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s1",
+        "status": "available",
+        "subject": {"reference": "Patient/p1"},
+        "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"}],
+        "started": "2025-05-08T09:00:00Z",
+    }
+    m = read_bundle(
+        bundle(
+            pain("c1", code="M54.50"),
+            obs("rm", cc(cs("observation"), "rmdq"), valueInteger=19, focus=[{"reference": "Condition/c1"}]),
+            study,
+            obs(
+                "vcf",
+                cc(cs("imaging-finding"), "vertebral_fracture"),
+                bodySite=cc(cs("body-region"), "thoracic"),
+                derivedFrom=[{"reference": "ImagingStudy/s1"}],
+                extension=[ext("spinal-level", valueString="T12"), ext("height-loss-pct", valueInteger=40)],
+            ),
+        )
+    )
+    (complaint,) = m.patient.pain
+    assert complaint.rmdq == 19
+    (fracture,) = m.patient.imaging
+    assert (fracture.finding, fracture.level, fracture.height_loss_pct) == ("vertebral_fracture", "T12", 40)
+    assert m.unmapped == ()
+
+
+def test_partial_dates_are_kept_partial_not_guessed() -> None:
+    """A FHIR date may be a year or a year and month: the patient model reads it as such (its least safe day,
+    marked partial), never as an exact day."""
+    flag = {
+        **pain("rf", code="X"),
+        "code": cc(cs("red-flag"), "bladder_dysfunction"),
+        "onsetDateTime": "2025-05",
+    }
+    m = read_bundle(
+        bundle(
+            pain("c1", code="M54.50", onsetDateTime="2024"),
+            flag,
+            proc("p1", [(cs("procedure-kind"), "facet_rfa")], performedDateTime="2024-12"),
+        )
+    )
+    (complaint,) = m.patient.pain
+    assert (complaint.onset_date, complaint.onset_precision) == (date(2024, 12, 31), "year")
+    (procedure,) = m.patient.procedures
+    assert (procedure.date, procedure.date_precision) == (date(2024, 12, 31), "month")
+    (red_flag,) = m.patient.red_flags
+    assert (red_flag.onset_date, red_flag.onset_precision) == (date(2025, 5, 31), "month")
+    assert m.unmapped == ()

@@ -337,6 +337,8 @@ GENERATORS = {
             "ConditionEntry",
             "PsychologicalEvaluation",
             "RequestedProcedure",
+            "SteroidInjection",
+            "Prognosis",
         )
     },
 }

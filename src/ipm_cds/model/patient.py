@@ -49,10 +49,12 @@ __all__ = [
     "PainComplaint",
     "PatientCase",
     "PriorProcedure",
+    "Prognosis",
     "PsychologicalEvaluation",
     "RedFlagFinding",
     "RequestedProcedure",
     "Screening",
+    "SteroidInjection",
     "Vocab",
     "parse_patient",
 ]
@@ -78,6 +80,54 @@ def _iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+DatePrecision = Literal["day", "month", "year"]
+"""How much of a date the clinician knew: the whole date, the month, or only the year."""
+
+_PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2}))?")
+
+
+def period_of(day: date, precision: DatePrecision) -> tuple[date, date]:
+    """The first and last day of the period a date stands for: the day itself, its month, or its year."""
+    if precision == "day":
+        return day, day
+    if precision == "year":
+        return date(day.year, 1, 1), date(day.year, 12, 31)
+    following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return date(day.year, day.month, 1), date.fromordinal(following.toordinal() - 1)
+
+
+def _read_partial_date(data: Any, field: str, precision_field: str) -> Any:
+    """Accept a year (``"2023"``) or a year and month (``"2023-05"``) in a date field: the field holds the last day
+    of that period and ``precision_field`` says how much was known. The last day is the least safe reading of every
+    "how long ago" the rules ask (the most recent a procedure can have been, the shortest a pain can have lasted);
+    :func:`ipm_cds.model.facts.normalise.normalise` caps it at ``as_of`` and the facts carry the precision, so an
+    approximate date is never read as an exact one."""
+    if not isinstance(data, dict):
+        return data
+    value = data.get(field)
+    if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
+        value = str(value)  # a bare year, as YAML reads `date: 2023`
+    if not isinstance(value, str):
+        return data
+    found = _PARTIAL_DATE.fullmatch(value)
+    if found is None:
+        return data  # a full date, or an error the date type reports
+    year, month = int(found[1]), found[2]
+    given: DatePrecision = "month" if month is not None else "year"
+    if data.get(precision_field, given) != given:
+        raise ValueError(
+            f"{field} {value!r} gives the {given} only, but {precision_field} says "
+            f"{data[precision_field]!r} (leave {precision_field} out, it follows from the date)"
+        )
+    if month is not None and not 1 <= int(month) <= 12:
+        raise ValueError(f"not a valid month: {value!r} (write YYYY-MM-DD, YYYY-MM or YYYY)")
+    if year < 1900:
+        raise ValueError(f"not a plausible year: {value!r}")
+    start = date(year, int(month), 1) if month is not None else date(year, 1, 1)
+    end = period_of(start, given)[1]
+    return {**data, field: end.isoformat(), precision_field: given}
+
 
 _LEVEL = re.compile(r"^(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5])(-(C[1-7]|T(1[0-2]|[1-9])|L[1-5]|S[1-5]))?$")
 
@@ -152,11 +202,16 @@ ProcedureApproach = Annotated[str, _CODE, Vocab("procedure_approach")]
 SteroidAgent = Annotated[str, _CODE, Vocab("steroid_agent")]
 ImageGuidance = Literal["fluoroscopy", "ct", "ultrasound", "landmark"]
 
+PRECISION_FIELDS = {"onset_date": "onset_precision", "date": "date_precision"}
+"""Date fields that may be partial, each with the field that says how much of it is known (where a model has it)."""
+
 FUTURE_DATE_FIELDS = frozenset({"planned_date"})
 """Date fields that may lie after ``as_of`` (a procedure planned for later); every other date may not."""
 
-SUBSCORE_FIELDS = ("item9", "distress_subscore")
+SUBSCORE_FIELDS = ("item9", "distress_subscore", "category")
 """Fields of :class:`Screening` that belong to one instrument each (the vocabulary's ``subscores``)."""
+
+RiskCategory = Literal["low", "medium", "high"]
 
 
 class _Model(BaseModel):
@@ -197,20 +252,40 @@ class PainComplaint(_Model):
     region: BodyRegion = Field(description="Body region of the pain.")
     laterality: Laterality | None = Field(None, description="Side of the pain.")
     character: PainCharacter = Field(description="Predominant character of the pain.")
-    onset_date: IsoDate | None = Field(None, description="Date the pain began; duration is computed at as_of.")
+    onset_date: IsoDate | None = Field(
+        None,
+        description="Date the pain began, YYYY-MM-DD, or only YYYY-MM or YYYY when that is all that is known; "
+        "duration is computed at as_of (from a partial date: the shortest it can be, see onset_precision).",
+    )
+    onset_precision: DatePrecision = Field(
+        "day",
+        description="How much of onset_date is known (set from a partial date: month or year). The duration is "
+        "then counted from the last day of that month or year, the shortest the pain can have lasted; the longest "
+        "is kept beside it for the checks that need an upper bound (acute pain).",
+    )
     duration_weeks: int | None = Field(
         None, ge=0, le=5200, description="Duration in whole weeks (0–5200), when no onset date is known."
     )
     nrs: int | None = Field(None, ge=0, le=10, description="Numeric rating scale, current average pain 0–10.")
     odi_pct: int | None = Field(None, ge=0, le=100, description="Oswestry Disability Index, percent 0–100.")
     ndi: int | None = Field(None, ge=0, le=50, description="Neck Disability Index, raw score 0–50.")
+    rmdq: int | None = Field(
+        None, ge=0, le=24, description="Roland-Morris Disability Questionnaire, 0–24 (24 items, one point each)."
+    )
     worsening: bool | None = Field(None, description="Pain is getting worse.")
     is_index: bool = Field(False, description="This is the index (primary) pain that relief is measured on.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_onset(cls, data: Any) -> Any:
+        return _read_partial_date(data, "onset_date", "onset_precision")
 
     @model_validator(mode="after")
     def _one_duration(self) -> PainComplaint:
         if self.onset_date is not None and self.duration_weeks is not None:
             raise ValueError("give onset_date or duration_weeks, not both")
+        if self.onset_date is None and self.onset_precision != "day":
+            raise ValueError("onset_precision needs an onset_date")
         return self
 
 
@@ -224,6 +299,21 @@ class ImagingFinding(_Model):
     side: Laterality | None = None
     date: IsoDate | None = None
     concordant: bool | None = Field(None, description="Concordant with the symptoms, as the clinician judged.")
+    height_loss_pct: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="A vertebral fracture: loss of vertebral body height in percent (0–100), as reported.",
+    )
+
+    @model_validator(mode="after")
+    def _height_loss_needs_a_fracture(self) -> ImagingFinding:
+        if self.height_loss_pct is not None and self.finding != "vertebral_fracture":
+            raise ValueError(
+                f"height_loss_pct belongs to a vertebral_fracture finding, not {self.finding!r} (record the fracture "
+                "with its height loss)"
+            )
+        return self
 
 
 class ExamFinding(_Model):
@@ -240,8 +330,26 @@ class RedFlagFinding(_Model):
     """A red-flag symptom or sign (criteria §8). Presence is what matters; onset and course refine it."""
 
     code: RedFlagCode
-    onset_date: IsoDate | None = Field(None, description="When the symptom began.")
+    onset_date: IsoDate | None = Field(
+        None, description="When the symptom began: YYYY-MM-DD, or YYYY-MM / YYYY when only that is known."
+    )
+    onset_precision: DatePrecision = Field(
+        "day",
+        description="How much of onset_date is known; a partial onset counts from the last day of its period "
+        "(the most recent the symptom can have begun: 'new' when it may be new).",
+    )
     deteriorating: bool | None = Field(None, description="The symptom is getting worse.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_onset(cls, data: Any) -> Any:
+        return _read_partial_date(data, "onset_date", "onset_precision")
+
+    @model_validator(mode="after")
+    def _precision_needs_a_date(self) -> RedFlagFinding:
+        if self.onset_date is None and self.onset_precision != "day":
+            raise ValueError("onset_precision needs an onset_date")
+        return self
 
 
 class PriorProcedure(_Model):
@@ -254,7 +362,15 @@ class PriorProcedure(_Model):
         default_factory=list, max_length=10, description="Levels treated, e.g. ['L4-L5']."
     )
     side: Laterality | None = None
-    date: IsoDate = Field(description="Date of the procedure (session), YYYY-MM-DD.")
+    date: IsoDate = Field(
+        description="Date of the procedure (session), YYYY-MM-DD; YYYY-MM or YYYY when only that is known."
+    )
+    date_precision: DatePrecision = Field(
+        "day",
+        description="How much of date is known (set from a partial date). A partial date counts as the last day of "
+        "its month or year, the most recent the procedure can have been: the least safe reading for the repeat "
+        "intervals, rolling windows and recent-procedure checks. Outcome series leave such a procedure out.",
+    )
     relief_pct: int | None = Field(
         None, ge=0, le=100, description="Percent relief of the index pain, same scale before and after (0–100)."
     )
@@ -265,6 +381,11 @@ class PriorProcedure(_Model):
     duration_consistent_with_agent: bool | None = Field(
         None, description="Duration of relief consistent with the anaesthetic used (diagnostic blocks)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_date(cls, data: Any) -> Any:
+        return _read_partial_date(data, "date", "date_precision")
 
 
 class ConservativeCare(_Model):
@@ -306,19 +427,43 @@ class Lab(_Model):
     test: LabTest
     value: float = Field(
         description="Value in the test's canonical unit (the vocabulary's unit: INR ratio, platelets 10^9/L, "
-        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m²), within the vocabulary's plausible range."
+        "glucose mg/dL, HbA1c %, eGFR mL/min/1.73m², creatinine clearance mL/min, CRP mg/L, ESR mm/h), within "
+        "the vocabulary's plausible range."
     )
     date: IsoDate
 
 
 class Screening(_Model):
-    """A screening instrument score. PHQ-9 may carry item 9; STarT Back its distress subscore."""
+    """A screening instrument score. PHQ-9 may carry item 9; STarT Back its distress subscore, or only the risk
+    category when the item scores were not kept (an instrument whose vocabulary entry lists ``category``)."""
 
     instrument: Instrument
-    score: int = Field(description="Total score, within the instrument's range (its vocabulary entry).")
+    score: int | None = Field(
+        None,
+        description="Total score, within the instrument's range (its vocabulary entry). May be left out only when "
+        "the category is given.",
+    )
     item9: int | None = Field(None, ge=0, le=3, description="PHQ-9 item 9 (thoughts of self-harm), 0–3.")
     distress_subscore: int | None = Field(None, ge=0, le=5, description="STarT Back items 5–9, 0–5.")
+    category: RiskCategory | None = Field(
+        None,
+        description="The risk category as the clinician recorded it (STarT Back: low, medium or high), for a "
+        "screen whose item scores are not known. With a score, leave it out: the rules grade the score.",
+    )
     date: IsoDate | None = None
+
+    @model_validator(mode="after")
+    def _score_or_category(self) -> Screening:
+        if self.score is None and self.category is None:
+            raise ValueError("a screening needs its score (or, for STarT Back, its category: low, medium or high)")
+        if self.score is not None and self.category is not None:
+            raise ValueError(
+                "give the score or the category, not both (the rules grade a score themselves; a category is for a "
+                "screen whose item scores are not known)"
+            )
+        if self.category is not None and self.distress_subscore is not None:
+            raise ValueError("a category-only screen carries no distress_subscore (give the total score with it)")
+        return self
 
 
 class Measurement(_Model):
@@ -398,6 +543,43 @@ class RequestedProcedure(_Model):
         return self
 
 
+InjectionRoute = Literal["epidural", "facet", "sacroiliac", "intra_articular", "soft_tissue", "other"]
+
+
+class SteroidInjection(_Model):
+    """One corticosteroid injection the patient has had, at any site: spinal, sacroiliac or a peripheral joint
+    (knee, hip, shoulder ...). The rules total the exposure in methylprednisolone equivalents over the rolling
+    window (CI-STEROID-CUM-01), whoever gave it."""
+
+    agent: SteroidAgent = Field(description="Corticosteroid injected (vocabulary steroid_agent).")
+    dose_mg: float | None = Field(
+        None, ge=0, le=1000, description="Dose of the agent in mg (0–1000); None: not recorded (reported missing)."
+    )
+    date: IsoDate = Field(description="Date of the injection, YYYY-MM-DD; YYYY-MM or YYYY when only that is known.")
+    date_precision: DatePrecision = Field(
+        "day",
+        description="How much of date is known; a partial date counts as the last day of its period (inside the "
+        "rolling window whenever it may be).",
+    )
+    region: BodyRegion = Field(description="Site: a spinal region, sacroiliac, or a joint such as knee, hip, shoulder.")
+    route: InjectionRoute | None = Field(None, description="Where the steroid went: epidural, facet, joint ...")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_date(cls, data: Any) -> Any:
+        return _read_partial_date(data, "date", "date_precision")
+
+
+class Prognosis(_Model):
+    """The clinician's estimate of life expectancy (end-of-life care puts a patient outside the CDC 2022 opioid
+    dosage guidance; the ruleset's parameter says what prognosis counts as end of life)."""
+
+    life_expectancy_months: int = Field(
+        ge=0, le=600, description="Estimated life expectancy in whole months (0–600), as the clinician judged it."
+    )
+    date: IsoDate | None = Field(None, description="Date of the estimate, YYYY-MM-DD.")
+
+
 class PatientCase(_Model):
     """One patient, as the rules see them. Lists are unordered: their order never changes the answer."""
 
@@ -446,6 +628,14 @@ class PatientCase(_Model):
     )
     requested: list[RequestedProcedure] = Field(
         default_factory=list, max_length=20, description="Procedures requested, planned or scheduled."
+    )
+    steroid_injections: list[SteroidInjection] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="Corticosteroid injections to date (agent, dose, date, site), peripheral joints included.",
+    )
+    prognosis: Prognosis | None = Field(
+        None, description="Estimated life expectancy (end-of-life care), if the clinician recorded one."
     )
 
     @model_validator(mode="after")

@@ -129,7 +129,8 @@ class Ruleset:
         """Each vocabulary's codes with what the patient model needs of them (units, ranges, subscores)."""
         return {
             name: {
-                c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores), c.better) for c in vocabulary.codes
+                c.code: CodeInfo(c.label, c.unit, c.min, c.max, tuple(c.subscores), c.better, c.equivalent)
+                for c in vocabulary.codes
             }
             for name, vocabulary in self.vocabularies.items()
         }

@@ -289,13 +289,22 @@ class VocabularyCode(_M):
     better: Literal["higher", "lower"] | None = Field(
         None, description="An outcome instrument: whether a higher or a lower score is the better outcome."
     )
+    equivalent: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="A corticosteroid: mg of methylprednisolone equivalent to 1 mg of this agent (the glucocorticoid "
+        "potency table the vocabulary cites), for cumulative steroid exposure.",
+    )
 
     @model_serializer(mode="wrap")
     def _drop_unset_better(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # `better` is left out when not set, so codes without it keep the content hash they had before it.
+        # `better` and `equivalent` are left out when not set, so codes without them keep the content hash they
+        # had before them.
         out: dict[str, Any] = handler(self)
-        if out.get("better") is None:
-            out.pop("better", None)
+        for name in ("better", "equivalent"):
+            if out.get(name) is None:
+                out.pop(name, None)
         return out
 
     @model_validator(mode="after")

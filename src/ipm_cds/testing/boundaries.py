@@ -139,6 +139,13 @@ def set_fact_field(
         return _set_count(out, fact_type, field, int(number), as_of, dict(selectors), ruleset)
     if field in ("mme_per_day", "total_mme_per_day"):
         return _set_mme(out, float(number), index, dict(selectors), ruleset, whole=fact_type == "opioid_summary")
+    if fact_type == "prognosis":
+        if field != "life_expectancy_months" or not 0 <= number <= 600:
+            return None
+        out["prognosis"] = {"life_expectancy_months": int(number)}
+        return out
+    if fact_type == "steroid_summary":
+        return _set_steroids(out, field, number, as_of, ruleset)
     if fact_type == "patient":
         source = spec.fields[field].source
         if source is None or "." not in source:
@@ -177,8 +184,11 @@ def set_fact_field(
         when = as_of - timedelta(days=number) if field != "months_since" else _months_before(as_of, int(number))
         item["onset_date" if field == "onset_days" else "date"] = when.isoformat()
         return out
-    if fact_type == "pain" and field == "duration_weeks":
+    if fact_type == "pain" and field in ("duration_weeks", "duration_weeks_max"):  # equal for a whole count
         item.pop("onset_date", None)
+        item.pop("onset_precision", None)
+        item["duration_weeks"] = number
+        return out
     if fact_type in ("procedure", "requested") and field == "level_count":
         chain = _LEVEL_CHAINS.get(str(item.get("region")), _LEVEL_CHAINS["lumbar"])
         if not 1 <= number <= len(chain):
@@ -190,6 +200,35 @@ def set_fact_field(
         return None
     item[source] = number
     return out
+
+
+def _set_steroids(
+    doc: dict[str, Any], field: str, value: float, as_of: date, ruleset: Ruleset | None
+) -> dict[str, Any] | None:
+    """Steroid injections inside the rolling window whose summary gives ``value``: that many injections (a count),
+    that many without a dose, or one injection of an agent whose equivalent is 1 with ``value`` mg (the total)."""
+    infos = ruleset.code_infos().get("steroid_agent", {}) if ruleset is not None else {}
+    unit = next((code for code, info in sorted(infos.items()) if info.equivalent == 1), None)
+    if unit is None or value < 0:
+        return None
+    when = (as_of - timedelta(days=30)).isoformat()
+    if field in ("injections_in_window", "dose_unknown_in_window"):
+        if value > 20:
+            return None
+        item: dict[str, Any] = {"agent": unit, "date": when, "region": "knee"}
+        if field == "injections_in_window":
+            item["dose_mg"] = 40.0
+        items = [dict(item, region=r) for r in ("knee", "hip", "shoulder", "lumbar") * 5][: int(value)]
+        if not items:  # none in the window, but a summary all the same: one dosed injection (outside the window)
+            old = as_of - timedelta(days=ruleset.manifest.settings.rolling_window_days + 30) if ruleset else None
+            dated = old.isoformat() if old is not None and field == "injections_in_window" else when
+            items = [{"agent": unit, "dose_mg": 40.0, "date": dated, "region": "knee"}]
+        doc["steroid_injections"] = items
+        return doc
+    if field in ("mpe_mg_in_window", "known_mpe_mg_in_window") and 0 < value <= 1000:
+        doc["steroid_injections"] = [{"agent": unit, "dose_mg": float(value), "date": when, "region": "knee"}]
+        return doc
+    return None
 
 
 _SERIES_FACTS = frozenset({"measure", "response", "followup", "mme_step", "opioid_course"})

@@ -125,6 +125,26 @@ def _to_date(value: Any) -> date | None:
     return None
 
 
+def _day_text(value: Any) -> str | None:
+    """A FHIR date/dateTime as the patient model takes it: ``YYYY-MM-DD``, or a partial date kept partial
+    (``YYYY`` or ``YYYY-MM``, which the patient model reads as the least safe day of its period and marks so)."""
+    day = _to_date(value)
+    if day is not None:
+        return day.isoformat()
+    if isinstance(value, str) and re.fullmatch(r"\d{4}(-\d{2})?", value):
+        return value
+    return None
+
+
+def _last_day(text: str) -> date:
+    """The last day a full or partial date can mean (for ordering records by recency)."""
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    year, month = int(text[:4]), int(text[5:7]) if len(text) == 7 else 12
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return date.fromordinal(following.toordinal() - 1)
+
+
 def _number(value: Decimal | int | float) -> int | float:
     """An integral value as int, anything else as float (the patient model decides what it accepts)."""
     as_float = float(value)
@@ -171,7 +191,7 @@ class _Pain:
     region: str
     character: str
     laterality: str | None
-    onset: date | None
+    onset: str | None  # YYYY-MM-DD, or a partial YYYY / YYYY-MM
     is_index: bool
     fields: dict[str, list[_Value]] = field(default_factory=lambda: defaultdict(list))
 
@@ -192,6 +212,7 @@ class _Screen:
     links: set[str]
     item9: _Value | None = None
     distress: _Value | None = None
+    category: str | None = None  # STarT Back recorded as its risk category only (no total score)
 
 
 @dataclass
@@ -210,6 +231,7 @@ _PAIN_FIELDS = {
     "pain.nrs": "nrs",
     "pain.odi_pct": "odi_pct",
     "pain.ndi": "ndi",
+    "pain.rmdq": "rmdq",
     "pain.worsening": "worsening",
     "pain.duration_weeks": "duration_weeks",
 }

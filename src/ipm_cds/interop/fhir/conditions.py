@@ -8,7 +8,7 @@ from typing import Any
 
 from ..maps import normalise_icd10
 from .base import _ReaderBase
-from .common import _CONDITION_INACTIVE, UnmappedKind, _code_text, _codings, _Pain, _to_date
+from .common import _CONDITION_INACTIVE, UnmappedKind, _code_text, _codings, _day_text, _Pain
 
 
 class _ConditionReader(_ReaderBase):
@@ -43,11 +43,11 @@ class _ConditionReader(_ReaderBase):
                 self._skip(ref, "not_current", "red flag no longer active", code_text)
                 return
             doc: dict[str, Any] = {"code": red_flags[0]}
-            onset = _to_date(model.onsetDateTime) or (
-                _to_date(model.onsetPeriod.start) if model.onsetPeriod is not None else None
+            onset = _day_text(model.onsetDateTime) or (
+                _day_text(model.onsetPeriod.start) if model.onsetPeriod is not None else None
             )
             if onset:
-                doc["onset_date"] = onset.isoformat()
+                doc["onset_date"] = onset
             deteriorating = self._ext_bool(model, "deteriorating")
             if deteriorating is not None:
                 doc["deteriorating"] = deteriorating
@@ -73,8 +73,8 @@ class _ConditionReader(_ReaderBase):
         if not region:
             self._skip(ref, "incomplete", "pain complaint without a body-region bodySite", code_text)
             return
-        onset = _to_date(model.onsetDateTime) or (
-            _to_date(model.onsetPeriod.start) if model.onsetPeriod is not None else None
+        onset = _day_text(model.onsetDateTime) or (
+            _day_text(model.onsetPeriod.start) if model.onsetPeriod is not None else None
         )
         self.pains[ref] = _Pain(
             ref=ref,

@@ -162,6 +162,9 @@ class _ObservationReader(_ReaderBase):
                 self._skip(ref, "incomplete", "a laboratory result needs a date (effective[x] or issued)", code_text)
                 return
             self.lists["labs"].append((ref, {"test": name, "value": value, "date": when.isoformat()}, {}))
+        elif target == "screening.start_back.category":  # the risk category alone, as a screen of its own
+            member_links = {k for r in model.hasMember or [] if (k := self.resolve(_ref_key(r)))}
+            self.screens.append(_Screen(ref, "start_back", None, when, links | member_links, category=str(value)))
         elif target in ("screening.phq9.item9", "screening.start_back.distress"):
             self.pending.append(_Pending(ref, target, value, when, links, code_text))
         elif group == "screening":
@@ -193,6 +196,9 @@ class _ObservationReader(_ReaderBase):
         concordant = self._ext_bool(model, "concordant")
         if concordant is not None:
             doc["concordant"] = concordant
+        height_loss = [e.valueInteger for e in self._ext(model, "height-loss-pct") if e.valueInteger is not None]
+        if height_loss:
+            doc["height_loss_pct"] = int(height_loss[0])
         self.lists["imaging"].append((ref, doc, {}))
 
     def _modality(self, ref: str, model: Any) -> tuple[str | None, date | None]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import _ReaderBase
-from .common import UnmappedKind, _code_text, _codings, _Proc, _to_date
+from .common import UnmappedKind, _code_text, _codings, _day_text, _Proc
 
 
 class _ProcedureReader(_ReaderBase):
@@ -25,15 +25,15 @@ class _ProcedureReader(_ReaderBase):
         if status != "completed":
             self._skip(ref, "not_current", f"status {status}", code_text)
             return
-        when = _to_date(model.performedDateTime) or (
-            _to_date(model.performedPeriod.start) if model.performedPeriod is not None else None
+        when = _day_text(model.performedDateTime) or (  # a partial date (YYYY, YYYY-MM) is kept partial
+            _day_text(model.performedPeriod.start) if model.performedPeriod is not None else None
         )
         region = self._region(model.bodySite)
         if when is None or region is None:
             missing = " and ".join(n for n, v in (("a date", when), ("a body-region bodySite", region)) if v is None)
             self._skip(ref, "incomplete", f"a prior procedure needs {missing}", code_text)
             return
-        doc: dict[str, Any] = {"kind": kinds[0], "region": region, "date": when.isoformat()}
+        doc: dict[str, Any] = {"kind": kinds[0], "region": region, "date": when}
         levels = [str(e.valueString) for e in self._ext(model, "spinal-level") if e.valueString]
         if levels:
             doc["levels"] = levels

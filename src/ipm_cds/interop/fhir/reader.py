@@ -19,6 +19,7 @@ from .common import (
     KEEP_RECENT,
     FhirInputError,
     FhirMapping,
+    _last_day,
     _ref_key,
     _shares,
     _Value,
@@ -211,7 +212,7 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
             if pain.laterality:
                 item["laterality"] = pain.laterality
             if pain.onset:
-                item["onset_date"] = pain.onset.isoformat()
+                item["onset_date"] = pain.onset
             if pain.is_index:
                 item["is_index"] = True
             for name, values in sorted(pain.fields.items()):
@@ -224,7 +225,7 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
             "procedures",
             list(self.procs.values()),
             lambda p: (str(p.doc["kind"]), str(p.doc["region"])),
-            lambda p: date.fromisoformat(p.doc["date"]),
+            lambda p: _last_day(p.doc["date"]),
             lambda p: p.ref,
             lambda p: sorted({v.ref for values in p.fields.values() for v in values}),
         )
@@ -248,7 +249,11 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
         )
         screenings = []
         for i, screen in enumerate(sorted(screens, key=lambda s: s.ref)):
-            item = {"instrument": screen.instrument, "score": screen.score}
+            item = {"instrument": screen.instrument}
+            if screen.score is not None:
+                item["score"] = screen.score
+            if screen.category is not None:
+                item["category"] = screen.category
             sources[f"screenings[{i}]"] = screen.ref
             if screen.when:
                 item["date"] = screen.when.isoformat()

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ...errors import PatientDataError, Problem
-from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PatientCase
+from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PRECISION_FIELDS, DatePrecision, PatientCase, period_of
 from .schema import BASE_FACT_TYPES
 from .series import relief_in_series, series_facts
 from .vocabulary import CodeInfo, check_codes
@@ -140,11 +140,22 @@ def _date_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return names
 
 
+def _first_day(model: BaseModel, name: str, value: date) -> date:
+    """The earliest day a date field can mean: the date itself, or the first day of its month or year when the
+    model records it as partial (``onset_precision``, ``date_precision``)."""
+    precision: DatePrecision = getattr(model, PRECISION_FIELDS.get(name, ""), "day")
+    return value if precision == "day" else period_of(value, precision)[0]
+
+
 def _any_after(value: Any, as_of: date) -> bool:
     """Whether any date in ``value`` is after ``as_of`` (the fast check before :func:`_check_dates`)."""
     if isinstance(value, BaseModel):
         for name in _DATE_FIELDS.get(type(value)) or _date_fields(type(value)):
-            if _any_after(getattr(value, name), as_of):
+            field_value = getattr(value, name)
+            if isinstance(field_value, date):
+                if _first_day(value, name, field_value) > as_of:
+                    return True
+            elif _any_after(field_value, as_of):
                 return True
         return False
     if isinstance(value, list):
@@ -164,7 +175,10 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
             for name in type(value).model_fields:
                 if name in FUTURE_DATE_FIELDS:
                     continue  # a planned date may lie after as_of
-                walk(getattr(value, name), f"{path}.{name}" if path else name)
+                field_value = getattr(value, name)
+                if isinstance(field_value, date) and _first_day(value, name, field_value) <= as_of:
+                    continue  # a partial date whose month or year has begun by as_of
+                walk(field_value, f"{path}.{name}" if path else name)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 walk(item, f"{path}[{i}]")
@@ -273,6 +287,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     def iso(d: date | None) -> str | None:
         return d.isoformat() if d is not None else None
 
+    def latest(d: date, precision: str) -> date:
+        """The least safe reading of a partial date: the last day of its period, at most as_of."""
+        return min(d, as_of) if precision != "day" else d
+
+    def shown(d: date, precision: str) -> str:
+        """A partial date as the clinician gave it (YYYY or YYYY-MM), so that no text reads it as exact."""
+        return d.isoformat()[: {"day": 10, "month": 7, "year": 4}[precision]]
+
     care, psych = patient.conservative_care, patient.psychological_evaluation
     add("patient", None, {
         "age_years": age, "sex": demo.sex, "pregnant": demo.pregnant,
@@ -284,16 +306,21 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         "psych_eval_cleared": psych.cleared if psych else None,
     })  # fmt: skip
     for i, pain in enumerate(_canonical(patient.pain)):
-        weeks = pain.duration_weeks if pain.onset_date is None else (as_of - pain.onset_date).days // 7
+        weeks = longest = pain.duration_weeks
+        if pain.onset_date is not None:  # a partial onset: shortest from its last day, longest from its first
+            weeks = (as_of - latest(pain.onset_date, pain.onset_precision)).days // 7
+            longest = (as_of - period_of(pain.onset_date, pain.onset_precision)[0]).days // 7
         add("pain", i, {
             "region": pain.region, "laterality": pain.laterality, "character": pain.character,
-            "duration_weeks": weeks, "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi,
+            "duration_weeks": weeks, "duration_weeks_max": longest, "onset_precision": pain.onset_precision,
+            "nrs": pain.nrs, "odi_pct": pain.odi_pct, "ndi": pain.ndi, "rmdq": pain.rmdq,
             "worsening": pain.worsening, "is_index": pain.is_index,
         })  # fmt: skip
     for i, img in enumerate(_canonical(patient.imaging)):
         add("imaging", i, {
             "modality": img.modality, "finding": img.finding, "region": img.region, "level": img.level,
-            "side": img.side, "concordant": img.concordant, "days_since": days(img.date), "date": iso(img.date),
+            "side": img.side, "concordant": img.concordant, "height_loss_pct": img.height_loss_pct,
+            "days_since": days(img.date), "date": iso(img.date),
         })  # fmt: skip
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
@@ -305,21 +332,25 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "negative_count": sum(1 for ex in recorded if not ex.positive),
         })  # fmt: skip
     for i, rf in enumerate(_canonical(patient.red_flags)):
-        add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(rf.onset_date)})
+        onset = latest(rf.onset_date, rf.onset_precision) if rf.onset_date is not None else None
+        add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(onset),
+                            "onset_precision": rf.onset_precision if onset is not None else None})  # fmt: skip
     by_kind: dict[tuple[str, str], set[date]] = {}
     in_series = relief_in_series(patient, as_of, context.vocabularies.get("outcome_measure", {}))
     for i, proc in enumerate(_canonical(patient.procedures)):
         levels = sorted(set(proc.levels), key=_level_key)
+        when = latest(proc.date, proc.date_precision)
         add("procedure", i, {
             "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
             "levels": ",".join(levels) if levels else None, "level_count": len(levels) if levels else None,
-            "side": proc.side, "days_since": days(proc.date), "months_since": _months_between(proc.date, as_of),
-            "date": iso(proc.date), "relief_pct": proc.relief_pct,
+            "side": proc.side, "days_since": days(when), "months_since": _months_between(when, as_of),
+            "date": shown(proc.date, proc.date_precision), "date_precision": proc.date_precision,
+            "relief_pct": proc.relief_pct,
             "relief_duration_weeks": proc.relief_duration_weeks, "same_scale": proc.same_scale,
             "duration_consistent_with_agent": proc.duration_consistent_with_agent,
             "relief_series": (proc.date, proc.kind, proc.region) in in_series,
         })  # fmt: skip
-        by_kind.setdefault((proc.kind, proc.region), set()).add(proc.date)
+        by_kind.setdefault((proc.kind, proc.region), set()).add(when)
 
     def history(dates: set[date]) -> dict[str, int]:
         return {
@@ -373,10 +404,36 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, scr in enumerate(_canonical(patient.screenings)):
         add("screening", i, {
             "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,
-            "distress_subscore": scr.distress_subscore, "days_since": days(scr.date),
+            "distress_subscore": scr.distress_subscore, "category": scr.category, "days_since": days(scr.date),
         })  # fmt: skip
     for i, cond in enumerate(_canonical(patient.conditions)):
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
+    if patient.steroid_injections:
+        equivalents = context.vocabularies.get("steroid_agent", {})
+        in_window: list[float | None] = []
+        for i, inj in enumerate(_canonical(patient.steroid_injections)):
+            when = latest(inj.date, inj.date_precision)
+            agent_info = equivalents.get(inj.agent)
+            factor = agent_info.equivalent if agent_info is not None else None
+            mpe = inj.dose_mg * factor if inj.dose_mg is not None and factor is not None else None
+            if (as_of - when).days < context.rolling_window_days:
+                in_window.append(mpe)
+            add("steroid_injection", i, {
+                "agent": inj.agent, "dose_mg": inj.dose_mg, "mpe_mg": mpe, "region": inj.region, "route": inj.route,
+                "days_since": days(when), "date": shown(inj.date, inj.date_precision),
+                "date_precision": inj.date_precision,
+            })  # fmt: skip
+        known = [m for m in in_window if m is not None]
+        add("steroid_summary", None, {
+            "injections_in_window": len(in_window),
+            "mpe_mg_in_window": sum(known) if len(known) == len(in_window) else None,
+            "known_mpe_mg_in_window": sum(known), "dose_unknown_in_window": len(in_window) - len(known),
+        })  # fmt: skip
+    if patient.prognosis is not None:
+        add("prognosis", None, {
+            "life_expectancy_months": patient.prognosis.life_expectancy_months,
+            "days_since": days(patient.prognosis.date),
+        })  # fmt: skip
     for i, allergy in enumerate(_canonical(patient.allergies)):
         add("allergy", i, {"substance": allergy.substance})
     if patient.measurements or patient.mme_history:

@@ -76,6 +76,7 @@ def _b(desc: str, source: str | None = None) -> FieldSpec:
 
 
 SIDES = _enum(pm.Laterality)
+DATE_PRECISIONS = _enum(pm.DatePrecision)
 BLEEDING_RISKS = ("low", "intermediate", "high")
 INTERVENTION_KINDS = ("diagnostic", "therapeutic", "implant")
 GUIDANCE = _enum(pm.ImageGuidance)
@@ -127,9 +128,18 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "duration_weeks",
                     "weeks",
                 ),
+                "duration_weeks_max": _i(
+                    "The longest the duration can be: equal to duration_weeks, or from the first day of a partial "
+                    "onset's month or year (duration_weeks is then the shortest). Compare it for an upper bound "
+                    "(acute pain), duration_weeks for a lower bound.",
+                    "onset_date",
+                    "weeks",
+                ),
+                "onset_precision": _s("How much of the onset date is known.", DATE_PRECISIONS, "onset_precision"),
                 "nrs": _i("NRS 0-10.", "nrs"),
                 "odi_pct": _i("Oswestry Disability Index %.", "odi_pct", "%"),
                 "ndi": _i("Neck Disability Index 0-50.", "ndi"),
+                "rmdq": _i("Roland-Morris Disability Questionnaire 0-24.", "rmdq"),
                 "worsening": _b("Getting worse.", "worsening"),
                 "is_index": _b("The index pain.", "is_index"),
             },
@@ -146,6 +156,7 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "level": _s("Spinal level or segment.", None, "level"),
                 "side": _s("Side.", SIDES, "side"),
                 "concordant": _b("Concordant with symptoms.", "concordant"),
+                "height_loss_pct": _i("Vertebral fracture: loss of vertebral body height, %.", "height_loss_pct", "%"),
                 "days_since": _i("Days from the study to as_of.", "date", "days"),
                 "date": _s("Date of the study, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
             },
@@ -169,7 +180,12 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "One red-flag symptom or sign.",
             {
                 "code": _v("Red flag.", "red_flag", "code"),
-                "onset_days": _i("Days since onset at as_of.", "onset_date", "days"),
+                "onset_days": _i(
+                    "Days since onset at as_of (a partial onset: from the last day of its month or year).",
+                    "onset_date",
+                    "days",
+                ),
+                "onset_precision": _s("How much of the onset date is known.", DATE_PRECISIONS, "onset_precision"),
                 "deteriorating": _b("Getting worse.", "deteriorating"),
             },
             ("code",),
@@ -187,9 +203,19 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 ),
                 "level_count": _i("Number of levels treated.", "levels"),
                 "side": _s("Side.", SIDES, "side"),
-                "days_since": _i("Days from the procedure to as_of.", "date", "days"),
+                "days_since": _i(
+                    "Days from the procedure to as_of (a partial date: from the last day of its month or year, "
+                    "at most as_of: the most recent it can have been).",
+                    "date",
+                    "days",
+                ),
                 "months_since": _i("Whole calendar months from the procedure to as_of.", "date", "months"),
-                "date": _s("Date of the session, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
+                "date": _s(
+                    "Date of the session as recorded, YYYY-MM-DD, or YYYY-MM / YYYY (for reading; compare days_since).",
+                    None,
+                    "date",
+                ),
+                "date_precision": _s("How much of the date is known.", DATE_PRECISIONS, "date_precision"),
                 "relief_pct": _i("Relief of the index pain, %.", "relief_pct", "%"),
                 "relief_duration_weeks": _f("Duration of relief in weeks.", "relief_duration_weeks", "weeks"),
                 "same_scale": _b("Relief measured on the same scale.", "same_scale"),
@@ -324,6 +350,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "score": _i("Total score.", "score"),
                 "item9": _i("PHQ-9 item 9.", "item9"),
                 "distress_subscore": _i("STarT Back distress subscore.", "distress_subscore"),
+                "category": _s(
+                    "Risk category as recorded, for a screen without its item scores (STarT Back).",
+                    _enum(pm.RiskCategory),
+                    "category",
+                ),
                 "days_since": _i("Days from the screen to as_of.", "date", "days"),
             },
             ("instrument",),
@@ -339,6 +370,60 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             },
             ("code",),
             "conditions",
+        ),
+        FactType(
+            "steroid_injection",
+            "One past corticosteroid injection, at any site (spinal, sacroiliac, peripheral joint).",
+            {
+                "agent": _v("Corticosteroid.", "steroid_agent", "agent"),
+                "dose_mg": _f("Dose in mg.", "dose_mg", "mg"),
+                "mpe_mg": _f(
+                    "Dose in methylprednisolone equivalents (the vocabulary's equivalent factor).", "dose_mg", "mg"
+                ),
+                "region": _v("Site.", "body_region", "region"),
+                "route": _s("Route.", _enum(pm.InjectionRoute), "route"),
+                "days_since": _i(
+                    "Days from the injection to as_of (a partial date: from the last day of its period).",
+                    "date",
+                    "days",
+                ),
+                "date": _s("Date as recorded (YYYY-MM-DD, YYYY-MM or YYYY).", None, "date"),
+                "date_precision": _s("How much of the date is known.", DATE_PRECISIONS, "date_precision"),
+            },
+            ("agent", "region", "date"),
+            "steroid_injections",
+        ),
+        FactType(
+            "steroid_summary",
+            "Cumulative corticosteroid injections over the rolling window (manifest settings). Present only when "
+            "steroid injections are recorded.",
+            {
+                "injections_in_window": _i("Injections inside the rolling window."),
+                "mpe_mg_in_window": _f(
+                    "Their total in mg methylprednisolone equivalents; absent when a dose in the window is not "
+                    "recorded.",
+                    "dose_mg",
+                    "mg",
+                ),
+                "known_mpe_mg_in_window": _f(
+                    "The total over the injections whose dose is recorded: a lower bound.", None, "mg"
+                ),
+                "dose_unknown_in_window": _i("Injections in the window without a recorded dose."),
+            },
+            (),
+            "steroid_injections",
+        ),
+        FactType(
+            "prognosis",
+            "The clinician's estimate of life expectancy. Present only when one is recorded.",
+            {
+                "life_expectancy_months": _i(
+                    "Estimated life expectancy in months.", "life_expectancy_months", "months"
+                ),
+                "days_since": _i("Days from the estimate to as_of.", "date", "days"),
+            },
+            (),
+            "prognosis",
         ),
         FactType(
             "allergy",

@@ -76,7 +76,12 @@ def series_facts(
                 "days_since": (as_of - day).days, "date": day.isoformat(),
             }  # fmt: skip
     therapeutic = sorted(
-        {(p.date, p.kind, p.region) for p in patient.procedures if p.purpose != DIAGNOSTIC},
+        # a procedure known only to the month or year is left out: its series window cannot be placed
+        {
+            (p.date, p.kind, p.region)
+            for p in patient.procedures
+            if p.purpose != DIAGNOSTIC and p.date_precision == "day"
+        },
     )
     for instrument, region in sorted(series, key=lambda k: (k[0], k[1] or "")):
         points = series[(instrument, region)]

@@ -36,6 +36,7 @@ class CodeInfo:
     max: float | None = None
     subscores: tuple[str, ...] = field(default=())
     better: str | None = None  # outcome instruments: "higher" or "lower" is the better score
+    equivalent: float | None = None  # corticosteroids: mg methylprednisolone per mg of the agent
 
 
 Vocabularies = Mapping[str, Mapping[str, CodeInfo]]
@@ -161,7 +162,8 @@ def _screening_range(screen: Screening, path: str, vocabularies: Vocabularies) -
     if info is None:
         return []
     problems: list[Problem] = []
-    if info.min is not None and info.max is not None and not info.min <= screen.score <= info.max:
+    score = screen.score
+    if score is not None and info.min is not None and info.max is not None and not info.min <= score <= info.max:
         problems.append(
             Problem(
                 f"{screen.instrument} score {screen.score} is outside {info.min:g}–{info.max:g}",

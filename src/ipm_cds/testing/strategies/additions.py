@@ -107,8 +107,10 @@ def with_series(
         if (not procedures or d.chance(40)) and pains:
             region, character = d.pick(pains)
             kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
+            # an RFA about 6 months back half of the time: the repeat interval, and follow-ups of 12 weeks or more
+            back = d.num(150, 400) if kind in ("facet_rfa", "genicular_rfa") and d.chance(50) else d.num(20, 400)
             added = {"kind": kind, "purpose": "therapeutic", "region": region,
-                     "date": (as_of - timedelta(days=d.num(20, 400))).isoformat()}  # fmt: skip
+                     "date": (as_of - timedelta(days=back)).isoformat()}  # fmt: skip
             doc.setdefault("procedures", []).append(added)
             procedures.append(added)
             if added["kind"] == "sij_injection" and d.chance(70):  # the diagnostic block a repeat needs

@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from .blocks import _condition, _lab, _opioid, _pain, _pregnancy, _procedure, _psych_evaluation, _red_flag, _screening
+from .blocks import (
+    _condition,
+    _lab,
+    _opioid,
+    _pain,
+    _pregnancy,
+    _procedure,
+    _psych_evaluation,
+    _red_flag,
+    _screening,
+    _steroid_injection,
+)
 from .draws import _Ctx, _Draw
 from .vocabularies import (
     _ANTITHROMBOTIC_INDICATIONS,
@@ -78,7 +89,17 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
     # laboratory results, in their canonical units, before as_of
     if d.chance(30):
         for _ in range(d.num(1, 3)):
-            ctx.add("labs", _lab(d, d.pick(("inr", "platelets", "inr", "platelets", "glucose", "hba1c", "egfr"))))
+            tests = ("inr", "platelets", "inr", "platelets", "glucose", "hba1c", "egfr", "creatinine_clearance")
+            ctx.add("labs", _lab(d, d.pick((*tests, "crp", "esr") if d.chance(20) else tests)))
+    # past corticosteroid injections at any site (cumulative exposure), and a prognosis (end of life)
+    if d.codes.get("steroid_agent") and d.chance(12):
+        sites = ("knee", "hip", "shoulder", "lumbar", "cervical", "sacroiliac")
+        for _ in range(d.pick((1, 1, 2, 3, 4))):
+            ctx.add("steroid_injections", _steroid_injection(d, d.pick(sites)))
+    if d.chance(5):
+        doc["prognosis"] = {"life_expectancy_months": d.near((6,), 0, 120)}
+        if d.chance(60):
+            doc["prognosis"]["date"] = d.ago(d.num(0, 90))
     # conditions, allergies
     if d.chance(35):
         known = d.codes["condition"]
@@ -87,6 +108,10 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
             if code in ("local_infection_at_site", "crps") and d.chance(70):
                 region = (doc.get("pain") or [{"region": "lumbar"}])[0]["region"]
             _condition(ctx, code, active=d.chance(88), region=region)
+    oud = any(c["code"] == "opioid_use_disorder" and c.get("active", True) for c in doc.get("conditions", []))
+    if oud and d.chance(40):  # medication for OUD already in place (or buprenorphine taken for pain)
+        agent = d.pick(("buprenorphine", "buprenorphine", "methadone", "naltrexone"))
+        ctx.add("medications", {"agent": agent, "indication": d.pick(("treatment", "treatment", "pain"))})
     if doc.get("pain") and d.chance(5):  # an infected injection site
         _condition(ctx, "local_infection_at_site", region=doc["pain"][0]["region"])
     if d.chance(12):

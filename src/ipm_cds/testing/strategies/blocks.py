@@ -190,7 +190,9 @@ def _screening(d: _Draw, instrument: str) -> dict[str, Any]:
     item: dict[str, Any] = {"instrument": instrument, "score": score}
     if instrument == "phq9" and d.chance(60):
         item["item9"] = d.pick((0, 0, 1, 2, 3))
-    if instrument == "start_back" and d.chance(60):
+    if instrument == "start_back" and d.chance(20):  # only the category recorded, no item scores
+        item = {"instrument": instrument, "category": d.pick(("low", "medium", "high"))}
+    elif instrument == "start_back" and d.chance(60):
         item["distress_subscore"] = d.near((4,), 0, 5)
     if d.chance(60):
         item["date"] = d.ago(d.num(0, 800))
@@ -218,9 +220,32 @@ def _lab(d: _Draw, test: str) -> dict[str, Any]:
         value = float(d.pick((85, 110, 150, 201, 250, 300, 301, 320, 400)))
     elif test == "hba1c":
         value = d.pick((5.4, 6.5, 7.0, 8.1, 9.5, 11.0))
-    else:
-        value = float(d.pick((15, 29, 45, 60, 90)))
+    elif test == "crp":
+        value = float(d.pick((1, 4, 12, 45, 120)))
+    elif test == "esr":
+        value = float(d.pick((5, 18, 35, 70, 110)))
+    else:  # eGFR and creatinine clearance, about the renal threshold of 30
+        value = float(d.pick((15, 29, 30, 31, 45, 60, 90)))
     return {"test": test, "value": value, "date": d.ago(d.near((1,), 0, 200, pct=30))}  # about the 1-day INR recency
+
+
+def _steroid_injection(d: _Draw, region: str) -> dict[str, Any]:
+    """A past corticosteroid injection (any site), its dose in mg about the usual 10 / 40 / 80, sometimes
+    undosed, sometimes dated only by month or year (a period that ended before as_of)."""
+    item: dict[str, Any] = {"agent": d.pick(d.codes["steroid_agent"]), "region": region}
+    if d.chance(85):
+        item["dose_mg"] = float(d.pick((4, 10, 40, 40, 80, 80, 120)))
+    if d.chance(60):
+        item["route"] = d.pick(("epidural", "facet", "sacroiliac", "intra_articular", "soft_tissue"))
+    back = d.num(0, 500)
+    day = date.fromisoformat(d.ago(back))
+    if d.chance(15) and day.year < d.as_of.year:
+        item["date"] = str(day.year)
+    elif d.chance(15) and (day.year, day.month) < (d.as_of.year, d.as_of.month):
+        item["date"] = f"{day.year:04d}-{day.month:02d}"
+    else:
+        item["date"] = day.isoformat()
+    return item
 
 
 def _red_flag(d: _Draw, code: str | None = None) -> dict[str, Any]:

@@ -85,9 +85,12 @@ def _red_flags(d: _Draw, ctx: _Ctx) -> None:
             if d.chance(25):
                 ctx.add("red_flags", _red_flag(d, "progressive_neurological_deficit"))
         elif scenario == "fracture":
-            choice = d.pick(("trauma", "trauma", "steroid", "steroid", "osteoporosis", "age"))
+            choice = d.pick(("trauma", "trauma", "minor_trauma", "steroid", "steroid", "osteoporosis", "age"))
             if choice == "trauma":
                 ctx.add("red_flags", _red_flag(d, "significant_trauma"))
+            elif choice == "minor_trauma" and "minor_trauma" in d.codes["red_flag"]:  # a red flag above 50
+                ctx.add("red_flags", _red_flag(d, "minor_trauma"))
+                ctx.demographics["age_years"] = d.near((50,), 18, 95)
             elif choice == "steroid":
                 ctx.add("red_flags", _red_flag(d, "prolonged_corticosteroid_use"))
             elif choice == "osteoporosis":

@@ -63,7 +63,10 @@ def _neuromodulation(d: _Draw, ctx: _Ctx) -> None:
         kind = "psps" if ctx.region in SPINE else "pdn"
     if kind == "psps":  # persistent spinal pain after surgery
         region = _spine_region(d, ctx)
-        pain = _pain(d, ctx, region, ctx.character_of(d, ("radicular", "neuropathic")), weeks=(26,), nrs=(7,))
+        felt = region  # where the pain is recorded: the operated region, or the limb it is felt in
+        if ctx.region is None and region in ("lumbar", "cervical") and d.chance(30):
+            felt = "lower_limb" if region == "lumbar" else "upper_limb"
+        pain = _pain(d, ctx, felt, ctx.character_of(d, ("radicular", "neuropathic")), weeks=(26,), nrs=(7,))
         surgery = d.pick(_SPINE_SURGERY)
         _procedure(d, ctx, surgery, region, d.num(180, 3000), levels=d.some(_SEGMENTS[region], 1, 2))
     else:  # painful diabetic neuropathy

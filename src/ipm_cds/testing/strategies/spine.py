@@ -242,7 +242,13 @@ def _pva(d: _Draw, ctx: _Ctx) -> None:
     _care(d, ctx, failed=88)
     level = d.pick(_VERTEBRAE[region])
     if d.chance(75):  # osteoporotic fracture, with marrow oedema on MRI
-        _imaging(d, ctx, "vertebral_fracture", region, level=level)
+        fracture = _imaging(d, ctx, "vertebral_fracture", region, level=level)
+        if d.chance(55):  # PVA-IND-03 features: height loss about 25%, kyphosis, Roland-Morris about 17
+            fracture["height_loss_pct"] = d.near((25,), 0, 100)
+        if d.chance(30):
+            _imaging(d, ctx, "kyphotic_deformity", region, modality="xray")
+        if d.chance(55):
+            pain["rmdq"] = d.near((17,), 0, 24)
         if d.chance(90):
             edema = level if d.chance(90) else d.pick(_VERTEBRAE[region])
             _imaging(d, ctx, "bone_marrow_edema", region, level=edema, modality=d.pick(("mri",) * 6 + ("ct",)))
