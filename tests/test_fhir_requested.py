@@ -41,8 +41,18 @@ def test_a_draft_service_request_becomes_a_requested_procedure_with_a_verdict(ru
     assert any(j.blocking for j in verdict.safety)
 
 
-def test_a_service_request_without_a_region_is_reported_not_guessed(ruleset: ipm_cds.Ruleset) -> None:
+def test_a_lumbar_facet_code_fixes_the_region_a_cervical_or_thoracic_one_does_not(ruleset: ipm_cds.Ruleset) -> None:
+    """64635 is a lumbar or sacral facet RFA code (every such facet joint is lumbar): the code fixes the region.
+    64633 is "cervical or thoracic": no region is guessed; the request stays, without one, and its verdict is
+    "cannot tell yet" naming the region as missing (a red flag still blocks it: not appropriate)."""
     bundle = json.loads((EXAMPLES / "cauda_equina.json").read_text(encoding="utf-8"))
-    mapping = read_bundle(_with_order(bundle, "64635", None), ruleset=ruleset)
-    assert mapping.patient.requested == []
-    assert any(u.resource == "ServiceRequest/order-1" and "no target region" in u.reason for u in mapping.unmapped)
+    (requested,) = read_bundle(_with_order(bundle, "64635", None), ruleset=ruleset).patient.requested
+    assert (requested.intervention, requested.region) == ("facet_rfa", "lumbar")
+
+    mapping = read_bundle(_with_order(bundle, "64633", None), ruleset=ruleset)
+    (requested,) = mapping.patient.requested
+    assert (requested.intervention, requested.region) == ("facet_rfa", None)
+    assert not any(u.resource == "ServiceRequest/order-1" for u in mapping.unmapped)
+    (verdict,) = ipm_cds.Engine(ruleset, backend="python").evaluate(mapping.patient, as_of=AS_OF).requested
+    assert verdict.verdict == "not_appropriate" and any(j.kind == "red_flag" for j in verdict.safety)
+    assert "requested.region" in {m.field for m in verdict.missing}

@@ -30,6 +30,7 @@ FACET = yaml.safe_load((ROOT / "examples/patients/facet_rfa_candidate.yaml").rea
 RFA = {"id": "sr-1", "intervention": "facet_rfa", "region": "lumbar", "levels": ["L4-L5", "L5-S1"], "side": "bilateral"}
 CPT = "http://www.ama-assn.org/go/cpt"
 REGION = "https://ipm-cds.invalid/fhir/CodeSystem/body-region"
+APIXABAN = {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg", "indication": "treatment"}
 
 
 def _with(requested: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
@@ -214,11 +215,23 @@ def test_service_request_mapping(durable: ipm_cds.Engine) -> None:
         "triamcinolone_acetonide",
         40.0,
     )
-    nowhere = _sr("e", "64635")
-    del nowhere["bodySite"]
-    assert requested_procedures(nowhere, rs).unmapped == [
-        ("ServiceRequest/e", "no target region (bodySite with a body-region code)")
-    ]
+    # the region, never guessed: bodySite; else the levels' region; else the code's, when it fixes one
+    lumbar_facet = _sr("e", "64635")
+    del lumbar_facet["bodySite"]
+    assert [r.get("region") for r in requested_procedures(lumbar_facet, rs).requested] == ["lumbar"]
+    neck_or_back = _sr("f", "64633")  # "cervical or thoracic": the code does not fix the region
+    del neck_or_back["bodySite"]
+    mapped = requested_procedures(neck_or_back, rs)
+    assert mapped.unmapped == [] and [("region" in r) for r in mapped.requested] == [False]
+    level = "https://ipm-cds.invalid/fhir/StructureDefinition/spinal-level"
+    for levels, region in ((["L5-S1"], "lumbar"), (["S1"], "sacral"), (["C5-C6"], None), (["L4-L5", "S1"], None)):
+        tf = _sr("g", "64483", extension=[{"url": level, "valueString": v} for v in levels])
+        del tf["bodySite"]
+        (doc,) = requested_procedures(tf, rs).requested
+        assert doc.get("region") == region, levels  # C5-C6 contradicts a lumbar or sacral code: not guessed
+    genicular = _sr("h", "genicular_rfa", system="https://ipm-cds.invalid/fhir/CodeSystem/intervention")
+    del genicular["bodySite"]
+    assert [r.get("region") for r in requested_procedures(genicular, rs).requested] == ["knee"]
     bundle = {
         "resourceType": "Bundle",
         "entry": [{"resource": _sr("a", "64635")}, {"resource": _sr("x", "1234-5", "http://loinc.org")}],
@@ -278,7 +291,7 @@ def test_order_hooks_answer_with_one_evaluation(durable: ipm_cds.Engine, monkeyp
     )
     for card in cards:
         assert not list(validator.iter_errors(card)), card["summary"]
-    assert any("ServiceRequest/lab" in json.dumps(c) for c in cards)  # not a procedure: listed as not read
+    assert not any("ServiceRequest/lab" in json.dumps(c) for c in cards)  # a lab order is not ipm-cds's business
     again = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-1")[1]
     assert [c["uuid"] for c in again] == [c["uuid"] for c in cards]
 
@@ -293,3 +306,26 @@ def test_every_scope_rule_names_interventions_of_the_catalogue(durable: ipm_cds.
         if isinstance(c, ir.Derive) and c.fact == "in_scope"
     }
     assert named and named <= set(durable.ruleset.interventions), sorted(named - set(durable.ruleset.interventions))
+
+
+def test_an_order_without_a_region_gets_a_verdict_naming_the_region_missing(durable: ipm_cds.Engine) -> None:
+    """The facet RFA is indicated at the lumbar region; an order that does not say where cannot be appropriate:
+    "cannot tell yet", the region named as missing; judged at the intervention's highest bleeding risk (a
+    cervical facet RFA is intermediate risk, a lumbar one low), never at the lower one."""
+    no_region = {k: v for k, v in RFA.items() if k != "region"}
+    (verdict,) = durable.evaluate(_with([no_region], medications=[APIXABAN]), as_of=AS_OF).requested
+    assert verdict.verdict == "cannot_tell" and verdict.target.region is None
+    assert "requested.region" in {m.field for m in verdict.missing} and "requested.region" in verdict.summary
+    assert verdict.bleeding_risk == "intermediate"
+    (lumbar,) = durable.evaluate(_with([RFA], medications=[APIXABAN]), as_of=AS_OF).requested
+    assert lumbar.bleeding_risk == "low" and lumbar.verdict != "cannot_tell"
+
+
+def test_the_hooks_orders_replace_the_records_request_with_the_same_id(durable: ipm_cds.Engine) -> None:
+    patient = durable.ruleset.parse_patient(_with([{**RFA, "id": "rfa", "region": "cervical"}]))
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": _sr("rfa", "64635")}]}
+    assessment, cards = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-2")
+    assert [(v.order, v.target.region) for v in assessment.requested] == [("rfa", "lumbar")]
+    assert [c["extension"][CARD_EXTENSION]["order"] for c in cards if "order" in c["extension"][CARD_EXTENSION]] == [
+        "ServiceRequest/rfa"
+    ]

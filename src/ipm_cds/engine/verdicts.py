@@ -332,14 +332,22 @@ class _Verdicts:
         side = str(v["side"]) if "side" in v else None
         messages = self.resolver.messages
         safety, concerned = self.judgements(request, candidate)
-        indication = self.indication(code, region, side)
+        target_missing = self._target_missing(request, code)
+        indication = self.indication(code, region, side)  # no region: met when met for any target region
+        if target_missing and (indication.met_by is not None or indication.waiting):
+            # met (or waiting) for some target: whether for this order's, its region or levels must say
+            indication = self._undecided(code)
+        elif target_missing:
+            target_missing = []  # no indication is met at any target: not appropriate, whatever the region
         # Missing data that could block it (a red flag, an exclusion) leaves the verdict open; missing data
         # behind a precaution or an alert is listed without changing it.
         missing_safety = self._missing(r for r in concerned if _may_block(self.program, r))
         missing_other = self._missing(r for r in concerned if not _may_block(self.program, r))
         missing_indication = self._missing(indication.waiting)
         missing = sorted(
-            {(m.field, m.item): m for m in [*missing_safety, *missing_indication, *missing_other]}.values(),
+            {
+                (m.field, m.item): m for m in [*target_missing, *missing_safety, *missing_indication, *missing_other]
+            }.values(),
             key=lambda m: (m.field, m.item),
         )
         blocking = [j for j in safety if j.blocking]
@@ -360,9 +368,17 @@ class _Verdicts:
                 if relative
                 else messages["verdict.appropriate"].render(rule=indication.met_by)
             )
-        elif (indication.met_by is not None and missing_safety) or (indication.met_by is None and missing_indication):
+        elif (
+            (indication.met_by is not None and missing_safety)
+            or (indication.met_by is None and missing_indication)
+            or target_missing
+        ):
             verdict = "cannot_tell"
-            waiting = missing_safety if indication.met_by is not None else [*missing_indication, *missing_safety]
+            waiting = (
+                missing_safety
+                if indication.met_by is not None
+                else [*target_missing, *missing_indication, *missing_safety]
+            )
             fields = sorted({m.field for m in waiting})
             summary = messages["verdict.cannot_tell"].render(fields=", ".join(fields))
         else:
@@ -393,6 +409,38 @@ class _Verdicts:
             safety=safety,
             missing=missing,
         )
+
+    def _target_missing(self, request: Fact, code: str) -> list[MissingData]:
+        """The order's own target data that its verdict needs and the order does not carry: the region (an order
+        whose code does not fix it), and the levels when the intervention's indications target levels."""
+        v = request.values
+        needed: list[str] = []
+        recommenders = _recommenders(self.program).get(code, ())
+        if v.get("region") is None:
+            needed.append("region")
+        if v.get("levels") is None and any(
+            name == "levels" for _rule, recs in recommenders for rec in recs for name, _ in rec.target
+        ):
+            needed.append("levels")
+        if not needed:
+            return []
+        active = _active_rules(self.program)
+        rules = [active[rule.id] for rule, _ in recommenders if rule.id in active]
+        return [
+            trusted(
+                MissingData,
+                field=f"requested.{name}",
+                item=request.label,
+                needed_by=sorted(r.ref for r in rules),
+                criteria=sorted({c for r in rules for c in r.criteria}),
+                safety=True,  # the target decides which safety rules (region, bleeding risk) apply
+            )
+            for name in needed
+        ]
+
+    def _undecided(self, code: str) -> _Indication:
+        """The indication of an order whose target is not known: not met, waiting for the target."""
+        return _Indication(has_rules=code in _recommenders(self.program))
 
     def _missing(self, refs: Iterable[str]) -> list[MissingData]:
         out: dict[tuple[str, str], MissingData] = {}

@@ -297,6 +297,7 @@ class CptEntry(_M):
     code: str
     procedure_kinds: tuple[str, ...]
     interventions: tuple[str, ...]
+    regions: tuple[str, ...] = ()  # body regions the code's descriptor names; one region: the code fixes it
     source: str
 
 
@@ -577,6 +578,8 @@ def load_maps() -> Maps:
         _check(e.code not in cpt, "procedures", f"{e.code}: listed twice")
         for kind in e.procedure_kinds:
             vocab(kind, "ProcedureKind", "procedures", e.code)
+        for region in e.regions:
+            vocab(region, "BodyRegion", "procedures", e.code)
         cpt[e.code] = e
 
     allergy_by_code: dict[_Key, AllergyMapEntry] = {}

@@ -378,7 +378,11 @@ class RequestedProcedure(_Model):
         min_length=1, max_length=64, description="Intervention code from the ruleset's catalogue, e.g. 'facet_rfa'."
     )
     status: Literal["requested", "planned", "scheduled"] = Field("requested", description="Where the order stands.")
-    region: BodyRegion = Field(description="Target body region.")
+    region: BodyRegion | None = Field(
+        None,
+        description="Target body region. Not recorded (an order whose region its code does not fix): the "
+        "verdict is 'cannot tell yet', naming the region as missing data.",
+    )
     levels: list[SpinalLevel] = Field(
         default_factory=list, max_length=10, description="Target levels, e.g. ['L4-L5', 'L5-S1']."
     )
