@@ -359,6 +359,16 @@ class ConditionEntry(_Model):
     region: BodyRegion | None = None
 
 
+class CoronaryStent(_Model):
+    """A coronary stent as clinicians record it: its type and the date it was placed. Elective procedures wait
+    after a stent (ACC/AHA 2016 DAPT focused update); a missing type or date is reported, never assumed."""
+
+    type: Literal["drug_eluting", "bare_metal"] | None = Field(
+        None, description="Drug-eluting (DES) or bare-metal (BMS) stent."
+    )
+    date: IsoDate | None = Field(None, description="Date the stent was placed, YYYY-MM-DD (the latest PCI).")
+
+
 class PsychologicalEvaluation(_Model):
     completed: bool = Field(description="A pre-procedure psychological evaluation is documented.")
     date: IsoDate | None = None
@@ -445,6 +455,9 @@ class PatientCase(_Model):
         default_factory=list, max_length=MAX_ITEMS, description="Total daily MME over time, with its changes."
     )
     allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
+    coronary_stents: list[CoronaryStent] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Coronary stents, with their type and date placed."
+    )
     psychological_evaluation: PsychologicalEvaluation | None = Field(
         None, description="A pre-procedure psychological evaluation (for implants), if any."
     )

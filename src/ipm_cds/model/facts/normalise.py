@@ -375,6 +375,12 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         })  # fmt: skip
     for i, cond in enumerate(_canonical(patient.conditions)):
         add("condition", i, {"code": cond.code, "active": cond.active, "region": cond.region})
+    for i, stent in enumerate(_canonical(patient.coronary_stents)):
+        add("coronary_stent", i, {
+            "stent_type": stent.type, "days_since": days(stent.date),
+            "months_since": _months_between(stent.date, as_of) if stent.date is not None else None,
+            "date": iso(stent.date),
+        })  # fmt: skip
     for i, allergy in enumerate(_canonical(patient.allergies)):
         add("allergy", i, {"substance": allergy.substance})
     if patient.measurements or patient.mme_history:
