@@ -366,7 +366,7 @@ class CoronaryStent(_Model):
     type: Literal["drug_eluting", "bare_metal"] | None = Field(
         None, description="Drug-eluting (DES) or bare-metal (BMS) stent."
     )
-    date: IsoDate | None = Field(None, description="Date the stent was placed, YYYY-MM-DD (the latest PCI).")
+    date: IsoDate | None = Field(None, description="Date the stent was placed, YYYY-MM-DD.")
 
 
 class PsychologicalEvaluation(_Model):
