@@ -398,6 +398,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "days_until": (req.planned_date - as_of).days if req.planned_date is not None else None,
             "planned_date": iso(req.planned_date), "guidance": req.guidance,
             "guidance_conflict": req.guidance is not None and allowed is not None and req.guidance not in allowed,
+            "guidance_ionizing": req.guidance in ("fluoroscopy", "ct"),
             "steroid_agent": req.steroid_agent, "steroid_dose_mg": req.steroid_dose_mg,
         })  # fmt: skip
     return facts

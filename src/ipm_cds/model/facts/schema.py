@@ -497,6 +497,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                     "false when it states none.",
                     "guidance",
                 ),
+                "guidance_ionizing": _b(
+                    "The order names fluoroscopy or CT guidance (ionising radiation); false when it names another "
+                    "or none.",
+                    "guidance",
+                ),
                 "steroid_agent": _v("Corticosteroid.", "steroid_agent", "steroid_agent"),
                 "steroid_dose_mg": _f("Corticosteroid dose.", "steroid_dose_mg", "mg"),
             },
