@@ -329,3 +329,47 @@ def test_the_hooks_orders_replace_the_records_request_with_the_same_id(durable: 
     assert [c["extension"][CARD_EXTENSION]["order"] for c in cards if "order" in c["extension"][CARD_EXTENSION]] == [
         "ServiceRequest/rfa"
     ]
+
+
+def test_a_threshold_without_a_value_under_the_profile_leaves_the_verdict_open(copy: Path) -> None:
+    """The facet blocks' relief threshold unset under cms_lcd (a deployment's ruleset): the rules that find the
+    positive blocks cannot run, so the RFA's indication is not shown either way: "cannot tell yet", naming the
+    parameter and the profile, never "not appropriate". Under society_consensus (which sets it) the verdict stands."""
+    from ipm_cds.ruleset.loader import load_ruleset
+
+    params = copy / "catalogues" / "parameters.yaml"
+    text = params.read_text(encoding="utf-8")
+    old = "    default: 80\n    profiles:\n      cms_lcd: 80\n      society_consensus: 50\n"
+    assert text.count(old) == 1
+    params.write_text(
+        text.replace(old, "    default: null\n    profiles:\n      society_consensus: 50\n"), encoding="utf-8"
+    )
+    (copy / "ruleset.lock.json").unlink()
+    ruleset = load_ruleset(copy)
+    for backend in ("python", "durable"):
+        engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
+        (verdict,) = engine.evaluate(_with([RFA]), as_of=AS_OF).requested
+        assert verdict.verdict == "cannot_tell", backend
+        assert "facet_block_relief_pct" in verdict.summary and "cms_lcd" in verdict.summary
+        assert any("parameter without a value: facet_block_relief_pct" in r.text for r in verdict.reasons)
+        assert verdict.missing == []  # nothing for the clinician to record: the threshold is the deployment's
+        consensus = ipm_cds.Engine(ruleset, profile="society_consensus", backend=backend)  # type: ignore[arg-type]
+        assert consensus.evaluate(_with([RFA]), as_of=AS_OF).requested[0].verdict == "appropriate"
+
+
+def test_a_safety_threshold_without_a_value_leaves_the_verdict_open_only_where_it_could_apply(copy: Path) -> None:
+    """The bare-metal stent wait unset: a patient with a bare-metal stent 10 days ago cannot be told "appropriate"
+    (the rule that would defer the RFA cannot run); a patient with no stent recorded is not held up by it."""
+    from ipm_cds.ruleset.loader import load_ruleset
+
+    params = copy / "catalogues" / "parameters-requested.yaml"
+    text = params.read_text(encoding="utf-8")
+    assert text.count("    default: 30\n") == 1
+    params.write_text(text.replace("    default: 30\n", "    default: null\n"), encoding="utf-8")
+    (copy / "ruleset.lock.json").unlink()
+    engine = ipm_cds.Engine(load_ruleset(copy), backend="python")
+    stented = _with([RFA], coronary_stents=[{"type": "bare_metal", "date": "2025-05-23"}])
+    (verdict,) = engine.evaluate(stented, as_of=AS_OF).requested
+    assert verdict.verdict == "cannot_tell" and "coronary_stent_bms_min_days" in verdict.summary
+    assert [r.basis.rule.split("@")[0] for r in verdict.reasons] == ["safety.coronary_stent.bms_recent"]
+    assert engine.evaluate(_with([RFA]), as_of=AS_OF).requested[0].verdict == "appropriate"
