@@ -29,7 +29,7 @@ Semantics, chosen to equal the pairwise joins they replace:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,20 @@ class Aggregated:
     # made fact type -> its fields that stand for a field of the selected facts (rank -> days_since, total -> ...)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def add(self, other: Aggregated) -> None:
+        """Add what another computation made (copies of its containers: ``other`` may be reused)."""
+        self.facts.extend(other.facts)
+        self.members.update(other.members)
+        self.sources.update(other.sources)
+        for mine, theirs in (
+            (self.undecided, other.undecided),
+            (self.pending, other.pending),
+            (self.uncertain, other.uncertain),
+            (self.unranked, other.unranked),
+        ):
+            mine.update((key, list(value)) for key, value in theirs.items())
+        self.fields.update((key, dict(value)) for key, value in other.fields.items())
+
     def translate(self, unknown: Unknown) -> list[Unknown]:
         """A field missing on a made fact, as the fields missing on the facts it was made from."""
         if unknown.field == "rank" and unknown.fact.key in self.unranked:
@@ -88,6 +102,58 @@ def selection_of(aggregate: ir.Aggregate) -> Selection:
         return None if truth is False else (truth, unknowns)
 
     return select
+
+
+Prefilter = tuple[str, frozenset[Scalar]]
+
+
+def prefilter(aggregate: ir.Aggregate) -> Prefilter | None:
+    """A field and the values the selection's own conjunction requires it to equal (``eq`` or ``in`` a constant),
+    the narrowest such test; None when it has none. A fact whose value is another is refuted by that test, so
+    by the whole conjunction (false and anything is false, also three-valued); a fact without the field is
+    undecided, not refuted: :class:`FieldIndex` keeps it."""
+    best: Prefilter | None = None
+    for test in aggregate.selection.tests:
+        if not isinstance(test, ir.Test) or test.op not in ("eq", "in") or test.operand is None:
+            continue
+        if isinstance(test.operand, ir.Ref | ir.Param):
+            continue
+        allowed = frozenset(test.operand if isinstance(test.operand, tuple) else (test.operand,))
+        if best is None or len(allowed) < len(best[1]):
+            best = (test.field, allowed)
+    return best
+
+
+class FieldIndex:
+    """The facts of one evaluation by type, narrowed on demand to those a :func:`prefilter` does not refute,
+    in their original order (what :func:`compute` makes does not depend on which aggregates were narrowed)."""
+
+    def __init__(self, by_type: Mapping[str, Sequence[Fact]]) -> None:
+        self.by_type = by_type
+        # (fact type, field) -> value -> positions of the facts with it; the positions of facts without it
+        self._index: dict[tuple[str, str], tuple[dict[Scalar, list[int]], list[int]]] = {}
+
+    def facts(self, fact_type: str, gate: Prefilter | None) -> Sequence[Fact]:
+        facts = self.by_type.get(fact_type, ())
+        if gate is None or len(facts) < 8:  # too few to be worth an index
+            return facts
+        name, allowed = gate
+        entry = self._index.get((fact_type, name))
+        if entry is None:
+            by_value: dict[Scalar, list[int]] = {}
+            lacking: list[int] = []
+            for i, fact in enumerate(facts):
+                value = fact.values.get(name)
+                if value is None:
+                    lacking.append(i)
+                else:
+                    by_value.setdefault(value, []).append(i)
+            entry = self._index[(fact_type, name)] = (by_value, lacking)
+        by_value, lacking = entry
+        positions = [i for value in allowed for i in by_value.get(value, ())]
+        positions += lacking
+        positions.sort()
+        return [facts[i] for i in positions]
 
 
 def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, select: Selection | None = None) -> None:
@@ -124,7 +190,7 @@ def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, sel
                 out.undecided.setdefault(fact_made.key, []).extend(unknowns)
         if mine not in groups:  # it could make a group of its own
             alone.setdefault(mine, []).extend(unknowns)
-    for i, group in enumerate(sorted(alone, key=lambda g: SORTED_JSON(list(g)))):
+    for i, group in enumerate(_group_order(alone)):
         values = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
         where = ", ".join(f"{b}={v}" for b, v in values.items())
         key = f"{aggregate.fact_type}#pending{i}"
@@ -162,8 +228,12 @@ def could_change(pattern: ir.Pattern, fact: Fact, extra: int) -> bool:
     )
 
 
-def _group_order(groups: Mapping[Group, list[Fact]]) -> list[Group]:
-    return sorted(groups, key=lambda g: SORTED_JSON(list(g)))
+def _group_order(groups: Iterable[Group]) -> list[Group]:
+    """Groups in a fixed order (by their JSON), whatever the order of the facts that made them."""
+    ordered = list(groups)
+    if len(ordered) < 2:
+        return ordered  # (sorted would still write the JSON of the one key)
+    return sorted(ordered, key=lambda g: SORTED_JSON(list(g)))
 
 
 def _rank(
@@ -179,7 +249,7 @@ def _rank(
     pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
     for fact, unknowns in undecided:
         pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
-    for group in sorted({*groups, *pending}, key=lambda g: SORTED_JSON(list(g))):
+    for group in _group_order({*groups, *pending}):
         members = tuple(groups.get(group, ()))
         unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), int | float)]
         unranked += pending.get(group, [])

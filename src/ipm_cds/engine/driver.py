@@ -15,7 +15,7 @@ from datetime import date
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
 from ..model.facts.normalise import SORTED_JSON, Fact, Scalar
 from ..ruleset import ir
-from .aggregates import Aggregated, Selection, compute, could_change
+from .aggregates import Aggregated, FieldIndex, Prefilter, Selection, compute, could_change, prefilter
 from .base import Backend
 from .compiled import compile_program, selection_check
 from .match import Truth, Unknown, eval_pattern, index_by_type
@@ -163,6 +163,10 @@ class _Plan:
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
     aggregates: tuple[tuple[ir.Aggregate, ...], ...]  # per stratum: the aggregates first read there
     selections: Mapping[str, Selection]  # aggregate fact type -> its selection, compiled
+    prefilters: Mapping[str, Prefilter | None]  # aggregate fact type -> the facts its selection could take
+    derivable: frozenset[str]  # the fact types a firing can make (derive conclusions, candidates)
+    # aggregate fact type -> what it makes from no facts (most records have none of most types): made once
+    empty: Mapping[str, Aggregated]
 
 
 def _plan(program: Program) -> _Plan:
@@ -197,10 +201,19 @@ def _plan(program: Program) -> _Plan:
             tuple(r for r in program.rules if r.effective != (None, None)),
             tuple(aggregates),
             {a.fact_type: selection_check(a.selection) for batch in aggregates for a in batch},
+            {a.fact_type: prefilter(a) for batch in aggregates for a in batch},
+            frozenset().union(*derives),
+            {a.fact_type: _from_nothing(a) for batch in aggregates for a in batch},
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
     return plan
+
+
+def _from_nothing(aggregate: ir.Aggregate) -> Aggregated:
+    made = Aggregated()
+    compute(aggregate, (), made, selection_check(aggregate.selection))
+    return made
 
 
 def can_fire(plan_needs: Sequence[frozenset[str]], derives: frozenset[str], present: set[str]) -> bool:
@@ -225,8 +238,18 @@ def run_program(
     candidate_fact = CandidateFacts(program)
     # A requested procedure is judged as a proposed one: its candidate fact exists from the start.
     run.facts.extend({f.key: f for f in (candidate_fact.requested(r) for r in facts if r.type == "requested")}.values())
-    known = {f.content() for f in run.facts}
+    # Content of the facts a firing could make again (content includes the type: only a derivable type can
+    # meet a derived fact), so that each derived fact is added once.
+    known = {f.content() for f in run.facts if f.type in plan.derivable}
     present = {f.type for f in run.facts}
+    by_type = index_by_type(run.facts)  # kept beside run.facts: the same facts, in the same order, by type
+
+    def add(new_facts: Sequence[Fact]) -> None:
+        run.facts.extend(new_facts)
+        for fact in new_facts:
+            by_type.setdefault(fact.type, []).append(fact)
+            present.add(fact.type)
+
     memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
@@ -235,17 +258,15 @@ def run_program(
     ):
         if aggregates:  # computed once, before the first stratum that reads them, from the facts known then
             before = len(run.aggregated.facts)
-            of_type = index_by_type(run.facts)
+            of_type = FieldIndex(by_type)
             for aggregate in aggregates:
-                compute(
-                    aggregate,
-                    of_type.get(aggregate.source_type, ()),
-                    run.aggregated,
-                    plan.selections[aggregate.fact_type],
-                )
-            new_facts = run.aggregated.facts[before:]
-            run.facts.extend(new_facts)
-            present.update(f.type for f in new_facts)
+                name = aggregate.fact_type
+                selectable = of_type.facts(aggregate.source_type, plan.prefilters[name])
+                if selectable:
+                    compute(aggregate, selectable, run.aggregated, plan.selections[name])
+                else:  # the same facts (immutable) that compute makes from nothing, made when the plan was
+                    run.aggregated.add(plan.empty[name])
+            add(run.aggregated.facts[before:])
         if not can_fire(needs, derives, present):
             continue
         deferred.clear()
@@ -286,8 +307,7 @@ def run_program(
                 run.derived_by.setdefault(fact.key, []).append(firing)
             new = [f for f in made if f.content() not in known]
             known.update(f.content() for f in new)
-            run.facts.extend(new)
-            present.update(f.type for f in new)
+            add(new)
             return new
 
         backend.run_stratum(stratum, list(run.facts), on_fire)
@@ -299,9 +319,8 @@ def run_program(
                 run.derived_by.setdefault(fact.key, []).append(firing)
                 if fact.content() not in known:
                     known.add(fact.content())
-                    run.facts.append(fact)
-                    present.add(fact.type)
-    _find_missing(program, run)
+                    add((fact,))
+    _find_missing(program, run, by_type)
     return run
 
 
@@ -325,13 +344,12 @@ def firing_limit_error(cap: int, rule_ref: str, run: Run) -> FiringLimitError:
     )
 
 
-def _find_missing(program: Program, run: Run) -> None:
+def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fact]]) -> None:
     """Three-valued re-evaluation: which rules (and which unless clauses) wait for missing data.
 
     Runs the compiled matchers (:mod:`compiled`), which return exactly what :func:`match.matches` with
     ``three_valued=True`` would, restricted to the undecided combinations this search looks at."""
     compiled = compile_program(program)
-    by_type = index_by_type(run.facts)
     translate = run.aggregated.translate
     not_in_effect = run.not_in_effect
     present = set(by_type)

@@ -336,10 +336,10 @@ def resolve(
                 holds.append((firing, c))
             elif isinstance(c, ir.Alert):
                 message = r.render(c.message, bound)
-                alerts.setdefault(
-                    (c.code, message),
-                    trusted(Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)),
-                )
+                if (c.code, message) not in alerts:  # the first rule in firing order speaks for it
+                    alerts[(c.code, message)] = trusted(
+                        Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)
+                    )
             elif isinstance(c, ir.Refer):
                 # One referral per target: every reason behind it, the highest urgency wins (merged below).
                 referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
@@ -382,17 +382,16 @@ def resolve(
     ) -> None:
         if key is not None:
             removed.add(key)
-        excluded.setdefault(
-            (code, reason),
-            trusted(
-                Exclusion,
-                intervention=code,
-                name=name,
-                reason=reason,
-                kind=kind,
-                was_candidate=key is not None,
-                basis=r.basis(rule),
-            ),
+        if (code, reason) in excluded:
+            return  # the first exclusion with this reason stands (built only when it is the first)
+        excluded[(code, reason)] = trusted(
+            Exclusion,
+            intervention=code,
+            name=name,
+            reason=reason,
+            kind=kind,
+            was_candidate=key is not None,
+            basis=r.basis(rule),
         )
 
     # Safety step 2: red flags suppress every elective candidate.

@@ -26,21 +26,12 @@ from hypothesis import strategies as st
 
 from ..model.patient import PatientCase
 from ..ruleset.loader import Ruleset
-from .strategies import (
-    _ANTITHROMBOTICS,
-    _BUILDERS,
-    _OPIOIDS,
-    DEFAULT_AS_OF,
-    PATHWAYS,
-    RulesetSource,
-    _background,
-    _codes,
-    _complication,
-    _Ctx,
-    _Draw,
-    _finish,
-    _ruleset,
-)
+from .strategies import DEFAULT_AS_OF, PATHWAYS, RulesetSource
+from .strategies.background import _background, _complication, _finish
+from .strategies.draws import _Ctx, _Draw
+from .strategies.pathways import _BUILDERS
+from .strategies.rulesets import _codes, _ruleset
+from .strategies.vocabularies import _ANTITHROMBOTICS, _OPIOIDS
 
 __all__ = ["Part", "background", "complication", "pathway", "patient"]
 

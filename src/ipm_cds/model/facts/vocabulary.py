@@ -84,14 +84,16 @@ def _nested(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name, info in model.model_fields.items() if _holds_model(info.annotation))
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[BaseModel, str]]:
+def _walk(value: Any, path: str | None) -> Iterator[tuple[BaseModel, str]]:
+    """Every model in ``value`` with its field path (``""`` for all of them when ``path`` is None: the
+    paths are written only for a document that has a problem to name)."""
     if isinstance(value, BaseModel):
-        yield value, path
+        yield value, path or ""
         for name in _nested(type(value)):
-            yield from _walk(getattr(value, name), f"{path}.{name}" if path else name)
+            yield from _walk(getattr(value, name), None if path is None else f"{path}.{name}" if path else name)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
+            yield from _walk(item, None if path is None else f"{path}[{i}]")
 
 
 def _unknown(code: str, vocabulary: str, known: Mapping[str, CodeInfo], where: str) -> Problem:
@@ -107,9 +109,18 @@ def _unknown(code: str, vocabulary: str, known: Mapping[str, CodeInfo], where: s
 
 def check_codes(patient: PatientCase, vocabularies: Vocabularies) -> list[Problem]:
     """Every problem with the codes of one document: unknown codes, values outside a test's or an
-    instrument's range, subscores on an instrument that has none of that name. Empty when all is well."""
+    instrument's range, subscores on an instrument that has none of that name. Empty when all is well.
+
+    A document is first checked without writing field paths (most have no problem); only one with a
+    problem is walked again to name where each is."""
+    if not _problems(patient, vocabularies, with_paths=False):
+        return []
+    return _problems(patient, vocabularies, with_paths=True)
+
+
+def _problems(patient: PatientCase, vocabularies: Vocabularies, *, with_paths: bool) -> list[Problem]:
     problems: list[Problem] = []
-    for model, path in _walk(patient, ""):
+    for model, path in _walk(patient, "" if with_paths else None):
         for name, vocabulary, many in coded_fields(type(model)):
             value = getattr(model, name)
             known = vocabularies.get(vocabulary)
