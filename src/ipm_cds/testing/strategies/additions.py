@@ -25,8 +25,8 @@ def with_requested(
     """Patients of ``base`` (default :func:`patients`) with 1 to ``max_requested`` requested procedures: mostly
     an intervention aimed at the region of one of their pain complaints (so that some are also proposed),
     sometimes any intervention of the catalogue anywhere, with or without side, levels, guidance, steroid and
-    a planned date on or after ``as_of``. ``ruleset`` as for :func:`patients` (a path or a function is read
-    when the first patient is drawn)."""
+    a planned date on or after ``as_of``, now and then without a region; now and then a coronary stent.
+    ``ruleset`` as for :func:`patients` (a path or a function is read when the first patient is drawn)."""
     if ruleset is not None and not isinstance(ruleset, Ruleset):
         source = ruleset
         return st.deferred(
@@ -53,6 +53,8 @@ def with_requested(
             pains = [p.region for p in patient.pain]
             region = d.pick(pains) if pains and d.chance(80) else d.pick(regions)
             item: dict[str, Any] = {"id": f"sr-{n}", "intervention": code, "region": region}
+            if d.chance(8):  # an order whose code does not fix its region: the verdict asks for it
+                del item["region"]
             item["status"] = d.pick(("requested", "planned", "scheduled"))
             if d.chance(50):
                 item["side"] = d.pick(("left", "right", "bilateral"))
@@ -69,8 +71,19 @@ def with_requested(
             if d.chance(50):
                 item["planned_date"] = (as_of + timedelta(days=d.num(0, 90))).isoformat()
             requested.append(item)
+        extra: dict[str, Any] = {}
+        # now and then a coronary stent, placed about the ACC/AHA limits (30 days after a bare-metal stent, 3 and 6
+        # months after a drug-eluting one), its type or date sometimes not recorded: the stent-timing rules judge
+        # the requested procedures (drawn here, not in patients(), whose draws other strategies build on)
+        if d.chance(15):
+            stent: dict[str, Any] = {}
+            if d.chance(90):
+                stent["type"] = d.pick(("drug_eluting", "bare_metal"))
+            if d.chance(90):
+                stent["date"] = d.ago(d.near((30, 91, 182), 0, 730))
+            extra["coronary_stents"] = [stent]
         return PatientCase.model_validate(
-            {**patient.model_dump(mode="json", exclude_none=True), "requested": requested}
+            {**patient.model_dump(mode="json", exclude_none=True), "requested": requested, **extra}
         )
 
     return build()
