@@ -28,16 +28,15 @@ from ipm_cds.interop.fhir import (
     read_prefetch,
 )
 from ipm_cds.interop.maps import load_maps
+from ipm_cds.interop.series import LOINC_INSTRUMENTS, OUTCOME_MEASURE_SYSTEM
 from ipm_cds.patientfile import read_patient_document
 
 AS_OF = date(2025, 6, 2)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "fhir"
 BUNDLES = sorted(EXAMPLES.glob("*.json"))
-# What two coded examples cannot map, by design: a parenteral opioid (no CDC factor: agent read, dose not)
-# and a hospice finding (recognised; the patient model has no field for it).
+# What a coded example cannot map, by design: a parenteral opioid (no CDC factor: agent read, dose not).
 EXPECTED_UNMAPPED = {
     "coded_hydromorphone": {"MedicationRequest/coded-hydromorphone-hm-inj": "partial"},
-    "coded_end_of_life": {"Condition/coded-end-of-life-hospice": "not_read"},
 }
 
 LOINC = "http://loinc.org"
@@ -798,9 +797,12 @@ def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset)
     assert f"{LOINC}|6301-6" in templates["labsInr"] and f"{LOINC}|777-3" not in templates["labsInr"]
     assert f"{LOINC}|39156-5" in templates["patientObservations"]
     maps = load_maps()
-    for template in templates.values():
+    for key, template in templates.items():
         for pair in template.partition("code=")[2].partition("&")[0].split(",") if "code=" in template else []:
             system, _, code = pair.rpartition("|")
+            if key == "outcomeObservations":  # the instrument scores of the series (issue 16)
+                assert code in LOINC_INSTRUMENTS or system in (OUTCOME_MEASURE_SYSTEM, cs("observation")), pair
+                continue
             assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
 
 
@@ -817,7 +819,7 @@ def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(rule
     """CDS Hooks 2.0 prefetch tokens cannot compute a date, so the bound is the most recent N of each."""
     templates = prefetch_templates(ruleset)
     bounded = {k: t for k, t in templates.items() if "_count=" in t}
-    assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings"))}
+    assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings", "outcome"))}
     assert {"labsInr", "labsPlatelets", "screeningsPhq9", "screeningsStartBack"} <= set(bounded)
     assert bounded["labsInr"].endswith("&_sort=-date&_count=20")  # 100 / 5 tests: what the reader keeps at least
     assert bounded["screeningsPhq9"].endswith("&_sort=-date&_count=14")  # 100 / 7 instruments
@@ -878,7 +880,9 @@ def test_maps_agree_with_the_ruleset_catalogues(ruleset: ipm_cds.Ruleset) -> Non
             assert code in maps.cpt[cpt].interventions, (code, cpt)
     for cpt, entry in maps.cpt.items():
         for code in entry.interventions:
-            assert cpt in ruleset.interventions[code].cpt, (cpt, code)
+            # a HCPCS Level II code (G0260) stands in for the catalogue's CPT code of the same interventions
+            assert cpt in ruleset.interventions[code].cpt or cpt[0].isalpha(), (cpt, code)
+            assert code in ruleset.interventions, (cpt, code)
 
 
 def test_every_map_entry_names_a_known_system_and_source() -> None:

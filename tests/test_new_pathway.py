@@ -20,6 +20,7 @@ from ipm_cds import PatientDataError, load_ruleset
 from ipm_cds.cli import EXIT_OK, main
 
 from .conftest import AS_OF
+from .test_ruleset_errors import bundled_version
 
 PATHWAY = Path(__file__).resolve().parents[1] / "examples" / "pathway-pns"
 
@@ -28,7 +29,8 @@ def _add_pathway(root: Path) -> None:
     """What the walkthrough does: copy the pathway's files in, add its codes and criterion, bump the version."""
     subprocess.run(["bash", str(PATHWAY / "add.sh"), str(root)], check=True)
     vocab = (root / "catalogues" / "vocabularies.yaml").read_text(encoding="utf-8")
-    assert "code: pns_trial" in vocab and "version: 0.3.0" in (root / "ruleset.yaml").read_text(encoding="utf-8")
+    minor = bundled_version()[2]  # the next minor version of the bundled ruleset
+    assert "code: pns_trial" in vocab and f"version: {minor}" in (root / "ruleset.yaml").read_text(encoding="utf-8")
 
 
 def test_the_bundled_ruleset_does_not_know_the_new_codes(copy: Path) -> None:

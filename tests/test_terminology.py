@@ -25,6 +25,7 @@ EXAMPLES = ROOT / "examples" / "fhir"
 AS_OF = date(2025, 6, 2)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
+LOCAL_MEDICATION = "https://ipm-cds.invalid/fhir/CodeSystem/medication"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 
@@ -96,6 +97,38 @@ def test_the_omtk_extract_is_the_upstream_rows_unchanged(tmp_path: Path) -> None
         "1\ta 5 MG Oral Tablet\t2\tOral Tablet\t3\tA\t5 MG\t5.0\tMG",
         "4\tb's 1 MG/ML Oral Solution\t5\tOral Solution\t6\tB\t1 MG/ML\t1.0\tMG/ML",
     ]
+
+
+def test_the_gps_extract_keeps_the_diagnoses_and_findings_of_the_valueset(tmp_path: Path) -> None:
+    """extract-gps keeps the concepts tagged disorder, finding or situation, code and FSN unchanged."""
+    gen = _generator()
+    xml = tmp_path / "valueset-snomed-intl-gps.xml"
+    concepts = [
+        ("1", "A thing (disorder)"),
+        ("2", "A bug (organism)"),
+        ("3", "A sign (finding)"),
+        ("4", "X (situation)"),
+    ]
+    body = "".join(f'<concept><code value="{c}"/><display value="{d}"/></concept>' for c, d in concepts)
+    xml.write_text(
+        f'<ValueSet xmlns="http://hl7.org/fhir"><compose><include>{body}</include></compose></ValueSet>',
+        encoding="utf-8",
+    )
+    rows = gen.extract_gps(xml).splitlines()
+    assert rows == ["code\tfsn", "1\tA thing (disorder)", "3\tA sign (finding)", "4\tX (situation)"]
+
+
+def test_a_gps_concept_is_chosen_by_a_name_the_source_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fully specified name the GPS does not hold is an error: no code is ever typed or guessed."""
+    gen = _generator()
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    mapping["snomed_gps"]["conditions"]["Lumbar radiculopathy"] = "crps"  # no semantic tag: not the FSN
+    with pytest.raises(gen.SourceError, match="is not a concept of"):
+        gen.condition_entries(mapping)
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    mapping["snomed_gps"]["conditions"]["Lumbar radiculopathy (disorder)"] = "crps"  # also read as a pain
+    with pytest.raises(gen.SourceError, match="read it differently"):
+        gen.condition_entries(mapping)
 
 
 def test_every_table_names_its_sources_with_licence_and_checksums() -> None:
@@ -194,8 +227,13 @@ def test_doacs_heparins_antiplatelets_gabapentinoids_from_the_vsac_value_sets() 
     by_agent = {p.agent for p in products.values()}
     assert {"clopidogrel", "ticagrelor", "prasugrel", "dipyridamole", "dalteparin", "fondaparinux"} <= by_agent
     assert {"gabapentin", "pregabalin", "cyclobenzaprine"} <= by_agent
-    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower() or "enoxaparin" in p.name.lower()]
-    assert heparins and all(p.agent is None and p.note for p in heparins)  # route or dose decides the agent
+    heparins = [p for p in products.values() if "heparin sodium" in p.name.lower()]
+    assert heparins and all(p.agent is None and p.note for p in heparins)  # the route decides the agent
+    enoxaparin = [p for p in products.values() if "enoxaparin" in p.name.lower()]
+    assert enoxaparin and all(  # no code tells the dose class: read fail closed, a local code may choose
+        p.agent == "enoxaparin_therapeutic" and p.local_choices == ("enoxaparin_prophylactic",) and p.note
+        for p in enoxaparin
+    )
 
 
 def test_laboratory_loinc_codes_take_the_unit_rules_of_their_confirmed_code(ruleset: ipm_cds.Ruleset) -> None:
@@ -239,7 +277,9 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     maps = load_maps()
     assert maps.condition_by_code[(SNOMED, "75544000")].condition == "opioid_use_disorder"  # opioid dependence
     assert maps.condition_by_code[(SNOMED, "295166005")].condition == "prior_overdose"  # buprenorphine overdose
-    assert (SNOMED, "127040003") in maps.recognised_by_code  # sickle cell anaemia: no patient-model field
+    assert maps.condition_by_code[(SNOMED, "127040003")].condition == "sickle_cell_disease"  # sickle cell anaemia
+    assert maps.condition_by_code[(SNOMED, "170935008")].condition == "palliative_care"  # full care by hospice
+    assert (SNOMED, "306237005") not in maps.condition_by_code  # referral to palliative care: a plan, not care
     assert (SNOMED, "77721001") not in maps.condition_by_code  # opioid intoxication: not a use disorder
     assert (SNOMED, "87132004") not in maps.condition_by_code  # opioid withdrawal: follows prescribed use too
     assert maps.condition_by_code[(SNOMED, "78275009")].condition == "sleep_apnea"  # obstructive sleep apnea
@@ -249,8 +289,8 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
 
 
-@pytest.mark.parametrize("code", ["D57.00", "D5700"])
-def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
+@pytest.mark.parametrize("code", ["D57.00", "D5700", "D57.1"])
+def test_sickle_cell_disease_in_icd10cm_is_read_with_or_without_dot(code: str, ruleset: ipm_cds.Ruleset) -> None:
     condition = {
         "resourceType": "Condition",
         "id": "scd",
@@ -258,8 +298,138 @@ def test_sickle_cell_disease_in_icd10cm_is_recognised_with_or_without_dot(code: 
         "subject": {"reference": "Patient/p"},
     }
     m = _read(condition, ruleset=ruleset)
+    assert [(c.code, c.active) for c in m.patient.conditions] == [("sickle_cell_disease", True)]
+    assert m.unmapped == ()
+
+
+@pytest.mark.parametrize("code", ["D57.3", "D57"])  # sickle-cell trait; the whole block (trait included)
+def test_sickle_cell_trait_is_not_read_as_the_disease(code: str, ruleset: ipm_cds.Ruleset) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "trait",
+        "code": {"coding": [{"system": ICD, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    assert m.patient.conditions == []
     (item,) = m.unmapped
-    assert item.kind == "not_read" and "sickle cell disease" in item.reason
+    assert item.kind == "unknown_code"
+
+
+def _condition(coding: dict[str, str], region: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Condition",
+        "id": "c",
+        "code": {"coding": [coding]},
+        "subject": {"reference": "Patient/p"},
+    }
+    if region is not None:
+        out["bodySite"] = [
+            {"coding": [{"system": "https://ipm-cds.invalid/fhir/CodeSystem/body-region", "code": region}]}
+        ]
+    return out
+
+
+def _table(display: str) -> dict[str, str]:
+    """The coding of a SNOMED CT concept of the generated table, by its display (no code typed in a test)."""
+    (entry,) = [c for c in load_maps().conditions_table.conditions if c.system == "snomed" and c.display == display]
+    return {"system": SNOMED, "code": entry.code}
+
+
+@pytest.mark.parametrize(
+    ("display", "pain"),
+    [
+        ("Lumbar radiculopathy (disorder)", ("lumbar", "radicular")),
+        ("Cervical radiculopathy (disorder)", ("cervical", "radicular")),
+        ("Neurogenic claudication (finding)", ("lumbar", "neurogenic_claudication")),
+        ("Osteoarthritis of knee (disorder)", ("knee", "joint")),
+        ("Chronic low back pain (finding)", ("lumbar", "axial")),
+    ],
+)
+def test_snomed_pain_diagnoses_read_as_the_icd10cm_map_reads_them(
+    display: str, pain: tuple[str, str], ruleset: ipm_cds.Ruleset
+) -> None:
+    m = _read(_condition(_table(display)), ruleset=ruleset)
+    assert [(p.region, p.character) for p in m.patient.pain] == [pain]
+    assert m.unmapped == ()
+
+
+def test_a_pain_diagnosis_without_a_region_takes_the_body_site_or_is_reported(ruleset: ipm_cds.Ruleset) -> None:
+    cancer_pain = _table("Chronic pain due to malignant neoplastic disease (finding)")
+    m = _read(_condition(cancer_pain, region="thoracic"), ruleset=ruleset)
+    assert [(p.region, p.character) for p in m.patient.pain] == [("thoracic", "cancer")]
+    m = _read(_condition(cancer_pain), ruleset=ruleset)
+    assert m.patient.pain == []
+    (item,) = m.unmapped
+    assert item.kind == "incomplete" and "bodySite" in item.reason
+    m = _read(_condition({"system": ICD, "code": "G89.3"}, region="abdomen"), ruleset=ruleset)  # neoplasm related pain
+    assert [(p.region, p.character) for p in m.patient.pain] == [("abdomen", "cancer")]
+
+
+def test_a_pain_coded_twice_as_an_ehr_sends_it_is_one_complaint(ruleset: ipm_cds.Ruleset) -> None:
+    both = _condition(_table("Facet joint pain (finding)"))  # no region of its own
+    both["code"]["coding"].append({"system": ICD, "code": "M54.50"})  # low back pain: lumbar, axial
+    m = _read(both, ruleset=ruleset)
+    assert [(p.region, p.character) for p in m.patient.pain] == [("lumbar", "axial")]
+    assert m.unmapped == ()
+    clash = _condition(_table("Lumbar radiculopathy (disorder)"))
+    clash["code"]["coding"].append({"system": ICD, "code": "M54.50"})  # radicular and axial: which one?
+    m = _read(clash, ruleset=ruleset)
+    assert m.patient.pain == [] and [u.kind for u in m.unmapped] == ["ambiguous_code"]
+
+
+@pytest.mark.parametrize(
+    ("display", "condition"),
+    [
+        ("Complex regional pain syndrome type I (disorder)", "crps"),
+        ("End-stage renal disease (disorder)", "advanced_renal_disease"),
+        ("Osteoporotic fracture of lumbar vertebra (disorder)", "osteoporosis"),
+        ("Ankylosing spondylitis (disorder)", "spondyloarthritis"),
+        ("Cirrhosis of liver (disorder)", "liver_cirrhosis"),
+        ("Palliative care (regime/therapy)", "palliative_care"),
+        ("Chronic painful diabetic neuropathy (disorder)", "painful_diabetic_neuropathy"),
+    ],
+)
+def test_snomed_comorbidities_the_rules_read(display: str, condition: str, ruleset: ipm_cds.Ruleset) -> None:
+    m = _read(_condition(_table(display)), ruleset=ruleset)
+    assert [c.code for c in m.patient.conditions] == [condition]
+
+
+@pytest.mark.parametrize(("unit", "read"), [("%", 36), ("{score}", None)])
+def test_odi_by_loinc_is_read_in_percent_only(unit: str, read: int | None, ruleset: ipm_cds.Ruleset) -> None:
+    pain = _condition(_table("Low back pain (finding)"))
+    odi = {
+        "resourceType": "Observation",
+        "id": "odi",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "97909-6"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-05-01",
+        "valueQuantity": {"value": 36, "system": "http://unitsofmeasure.org", "code": unit},
+    }
+    m = _read(pain, odi, ruleset=ruleset)
+    assert m.patient.pain[0].odi_pct == read
+    if read is None:  # a raw 0-50 sum is never read as a percent
+        (item,) = m.unmapped
+        assert item.kind == "unknown_unit"
+
+
+def test_start_back_total_and_distress_subscore_by_loinc(ruleset: ipm_cds.Ruleset) -> None:
+    def obs(rid: str, code: str, value: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "id": rid,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": "Patient/p"},
+            "effectiveDateTime": "2025-05-01",
+            "valueInteger": value,
+        }
+
+    m = _read(obs("total", "91351-7", 6), obs("distress", "91350-9", 4), ruleset=ruleset)
+    (screening,) = m.patient.screenings
+    assert (screening.instrument, screening.score, screening.distress_subscore) == ("start_back", 6, 4)
+    assert m.unmapped == ()
 
 
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
@@ -415,7 +585,18 @@ HAND = {
     "coded_naloxone": ({"oxycodone": (2 * 20, 1.5)}, {"opioid.mme.caution"}, {"opioid.naloxone"}),
     "coded_moud_icd": ({}, {"opioid.naloxone"}, {"opioid.mme.caution", "opioid.mme.high"}),
     "coded_oud_snomed": ({"oxycodone": (4 * 5, 1.5), "methadone": (10, 4.7)}, {"opioid.mme.caution"}, set()),
-    "coded_end_of_life": ({"morphine": (0.5 * 20 * 6, 1.0)}, {"opioid.mme.caution"}, set()),
+    # sickle-cell disease in SNOMED CT: outside the CDC 2022 dosage guidance too
+    "coded_sickle_cell": (
+        {"oxycodone": (2 * 20, 1.5)},
+        {"opioid.mme.out_of_scope", "opioid.naloxone"},
+        {"opioid.mme.caution"},
+    ),
+    # hospice care: outside the CDC 2022 dosage guidance (the dosage is shown, no caution alert); naloxone still
+    "coded_end_of_life": (
+        {"morphine": (0.5 * 20 * 6, 1.0)},
+        {"opioid.mme.out_of_scope", "opioid.naloxone"},
+        {"opioid.mme.caution"},
+    ),
 }
 
 
@@ -456,6 +637,101 @@ def test_mme_of_each_coded_example_by_hand_on_both_backends(
         facts = normalise(m.patient, AS_OF, ruleset.normalise_context())
         (summary,) = [f for f in facts if f.type == "opioid_summary"]
         assert summary.get("total_mme_per_day") == pytest.approx(expected_mme)
+
+
+# -- the coded examples of the other families: SNOMED CT pain, LOINC instrument, HCPCS procedure, enoxaparin --
+
+
+def _mapped_from(m: FhirMapping, path: str) -> str:
+    return m.sources[path]
+
+
+# (example, {patient-model path: the resource it must come from}, candidates, excluded)
+FAMILIES = {
+    # lumbar facet joint pain (SNOMED CT GPS), ODI by LOINC 97909-6, enoxaparin SCD with the prophylactic local code
+    "coded_facet_snomed": (
+        {"pain[0]": "Condition/coded-facet-snomed-cond-1", "pain[0].odi_pct": "Observation/coded-facet-snomed-obs-2"},
+        {"facet_rfa"},
+        set(),
+    ),
+    # sacroiliac joint pain (SNOMED CT GPS), a diagnostic injection by HCPCS G0260 with 80% relief
+    "coded_sij_hcpcs": (
+        {"pain[0]": "Condition/coded-sij-hcpcs-cond-1", "procedures[0]": "Procedure/coded-sij-hcpcs-proc-1"},
+        {"sij_injection_therapeutic"},
+        {"sij_rfa"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_coded_examples_of_the_other_families_map_and_assess_alike_on_both_backends(
+    name: str, ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    sources, candidates, excluded = FAMILIES[name]
+    m = read_bundle((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    assert m.unmapped == ()
+    for path, resource in sources.items():
+        assert _mapped_from(m, path) == resource, path
+    results = [engine.evaluate(m.patient, as_of=AS_OF).codes() for engine in (durable, python_engine)]
+    assert results[0] == results[1]
+    assert set(results[0]["candidates"]) == candidates and set(results[0]["excluded"]) == excluded
+
+
+def test_the_coded_examples_read_each_family_from_its_standard_code(ruleset: ipm_cds.Ruleset) -> None:
+    maps = load_maps()
+    facet = read_bundle((EXAMPLES / "coded_facet_snomed.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    (pain,) = facet.patient.pain
+    assert (pain.region, pain.character, pain.laterality, pain.odi_pct) == ("lumbar", "axial", "bilateral", 42)
+    coded = json.loads((EXAMPLES / "coded_facet_snomed.json").read_text(encoding="utf-8"))
+    systems = {c["system"] for e in coded["entry"] for c in (e["resource"].get("code") or {}).get("coding", [])}
+    assert {
+        SNOMED,
+        "http://loinc.org",
+    } <= systems and "https://ipm-cds.invalid/fhir/CodeSystem/pain-character" not in systems
+    enox = [x for x in facet.patient.medications if x.agent.startswith("enoxaparin")]
+    assert [(x.agent, x.daily_dose, x.dose_unit) for x in enox] == [("enoxaparin_prophylactic", 40.0, "mg")]
+    sij = read_bundle((EXAMPLES / "coded_sij_hcpcs.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    (proc,) = sij.patient.procedures
+    assert (proc.kind, proc.relief_pct) == ("sij_injection", 80)
+    assert maps.cpt["G0260"].procedure_kinds == maps.cpt["27096"].procedure_kinds  # the facility code of 27096
+
+
+def _enoxaparin_hold(m: FhirMapping, engine: ipm_cds.Engine) -> tuple[str, str]:
+    assessment = json.loads(engine.evaluate(m.patient, as_of=AS_OF).to_json(timestamp=False))
+    (candidate,) = assessment["candidates"]
+    (hold,) = [p for p in candidate["precautions"] if p["kind"] == "antithrombotic"]
+    return hold["medication"], hold["text"].split(":")[1].split(" before")[0].strip()
+
+
+@pytest.mark.parametrize(
+    ("local", "agent", "hold"),
+    [
+        ("enoxaparin_prophylactic", "enoxaparin_prophylactic", "hold 12 h"),
+        (None, "enoxaparin_therapeutic", "hold 24 h"),
+    ],
+)
+def test_enoxaparin_by_dose_class_and_fail_closed_without_one_on_both_backends(
+    local: str | None,
+    agent: str,
+    hold: str,
+    ruleset: ipm_cds.Ruleset,
+    durable: ipm_cds.Engine,
+    python_engine: ipm_cds.Engine,
+) -> None:
+    coded = json.loads((EXAMPLES / "coded_facet_snomed.json").read_text(encoding="utf-8"))
+    (med,) = [e["resource"] for e in coded["entry"] if e["resource"]["id"] == "coded-facet-snomed-med-1"]
+    codings = med["medicationCodeableConcept"]["coding"]
+    med["medicationCodeableConcept"]["coding"] = [c for c in codings if c["system"] == RXNORM]
+    if local is not None:
+        med["medicationCodeableConcept"]["coding"].append({"system": LOCAL_MEDICATION, "code": local})
+    m = read_bundle(coded, ruleset=ruleset)
+    for engine in (durable, python_engine):
+        assert _enoxaparin_hold(m, engine) == (agent, hold)
+    if local is None:  # read as the longer hold, and said
+        (item,) = m.unmapped
+        assert item.kind == "partial" and "read as enoxaparin_therapeutic" in item.reason
+    else:
+        assert m.unmapped == ()
 
 
 # -- the coverage report ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python scripts/terminology/generate.py            # write src/ipm_cds/interop/terminology/*.json
     python scripts/terminology/generate.py --check    # exit 1 if a committed table differs from what the sources give
     python scripts/terminology/generate.py extract-omtk OMTKData.cql   # refresh sources/omtk-drug-ingredients.tsv
+    python scripts/terminology/generate.py extract-gps valueset-snomed-intl-gps.xml   # refresh sources/snomed-gps/
 
 The build never reaches the network: the maintainer fetches a new release of a source, replaces the file in
 ``sources/``, updates its entry (commit, date, sha256) in ``sources/SOURCES.yaml`` and runs the script. Every
@@ -51,6 +52,9 @@ _OMTK_ROW = re.compile(
     r"ingredientCode: (\d+), ingredientName: '([^']*)', strength: '([^']*)', strengthValue: ([0-9.]+), "
     r"strengthUnit: '([^']*)' \}"
 )
+GPS_TSV = "snomed-gps/gps-20190731-disorders-findings.tsv"
+GPS_TAGS = ("disorder", "finding", "situation")
+"""The semantic tags of the GPS concepts carried (diagnoses and findings a Condition can hold)."""
 # OMTK strength unit -> (our unit, factor)
 _UNITS = {"MG": ("mg", Decimal(1)), "MG/ML": ("mg/mL", Decimal(1)), "MG/HR": ("mcg/h", Decimal(1000))}
 _UNITS["MG/ACTUAT"] = ("mg/actuation", Decimal(1))
@@ -105,6 +109,24 @@ def extract_omtk(cql: Path) -> str:
     writer.writerow(OMTK_FIELDS)
     for row in rows:
         writer.writerow([row[0], row[1].replace("''", "'"), *row[2:]])
+    return out.getvalue()
+
+
+def extract_gps(xml: Path) -> str:
+    """The (code, fully specified name) rows of the GPS ValueSet whose semantic tag is one of GPS_TAGS."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"f": "http://hl7.org/fhir"}
+    root = ET.parse(xml).getroot()  # noqa: S314 (a file the maintainer fetched)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(("code", "fsn"))
+    for concept in root.iter("{http://hl7.org/fhir}concept"):
+        code = str(concept.find("f:code", ns).get("value"))  # type: ignore[union-attr]
+        fsn = str(concept.find("f:display", ns).get("value"))  # type: ignore[union-attr]
+        tag = re.search(r"\(([^()]+)\)$", fsn)
+        if tag is not None and tag.group(1) in GPS_TAGS:
+            writer.writerow((code, fsn))
     return out.getvalue()
 
 
@@ -236,6 +258,9 @@ def value_set_products(
             agents = sorted({agent for ingredient, agent in spec["agents"].items() if ingredient in present})
             no_agent = [why for ingredient, why in spec.get("no_agent", {}).items() if ingredient in present]
             agent = agents[0] if len(agents) == 1 and not no_agent else None
+            closed = [fc for i, fc in mapping.get("fail_closed_agent", {}).items() if i in present]
+            if agent is None and not agents and not no_agent and len(closed) == 1:
+                agent = closed[0]["agent"]  # no code tells the agent: read as the safer one, and say so
             products[code] = {
                 "rxcui": code,
                 "name": display,
@@ -246,6 +271,9 @@ def value_set_products(
                 "source": name,
             }
             others = also(present, agent, mapping)
+            if agent is not None and closed and not agents:
+                products[code]["note"] = " ".join(closed[0]["note"].split())
+                products[code]["local_choices"] = closed[0]["choices"]
             if no_agent:
                 products[code]["note"] = no_agent[0]
                 by_route = [mapping["agent_by_route"][i] for i in sorted(present) if i in mapping["agent_by_route"]]
@@ -320,36 +348,85 @@ def _where(name: str, spec: Any) -> tuple[str, str]:
     return name, "opioid-cds-r4"
 
 
+_SYSTEMS = {SNOMED: "snomed", ICD10CM: "icd10cm", LOINC: "loinc"}
+
+
+def _target(rule: dict[str, Any]) -> dict[str, Any] | None:
+    """What a mapping rule reads a concept as: a condition, a pain complaint, or nothing (left out)."""
+    if rule.get("pain") is not None:
+        return {"pain": {k: v for k, v in rule["pain"].items() if v is not None}}
+    if rule.get("condition") is not None:
+        return {"condition": rule["condition"]}
+    return None
+
+
+def _add(entries: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str], entry: dict[str, Any]) -> None:
+    """Add an entry; a code two sources read differently is an error, never a silent choice."""
+    held = entries.get(key)
+    if held is None:
+        entries[key] = entry
+        return
+    targets = ("condition", "pain", "recognised")
+    if any(held.get(t) != entry.get(t) for t in targets) and held.get("recognised") is None:
+        raise SourceError(f"{key[1]}: {held['source']} and {entry['source']} read it differently")
+
+
+def gps_concepts() -> dict[str, str]:
+    """Fully specified name -> code of the GPS extract (a name twice is an error: names must pick one code)."""
+    with (SOURCES / GPS_TSV).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    by_name: dict[str, str] = {}
+    for row in rows:
+        if row["fsn"] in by_name:
+            raise SourceError(f"{GPS_TSV}: {row['fsn']!r} names two concepts")
+        by_name[row["fsn"]] = row["code"]
+    return by_name
+
+
 def condition_entries(mapping: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     excluded: list[dict[str, Any]] = []
     for name, spec in mapping["condition_value_sets"].items():
         rules = spec["rules"] if isinstance(spec, dict) else spec
+        systems = spec.get("systems", ["snomed"]) if isinstance(spec, dict) else ["snomed"]
         _, contains = expansion(*_where(name, spec))
         for concept in contains:
-            if concept["system"] != SNOMED:
-                continue  # ICD-10-CM: read by category prefix (maps/conditions.yaml)
+            system = _SYSTEMS.get(concept["system"])
+            if system not in systems:
+                continue  # ICD-10-CM: read by category prefix (maps/conditions.yaml) unless the spec names it
             key = (concept["system"], concept["code"])
-            if key in entries:
+            if key in entries and "recognised" not in entries[key]:
                 continue
             rule = next((r for r in rules if re.search(r["match"], concept["display"], re.IGNORECASE)), None)
-            if rule is None or rule["condition"] is None:
+            target = None if rule is None else _target(rule)
+            if target is None:
                 excluded.append(
-                    {"system": "snomed", "code": concept["code"], "display": concept["display"], "source": name}
+                    {"system": system, "code": concept["code"], "display": concept["display"], "source": name}
                 )
                 continue
             entries[key] = {
-                "system": "snomed",
+                "system": system,
                 "code": concept["code"],
                 "display": concept["display"],
-                "condition": rule["condition"],
+                **target,
                 "source": name,
             }
+    # Concepts of the SNOMED CT Global Patient Set, chosen by fully specified name (the code is looked up).
+    gps = gps_concepts()
+    for group in ("conditions", "pain"):
+        for fsn, what in mapping["snomed_gps"][group].items():
+            if fsn not in gps:
+                raise SourceError(f"mapping.yaml snomed_gps.{group}: {fsn!r} is not a concept of {GPS_TSV}")
+            target = _target({"condition": what} if group == "conditions" else {"pain": what})
+            assert target is not None
+            code = gps[fsn]
+            entry = {"system": "snomed", "code": code, "display": fsn, **target, "source": "snomed-gps"}
+            _add(entries, (SNOMED, code), entry)
     for name, spec in mapping["recognised_value_sets"].items():
         label = spec["label"] if isinstance(spec, dict) else spec
         _, contains = expansion(*_where(name, spec))
         for concept in contains:
-            system = {SNOMED: "snomed", ICD10CM: "icd10cm", LOINC: "loinc"}.get(concept["system"])
+            system = _SYSTEMS.get(concept["system"])
             key = (concept["system"], concept["code"])
             if system is None or key in entries:  # another code system (HCPCS): not read here
                 continue
@@ -457,7 +534,7 @@ def build() -> dict[str, str]:
         ),
         "conditions.json": dump(
             {
-                "provenance": provenance(listing, ["opioid_cds", "ecqm_2024"]),
+                "provenance": provenance(listing, ["opioid_cds", "ecqm_2024", "snomed_gps"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "conditions": conditions,
                 "excluded": excluded,
@@ -472,7 +549,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     extract = sub.add_parser("extract-omtk", help="rewrite sources/omtk-drug-ingredients.tsv from OMTKData.cql")
     extract.add_argument("cql", type=Path)
+    gps = sub.add_parser("extract-gps", help=f"rewrite sources/{GPS_TSV} from the GPS ValueSet (XML)")
+    gps.add_argument("xml", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "extract-gps":
+        (SOURCES / GPS_TSV).parent.mkdir(exist_ok=True)
+        (SOURCES / GPS_TSV).write_text(extract_gps(args.xml), encoding="utf-8")
+        here, upstream = sha256(SOURCES / GPS_TSV), sha256(args.xml)
+        print(f"sources/{GPS_TSV}: sha256 {here} (upstream {upstream}); update SOURCES.yaml")
+        return 0
     if args.command == "extract-omtk":
         text = extract_omtk(args.cql)
         (SOURCES / OMTK_TSV).write_text(text, encoding="utf-8")

@@ -63,16 +63,19 @@ class Aggregated:
     def add(self, other: Aggregated) -> None:
         """Add what another computation made (copies of its containers: ``other`` may be reused)."""
         self.facts.extend(other.facts)
-        self.members.update(other.members)
-        self.sources.update(other.sources)
+        self.members.update(other.members)  # (tuples: immutable)
+        if other.sources:
+            self.sources.update(other.sources)
         for mine, theirs in (
             (self.undecided, other.undecided),
             (self.pending, other.pending),
             (self.uncertain, other.uncertain),
             (self.unranked, other.unranked),
         ):
-            mine.update((key, list(value)) for key, value in theirs.items())
-        self.fields.update((key, dict(value)) for key, value in other.fields.items())
+            if theirs:
+                mine.update((key, list(value)) for key, value in theirs.items())
+        for key, value in other.fields.items():
+            self.fields[key] = dict(value)
 
     def translate(self, unknown: Unknown) -> list[Unknown]:
         """A field missing on a made fact, as the fields missing on the facts it was made from."""
@@ -135,9 +138,11 @@ class FieldIndex:
 
     def facts(self, fact_type: str, gate: Prefilter | None) -> Sequence[Fact]:
         facts = self.by_type.get(fact_type, ())
-        if gate is None or len(facts) < 8:  # too few to be worth an index
+        if gate is None or not facts:
             return facts
         name, allowed = gate
+        if len(facts) < 8:  # too few to be worth an index
+            return [f for f in facts if (value := f.values.get(name)) is None or value in allowed]
         entry = self._index.get((fact_type, name))
         if entry is None:
             by_value: dict[Scalar, list[int]] = {}

@@ -375,11 +375,15 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
         if unknowns:
             run.missing[ref] = unknowns
     aggregated = run.aggregated
-    if aggregated.undecided:  # facts a count could not take or leave: where they could change its answer
+    # the types of the counts that facts of undecided selection could change (only their patterns can wait)
+    waits = {f.type for f in aggregated.facts if f.key in aggregated.undecided} if aggregated.undecided else set()
+    if waits:  # facts a count could not take or leave: where they could change its answer
         for rule in program.rules:
             if rule.ref in not_in_effect or not rule.aggregates:
                 continue
-            waiting = [u for p in rule.patterns for u in _could_change(p, by_type, aggregated, None)]
+            waiting = [
+                u for p in rule.patterns if p.fact_type in waits for u in _could_change(p, by_type, aggregated, None)
+            ]
             if waiting:
                 run.missing.setdefault(rule.ref, []).extend(waiting)
     uncertain = run.aggregated.uncertain
@@ -403,7 +407,7 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
                 result = extend(fact, firing.bindings)
                 if result is not None and result[0] is None:
                     undecided.extend(t for u in result[1] for t in translate(u) if not t.fact.derived)
-            if aggregated.undecided:  # an unless clause on a count they could change
+            if blocker.pattern.fact_type in waits:  # an unless clause on a count they could change
                 undecided.extend(_could_change(blocker.pattern, by_type, aggregated, firing.bindings))
         if undecided:
             run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(undecided)

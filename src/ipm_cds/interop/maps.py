@@ -168,7 +168,7 @@ class ConditionMapEntry(_Coded):
 
 
 class PainMapEntry(_Coded):
-    region: str
+    region: str | None = None  # None: the region comes from the Condition's body-region bodySite
     character: str
     laterality: str | None = None
 
@@ -220,6 +220,9 @@ class ProductEntry(_M):
     agent_by_route: dict[str, str] | None = Field(
         None, description="When the route of administration decides the agent (heparin: IV or SC)."
     )
+    local_choices: tuple[str, ...] = Field(
+        (), description="Agents a local medication code beside this one may choose instead (enoxaparin's dose class)."
+    )
 
     def strength(self) -> tuple[float, StrengthUnit] | None:
         """The strength of the agent's ingredient (two salts of one opioid add), or None when not one unit."""
@@ -244,18 +247,24 @@ class RxNormTable(_M):
     products: tuple[ProductEntry, ...]
 
 
+class TablePain(_M):
+    region: str | None = None
+    character: str
+
+
 class TableCondition(_M):
     system: Literal["snomed", "icd10cm", "loinc"]
     code: str
     display: str
     condition: str | None = None
+    pain: TablePain | None = None
     recognised: str | None = None
     source: str
 
     @model_validator(mode="after")
     def _one_of(self) -> TableCondition:
-        if (self.condition is None) == (self.recognised is None):
-            raise ValueError("give condition or recognised, not both")
+        if [self.condition, self.pain, self.recognised].count(None) != 2:
+            raise ValueError("give one of condition, pain, recognised")
         return self
 
 
@@ -536,7 +545,8 @@ def load_maps() -> Maps:
     pain_prefixes: list[tuple[str, str, PainMapEntry]] = []
     for p in conditions.pain:
         _check(p.source in conditions.sources, "conditions", f"{p.display}: unknown source {p.source!r}")
-        vocab(p.region, "BodyRegion", "conditions", p.display)
+        if p.region is not None:
+            vocab(p.region, "BodyRegion", "conditions", p.display)
         vocab(p.character, "PainCharacter", "conditions", p.display)
         _check(p.laterality in (None, *get_args(pm.Laterality)), "conditions", f"{p.display}: laterality")
         system = uri(p.system, "conditions")
@@ -574,14 +584,24 @@ def load_maps() -> Maps:
         if tc.recognised is not None:  # ICD-10-CM keyed without the dot, as the reader looks it up
             recognised[(tkey[0], normalise_icd10(tc.code)) if tc.system == "icd10cm" else tkey] = tc
             continue
-        vocab(str(tc.condition), "ConditionCode", "conditions", f"terminology/conditions.json {tc.code}")
+        where = f"terminology/conditions.json {tc.code}"
+        keys = [tkey, (tkey[0], normalise_icd10(tc.code))] if tc.system == "icd10cm" else [tkey]  # dot or not
+        if tc.pain is not None:
+            if tc.pain.region is not None:
+                vocab(tc.pain.region, "BodyRegion", "conditions", where)
+            vocab(tc.pain.character, "PainCharacter", "conditions", where)
+            pain = PainMapEntry(system=tc.system, code=tc.code, display=tc.display, source=tc.source, **dict(tc.pain))
+            pain_by_code.update(dict.fromkeys(keys, pain))
+            continue
+        vocab(str(tc.condition), "ConditionCode", "conditions", where)
         listed = condition_by_code.get(tkey)
         if listed is not None:
             _check(listed.condition == tc.condition, "conditions", f"{tc.code}: the table and the map disagree")
             continue
-        condition_by_code[tkey] = ConditionMapEntry(
+        entry = ConditionMapEntry(
             system=tc.system, code=tc.code, display=tc.display, condition=str(tc.condition), source=tc.source
         )
+        condition_by_code.update(dict.fromkeys(keys, entry))
 
     cpt: dict[str, CptEntry] = {}
     for e in procedures.cpt:

@@ -1,9 +1,10 @@
-"""One CDS Hooks ``patient-view`` card summarising the treatment response (issue 16), for the lead to wire in.
+"""One CDS Hooks ``patient-view`` card summarising the treatment response (issue 16).
 
-:func:`ipm_cds.interop.cds_hooks.patient_view_cards` already makes a card per alert, the ``outcomes.*``
-alerts among them. This card gathers them: the summary line names the most important finding, the detail
-carries the whole response classification as a markdown table (rule and text of each finding, in the
-ruleset's own words), and, when the service publishes the HTML report (``ipm-cds report``), a link to it.
+:func:`ipm_cds.interop.cds_hooks.patient_view_cards` makes a card per alert, the ``outcomes.*`` alerts
+among them, and adds this one (from the same assessment) when the record holds series. This card gathers
+them: the summary line names the most important finding, the detail carries the whole response
+classification as a markdown table (rule and text of each finding, in the ruleset's own words), and, when
+the service publishes the HTML report (``ipm-cds report``), a link to it.
 Nothing here classifies: the rules did (rules/ipm-core/rules/outcomes.yaml).
 """
 
@@ -14,7 +15,7 @@ import uuid
 from typing import Any
 
 from ..model.assessment import Alert, Assessment
-from .cds_hooks import CARD_EXTENSION, Indicator, summary
+from .cds_hooks import CARD_EXTENSION, TOPIC_RULESET, Indicator, summary
 
 __all__ = ["OUTCOME_PREFIX", "response_card"]
 
@@ -58,8 +59,9 @@ def response_card(
         "",
         *rows,
         "",
-        f"*Ruleset {_md(prov.ruleset_id)} {_md(prov.ruleset_version)}, profile {_md(prov.profile)}. "
-        "Decision support for a clinician, not an order.*",
+        f"Ruleset {_md(prov.ruleset_id)} {_md(prov.ruleset_version)}, profile {_md(prov.profile)}.",
+        "",
+        f"*{_md(assessment.disclaimer)}*",
     ]
     key = "|".join([prov.ruleset_sha256, prov.as_of.isoformat(), *(f"{a.code}:{a.message}" for a in findings)])
     card: dict[str, Any] = {
@@ -67,7 +69,14 @@ def response_card(
         "summary": summary(f"Treatment response: {top.message}"),
         "indicator": indicator,
         "detail": "\n".join(detail) + "\n",
-        "source": {"label": label},
+        "source": {
+            "label": label,
+            "topic": {
+                "system": TOPIC_RULESET,
+                "code": f"{prov.ruleset_id}@{prov.ruleset_version}",
+                "display": "Treatment response",
+            },
+        },
         "extension": {CARD_EXTENSION: {"kind": "treatment_response", "findings": [a.code for a in findings]}},
     }
     if report_url is not None:

@@ -3,11 +3,15 @@
 A small self-contained mapping for the lead to wire into the FHIR reader: it takes Observation resources
 (JSON mappings, as a Bundle's entries hold them) and returns the measurement dicts that
 :class:`ipm_cds.model.patient.Measurement` validates, plus the Observations it could not read, each with why.
-Instrument codes come from ``codes`` (LOINC code → instrument code of the ruleset's ``instrument``
-vocabulary); the default holds only codes checked against LOINC's own names (below), and a deployment
-adds the rest of its instruments (PEG, ODI, PROMIS short forms, PGIC) from its terminology service. The
-complaint's region is read from ``bodySite`` through ``regions`` (code → body_region code); a body site
-whose text is itself a region code is accepted as is.
+Instrument codes come from ``codes`` (LOINC code → instrument code of the ruleset's ``outcome_measure``
+vocabulary); the default holds only codes checked against LOINC's names (below), and a deployment
+adds the rest of its instruments (ODI, NDI, PROMIS short forms, PGIC) from its terminology service, or
+sends them in the local system :data:`OUTCOME_MEASURE_SYSTEM`, whose codes are exactly the vocabulary's.
+The complaint's region is read from ``bodySite`` through ``regions`` (code → body_region code); a body
+site whose text is itself a region code is accepted as is.
+
+The FHIR reader (:mod:`ipm_cds.interop.fhir`) reads the same codes into ``measurements`` of the patient
+document, with the complaint from ``focus`` too (:mod:`ipm_cds.interop.fhir.observations_series`).
 """
 
 from __future__ import annotations
@@ -16,14 +20,35 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["LOINC", "LOINC_INSTRUMENTS", "observations_to_measurements"]
+__all__ = [
+    "LOCAL_OBSERVATION_INSTRUMENTS",
+    "LOINC",
+    "LOINC_INSTRUMENTS",
+    "OUTCOME_MEASURE_SYSTEM",
+    "WHOLE_PATIENT_INSTRUMENTS",
+    "observations_to_measurements",
+]
 
 LOINC = "http://loinc.org"
+
+OUTCOME_MEASURE_SYSTEM = "https://ipm-cds.invalid/fhir/CodeSystem/outcome-measure"
+"""The local code system of outcome instruments: its codes are the ruleset's ``outcome_measure`` codes
+(``nrs``, ``peg``, ``odi``, ``ndi``, ``rmdq``, ``promis_pf``, ``promis_pi``, ``pgic``, ``phq9``, ``gad7``), the
+way every local system of ``maps/systems.yaml`` holds exactly one vocabulary's codes."""
+
+LOCAL_OBSERVATION_INSTRUMENTS: Mapping[str, str] = {"odi_pct": "odi", "ndi": "ndi", "phq9": "phq9", "gad7": "gad7"}
+"""Codes of the local ``observation`` system (``maps/observations.yaml``) that are instrument scores too."""
+
+WHOLE_PATIENT_INSTRUMENTS = frozenset({"phq9", "gad7", "pgic"})
+"""Instruments about the whole patient, not one complaint: their measurements carry no region."""
 
 LOINC_INSTRUMENTS: Mapping[str, str] = {
     "72514-3": "nrs",  # Pain severity - 0-10 verbal numeric rating [Score] - Reported
     "44261-6": "phq9",  # Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]
     "70274-6": "gad7",  # Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]
+    # Mean score [PEG], "the average of the 3 individual item scores" (Krebs 2009, PMID 19418100), as LOINC's
+    # entry reads in https://www.healthassure.in/codes/loinc-91147-9-mean-score-peg (a secondary listing).
+    "91147-9": "peg",
 }
 """LOINC codes of instrument total scores known to ipm-core's ``instrument`` vocabulary."""
 
@@ -83,9 +108,11 @@ def observations_to_measurements(
         code: Mapping[str, Any] = obs["code"] if isinstance(obs.get("code"), Mapping) else {}
         instrument = next(
             (
-                codes[c["code"]]
+                codes[c["code"]] if c.get("system") == LOINC else str(c["code"])
                 for c in code.get("coding") or []
-                if isinstance(c, Mapping) and c.get("system") == LOINC and c.get("code") in codes
+                if isinstance(c, Mapping)
+                and isinstance(c.get("code"), str)
+                and ((c.get("system") == LOINC and c["code"] in codes) or c.get("system") == OUTCOME_MEASURE_SYSTEM)
             ),
             None,
         )

@@ -104,7 +104,13 @@ def _interventions(codings: Sequence[tuple[str, str]], ruleset: Ruleset) -> list
     if len(local) == 1:
         return local
     cpt = {c for s, c in codings if s == CPT_SYSTEM}
-    return sorted(code for code, item in ruleset.interventions.items() if cpt & set(item.cpt))
+    found = {code for code, item in ruleset.interventions.items() if cpt & set(item.cpt)}
+    from .maps import load_maps  # HCPCS Level II codes the maps hold (G0260: a sacroiliac joint injection)
+
+    maps = load_maps()
+    hcpcs = maps.uri("hcpcs")
+    found |= {i for s, c in codings if s == hcpcs and c in maps.cpt for i in maps.cpt[c].interventions}
+    return sorted(i for i in found if i in ruleset.interventions)
 
 
 def _is_level(value: str) -> bool:
@@ -129,8 +135,9 @@ def _code_regions(codings: Sequence[tuple[str, str]], intervention: str, ruleset
     (genicular procedures: the knee). None when the code names no region."""
     from .maps import load_maps
 
-    table = load_maps().cpt
-    cpt = [c for s, c in codings if s == CPT_SYSTEM and c in table and intervention in table[c].interventions]
+    maps = load_maps()
+    table, systems = maps.cpt, {CPT_SYSTEM, maps.uri("hcpcs")}
+    cpt = [c for s, c in codings if s in systems and c in table and intervention in table[c].interventions]
     if not cpt:
         cpt = [c for c in ruleset.interventions[intervention].cpt if c in table]
     named = [set(table[c].regions) for c in cpt]

@@ -224,10 +224,11 @@ class Rule:
     stratum: int = 0
     aggregates: tuple[Aggregate, ...] = ()  # the aggregates its patterns and unless clauses read
     location: SourceLocation | None = dataclasses.field(default=None, compare=False)
+    # id@version, written once (it is read for every firing, trace entry and conclusion)
+    ref: str = dataclasses.field(init=False, compare=False, repr=False)
 
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", f"{self.id}@{self.version}")
 
     @property
     def safety(self) -> bool:

@@ -294,6 +294,7 @@ def _sorted(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "requested",
         "exclusion",
         "alert",
+        "treatment_response",
         "precaution",
         "missing",
         "unmapped",

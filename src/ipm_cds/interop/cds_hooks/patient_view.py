@@ -173,7 +173,8 @@ def patient_view_cards(
     patient_reference: str | None = None,
 ) -> list[dict[str, Any]]:
     """The whole assessment as cards: red flags and alerts, exclusions, precautions, candidates, referrals,
-    missing data, and the data that could not be read (``unmapped`` from :mod:`ipm_cds.interop.fhir`)."""
+    the treatment response (:mod:`ipm_cds.interop.response_card`, when the record holds series), missing data,
+    and the data that could not be read (``unmapped`` from :mod:`ipm_cds.interop.fhir`)."""
     ctx = _context(assessment, ruleset, hook_instance, patient_reference)
     cards: list[dict[str, Any]] = []
     red_rules = {a.basis.rule for a in assessment.alerts if a.code.startswith("red_flag")}
@@ -197,7 +198,10 @@ def patient_view_cards(
     cards += _precaution_cards(ctx, assessment, None)
     cards += [_candidate_card(ctx, c) for c in assessment.candidates]
     cards += [_referral_card(ctx, r) for r in assessment.referrals if r.basis.rule not in alert_rules]
-    for extra in (_missing_card(ctx, assessment), _unmapped_card(ctx, assessment, unmapped)):
+    from ..response_card import response_card  # (it builds on this package)
+
+    response = response_card(assessment, label=ctx.label)  # the treatment response, when the record holds series
+    for extra in (response, _missing_card(ctx, assessment), _unmapped_card(ctx, assessment, unmapped)):
         if extra is not None:
             cards.append(extra)
     return _sorted(cards)

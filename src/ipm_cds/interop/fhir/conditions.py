@@ -65,13 +65,14 @@ class _ConditionReader(_ReaderBase):
         if not active:
             self._skip(ref, "not_current", "pain complaint no longer active", code_text)
             return
-        if pains:
-            region, character, laterality = pains[0].region, pains[0].character, pains[0].laterality
+        if pains:  # a diagnosis that names no region (cancer pain, facet joint pain) takes the bodySite's
+            region = pains[0].region or self._region(model.bodySite) or ""
+            character, laterality = pains[0].character, pains[0].laterality
         else:
             region, character, laterality = self._region(model.bodySite) or "", pain_chars[0], None
-            if not region:
-                self._skip(ref, "incomplete", "pain complaint without a body-region bodySite", code_text)
-                return
+        if not region:
+            self._skip(ref, "incomplete", "pain complaint without a body-region bodySite", code_text)
+            return
         onset = _to_date(model.onsetDateTime) or (
             _to_date(model.onsetPeriod.start) if model.onsetPeriod is not None else None
         )
@@ -104,7 +105,7 @@ class _ConditionReader(_ReaderBase):
         return list(found.values())
 
     def _pains_for(self, codings: Sequence[tuple[str, str]]) -> list[Any]:
-        found: dict[tuple[str, str, str | None], Any] = {}
+        found: dict[tuple[str | None, str, str | None], Any] = {}
         icd = self.maps.uri("icd10cm")
         for system, code in codings:
             entry = self.maps.pain_by_code.get((system, code))
@@ -113,7 +114,9 @@ class _ConditionReader(_ReaderBase):
                 entry = next((e for s, p, e in self.maps.pain_prefixes if s == system and norm.startswith(p)), None)
             if entry is not None:
                 found[(entry.region, entry.character, entry.laterality)] = entry
-        return list(found.values())
+        # a code that names no region (facet joint pain) beside one that does (M54.50): the same complaint
+        placed = {(e.character, e.laterality) for e in found.values() if e.region is not None}
+        return [e for e in found.values() if e.region is not None or (e.character, e.laterality) not in placed]
 
     # ---- AllergyIntolerance
 

@@ -144,6 +144,14 @@ class _MedicationReader(_ReaderBase):
                     agents[entry.agent] = entry
             elif system == rxnorm and code in self.maps.ambiguous_rxcui:
                 ambiguous.append(self.maps.ambiguous_rxcui[code].reason)
+        # a local code beside a product that leaves the choice to it (enoxaparin's dose class), else the safer agent
+        chooser = next((p for p in agents.values() if isinstance(p, ProductEntry) and p.local_choices), None)
+        if chooser is not None:
+            picked = [a for a, v in agents.items() if v is None and a in {chooser.agent, *chooser.local_choices}]
+            if len(picked) == 1:
+                agents = {picked[0]: chooser}
+            elif not picked and len(agents) == 1:
+                self._skip(ref, "partial", f"read as {chooser.agent}: {chooser.note}", code_text)
         if not agents:
             if ambiguous:
                 self._skip(ref, "ambiguous_code", ambiguous[0], code_text)

@@ -49,12 +49,12 @@ def ordered_interventions(
         codings = _codings(model.code)
         code_text = _code_text(codings)
         local = [c for c in reader._local(codings, "intervention") if c in ruleset.interventions]
-        cpt_uri = reader.maps.uri("cpt")
+        procedure_systems = {reader.maps.uri("cpt"), reader.maps.uri("hcpcs")}  # CPT and HCPCS Level II
         from_cpt = sorted(
             {
                 i
                 for system, code in codings
-                if system == cpt_uri and code in reader.maps.cpt
+                if system in procedure_systems and code in reader.maps.cpt
                 for i in reader.maps.cpt[code].interventions
                 if i in ruleset.interventions
             }

@@ -125,6 +125,9 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
                 recent(f"screenings{_camel(instrument)}", _targets(f"screening.{instrument}"), len(known_instruments))
     if "allergies" in sections:
         templates["allergies"] = f"AllergyIntolerance?patient={_PATIENT}"
+    from .observations_series import series_templates  # measurements and MME history (issue 16)
+
+    templates |= series_templates(sections, templates, ruleset)
     return dict(sorted(templates.items()))
 
 
@@ -135,8 +138,12 @@ client built from them still sends those keys: their bundles are read like the b
 
 
 def prefetch_provided(key: str, prefetch: Mapping[str, Any]) -> bool:
-    """Whether the request provides what the prefetch ``key`` asks for (itself, or the combined key of old)."""
-    if prefetch.get(key) is not None:
+    """Whether the request provides what the prefetch ``key`` asks for (itself, or the combined key of old).
+    The keys of the series (:data:`.observations_series.SERIES_PREFETCH_KEYS`) are optional: a client built
+    from an earlier discovery does not send them, and the record is then read without series."""
+    from .observations_series import SERIES_PREFETCH_KEYS
+
+    if prefetch.get(key) is not None or key in SERIES_PREFETCH_KEYS:
         return True
     return any(
         key.startswith(combined) and key != combined and prefetch.get(combined) is not None

@@ -73,9 +73,9 @@ class _ProcedureReader(_ReaderBase):
     def kinds(self, codings: Sequence[tuple[str, str]], local_key: str, cpt_field: str) -> tuple[list[str], str | None]:
         """The patient-model kinds (or catalogue interventions) a set of codings names, and why not when ambiguous."""
         local = self._local(codings, local_key)
-        cpt_uri = self.maps.uri("cpt")
+        procedure_systems = {self.maps.uri("cpt"), self.maps.uri("hcpcs")}  # CPT and HCPCS Level II
         from_cpt: set[str] = set()
-        cpts = [code for system, code in codings if system == cpt_uri and code in self.maps.cpt]
+        cpts = [code for system, code in codings if system in procedure_systems and code in self.maps.cpt]
         for code in cpts:
             from_cpt |= set(getattr(self.maps.cpt[code], cpt_field))
         if len(local) > 1:

@@ -26,13 +26,14 @@ from .common import (
 from .conditions import _ConditionReader
 from .medications import _MedicationReader
 from .observations import _ObservationReader
+from .observations_series import _SeriesReader
 from .procedures import _ProcedureReader
 
 if TYPE_CHECKING:
     from ...ruleset.loader import Ruleset
 
 
-class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _ProcedureReader):
+class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationReader, _ProcedureReader):
     """Collects resources, validates them, maps them, and assembles the patient document."""
 
     # ---------------------------------------------------------------------------------- mapping
@@ -75,6 +76,7 @@ class _Reader(_ConditionReader, _ObservationReader, _MedicationReader, _Procedur
         self._place_pending()
         self._unused_context()
         document, sources = self._assemble()
+        self._series(document, sources)  # measurements and mme_history (issue 16): .observations_series
         try:
             case = parse_patient(document)
         except PatientDataError as exc:

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ...errors import PatientDataError, Problem
 from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PatientCase
 from .schema import BASE_FACT_TYPES
-from .series import series_facts
+from .series import relief_in_series, series_facts
 from .vocabulary import CodeInfo, check_codes
 
 Scalar = str | int | float | bool
@@ -307,6 +307,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, rf in enumerate(_canonical(patient.red_flags)):
         add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(rf.onset_date)})
     by_kind: dict[tuple[str, str], set[date]] = {}
+    in_series = relief_in_series(patient, as_of, context.vocabularies.get("outcome_measure", {}))
     for i, proc in enumerate(_canonical(patient.procedures)):
         levels = sorted(set(proc.levels), key=_level_key)
         add("procedure", i, {
@@ -316,6 +317,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "date": iso(proc.date), "relief_pct": proc.relief_pct,
             "relief_duration_weeks": proc.relief_duration_weeks, "same_scale": proc.same_scale,
             "duration_consistent_with_agent": proc.duration_consistent_with_agent,
+            "relief_series": (proc.date, proc.kind, proc.region) in in_series,
         })  # fmt: skip
         by_kind.setdefault((proc.kind, proc.region), set()).add(proc.date)
 

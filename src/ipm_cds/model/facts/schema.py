@@ -208,6 +208,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "duration_consistent_with_agent": _b(
                     "Relief duration consistent with the agent.", "duration_consistent_with_agent"
                 ),
+                "relief_series": _b(
+                    "The pain series (NRS measurements of its region) gives this therapeutic procedure's relief: "
+                    "a score on or before it and one after it, before the next in the region (always set; false "
+                    "without measurements). The repeat rules read the series instead of relief_pct then."
+                ),
             },
             ("kind", "region", "levels", "date"),
             "procedures",

@@ -29,11 +29,15 @@ from typing import Any
 from ..patient import PatientCase
 from .vocabulary import CodeInfo
 
-__all__ = ["series_facts"]
+__all__ = ["RELIEF_INSTRUMENT", "relief_in_series", "series_facts"]
 
 FactValues = dict[str, Any]
 
 DIAGNOSTIC = "diagnostic"
+
+RELIEF_INSTRUMENT = "nrs"
+"""The instrument whose series gives a procedure's relief: the one the repeat rules of
+rules/ipm-core/rules/outcomes.yaml read (``followup`` facts of ``instrument: nrs``)."""
 
 
 def _mean_by_day(patient: PatientCase) -> dict[tuple[str, str | None], list[tuple[date, float]]]:
@@ -145,6 +149,28 @@ def _procedure_response(
                 "days_since": (as_of - day).days, "date": day.isoformat(),
             }  # fmt: skip
     yield "response", response
+
+
+def relief_in_series(
+    patient: PatientCase, as_of: date, instruments: Mapping[str, CodeInfo]
+) -> set[tuple[date, str, str]]:
+    """``(date, kind, region)`` of each therapeutic procedure whose relief the pain series gives: a
+    :data:`RELIEF_INSTRUMENT` response with a baseline (on or before it) and a follow-up (after it, before the
+    next therapeutic procedure in its region), i.e. an ``improvement_pct``. The procedure fact carries it as
+    ``relief_series``, so that the family repeat rules, which read the hand-entered ``relief_pct`` and
+    ``relief_duration_weeks``, leave such a procedure to the series rules instead of asking for those figures."""
+    if not any(m.instrument == RELIEF_INSTRUMENT and m.region is not None for m in patient.measurements):
+        return set()
+    found: set[tuple[date, str, str]] = set()
+    for type_name, values in series_facts(patient, as_of, instruments):
+        if (
+            type_name == "response"
+            and values["scope"] == "procedure"
+            and values["instrument"] == RELIEF_INSTRUMENT
+            and values.get("improvement_pct") is not None
+        ):
+            found.add((date.fromisoformat(values["procedure_date"]), values["kind"], values["region"]))
+    return found
 
 
 def _mme_facts(patient: PatientCase, as_of: date) -> Iterator[tuple[str, FactValues]]:
