@@ -134,7 +134,7 @@ def test_verdicts_in_json_text_and_explain(durable: ipm_cds.Engine) -> None:
 
 
 @settings(max_examples=150)
-@given(with_requested())
+@given(with_requested(without_region_pct=10, stent_pct=15))
 def test_every_requested_procedure_gets_a_verdict_and_backends_agree(
     durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, patient: PatientCase
 ) -> None:
@@ -152,7 +152,7 @@ def test_a_red_flag_blocks_every_requested_elective_procedure(durable: ipm_cds.E
 
 
 @settings(max_examples=100)
-@given(with_requested())
+@given(with_requested(without_region_pct=10, stent_pct=15))
 def test_safety_judgements_do_not_depend_on_the_proposal(python_engine: ipm_cds.Engine, patient: PatientCase) -> None:
     invariants.assert_requested_safety_independent(python_engine, patient, AS_OF)
 
