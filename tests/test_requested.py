@@ -373,3 +373,28 @@ def test_a_safety_threshold_without_a_value_leaves_the_verdict_open_only_where_i
     assert verdict.verdict == "cannot_tell" and "coronary_stent_bms_min_days" in verdict.summary
     assert [r.basis.rule.split("@")[0] for r in verdict.reasons] == ["safety.coronary_stent.bms_recent"]
     assert engine.evaluate(_with([RFA]), as_of=AS_OF).requested[0].verdict == "appropriate"
+
+
+def test_an_order_for_the_other_side_says_so(durable: ipm_cds.Engine) -> None:
+    """Left radicular pain; a right caudal epidural is requested: not appropriate, and the reason says the rule
+    proposes it for the left side (a verdict without a reason was the falsifying example of the invariant)."""
+    doc = {
+        "demographics": {"age_years": 18},
+        "pain": [
+            {
+                "region": "lumbar",
+                "laterality": "left",
+                "character": "radicular",
+                "duration_weeks": 10,
+                "nrs": 0,
+                "odi_pct": 0,
+            }
+        ],
+        "imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "concordant": True}],
+        "procedures": [{"kind": "laminectomy", "region": "lumbar", "levels": ["L4-L5"], "date": "2025-04-03"}],
+        "conservative_care": {"failed": True},
+        "requested": [{"id": "sr-0", "intervention": "esi_caudal", "region": "lumbar", "side": "right"}],
+    }
+    (verdict,) = durable.evaluate(doc, as_of=AS_OF).requested
+    assert verdict.verdict == "not_appropriate"
+    assert any("left side" in r.text for r in verdict.reasons), [r.text for r in verdict.reasons]

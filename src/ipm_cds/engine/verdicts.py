@@ -153,6 +153,7 @@ class _Verdicts:
                         regions.add(str(t_region))
                         continue
                     if side is not None and t_side is not None and t_side != side:
+                        regions.add(f"{t_region or region} ({t_side} side)")  # the other side: said, not skipped
                         continue
                     if out.met_by is None:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
