@@ -30,6 +30,7 @@ FACET = yaml.safe_load((ROOT / "examples/patients/facet_rfa_candidate.yaml").rea
 RFA = {"id": "sr-1", "intervention": "facet_rfa", "region": "lumbar", "levels": ["L4-L5", "L5-S1"], "side": "bilateral"}
 CPT = "http://www.ama-assn.org/go/cpt"
 REGION = "https://ipm-cds.invalid/fhir/CodeSystem/body-region"
+APIXABAN = {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg", "indication": "treatment"}
 
 
 def _with(requested: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def test_verdicts_in_json_text_and_explain(durable: ipm_cds.Engine) -> None:
 
 
 @settings(max_examples=150)
-@given(with_requested())
+@given(with_requested(without_region_pct=10, stent_pct=15))
 def test_every_requested_procedure_gets_a_verdict_and_backends_agree(
     durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, patient: PatientCase
 ) -> None:
@@ -151,7 +152,7 @@ def test_a_red_flag_blocks_every_requested_elective_procedure(durable: ipm_cds.E
 
 
 @settings(max_examples=100)
-@given(with_requested())
+@given(with_requested(without_region_pct=10, stent_pct=15))
 def test_safety_judgements_do_not_depend_on_the_proposal(python_engine: ipm_cds.Engine, patient: PatientCase) -> None:
     invariants.assert_requested_safety_independent(python_engine, patient, AS_OF)
 
@@ -214,11 +215,23 @@ def test_service_request_mapping(durable: ipm_cds.Engine) -> None:
         "triamcinolone_acetonide",
         40.0,
     )
-    nowhere = _sr("e", "64635")
-    del nowhere["bodySite"]
-    assert requested_procedures(nowhere, rs).unmapped == [
-        ("ServiceRequest/e", "no target region (bodySite with a body-region code)")
-    ]
+    # the region, never guessed: bodySite; else the levels' region; else the code's, when it fixes one
+    lumbar_facet = _sr("e", "64635")
+    del lumbar_facet["bodySite"]
+    assert [r.get("region") for r in requested_procedures(lumbar_facet, rs).requested] == ["lumbar"]
+    neck_or_back = _sr("f", "64633")  # "cervical or thoracic": the code does not fix the region
+    del neck_or_back["bodySite"]
+    mapped = requested_procedures(neck_or_back, rs)
+    assert mapped.unmapped == [] and [("region" in r) for r in mapped.requested] == [False]
+    level = "https://ipm-cds.invalid/fhir/StructureDefinition/spinal-level"
+    for levels, region in ((["L5-S1"], "lumbar"), (["S1"], "sacral"), (["C5-C6"], None), (["L4-L5", "S1"], None)):
+        tf = _sr("g", "64483", extension=[{"url": level, "valueString": v} for v in levels])
+        del tf["bodySite"]
+        (doc,) = requested_procedures(tf, rs).requested
+        assert doc.get("region") == region, levels  # C5-C6 contradicts a lumbar or sacral code: not guessed
+    genicular = _sr("h", "genicular_rfa", system="https://ipm-cds.invalid/fhir/CodeSystem/intervention")
+    del genicular["bodySite"]
+    assert [r.get("region") for r in requested_procedures(genicular, rs).requested] == ["knee"]
     bundle = {
         "resourceType": "Bundle",
         "entry": [{"resource": _sr("a", "64635")}, {"resource": _sr("x", "1234-5", "http://loinc.org")}],
@@ -278,7 +291,7 @@ def test_order_hooks_answer_with_one_evaluation(durable: ipm_cds.Engine, monkeyp
     )
     for card in cards:
         assert not list(validator.iter_errors(card)), card["summary"]
-    assert any("ServiceRequest/lab" in json.dumps(c) for c in cards)  # not a procedure: listed as not read
+    assert not any("ServiceRequest/lab" in json.dumps(c) for c in cards)  # a lab order is not ipm-cds's business
     again = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-1")[1]
     assert [c["uuid"] for c in again] == [c["uuid"] for c in cards]
 
@@ -293,3 +306,95 @@ def test_every_scope_rule_names_interventions_of_the_catalogue(durable: ipm_cds.
         if isinstance(c, ir.Derive) and c.fact == "in_scope"
     }
     assert named and named <= set(durable.ruleset.interventions), sorted(named - set(durable.ruleset.interventions))
+
+
+def test_an_order_without_a_region_gets_a_verdict_naming_the_region_missing(durable: ipm_cds.Engine) -> None:
+    """The facet RFA is indicated at the lumbar region; an order that does not say where cannot be appropriate:
+    "cannot tell yet", the region named as missing; judged at the intervention's highest bleeding risk (a
+    cervical facet RFA is intermediate risk, a lumbar one low), never at the lower one."""
+    no_region = {k: v for k, v in RFA.items() if k != "region"}
+    (verdict,) = durable.evaluate(_with([no_region], medications=[APIXABAN]), as_of=AS_OF).requested
+    assert verdict.verdict == "cannot_tell" and verdict.target.region is None
+    assert "requested.region" in {m.field for m in verdict.missing} and "requested.region" in verdict.summary
+    assert verdict.bleeding_risk == "intermediate"
+    (lumbar,) = durable.evaluate(_with([RFA], medications=[APIXABAN]), as_of=AS_OF).requested
+    assert lumbar.bleeding_risk == "low" and lumbar.verdict != "cannot_tell"
+
+
+def test_the_hooks_orders_replace_the_records_request_with_the_same_id(durable: ipm_cds.Engine) -> None:
+    patient = durable.ruleset.parse_patient(_with([{**RFA, "id": "rfa", "region": "cervical"}]))
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": _sr("rfa", "64635")}]}
+    assessment, cards = evaluate_orders(durable, patient, bundle, as_of=AS_OF, hook_instance="hook-2")
+    assert [(v.order, v.target.region) for v in assessment.requested] == [("rfa", "lumbar")]
+    assert [c["extension"][CARD_EXTENSION]["order"] for c in cards if "order" in c["extension"][CARD_EXTENSION]] == [
+        "ServiceRequest/rfa"
+    ]
+
+
+def test_a_threshold_without_a_value_under_the_profile_leaves_the_verdict_open(copy: Path) -> None:
+    """The facet blocks' relief threshold unset under cms_lcd (a deployment's ruleset): the rules that find the
+    positive blocks cannot run, so the RFA's indication is not shown either way: "cannot tell yet", naming the
+    parameter and the profile, never "not appropriate". Under society_consensus (which sets it) the verdict stands."""
+    from ipm_cds.ruleset.loader import load_ruleset
+
+    params = copy / "catalogues" / "parameters.yaml"
+    text = params.read_text(encoding="utf-8")
+    old = "    default: 80\n    profiles:\n      cms_lcd: 80\n      society_consensus: 50\n"
+    assert text.count(old) == 1
+    params.write_text(
+        text.replace(old, "    default: null\n    profiles:\n      society_consensus: 50\n"), encoding="utf-8"
+    )
+    (copy / "ruleset.lock.json").unlink()
+    ruleset = load_ruleset(copy)
+    for backend in ("python", "durable"):
+        engine = ipm_cds.Engine(ruleset, backend=backend)  # type: ignore[arg-type]
+        (verdict,) = engine.evaluate(_with([RFA]), as_of=AS_OF).requested
+        assert verdict.verdict == "cannot_tell", backend
+        assert "facet_block_relief_pct" in verdict.summary and "cms_lcd" in verdict.summary
+        assert any("parameter without a value: facet_block_relief_pct" in r.text for r in verdict.reasons)
+        assert verdict.missing == []  # nothing for the clinician to record: the threshold is the deployment's
+        consensus = ipm_cds.Engine(ruleset, profile="society_consensus", backend=backend)  # type: ignore[arg-type]
+        assert consensus.evaluate(_with([RFA]), as_of=AS_OF).requested[0].verdict == "appropriate"
+
+
+def test_a_safety_threshold_without_a_value_leaves_the_verdict_open_only_where_it_could_apply(copy: Path) -> None:
+    """The bare-metal stent wait unset: a patient with a bare-metal stent 10 days ago cannot be told "appropriate"
+    (the rule that would defer the RFA cannot run); a patient with no stent recorded is not held up by it."""
+    from ipm_cds.ruleset.loader import load_ruleset
+
+    params = copy / "catalogues" / "parameters-requested.yaml"
+    text = params.read_text(encoding="utf-8")
+    assert text.count("    default: 30\n") == 1
+    params.write_text(text.replace("    default: 30\n", "    default: null\n"), encoding="utf-8")
+    (copy / "ruleset.lock.json").unlink()
+    engine = ipm_cds.Engine(load_ruleset(copy), backend="python")
+    stented = _with([RFA], coronary_stents=[{"type": "bare_metal", "date": "2025-05-23"}])
+    (verdict,) = engine.evaluate(stented, as_of=AS_OF).requested
+    assert verdict.verdict == "cannot_tell" and "coronary_stent_bms_min_days" in verdict.summary
+    assert [r.basis.rule.split("@")[0] for r in verdict.reasons] == ["safety.coronary_stent.bms_recent"]
+    assert engine.evaluate(_with([RFA]), as_of=AS_OF).requested[0].verdict == "appropriate"
+
+
+def test_an_order_for_the_other_side_says_so(durable: ipm_cds.Engine) -> None:
+    """Left radicular pain; a right caudal epidural is requested: not appropriate, and the reason says the rule
+    proposes it for the left side (a verdict without a reason was the falsifying example of the invariant)."""
+    doc = {
+        "demographics": {"age_years": 18},
+        "pain": [
+            {
+                "region": "lumbar",
+                "laterality": "left",
+                "character": "radicular",
+                "duration_weeks": 10,
+                "nrs": 0,
+                "odi_pct": 0,
+            }
+        ],
+        "imaging": [{"modality": "mri", "finding": "disc_herniation", "region": "lumbar", "concordant": True}],
+        "procedures": [{"kind": "laminectomy", "region": "lumbar", "levels": ["L4-L5"], "date": "2025-04-03"}],
+        "conservative_care": {"failed": True},
+        "requested": [{"id": "sr-0", "intervention": "esi_caudal", "region": "lumbar", "side": "right"}],
+    }
+    (verdict,) = durable.evaluate(doc, as_of=AS_OF).requested
+    assert verdict.verdict == "not_appropriate"
+    assert any("left side" in r.text for r in verdict.reasons), [r.text for r in verdict.reasons]

@@ -239,34 +239,53 @@ def test_patient_view_for_every_example(client: Client, name: str, durable: ipm_
     assert cards == json.loads(json.dumps(expected))
 
 
-def test_order_select_for_a_candidate_and_for_an_intervention_no_rule_supports(client: Client) -> None:
+def _order_card(cards: list[dict[str, Any]], order: str) -> dict[str, Any]:
+    (card,) = [c for c in cards if c["extension"][CARD_EXTENSION].get("order") == order]
+    assert card["extension"][CARD_EXTENSION]["kind"] == "requested"
+    return card
+
+
+def test_order_select_answers_from_the_selected_orders_verdict(client: Client) -> None:
     _, pid = example("facet_rfa")
-    orders = draft_orders(pid, ("rfa", "64635", "lumbar"), ("tf", "64483", None), ("lab", "85610", None))
+    orders = draft_orders(
+        pid, ("rfa", "64635", "lumbar"), ("tf", "64483", None), ("cf", "64633", None), ("lab", "85610", None)
+    )
     request = hook_request(
         client.server, "facet_rfa", "order-select", selections=["ServiceRequest/rfa"], draftOrders=orders
     )
     cards = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
-    info = [c for c in cards if c["indicator"] == "info"]
-    assert len(info) == 1 and "criteria met now" in info[0]["summary"]
-    assert any("Apixaban" in c["summary"] for c in cards if c["indicator"] == "warning")
+    card = _order_card(cards, "ServiceRequest/rfa")  # one card for the selected order, none for the others
+    assert len(cards) == 1
+    facts = card["extension"][CARD_EXTENSION]
+    # the example records no pain course: the post-procedure infection red flag waits for it
+    assert (facts["verdict"], facts["missing"]) == ("cannot_tell", ["pain.worsening"])
+    assert card["indicator"] == "warning" and "cannot tell yet: record pain.worsening" in card["summary"]
+    assert "**Antithrombotic** (prescriber approval): Apixaban" in card["detail"]  # the hold, for this procedure
 
+    # 64483 without bodySite or levels: "lumbar or sacral", no region guessed; no indication at any region
     request["context"]["selections"] = ["ServiceRequest/tf"]
-    cards = assert_cards(client.post("/cds-services/ipm-cds-order-select", request))
-    # the example records no pain course: the post-procedure infection check reports it missing beside the order
-    (card,) = [c for c in cards if not c["summary"].startswith("Missing data")]
-    assert card["indicator"] == "warning" and "not shown to be met" in card["summary"]
+    card = _order_card(assert_cards(client.post("/cds-services/ipm-cds-order-select", request)), "ServiceRequest/tf")
+    assert card["extension"][CARD_EXTENSION]["verdict"] == "not_appropriate"
+    assert "esi.approach.transforaminal@" in card["detail"]  # the criterion and rule that are not met
     assert card["suggestions"][0]["actions"][0] == {
         "type": "delete",
         "description": card["suggestions"][0]["actions"][0]["description"],
         "resourceId": "ServiceRequest/tf",
     }
 
+    # 64633 is "cervical or thoracic": the RFA is indicated at the lumbar region only, so the region decides
+    request["context"]["selections"] = ["ServiceRequest/cf"]
+    card = _order_card(assert_cards(client.post("/cds-services/ipm-cds-order-select", request)), "ServiceRequest/cf")
+    facts = card["extension"][CARD_EXTENSION]
+    assert facts["verdict"] == "cannot_tell" and "requested.region" in facts["missing"]
+    assert "requested.region" in card["summary"]
+
     request["context"]["selections"] = ["ServiceRequest/lab"]  # not one of ours: no cards
     assert assert_cards(client.post("/cds-services/ipm-cds-order-select", request)) == []
 
 
 def test_one_evaluation_per_hook_call(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An order hook gets its assessment and its why-not analysis from one run of the engine."""
+    """An order hook gets the verdicts of every order, with their why-not, from one run of the engine."""
     from ipm_cds.engine.facade import Engine
 
     runs: list[str] = []
@@ -286,8 +305,13 @@ def test_one_evaluation_per_hook_call(client: Client, monkeypatch: pytest.Monkey
     ):
         runs.clear()
         request = hook_request(client.server, "facet_rfa", hook, **context)
-        assert assert_cards(client.post(f"/cds-services/ipm-cds-{hook}", request))
+        cards = assert_cards(client.post(f"/cds-services/ipm-cds-{hook}", request))
         assert runs == ["run"], hook
+        if hook != "patient-view":
+            ordered = {c["extension"][CARD_EXTENSION].get("order") for c in cards} - {None}
+            assert ordered == (
+                {"ServiceRequest/tf"} if hook == "order-select" else {f"ServiceRequest/{o}" for o in ("rfa", "tf")}
+            )
 
 
 def test_order_sign_with_a_red_flag(client: Client) -> None:
@@ -298,12 +322,25 @@ def test_order_sign_with_a_red_flag(client: Client) -> None:
     cards = assert_cards(client.post("/cds-services/ipm-cds-order-sign", request))
     critical = [c for c in cards if c["indicator"] == "critical"]
     assert len(critical) >= 2  # the red-flag card (one per syndrome) and the order's own
+    # the local facet_rfa code does not fix the region, yet the red flag blocks the order whatever its region
+    card = _order_card(cards, "ServiceRequest/r")
+    facts = card["extension"][CARD_EXTENSION]
+    assert (facts["verdict"], facts["blocking"], card["indicator"]) == ("not_appropriate", True, "critical")
+    assert "**Red flag**" in card["detail"]
     assert any(
         s["actions"][0]["resourceId"] == "ServiceRequest/r"
         for c in critical
         for s in c.get("suggestions", [])
         if s["actions"][0]["type"] == "delete"
     )
+
+
+def test_order_sign_with_draft_orders_that_are_not_fhir_is_answered_400(client: Client) -> None:
+    _, pid = example("facet_rfa")
+    orders = draft_orders(pid, ("rfa", "64635", "lumbar"))
+    orders["entry"][0]["resource"]["status"] = 7  # not a FHIR code
+    request = hook_request(client.server, "facet_rfa", "order-sign", draftOrders=orders)
+    assert_outcome(client.post("/cds-services/ipm-cds-order-sign", request), 400, "draftOrders")
 
 
 # -- feedback --------------------------------------------------------------------------------------------

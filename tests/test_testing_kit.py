@@ -96,8 +96,11 @@ def test_patients_fire_every_active_rule_of_the_bundled_ruleset() -> None:
     ordered = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_requested(ruleset=ruleset))
     # the response rules fire for patients with_series (the same patients, with dated scores and MME)
     serial = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_series(ruleset=ruleset))
+    # the coronary-stent timing rules fire for patients with a stent and orders (fewer draws: only they need it)
+    stented = rule_coverage(ruleset, draws=COVERAGE_DRAWS // 4, strategy=with_requested(ruleset=ruleset, stent_pct=100))
     for profile, report in reports.items():
         report.fired.update(ordered[profile].fired)
+        report.fired.update(stented[profile].fired)
         report.fired.update(serial[profile].fired)
     never = {profile: report.never_fired for profile, report in reports.items() if report.never_fired}
     assert not never, f"active rules that {COVERAGE_DRAWS} patients never fired:\n{format_report(reports)}"

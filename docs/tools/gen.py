@@ -335,6 +335,7 @@ GENERATORS = {
             "Screening",
             "Allergy",
             "ConditionEntry",
+            "CoronaryStent",
             "PsychologicalEvaluation",
             "RequestedProcedure",
             "SteroidInjection",

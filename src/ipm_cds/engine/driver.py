@@ -95,6 +95,9 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
     return fact
 
 
+_RISK_RANK = {"low": 0, "intermediate": 1, "high": 2}
+
+
 class CandidateFacts:
     """Builds the ``candidate`` fact of a recommendation from the intervention catalogue."""
 
@@ -108,12 +111,20 @@ class CandidateFacts:
 
     def requested(self, fact: Fact) -> Fact:
         """The candidate fact of a requested procedure: the very fact (same content, same key) that a
-        recommendation of the same intervention and target makes, so every safety rule judges both alike."""
-        return self.make(str(fact.values["intervention"]), fact.values.get("region"), fact.values.get("side"))
+        recommendation of the same intervention and target makes, so every safety rule judges both alike.
+        An order whose region is not recorded is judged at the highest bleeding risk the intervention has at any
+        region (missing is never read as the lower risk)."""
+        return self.make(
+            str(fact.values["intervention"]), fact.values.get("region"), fact.values.get("side"), unknown_highest=True
+        )
 
-    def make(self, intervention: str, region: Scalar | None, side: Scalar | None) -> Fact:
+    def make(
+        self, intervention: str, region: Scalar | None, side: Scalar | None, unknown_highest: bool = False
+    ) -> Fact:
         item = self.catalogue[intervention]
         risk = item.bleeding_risk.by_region.get(str(region), item.bleeding_risk.default)
+        if region is None and unknown_highest:
+            risk = max((risk, *item.bleeding_risk.by_region.values()), key=_RISK_RANK.__getitem__)
         return derived_fact(
             "candidate",
             {

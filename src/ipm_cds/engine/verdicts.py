@@ -46,6 +46,7 @@ from .driver import CandidateFacts, Firing, Run, in_effect, resolve_value
 from .explain import _Explainer
 from .program import Program
 from .resolve import _RISK, _RISK_UP, BleedingRisk, _codes, _hold_text, _index, _Resolver
+from .rule_index import active_rules, may_block, may_concern, recommenders, upstream, upstream_all
 
 SCOPE_FACT = "in_scope"
 """The derived fact type that scope rules make: ``family``, ``intervention`` and ``region`` fields."""
@@ -128,8 +129,8 @@ class _Verdicts:
         out = _Indication()
         inactive: list[VerdictReason] = []
         messages = self.resolver.messages
-        active = _active_rules(self.program)
-        for rule, recs in _recommenders(self.program).get(code, ()):
+        active = active_rules(self.program)
+        for rule, recs in recommenders(self.program).get(code, ()):
             out.has_rules = True
             live = active.get(rule.id)
             if live is None or not in_effect(live, self.assessment.as_of):
@@ -152,13 +153,14 @@ class _Verdicts:
                         regions.add(str(t_region))
                         continue
                     if side is not None and t_side is not None and t_side != side:
+                        regions.add(f"{t_region or region} ({t_side} side)")  # the other side: said, not skipped
                         continue
                     if out.met_by is None:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
             waiting = [
-                ref for ref in (live.ref, *_upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
+                ref for ref in (live.ref, *upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
             ]
             if waiting:
                 out.waiting.update(waiting)
@@ -332,18 +334,30 @@ class _Verdicts:
         side = str(v["side"]) if "side" in v else None
         messages = self.resolver.messages
         safety, concerned = self.judgements(request, candidate)
-        indication = self.indication(code, region, side)
+        target_missing = self._target_missing(request, code)
+        indication = self.indication(code, region, side)  # no region: met when met for any target region
+        if target_missing and (indication.met_by is not None or indication.waiting):
+            # met (or waiting) for some target: whether for this order's, its region or levels must say
+            indication = self._undecided(code)
+        elif target_missing:
+            target_missing = []  # no indication is met at any target: not appropriate, whatever the region
         # Missing data that could block it (a red flag, an exclusion) leaves the verdict open; missing data
         # behind a precaution or an alert is listed without changing it.
-        missing_safety = self._missing(r for r in concerned if _may_block(self.program, r))
-        missing_other = self._missing(r for r in concerned if not _may_block(self.program, r))
+        missing_safety = self._missing(r for r in concerned if may_block(self.program, r))
+        missing_other = self._missing(r for r in concerned if not may_block(self.program, r))
         missing_indication = self._missing(indication.waiting)
         missing = sorted(
-            {(m.field, m.item): m for m in [*missing_safety, *missing_indication, *missing_other]}.values(),
+            {
+                (m.field, m.item): m for m in [*target_missing, *missing_safety, *missing_indication, *missing_other]
+            }.values(),
             key=lambda m: (m.field, m.item),
         )
         blocking = [j for j in safety if j.blocking]
         unmet = [j for j in safety if j.kind == "unmet_criterion"]
+        # Rules that cannot run because a threshold they need has no value under the profile: an indication
+        # (or a rule it depends on) that cannot run leaves "not indicated" unproven; a safety rule that could
+        # block the procedure and cannot run leaves "appropriate" unproven. Both are "cannot tell yet".
+        unset_indication, unset_safety = self._unset(code, self.elective.get(code, True))
         reasons: list[VerdictReason] = []
         verdict: Literal["appropriate", "not_appropriate", "cannot_tell"]
         if blocking or unmet:
@@ -352,6 +366,13 @@ class _Verdicts:
             reasons = [trusted(VerdictReason, text=j.text, basis=j.basis) for j in stands]
             key = "verdict.blocked" if blocking else "verdict.unmet"
             summary = messages[key].render(rule=stands[0].basis.rule)
+        elif (indication.met_by is not None and not missing_safety and unset_safety) or (
+            indication.met_by is None and not missing_indication and not target_missing and unset_indication
+        ):
+            verdict = "cannot_tell"
+            unset = unset_safety if indication.met_by is not None else unset_indication
+            reasons = [self._unset_reason(rule) for rule in unset]
+            summary = self._unset_summary(unset)
         elif indication.met_by is not None and not missing_safety:
             verdict = "appropriate"
             relative = sorted({j.basis.rule for j in safety if j.kind == "relative_contraindication"})
@@ -360,9 +381,17 @@ class _Verdicts:
                 if relative
                 else messages["verdict.appropriate"].render(rule=indication.met_by)
             )
-        elif (indication.met_by is not None and missing_safety) or (indication.met_by is None and missing_indication):
+        elif (
+            (indication.met_by is not None and missing_safety)
+            or (indication.met_by is None and missing_indication)
+            or target_missing
+        ):
             verdict = "cannot_tell"
-            waiting = missing_safety if indication.met_by is not None else [*missing_indication, *missing_safety]
+            waiting = (
+                missing_safety
+                if indication.met_by is not None
+                else [*target_missing, *missing_indication, *missing_safety]
+            )
             fields = sorted({m.field for m in waiting})
             summary = messages["verdict.cannot_tell"].render(fields=", ".join(fields))
         else:
@@ -393,6 +422,85 @@ class _Verdicts:
             safety=safety,
             missing=missing,
         )
+
+    def _target_missing(self, request: Fact, code: str) -> list[MissingData]:
+        """The order's own target data that its verdict needs and the order does not carry: the region (an order
+        whose code does not fix it), and the levels when the intervention's indications target levels."""
+        v = request.values
+        needed: list[str] = []
+        recs_of_code = recommenders(self.program).get(code, ())
+        if v.get("region") is None:
+            needed.append("region")
+        if v.get("levels") is None and any(
+            name == "levels" for _rule, recs in recs_of_code for rec in recs for name, _ in rec.target
+        ):
+            needed.append("levels")
+        if not needed:
+            return []
+        active = active_rules(self.program)
+        rules = [active[rule.id] for rule, _ in recs_of_code if rule.id in active]
+        return [
+            trusted(
+                MissingData,
+                field=f"requested.{name}",
+                item=request.label,
+                needed_by=sorted(r.ref for r in rules),
+                criteria=sorted({c for r in rules for c in r.criteria}),
+                safety=True,  # the target decides which safety rules (region, bleeding risk) apply
+            )
+            for name in needed
+        ]
+
+    def _unset(self, code: str, elective: bool) -> tuple[list[ir.Rule], list[ir.Rule]]:
+        """The rules that do not run because a parameter they read has no value under the profile: those the
+        intervention's indication rests on (its indication rules and the rules deriving what they read), and the
+        safety rules that could stand against it (a red flag for an elective procedure, an exclusion naming it, or
+        one about candidates that does not rule its intervention out)."""
+        program = self.program
+        unset = [
+            r
+            for r in program.ruleset.rules
+            if r.ref in program.disabled
+            and r.params() - set(program.parameters)
+            and program.ruleset.rule_specs[r.id].status == "active"  # off for its status or profile: chosen
+            and (r.profiles is None or program.profile in r.profiles)
+        ]
+        if not unset:
+            return [], []
+        by_id = {r.id: r for r in unset}
+        indication_ids = {rule.id for rule, _ in recommenders(self.program).get(code, ())}
+        indication_ids |= {
+            ref.split("@", 1)[0] for rid in set(indication_ids) for ref in upstream_all(self.program).get(rid, ())
+        }
+        indication = [by_id[i] for i in sorted(indication_ids) if i in by_id]
+        safety: list[ir.Rule] = []
+        present = {f.type for f in self.run.facts}
+        for rule in unset:
+            if rule.id in indication_ids:
+                continue
+            if any(p.fact_type not in present and p.fact_type not in ("candidate", "requested") for p in rule.patterns):
+                continue  # it matches something this record does not hold (a stent, a lab): it could not stand
+            for c in rule.conclusions:
+                if isinstance(c, ir.RedFlag) and elective:
+                    safety.append(rule)
+                    break
+                if isinstance(c, ir.Exclude) and c.severity != "relative" and may_concern(rule, c, code, elective):
+                    safety.append(rule)
+                    break
+        return indication, safety
+
+    def _unset_reason(self, rule: ir.Rule) -> VerdictReason:
+        text = self.resolver.messages["reason.inactive"].render(rule=rule.ref, why=self.program.disabled[rule.ref])
+        return trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+
+    def _unset_summary(self, rules: Sequence[ir.Rule]) -> str:
+        names = sorted({p for r in rules for p in r.params() if p not in self.program.parameters})
+        fields = [f"parameter {n} (no value under profile {self.program.profile})" for n in names]
+        return self.resolver.messages["verdict.cannot_tell"].render(fields=", ".join(fields))
+
+    def _undecided(self, code: str) -> _Indication:
+        """The indication of an order whose target is not known: not met, waiting for the target."""
+        return _Indication(has_rules=code in recommenders(self.program))
 
     def _missing(self, refs: Iterable[str]) -> list[MissingData]:
         out: dict[tuple[str, str], MissingData] = {}
@@ -443,79 +551,6 @@ class _Verdicts:
         return trusted(
             ScopeEntry, **common, status="not_indicated", in_scope_by=in_scope_by, reasons=list(indication.reasons)
         )
-
-
-def _recommenders(program: Program) -> Mapping[str, tuple[tuple[ir.Rule, tuple[ir.Recommend, ...]], ...]]:
-    """Intervention code -> every rule of the ruleset (active or not) that recommends it, with those conclusions."""
-    cached = program.cache.get("verdicts.recommenders")
-    if cached is None:
-        found: dict[str, list[tuple[ir.Rule, tuple[ir.Recommend, ...]]]] = {}
-        for rule in program.ruleset.rules:
-            recs = [c for c in rule.conclusions if isinstance(c, ir.Recommend)]
-            for code in dict.fromkeys(c.intervention for c in recs):
-                found.setdefault(code, []).append((rule, tuple(c for c in recs if c.intervention == code)))
-        cached = {code: tuple(v) for code, v in found.items()}
-        program.cache["verdicts.recommenders"] = cached
-    assert isinstance(cached, dict)
-    return cached
-
-
-def _upstream(program: Program) -> Mapping[str, tuple[str, ...]]:
-    """Rule id -> refs of the rules that derive, directly or through others, the facts it reads: an indication
-    rule waits for data when a rule it depends on does (``esi.initial`` on ``esi.indication.radicular``)."""
-    cached = program.cache.get("verdicts.upstream")
-    if cached is None:
-        makers: dict[str, set[str]] = {}
-        for rule in program.rules:
-            for c in rule.conclusions:
-                if isinstance(c, ir.Derive):
-                    makers.setdefault(c.fact, set()).add(rule.id)
-        by_id = {r.id: r for r in program.rules}
-
-        def reads(rule: ir.Rule) -> set[str]:
-            types = {p.fact_type for p in rule.patterns} | {b.pattern.fact_type for b in rule.blockers}
-            return types | {a.source_type for a in rule.aggregates}
-
-        made: dict[str, tuple[str, ...]] = {}
-        for rule in program.rules:
-            seen: set[str] = set()
-            todo = [rule.id]
-            while todo:
-                for t in reads(by_id[todo.pop()]):
-                    for maker in makers.get(t, ()):
-                        if maker not in seen and maker != rule.id:
-                            seen.add(maker)
-                            todo.append(maker)
-            made[rule.id] = tuple(sorted(by_id[m].ref for m in seen))
-        program.cache["verdicts.upstream"] = cached = made
-    assert isinstance(cached, dict)
-    return cached
-
-
-def _active_rules(program: Program) -> Mapping[str, ir.Rule]:
-    cached = program.cache.get("verdicts.active")
-    if cached is None:
-        cached = {r.id: r for r in program.rules}
-        program.cache["verdicts.active"] = cached
-    assert isinstance(cached, dict)
-    return cached
-
-
-def _may_block(program: Program, ref: str) -> bool:
-    """Whether a rule could stand against a procedure: it raises a red flag or excludes (absolute or unmet)."""
-    blocking = program.cache.get("verdicts.blocking")
-    if blocking is None:
-        blocking = {
-            r.ref
-            for r in program.rules
-            if any(
-                isinstance(c, ir.RedFlag) or (isinstance(c, ir.Exclude) and c.severity != "relative")
-                for c in r.conclusions
-            )
-        }
-        program.cache["verdicts.blocking"] = blocking
-    assert isinstance(blocking, set)
-    return ref in blocking
 
 
 def _opt(value: object) -> str | None:

@@ -55,6 +55,7 @@ RULESET_VOCABULARIES: dict[str, str] = {
 VOCABULARIES: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(RULESET_VOCABULARIES),
     "MedicationIndication": MEDICATION_INDICATIONS,
+    "CoronaryStentType": ("drug_eluting", "bare_metal"),
     "InterventionCatalogue": None,
     "MedicationCatalogue": None,
     "LocalObservation": None,  # the `observation` entries of observations.yaml
@@ -312,12 +313,22 @@ class CptEntry(_M):
     code: str
     procedure_kinds: tuple[str, ...]
     interventions: tuple[str, ...]
+    regions: tuple[str, ...] = ()  # body regions the code's descriptor names; one region: the code fixes it
+    source: str
+
+
+class CoronaryStentEntry(_M):
+    """A CPT code of coronary stent placement: a Procedure with it records a coronary stent on its date."""
+
+    code: str
+    display: str
     source: str
 
 
 class ProceduresFile(_M):
     sources: dict[str, str]
     cpt: tuple[CptEntry, ...]
+    coronary_stent_cpt: tuple[CoronaryStentEntry, ...] = ()
     not_included: tuple[dict[str, Any], ...] = ()
 
 
@@ -391,6 +402,7 @@ class Maps:
     conditions_table: ConditionsTable
     ambiguous_rxcui: Mapping[str, AmbiguousCode]
     cpt: Mapping[str, CptEntry]
+    coronary_stent_cpt: Mapping[str, CoronaryStentEntry]
     allergy_by_code: Mapping[_Key, AllergyMapEntry]
     laterality_by_code: Mapping[_Key, str]
     modality_by_code: Mapping[_Key, str]
@@ -603,7 +615,14 @@ def load_maps() -> Maps:
         _check(e.code not in cpt, "procedures", f"{e.code}: listed twice")
         for kind in e.procedure_kinds:
             vocab(kind, "ProcedureKind", "procedures", e.code)
+        for region in e.regions:
+            vocab(region, "BodyRegion", "procedures", e.code)
         cpt[e.code] = e
+    stent_cpt: dict[str, CoronaryStentEntry] = {}
+    for st in procedures.coronary_stent_cpt:
+        _check(st.source in procedures.sources, "procedures", f"{st.code}: unknown source {st.source!r}")
+        _check(st.code not in cpt and st.code not in stent_cpt, "procedures", f"{st.code}: listed twice")
+        stent_cpt[st.code] = st
 
     allergy_by_code: dict[_Key, AllergyMapEntry] = {}
     for al in allergies.allergies:
@@ -647,6 +666,7 @@ def load_maps() -> Maps:
         conditions_table=conditions_table,
         ambiguous_rxcui=ambiguous,
         cpt=cpt,
+        coronary_stent_cpt=stent_cpt,
         allergy_by_code=allergy_by_code,
         laterality_by_code=laterality,
         modality_by_code=modality,

@@ -12,13 +12,19 @@ FHIR reader and the CDS Hooks ``order-select`` / ``order-sign`` hooks alike:
   an intra-articular injection) yields one requested procedure for each, each assessed.
 - ``bodySite``: the region (local body-region system), the side (SNOMED laterality qualifiers, or the
   laterality extension on the resource); levels from the spinal-level extension (repeating).
+- The region, never guessed: ``bodySite``; else the region of the levels when they all lie in one (L4-L5:
+  lumbar) and the code allows it; else the code's, when the code fixes one region (``maps/procedures.yaml``
+  ``regions``, from the CPT descriptors: 64493-64495 lumbar facet joints, 27096 the sacroiliac joint, the
+  local genicular codes the knee). Otherwise the request carries no region and its verdict is "cannot tell
+  yet", naming the region as missing data (64490 is "cervical or thoracic", 64483 "lumbar or sacral").
 - ``orderDetail``: the approach, the image guidance and the steroid agent, each a coding of its local
   system (the codes of the ruleset's ``procedure_approach`` and ``steroid_agent`` vocabularies, and
   fluoroscopy / ct / ultrasound / landmark); the steroid dose in mg from the steroid-dose extension
   (``valueQuantity``, UCUM ``mg``).
 - ``occurrenceDateTime`` or ``occurrencePeriod.start``: the planned date.
 
-What cannot be mapped is returned as a reason, never guessed: no known intervention code, no target region.
+What cannot be mapped is returned as a reason, never guessed: no known intervention code, a status that is not
+under consideration.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPROACH_SYSTEM",
     "GUIDANCE_SYSTEM",
+    "NOT_AN_INTERVENTION",
     "STEROID_DOSE_EXTENSION",
     "STEROID_SYSTEM",
     "MappedRequests",
@@ -55,6 +62,8 @@ SNOMED = "http://snomed.info/sct"
 _SNOMED_LATERALITY = {"7771000": "left", "24028007": "right", "51440002": "bilateral"}
 _GUIDANCE = ("fluoroscopy", "ct", "ultrasound", "landmark")
 _STATUS = {"draft": "requested", "on-hold": "planned"}
+NOT_AN_INTERVENTION = "not one of the ruleset's interventions (local or CPT code)"
+"""The reason given for a ServiceRequest that orders something else (a lab test): not ipm-cds's business."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,8 @@ def _date(value: Any) -> str | None:
 
 
 def _ext(resource: Mapping[str, Any], url: str) -> list[Mapping[str, Any]]:
-    return [e for e in resource.get("extension") or [] if isinstance(e, Mapping) and e.get("url") == url]
+    found = resource.get("extension")
+    return [e for e in found if isinstance(e, Mapping) and e.get("url") == url] if isinstance(found, list) else []
 
 
 def _interventions(codings: Sequence[tuple[str, str]], ruleset: Ruleset) -> list[str]:
@@ -94,7 +104,63 @@ def _interventions(codings: Sequence[tuple[str, str]], ruleset: Ruleset) -> list
     if len(local) == 1:
         return local
     cpt = {c for s, c in codings if s == CPT_SYSTEM}
-    return sorted(code for code, item in ruleset.interventions.items() if cpt & set(item.cpt))
+    found = {code for code, item in ruleset.interventions.items() if cpt & set(item.cpt)}
+    from .maps import load_maps  # HCPCS Level II codes the maps hold (G0260: a sacroiliac joint injection)
+
+    maps = load_maps()
+    hcpcs = maps.uri("hcpcs")
+    found |= {i for s, c in codings if s == hcpcs and c in maps.cpt for i in maps.cpt[c].interventions}
+    return sorted(i for i in found if i in ruleset.interventions)
+
+
+def _is_level(value: str) -> bool:
+    """A spinal level the patient model accepts (a malformed one is left out, not an error for the whole hook)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from ..model.patient import SpinalLevel
+
+    try:
+        TypeAdapter(SpinalLevel).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+_LEVEL_REGION = {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}
+
+
+def _code_regions(codings: Sequence[tuple[str, str]], intervention: str, ruleset: Ruleset) -> set[str] | None:
+    """The regions the order's code allows (``maps/procedures.yaml`` ``regions``, from the CPT descriptors):
+    those of its CPT code, or for the local intervention code those every CPT code of the intervention names
+    (genicular procedures: the knee). None when the code names no region."""
+    from .maps import load_maps
+
+    maps = load_maps()
+    table, systems = maps.cpt, {CPT_SYSTEM, maps.uri("hcpcs")}
+    cpt = [c for s, c in codings if s in systems and c in table and intervention in table[c].interventions]
+    if not cpt:
+        cpt = [c for c in ruleset.interventions[intervention].cpt if c in table]
+    named = [set(table[c].regions) for c in cpt]
+    if not named or any(not r for r in named):
+        return None
+    return set.union(*named)
+
+
+def _region(body_site: str | None, levels: Sequence[str], code_regions: set[str] | None, known: set[str]) -> str | None:
+    """The target region, never guessed: bodySite; else the region of every level, when they share one (and
+    the code allows it); else the code's region, when it names exactly one; else None (missing data)."""
+    if body_site is not None:
+        return body_site
+    by_level = {_LEVEL_REGION.get(level[:1]) for level in levels}
+    if len(by_level) == 1 and None not in by_level:
+        (region,) = by_level
+        if region in known and (code_regions is None or region in code_regions):
+            return region
+        return None
+    if code_regions is not None and len(code_regions) == 1 and not levels:
+        (region,) = code_regions
+        return region if region in known else None
+    return None
 
 
 def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -> MappedRequests:
@@ -103,8 +169,9 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
     if service_request.get("resourceType") != "ServiceRequest":
         return MappedRequests([], [(ref, "not a ServiceRequest")])
     fhir_status = service_request.get("status")
+    period = service_request.get("occurrencePeriod")
     occurrence = _date(service_request.get("occurrenceDateTime")) or _date(
-        (service_request.get("occurrencePeriod") or {}).get("start")
+        period.get("start") if isinstance(period, Mapping) else None
     )
     if fhir_status == "active":
         status = "scheduled" if occurrence else "planned"
@@ -114,21 +181,23 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
         return MappedRequests([], [(ref, f"status {fhir_status!r}: not a procedure under consideration")])
     codes = _interventions(_codings(service_request.get("code")), ruleset)
     if not codes:
-        return MappedRequests([], [(ref, "not one of the ruleset's interventions (local or CPT code)")])
+        return MappedRequests([], [(ref, NOT_AN_INTERVENTION)])
     sites = _concepts(service_request.get("bodySite"))
     regions = ruleset.vocabularies.get("body_region")
     known_regions = {c.code for c in regions.codes} if regions is not None else set()
-    region = next(
+    body_site = next(
         (c for s in sites for sys, c in _codings(s) if sys == BODY_REGION_SYSTEM and c in known_regions), None
     )
-    if region is None:
-        return MappedRequests([], [(ref, "no target region (bodySite with a body-region code)")])
     side = next((str(e["valueCode"]) for e in _ext(service_request, LATERALITY_EXTENSION) if e.get("valueCode")), None)
     side = side or next(
         (_SNOMED_LATERALITY[c] for s in sites for sys, c in _codings(s) if sys == SNOMED and c in _SNOMED_LATERALITY),
         None,
     )
-    levels = [str(e["valueString"]) for e in _ext(service_request, SPINAL_LEVEL_EXTENSION) if e.get("valueString")]
+    levels = [
+        str(e["valueString"])
+        for e in _ext(service_request, SPINAL_LEVEL_EXTENSION)
+        if isinstance(e.get("valueString"), str) and _is_level(str(e["valueString"]))
+    ]
     details = [c for d in _concepts(service_request.get("orderDetail")) for c in _codings(d)]
 
     def local(system: str, allowed: Iterable[str]) -> str | None:
@@ -142,7 +211,6 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
     doc: dict[str, Any] = {
         "id": str(service_request["id"]) if service_request.get("id") else None,
         "status": status,
-        "region": region,
         "levels": levels,
         "side": side,
         "approach": local(APPROACH_SYSTEM, vocabulary("procedure_approach")),
@@ -151,7 +219,9 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
         "planned_date": occurrence,
     }
     for e in _ext(service_request, STEROID_DOSE_EXTENSION):
-        quantity = e.get("valueQuantity") or {}
+        quantity = e.get("valueQuantity")
+        if not isinstance(quantity, Mapping):
+            continue
         value = quantity.get("value")
         if (
             quantity.get("code", quantity.get("unit")) == "mg"
@@ -160,7 +230,12 @@ def requested_procedures(service_request: Mapping[str, Any], ruleset: Ruleset) -
         ):
             doc["steroid_dose_mg"] = float(value)
     doc = {k: v for k, v in doc.items() if v not in (None, [])}
-    return MappedRequests([{**doc, "intervention": code} for code in codes], [])
+    codings = _codings(service_request.get("code"))
+    out = []
+    for code in codes:
+        region = _region(body_site, levels, _code_regions(codings, code, ruleset), known_regions)
+        out.append({**doc, "intervention": code, **({"region": region} if region is not None else {})})
+    return MappedRequests(out, [])
 
 
 def requested_from_bundle(

@@ -504,6 +504,16 @@ class ConditionEntry(_Model):
     region: BodyRegion | None = None
 
 
+class CoronaryStent(_Model):
+    """A coronary stent as clinicians record it: its type and the date it was placed. Elective procedures wait
+    after a stent (ACC/AHA 2016 DAPT focused update); a missing type or date is reported, never assumed."""
+
+    type: Literal["drug_eluting", "bare_metal"] | None = Field(
+        None, description="Drug-eluting (DES) or bare-metal (BMS) stent."
+    )
+    date: IsoDate | None = Field(None, description="Date the stent was placed, YYYY-MM-DD.")
+
+
 class PsychologicalEvaluation(_Model):
     completed: bool = Field(description="A pre-procedure psychological evaluation is documented.")
     date: IsoDate | None = None
@@ -523,7 +533,11 @@ class RequestedProcedure(_Model):
         min_length=1, max_length=64, description="Intervention code from the ruleset's catalogue, e.g. 'facet_rfa'."
     )
     status: Literal["requested", "planned", "scheduled"] = Field("requested", description="Where the order stands.")
-    region: BodyRegion = Field(description="Target body region.")
+    region: BodyRegion | None = Field(
+        None,
+        description="Target body region. Not recorded (an order whose region its code does not fix): the "
+        "verdict is 'cannot tell yet', naming the region as missing data.",
+    )
     levels: list[SpinalLevel] = Field(
         default_factory=list, max_length=10, description="Target levels, e.g. ['L4-L5', 'L5-S1']."
     )
@@ -623,6 +637,9 @@ class PatientCase(_Model):
         default_factory=list, max_length=MAX_ITEMS, description="Total daily MME over time, with its changes."
     )
     allergies: list[Allergy] = Field(default_factory=list, max_length=MAX_ITEMS, description="Allergies.")
+    coronary_stents: list[CoronaryStent] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Coronary stents, with their type and date placed."
+    )
     psychological_evaluation: PsychologicalEvaluation | None = Field(
         None, description="A pre-procedure psychological evaluation (for implants), if any."
     )

@@ -29,7 +29,8 @@ def requested_section(a: Assessment) -> list[str]:
         target = ", ".join(p for p in (v.target.region, v.target.side, v.target.levels) if p)
         order = f" order {v.order}," if v.order else ""
         when = f", planned {v.planned_date.isoformat()}" if v.planned_date else ""
-        lines.append(f"  # {v.name} [{v.intervention}] - {target};{order} {v.status}{when}")
+        where = f" - {target};" if target else ";"  # no region: the verdict names it as missing
+        lines.append(f"  # {v.name} [{v.intervention}]{where}{order} {v.status}{when}")
         details = [
             f"approach: {v.approach}" if v.approach else "",
             f"guidance: {v.guidance}" if v.guidance else "",

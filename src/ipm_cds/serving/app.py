@@ -25,12 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import EvaluationError, IpmCdsError, PatientDataError
-from ..interop.cds_hooks import CDS_HOOKS_VERSION, order_cards, patient_view_cards
+from ..interop.cds_hooks import CDS_HOOKS_VERSION, order_answer, order_case, patient_view_cards
 from ..interop.fhir import (
     COMBINED_PREFETCH_KEYS,
     FhirInputError,
-    OrderedIntervention,
-    ordered_interventions,
+    draft_order_bundle,
     prefetch_provided,
     prefetch_templates,
     read_prefetch,
@@ -249,8 +248,8 @@ class _Service:
     ) -> tuple[list[Any], str | None]:
         """The cards, and the decision log's id for the assessment behind them (None without a log).
 
-        One evaluation per request: for order hooks with orders of the ruleset's interventions, the
-        explanation's run gives both the assessment and the why-not analysis.
+        One evaluation per request: for the order hooks, the draft orders become the patient's requested
+        procedures and every order's card comes from its verdict (which carries its why-not).
         """
         ruleset, engine, as_of = loaded.ruleset, loaded.engine, self.config.as_of
         # the keys this service asks for, and the combined lab and screening keys of earlier discoveries
@@ -261,20 +260,24 @@ class _Service:
             raise data_error(
                 "the prefetch data is not valid FHIR R4 for this patient", exc, None, "fhir_input"
             ) from None
-        orders: list[OrderedIntervention] = []
+        patient = mapping.patient
+        orders: list[str] = []
+        unread: list[tuple[str, str]] = []
         if isinstance(context, OrderSignContext):
             selections = context.selections if isinstance(context, OrderSelectContext) else None
             try:
-                orders, _ = ordered_interventions(context.draftOrders, ruleset, selections)
+                bundle, selections = draft_order_bundle(context.draftOrders, ruleset, selections)
             except FhirInputError as exc:
                 raise data_error("context.draftOrders is not a valid FHIR R4 Bundle", exc, None, "fhir_input") from None
+            try:
+                patient, orders, unread = order_case(patient, bundle, ruleset, selections)
+            except PatientDataError as exc:
+                raise data_error(
+                    "context.draftOrders cannot be read as requested procedures", exc, None, "fhir_input"
+                ) from None
         evaluated = time.perf_counter()
         try:
-            if orders:
-                explanation = engine.explain(mapping.patient, as_of=as_of)
-                assessment, why_not = explanation.assessment, explanation.why_not
-            else:
-                assessment, why_not = engine.evaluate(mapping.patient, as_of=as_of), []
+            assessment = engine.evaluate(patient, as_of=as_of)
         except PatientDataError as exc:
             raise data_error(
                 "the patient data in the prefetch is not valid for evaluation", exc, mapping, "patient_data"
@@ -290,7 +293,7 @@ class _Service:
         decision_id = None
         if loaded.decisions is not None:
             decision_id = loaded.decisions.record(
-                assessment, mapping.patient, elapsed_seconds=elapsed, backend=engine.backend_name
+                assessment, patient, elapsed_seconds=elapsed, backend=engine.backend_name
             )
         common: dict[str, Any] = {
             "ruleset": ruleset,
@@ -300,11 +303,7 @@ class _Service:
         }
         if spec.hook == "patient-view":
             return patient_view_cards(assessment, **common), decision_id
-        by_uuid: dict[str, Any] = {}
-        for order in orders:
-            for card in order_cards(assessment, order, why_not=why_not, **common):
-                by_uuid.setdefault(card["uuid"], card)
-        return list(by_uuid.values()), decision_id
+        return order_answer(assessment, orders, unread, **common), decision_id
 
     async def feedback(self, service_id: str, request: Request) -> JSONResponse:
         if service_id not in SERVICES:

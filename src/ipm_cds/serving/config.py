@@ -57,8 +57,9 @@ SERVICES: dict[str, ServiceSpec] = {
             "ipm-cds-order-select",
             "order-select",
             "Interventional pain procedure: appropriate now?",
-            "For a selected ServiceRequest for one of the ruleset's interventions (local intervention code or "
-            "CPT): whether the criteria are met now, the precautions that apply and the data that is missing.",
+            "For a selected ServiceRequest for one of the ruleset's interventions (local intervention code, CPT "
+            "or HCPCS): one card with its verdict (appropriate now, not appropriate with the criterion and rule, "
+            "or cannot tell yet with the missing data) and every safety judgement on it.",
         ),
         ServiceSpec(
             "ipm-cds-order-sign",

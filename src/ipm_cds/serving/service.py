@@ -4,8 +4,9 @@
 
 - ``GET  /cds-services``: discovery, with prefetch templates derived from the data the rules read.
 - ``POST /cds-services/ipm-cds-patient-view``: the full assessment as cards.
-- ``POST /cds-services/ipm-cds-order-select`` and ``.../ipm-cds-order-sign``: for draft ServiceRequests
-  of the ruleset's interventions, whether each is appropriate now, its precautions, what is missing.
+- ``POST /cds-services/ipm-cds-order-select`` and ``.../ipm-cds-order-sign``: the draft ServiceRequests of
+  the ruleset's interventions become requested procedures, evaluated once: one card per order with its verdict
+  and every safety judgement on it (:func:`ipm_cds.interop.cds_hooks.order_case` / ``order_answer``).
 - ``POST /cds-services/{id}/feedback``: accepted and overridden cards, appended to a JSON Lines log.
 
 Requests are validated: malformed JSON (or JSON nested too deeply, or a number too large to read) or a

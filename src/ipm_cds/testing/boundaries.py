@@ -35,7 +35,10 @@ _SKELETONS: dict[str, dict[str, Any]] = {
     "exam": {"test": "straight_leg_raise", "positive": False},
     "conditions": {"code": "diabetes"},
     "requested": {"intervention": "esi_transforaminal", "region": "lumbar"},
+    "coronary_stents": {"type": "drug_eluting", "date": "2025-01-06"},
 }
+# Fact fields that stand for a document field of another name (a selector on them sets that field).
+_RENAMED = {("coronary_stent", "stent_type"): "type"}
 _INSTRUMENT_MAX = {"phq9": 27, "gad7": 21, "pcs": 52, "start_back": 9, "ort": 26, "stop_bang": 8, "isi": 28}
 # Adjacent segments, for a probe on the number of levels a session treated.
 _LEVEL_CHAINS = {
@@ -166,7 +169,11 @@ def set_fact_field(
     if list_name not in _SKELETONS:
         return None
     items = out.setdefault(list_name, [])
-    own = [(k, v) for k, v in selectors if spec.fields[k].source == k]  # selectors that are document fields
+    own = [  # selectors that are document fields
+        (_RENAMED.get((fact_type, k), k), v)
+        for k, v in selectors
+        if spec.fields[k].source == k or (fact_type, k) in _RENAMED
+    ]
     if not items:
         items.append(dict(_SKELETONS[list_name]))
     item = items[index % len(items)]

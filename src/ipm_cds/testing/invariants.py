@@ -239,15 +239,16 @@ def _request_key(item: Any) -> str:
 
 def assert_every_request_has_a_verdict(engine: Engine, patient: PatientCase, assessment: Assessment) -> None:
     """Each requested procedure (requests of identical content count once) gets exactly one verdict, with what
-    it stands on: a not-appropriate verdict has its reasons, a cannot-tell verdict its missing data, every
-    safety judgement an active rule."""
+    it stands on: a not-appropriate verdict has its reasons, a cannot-tell verdict its missing data (or the
+    rules that cannot run, a threshold having no value under the profile), every safety judgement an active rule.
+    A request without a region gets its verdict too."""
     __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     wanted = {_request_key(r) for r in patient.requested}
     assert len(assessment.requested) == len(wanted), (
         f"{len(wanted)} distinct requested procedures, {len(assessment.requested)} verdicts"
     )
-    requested = sorted((r.intervention, r.region) for r in patient.requested)
-    got = sorted((v.intervention, v.target.region) for v in assessment.requested)
+    requested = sorted((r.intervention, r.region or "") for r in patient.requested)  # "": no region recorded
+    got = sorted((v.intervention, v.target.region or "") for v in assessment.requested)
     assert sorted(set(requested)) == sorted(set(got)), f"requested {requested}, verdicts on {got}"
     from ..ruleset import ir
 
@@ -259,8 +260,8 @@ def assert_every_request_has_a_verdict(engine: Engine, patient: PatientCase, ass
             assert v.reasons or v.intervention not in proposable, (
                 f"{v.intervention} ({v.target.region}): not appropriate without a reason"
             )
-        if v.verdict == "cannot_tell":
-            assert v.missing, f"{v.intervention} ({v.target.region}): cannot tell without missing data"
+        if v.verdict == "cannot_tell":  # data to record, or the rules that cannot run for want of a threshold
+            assert v.missing or v.reasons, f"{v.intervention} ({v.target.region}): cannot tell without a reason"
         if v.verdict == "appropriate":
             assert v.proposed and not any(j.blocking or j.kind == "unmet_criterion" for j in v.safety), (
                 f"{v.intervention} ({v.target.region}): appropriate, yet not proposed or blocked"

@@ -45,7 +45,7 @@ from .common import MAX_RESOURCES as MAX_RESOURCES
 from .common import FhirInputError, FhirMapping, Unmapped
 from .common import UnmappedKind as UnmappedKind
 from .common import _shares as _shares
-from .orders import OrderedIntervention, ordered_interventions
+from .orders import OrderedIntervention, draft_order_bundle, ordered_interventions
 from .prefetch import COMBINED_PREFETCH_KEYS as COMBINED_PREFETCH_KEYS
 from .prefetch import prefetch_from_bundle, prefetch_templates
 from .prefetch import prefetch_provided as prefetch_provided
@@ -56,6 +56,7 @@ __all__ = [
     "FhirMapping",
     "OrderedIntervention",
     "Unmapped",
+    "draft_order_bundle",
     "ordered_interventions",
     "prefetch_from_bundle",
     "prefetch_templates",

@@ -83,3 +83,16 @@ def ordered_interventions(
         if wanted is None or ref in wanted:
             other.append(Unmapped(ref, "unsupported_resource", "not a ServiceRequest"))
     return found, other
+
+
+def draft_order_bundle(
+    draft_orders: Mapping[str, Any], ruleset: Ruleset, selections: Sequence[str] | None = None
+) -> tuple[dict[str, Any], list[str] | None]:
+    """The ``draftOrders`` Bundle validated as FHIR R4 (raises :class:`FhirInputError` when it is not), as plain
+    JSON resources for :func:`ipm_cds.interop.cds_hooks.order_case`; and the ``selections`` as
+    ``ResourceType/id`` references (a selection may name an entry by its fullUrl)."""
+    reader = _ReaderBase(load_maps(), ruleset, None)
+    reader.collect(draft_orders, "draftOrders")
+    entries = [{"resource": model.model_dump(mode="json", exclude_none=True)} for _, model in reader.resources]
+    wanted = [reader.resolve(s) or s for s in selections] if selections is not None else None
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}, wanted

@@ -101,8 +101,9 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
         templates["imagingStudies"] = f"ImagingStudy?patient={_PATIENT}"
     if "exam" in sections:
         templates["examFindings"] = f"Observation?patient={_PATIENT}&category=exam"
-    if "procedures" in sections:
+    if sections & {"procedures", "coronary_stents"}:  # coronary stents: stent-placement Procedures
         templates["procedures"] = f"Procedure?patient={_PATIENT}"
+    if "procedures" in sections:
         observations("procedureOutcomes", lambda e: e.target.startswith("procedure."))
     if "medications" in sections:
         templates["medicationRequests"] = f"MedicationRequest?patient={_PATIENT}&status=active,on-hold"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import _ReaderBase
-from .common import UnmappedKind, _code_text, _codings, _day_text, _Proc
+from .common import UnmappedKind, _code_text, _codings, _day_text, _Proc, _to_date
 
 
 class _ProcedureReader(_ReaderBase):
@@ -15,6 +15,8 @@ class _ProcedureReader(_ReaderBase):
     def _procedure(self, ref: str, model: Any) -> None:
         codings = _codings(model.code)
         code_text = _code_text(codings)
+        if self._coronary_stent(ref, model, codings, code_text):
+            return
         kinds, why = self.kinds(codings, "procedure-kind", "procedure_kinds")
         if not kinds:
             kind: UnmappedKind = "unknown_code" if why is None else "ambiguous_code"
@@ -44,6 +46,29 @@ class _ProcedureReader(_ReaderBase):
             if e.valueCode:
                 doc["purpose"] = str(e.valueCode)
         self.procs[ref] = _Proc(ref, doc)
+
+    def _coronary_stent(self, ref: str, model: Any, codings: Sequence[tuple[str, str]], code_text: str | None) -> bool:
+        """A completed coronary stent placement (maps/procedures.yaml ``coronary_stent_cpt``, or a local stent-type
+        code): a coronary stent on its performed date, its type from the local coronary-stent-type code (else
+        missing). True when the Procedure is one (read or reported)."""
+        cpt_uri = self.maps.uri("cpt")
+        types = self._local(codings, "coronary-stent-type")
+        if not types and not any(s == cpt_uri and c in self.maps.coronary_stent_cpt for s, c in codings):
+            return False
+        if str(model.status) != "completed":
+            self._skip(ref, "not_current", f"status {model.status}", code_text)
+            return True
+        if len(types) > 1:
+            self._skip(ref, "ambiguous_code", f"more than one stent type: {', '.join(types)}", code_text)
+            return True
+        doc: dict[str, Any] = {"type": types[0]} if types else {}
+        when = _to_date(model.performedDateTime) or (
+            _to_date(model.performedPeriod.start) if model.performedPeriod is not None else None
+        )
+        if when is not None:
+            doc["date"] = when.isoformat()
+        self.lists["coronary_stents"].append((ref, doc, {}))
+        return True
 
     def kinds(self, codings: Sequence[tuple[str, str]], local_key: str, cpt_field: str) -> tuple[list[str], str | None]:
         """The patient-model kinds (or catalogue interventions) a set of codings names, and why not when ambiguous."""

@@ -267,7 +267,8 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
         if screenings:
             doc["screenings"] = screenings
 
-        for name in ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies", "requested"):
+        lists = ("imaging", "exam", "red_flags", "medications", "labs", "conditions", "allergies", "requested")
+        for name in (*lists, "coronary_stents"):
             entries = self.lists.get(name, [])
             if name in _UNDATED_LISTS and len(entries) > KEEP_RECENT:
                 entries = self._distinct(name, entries)

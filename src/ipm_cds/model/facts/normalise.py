@@ -434,6 +434,12 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "life_expectancy_months": patient.prognosis.life_expectancy_months,
             "days_since": days(patient.prognosis.date),
         })  # fmt: skip
+    for i, stent in enumerate(_canonical(patient.coronary_stents)):
+        add("coronary_stent", i, {
+            "stent_type": stent.type, "days_since": days(stent.date),
+            "months_since": _months_between(stent.date, as_of) if stent.date is not None else None,
+            "date": iso(stent.date),
+        })  # fmt: skip
     for i, allergy in enumerate(_canonical(patient.allergies)):
         add("allergy", i, {"substance": allergy.substance})
     if patient.measurements or patient.mme_history:
@@ -451,6 +457,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "days_until": (req.planned_date - as_of).days if req.planned_date is not None else None,
             "planned_date": iso(req.planned_date), "guidance": req.guidance,
             "guidance_conflict": req.guidance is not None and allowed is not None and req.guidance not in allowed,
+            "guidance_ionizing": req.guidance in ("fluoroscopy", "ct"),
             "steroid_agent": req.steroid_agent, "steroid_dose_mg": req.steroid_dose_mg,
         })  # fmt: skip
     return facts

@@ -192,6 +192,18 @@ BASE_FACT_TYPES: dict[str, FactType] = {
             "red_flags",
         ),
         FactType(
+            "coronary_stent",
+            "One coronary stent (the patient's coronary_stents[]): its type and the time since it was placed.",
+            {
+                "stent_type": _s("Drug-eluting or bare-metal.", ("drug_eluting", "bare_metal"), "type"),
+                "days_since": _i("Days from placement to as_of.", "date", "days"),
+                "months_since": _i("Whole calendar months from placement to as_of.", "date", "months"),
+                "date": _s("Date placed, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
+            },
+            ("stent_type", "date"),
+            "coronary_stents",
+        ),
+        FactType(
             "procedure",
             "One prior procedure or operation (one session of one kind).",
             {
@@ -573,6 +585,11 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "guidance_conflict": _b(
                     "The order states a guidance that is not among the intervention's allowed guidance (catalogue); "
                     "false when it states none.",
+                    "guidance",
+                ),
+                "guidance_ionizing": _b(
+                    "The order names fluoroscopy or CT guidance (ionising radiation); false when it names another "
+                    "or none.",
                     "guidance",
                 ),
                 "steroid_agent": _v("Corticosteroid.", "steroid_agent", "steroid_agent"),

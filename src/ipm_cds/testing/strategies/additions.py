@@ -21,16 +21,31 @@ def with_requested(
     as_of: date = DEFAULT_AS_OF,
     max_requested: int = 3,
     ruleset: RulesetSource | None = None,
+    without_region_pct: int = 0,
+    stent_pct: int = 0,
 ) -> st.SearchStrategy[PatientCase]:
     """Patients of ``base`` (default :func:`patients`) with 1 to ``max_requested`` requested procedures: mostly
     an intervention aimed at the region of one of their pain complaints (so that some are also proposed),
     sometimes any intervention of the catalogue anywhere, with or without side, levels, guidance, steroid and
     a planned date on or after ``as_of``. ``ruleset`` as for :func:`patients` (a path or a function is read
-    when the first patient is drawn)."""
+    when the first patient is drawn).
+
+    ``without_region_pct``: about that percent of the orders carry no region (an order whose code does not fix it).
+    ``stent_pct``: about that percent of the patients have a coronary stent, placed about the ACC/AHA limits (30
+    days after a bare-metal stent, 3 and 6 months after a drug-eluting one), its type or date sometimes not
+    recorded. Both 0 by default: then nothing more is drawn, so the patients drawn stay those of earlier
+    versions (the rule-coverage runs that other strategies build on keep their draws)."""
     if ruleset is not None and not isinstance(ruleset, Ruleset):
         source = ruleset
         return st.deferred(
-            lambda: with_requested(base, as_of=as_of, max_requested=max_requested, ruleset=_ruleset(source))
+            lambda: with_requested(
+                base,
+                as_of=as_of,
+                max_requested=max_requested,
+                ruleset=_ruleset(source),
+                without_region_pct=without_region_pct,
+                stent_pct=stent_pct,
+            )
         )
     held = ruleset if ruleset is not None else _bundled()
     base = base if base is not None else patients(as_of=as_of, ruleset=ruleset)
@@ -53,6 +68,8 @@ def with_requested(
             pains = [p.region for p in patient.pain]
             region = d.pick(pains) if pains and d.chance(80) else d.pick(regions)
             item: dict[str, Any] = {"id": f"sr-{n}", "intervention": code, "region": region}
+            if without_region_pct and d.chance(without_region_pct):  # a code that does not fix the region
+                del item["region"]
             item["status"] = d.pick(("requested", "planned", "scheduled"))
             if d.chance(50):
                 item["side"] = d.pick(("left", "right", "bilateral"))
@@ -69,8 +86,16 @@ def with_requested(
             if d.chance(50):
                 item["planned_date"] = (as_of + timedelta(days=d.num(0, 90))).isoformat()
             requested.append(item)
+        extra: dict[str, Any] = {}
+        if stent_pct and d.chance(stent_pct):  # the stent-timing rules judge the requested procedures
+            stent: dict[str, Any] = {}
+            if d.chance(90):
+                stent["type"] = d.pick(("drug_eluting", "bare_metal"))
+            if d.chance(90):
+                stent["date"] = d.ago(d.near((30, 91, 182), 0, 730))
+            extra["coronary_stents"] = [stent]
         return PatientCase.model_validate(
-            {**patient.model_dump(mode="json", exclude_none=True), "requested": requested}
+            {**patient.model_dump(mode="json", exclude_none=True), "requested": requested, **extra}
         )
 
     return build()
