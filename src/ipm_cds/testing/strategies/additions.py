@@ -133,7 +133,7 @@ def with_series(
             region, character = d.pick(pains)
             kind = "esi_transforaminal" if character == "radicular" and d.chance(80) else d.pick(_SERIES_KINDS[region])
             # an RFA about 6 months back half of the time: the repeat interval, and follow-ups of 12 weeks or more
-            back = d.num(150, 400) if kind in ("facet_rfa", "genicular_rfa") and d.chance(50) else d.num(20, 400)
+            back = d.num(150, 400) if kind in ("facet_rfa", "genicular_rfa") and d.chance(70) else d.num(20, 400)
             added = {"kind": kind, "purpose": "therapeutic", "region": region,
                      "date": (as_of - timedelta(days=back)).isoformat()}  # fmt: skip
             doc.setdefault("procedures", []).append(added)
@@ -150,9 +150,11 @@ def with_series(
             measurements.append({"instrument": "nrs", "region": region, "score": baseline,
                                  "date": (day - timedelta(days=3)).isoformat()})  # fmt: skip
             weeks = sorted(set(d.some(_FOLLOW_UP_WEEKS, 1, 4)))
+            if d.chance(60):  # the 3- and 6-month follow-ups that the repeat criteria read, most of the time
+                weeks = sorted({*weeks, d.pick((13, 26))})
             follow = [w for w in weeks if day + timedelta(weeks=w) <= as_of]
             # often a lasting responder (at most half the baseline), often a non-responder (at most 20% better)
-            shape = d.num(0, 9)
+            shape = d.num(0, 9) if d.chance(70) else 0  # a lasting responder more often than not
             low, high = (
                 (0, baseline // 2)
                 if shape < 4
