@@ -9,6 +9,11 @@ naming the field and suggesting the nearest code (:func:`ipm_cds.model.facts.voc
 pathway adds its codes to the ruleset, not here. Dates are ISO ``YYYY-MM-DD``; checks that need the
 evaluation date (nothing dated after ``as_of``) run in :func:`ipm_cds.model.facts.normalise`.
 
+Why this module is over 600 lines: it is the one definition of the patient document, the input format
+every integrator writes against (the JSON Schema, the docs' field tables and the FHIR reader's targets are
+made from it); its models are small and flat, and splitting them by section would scatter the shared field
+types and validators that keep the sections alike.
+
 Missing is not normal: every clinical field is optional and ``None`` means *not recorded*. The rules
 never read a missing value as a normal one; they report it in ``Assessment.missing_data``.
 """
