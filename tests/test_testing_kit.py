@@ -98,10 +98,22 @@ def test_patients_fire_every_active_rule_of_the_bundled_ruleset() -> None:
     serial = rule_coverage(ruleset, draws=COVERAGE_DRAWS, strategy=with_series(ruleset=ruleset))
     # the coronary-stent timing rules fire for patients with a stent and orders (fewer draws: only they need it)
     stented = rule_coverage(ruleset, draws=COVERAGE_DRAWS // 4, strategy=with_requested(ruleset=ruleset, stent_pct=100))
+    # a repeat judged from a series needs a patient who meets the pathway's indication and a series after its
+    # latest procedure: series over each repeatable pathway's own patients (fewer draws: only they need it)
+    pathways = [
+        rule_coverage(
+            ruleset,
+            draws=COVERAGE_DRAWS // 4,
+            strategy=with_series(patients(pathway=pathway, ruleset=ruleset), ruleset=ruleset),
+        )
+        for pathway in ("facet", "esi", "sij", "genicular", "neuromodulation")
+    ]
     for profile, report in reports.items():
         report.fired.update(ordered[profile].fired)
         report.fired.update(stented[profile].fired)
         report.fired.update(serial[profile].fired)
+        for extra in pathways:
+            report.fired.update(extra[profile].fired)
     never = {profile: report.never_fired for profile, report in reports.items() if report.never_fired}
     assert not never, f"active rules that {COVERAGE_DRAWS} patients never fired:\n{format_report(reports)}"
     for report in reports.values():
