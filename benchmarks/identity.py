@@ -11,6 +11,11 @@ explanation is also checked to survive a JSON round trip (``model_validate_json(
 x``), and warnings (pydantic's serialisation warnings included) are errors.
 
 A change meant only to make evaluation faster must leave every digest as it was.
+
+``--conclusions`` digests what a clinician reads instead: the assessment without its trace and provenance,
+with rule versions left out (``id@1.2.0`` becomes ``id``), and no explanations. It checks a rule edit that
+changes only how a rule matches (an aggregate in place of one firing per fact): its version and its trace
+change, its conclusions must not.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 import warnings
@@ -93,7 +99,16 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run(count: int, explain_every: int) -> dict[str, str]:
+_VERSION = re.compile(r"@\d+\.\d+\.\d+")
+
+
+def _conclusions(assessment: Any) -> str:
+    """The assessment's JSON without trace and provenance, rule versions left out."""
+    text = assessment.model_dump_json(exclude={"trace", "provenance"})
+    return _VERSION.sub("", text)
+
+
+def run(count: int, explain_every: int, conclusions: bool = False) -> dict[str, str]:
     import ipm_cds
     from ipm_cds import Assessment
     from ipm_cds.model.explanation import Explanation
@@ -119,6 +134,9 @@ def run(count: int, explain_every: int) -> dict[str, str]:
                 except ipm_cds.IpmCdsError as exc:
                     out[tag] = _digest(f"error {type(exc).__name__}: {exc}")
                     continue
+                if conclusions:
+                    out[tag] = _digest(_conclusions(a))
+                    continue
                 compact = a.model_dump_json()
                 if Assessment.model_validate_json(compact) != a:
                     raise AssertionError(f"{tag}: the assessment does not survive a JSON round trip")
@@ -139,10 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--explain-every", type=int, default=5, metavar="N")
     parser.add_argument("--out", type=Path, help="write the digests here (JSON)")
     parser.add_argument("--compare", type=Path, help="digests of an earlier run to compare with")
+    parser.add_argument(
+        "--conclusions", action="store_true", help="digest conclusions only: no trace, provenance or rule versions"
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("error")
     start = time.perf_counter()
-    digests = run(args.patients, args.explain_every)
+    digests = run(args.patients, args.explain_every, args.conclusions)
     total = _digest("\n".join(f"{k} {v}" for k, v in sorted(digests.items())))
     print(f"{len(digests)} outputs, digest {total} ({time.perf_counter() - start:.0f} s)")
     if args.out:
