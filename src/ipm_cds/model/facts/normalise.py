@@ -77,7 +77,9 @@ SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys
 def _canonical(items: Sequence[_M]) -> list[_M]:
     if len(items) < 2:
         return list(items)  # nothing to order (and no JSON to write for the sort key)
-    return sorted(items, key=lambda m: SORTED_JSON(m.model_dump(mode="json")))
+    # pydantic-core's JSON of each item (fields in declaration order): a total order on content, three times
+    # faster than sorted-key JSON of model_dump (measured on the largest patients)
+    return sorted(items, key=lambda m: m.model_dump_json())
 
 
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
