@@ -422,12 +422,12 @@ def test_the_cap_gives_one_message_on_both_backends(ruleset: ipm_cds.Ruleset) ->
     document = {"medications": [{"agent": a} for a in agents], "conditions": [{"code": "mechanical_heart_valve"}]}
     messages = []
     for backend in ("durable", "python"):
-        engine = ipm_cds.Engine(ruleset, backend=backend, firing_cap=2)  # type: ignore[arg-type]
+        engine = ipm_cds.Engine(ruleset, backend=backend, firing_cap=1)  # type: ignore[arg-type]
         with pytest.raises(FiringLimitError) as info:
             engine.evaluate(document, as_of=AS_OF)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
-    assert messages[0].startswith("more than 2 rule firings in one evaluation over 3 medication, ")
+    assert messages[0].startswith("more than 1 rule firings in one evaluation over 3 medication, ")
     assert "[rule " in messages[0]
 
 
@@ -449,8 +449,9 @@ def test_the_python_backend_checks_the_cap_while_matching(ruleset: ipm_cds.Rules
 
     for name in backend._compiled.match._keys:  # built lazily: build and wrap every one
         backend._compiled.match[name] = counting(backend._compiled.match[name])
-    agents = ["apixaban", "rivaroxaban", "warfarin", "clopidogrel", "aspirin", "dabigatran", "edoxaban", "prasugrel"]
-    document = {"medications": [{"agent": a} for a in agents], "conditions": [{"code": "mechanical_heart_valve"}]}
+    # a pregnancy on eight NSAIDs: safety.pregnancy.nsaid alone could fire eight times
+    agents = ["ibuprofen", "diclofenac", "ketorolac", "etodolac", "indomethacin", "naproxen", "meloxicam", "piroxicam"]
+    document = {"demographics": {"sex": "female", "pregnant": True}, "medications": [{"agent": a} for a in agents]}
     with pytest.raises(FiringLimitError):
         engine.evaluate(document, as_of=AS_OF)
     assert pulled == 4  # the fourth match fired past the cap; nothing more was matched

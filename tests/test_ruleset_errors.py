@@ -407,18 +407,16 @@ def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
         # the aliases are used by an antithrombotic_hold conclusion
         (
             "rules/antithrombotic.yaml",
-            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
-            "      # no high",
-            "      candidate: {type: candidat}\n      medication: {type: medication, antithrombotic: true}\n"
-            "      # no high",
+            "      candidate: {type: candidate}\n      # once per drug",
+            "      candidate: {type: candidat}\n      # once per drug",
             "candidat",
             "candidate",
         ),
         (
             "rules/antithrombotic.yaml",
-            "      candidate: {type: candidate}\n      medication: {type: medication, antithrombotic: true}\n"
+            "      medication: {count_of: {type: medication, antithrombotic: true}, by: [agent, indication]}\n"
             "      # no high",
-            "      candidate: {type: candidate}\n      medication: {type: medicaton, antithrombotic: true}\n"
+            "      medication: {count_of: {type: medicaton, antithrombotic: true}, by: [agent, indication]}\n"
             "      # no high",
             "medicaton",
             "medication",
@@ -678,4 +676,18 @@ def test_a_value_missing_after_a_colon_says_so(copy: Path) -> None:
         "(it should be 'draft', 'active' or 'retired')",
         f"ipm-core/rules/facet.yaml:{gte}:{col_of(copy, 'rules/facet.yaml', '{gte: }') + 6}: a value is missing after "
         "'gte:' (procedure.relief_pct takes a number or {param: NAME})",
+    ]
+
+
+def test_antithrombotic_hold_needs_the_drug_agent(copy: Path) -> None:
+    """The hold advice reads the drug's agent: a count of medications is accepted only grouped by agent."""
+    grouped = "medication: {count_of: {type: medication, antithrombotic: true}, by: [agent, indication]}"
+    ungrouped = "medication: {count_of: {type: medication, antithrombotic: true}, by: [indication]}"
+    edit(copy, "rules/antithrombotic.yaml", grouped, ungrouped, first=True)
+    line = line_of(copy, "rules/antithrombotic.yaml", "- antithrombotic_hold:")
+    col = col_of(copy, "rules/antithrombotic.yaml", "{medication: medication") + len("{medication: ")
+    assert problems(copy) == [
+        f"ipm-core/rules/antithrombotic.yaml:{line}:{col}: medication names an alias bound to a medication fact or "
+        "to a count of medications by agent (e.g. medication: {count_of: {type: medication, antithrombotic: "
+        "true}, by: [agent, indication]})"
     ]

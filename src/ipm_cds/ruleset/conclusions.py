@@ -119,8 +119,21 @@ def _exclude_or_precaution(
 def _hold(c: _RuleCompiler, body: AntithromboticHoldBody, cpath: Path_) -> ir.Conclusion | None:
     if body.medication in c.unresolved or body.candidate in c.unresolved:
         return None  # the alias's own pattern is reported; this reference is not reported again
-    if c.aliases.get(body.medication) != "medication":
-        c.error((*cpath, "medication"), "medication names an alias bound to a medication fact")
+    bound = c.aliases.get(body.medication)
+    aggregate = c.aggregates.get(bound or "")
+    # a medication fact, or a count of medications by agent (the advice reads the agent and the indication)
+    by_agent = (
+        aggregate is not None
+        and aggregate.function == "count"
+        and aggregate.source_type == "medication"
+        and "agent" in aggregate.by
+    )
+    if bound != "medication" and not by_agent:
+        c.error(
+            (*cpath, "medication"),
+            "medication names an alias bound to a medication fact or to a count of medications by agent",
+            "e.g. medication: {count_of: {type: medication, antithrombotic: true}, by: [agent, indication]}",
+        )
         return None
     if c.aliases.get(body.candidate) != "candidate":
         c.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
