@@ -66,16 +66,16 @@ class Aggregated:
         self.members.update(other.members)  # (tuples: immutable)
         if other.sources:
             self.sources.update(other.sources)
-        for mine, theirs in (
-            (self.undecided, other.undecided),
-            (self.pending, other.pending),
-            (self.uncertain, other.uncertain),
-            (self.unranked, other.unranked),
-        ):
-            if theirs:
+        if other.undecided or other.pending or other.uncertain or other.unranked:  # (rarely: most add nothing)
+            for mine, theirs in (
+                (self.undecided, other.undecided),
+                (self.pending, other.pending),
+                (self.uncertain, other.uncertain),
+                (self.unranked, other.unranked),
+            ):
                 mine.update((key, list(value)) for key, value in theirs.items())
-        for key, value in other.fields.items():
-            self.fields[key] = dict(value)
+        # shared, not copied: a fields mapping is never changed in place, only replaced (compute assigns new ones)
+        self.fields.update(other.fields)
 
     def translate(self, unknown: Unknown) -> list[Unknown]:
         """A field missing on a made fact, as the fields missing on the facts it was made from."""
