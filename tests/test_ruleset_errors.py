@@ -407,8 +407,8 @@ def test_unknown_rule_in_a_test_expectation(copy: Path) -> None:
         # the aliases are used by an antithrombotic_hold conclusion
         (
             "rules/antithrombotic.yaml",
-            "      candidate: {type: candidate}\n      # once per drug",
-            "      candidate: {type: candidat}\n      # once per drug",
+            "      candidate: {count_of: {type: candidate}, count: {gte: 1}}\n      # once per drug",
+            "      candidate: {count_of: {type: candidat}, count: {gte: 1}}\n      # once per drug",
             "candidat",
             "candidate",
         ),
@@ -676,6 +676,18 @@ def test_a_value_missing_after_a_colon_says_so(copy: Path) -> None:
         "(it should be 'draft', 'active' or 'retired')",
         f"ipm-core/rules/facet.yaml:{gte}:{col_of(copy, 'rules/facet.yaml', '{gte: }') + 6}: a value is missing after "
         "'gte:' (procedure.relief_pct takes a number or {param: NAME})",
+    ]
+
+
+def test_antithrombotic_hold_needs_a_candidate(copy: Path) -> None:
+    """The hold advice is given for a candidate, or for each candidate of a count of candidates."""
+    counted = "candidate: {count_of: {type: candidate}, count: {gte: 1}}"
+    edit(copy, "rules/antithrombotic.yaml", counted, "candidate: {count_of: {type: pain}, count: {gte: 1}}", first=True)
+    line = line_of(copy, "rules/antithrombotic.yaml", "- antithrombotic_hold:")
+    col = col_of(copy, "rules/antithrombotic.yaml", "candidate: candidate, upgrade") + len("candidate: ")
+    assert problems(copy) == [
+        f"ipm-core/rules/antithrombotic.yaml:{line}:{col}: candidate names an alias bound to a candidate fact or to "
+        "a count of candidates (e.g. candidate: {count_of: {type: candidate}, count: {gte: 1}})"
     ]
 
 

@@ -51,6 +51,13 @@ class Run:
     def is_blocked(self, firing: Firing) -> bool:
         return (firing.rule.id, firing.signature) in self.blocked
 
+    def stands_for(self, fact: Fact, fact_type: str) -> tuple[Fact, ...]:
+        """The facts of ``fact_type`` a bound fact stands for: itself, or, for a count over that type, the
+        facts that fed it (an antithrombotic hold bound to a count of candidates speaks for each of them)."""
+        if fact.type == fact_type:
+            return (fact,)
+        return tuple(f for f in self.aggregated.members.get(fact.key, ()) if f.type == fact_type)
+
 
 def _signature(rule: ir.Rule, bound: Mapping[str, Fact]) -> Signature:
     return tuple((p.alias, bound[p.alias].key) for p in rule.patterns)

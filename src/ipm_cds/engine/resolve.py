@@ -454,33 +454,37 @@ def resolve(
             )
     meds = program.ruleset.medications
     for firing, hold in holds:
-        med_fact, cand_fact = firing.bindings[hold.medication], firing.bindings[hold.candidate]
+        med_fact = firing.bindings[hold.medication]
         entry = meds[str(med_fact.values["agent"])]
         secondary = med_fact.values.get("indication") == "secondary_prevention"
         table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
         if table is None:
             continue
-        base = _RISK[str(cand_fact.values.get("bleeding_risk", "high"))]
-        risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
-        advice: HoldAdvice = getattr(table, risk)
         approval = entry.prescriber_approval_always or secondary
-        text = _hold_text(r.messages, entry.name, advice, risk, entry.restart, approval, base if hold.upgrade else None)
-        for key, cand in candidates.items():
-            if cand.intervention == cand_fact.values.get("intervention") and cand.target.region == cand_fact.values.get(
-                "region"
-            ):
-                attached.setdefault(key, []).append(
-                    trusted(
-                        Precaution,
-                        intervention=cand.intervention,
-                        kind="antithrombotic",
-                        text=text,
-                        medication=entry.code,
-                        bleeding_risk=risk,
-                        requires_prescriber_approval=approval,
-                        basis=r.basis(firing.rule),
+        # one candidate fact, or each of those a count of candidates was made from
+        for cand_fact in run.stands_for(firing.bindings[hold.candidate], "candidate"):
+            base = _RISK[str(cand_fact.values.get("bleeding_risk", "high"))]
+            risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
+            advice: HoldAdvice = getattr(table, risk)
+            text = _hold_text(
+                r.messages, entry.name, advice, risk, entry.restart, approval, base if hold.upgrade else None
+            )
+            for key, cand in candidates.items():
+                if cand.intervention == cand_fact.values.get(
+                    "intervention"
+                ) and cand.target.region == cand_fact.values.get("region"):
+                    attached.setdefault(key, []).append(
+                        trusted(
+                            Precaution,
+                            intervention=cand.intervention,
+                            kind="antithrombotic",
+                            text=text,
+                            medication=entry.code,
+                            bleeding_risk=risk,
+                            requires_prescriber_approval=approval,
+                            basis=r.basis(firing.rule),
+                        )
                     )
-                )
 
     missing, grouped = _missing_entries(run, index)
     # Step 5: safety checks that missing data left undecided, per candidate.

@@ -258,7 +258,7 @@ class _Verdicts:
                         }[c.severity]  # type: ignore[assignment]
                         add(kind, r.render(c.reason, bound), rule)
                 elif isinstance(c, ir.AntithromboticHold):
-                    if bound[c.candidate].key != candidate.key:
+                    if all(f.key != candidate.key for f in self.run.stands_for(bound[c.candidate], "candidate")):
                         continue
                     hold = self.hold(bound[c.medication], candidate, c.upgrade)
                     if hold is not None:

@@ -135,8 +135,17 @@ def _hold(c: _RuleCompiler, body: AntithromboticHoldBody, cpath: Path_) -> ir.Co
             "e.g. medication: {count_of: {type: medication, antithrombotic: true}, by: [agent, indication]}",
         )
         return None
-    if c.aliases.get(body.candidate) != "candidate":
-        c.error((*cpath, "candidate"), "candidate names an alias bound to a candidate fact")
+    bound_candidate = c.aliases.get(body.candidate)
+    counted = c.aggregates.get(bound_candidate or "")
+    # a candidate, or a count of candidates: the advice is then given for each candidate counted
+    if bound_candidate != "candidate" and not (
+        counted is not None and counted.function == "count" and counted.source_type == "candidate"
+    ):
+        c.error(
+            (*cpath, "candidate"),
+            "candidate names an alias bound to a candidate fact or to a count of candidates",
+            "e.g. candidate: {count_of: {type: candidate}, count: {gte: 1}}",
+        )
         return None
     return ir.AntithromboticHold(body.medication, body.candidate, body.upgrade)
 
