@@ -28,7 +28,7 @@ from ipm_cds.interop.fhir import (
     read_prefetch,
 )
 from ipm_cds.interop.maps import load_maps
-from ipm_cds.interop.series import LOINC_INSTRUMENTS, OUTCOME_MEASURE_SYSTEM
+from ipm_cds.interop.series import OUTCOME_MEASURE_SYSTEM, instrument_codes
 from ipm_cds.patientfile import read_patient_document
 
 AS_OF = date(2025, 6, 2)
@@ -801,7 +801,7 @@ def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset)
         for pair in template.partition("code=")[2].partition("&")[0].split(",") if "code=" in template else []:
             system, _, code = pair.rpartition("|")
             if key == "outcomeObservations":  # the instrument scores of the series (issue 16)
-                assert code in LOINC_INSTRUMENTS or system in (OUTCOME_MEASURE_SYSTEM, cs("observation")), pair
+                assert (system, code) in instrument_codes() or system == OUTCOME_MEASURE_SYSTEM, pair
                 continue
             assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
 

@@ -131,6 +131,43 @@ def test_a_gps_concept_is_chosen_by_a_name_the_source_holds(monkeypatch: pytest.
         gen.condition_entries(mapping)
 
 
+def test_an_instrument_code_is_chosen_by_the_name_its_sources_give_it() -> None:
+    """The LOINC codes of outcome instruments are looked up by name in the CQL and value sets: a name a source
+    lacks, or a name two sources code differently, stops the script; no code is typed."""
+    gen = _generator()
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    chosen = {e["code"]: (e["instrument"], e["source"]) for e in gen.instrument_entries(mapping)}
+    assert chosen["71959-1"] == ("promis_pf", "cms90-functional-status-heart-failure")
+    assert chosen["44261-6"] == ("phq9", "phq9-tools, ahrq-pain-management-summary")  # both sources agree
+    mapping["instruments"]["PROMIS-29 Physical function score"] = {  # the raw score: not in the CQL
+        "instrument": "promis_pf",
+        "from": ["cms90-functional-status-heart-failure"],
+    }
+    with pytest.raises(gen.SourceError, match="is 0 LOINC codes of cms90"):
+        gen.instrument_entries(mapping)
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    mapping["instruments"]["Mean score [PEG]"]["from"].append("phq9-tools")  # the PHQ-9 value set has no PEG
+    with pytest.raises(gen.SourceError, match="is 0 LOINC codes of phq9-tools"):
+        gen.instrument_entries(mapping)
+
+
+def test_cql_code_declarations_are_read_with_their_code_system(tmp_path: Path) -> None:
+    gen = _generator()
+    cql = tmp_path / "x.cql"
+    cql.write_text(
+        "library X\ncodesystem \"LOINC\": 'http://loinc.org'\n"
+        'code "A score":\n  \'1-1\' from "LOINC" display \'A score [X]\'\ncode "B": \'2-2\' from "LOINC"\n',
+        encoding="utf-8",
+    )
+    assert gen.cql_codes(cql) == [
+        {"system": "http://loinc.org", "code": "1-1", "display": "A score [X]"},
+        {"system": "http://loinc.org", "code": "2-2", "display": "B"},
+    ]
+    cql.write_text('code "C": \'3-3\' from "SNOMED"\n', encoding="utf-8")
+    with pytest.raises(gen.SourceError, match="undeclared code system"):
+        gen.cql_codes(cql)
+
+
 def test_every_table_names_its_sources_with_licence_and_checksums() -> None:
     for path in TABLES.glob("*.json"):
         provenance = json.loads(path.read_text(encoding="utf-8"))["provenance"]
