@@ -469,6 +469,27 @@ def test_start_back_total_and_distress_subscore_by_loinc(ruleset: ipm_cds.Rulese
     assert m.unmapped == ()
 
 
+def test_the_opioid_risk_tool_total_by_loinc(ruleset: ipm_cds.Ruleset) -> None:
+    """ORT 91392-1, as the AHRQ Pain Management Summary CQL declares it; STOP-Bang has no LOINC code read."""
+    ort = {
+        "resourceType": "Observation",
+        "id": "ort",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "91392-1"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-05-01",
+        "valueInteger": 9,
+    }
+    m = _read(ort, ruleset=ruleset)
+    (screening,) = m.patient.screenings
+    assert (screening.instrument, screening.score) == ("ort", 9)
+    assert m.unmapped == ()
+    cql = (ROOT / "scripts/terminology/sources/ahrq-pms/FactorsToConsiderInManagingChronicPainFHIRv401.cql").read_text()
+    assert 'code "Total score ORT": \'91392-1\' from "LOINC"' in cql
+    loinc = {code for (system, code) in load_maps().observation_by_code if system == "http://loinc.org"}
+    assert not {o.target for o in load_maps().observations.observations if o.code in loinc} & {"screening.stop_bang"}
+
+
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
     udt = {
         "resourceType": "Observation",
