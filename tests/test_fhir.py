@@ -465,7 +465,8 @@ def test_medications_rxnorm_local_dose_and_status(ruleset: ipm_cds.Ruleset) -> N
             ),
             med("w", [(RXNORM, "11289")], status="stopped"),
             med("f", [(RXNORM, "4337")]),
-            med("riv", [(RXNORM, "1114195")]),
+            med("riv", [(RXNORM, "1114195")]),  # rivaroxaban (US Core allergy-substance value set)
+            med("x", [(RXNORM, "000000")]),  # no RxNorm concept
             med("prn", [(RXNORM, "7052")], dosageInstruction=[{"asNeededBoolean": True}]),
         ),
         ruleset=ruleset,
@@ -476,10 +477,11 @@ def test_medications_rxnorm_local_dose_and_status(ruleset: ipm_cds.Ruleset) -> N
     assert doses["gabapentin"] == (900.0, "mg")
     assert doses["morphine"] == (None, None)
     assert "warfarin" not in doses
+    assert doses["rivaroxaban"] == (None, None)
     assert kinds(m) == {
         "MedicationRequest/w": "not_current",
         "MedicationRequest/f": "ambiguous_code",
-        "MedicationRequest/riv": "unknown_code",
+        "MedicationRequest/x": "unknown_code",
         "MedicationRequest/prn": "partial",
     }
 

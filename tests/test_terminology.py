@@ -712,6 +712,17 @@ FAMILIES = {
         {"facet_rfa"},
         set(),
     ),
+    # knee osteoarthritis (SNOMED CT GPS), genicular block and RFA by CPT, the outcome series by LOINC (NRS, PROMIS-29
+    # physical function and pain interference T-scores), cilostazol by its RxNorm ingredient
+    "coded_genicular_promis": (
+        {
+            "pain[0]": "Condition/coded-genicular-promis-cond-1",
+            "procedures[1]": "Procedure/coded-genicular-promis-proc-2",
+            "medications[0]": "MedicationStatement/coded-genicular-promis-med-1",
+        },
+        set(),
+        {"genicular_rfa"},
+    ),
     # sacroiliac joint pain (SNOMED CT GPS), a diagnostic injection by HCPCS G0260 with 80% relief
     "coded_sij_hcpcs": (
         {"pain[0]": "Condition/coded-sij-hcpcs-cond-1", "procedures[0]": "Procedure/coded-sij-hcpcs-proc-1"},
@@ -752,6 +763,54 @@ def test_the_coded_examples_read_each_family_from_its_standard_code(ruleset: ipm
     (proc,) = sij.patient.procedures
     assert (proc.kind, proc.relief_pct) == ("sij_injection", 80)
     assert maps.cpt["G0260"].procedure_kinds == maps.cpt["27096"].procedure_kinds  # the facility code of 27096
+
+
+def test_the_genicular_example_reads_its_outcome_series_by_loinc(
+    ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    """PROMIS-29 T-scores (71959-1, 71961-7) and NRS by LOINC become the series the outcome rules read: pain better,
+    physical function worse by more than the MID, flagged on both backends."""
+    m = read_bundle((EXAMPLES / "coded_genicular_promis.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    series = sorted((x.instrument, x.date.isoformat(), x.score) for x in m.patient.measurements)
+    assert series == [
+        ("nrs", "2024-05-25", 8.0),
+        ("nrs", "2024-07-01", 3.0),
+        ("promis_pf", "2024-05-25", 42.5),
+        ("promis_pf", "2024-07-01", 36.0),
+        ("promis_pi", "2024-05-25", 63.1),
+        ("promis_pi", "2024-07-01", 55.2),
+    ]
+    assert {x.region for x in m.patient.measurements} == {"knee"}
+    assert [x.agent for x in m.patient.medications] == ["cilostazol"]
+    for engine in (durable, python_engine):
+        alerts = set(engine.evaluate(m.patient, as_of=AS_OF).codes()["alerts"])
+        assert {"outcomes.response.responder", "outcomes.function.worse_while_pain_better"} <= alerts
+
+
+def test_cilostazol_by_its_rxnorm_ingredient_is_held_two_days_before_a_high_risk_procedure(
+    ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    """RxNorm 21107 (US Core allergy-substance value set) is the catalogue's cilostazol: ASRA 2018 (criteria 6.2)
+    holds it 2 days before a high-bleeding-risk procedure, the SCS trial of scs.json."""
+    coded = json.loads((EXAMPLES / "scs.json").read_text(encoding="utf-8"))
+    (patient,) = [e["resource"]["id"] for e in coded["entry"] if e["resource"]["resourceType"] == "Patient"]
+    cilostazol = {
+        "resourceType": "MedicationStatement",
+        "id": "cilostazol",
+        "status": "active",
+        "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "21107", "display": "cilostazol"}]},
+    }
+    coded["entry"].append({"resource": cilostazol})
+    m = read_bundle(coded, ruleset=ruleset)
+    assert m.unmapped == () and [x.agent for x in m.patient.medications] == ["cilostazol"]
+    assert load_maps().medication_by_rxcui["21107"].agent == "cilostazol"
+    for engine in (durable, python_engine):
+        assessment = json.loads(engine.evaluate(m.patient, as_of=AS_OF).to_json(timestamp=False))
+        (candidate,) = assessment["candidates"]
+        (hold,) = [p for p in candidate["precautions"] if p["kind"] == "antithrombotic"]
+        assert (candidate["intervention"], hold["medication"]) == ("scs_trial", "cilostazol")
+        assert "hold 2 days" in hold["text"]
 
 
 def _enoxaparin_hold(m: FhirMapping, engine: ipm_cds.Engine) -> tuple[str, str]:
