@@ -902,3 +902,41 @@ def test_a_coded_requested_procedure_names_its_intervention(ruleset: ipm_cds.Rul
         ("ServiceRequest/tfesi-1", ("esi_transforaminal",), "lumbar")
     ]
     assert other == []
+
+
+@pytest.mark.parametrize("kind", ["drg_trial", "drg_implant", "idd_trial"])
+def test_drg_and_intrathecal_trials_have_no_cpt_code_and_read_from_the_local_code(
+    kind: str, ruleset: ipm_cds.Ruleset
+) -> None:
+    """No published coding source gives DRG stimulation or an intrathecal trial a CPT code of its own: no CPT code
+    is read as them (never guessed from the SCS or injection codes); the local codes are read, and a Procedure
+    coded with SCS's 63650 and a local DRG code is reported, not read as either."""
+    maps = load_maps()
+    assert all(kind not in e.procedure_kinds and kind not in e.interventions for e in maps.procedures.cpt)
+    assert any(kind in item.get("kinds", []) for item in maps.procedures.not_included)
+    local = "https://ipm-cds.invalid/fhir/CodeSystem/"
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "order",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": local + "intervention", "code": kind}]},
+    }
+    m = _read(order, ruleset=ruleset)
+    assert [r.intervention for r in m.patient.requested] == [kind] and m.unmapped == ()
+    if kind.startswith("drg"):
+        cpt = {"system": "http://www.ama-assn.org/go/cpt", "code": "63650"}
+        done = {
+            "resourceType": "Procedure",
+            "id": "done",
+            "status": "completed",
+            "subject": {"reference": "Patient/p"},
+            "performedDateTime": "2025-01-06",
+            "code": {"coding": [cpt, {"system": local + "procedure-kind", "code": kind}]},
+            "bodySite": [{"coding": [{"system": local + "body-region", "code": "lumbar"}]}],
+        }
+        m = _read(done, ruleset=ruleset)
+        assert m.patient.procedures == []
+        (item,) = m.unmapped
+        assert item.kind == "ambiguous_code" and "disagrees with CPT 63650" in item.reason
