@@ -28,7 +28,7 @@ from ipm_cds.interop.fhir import (
     read_prefetch,
 )
 from ipm_cds.interop.maps import load_maps
-from ipm_cds.interop.series import LOINC_INSTRUMENTS, OUTCOME_MEASURE_SYSTEM
+from ipm_cds.interop.series import OUTCOME_MEASURE_SYSTEM, instrument_codes
 from ipm_cds.patientfile import read_patient_document
 
 AS_OF = date(2025, 6, 2)
@@ -465,7 +465,8 @@ def test_medications_rxnorm_local_dose_and_status(ruleset: ipm_cds.Ruleset) -> N
             ),
             med("w", [(RXNORM, "11289")], status="stopped"),
             med("f", [(RXNORM, "4337")]),
-            med("riv", [(RXNORM, "1114195")]),
+            med("riv", [(RXNORM, "1114195")]),  # rivaroxaban (US Core allergy-substance value set)
+            med("x", [(RXNORM, "000000")]),  # no RxNorm concept
             med("prn", [(RXNORM, "7052")], dosageInstruction=[{"asNeededBoolean": True}]),
         ),
         ruleset=ruleset,
@@ -476,10 +477,11 @@ def test_medications_rxnorm_local_dose_and_status(ruleset: ipm_cds.Ruleset) -> N
     assert doses["gabapentin"] == (900.0, "mg")
     assert doses["morphine"] == (None, None)
     assert "warfarin" not in doses
+    assert doses["rivaroxaban"] == (None, None)
     assert kinds(m) == {
         "MedicationRequest/w": "not_current",
         "MedicationRequest/f": "ambiguous_code",
-        "MedicationRequest/riv": "unknown_code",
+        "MedicationRequest/x": "unknown_code",
         "MedicationRequest/prn": "partial",
     }
 
@@ -801,7 +803,7 @@ def test_prefetch_templates_follow_what_the_rules_read(ruleset: ipm_cds.Ruleset)
         for pair in template.partition("code=")[2].partition("&")[0].split(",") if "code=" in template else []:
             system, _, code = pair.rpartition("|")
             if key == "outcomeObservations":  # the instrument scores of the series (issue 16)
-                assert code in LOINC_INSTRUMENTS or system in (OUTCOME_MEASURE_SYSTEM, cs("observation")), pair
+                assert (system, code) in instrument_codes() or system == OUTCOME_MEASURE_SYSTEM, pair
                 continue
             assert (system, code) in maps.observation_by_code or system == cs("red-flag"), pair
 

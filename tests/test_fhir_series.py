@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERIES = ROOT / "examples" / "fhir" / "series.json"
 AS_OF = date(2025, 6, 2)
 LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
 L = "https://ipm-cds.invalid/fhir/"
 OM = L + "CodeSystem/outcome-measure"
 BR = L + "CodeSystem/body-region"
@@ -223,6 +224,67 @@ def test_unreadable_instrument_scores_are_reported_never_guessed(ruleset: ipm_cd
     }
     assert "not an outcome instrument" in reasons(m, "Observation/b1")
     assert "nrs score 11 is outside 0–10" in reasons(m, "Observation/r1")
+
+
+def quantity(value: float, unit: str | None) -> dict[str, Any]:
+    return {"valueQuantity": {"value": value, **({"system": UCUM, "code": unit} if unit is not None else {})}}
+
+
+def test_odi_and_promis_series_by_loinc_with_the_units_their_instruments_take(ruleset: ipm_cds.Ruleset) -> None:
+    """ODI 97909-6 in %, PROMIS-29 T-scores 71959-1 (physical function) and 71961-7 (pain interference) without a
+    unit or with a UCUM annotation: read as measurements. Another unit is reported, never read."""
+    m = read_bundle(
+        bundle(
+            pain("c1", "lumbar"),
+            score("o1", "97909-6", None, "2025-01-06", **quantity(42, "%"), **focus("Condition/c1")),
+            score("o2", "97909-6", None, "2025-03-03", **quantity(24, "%"), **focus("Condition/c1")),
+            score("o3", "97909-6", None, "2025-04-07", **quantity(21, "{score}"), **focus("Condition/c1")),
+            score("f1", "71959-1", None, "2025-01-06", **quantity(38.5, None), **focus("Condition/c1")),
+            score("f2", "71959-1", None, "2025-03-03", **quantity(44.1, "{T-score}"), **focus("Condition/c1")),
+            score("f3", "71959-1", None, "2025-04-07", **quantity(45.0, "%"), **focus("Condition/c1")),
+            score("i1", "71961-7", 62, "2025-01-06", **focus("Condition/c1")),
+            score("i2", "71961-7", None, "2025-03-03", **quantity(55.4, "1"), **focus("Condition/c1")),
+        ),
+        ruleset=ruleset,
+    )
+    assert points(m) == [
+        ("odi", "lumbar", "2025-01-06", 42.0),
+        ("odi", "lumbar", "2025-03-03", 24.0),
+        ("promis_pf", "lumbar", "2025-01-06", 38.5),
+        ("promis_pf", "lumbar", "2025-03-03", 44.1),
+        ("promis_pi", "lumbar", "2025-01-06", 62.0),
+        ("promis_pi", "lumbar", "2025-03-03", 55.4),
+    ]
+    assert m.patient.pain[0].odi_pct == 24  # the latest ODI in % is the complaint's odi_pct, as before
+    assert kinds(m) == {"Observation/o3": "unknown_unit", "Observation/f3": "unknown_unit"}
+    assert "unit {score}" in reasons(m, "Observation/o3") and "unit %" in reasons(m, "Observation/f3")
+
+
+def test_the_instrument_codes_are_the_terminology_tables_not_the_code() -> None:
+    """Every LOINC instrument code comes from a table with its source; the generated table names the published
+    source of each (the VSAC value sets, the AHRQ Pain Management Summary and CMS90 CQL)."""
+    from ipm_cds.interop.maps import load_maps
+    from ipm_cds.interop.series import instrument_codes, local_observation_instruments, loinc_instruments
+
+    table = json.loads((ROOT / "src/ipm_cds/interop/terminology/observations.json").read_text(encoding="utf-8"))
+    generated = {i["code"]: i["instrument"] for i in table["instruments"]}
+    assert generated == {
+        "72514-3": "nrs",
+        "44261-6": "phq9",
+        "70274-6": "gad7",
+        "91147-9": "peg",
+        "71959-1": "promis_pf",
+        "71961-7": "promis_pi",
+    }
+    assert loinc_instruments() == generated | {"97909-6": "odi"}  # the ODI from maps/observations.yaml, in %
+    assert local_observation_instruments() == {"odi_pct": "odi", "ndi": "ndi", "phq9": "phq9", "gad7": "gad7"}
+    sources = set(table["provenance"]["sources"])
+    assert {"ahrq_pms", "ecqm_2024_cql", "ecqm_2024"} <= sources
+    odi = instrument_codes()[(LOINC, "97909-6")]
+    assert odi.accepts(["%"]) and not odi.accepts(["{score}"]) and not odi.accepts([])
+    promis = instrument_codes()[(LOINC, "71959-1")]
+    assert promis.accepts([]) and promis.accepts(["{T-score}"]) and not promis.accepts(["%"])
+    assert load_maps().instrument_by_code is instrument_codes()
 
 
 # -- MME history ------------------------------------------------------------------------------------------

@@ -68,3 +68,22 @@ def test_response_card_carries_the_classification(durable: ipm_cds.Engine) -> No
 def test_no_card_without_a_response_finding(durable: ipm_cds.Engine) -> None:
     doc = read_patient_document(ROOT / "examples" / "patients" / "facet_rfa_candidate.yaml")
     assert response_card(durable.evaluate(doc, as_of=date(2025, 6, 2))) is None
+
+
+def test_the_tables_instruments_and_their_units_are_read_by_the_standalone_mapping(ruleset: ipm_cds.Ruleset) -> None:
+    """ODI by LOINC in % only, PROMIS T-scores without a unit (or a UCUM annotation): another unit is unread."""
+    resources = [
+        obs("o1", "97909-6", None, valueQuantity={"value": 38, "code": "%"}),
+        obs("o2", "97909-6", None, valueQuantity={"value": 19, "code": "{score}"}),
+        obs("f1", "71959-1", None, valueQuantity={"value": 41.2, "code": "{T-score}"}),
+        obs("f2", "71961-7", None, valueQuantity={"value": 58.0, "code": "%"}),
+    ]
+    measurements, unread = observations_to_measurements(resources)
+    assert measurements == [
+        {"instrument": "odi", "score": 38.0, "date": "2026-01-12"},
+        {"instrument": "promis_pf", "score": 41.2, "date": "2026-01-12"},
+    ]
+    assert unread == [("o2", "unit {score} not accepted for odi"), ("f2", "unit % not accepted for promis_pi")]
+    ruleset.parse_patient({"measurements": measurements})
+    # a deployment's own codes replace the tables' (and their unit rules)
+    assert observations_to_measurements(resources[1:2], codes={"97909-6": "odi"})[0][0]["score"] == 19.0

@@ -131,6 +131,43 @@ def test_a_gps_concept_is_chosen_by_a_name_the_source_holds(monkeypatch: pytest.
         gen.condition_entries(mapping)
 
 
+def test_an_instrument_code_is_chosen_by_the_name_its_sources_give_it() -> None:
+    """The LOINC codes of outcome instruments are looked up by name in the CQL and value sets: a name a source
+    lacks, or a name two sources code differently, stops the script; no code is typed."""
+    gen = _generator()
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    chosen = {e["code"]: (e["instrument"], e["source"]) for e in gen.instrument_entries(mapping)}
+    assert chosen["71959-1"] == ("promis_pf", "cms90-functional-status-heart-failure")
+    assert chosen["44261-6"] == ("phq9", "phq9-tools, ahrq-pain-management-summary")  # both sources agree
+    mapping["instruments"]["PROMIS-29 Physical function score"] = {  # the raw score: not in the CQL
+        "instrument": "promis_pf",
+        "from": ["cms90-functional-status-heart-failure"],
+    }
+    with pytest.raises(gen.SourceError, match="is 0 LOINC codes of cms90"):
+        gen.instrument_entries(mapping)
+    mapping = gen.yaml.safe_load((gen.HERE / "mapping.yaml").read_text(encoding="utf-8"))
+    mapping["instruments"]["Mean score [PEG]"]["from"].append("phq9-tools")  # the PHQ-9 value set has no PEG
+    with pytest.raises(gen.SourceError, match="is 0 LOINC codes of phq9-tools"):
+        gen.instrument_entries(mapping)
+
+
+def test_cql_code_declarations_are_read_with_their_code_system(tmp_path: Path) -> None:
+    gen = _generator()
+    cql = tmp_path / "x.cql"
+    cql.write_text(
+        "library X\ncodesystem \"LOINC\": 'http://loinc.org'\n"
+        'code "A score":\n  \'1-1\' from "LOINC" display \'A score [X]\'\ncode "B": \'2-2\' from "LOINC"\n',
+        encoding="utf-8",
+    )
+    assert gen.cql_codes(cql) == [
+        {"system": "http://loinc.org", "code": "1-1", "display": "A score [X]"},
+        {"system": "http://loinc.org", "code": "2-2", "display": "B"},
+    ]
+    cql.write_text('code "C": \'3-3\' from "SNOMED"\n', encoding="utf-8")
+    with pytest.raises(gen.SourceError, match="undeclared code system"):
+        gen.cql_codes(cql)
+
+
 def test_every_table_names_its_sources_with_licence_and_checksums() -> None:
     for path in TABLES.glob("*.json"):
         provenance = json.loads(path.read_text(encoding="utf-8"))["provenance"]
@@ -432,6 +469,27 @@ def test_start_back_total_and_distress_subscore_by_loinc(ruleset: ipm_cds.Rulese
     assert m.unmapped == ()
 
 
+def test_the_opioid_risk_tool_total_by_loinc(ruleset: ipm_cds.Ruleset) -> None:
+    """ORT 91392-1, as the AHRQ Pain Management Summary CQL declares it; STOP-Bang has no LOINC code read."""
+    ort = {
+        "resourceType": "Observation",
+        "id": "ort",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "91392-1"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-05-01",
+        "valueInteger": 9,
+    }
+    m = _read(ort, ruleset=ruleset)
+    (screening,) = m.patient.screenings
+    assert (screening.instrument, screening.score) == ("ort", 9)
+    assert m.unmapped == ()
+    cql = (ROOT / "scripts/terminology/sources/ahrq-pms/FactorsToConsiderInManagingChronicPainFHIRv401.cql").read_text()
+    assert 'code "Total score ORT": \'91392-1\' from "LOINC"' in cql
+    loinc = {code for (system, code) in load_maps().observation_by_code if system == "http://loinc.org"}
+    assert not {o.target for o in load_maps().observations.observations if o.code in loinc} & {"screening.stop_bang"}
+
+
 def test_a_urine_drug_test_is_recognised_and_reported_as_not_read(ruleset: ipm_cds.Ruleset) -> None:
     udt = {
         "resourceType": "Observation",
@@ -654,6 +712,17 @@ FAMILIES = {
         {"facet_rfa"},
         set(),
     ),
+    # knee osteoarthritis (SNOMED CT GPS), genicular block and RFA by CPT, the outcome series by LOINC (NRS, PROMIS-29
+    # physical function and pain interference T-scores), cilostazol by its RxNorm ingredient
+    "coded_genicular_promis": (
+        {
+            "pain[0]": "Condition/coded-genicular-promis-cond-1",
+            "procedures[1]": "Procedure/coded-genicular-promis-proc-2",
+            "medications[0]": "MedicationStatement/coded-genicular-promis-med-1",
+        },
+        set(),
+        {"genicular_rfa"},
+    ),
     # sacroiliac joint pain (SNOMED CT GPS), a diagnostic injection by HCPCS G0260 with 80% relief
     "coded_sij_hcpcs": (
         {"pain[0]": "Condition/coded-sij-hcpcs-cond-1", "procedures[0]": "Procedure/coded-sij-hcpcs-proc-1"},
@@ -694,6 +763,54 @@ def test_the_coded_examples_read_each_family_from_its_standard_code(ruleset: ipm
     (proc,) = sij.patient.procedures
     assert (proc.kind, proc.relief_pct) == ("sij_injection", 80)
     assert maps.cpt["G0260"].procedure_kinds == maps.cpt["27096"].procedure_kinds  # the facility code of 27096
+
+
+def test_the_genicular_example_reads_its_outcome_series_by_loinc(
+    ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    """PROMIS-29 T-scores (71959-1, 71961-7) and NRS by LOINC become the series the outcome rules read: pain better,
+    physical function worse by more than the MID, flagged on both backends."""
+    m = read_bundle((EXAMPLES / "coded_genicular_promis.json").read_text(encoding="utf-8"), ruleset=ruleset)
+    series = sorted((x.instrument, x.date.isoformat(), x.score) for x in m.patient.measurements)
+    assert series == [
+        ("nrs", "2024-05-25", 8.0),
+        ("nrs", "2024-07-01", 3.0),
+        ("promis_pf", "2024-05-25", 42.5),
+        ("promis_pf", "2024-07-01", 36.0),
+        ("promis_pi", "2024-05-25", 63.1),
+        ("promis_pi", "2024-07-01", 55.2),
+    ]
+    assert {x.region for x in m.patient.measurements} == {"knee"}
+    assert [x.agent for x in m.patient.medications] == ["cilostazol"]
+    for engine in (durable, python_engine):
+        alerts = set(engine.evaluate(m.patient, as_of=AS_OF).codes()["alerts"])
+        assert {"outcomes.response.responder", "outcomes.function.worse_while_pain_better"} <= alerts
+
+
+def test_cilostazol_by_its_rxnorm_ingredient_is_held_two_days_before_a_high_risk_procedure(
+    ruleset: ipm_cds.Ruleset, durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
+    """RxNorm 21107 (US Core allergy-substance value set) is the catalogue's cilostazol: ASRA 2018 (criteria 6.2)
+    holds it 2 days before a high-bleeding-risk procedure, the SCS trial of scs.json."""
+    coded = json.loads((EXAMPLES / "scs.json").read_text(encoding="utf-8"))
+    (patient,) = [e["resource"]["id"] for e in coded["entry"] if e["resource"]["resourceType"] == "Patient"]
+    cilostazol = {
+        "resourceType": "MedicationStatement",
+        "id": "cilostazol",
+        "status": "active",
+        "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "21107", "display": "cilostazol"}]},
+    }
+    coded["entry"].append({"resource": cilostazol})
+    m = read_bundle(coded, ruleset=ruleset)
+    assert m.unmapped == () and [x.agent for x in m.patient.medications] == ["cilostazol"]
+    assert load_maps().medication_by_rxcui["21107"].agent == "cilostazol"
+    for engine in (durable, python_engine):
+        assessment = json.loads(engine.evaluate(m.patient, as_of=AS_OF).to_json(timestamp=False))
+        (candidate,) = assessment["candidates"]
+        (hold,) = [p for p in candidate["precautions"] if p["kind"] == "antithrombotic"]
+        assert (candidate["intervention"], hold["medication"]) == ("scs_trial", "cilostazol")
+        assert "hold 2 days" in hold["text"]
 
 
 def _enoxaparin_hold(m: FhirMapping, engine: ipm_cds.Engine) -> tuple[str, str]:
@@ -785,3 +902,41 @@ def test_a_coded_requested_procedure_names_its_intervention(ruleset: ipm_cds.Rul
         ("ServiceRequest/tfesi-1", ("esi_transforaminal",), "lumbar")
     ]
     assert other == []
+
+
+@pytest.mark.parametrize("kind", ["drg_trial", "drg_implant", "idd_trial"])
+def test_drg_and_intrathecal_trials_have_no_cpt_code_and_read_from_the_local_code(
+    kind: str, ruleset: ipm_cds.Ruleset
+) -> None:
+    """No published coding source gives DRG stimulation or an intrathecal trial a CPT code of its own: no CPT code
+    is read as them (never guessed from the SCS or injection codes); the local codes are read, and a Procedure
+    coded with SCS's 63650 and a local DRG code is reported, not read as either."""
+    maps = load_maps()
+    assert all(kind not in e.procedure_kinds and kind not in e.interventions for e in maps.procedures.cpt)
+    assert any(kind in item.get("kinds", []) for item in maps.procedures.not_included)
+    local = "https://ipm-cds.invalid/fhir/CodeSystem/"
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "order",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": local + "intervention", "code": kind}]},
+    }
+    m = _read(order, ruleset=ruleset)
+    assert [r.intervention for r in m.patient.requested] == [kind] and m.unmapped == ()
+    if kind.startswith("drg"):
+        cpt = {"system": "http://www.ama-assn.org/go/cpt", "code": "63650"}
+        done = {
+            "resourceType": "Procedure",
+            "id": "done",
+            "status": "completed",
+            "subject": {"reference": "Patient/p"},
+            "performedDateTime": "2025-01-06",
+            "code": {"coding": [cpt, {"system": local + "procedure-kind", "code": kind}]},
+            "bodySite": [{"coding": [{"system": local + "body-region", "code": "lumbar"}]}],
+        }
+        m = _read(done, ruleset=ruleset)
+        assert m.patient.procedures == []
+        (item,) = m.unmapped
+        assert item.kind == "ambiguous_code" and "disagrees with CPT 63650" in item.reason

@@ -482,6 +482,52 @@ def observation_entries(mapping: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(entries.values(), key=lambda e: e["code"])
 
 
+_CQL_SYSTEM = re.compile(r"^codesystem \"([^\"]+)\": '([^']+)'", re.MULTILINE)
+_CQL_CODE = re.compile(r"^code \"([^\"]+)\":\s*'([^']+)' from \"([^\"]+)\"(?: display '([^']*)')?", re.MULTILINE)
+
+
+def cql_codes(path: Path) -> list[dict[str, str]]:
+    """The ``code`` declarations of a CQL library: (system URI, code, display), the display falling back to the name."""
+    text = path.read_text(encoding="utf-8")
+    systems = dict(_CQL_SYSTEM.findall(text))
+    out = []
+    for name, code, system, display in _CQL_CODE.findall(text):
+        if system not in systems:
+            raise SourceError(f"{path.name}: code {name!r} names an undeclared code system {system!r}")
+        out.append({"system": systems[system], "code": code, "display": display or name})
+    return out
+
+
+def instrument_entries(mapping: dict[str, Any]) -> list[dict[str, Any]]:
+    """LOINC codes of outcome instruments, each chosen by the name its sources give it (never a typed code)."""
+    concepts: dict[str, list[dict[str, str]]] = {}
+    for name, spec in mapping["instrument_sources"].items():
+        path = SOURCES / spec["file"]
+        if spec["kind"] == "cql":
+            concepts[name] = cql_codes(path)
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            concepts[name] = [dict(c) for c in data.get("expansion", {}).get("contains", [])]
+    entries: dict[str, dict[str, Any]] = {}
+    for display, spec in mapping["instruments"].items():
+        codes = set()
+        for source in spec["from"]:
+            found = {c["code"] for c in concepts[source] if c["system"] == LOINC and c["display"] == display}
+            if len(found) != 1:
+                raise SourceError(f"mapping.yaml instruments: {display!r} is {len(found)} LOINC codes of {source}")
+            codes |= found
+        if len(codes) != 1:
+            raise SourceError(f"mapping.yaml instruments: {display!r} has different codes in {spec['from']}")
+        code = codes.pop()
+        if code in entries:
+            raise SourceError(f"mapping.yaml instruments: {code} is chosen twice")
+        entry: dict[str, Any] = {"system": "loinc", "code": code, "display": display, "instrument": spec["instrument"]}
+        if spec.get("units") is not None:
+            entry["units"] = spec["units"]
+        entries[code] = entry | {"source": ", ".join(spec["from"])}
+    return sorted(entries.values(), key=lambda e: e["code"])
+
+
 # -- output ----------------------------------------------------------------------------------------------
 
 
@@ -527,9 +573,10 @@ def build() -> dict[str, str]:
         ),
         "observations.json": dump(
             {
-                "provenance": provenance(listing, ["ecqm_2024"]),
+                "provenance": provenance(listing, ["ecqm_2024", "ecqm_2024_cql", "ahrq_pms"]),
                 "mapping": "scripts/terminology/mapping.yaml",
                 "observations": observation_entries(mapping),
+                "instruments": instrument_entries(mapping),
             }
         ),
         "conditions.json": dump(

@@ -36,6 +36,7 @@ RULESET_VOCABULARIES: dict[str, str] = {
     "ImagingModality": "imaging_modality",
     "AllergySubstance": "allergy_substance",
     "ProcedureKind": "procedure_kind",
+    "OutcomeMeasure": "outcome_measure",
 }
 """Map vocabulary names -> the ruleset vocabulary (``vocabularies`` catalogue) that holds their codes."""
 VOCABULARIES: dict[str, tuple[str, ...] | None] = {
@@ -131,6 +132,11 @@ class ObservationEntry(_M):
     value: Literal["integer", "number", "boolean", "coded"]
     units: tuple[UnitRule, ...] | None = None
     answers: tuple[Answer, ...] | None = None
+    instrument: str | None = Field(
+        None,
+        description="The outcome instrument (outcome_measure code) this score also is: read into measurements too, "
+        "with the same unit rules.",
+    )
     source: str
 
 
@@ -269,10 +275,37 @@ class TableObservation(_M):
     source: str
 
 
+class TableInstrument(_M):
+    system: Literal["loinc"]
+    code: str
+    display: str
+    instrument: str = Field(description="The ruleset's outcome_measure code.")
+    units: Literal["dimensionless"] | None = Field(
+        None, description="dimensionless: no unit, '1' or a UCUM annotation ({T-score}); absent: any unit."
+    )
+    source: str
+
+
+class InstrumentCode(_M):
+    """An outcome instrument's code as the series reader uses it: the instrument, and the units a score may carry."""
+
+    instrument: str
+    units: tuple[str, ...] | None = Field(None, description="Accepted units (exact); None: any, unless dimensionless.")
+    dimensionless: bool = False
+    source: str
+
+    def accepts(self, given: list[str]) -> bool:
+        """Whether a score with these units (``Quantity.code`` and ``.unit``; empty: none) is read."""
+        if self.dimensionless:
+            return all(u in ("", "1") or (u.startswith("{") and u.endswith("}")) for u in given)
+        return self.units is None or any(u in self.units for u in given) or (not given and "" in self.units)
+
+
 class ObservationsTable(_M):
     provenance: dict[str, Any]
     mapping: str
     observations: tuple[TableObservation, ...]
+    instruments: tuple[TableInstrument, ...] = ()
 
 
 class ConditionsTable(_M):

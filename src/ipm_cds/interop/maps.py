@@ -34,6 +34,7 @@ from .map_files import (
     ConditionsTable,
     CoronaryStentEntry,
     CptEntry,
+    InstrumentCode,
     MedicationMapEntry,
     MedicationsFile,
     ObservationEntry,
@@ -53,6 +54,7 @@ from .map_files import (
 __all__ = [
     "RULESET_VOCABULARIES",
     "VOCABULARIES",
+    "InstrumentCode",
     "Maps",
     "MedicationMapEntry",
     "ObservationEntry",
@@ -101,6 +103,7 @@ class Maps:
     allergy_by_code: Mapping[_Key, AllergyMapEntry]
     laterality_by_code: Mapping[_Key, str]
     modality_by_code: Mapping[_Key, str]
+    instrument_by_code: Mapping[_Key, InstrumentCode]  # outcome instruments (measurements) by code
     vocabulary_uses: tuple[tuple[str, str, str, str], ...] = ()  # (ruleset vocabulary, code, map file, entry)
 
     def codes_outside(self, vocabularies: Mapping[str, Collection[str]]) -> list[str]:
@@ -230,6 +233,26 @@ def load_maps() -> Maps:
         observation_by_code[(loinc, to.code)] = like.model_copy(
             update={"code": to.code, "display": to.display, "source": to.source}
         )
+
+    # Outcome instruments (measurements): the map's scores that are instruments too (ODI in %, the local scores),
+    # then the generated table's LOINC codes (NRS, PHQ-9, GAD-7, PEG, PROMIS T-scores).
+    instrument_by_code: dict[_Key, InstrumentCode] = {}
+    for obs_code, o in observation_by_code.items():
+        if o.instrument is not None:
+            vocab(o.instrument, "OutcomeMeasure", "observations", o.code)
+            units = None if o.units is None else tuple(u.unit for u in o.units)
+            _check(all(u.factor == 1 and u.offset == 0 for u in o.units or ()), "observations", f"{o.code}: unit")
+            instrument_by_code[obs_code] = InstrumentCode(instrument=o.instrument, units=units, source=o.source)
+    for ti in observations_table.instruments:
+        where = f"terminology/observations.json instrument {ti.code}"
+        vocab(ti.instrument, "OutcomeMeasure", "observations", where)
+        held = instrument_by_code.get((loinc, ti.code))
+        _check(held is None or held.instrument == ti.instrument, "observations", f"{where}: the map reads it otherwise")
+        if held is None:
+            dimensionless = ti.units == "dimensionless"
+            instrument_by_code[(loinc, ti.code)] = InstrumentCode(
+                instrument=ti.instrument, dimensionless=dimensionless, source=ti.source
+            )
 
     condition_by_code: dict[_Key, ConditionMapEntry] = {}
     condition_prefixes: list[tuple[str, str, ConditionMapEntry]] = []
@@ -365,5 +388,6 @@ def load_maps() -> Maps:
         allergy_by_code=allergy_by_code,
         laterality_by_code=laterality,
         modality_by_code=modality,
+        instrument_by_code=instrument_by_code,
         vocabulary_uses=tuple(uses),
     )

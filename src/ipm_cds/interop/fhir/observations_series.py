@@ -4,13 +4,16 @@ Read once every other resource is read (:meth:`_SeriesReader._series`, called by
 so that the pain complaints the scores belong to are known.
 
 **Measurements.** Every Observation whose code (or one of whose ``component`` codes) is an outcome
-instrument becomes one dated measurement: LOINC codes confirmed for an instrument
-(:data:`ipm_cds.interop.series.LOINC_INSTRUMENTS`: NRS 72514-3, PHQ-9 44261-6, GAD-7 70274-6, PEG
-91147-9), the local system :data:`~ipm_cds.interop.series.OUTCOME_MEASURE_SYSTEM` (whose codes are the
-ruleset's ``outcome_measure`` codes: ``odi``, ``ndi``, ``promis_pf`` ...), and the local ``observation``
-codes that are scores (``odi_pct``, ``ndi``, ``phq9``, ``gad7``). The single-valued fields the same
-Observations feed (``pain[].nrs``, ``screenings``) are read as before; an older score that fed no field
-but is a measurement is no longer reported as superseded (it is in the document).
+instrument becomes one dated measurement: the instrument codes of the terminology tables
+(:func:`ipm_cds.interop.series.instrument_codes`: LOINC NRS, PHQ-9, GAD-7, PEG and the PROMIS-29 physical
+function and pain interference T-scores from ``terminology/observations.json``; the ODI 97909-6 and the local
+``observation`` scores ``odi_pct``, ``ndi``, ``phq9``, ``gad7`` from ``maps/observations.yaml``), and the local
+system :data:`~ipm_cds.interop.series.OUTCOME_MEASURE_SYSTEM` (whose codes are the ruleset's
+``outcome_measure`` codes: ``odi``, ``ndi``, ``promis_pf`` ...). A score whose unit its instrument does not
+take (an ODI not in %, a PROMIS T-score in a unit other than none, "1" or a UCUM annotation) is reported
+``unknown_unit`` and left out, never read. The single-valued fields the same Observations feed
+(``pain[].nrs``, ``screenings``) are read as before; an older score that fed no field but is a measurement is
+no longer reported as superseded (it is in the document).
 
 The complaint (``region``) of a pain or function score is read where the Observation says it, and only
 there: ``bodySite`` in the body-region system, ``focus`` on a pain Condition, or a component whose value is
@@ -49,13 +52,8 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ...model.patient import MAX_ITEMS
-from ..series import (
-    LOCAL_OBSERVATION_INSTRUMENTS,
-    LOINC,
-    LOINC_INSTRUMENTS,
-    OUTCOME_MEASURE_SYSTEM,
-    WHOLE_PATIENT_INSTRUMENTS,
-)
+from ..maps import InstrumentCode
+from ..series import OUTCOME_MEASURE_SYSTEM, WHOLE_PATIENT_INSTRUMENTS
 from .common import _OBSERVATION_USABLE, Unmapped, _code_text, _codings, _ref_key, _shares, _to_date
 from .medications import _MedicationReader
 from .observations import _ObservationReader
@@ -123,16 +121,15 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
 
     # ---------------------------------------------------------------------------------- measurements
 
-    def _instrument(self, concept: Any) -> str | None:
-        local_obs = self.maps.uri("observation")
+    def _instrument(self, concept: Any) -> tuple[str, InstrumentCode | None] | None:
+        """The instrument a code names, with its unit rule (None: the local outcome system, any unit)."""
         allowed = self._outcome_codes()
         for system, code in _codings(concept):
-            if system == LOINC and code in LOINC_INSTRUMENTS:
-                return LOINC_INSTRUMENTS[code]
+            rule = self.maps.instrument_by_code.get((system, code))
+            if rule is not None:
+                return rule.instrument, rule
             if system == OUTCOME_MEASURE_SYSTEM and (allowed is None or code in allowed):
-                return code
-            if system == local_obs and code in LOCAL_OBSERVATION_INSTRUMENTS:
-                return LOCAL_OBSERVATION_INSTRUMENTS[code]
+                return code, None
         return None
 
     def _outcome_codes(self) -> dict[str, Any] | None:
@@ -148,14 +145,14 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
             if model.get_resource_type() != "Observation":
                 continue
             codings = _codings(model.code)
-            scored: list[tuple[str, Any]] = []  # (instrument, element holding the value)
+            scored: list[tuple[str, InstrumentCode | None, Any]] = []  # (instrument, unit rule, element with the value)
             own = self._instrument(model.code)
             if own is not None:
-                scored.append((own, model))
+                scored.append((*own, model))
             for component in model.component or []:
-                instrument = self._instrument(component.code)
-                if instrument is not None:
-                    scored.append((instrument, component))
+                named = self._instrument(component.code)
+                if named is not None:
+                    scored.append((*named, component))
             if not scored:
                 if any(system == OUTCOME_MEASURE_SYSTEM for system, _ in codings):
                     unknown.add(ref)
@@ -174,10 +171,15 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
                     self._once(ref, "incomplete", why_date, code_text)
                 continue
             region, why = self._complaint(ref, model)
-            for instrument, element in scored:
+            for instrument, rule, element in scored:
                 score = self._score(element)
                 if score is None:
                     self._once(ref, "incomplete", f"no numeric {instrument} score (valueQuantity or valueInteger)")
+                    continue
+                given = self._units(element)
+                if rule is not None and given is not None and not rule.accepts(given):
+                    why_unit = f"unit {' / '.join(given) or '(none)'} not accepted for {instrument}"
+                    self._once(ref, "unknown_unit", why_unit, code_text)
                     continue
                 info = infos.get(instrument) if infos is not None else None
                 if (
@@ -245,6 +247,16 @@ class _SeriesReader(_ObservationReader, _MedicationReader):
         if quantity is not None and quantity.value is not None:
             return float(quantity.value)
         return None
+
+    @staticmethod
+    def _units(element: Any) -> list[str] | None:
+        """The units of a ``valueQuantity`` score (code and unit), or None for one without (``valueInteger``)."""
+        if getattr(element, "valueInteger", None) is not None:
+            return None
+        quantity = getattr(element, "valueQuantity", None)
+        if quantity is None:
+            return None
+        return [str(u) for u in (quantity.code, quantity.unit) if u is not None]
 
     def _complaint(self, ref: str, model: Any) -> tuple[str | None, str]:
         """The region the Observation itself names (bodySite, focus on a pain Condition, a component), or
@@ -436,12 +448,7 @@ def series_templates(sections: set[str], templates: Mapping[str, str], ruleset: 
         }
         vocabulary = ruleset.vocabularies.get("outcome_measure")
         local = [f"{OUTCOME_MEASURE_SYSTEM}|{c.code}" for c in (vocabulary.codes if vocabulary is not None else [])]
-        observation = maps.uri("observation")
-        codes = [
-            *(f"{LOINC}|{code}" for code in LOINC_INSTRUMENTS),
-            *(f"{observation}|{code}" for code in LOCAL_OBSERVATION_INSTRUMENTS),
-            *local,
-        ]
+        codes = [*(f"{system}|{code}" for system, code in sorted(maps.instrument_by_code)), *local]
         wanted = sorted(c for c in dict.fromkeys(codes) if c not in asked)
         if wanted:
             out["outcomeObservations"] = (
