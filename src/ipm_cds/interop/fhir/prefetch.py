@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,14 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
             count = KEEP_RECENT // kinds
             templates[key] = f"Observation?patient={_PATIENT}&code={listed}&_sort=-date&_count={count}"
 
+    for source in sorted(str(f) for f in patient_fields):  # a patient field made from labs (renal_gfr)
+        made = re.fullmatch(r"labs\[test=([a-z0-9_|]+)\]\.value", source)
+        if made:
+            sections.add("labs")
+            if values.get("lab", set()) is not None:
+                values["lab"] = (values.get("lab") or set()) | set(made.group(1).split("|"))
+    if "hospitalised" in patient_fields:  # an inpatient admission in progress (.encounters)
+        templates["encounters"] = f"Encounter?patient={_PATIENT}&status=in-progress"
     if any(str(f).startswith("psychological_evaluation.") for f in patient_fields):
         patient_fields.add("psychological_evaluation.completed")  # cleared is read only with completed
     observations("patientObservations", lambda e: e.target in patient_fields)
