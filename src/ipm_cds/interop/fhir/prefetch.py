@@ -146,13 +146,20 @@ client built from them still sends those keys: their bundles are read like the b
 (the reader keeps the most recent items of each kind), so a request with ``labs`` needs no ``labsInr``."""
 
 
+OPTIONAL_PREFETCH_KEYS = frozenset({"encounters"})
+"""Keys a request may leave out although the discovery names them: without ``encounters`` the patient's
+``hospitalised`` is not recorded, which the rules report as missing and never read as "not in hospital" (a client
+built from an earlier discovery does not send it)."""
+
+
 def prefetch_provided(key: str, prefetch: Mapping[str, Any]) -> bool:
     """Whether the request provides what the prefetch ``key`` asks for (itself, or the combined key of old).
     The keys of the series (:data:`.observations_series.SERIES_PREFETCH_KEYS`) are optional: a client built
-    from an earlier discovery does not send them, and the record is then read without series."""
+    from an earlier discovery does not send them, and the record is then read without series; so is
+    ``encounters`` (:data:`OPTIONAL_PREFETCH_KEYS`)."""
     from .observations_series import SERIES_PREFETCH_KEYS
 
-    if prefetch.get(key) is not None or key in SERIES_PREFETCH_KEYS:
+    if prefetch.get(key) is not None or key in SERIES_PREFETCH_KEYS or key in OPTIONAL_PREFETCH_KEYS:
         return True
     return any(
         key.startswith(combined) and key != combined and prefetch.get(combined) is not None
