@@ -632,9 +632,10 @@ def test_unknown_resource_types_are_skipped_and_a_bundle_without_type_is_read(ru
     m = read_bundle(bundle, ruleset=ruleset)
     assert [(x.agent, x.daily_dose) for x in m.patient.medications] == [("oxycodone", 20.0)]
     assert {u.resource: u.kind for u in m.unmapped} == {
-        "Encounter/e": "unsupported_resource",
+        "Encounter/e": "incomplete",  # read for its class, which it lacks: reported, never refused
         "Practitioner/dr": "unsupported_resource",
     }
+    assert m.patient.hospitalised is None
 
 
 # -- the coded examples: MME of each product class by hand, on both backends ---------------------------------
