@@ -673,10 +673,116 @@ def test_allergies() -> None:
 
 
 def test_unsupported_resources_are_reported_not_dropped() -> None:
-    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"}}
-    m = read_bundle(bundle(encounter))
-    assert kinds(m) == {"Encounter/e": "unsupported_resource"}
-    assert "Encounter/e: unsupported_resource" in m.report()
+    practitioner = {"resourceType": "Practitioner", "id": "d", "name": [{"family": "Doe"}]}
+    m = read_bundle(bundle(practitioner))
+    assert kinds(m) == {"Practitioner/d": "unsupported_resource"}
+    assert "Practitioner/d: unsupported_resource" in m.report()
+
+
+V3_ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def encounter(rid: str, status: str, code: str | None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceType": "Encounter", "id": rid, "status": status, **extra}
+    if code is not None:
+        out["class"] = {"system": V3_ACT, "code": code}
+    return out
+
+
+@pytest.mark.parametrize("code", ["IMP", "ACUTE", "NONAC"])
+def test_an_inpatient_encounter_in_progress_means_hospitalised(code: str) -> None:
+    m = read_bundle(bundle(encounter("e", "in-progress", code, subject={"reference": "Patient/p1"})))
+    assert m.patient.hospitalised is True
+    assert m.unmapped == ()
+    assert m.resource_of("hospitalised") == "Encounter/e"
+
+
+@pytest.mark.parametrize(
+    ("resource", "kind"),
+    [
+        (encounter("e", "finished", "IMP"), "not_current"),  # discharged: not in hospital now
+        (encounter("e", "planned", "IMP"), "not_current"),
+        (encounter("e", "in-progress", "AMB"), "not_read"),  # an outpatient visit says nothing either way
+        (encounter("e", "in-progress", None), "incomplete"),  # no class (R4 requires it): reported, not refused
+        ({"resourceType": "Encounter", "id": "e"}, "incomplete"),  # nothing at all
+        (encounter("e", "in-progress", "IMP", subject={"reference": "Patient/other"}), "incomplete"),
+    ],
+)
+def test_other_encounters_leave_hospitalised_not_recorded(resource: dict[str, Any], kind: str) -> None:
+    m = read_bundle(bundle(resource))
+    assert m.patient.hospitalised is None
+    assert kinds(m) == {"Encounter/e": kind}
+
+
+def test_a_fhir_inpatient_admission_applies_the_hospitalised_pva_threshold(ruleset: ipm_cds.Ruleset) -> None:
+    """PVA-IND-02 from FHIR: an in-progress inpatient Encounter and NRS 6 - vertebral augmentation is unmet."""
+    doc = {
+        "demographics": {"age_years": 81, "sex": "female", "pregnant": False},
+        "pain": [
+            {"region": "lumbar", "character": "axial", "duration_weeks": 3, "nrs": 6, "worsening": True,
+             "is_index": True}
+        ],
+        "imaging": [
+            {"modality": "mri", "finding": f, "region": "lumbar", "level": "L1", "date": "2025-05-28"}
+            for f in ("vertebral_fracture", "bone_marrow_edema")
+        ],
+        "conservative_care": {"failed": True},
+    }  # fmt: skip
+    admitted = read_bundle(bundle(encounter("e", "in-progress", "IMP")))
+    assert admitted.patient.hospitalised is True
+    engine = ipm_cds.Engine(ruleset)
+    inpatient = engine.evaluate({**doc, "hospitalised": admitted.patient.hospitalised}, as_of=AS_OF)
+    assert "vertebral_augmentation" not in {c.intervention for c in inpatient.candidates}
+    assert any(e.basis.rule.startswith("pva.hospitalised.pain_below@") for e in inpatient.excluded)
+    unknown = engine.evaluate(doc, as_of=AS_OF)
+    assert "vertebral_augmentation" in {c.intervention for c in unknown.candidates}
+    assert "hospitalised" in {m.field for m in unknown.missing_data}
+
+
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def test_a_lab_keeps_the_laboratory_flag_and_reference_range_in_the_canonical_unit() -> None:
+    m = read_bundle(
+        bundle(
+            obs(  # CRP in mg/dL: value and range converted to mg/L
+                "crp",
+                cc(LOINC, "1988-5"),
+                valueQuantity={"value": 4.8, "system": UCUM, "code": "mg/dL"},
+                effectiveDateTime="2025-05-26",
+                interpretation=[cc(INTERPRETATION, "H")],
+                referenceRange=[{"high": {"value": 0.5, "system": UCUM, "code": "mg/dL"}}],
+            ),
+            obs(
+                "esr",
+                cc(LOINC, "30341-2"),
+                valueQuantity={"value": 12, "system": UCUM, "code": "mm/h"},
+                effectiveDateTime="2025-05-26",
+                referenceRange=[{"low": {"value": 0, "unit": "mm/h"}, "high": {"value": 20, "unit": "mm/h"}}],
+            ),
+        )
+    )
+    labs = {lab.test: lab for lab in m.patient.labs}
+    assert (labs["crp"].value, labs["crp"].flag, labs["crp"].reference_high) == (48.0, "high", 5.0)
+    assert (labs["esr"].flag, labs["esr"].reference_low, labs["esr"].reference_high) == (None, 0.0, 20.0)
+    assert m.unmapped == ()
+
+
+def test_a_lab_interpretation_without_a_direction_is_reported_not_read() -> None:
+    m = read_bundle(
+        bundle(
+            obs(
+                "crp",
+                cc(LOINC, "1988-5"),
+                valueQuantity={"value": 30, "system": UCUM, "code": "mg/L"},
+                effectiveDateTime="2025-05-26",
+                interpretation=[cc(INTERPRETATION, "A")],  # abnormal: high or low is not said
+            )
+        )
+    )
+    (lab,) = m.patient.labs
+    assert lab.flag is None and lab.reference_high is None
+    assert kinds(m) == {"Observation/crp": "partial"}
 
 
 def test_patient_demographics() -> None:
@@ -824,11 +930,14 @@ def test_prefetch_of_labs_and_screenings_is_bounded_per_test_and_instrument(rule
     assert set(bounded) == {k for k in templates if k.startswith(("labs", "screenings", "outcome"))}
     assert {"labsInr", "labsPlatelets", "screeningsPhq9", "screeningsStartBack"} <= set(bounded)
     # the reader keeps at least 100 / 8 of each lab test of the vocabulary (INR, platelets, glucose, HbA1c, eGFR,
-    # creatinine clearance, CRP, ESR); only the tests some rule reads get a template (no rule reads CRP or ESR)
+    # creatinine clearance, CRP, ESR); only the tests some rule reads get a template (eGFR and creatinine clearance
+    # through the patient's renal_gfr, CRP and ESR through safety.inflammatory_markers.raised)
     per_lab = 100 // 8
     assert {k for k in bounded if k.startswith("labs")} == {
-        "labsInr", "labsPlatelets", "labsGlucose", "labsHba1c", "labsEgfr", "labsCreatinineClearance"
+        "labsInr", "labsPlatelets", "labsGlucose", "labsHba1c", "labsEgfr", "labsCreatinineClearance", "labsCrp",
+        "labsEsr",
     }  # fmt: skip
+    assert templates["encounters"] == "Encounter?patient={{context.patientId}}&status=in-progress"
     assert bounded["labsInr"].endswith(f"&_sort=-date&_count={per_lab}")
     assert bounded["screeningsPhq9"].endswith("&_sort=-date&_count=14")  # 100 / 7 instruments
     assert cs("observation") + "|phq9_item9" in bounded["screeningsPhq9"]  # item 9 travels with its total

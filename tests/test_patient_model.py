@@ -10,6 +10,7 @@ import yaml
 
 import ipm_cds
 from ipm_cds import PatientDataError, parse_patient
+from ipm_cds.model.facts.normalise import Fact, normalise
 
 from .conftest import AS_OF
 
@@ -227,3 +228,59 @@ def test_spinal_levels_in_anatomical_order_are_accepted(level: str) -> None:
         {"procedures": [{"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-02", "levels": [level]}]}
     )
     assert case.procedures[0].levels == [level]
+
+
+def _facts(document: dict[str, object], ruleset: ipm_cds.Ruleset) -> list[Fact]:
+    return normalise(parse_patient(document), AS_OF, ruleset.normalise_context())
+
+
+@pytest.mark.parametrize(
+    ("lab", "flag"),
+    [
+        ({"flag": "high"}, "high"),
+        ({"flag": "normal", "reference_high": 5}, "normal"),  # the laboratory's own flag wins over its range
+        ({"reference_high": 5}, "high"),  # 48 above the upper limit
+        ({"reference_low": 60, "reference_high": 100}, "low"),
+        ({"reference_low": 0, "reference_high": 50}, "normal"),
+        ({"reference_high": 60}, "normal"),  # only an upper limit given: within it
+        ({}, None),  # neither: not recorded, never read as normal
+    ],
+)
+def test_the_lab_fact_flag_is_the_laboratorys_own_reading(
+    lab: dict[str, object], flag: str | None, ruleset: ipm_cds.Ruleset
+) -> None:
+    document = {"labs": [{"test": "crp", "value": 48, "date": "2025-05-26", **lab}]}
+    (fact,) = [f for f in _facts(document, ruleset) if f.type == "lab"]
+    assert fact.values.get("flag") == flag
+
+
+def test_a_reference_range_upside_down_is_refused() -> None:
+    with pytest.raises(PatientDataError, match="reference_low is above reference_high"):
+        parse_patient(
+            {"labs": [{"test": "esr", "value": 10, "date": "2025-05-26", "reference_low": 30, "reference_high": 20}]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("labs", "gfr"),
+    [
+        ([], None),
+        ([("egfr", 25, "2024-05-01"), ("egfr", 60, "2025-05-01")], 60.0),  # the latest of a test, not the lowest
+        ([("egfr", 45, "2025-05-01"), ("creatinine_clearance", 25, "2025-04-01")], 25.0),  # the lower of the two
+        ([("egfr", 40, "2025-05-01"), ("egfr", 35, "2025-05-01")], 35.0),  # two on one day: the lower
+        ([("crp", 5, "2025-05-01")], None),  # not a renal test
+    ],
+)
+def test_the_patient_renal_gfr_is_the_lower_of_the_latest_results(
+    labs: list[tuple[str, float, str]], gfr: float | None, ruleset: ipm_cds.Ruleset
+) -> None:
+    document = {"labs": [{"test": t, "value": v, "date": d} for t, v, d in labs]}
+    (patient,) = [f for f in _facts(document, ruleset) if f.type == "patient"]
+    assert patient.values.get("renal_gfr") == gfr
+
+
+@pytest.mark.parametrize("value", [True, False, None])
+def test_hospitalised_is_recorded_as_given_and_absent_when_not(value: bool | None, ruleset: ipm_cds.Ruleset) -> None:
+    document: dict[str, object] = {} if value is None else {"hospitalised": value}
+    (patient,) = [f for f in _facts(document, ruleset) if f.type == "patient"]
+    assert patient.values.get("hospitalised") == value

@@ -48,6 +48,28 @@ def test_missing_data_is_reported_even_when_the_rule_fired_on_other_facts(durabl
     assert any("needs procedures.relief_pct" in check for check in lumbar_rfa.unresolved_checks)
 
 
+@pytest.mark.parametrize("backend", ["python", "durable"])
+def test_missing_data_a_derivation_waits_for_on_behalf_of_a_safety_rule_is_safety(
+    ruleset: ipm_cds.Ruleset, backend: str
+) -> None:
+    """Naproxen and no renal result: renal.impairment.lab (a derivation) waits for renal function, and the NSAID
+    renal caution reads what it derives, so the entry is a safety rule's missing data; the BMI of a referral is not."""
+    patient = {
+        "demographics": {"age_years": 70, "sex": "male"},
+        "medications": [{"agent": "naproxen", "daily_dose": 1000, "dose_unit": "mg", "indication": "pain"}],
+    }
+    a = ipm_cds.Engine(ruleset, backend=backend).evaluate(patient, as_of=AS_OF)  # type: ignore[arg-type]
+    by_field = {m.field: m for m in a.missing_data}
+    renal = by_field["labs[test=egfr|creatinine_clearance].value"]
+    assert [r.split("@")[0] for r in renal.needed_by] == ["renal.impairment.lab"] and renal.safety
+    assert not by_field["demographics.bmi"].safety
+    # recorded, the same patient is asked nothing about renal function and the caution decides
+    recorded = {**patient, "labs": [{"test": "egfr", "value": 24, "date": "2025-05-30"}]}
+    b = ipm_cds.Engine(ruleset, backend=backend).evaluate(recorded, as_of=AS_OF)  # type: ignore[arg-type]
+    assert "labs[test=egfr|creatinine_clearance].value" not in {m.field for m in b.missing_data}
+    assert "safety.renal.nsaid" in {x.code for x in b.alerts}
+
+
 def test_rule_outside_its_effective_period_does_not_fire(tmp_path: Path) -> None:
     root = tmp_path / "ipm-core"
     shutil.copytree(bundled_ruleset_path(), root)

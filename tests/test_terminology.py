@@ -323,7 +323,74 @@ def test_snomed_conditions_map_and_recognised_codes_are_reported() -> None:
     assert (SNOMED, "443760008") not in maps.condition_by_code  # sleep hypoventilation: not apnoea
     assert maps.condition_by_code[(SNOMED, "363518003")].condition == "cancer"  # malignant tumour of kidney
     assert maps.condition_by_code[(SNOMED, "1481000119100")].condition == "diabetes"
-    assert maps.recognised_by_code[(SNOMED, "49436004")].recognised == "atrial fibrillation or flutter"
+    assert maps.condition_by_code[(SNOMED, "49436004")].condition == "atrial_fibrillation"
+    assert maps.recognised_by_code[(SNOMED, "5370000")].recognised == "atrial fibrillation or flutter"  # flutter
+
+
+@pytest.mark.parametrize(
+    ("system", "code"), [(ICD, "I48.91"), (ICD, "I4891"), (ICD, "I48.0"), (ICD, "I48.21"), (SNOMED, "49436004")]
+)
+def test_atrial_fibrillation_is_read_from_icd10cm_and_snomed(system: str, code: str, ruleset: ipm_cds.Ruleset) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "af",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    assert [(c.code, c.active) for c in m.patient.conditions] == [("atrial_fibrillation", True)]
+    assert m.unmapped == ()
+
+
+@pytest.mark.parametrize(
+    ("system", "code"), [(ICD, "I48.92"), (ICD, "I48.3"), (SNOMED, "5370000"), (SNOMED, "312442005")]
+)
+def test_atrial_flutter_and_a_history_of_fibrillation_are_recognised_not_read(
+    system: str, code: str, ruleset: ipm_cds.Ruleset
+) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "flutter",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": "Patient/p"},
+    }
+    m = _read(condition, ruleset=ruleset)
+    assert m.patient.conditions == []
+    (item,) = m.unmapped
+    assert item.kind == "not_read" and "atrial fibrillation or flutter" in item.reason
+
+
+def test_a_fhir_atrial_fibrillation_on_apixaban_reaches_the_prescriber_approval_alert(ruleset: ipm_cds.Ruleset) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1951-03-02"}},
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "af",
+                    "code": {"coding": [{"system": ICD, "code": "I48.91"}]},
+                    "subject": {"reference": "Patient/p"},
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "MedicationStatement",
+                    "id": "apx",
+                    "status": "active",
+                    "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "1364445"}]},
+                    "subject": {"reference": "Patient/p"},
+                }
+            },
+        ],
+    }
+    m = read_bundle(bundle, ruleset=ruleset)
+    assert [c.code for c in m.patient.conditions] == ["atrial_fibrillation"]
+    assert [med.agent for med in m.patient.medications] == ["apixaban"]
+    assessment = ipm_cds.Engine(ruleset).evaluate(m.patient, as_of=AS_OF)
+    fired = {a.basis.rule.split("@")[0] for a in assessment.alerts if a.code == "antithrombotic.prescriber_approval"}
+    assert fired == {"asra.no_stop.atrial_fibrillation"}
 
 
 @pytest.mark.parametrize("code", ["D57.00", "D5700", "D57.1"])
@@ -623,9 +690,10 @@ def test_unknown_resource_types_are_skipped_and_a_bundle_without_type_is_read(ru
     m = read_bundle(bundle, ruleset=ruleset)
     assert [(x.agent, x.daily_dose) for x in m.patient.medications] == [("oxycodone", 20.0)]
     assert {u.resource: u.kind for u in m.unmapped} == {
-        "Encounter/e": "unsupported_resource",
+        "Encounter/e": "incomplete",  # read for its class, which it lacks: reported, never refused
         "Practitioner/dr": "unsupported_resource",
     }
+    assert m.patient.hospitalised is None
 
 
 # -- the coded examples: MME of each product class by hand, on both backends ---------------------------------

@@ -36,7 +36,7 @@ ALLOWED_KEYS = {
 EXPECT_KEYS = {
     "candidates", "not_candidates", "excluded", "alerts", "no_alerts", "critical_alert", "no_critical_alert",
     "max_critical_alerts", "referrals", "no_referrals", "deferred_referrals", "referral_any",
-    "min_urgency_any", "precautions", "mme", "one_referral_per_target",
+    "min_urgency_any", "precautions", "mme", "one_referral_per_target", "missing", "no_missing",
 }  # fmt: skip
 
 
@@ -140,6 +140,13 @@ def failed_checks(assessment: Assessment, expect: dict[str, Any]) -> list[str]:
         mme_alerts = [a for a in assessment.alerts if a.code.startswith("opioid.mme")]
         if not any(_mentions_number(a.message, expect["mme"]) for a in mme_alerts):
             failed.append(f"mme:{expect['mme']:g}")
+    missing = [m.field for m in assessment.missing_data]
+    for text in expect.get("missing", []):  # a part of a missing-data field path, e.g. 'egfr'
+        if not any(text in f for f in missing):
+            failed.append(f"missing:{text}")
+    for text in expect.get("no_missing", []):
+        if any(text in f for f in missing):
+            failed.append(f"no_missing:{text}")
     return failed
 
 

@@ -18,7 +18,7 @@ must follow. The text it writes comes from the ruleset's message catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Literal
@@ -71,6 +71,26 @@ class _Index:
     # rule ref -> the tagged defaults in force (default_basis, not set by the profile or an override) that its
     # conditions read: when the rule fires, they decided its conclusions
     tagged_defaults: Mapping[str, tuple[str, ...]]
+    # refs of the safety rules and of the rules whose derived facts a safety rule reads (directly or through other
+    # derived facts): missing data such a rule waits for is a safety rule's missing data
+    safety_refs: frozenset[str]
+
+
+def _safety_refs(rules: Sequence[ir.Rule]) -> frozenset[str]:
+    """Safety rules, and the rules that derive what they read (a fixpoint over the derived fact types)."""
+    made = {r.ref: {c.fact for c in r.conclusions if isinstance(c, ir.Derive)} for r in rules}
+    reads = {r.ref: {p.fact_type for p in r.input_patterns()} for r in rules}
+    found = {r.ref for r in rules if r.safety}
+    needed = set().union(*(reads[ref] for ref in found)) if found else set()
+    changed = True
+    while changed:
+        changed = False
+        for ref, facts in made.items():
+            if ref not in found and facts & needed:
+                found.add(ref)
+                needed |= reads[ref]
+                changed = True
+    return frozenset(found)
 
 
 def _index(program: Program) -> _Index:
@@ -107,6 +127,7 @@ def _index(program: Program) -> _Index:
                 for r in program.rules
             },
             tagged_defaults=tagged_defaults,
+            safety_refs=_safety_refs(program.rules),
         )
         program.cache["resolve"] = index
     assert isinstance(index, _Index)
@@ -261,7 +282,7 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
                 item=label,
                 needed_by=sorted(refs),
                 criteria=sorted({c for r in refs for c in rules[r].criteria}),
-                safety=any(rules[r].safety for r in refs),
+                safety=any(r in index.safety_refs for r in refs),
             )
         )
     entries.sort(key=lambda m: (m.field, m.item))

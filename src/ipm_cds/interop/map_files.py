@@ -377,6 +377,8 @@ class QualifiersFile(_M):
     sources: dict[str, str]
     laterality: tuple[QualifierEntry, ...]
     modality: tuple[QualifierEntry, ...]
+    lab_flag: tuple[QualifierEntry, ...] = ()
+    encounter_class: tuple[QualifierEntry, ...] = ()
     not_included: tuple[dict[str, str], ...] = ()
 
 

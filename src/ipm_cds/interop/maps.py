@@ -104,6 +104,8 @@ class Maps:
     laterality_by_code: Mapping[_Key, str]
     modality_by_code: Mapping[_Key, str]
     instrument_by_code: Mapping[_Key, InstrumentCode]  # outcome instruments (measurements) by code
+    encounter_class_by_code: Mapping[_Key, str]  # Encounter.class -> "inpatient"
+    lab_flag_by_code: Mapping[_Key, str]  # Observation.interpretation -> high, normal, low
     vocabulary_uses: tuple[tuple[str, str, str, str], ...] = ()  # (ruleset vocabulary, code, map file, entry)
 
     def codes_outside(self, vocabularies: Mapping[str, Collection[str]]) -> list[str]:
@@ -356,6 +358,16 @@ def load_maps() -> Maps:
     for q in qualifiers.modality:
         vocab(q.value, "ImagingModality", "qualifiers", q.code)
         modality[(uri(q.system, "qualifiers"), q.code)] = q.value
+    lab_flag: dict[_Key, str] = {}
+    for q in qualifiers.lab_flag:
+        _check(q.value in ("high", "normal", "low"), "qualifiers", f"{q.code}: lab flag {q.value!r}")
+        _check(q.source in qualifiers.sources, "qualifiers", f"{q.code}: unknown source {q.source!r}")
+        lab_flag[(uri(q.system, "qualifiers"), q.code)] = q.value
+    encounter_class: dict[_Key, str] = {}
+    for q in qualifiers.encounter_class:
+        _check(q.value == "inpatient", "qualifiers", f"{q.code}: encounter class {q.value!r} (only 'inpatient')")
+        _check(q.source in qualifiers.sources, "qualifiers", f"{q.code}: unknown source {q.source!r}")
+        encounter_class[(uri(q.system, "qualifiers"), q.code)] = q.value
 
     for kind, codes in override_reasons.cards.items():
         for code in codes:
@@ -389,5 +401,7 @@ def load_maps() -> Maps:
         laterality_by_code=laterality,
         modality_by_code=modality,
         instrument_by_code=instrument_by_code,
+        encounter_class_by_code=encounter_class,
+        lab_flag_by_code=lab_flag,
         vocabulary_uses=tuple(uses),
     )

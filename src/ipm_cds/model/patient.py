@@ -436,6 +436,24 @@ class Lab(_Model):
         "the vocabulary's plausible range."
     )
     date: IsoDate
+    flag: Literal["high", "normal", "low"] | None = Field(
+        None,
+        description="The laboratory's own interpretation of this result against its reference range (high, normal, "
+        "low). None: not reported; never read as normal.",
+    )
+    reference_low: float | None = Field(
+        None, description="Lower limit of the laboratory's own reference range, in the value's unit, if reported."
+    )
+    reference_high: float | None = Field(
+        None, description="Upper limit of the laboratory's own reference range, in the value's unit, if reported."
+    )
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> Lab:
+        low, high = self.reference_low, self.reference_high
+        if low is not None and high is not None and low > high:
+            raise ValueError("reference_low is above reference_high")
+        return self
 
 
 class Screening(_Model):
@@ -658,6 +676,11 @@ class PatientCase(_Model):
     )
     prognosis: Prognosis | None = Field(
         None, description="Estimated life expectancy (end-of-life care), if the clinician recorded one."
+    )
+    hospitalised: bool | None = Field(
+        None,
+        description="The patient is in hospital (an inpatient admission in progress) at as_of. None: not recorded, "
+        "never read as not hospitalised.",
     )
 
     @model_validator(mode="after")

@@ -149,6 +149,12 @@ def set_fact_field(
         return out
     if fact_type == "steroid_summary":
         return _set_steroids(out, field, number, as_of, ruleset)
+    if fact_type == "patient" and field == "renal_gfr":  # the lower of the latest eGFR and creatinine clearance
+        if not 0 <= number <= 200:
+            return None
+        labs = [lab for lab in out.get("labs", []) if lab.get("test") not in ("egfr", "creatinine_clearance")]
+        out["labs"] = [*labs, {"test": "egfr", "value": float(number), "date": as_of.isoformat()}]
+        return out
     if fact_type == "patient":
         source = spec.fields[field].source
         if source is None or "." not in source:

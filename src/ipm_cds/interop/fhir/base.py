@@ -68,6 +68,10 @@ class _ReaderBase:
         self.reports_of: dict[str, list[str]] = defaultdict(list)  # Observation -> DiagnosticReports listing it
         self.count = 0
         self.not_read: list[tuple[str, str]] = []  # (label, resourceType) of resources of a type not read
+        # Encounters, read from the raw JSON (only class, status, period and subject): one without the `class` R4
+        # requires is reported, never refused (.encounters)
+        self.encounters: list[tuple[str, Mapping[str, Any]]] = []
+        self.hospitalised: list[_Value] = []
         # outputs
         self.demographics: dict[str, list[_Value]] = defaultdict(list)
         self.care: dict[str, list[_Value]] = defaultdict(list)
@@ -129,6 +133,13 @@ class _ReaderBase:
             return
         rid = resource.get("id")
         label = f"{rtype}/{rid}" if isinstance(rid, str) else where
+        if rtype == "Encounter":
+            if label in self.by_ref:
+                self.problems.append(Problem(f"{label} appears twice", field=where))
+                return
+            self.by_ref[label] = None
+            self.encounters.append((label, resource))
+            return
         if rtype not in READ_TYPES:
             # Liberal in what it reads: a type the reader does not use is reported, not validated, so a
             # Practitioner or an Encounter without `class` never refuses the request.

@@ -127,6 +127,39 @@ class _ObservationReader(_ReaderBase):
         self._skip(ref, "incomplete", f"no usable value for {entry.code}", code_text)
         return None
 
+    def _lab_range(self, ref: str, entry: ObservationEntry, model: Any, code_text: str | None) -> dict[str, Any]:
+        """The laboratory's own reading of a result: ``flag`` from Observation.interpretation (maps/qualifiers.yaml
+        lab_flag), ``reference_low`` / ``reference_high`` from the first referenceRange that is the normal range
+        (no type, or type normal), in the result's canonical unit. What cannot be read is reported, never guessed."""
+        out: dict[str, Any] = {}
+        flags = {
+            self.maps.lab_flag_by_code[key]
+            for concept in getattr(model, "interpretation", None) or []
+            for key in _codings(concept)
+            if key in self.maps.lab_flag_by_code
+        }
+        if len(flags) == 1:
+            out["flag"] = flags.pop()
+        elif flags:
+            self._skip(ref, "partial", f"interpretation says {' and '.join(sorted(flags))}: flag not read", code_text)
+        elif getattr(model, "interpretation", None):
+            self._skip(ref, "partial", "interpretation has no high, low or normal code: flag not read", code_text)
+        for rng in getattr(model, "referenceRange", None) or []:
+            meaning = {c for _, c in _codings(rng.type)} if rng.type is not None else set()
+            if meaning and "normal" not in meaning:
+                continue
+            for end, name in ((rng.low, "reference_low"), (rng.high, "reference_high")):
+                if end is not None and end.value is not None:
+                    converted = self._convert(ref, entry, end, code_text)
+                    if converted is not None:
+                        out[name] = converted
+            break
+        if "reference_low" in out and "reference_high" in out and out["reference_low"] > out["reference_high"]:
+            self._skip(ref, "partial", "referenceRange low is above high: range not read", code_text)
+            out.pop("reference_low")
+            out.pop("reference_high")
+        return out
+
     def _convert(self, ref: str, entry: ObservationEntry, quantity: Any, code_text: str | None) -> float | None:
         value = float(quantity.value)
         if entry.units is None:
@@ -161,7 +194,9 @@ class _ObservationReader(_ReaderBase):
             if when is None:
                 self._skip(ref, "incomplete", "a laboratory result needs a date (effective[x] or issued)", code_text)
                 return
-            self.lists["labs"].append((ref, {"test": name, "value": value, "date": when.isoformat()}, {}))
+            lab: dict[str, Any] = {"test": name, "value": value, "date": when.isoformat()}
+            lab.update(self._lab_range(ref, entry, model, code_text))
+            self.lists["labs"].append((ref, lab, {}))
         elif target == "screening.start_back.category":  # the risk category alone, as a screen of its own
             member_links = {k for r in model.hasMember or [] if (k := self.resolve(_ref_key(r)))}
             self.screens.append(_Screen(ref, "start_back", None, when, links | member_links, category=str(value)))

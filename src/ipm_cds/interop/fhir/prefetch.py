@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,14 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
             count = KEEP_RECENT // kinds
             templates[key] = f"Observation?patient={_PATIENT}&code={listed}&_sort=-date&_count={count}"
 
+    for source in sorted(str(f) for f in patient_fields):  # a patient field made from labs (renal_gfr)
+        made = re.fullmatch(r"labs\[test=([a-z0-9_|]+)\]\.value", source)
+        if made:
+            sections.add("labs")
+            if values.get("lab", set()) is not None:
+                values["lab"] = (values.get("lab") or set()) | set(made.group(1).split("|"))
+    if "hospitalised" in patient_fields:  # an inpatient admission in progress (.encounters)
+        templates["encounters"] = f"Encounter?patient={_PATIENT}&status=in-progress"
     if any(str(f).startswith("psychological_evaluation.") for f in patient_fields):
         patient_fields.add("psychological_evaluation.completed")  # cleared is read only with completed
     observations("patientObservations", lambda e: e.target in patient_fields)
@@ -137,13 +146,20 @@ client built from them still sends those keys: their bundles are read like the b
 (the reader keeps the most recent items of each kind), so a request with ``labs`` needs no ``labsInr``."""
 
 
+OPTIONAL_PREFETCH_KEYS = frozenset({"encounters"})
+"""Keys a request may leave out although the discovery names them: without ``encounters`` the patient's
+``hospitalised`` is not recorded, which the rules report as missing and never read as "not in hospital" (a client
+built from an earlier discovery does not send it)."""
+
+
 def prefetch_provided(key: str, prefetch: Mapping[str, Any]) -> bool:
     """Whether the request provides what the prefetch ``key`` asks for (itself, or the combined key of old).
     The keys of the series (:data:`.observations_series.SERIES_PREFETCH_KEYS`) are optional: a client built
-    from an earlier discovery does not send them, and the record is then read without series."""
+    from an earlier discovery does not send them, and the record is then read without series; so is
+    ``encounters`` (:data:`OPTIONAL_PREFETCH_KEYS`)."""
     from .observations_series import SERIES_PREFETCH_KEYS
 
-    if prefetch.get(key) is not None or key in SERIES_PREFETCH_KEYS:
+    if prefetch.get(key) is not None or key in SERIES_PREFETCH_KEYS or key in OPTIONAL_PREFETCH_KEYS:
         return True
     return any(
         key.startswith(combined) and key != combined and prefetch.get(combined) is not None

@@ -25,6 +25,7 @@ from .common import (
     _Value,
 )
 from .conditions import _ConditionReader
+from .encounters import _EncounterReader
 from .medications import _MedicationReader
 from .observations import _ObservationReader
 from .observations_series import _SeriesReader
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
     from ...ruleset.loader import Ruleset
 
 
-class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationReader, _ProcedureReader):
+class _Reader(
+    _SeriesReader, _ConditionReader, _ObservationReader, _MedicationReader, _ProcedureReader, _EncounterReader
+):
     """Collects resources, validates them, maps them, and assembles the patient document."""
 
     # ---------------------------------------------------------------------------------- mapping
@@ -72,6 +75,7 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
                 self._skip(ref, "unsupported_resource", f"ipm-cds does not read {rtype} resources")
             else:
                 handler(ref, model)
+        self._encounters()
         for ref, rtype in self.not_read:
             self._skip(ref, "unsupported_resource", f"ipm-cds does not read {rtype} resources (not validated)")
         self._place_pending()
@@ -204,6 +208,9 @@ class _Reader(_SeriesReader, _ConditionReader, _ObservationReader, _MedicationRe
                 if when:
                     evaluation["date"] = when.isoformat()
                 doc["psychological_evaluation"] = evaluation
+
+        if self.hospitalised:  # an inpatient admission in progress (.encounters); several: the latest is the source
+            doc["hospitalised"] = self._latest(self.hospitalised, "hospitalised", sources)
 
         pains = []
         for i, pain in enumerate(sorted(self.pains.values(), key=lambda p: p.ref)):

@@ -19,7 +19,15 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ...errors import PatientDataError, Problem
-from ..patient import FUTURE_DATE_FIELDS, MAX_AGE_YEARS, PRECISION_FIELDS, DatePrecision, PatientCase, period_of
+from ..patient import (
+    FUTURE_DATE_FIELDS,
+    MAX_AGE_YEARS,
+    PRECISION_FIELDS,
+    DatePrecision,
+    Lab,
+    PatientCase,
+    period_of,
+)
 from .schema import BASE_FACT_TYPES
 from .series import relief_in_series, series_facts
 from .vocabulary import CodeInfo, check_codes
@@ -168,6 +176,38 @@ def _any_after(value: Any, as_of: date) -> bool:
     return isinstance(value, date) and value > as_of
 
 
+# The laboratory tests of renal function (ruleset vocabulary lab_test): their latest results make the patient's
+# renal_gfr, so that a rule can wait for renal function on the one patient fact (reported missing when none is
+# recorded) instead of matching nothing when no result exists.
+_RENAL_TESTS = ("egfr", "creatinine_clearance")
+
+
+def _renal_gfr(labs: Sequence[Lab]) -> float | None:
+    """The lower of the most recent eGFR and the most recent creatinine clearance (on one date, the lower result)."""
+    latest: dict[str, tuple[date, float]] = {}
+    for lab in labs:
+        if lab.test not in _RENAL_TESTS:
+            continue
+        held = latest.get(lab.test)
+        if held is None or lab.date > held[0] or (lab.date == held[0] and lab.value < held[1]):
+            latest[lab.test] = (lab.date, float(lab.value))
+    return min((value for _, value in latest.values()), default=None)
+
+
+def _lab_flag(lab: Lab) -> str | None:
+    """The laboratory's own reading of a result: its flag, else its reference range; None when it gave neither."""
+    if lab.flag is not None:
+        return lab.flag
+    low, high = lab.reference_low, lab.reference_high
+    if low is None and high is None:
+        return None
+    if high is not None and lab.value > high:
+        return "high"
+    if low is not None and lab.value < low:
+        return "low"
+    return "normal"
+
+
 def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
     """Every date in the document must be on or before as_of (field paths use the input order)."""
     problems: list[Problem] = []
@@ -306,6 +346,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         "active_exercise_program": care.active_exercise_program, "nonoperative_months": care.nonoperative_months,
         "psych_eval_completed": psych.completed if psych else None,
         "psych_eval_cleared": psych.cleared if psych else None,
+        "hospitalised": patient.hospitalised, "renal_gfr": _renal_gfr(patient.labs),
     })  # fmt: skip
     for i, pain in enumerate(_canonical(patient.pain)):
         weeks = longest = pain.duration_weeks
@@ -400,9 +441,10 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
         add("medication_summary", i, {"group": group, "count": count})
     for i, lab in enumerate(_canonical(patient.labs)):
-        add(
-            "lab", i, {"test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date)}
-        )
+        add("lab", i, {
+            "test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date),
+            "flag": _lab_flag(lab),
+        })  # fmt: skip
     for i, scr in enumerate(_canonical(patient.screenings)):
         add("screening", i, {
             "instrument": scr.instrument, "score": scr.score, "item9": scr.item9,

@@ -116,6 +116,13 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "psych_eval_cleared": _b(
                     "Psychological evaluation found no contraindication.", "psychological_evaluation.cleared"
                 ),
+                "hospitalised": _b("In hospital (an inpatient admission in progress) at as_of.", "hospitalised"),
+                "renal_gfr": _f(
+                    "Renal function: the lower of the most recent eGFR (mL/min/1.73 m2) and the most recent "
+                    "creatinine clearance (mL/min). Absent when neither is recorded.",
+                    "labs[test=egfr|creatinine_clearance].value",
+                    "mL/min",
+                ),
             },
             (),
             "patient",
@@ -354,6 +361,13 @@ BASE_FACT_TYPES: dict[str, FactType] = {
                 "value": _f("Value in the test's canonical unit.", "value"),
                 "days_since": _i("Days from the result to as_of.", "date", "days"),
                 "date": _s("Date of the result, YYYY-MM-DD (for reading; compare days_since).", None, "date"),
+                "flag": _s(
+                    "The laboratory's own interpretation against its reference range: the recorded flag, else from "
+                    "the recorded reference range (above reference_high: high; below reference_low: low; within "
+                    "the limits given: normal). Absent when neither is recorded.",
+                    ("high", "normal", "low"),
+                    "flag",
+                ),
             },
             ("test", "date"),
             "labs",

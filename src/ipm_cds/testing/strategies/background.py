@@ -96,6 +96,8 @@ def _background(d: _Draw, ctx: _Ctx, red_flags: bool | None, anticoagulants: boo
         sites = ("knee", "hip", "shoulder", "lumbar", "cervical", "sacroiliac")
         for _ in range(d.pick((1, 1, 2, 3, 4))):
             ctx.add("steroid_injections", _steroid_injection(d, d.pick(sites)))
+    if d.chance(20):  # in hospital now, or recorded as not (absent: not recorded)
+        doc["hospitalised"] = d.chance(50)
     if d.chance(5):
         doc["prognosis"] = {"life_expectancy_months": d.near((6,), 0, 120)}
         if d.chance(60):
@@ -179,7 +181,8 @@ def _complication(d: _Draw, ctx: _Ctx) -> None:
             ctx.add("labs", _lab(d, "inr"))
     else:
         ctx.add("medications", {"agent": d.pick(("clopidogrel", "apixaban", "aspirin", "warfarin"))})
-        _condition(ctx, d.pick(("mechanical_heart_valve", "recent_coronary_stent", "recent_vte_or_stroke")))
+        conditions = ("mechanical_heart_valve", "recent_coronary_stent", "recent_vte_or_stroke", "atrial_fibrillation")
+        _condition(ctx, d.pick(tuple(c for c in conditions if c in d.codes["condition"])))
 
 
 def _finish(d: _Draw, ctx: _Ctx, max_pain: int) -> dict[str, Any]:

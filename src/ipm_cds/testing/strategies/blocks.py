@@ -226,7 +226,17 @@ def _lab(d: _Draw, test: str) -> dict[str, Any]:
         value = float(d.pick((5, 18, 35, 70, 110)))
     else:  # eGFR and creatinine clearance, about the renal threshold of 30
         value = float(d.pick((15, 29, 30, 31, 45, 60, 90)))
-    return {"test": test, "value": value, "date": d.ago(d.near((1,), 0, 200, pct=30))}  # about the 1-day INR recency
+    lab = {"test": test, "value": value, "date": d.ago(d.near((1,), 0, 200, pct=30))}  # about the 1-day INR recency
+    if test in ("crp", "esr") and d.chance(70):  # the laboratory's own reading: a flag, a range, or both
+        upper = 5.0 if test == "crp" else 20.0  # a typical laboratory's range: the lab's number, never a rule's
+        how = d.pick(("flag", "range", "both"))
+        if how in ("flag", "both"):
+            lab["flag"] = "high" if value > upper else d.pick(("normal", "normal", "low"))
+        if how in ("range", "both"):
+            lab["reference_high"] = upper
+            if d.chance(50):
+                lab["reference_low"] = 0.0
+    return lab
 
 
 def _steroid_injection(d: _Draw, region: str) -> dict[str, Any]:
