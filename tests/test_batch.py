@@ -234,9 +234,9 @@ def test_decision_log_costs_nothing_when_off(ruleset: ipm_cds.Ruleset) -> None:
 
 
 def test_multiprocess_batch_matches_sequential_record_by_record(ipm_engine: ipm_cds.Engine) -> None:
-    """2,000 generated patients in CI (100,000 with IPM_CDS_STRESS=full), 2 worker processes, every record
+    """1,000 generated patients in CI (100,000 with IPM_CDS_STRESS=full), 2 worker processes, every record
     compared with the sequential result of one engine in this process."""
-    count = 100_000 if FULL else 2_000
+    count = 100_000 if FULL else 1_000
     documents = generated(count)
     expected = sequential(ipm_engine, documents)
     got = outcomes(batch.evaluate_many(documents, workers=2, as_of=AS_OF, timestamp=False))
