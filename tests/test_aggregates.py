@@ -471,3 +471,43 @@ def test_an_item_recorded_twice_is_one_fact_and_still_counts_in_the_summaries(ru
 def test_the_engine_page_gives_the_firing_cap_the_code_uses() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "engine.md").read_text(encoding="utf-8")
     assert f"A cap on firings per evaluation ({DEFAULT_FIRING_CAP:,} by default" in page
+
+
+def test_hold_advice_over_counts_reaches_every_candidate_once_per_drug(ruleset: ipm_cds.Ruleset) -> None:
+    """asra.hold(.upgraded) binds a count of candidates and a count of medications by agent and indication: it
+    fires once per drug and indication, and every candidate still carries the advice for every drug."""
+    radicular = {"character": "radicular", "duration_weeks": 10, "nrs": 7}
+    document = {
+        "demographics": {"age_years": 58, "sex": "male"},
+        "pain": [
+            {"region": "lumbar", "laterality": "left", "odi_pct": 44, "is_index": True, **radicular},
+            {"region": "cervical", "laterality": "right", "ndi": 20, **radicular},
+        ],
+        "imaging": [
+            {
+                "modality": "mri",
+                "finding": "disc_herniation",
+                "region": region,
+                "level": level,
+                "side": side,
+                "concordant": True,
+                "date": "2025-05-20",
+            }
+            for region, level, side in (("lumbar", "L4-L5", "left"), ("cervical", "C5-C6", "right"))
+        ],
+        "conservative_care": {"physical_therapy_weeks": 6, "active_exercise_program": True, "failed": True},
+        "medications": [
+            {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg"},
+            {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg", "indication": "treatment"},
+            {"agent": "clopidogrel", "daily_dose": 75, "dose_unit": "mg"},
+        ],
+    }
+    for backend in ("durable", "python"):
+        assessment = ipm_cds.Engine(ruleset, backend=backend).evaluate(document, as_of=AS_OF)  # type: ignore[arg-type]
+        assert len(assessment.candidates) >= 2
+        for candidate in assessment.candidates:
+            held = {p.medication for p in candidate.precautions if p.kind == "antithrombotic"}
+            assert held == {"apixaban", "clopidogrel"}, (backend, candidate.intervention, candidate.target.region)
+        holds = [t for t in assessment.trace if t.rule.startswith("asra.hold") and t.status == "fired"]
+        # one firing per (agent, indication): apixaban without and with an indication, clopidogrel
+        assert len(holds) == 3, (backend, [t.rule for t in holds])
