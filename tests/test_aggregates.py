@@ -511,3 +511,20 @@ def test_hold_advice_over_counts_reaches_every_candidate_once_per_drug(ruleset: 
         holds = [t for t in assessment.trace if t.rule.startswith("asra.hold") and t.status == "fired"]
         # one firing per (agent, indication): apixaban without and with an indication, clopidogrel
         assert len(holds) == 3, (backend, [t.rule for t in holds])
+
+
+def test_a_count_that_stands_for_nothing_fails_closed() -> None:
+    """A conclusion bound to a count is given for the facts the count was made from; a count whose facts
+    cannot be found is an evaluation error, never a conclusion silently dropped."""
+    from ipm_cds.engine.driver import Run
+    from ipm_cds.errors import EvaluationError
+    from ipm_cds.model.facts.normalise import Fact
+
+    run = Run()
+    candidate = Fact("candidate", "candidate#0", {"intervention": "facet_mbb"}, "candidate[facet_mbb]")
+    count = Fact("candidate@count.x", "candidate@count.x#0", {"count": 1}, "count of candidate = 1", derived=True)
+    assert run.stands_for(candidate, "candidate") == (candidate,)
+    with pytest.raises(EvaluationError, match="stands for no candidate fact"):
+        run.stands_for(count, "candidate")
+    run.aggregated.members[count.key] = (candidate,)
+    assert run.stands_for(count, "candidate") == (candidate,)

@@ -56,7 +56,10 @@ class Run:
         facts that fed it (an antithrombotic hold bound to a count of candidates speaks for each of them)."""
         if fact.type == fact_type:
             return (fact,)
-        return tuple(f for f in self.aggregated.members.get(fact.key, ()) if f.type == fact_type)
+        members = tuple(f for f in self.aggregated.members.get(fact.key, ()) if f.type == fact_type)
+        if not members:  # a conclusion bound to a count it could not trace back: fail closed, never drop it
+            raise EvaluationError(f"{fact.label} stands for no {fact_type} fact", hint="report this as a bug")
+        return members
 
 
 def _signature(rule: ir.Rule, bound: Mapping[str, Fact]) -> Signature:
