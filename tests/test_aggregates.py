@@ -56,13 +56,10 @@ def _both(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, document: dict
 # -- long records at the model's caps -----------------------------------------------------------------
 
 
-def test_a_hundred_inrs_on_warfarin_judge_the_latest(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine) -> None:
-    """Lumbar and cervical radiculopathy on warfarin with 100 monthly INRs (the model's cap): assessed, and
-    only the latest INR (2.9, above SIR's 1.5 before an intermediate-risk epidural) speaks, as a relative
-    exclusion: a precaution on each epidural candidate."""
-    inrs = [{"test": "inr", "value": 2.2, "date": _day(30 * i + 10)} for i in range(1, 100)]
-    inrs.append({"test": "inr", "value": 2.9, "date": _day(3)})
-    document = {
+def _radiculopathy_in_two_regions() -> dict[str, Any]:
+    """Lumbar and cervical radiculopathy with concordant MRI after failed conservative care: an epidural
+    candidate in each region."""
+    return {
         "pain": [
             {
                 "region": "lumbar",
@@ -94,6 +91,17 @@ def test_a_hundred_inrs_on_warfarin_judge_the_latest(durable: ipm_cds.Engine, py
             for region, level, side in (("lumbar", "L5-S1", "left"), ("cervical", "C5-C6", "right"))
         ],
         "conservative_care": {"physical_therapy_weeks": 12, "active_exercise_program": True, "failed": True},
+    }
+
+
+def test_a_hundred_inrs_on_warfarin_judge_the_latest(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine) -> None:
+    """Lumbar and cervical radiculopathy on warfarin with 100 monthly INRs (the model's cap): assessed, and
+    only the latest INR (2.9, above SIR's 1.5 before an intermediate-risk epidural) speaks, as a relative
+    exclusion: a precaution on each epidural candidate."""
+    inrs = [{"test": "inr", "value": 2.2, "date": _day(30 * i + 10)} for i in range(1, 100)]
+    inrs.append({"test": "inr", "value": 2.9, "date": _day(3)})
+    document = {
+        **_radiculopathy_in_two_regions(),
         "medications": [{"agent": "warfarin", "daily_dose": 5, "dose_unit": "mg", "indication": "treatment"}],
         "labs": inrs,
     }
@@ -473,44 +481,27 @@ def test_the_engine_page_gives_the_firing_cap_the_code_uses() -> None:
     assert f"A cap on firings per evaluation ({DEFAULT_FIRING_CAP:,} by default" in page
 
 
-def test_hold_advice_over_counts_reaches_every_candidate_once_per_drug(ruleset: ipm_cds.Ruleset) -> None:
+def test_hold_advice_over_counts_reaches_every_candidate_once_per_drug(
+    durable: ipm_cds.Engine, python_engine: ipm_cds.Engine
+) -> None:
     """asra.hold(.upgraded) binds a count of candidates and a count of medications by agent and indication: it
     fires once per drug and indication, and every candidate still carries the advice for every drug."""
-    radicular = {"character": "radicular", "duration_weeks": 10, "nrs": 7}
     document = {
-        "demographics": {"age_years": 58, "sex": "male"},
-        "pain": [
-            {"region": "lumbar", "laterality": "left", "odi_pct": 44, "is_index": True, **radicular},
-            {"region": "cervical", "laterality": "right", "ndi": 20, **radicular},
-        ],
-        "imaging": [
-            {
-                "modality": "mri",
-                "finding": "disc_herniation",
-                "region": region,
-                "level": level,
-                "side": side,
-                "concordant": True,
-                "date": "2025-05-20",
-            }
-            for region, level, side in (("lumbar", "L4-L5", "left"), ("cervical", "C5-C6", "right"))
-        ],
-        "conservative_care": {"physical_therapy_weeks": 6, "active_exercise_program": True, "failed": True},
+        **_radiculopathy_in_two_regions(),
         "medications": [
             {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg"},
             {"agent": "apixaban", "daily_dose": 10, "dose_unit": "mg", "indication": "treatment"},
             {"agent": "clopidogrel", "daily_dose": 75, "dose_unit": "mg"},
         ],
     }
-    for backend in ("durable", "python"):
-        assessment = ipm_cds.Engine(ruleset, backend=backend).evaluate(document, as_of=AS_OF)  # type: ignore[arg-type]
-        assert len(assessment.candidates) >= 2
-        for candidate in assessment.candidates:
-            held = {p.medication for p in candidate.precautions if p.kind == "antithrombotic"}
-            assert held == {"apixaban", "clopidogrel"}, (backend, candidate.intervention, candidate.target.region)
-        holds = [t for t in assessment.trace if t.rule.startswith("asra.hold") and t.status == "fired"]
-        # one firing per (agent, indication): apixaban without and with an indication, clopidogrel
-        assert len(holds) == 3, (backend, [t.rule for t in holds])
+    assessment = _both(durable, python_engine, document)
+    assert len(assessment.candidates) >= 2
+    for candidate in assessment.candidates:
+        held = {p.medication for p in candidate.precautions if p.kind == "antithrombotic"}
+        assert held == {"apixaban", "clopidogrel"}, (candidate.intervention, candidate.target.region)
+    holds = [t for t in assessment.trace if t.rule.startswith("asra.hold") and t.status == "fired"]
+    # one firing per (agent, indication): apixaban without and with an indication, clopidogrel
+    assert len(holds) == 3, [t.rule for t in holds]
 
 
 def test_a_count_that_stands_for_nothing_fails_closed() -> None:
