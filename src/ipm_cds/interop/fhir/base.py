@@ -134,8 +134,7 @@ class _ReaderBase:
         rid = resource.get("id")
         label = f"{rtype}/{rid}" if isinstance(rid, str) else where
         if rtype == "Encounter":
-            if label in self.by_ref:
-                self.problems.append(Problem(f"{label} appears twice", field=where))
+            if not self._first(label, where):
                 return
             self.by_ref[label] = None
             self.encounters.append((label, resource))
@@ -148,8 +147,7 @@ class _ReaderBase:
             except ValueError:
                 self.problems.append(Problem(f"unknown resourceType {rtype!r} (not a FHIR R4 resource)", field=where))
                 return
-            if label in self.by_ref:
-                self.problems.append(Problem(f"{label} appears twice", field=where))
+            if not self._first(label, where):
                 return
             self.by_ref[label] = None
             self.not_read.append((label, rtype))
@@ -157,8 +155,7 @@ class _ReaderBase:
         model = self._validate(rtype, resource, f"{where} ({label})" if label != where else where)
         if model is None:
             return
-        if label in self.by_ref:
-            self.problems.append(Problem(f"{label} appears twice", field=where))
+        if not self._first(label, where):
             return
         self.resources.append((label, model))
         self.by_ref[label] = model
@@ -168,6 +165,13 @@ class _ReaderBase:
             cid = getattr(contained, "id", None)
             if cid:
                 self.by_ref[f"{label}#{cid}"] = contained
+
+    def _first(self, label: str, where: str) -> bool:
+        """Whether no resource with ``label`` was read yet; a second one is reported (the first one stands)."""
+        if label in self.by_ref:
+            self.problems.append(Problem(f"{label} appears twice", field=where))
+            return False
+        return True
 
     def _validate(self, rtype: str, data: Mapping[str, Any], where: str) -> Any:
         from pydantic import ValidationError
