@@ -5,17 +5,18 @@ patterns, not only the bundled ruleset's.
 reach every shape the compiler specialises (one, two, three and more patterns; one test or several;
 ``eq``/``in`` without a presence test; joins at every position; ``any_of`` with and without joins; several
 patterns of one fact type). Here hypothesis draws the patterns and the facts: every combination, its order
-and its unknown fields must be the reference's, two-valued, three-valued and for unless clauses.
+and its unknown fields must be the reference's, two-valued, three-valued and for unless clauses; and a
+rule its gates leave out must have none.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from ipm_cds.engine import compiled, driver
+from ipm_cds.engine import compiled, driver, gates
 from ipm_cds.engine.match import index_by_type, matches
 from ipm_cds.model.facts.normalise import Fact
 from ipm_cds.ruleset import ir
@@ -90,6 +91,14 @@ def test_compiled_matchers_equal_the_reference_on_arbitrary_patterns(
         (bound, unknown) for bound, truth, unknown in matches(rule, by_type, three_valued=True) if truth is None
     ]
     assert compiled._missing_matcher(rule)(by_type) == expected_missing
+    # the gates (engine/gates.py) leave out only a rule with no combination (three-valued: no undecided one)
+    index = gates.GateIndex.build([gates.gates_of(rule)])
+    if 0 not in index.admitted(by_type):
+        event("left out by its gates")
+        assert expected == []
+    if 0 not in index.admitted(by_type, three_valued=True):
+        event("left out by its gates, three-valued")
+        assert expected_missing == []
     if len(rule) > 1:
         # the last pattern as an unless clause of a rule made of the others
         *when, unless = rule

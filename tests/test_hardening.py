@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.engine import compiled, driver, durable_backend
+from ipm_cds.engine import compiled, driver, durable_backend, gates
 from ipm_cds.engine.match import index_by_type, matches
 from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError, PatientDataError, RulesetError
 from ipm_cds.model.facts.normalise import Fact, normalise
@@ -478,11 +478,16 @@ def test_compiled_matchers_equal_the_reference_matcher(python_engine: ipm_cds.En
     by_type = index_by_type(run.facts)
     code = compiled.compile_program(program)
     for stratum in program.strata:
-        for er in stratum.rules:
+        admitted = gates.GateIndex.build([code.gates[er.name] for er in stratum.rules]).admitted(by_type)
+        for i, er in enumerate(stratum.rules):
             expected = [bound for bound, _, _ in matches(er.patterns, by_type)]
             assert code.match[er.name](by_type) == expected, er.rule.ref
-    for rule in program.rules:
-        assert code.missing[rule.ref](by_type) == list(_reference_missing(rule.patterns, by_type)), rule.ref
+            assert i in admitted or not expected, f"{er.rule.ref}: its gates leave out a rule that matches"
+    waiting = code.rule_gates.admitted(by_type, three_valued=True)
+    for i, rule in enumerate(program.rules):
+        expected_missing = list(_reference_missing(rule.patterns, by_type))
+        assert code.missing[rule.ref](by_type) == expected_missing, rule.ref
+        assert i in waiting or not expected_missing, f"{rule.ref}: its gates leave out a rule that waits for data"
         for firing in (f for f in run.firings if f.rule.id == rule.id):
             for blocker in rule.blockers:
                 expected_extend = [(t, u) for _, t, u in driver._extend(blocker.pattern, firing.bindings, by_type)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from ..model.facts.normalise import Fact
@@ -18,8 +18,15 @@ class Backend(Protocol):
     def prepare(self, program: Program) -> None:
         """Compile what the backend needs for this program (once per engine)."""
 
-    def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
-        """Fire every rule of the stratum on every match, to a fixpoint, asserting derived facts."""
+    def run_stratum(
+        self,
+        stratum: Stratum,
+        facts: Sequence[Fact],
+        on_fire: OnFire,
+        by_type: Mapping[str, Sequence[Fact]] | None = None,
+    ) -> None:
+        """Fire every rule of the stratum on every match, to a fixpoint, asserting derived facts. ``by_type``:
+        the same facts by type, in the same order, when the caller has them (a backend must not change it)."""
 
     def close(self) -> None:
         """Release what ``prepare`` built (for durable-rules, its rulesets in the C extension). Idempotent."""

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from ..model.facts.normalise import Fact
 from ..ruleset import ir
 from .closures import Check3, _pattern2, _pattern3, _positions
+from .gates import Gate, GateIndex, gates_of
 from .match import Truth, Unknown
 
 Bindings = dict[str, Fact]
@@ -330,7 +331,8 @@ class CompiledProgram:
     ``match[exec rule name]``: every true combination of facts (two-valued); ``missing[rule ref]``: every
     undecided combination with its unknown fields (three-valued); ``extend[(rule id, unless index)]``: one
     fact against an unless clause, given the rule's bindings (three-valued). ``needs`` holds the fact types
-    each rule and engine rule reads: when one has no fact, the rule has no combination at all.
+    each rule and engine rule reads: when one has no fact, the rule has no combination at all; ``gates`` its
+    tests of a field against constants (:mod:`.gates`): when no fact has an allowed value, it has none either.
     """
 
     def __init__(
@@ -343,15 +345,14 @@ class CompiledProgram:
             **{k: frozenset(p.fact_type for p in ps) for k, ps in exec_rules.items()},
             **{k: frozenset(p.fact_type for p in ps) for k, ps in rules.items()},
         }
+        self.gates: dict[str, tuple[Gate, ...]] = {
+            **{k: gates_of(ps) for k, ps in exec_rules.items()},
+            **{k: gates_of(ps) for k, ps in rules.items()},
+        }
         self.rule_refs: tuple[str, ...] = tuple(rules)
         self.rule_order: dict[str, int] = {ref: n for n, ref in enumerate(self.rule_refs)}
-        # the rules grouped by the fact types they read, in program order within a group
-        groups: dict[frozenset[str], list[str]] = {}
-        for ref in self.rule_refs:
-            groups.setdefault(self.needs[ref], []).append(ref)
-        self.rules_by_needs: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = tuple(
-            (needs, tuple(group)) for needs, group in groups.items()
-        )
+        self.rule_needs: tuple[frozenset[str], ...] = tuple(self.needs[ref] for ref in self.rule_refs)
+        self.rule_gates = GateIndex.build([self.gates[ref] for ref in self.rule_refs])  # rules by position
         self.match: dict[str, MatchFn] = _Lazy(lambda key: _matcher(exec_rules[key]), exec_rules)
         self.missing: dict[str, MissingFn] = _Lazy(lambda key: _missing_matcher(rules[key]), rules)
         self.extend: dict[tuple[str, int], ExtendFn] = _Lazy(lambda key: _extender(*blockers[key]), blockers)

@@ -320,7 +320,7 @@ def run_program(
             add(new)
             return new
 
-        backend.run_stratum(stratum, list(run.facts), on_fire)
+        backend.run_stratum(stratum, list(run.facts), on_fire, by_type)
         for rule, signature, made in deferred:
             if (rule.id, signature) in run.blocked:
                 continue
@@ -363,11 +363,13 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
     translate = run.aggregated.translate
     not_in_effect = run.not_in_effect
     present = set(by_type)
-    # (a rule reading a fact type with no fact has no combination, decided or not: it is not run)
-    refs = [ref for needs, group in compiled.rules_by_needs if needs <= present for ref in group]
-    if len(refs) > 1:
-        refs.sort(key=compiled.rule_order.__getitem__)  # in the program's order, as before
-    for ref in refs:
+    # (a rule reading a fact type with no fact has no combination, decided or not, nor one whose gates no
+    # value or absence admits: it is not run). In the program's order.
+    needs, refs = compiled.rule_needs, compiled.rule_refs
+    for i in sorted(compiled.rule_gates.admitted(by_type, three_valued=True)):
+        if not needs[i] <= present:
+            continue
+        ref = refs[i]
         if ref in not_in_effect:
             continue
         found = compiled.missing[ref](by_type)

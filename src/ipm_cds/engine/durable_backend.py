@@ -32,7 +32,7 @@ import math
 import re
 import sys
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -414,7 +414,13 @@ class DurableBackend:
             self.close()  # the strata already created are not left behind
             raise error
 
-    def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
+    def run_stratum(
+        self,
+        stratum: Stratum,
+        facts: Sequence[Fact],
+        on_fire: OnFire,
+        by_type: Mapping[str, Sequence[Fact]] | None = None,  # (the engine indexes the facts itself)
+    ) -> None:
         assert _engine is not None
         handle = self._handles[stratum.index]
         reads = self._reads[stratum.index]

@@ -6,16 +6,18 @@ of facts fires a rule once, as in the durable engine.
 
 Patterns run as compiled matchers (:mod:`compiled`: closures built from the IR, with the semantics of
 :mod:`match`). After the first round, a rule is matched again only when a fact of a type it reads was
-derived in the round before: its other matches are the ones it already fired.
+derived in the round before: its other matches are the ones it already fired. A rule whose gates
+(:mod:`.gates`) no value of the record admits is not matched at all: it has no match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..model.facts.normalise import Fact
 from .base import OnFire
 from .compiled import CompiledProgram, compile_program
+from .gates import GateIndex
 from .match import index_by_type
 from .program import Program, Stratum
 
@@ -25,38 +27,43 @@ class PythonBackend:
 
     def __init__(self) -> None:
         self._compiled: CompiledProgram | None = None
-        # per stratum: the engine rules' names, and their positions grouped by the fact types they read
-        self._groups: dict[int, tuple[tuple[str, ...], tuple[tuple[frozenset[str], tuple[int, ...]], ...]]] = {}
+        # per stratum: the engine rules' names, the fact types each reads, and the rules by their gates
+        self._strata: dict[int, tuple[tuple[str, ...], tuple[frozenset[str], ...], GateIndex]] = {}
 
     def prepare(self, program: Program) -> None:
         self._compiled = compile_program(program)
         for stratum in program.strata:
             names = tuple(er.name for er in stratum.rules)
-            groups: dict[frozenset[str], list[int]] = {}
-            for i, name in enumerate(names):
-                groups.setdefault(self._compiled.needs[name], []).append(i)
-            self._groups[stratum.index] = (names, tuple((k, tuple(v)) for k, v in groups.items()))
+            reads = tuple(self._compiled.needs[name] for name in names)
+            self._strata[stratum.index] = (names, reads, GateIndex.build([self._compiled.gates[n] for n in names]))
 
     def close(self) -> None:
         self._compiled = None
-        self._groups.clear()
+        self._strata.clear()
 
-    def run_stratum(self, stratum: Stratum, facts: Sequence[Fact], on_fire: OnFire) -> None:
+    def run_stratum(
+        self,
+        stratum: Stratum,
+        facts: Sequence[Fact],
+        on_fire: OnFire,
+        by_type: Mapping[str, Sequence[Fact]] | None = None,
+    ) -> None:
         assert self._compiled is not None, "prepare() first"
         match = self._compiled.match
-        names, groups = self._groups[stratum.index]
-        by_type = index_by_type(facts)
-        present = set(by_type)  # a set, kept up to date below: ``frozenset <= set`` is fast, ``<= dict_keys`` is not
+        names, reads, gates = self._strata[stratum.index]
+        # (a copy: what the round derives joins these lists when it ends)
+        of_type = {t: list(f) for t, f in by_type.items()} if by_type is not None else index_by_type(facts)
+        present = set(of_type)  # a set, kept up to date below: ``frozenset <= set`` is fast, ``<= dict_keys`` is not
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         while True:
             # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
-            # derived in the round before (its other matches already fired). The others run in stratum order.
+            # derived in the round before (its other matches already fired); a rule whose gates no value admits.
+            # The others run in stratum order.
             selected = [
                 i
-                for reads, positions in groups
-                if reads <= present and (changed is None or not reads.isdisjoint(changed))
-                for i in positions
+                for i in gates.admitted(of_type)
+                if reads[i] <= present and (changed is None or not reads[i].isdisjoint(changed))
             ]
             selected.sort()
             # Each match fires as soon as it is found (so the driver's firing cap holds while matching, not after
@@ -65,7 +72,7 @@ class PythonBackend:
             made: list[Fact] = []
             for i in selected:
                 name = names[i]
-                for bound in match[name](by_type):
+                for bound in match[name](of_type):
                     signature = (name, tuple(id(f) for f in bound.values()))
                     if signature not in fired:
                         fired.add(signature)
@@ -74,6 +81,6 @@ class PythonBackend:
                 return
             changed = set()
             for fact in made:
-                by_type.setdefault(fact.type, []).append(fact)
+                of_type.setdefault(fact.type, []).append(fact)
                 present.add(fact.type)
                 changed.add(fact.type)

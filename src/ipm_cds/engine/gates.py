@@ -1,0 +1,113 @@
+"""Gates: a rule's tests of a field against constants, checked against the values a record has of that field,
+before the rule's matcher runs.
+
+A ruleset has hundreds of rules and a record matches few of them. Most rules that cannot match fail on a
+test like ``region: lumbar`` or ``intervention in [...]``: a fact of the type is there (so the rule is not
+skipped for want of one), but no fact of it has one of the values. Checking a gate costs a set lookup per
+gate; running the matcher costs a call and a loop over the facts with every test of the pattern. Both
+:mod:`.python_backend` and the missing-data search of :mod:`.driver` skip the rules whose gates no value
+admits, through a :class:`GateIndex`: the cost is then per fact, not per rule.
+
+A gate only ever skips a rule that has no combination (or, three-valued, no undecided one), so skipping
+it changes nothing the rule would say, by these semantics (:mod:`.match`):
+
+* a gate is a test of the pattern itself (not inside ``any_of``), so it must hold for the pattern to;
+* ``eq`` and ``in`` hold only for a value equal to one of the constants (the values are scalars, whose
+  hashes agree with ``==``); ``present`` only for a recorded value;
+* two-valued, an absent value makes the test false; three-valued, unknown: a gate of the missing-data search
+  admits a fact without the field (the rule could be waiting for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..model.facts.normalise import Fact, Scalar
+from ..ruleset import ir
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A test of one of a rule's patterns that only facts with one of ``allowed`` values of ``field`` pass
+    (``allowed`` None: any recorded value)."""
+
+    fact_type: str
+    field: str
+    allowed: frozenset[Scalar] | None
+
+
+def gates_of(patterns: Sequence[ir.Pattern]) -> tuple[Gate, ...]:
+    """The gates of a rule with these patterns: each top-level ``eq``, ``in`` or ``present`` test of a constant."""
+    found: dict[Gate, None] = {}  # (in order, once each)
+    for pattern in patterns:
+        for node in pattern.tests:
+            if not isinstance(node, ir.Test) or isinstance(node.operand, ir.Ref | ir.Param):
+                continue
+            if node.op == "present":
+                found[Gate(pattern.fact_type, node.field, None)] = None
+            elif node.op in ("eq", "in"):
+                operand = node.operand
+                assert operand is not None, "a rule compares with a value, never with None"
+                values = frozenset(operand) if isinstance(operand, tuple) else frozenset((operand,))
+                found[Gate(pattern.fact_type, node.field, values)] = None
+    return tuple(found)
+
+
+def primary(gates: Sequence[Gate]) -> Gate | None:
+    """The gate a rule is indexed by: of its ``eq`` and ``in`` gates, the one with the fewest values (the first
+    such); None when it has none (a ``present`` gate admits most records: such a rule is matched unindexed)."""
+    best: Gate | None = None
+    for gate in gates:
+        if gate.allowed is not None and (best is None or best.allowed is None or len(gate.allowed) < len(best.allowed)):
+            best = gate
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class GateIndex:
+    """Rules, by position, indexed by their primary gate: per (fact type, field), the rules each value admits.
+    Checking a record costs a lookup per fact and indexed field, however many rules there are."""
+
+    keys: tuple[tuple[str, str, Mapping[Scalar, tuple[int, ...]], frozenset[int]], ...]
+    ungated: frozenset[int]  # rules without an ``eq`` or ``in`` gate: always admitted
+
+    @classmethod
+    def build(cls, gates: Sequence[Sequence[Gate]]) -> GateIndex:
+        keys: dict[tuple[str, str], dict[Scalar, list[int]]] = {}
+        ungated: list[int] = []
+        for position, rule_gates in enumerate(gates):
+            gate = primary(rule_gates)
+            if gate is None or gate.allowed is None:
+                ungated.append(position)
+                continue
+            by_value = keys.setdefault((gate.fact_type, gate.field), {})
+            for value in gate.allowed:
+                by_value.setdefault(value, []).append(position)
+        return cls(
+            tuple(
+                (fact_type, field, {v: tuple(p) for v, p in by_value.items()}, frozenset().union(*by_value.values()))
+                for (fact_type, field), by_value in keys.items()
+            ),
+            frozenset(ungated),
+        )
+
+    def admitted(self, by_type: Mapping[str, Sequence[Fact]], three_valued: bool = False) -> set[int]:
+        """The rules whose primary gate a fact admits (three-valued: also a fact without the field), and the
+        rules without one. A rule left out has no combination (three-valued: no undecided one either)."""
+        out = set(self.ungated)
+        for fact_type, field, by_value, everyone in self.keys:
+            facts = by_type.get(fact_type)
+            if not facts:
+                continue
+            for fact in facts:
+                value = fact.values.get(field)
+                if value is None:
+                    if three_valued:
+                        out.update(everyone)
+                        break
+                    continue
+                hit = by_value.get(value)
+                if hit is not None:
+                    out.update(hit)
+        return out
