@@ -60,7 +60,8 @@ def sequential(engine: ipm_cds.Engine, documents: list[Any]) -> list[str]:
     out = []
     for d in documents:
         try:
-            out.append(engine.evaluate(d, as_of=AS_OF, timestamp=False).to_json(indent=None, timestamp=False))
+            assessment = engine.evaluate(d, as_of=AS_OF, timestamp=False)
+            out.append(assessment.to_json(indent=None, timestamp=False, sort_keys=False))
         except ipm_cds.IpmCdsError as exc:
             out.append(f"{type(exc).__name__}: {exc}")
     return out
@@ -84,7 +85,7 @@ def test_results_match_sequential_evaluation_in_input_order(
     assert outcomes(iter(results)) == expected
     assert [r.ok for r in results].count(False) == 2
     assert results[40].error is not None and results[40].error["type"] == "PatientDataError"
-    assert results[0].assessment().to_json(indent=None, timestamp=False) == expected[0]
+    assert results[0].assessment().to_json(indent=None, timestamp=False, sort_keys=False) == expected[0]
 
 
 def test_python_backend_and_profile_are_passed_to_the_workers(

@@ -180,7 +180,7 @@ def test_several_files_and_globs_carry_their_file_and_line(
     for record, result in zip(got, want, strict=True):
         if result.ok:
             record["assessment"]["provenance"].pop("evaluated_at")
-            assert json.dumps(record["assessment"], sort_keys=True, ensure_ascii=False) == result.assessment_json
+            assert record["assessment"] == json.loads(result.assessment_json or "")
         else:
             assert record["error"] == result.error
 

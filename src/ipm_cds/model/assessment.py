@@ -343,8 +343,16 @@ class Assessment(_Out):
     provenance: Provenance = Field(description="What produced the assessment, to reproduce it.")
     disclaimer: str = Field(description="The decision-support disclaimer to show with the assessment.")
 
-    def to_json(self, *, indent: int | None = 2, timestamp: bool = True) -> str:
-        """Stable, sorted JSON. ``timestamp=False`` drops ``evaluated_at`` for byte-for-byte comparison."""
+    def to_json(self, *, indent: int | None = 2, timestamp: bool = True, sort_keys: bool = True) -> str:
+        """Stable JSON. ``timestamp=False`` drops ``evaluated_at`` for byte-for-byte comparison.
+
+        Keys are sorted by default. ``sort_keys=False`` writes each object's fields in the model's order (and
+        a mapping's keys in the order the assessment holds them), with pydantic's own serializer: the same
+        content, about four times faster, which is what ``ipm-cds batch`` writes. Both are deterministic: one
+        assessment always gives the same text."""
+        if not sort_keys:
+            exclude = None if timestamp else {"provenance": {"evaluated_at"}}
+            return self.model_dump_json(indent=indent, exclude=exclude)
         import json
 
         data = self.model_dump(mode="json")

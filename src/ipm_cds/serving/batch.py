@@ -49,7 +49,7 @@ class BatchResult:
 
     index: int  # 0-based position in the input
     line: int | None  # 1-based line number, when the input was read from JSON Lines
-    assessment_json: str | None  # compact JSON with sorted keys, as Assessment.to_json(indent=None)
+    assessment_json: str | None  # compact JSON, fields in model order: to_json(indent=None, sort_keys=False)
     error: Mapping[str, Any] | None  # {"type", "message"} and, where known, "problems" or "rule"
     decision: Mapping[str, Any] | None = None  # the decision-log entry, when decisions are logged
 
@@ -131,7 +131,8 @@ class _Evaluator:
             return BatchResult(index, line, None, outcome)
         assessment = outcome[0]
         decision = self.decision(outcome)
-        return BatchResult(index, line, assessment.to_json(indent=None, timestamp=config.timestamp), None, decision)
+        text = assessment.to_json(indent=None, timestamp=config.timestamp, sort_keys=False)
+        return BatchResult(index, line, text, None, decision)
 
     def decision(self, outcome: tuple[Any, Any, float]) -> dict[str, Any] | None:
         """The decision-log entry of an assessment :meth:`assess` made, when this run logs decisions."""
