@@ -171,12 +171,20 @@ class _Plan:
     needs: tuple[tuple[frozenset[str], ...], ...]
     derives: tuple[frozenset[str], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
-    aggregates: tuple[tuple[ir.Aggregate, ...], ...]  # per stratum: the aggregates first read there
-    selections: Mapping[str, Selection]  # aggregate fact type -> its selection, compiled
-    prefilters: Mapping[str, Prefilter | None]  # aggregate fact type -> the facts its selection could take
+    aggregates: tuple[tuple[_AggregatePlan, ...], ...]  # per stratum: the aggregates first read there
+    # per stratum: what its aggregates make from no facts (most records have none of most types), made once:
+    # their ``members`` and ``fields`` entries, merged (a computed aggregate replaces its own)
+    empty: tuple[tuple[Mapping[str, tuple[Fact, ...]], Mapping[str, dict[str, str]]], ...]
     derivable: frozenset[str]  # the fact types a firing can make (derive conclusions, candidates)
-    # aggregate fact type -> what it makes from no facts (most records have none of most types): made once
-    empty: Mapping[str, Aggregated]
+
+
+@dataclass(frozen=True, slots=True)
+class _AggregatePlan:
+    aggregate: ir.Aggregate
+    source_type: str
+    selection: Selection  # compiled
+    prefilter: Prefilter | None  # the facts its selection could take
+    empty: tuple[Fact, ...]  # the facts it makes from no facts
 
 
 def _plan(program: Program) -> _Plan:
@@ -204,16 +212,15 @@ def _plan(program: Program) -> _Plan:
                     elif isinstance(c, ir.Recommend):
                         made.add("candidate")
             derives.append(frozenset(made))
+        planned = tuple(tuple(_plan_aggregate(a) for a in batch) for batch in aggregates)
         plan = _Plan(
             {er.name: er for s in program.strata for er in s.rules},
             tuple(needs),
             tuple(derives),
             tuple(r for r in program.rules if r.effective != (None, None)),
-            tuple(aggregates),
-            {a.fact_type: selection_check(a.selection) for batch in aggregates for a in batch},
-            {a.fact_type: prefilter(a) for batch in aggregates for a in batch},
+            planned,
+            tuple(_empty(batch) for batch in aggregates),
             frozenset().union(*derives),
-            {a.fact_type: _from_nothing(a) for batch in aggregates for a in batch},
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
@@ -223,7 +230,26 @@ def _plan(program: Program) -> _Plan:
 def _from_nothing(aggregate: ir.Aggregate) -> Aggregated:
     made = Aggregated()
     compute(aggregate, (), made, selection_check(aggregate.selection))
+    # (from no facts: nothing undecided, copied or pending, which the driver's shortcut relies on)
+    assert not (made.sources or made.undecided or made.pending or made.uncertain or made.unranked)
     return made
+
+
+def _plan_aggregate(aggregate: ir.Aggregate) -> _AggregatePlan:
+    return _AggregatePlan(
+        aggregate,
+        aggregate.source_type,
+        selection_check(aggregate.selection),
+        prefilter(aggregate),
+        tuple(_from_nothing(aggregate).facts),
+    )
+
+
+def _empty(aggregates: Sequence[ir.Aggregate]) -> tuple[dict[str, tuple[Fact, ...]], dict[str, dict[str, str]]]:
+    merged = Aggregated()
+    for aggregate in aggregates:
+        merged.add(_from_nothing(aggregate))
+    return merged.members, merged.fields
 
 
 def can_fire(plan_needs: Sequence[frozenset[str]], derives: frozenset[str], present: set[str]) -> bool:
@@ -263,20 +289,28 @@ def run_program(
     memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
-    for stratum, needs, derives, aggregates in zip(
-        program.strata, plan.needs, plan.derives, plan.aggregates, strict=True
+    for stratum, needs, derives, aggregates, empty in zip(
+        program.strata, plan.needs, plan.derives, plan.aggregates, plan.empty, strict=True
     ):
         if aggregates:  # computed once, before the first stratum that reads them, from the facts known then
-            before = len(run.aggregated.facts)
+            aggregated = run.aggregated
+            before = len(aggregated.facts)
+            # What every aggregate of the stratum makes from no facts, made when the plan was (immutable): an
+            # aggregate computed below replaces its own entries (the same keys: a count without ``by`` makes
+            # its one group from facts or none; the others make nothing from none).
+            members, fields = empty
+            aggregated.members.update(members)
+            aggregated.fields.update(fields)
             of_type = FieldIndex(by_type)
-            for aggregate in aggregates:
-                name = aggregate.fact_type
-                selectable = of_type.facts(aggregate.source_type, plan.prefilters[name])
+            for planned in aggregates:
+                selectable = (
+                    of_type.facts(planned.source_type, planned.prefilter) if planned.source_type in present else ()
+                )
                 if selectable:
-                    compute(aggregate, selectable, run.aggregated, plan.selections[name])
-                else:  # the same facts (immutable) that compute makes from nothing, made when the plan was
-                    run.aggregated.add(plan.empty[name])
-            add(run.aggregated.facts[before:])
+                    compute(planned.aggregate, selectable, aggregated, planned.selection)
+                else:
+                    aggregated.facts.extend(planned.empty)
+            add(aggregated.facts[before:])
         if not can_fire(needs, derives, present):
             continue
         deferred.clear()
