@@ -179,14 +179,20 @@ def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, sel
         else:
             undecided.append((fact, result[1]))
     groups: dict[Group, list[Fact]] = {}
-    for fact in selected:
-        groups.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append(fact)
+    by = aggregate.by
+    if by:
+        for fact in selected:
+            groups.setdefault(tuple(map(fact.values.get, by)), []).append(fact)
+    elif selected:
+        groups[()] = selected
     if aggregate.function != "count":
         _rank(aggregate, groups, undecided, out)
         return
-    if not aggregate.by and not groups:
+    if not by and not groups:
         groups[()] = []
     made = _count(aggregate, groups, out)
+    if not undecided:
+        return
     alone: dict[Group, list[Unknown]] = {}
     for fact, unknowns in undecided:  # beside every count it could add to
         mine = tuple(fact.values.get(b) for b in aggregate.by)

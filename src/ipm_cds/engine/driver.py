@@ -114,6 +114,10 @@ class CandidateFacts:
     def __init__(self, program: Program) -> None:
         self.catalogue = program.ruleset.interventions
         self.memo = derived_memo(program)
+        # (intervention, region, side, unknown_highest) -> its candidate fact: most records make the same few
+        made = program.cache.setdefault("candidate_facts", {})
+        assert isinstance(made, dict)
+        self.made: dict[tuple[str, type, Scalar | None, type, Scalar | None, bool], Fact] = made
 
     def __call__(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Fact:
         target = {k: resolve_value(v, bound) for k, v in rec.target}
@@ -131,6 +135,16 @@ class CandidateFacts:
     def make(
         self, intervention: str, region: Scalar | None, side: Scalar | None, unknown_highest: bool = False
     ) -> Fact:
+        # (the value's type is part of the key, as in derived_fact)
+        key = (intervention, type(region), region, type(side), side, unknown_highest)
+        fact = self.made.get(key)
+        if fact is None:
+            if len(self.made) >= _DERIVED_MEMO_SIZE:
+                self.made.clear()  # bounded, as the derived facts' memo
+            fact = self.made[key] = self._make(intervention, region, side, unknown_highest)
+        return fact
+
+    def _make(self, intervention: str, region: Scalar | None, side: Scalar | None, unknown_highest: bool) -> Fact:
         item = self.catalogue[intervention]
         risk = item.bleeding_risk.by_region.get(str(region), item.bleeding_risk.default)
         if region is None and unknown_highest:
@@ -283,7 +297,9 @@ def run_program(
     def add(new_facts: Sequence[Fact]) -> None:
         run.facts.extend(new_facts)
         for fact in new_facts:
-            by_type.setdefault(fact.type, []).append(fact)
+            # a new list, never an extended one: the backend holds the lists it was given while a stratum runs
+            pool = by_type.get(fact.type)
+            by_type[fact.type] = [*pool, fact] if pool else [fact]
             present.add(fact.type)
 
     memo = candidate_fact.memo
@@ -349,8 +365,9 @@ def run_program(
             firing = run.firings[-1]
             for fact in made:
                 run.derived_by.setdefault(fact.key, []).append(firing)
-            new = [f for f in made if f.content() not in known]
-            known.update(f.content() for f in new)
+            contents = [f.content() for f in made]
+            new = [f for f, content in zip(made, contents, strict=True) if content not in known]
+            known.update(contents)  # (the others' contents are known already)
             add(new)
             return new
 

@@ -64,12 +64,15 @@ def primary(gates: Sequence[Gate]) -> Gate | None:
     return best
 
 
+_Key = tuple[str, Mapping[Scalar, tuple[int, ...]], frozenset[int]]  # field, value -> rules, every rule of the field
+
+
 @dataclass(frozen=True, slots=True)
 class GateIndex:
-    """Rules, by position, indexed by their primary gate: per (fact type, field), the rules each value admits.
+    """Rules, by position, indexed by their primary gate: per fact type and field, the rules each value admits.
     Checking a record costs a lookup per fact and indexed field, however many rules there are."""
 
-    keys: tuple[tuple[str, str, Mapping[Scalar, tuple[int, ...]], frozenset[int]], ...]
+    keys: Mapping[str, tuple[_Key, ...]]  # fact type -> its indexed fields
     ungated: frozenset[int]  # rules without an ``eq`` or ``in`` gate: always admitted
 
     @classmethod
@@ -84,22 +87,32 @@ class GateIndex:
             by_value = keys.setdefault((gate.fact_type, gate.field), {})
             for value in gate.allowed:
                 by_value.setdefault(value, []).append(position)
-        return cls(
-            tuple(
-                (fact_type, field, {v: tuple(p) for v, p in by_value.items()}, frozenset().union(*by_value.values()))
-                for (fact_type, field), by_value in keys.items()
-            ),
-            frozenset(ungated),
-        )
+        by_type: dict[str, list[_Key]] = {}
+        for (fact_type, field), by_value in keys.items():
+            rules = {v: tuple(p) for v, p in by_value.items()}
+            by_type.setdefault(fact_type, []).append((field, rules, frozenset().union(*by_value.values())))
+        return cls({t: tuple(k) for t, k in by_type.items()}, frozenset(ungated))
 
     def admitted(self, by_type: Mapping[str, Sequence[Fact]], three_valued: bool = False) -> set[int]:
         """The rules whose primary gate a fact admits (three-valued: also a fact without the field), and the
         rules without one. A rule left out has no combination (three-valued: no undecided one either)."""
         out = set(self.ungated)
-        for fact_type, field, by_value, everyone in self.keys:
+        for fact_type, keys in self.keys.items():
             facts = by_type.get(fact_type)
-            if not facts:
-                continue
+            if facts:
+                self._admit(keys, facts, out, three_valued)
+        return out
+
+    def admit(self, facts: Sequence[Fact], into: set[int]) -> None:
+        """Add to ``into`` the rules these facts (of one type) admit, two-valued: what :meth:`admitted` adds
+        for facts that join the record (it only ever grows)."""
+        keys = self.keys.get(facts[0].type) if facts else None
+        if keys:
+            self._admit(keys, facts, into, False)
+
+    @staticmethod
+    def _admit(keys: Sequence[_Key], facts: Sequence[Fact], out: set[int], three_valued: bool) -> None:
+        for field, by_value, everyone in keys:
             for fact in facts:
                 value = fact.values.get(field)
                 if value is None:
@@ -110,4 +123,3 @@ class GateIndex:
                 hit = by_value.get(value)
                 if hit is not None:
                     out.update(hit)
-        return out

@@ -51,19 +51,19 @@ class PythonBackend:
         assert self._compiled is not None, "prepare() first"
         match = self._compiled.match
         names, reads, gates = self._strata[stratum.index]
-        # (a copy: what the round derives joins these lists when it ends)
-        of_type = {t: list(f) for t, f in by_type.items()} if by_type is not None else index_by_type(facts)
+        # (its own mapping, the lists shared: what a round derives replaces a list here when the round ends,
+        # and the driver replaces, never extends, the lists it gave)
+        of_type = dict(by_type) if by_type is not None else index_by_type(facts)
         present = set(of_type)  # a set, kept up to date below: ``frozenset <= set`` is fast, ``<= dict_keys`` is not
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
+        admitted = gates.admitted(of_type)  # (facts are only ever added: it only grows)
         while True:
             # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
             # derived in the round before (its other matches already fired); a rule whose gates no value admits.
             # The others run in stratum order.
             selected = [
-                i
-                for i in gates.admitted(of_type)
-                if reads[i] <= present and (changed is None or not reads[i].isdisjoint(changed))
+                i for i in admitted if reads[i] <= present and (changed is None or not reads[i].isdisjoint(changed))
             ]
             selected.sort()
             # Each match fires as soon as it is found (so the driver's firing cap holds while matching, not after
@@ -79,8 +79,11 @@ class PythonBackend:
                         made.extend(on_fire(name, bound))
             if not made:
                 return
-            changed = set()
+            derived: dict[str, list[Fact]] = {}
             for fact in made:
-                of_type.setdefault(fact.type, []).append(fact)
-                present.add(fact.type)
-                changed.add(fact.type)
+                derived.setdefault(fact.type, []).append(fact)
+            for fact_type, new in derived.items():
+                of_type[fact_type] = [*of_type.get(fact_type, ()), *new]
+                gates.admit(new, admitted)
+            changed = set(derived)
+            present |= changed
