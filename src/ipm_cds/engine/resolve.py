@@ -19,7 +19,7 @@ must follow. The text it writes comes from the ruleset's message catalogue.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Literal
 
@@ -49,7 +49,7 @@ from ..ruleset.messages import Template
 from ..ruleset.model import HoldAdvice
 from .driver import Firing, Run, resolve_value
 from .match import Unknown
-from .program import Program
+from .program import ParamValue, Program
 
 _URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
 BleedingRisk = Literal["low", "intermediate", "high"]
@@ -74,6 +74,19 @@ class _Index:
     # refs of the safety rules and of the rules whose derived facts a safety rule reads (directly or through other
     # derived facts): missing data such a rule waits for is a safety rule's missing data
     safety_refs: frozenset[str]
+    # the texts that depend on the program alone, rendered once:
+    values: tuple[str, str, str]  # how a value not recorded, true and false read in a rule's text
+    # id() of each template of the program's rules -> its text (no patient value in it), or its parts with the
+    # literal text and parameter values joined (the program holds its rules, so an id cannot be reused while
+    # this index lives; a template of another rule object is not found here and is rendered in full)
+    texts: Mapping[int, str | tuple[str | ir.Ref, ...]]
+    evidence: Mapping[str, str]  # rule ref -> its candidates' evidence line
+    flag_reasons: Mapping[str, str]  # red flag code -> the reason it gives for each candidate it excludes
+    # (base fact type, field) -> the patient field a missing value is reported as
+    missing_paths: Mapping[tuple[str, str], str]
+    parameters: tuple[tuple[str, ParamValue], ...]  # sorted by name, as provenance lists them
+    overrides: tuple[tuple[str, ParamValue], ...]
+    disabled: tuple[tuple[str, str], ...]
 
 
 def _safety_refs(rules: Sequence[ir.Rule]) -> frozenset[str]:
@@ -117,6 +130,12 @@ def _index(program: Program) -> _Index:
                 read |= aggregate.selection.params()
             if read & tagged:
                 tagged_defaults[rule.ref] = tuple(sorted(read & tagged))
+        messages = program.ruleset.messages
+        values = (
+            messages["value.not_recorded"].render(),
+            messages["value.yes"].render(),
+            messages["value.no"].render(),
+        )
         index = _Index(
             rules_by_ref={r.ref: r for r in program.rules},
             rules_by_id={r.id: r for r in program.rules},
@@ -128,20 +147,96 @@ def _index(program: Program) -> _Index:
             },
             tagged_defaults=tagged_defaults,
             safety_refs=_safety_refs(program.rules),
+            values=values,
+            texts={
+                id(t): _compile(t, program.parameters, values)
+                for r in program.rules
+                for c in r.conclusions
+                for t in _conclusion_templates(c)
+            },
+            evidence={
+                r.ref: messages["candidate.evidence"].render(
+                    strength=r.evidence_strength, quality=r.evidence_quality.replace("_", " ")
+                )
+                for r in program.rules
+            },
+            flag_reasons={
+                c.code: messages["red_flag.exclusion"].render(flag=c.code.replace("_", " "))
+                for r in program.rules
+                for c in r.conclusions
+                if isinstance(c, ir.RedFlag)
+            },
+            missing_paths={
+                (name, fld): _missing_path(name, fld)
+                for name, fact_type in BASE_FACT_TYPES.items()
+                for fld in fact_type.fields
+            },
+            parameters=tuple(sorted(program.parameters.items())),
+            overrides=tuple(sorted(program.overrides.items())),
+            disabled=tuple(sorted(program.disabled.items())),
         )
         program.cache["resolve"] = index
     assert isinstance(index, _Index)
     return index
 
 
-def _fmt(value: Scalar | None, messages: Mapping[str, Template]) -> str:
+def _fmt(value: Scalar | None, values: tuple[str, str, str]) -> str:
+    """A value as a rule's text quotes it; ``values``: how not recorded, true and false read (:attr:`_Index.values`)."""
     if value is None:
-        return messages["value.not_recorded"].render()
+        return values[0]
     if isinstance(value, bool):
-        return messages["value.yes" if value else "value.no"].render()
+        return values[1] if value else values[2]
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).replace("_", " ") if isinstance(value, str) else str(value)
+
+
+def _conclusion_templates(c: ir.Conclusion) -> tuple[ir.Template, ...]:
+    """The templates the resolver renders for a conclusion."""
+    if isinstance(c, ir.Recommend):
+        return (c.rationale,)
+    if isinstance(c, ir.RedFlag | ir.Alert):
+        return (c.message,)
+    if isinstance(c, ir.Exclude):
+        return (c.reason,)
+    if isinstance(c, ir.Precaution):
+        return (c.text,)
+    if isinstance(c, ir.Refer):
+        return (c.reason,)
+    return ()
+
+
+def _compile(
+    template: ir.Template, parameters: Mapping[str, ParamValue], values: tuple[str, str, str]
+) -> str | tuple[str | ir.Ref, ...]:
+    """A template with what the program fixes filled in: its text, when it quotes no patient value; else its parts,
+    adjacent literal text and parameter values joined, the patient values (refs) left to fill in."""
+    parts: list[str | ir.Ref] = []
+    for part in template.parts:
+        if isinstance(part, ir.Ref):
+            parts.append(part)
+            continue
+        text = part if isinstance(part, str) else _fmt(parameters.get(part.name), values)
+        if parts and isinstance(parts[-1], str):
+            parts[-1] += text
+        else:
+            parts.append(text)
+    if any(isinstance(p, ir.Ref) for p in parts):
+        return tuple(parts)
+    return _finish("".join(p for p in parts if isinstance(p, str)))
+
+
+def _finish(joined: str) -> str:
+    """A rendered text: stripped, its first letter upper case."""
+    text = joined.strip()
+    return text[:1].upper() + text[1:]
+
+
+def _missing_path(fact_type_name: str, fld: str) -> str:
+    """The patient field a missing value of this base fact type's field is reported as."""
+    fact_type = BASE_FACT_TYPES[fact_type_name]
+    source = fact_type.fields[fld].source or fld
+    return source if fact_type_name == "patient" else f"{fact_type.source}.{source}"
 
 
 @dataclass
@@ -150,25 +245,33 @@ class _Resolver:
     run: Run
     index: _Index
 
+    bases: dict[str, Basis] = field(default_factory=dict)  # rule ref -> its Basis, one per assessment
+
     @property
     def messages(self) -> Mapping[str, Template]:
         return self.program.ruleset.messages
 
     def render(self, template: ir.Template, bound: Mapping[str, Fact]) -> str:
-        out: list[str] = []
-        for part in template.parts:
-            if isinstance(part, ir.Ref):
-                out.append(_fmt(bound[part.alias].values.get(part.field), self.messages))
-            elif isinstance(part, ir.Param):
-                out.append(_fmt(self.program.parameters.get(part.name), self.messages))
-            else:
-                out.append(part)
-        text = "".join(out).strip()
-        return text[:1].upper() + text[1:]
+        compiled = self.index.texts.get(id(template))
+        if compiled is None:
+            compiled = _compile(template, self.program.parameters, self.index.values)
+        if isinstance(compiled, str):
+            return compiled
+        values = self.index.values
+        return _finish(
+            "".join(
+                part if isinstance(part, str) else _fmt(bound[part.alias].values.get(part.field), values)
+                for part in compiled
+            )
+        )
 
     def basis(self, rule: ir.Rule) -> Basis:
-        criteria, sources = self.index.basis[rule.ref]
-        return trusted(Basis, rule=rule.ref, criteria=list(criteria), sources=list(sources))
+        """The rule's basis; one instance per rule within an assessment (an output model is immutable)."""
+        made = self.bases.get(rule.ref)
+        if made is None:
+            criteria, sources = self.index.basis[rule.ref]
+            made = self.bases[rule.ref] = trusted(Basis, rule=rule.ref, criteria=list(criteria), sources=list(sources))
+        return made
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
         values = {k: resolve_value(v, bound) for k, v in rec.target}
@@ -252,20 +355,22 @@ def _hold_text(
 def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
-    meta: dict[tuple[str, str], tuple[str, str]] = {}
     rules = index.rules_by_ref
+    paths = index.missing_paths
 
     def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
         for u in unknowns:
-            fact_type = BASE_FACT_TYPES.get(u.fact.type)
-            if fact_type is None:
-                continue
-            spec = fact_type.fields[u.field]
-            source = spec.source or u.field
-            path = source if u.fact.type == "patient" else f"{fact_type.source}.{source}"
+            path = paths.get((u.fact.type, u.field))
+            if path is None:
+                if u.fact.type not in BASE_FACT_TYPES:
+                    continue
+                path = _missing_path(u.fact.type, u.field)  # (a field the fact type lacks: KeyError, as before)
             key = (u.fact.label, path)
-            grouped.setdefault(key, set()).add(rule_ref)
-            meta[key] = (u.fact.label, path)
+            refs = grouped.get(key)
+            if refs is None:
+                grouped[key] = {rule_ref}
+            else:
+                refs.add(rule_ref)
 
     for ref, unknowns in run.missing.items():
         add(unknowns, ref)
@@ -273,8 +378,7 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
     for (rule_id, _sig), unknowns in run.unknown_blockers.items():
         add(unknowns, by_id[rule_id].ref)
     entries = []
-    for key, refs in grouped.items():
-        label, path = meta[key]
+    for (label, path), refs in grouped.items():
         entries.append(
             trusted(
                 MissingData,
@@ -343,9 +447,7 @@ def resolve(
                     image_guidance=list(item.image_guidance),
                     bleeding_risk=category,
                     rationale=r.render(c.rationale, bound),
-                    evidence=r.messages["candidate.evidence"].render(
-                        strength=rule.evidence_strength, quality=rule.evidence_quality.replace("_", " ")
-                    ),
+                    evidence=index.evidence[rule.ref],
                     basis=r.basis(rule),
                 )
                 candidate_firing[key] = firing
@@ -421,7 +523,7 @@ def resolve(
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
-        reason = r.messages["red_flag.exclusion"].render(flag=flag.code.replace("_", " "))
+        reason = index.flag_reasons[flag.code]
         for key, cand in candidates.items():
             if elective[cand.intervention]:
                 exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
@@ -434,7 +536,9 @@ def resolve(
         for ref_key, referral in list(referrals.items()):
             if program.ruleset.referrals[referral.to].elective:
                 del referrals[ref_key]
-                deferred.append(DeferredReferral(referral=referral, reason=why, basis=r.basis(red_flags[0][0].rule)))
+                deferred.append(
+                    trusted(DeferredReferral, referral=referral, reason=why, basis=r.basis(red_flags[0][0].rule))
+                )
     # Safety step 3: absolute contraindications exclude; relative ones become precautions.
     attached: dict[tuple[str, str | None, str | None, str | None], list[Precaution]] = {}
     patient_level: list[Precaution] = []
@@ -585,7 +689,8 @@ def resolve(
                 bound_facts[(a, id(f))] = made
             bindings.append(made[0])
             order.append(made[1])
-        blocked = sorted(run.blocked.get((firing.rule.id, firing.signature), set()))
+        unless = run.blocked.get((firing.rule.id, firing.signature))
+        blocked = sorted(unless) if unless else []
         traced = trusted(
             TraceEntry,
             rule=firing.rule.ref,
@@ -618,8 +723,15 @@ def resolve(
                 rule=firing.rule.ref,
                 decided=decided,
             )
-    not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
-    return Assessment(
+    if run.not_in_effect:
+        not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
+        inactive = dict(sorted({**program.disabled, **{ref: not_in_effect for ref in run.not_in_effect}}.items()))
+    else:
+        inactive = dict(index.disabled)
+    # The models below are built from values of their field types (trusted): validating them again would cost
+    # more than the rest of resolving; the identity check compares their JSON with the validated build's.
+    return trusted(
+        Assessment,
         patient_id=patient_id,
         as_of=as_of,
         candidates=final,
@@ -634,27 +746,21 @@ def resolve(
         ),
         missing_data=missing,
         trace=trace,
-        provenance=Provenance(
+        provenance=trusted(
+            Provenance,
             ruleset_id=ruleset.id,
             ruleset_version=ruleset.version,
             ruleset_sha256=ruleset.sha256,
             library_version=__version__,
             profile=program.profile,
-            parameter_overrides=dict(sorted(program.overrides.items())),
-            parameters=dict(sorted(program.parameters.items())),
+            parameter_overrides=dict(index.overrides),
+            parameters=dict(index.parameters),
             backend=backend,
             backend_auto=backend_auto,
             as_of=as_of,
             evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
             rules_active=len(program.rules) - len(run.not_in_effect),
-            rules_inactive=dict(
-                sorted(
-                    {
-                        **program.disabled,
-                        **{ref: not_in_effect for ref in run.not_in_effect},
-                    }.items()
-                )
-            ),
+            rules_inactive=inactive,
             defaults_applied=[applied[u] for u in sorted(applied)],
         ),
         disclaimer=ruleset.manifest.disclaimer,
