@@ -84,9 +84,10 @@ class _Index:
     flag_reasons: Mapping[str, str]  # red flag code -> the reason it gives for each candidate it excludes
     # (base fact type, field) -> the patient field a missing value is reported as
     missing_paths: Mapping[tuple[str, str], str]
-    parameters: tuple[tuple[str, ParamValue], ...]  # sorted by name, as provenance lists them
-    overrides: tuple[tuple[str, ParamValue], ...]
-    disabled: tuple[tuple[str, str], ...]
+    # sorted by name, as provenance lists them (each assessment gets a copy of its own)
+    parameters: Mapping[str, ParamValue]
+    overrides: Mapping[str, ParamValue]
+    disabled: Mapping[str, str]
 
 
 def _safety_refs(rules: Sequence[ir.Rule]) -> frozenset[str]:
@@ -171,9 +172,9 @@ def _index(program: Program) -> _Index:
                 for name, fact_type in BASE_FACT_TYPES.items()
                 for fld in fact_type.fields
             },
-            parameters=tuple(sorted(program.parameters.items())),
-            overrides=tuple(sorted(program.overrides.items())),
-            disabled=tuple(sorted(program.disabled.items())),
+            parameters=dict(sorted(program.parameters.items())),
+            overrides=dict(sorted(program.overrides.items())),
+            disabled=dict(sorted(program.disabled.items())),
         )
         program.cache["resolve"] = index
     assert isinstance(index, _Index)
@@ -727,7 +728,7 @@ def resolve(
         not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
         inactive = dict(sorted({**program.disabled, **{ref: not_in_effect for ref in run.not_in_effect}}.items()))
     else:
-        inactive = dict(index.disabled)
+        inactive = {**index.disabled}
     # The models below are built from values of their field types (trusted): validating them again would cost
     # more than the rest of resolving; the identity check compares their JSON with the validated build's.
     return trusted(
@@ -753,8 +754,8 @@ def resolve(
             ruleset_sha256=ruleset.sha256,
             library_version=__version__,
             profile=program.profile,
-            parameter_overrides=dict(index.overrides),
-            parameters=dict(index.parameters),
+            parameter_overrides={**index.overrides},
+            parameters={**index.parameters},
             backend=backend,
             backend_auto=backend_auto,
             as_of=as_of,

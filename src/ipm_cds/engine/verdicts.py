@@ -27,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Literal
 
 from ..model.assessment import (
     Assessment,
     Basis,
+    Citation,
     MissingData,
     RequestedVerdict,
     SafetyJudgement,
@@ -98,21 +100,33 @@ class _Verdicts:
     unbound: Mapping[str, ir.Rule]
 
     def __post_init__(self) -> None:
-        self.resolver = _Resolver(self.program, self.run, _index(self.program))
-        self.live: list[Firing] = sorted(
-            (f for f in self.run.firings if not self.run.is_blocked(f)),
-            key=lambda f: (f.rule.stratum, f.rule.id, f.signature),
-        )
+        index = _index(self.program)
+        self.resolver = _Resolver(self.program, self.run, index)
         self.explainer = _Explainer(self.program, self.run, self.unbound)
-        self.elective = {code: item.elective for code, item in self.program.ruleset.interventions.items()}
+        self.elective: Mapping[str, bool] = index.elective
         self.missing_by_ref: dict[str, list[MissingData]] = {}
         for entry in self.assessment.missing_data:
             for ref in entry.needed_by:
                 self.missing_by_ref.setdefault(ref, []).append(entry)
         self.indication_memo: dict[tuple[str, str | None, str | None, bool], _Indication] = {}
-        self.live_by_rule: dict[str, list[Firing]] = {}
-        for firing in self.live:
-            self.live_by_rule.setdefault(firing.rule.id, []).append(firing)
+
+    @cached_property
+    def live(self) -> list[Firing]:
+        """The firings no unless clause blocked, in resolution order (the first judgement of a kind stands)."""
+        return sorted(
+            (f for f in self.run.firings if not self.run.is_blocked(f)),
+            key=lambda f: (f.rule.stratum, f.rule.id, f.signature),
+        )
+
+    @cached_property
+    def live_by_rule(self) -> dict[str, list[Firing]]:
+        """Rule id -> its unblocked firings, in the run's order (what :meth:`indication` makes of them does not
+        depend on their order: the regions they target, and whether one targets this one)."""
+        out: dict[str, list[Firing]] = {}
+        for firing in self.run.firings:
+            if not self.run.is_blocked(firing):
+                out.setdefault(firing.rule.id, []).append(firing)
+        return out
 
     def basis(self, rule: ir.Rule) -> Basis:
         return self.resolver.basis(rule)
@@ -134,12 +148,11 @@ class _Verdicts:
             out.has_rules = True
             live = active.get(rule.id)
             if live is None or not in_effect(live, self.assessment.as_of):
-                why = (
-                    self.program.disabled.get(rule.ref)
-                    if live is None
-                    else messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
-                )
-                text = messages["reason.inactive"].render(rule=rule.ref, why=why or "")
+                if live is None:
+                    text = self._inactive_text(rule)
+                else:
+                    why = messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
+                    text = messages["reason.inactive"].render(rule=rule.ref, why=why)
                 reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
                 inactive.append(reason)
                 out.reasons.append(reason)
@@ -171,8 +184,7 @@ class _Verdicts:
                     out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
                 continue
             if not detailed:
-                text = messages["reason.not_met"].render(rule=live.ref, criteria=", ".join(sorted(live.criteria)))
-                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                out.reasons.append(trusted(VerdictReason, text=self._not_met_text(live), basis=self.basis(live)))
                 continue
             analysis = self.explainer.analyse(live)
             check = (
@@ -197,18 +209,41 @@ class _Verdicts:
         self.indication_memo[key] = out
         return out
 
-    def _static_basis(self, rule: ir.Rule) -> Basis:
-        sources = self.program.ruleset.sources
-        from ..model.assessment import Citation
+    def _not_met_text(self, rule: ir.Rule) -> str:
+        """That a rule's criteria are not met, naming them (made once per program and rule)."""
+        texts = _rule_texts(self.program)
+        text = texts.get(("reason.not_met", rule.ref))
+        if text is None:
+            text = self.resolver.messages["reason.not_met"].render(
+                rule=rule.ref, criteria=", ".join(sorted(rule.criteria))
+            )
+            texts[("reason.not_met", rule.ref)] = text
+        return text
 
-        return Basis(
-            rule=rule.ref,
-            criteria=sorted(rule.criteria),
-            sources=[
-                Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
-                for s in sorted(rule.sources)
-            ],
-        )
+    def _inactive_text(self, rule: ir.Rule) -> str:
+        """Why a rule that is not part of the program does not run (made once per program and rule)."""
+        texts = _rule_texts(self.program)
+        text = texts.get(("reason.inactive", rule.ref))
+        if text is None:
+            why = self.program.disabled.get(rule.ref)
+            text = self.resolver.messages["reason.inactive"].render(rule=rule.ref, why=why or "")
+            texts[("reason.inactive", rule.ref)] = text
+        return text
+
+    def _static_basis(self, rule: ir.Rule) -> Basis:
+        """The basis of a rule of the ruleset, whether the program runs it or not."""
+        made = _static_bases(self.program).get(rule.ref)
+        if made is None:
+            sources = self.program.ruleset.sources
+            made = (
+                tuple(sorted(rule.criteria)),
+                tuple(
+                    Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                    for s in sorted(rule.sources)
+                ),
+            )
+            _static_bases(self.program)[rule.ref] = made
+        return trusted(Basis, rule=rule.ref, criteria=list(made[0]), sources=list(made[1]))
 
     # -- safety -------------------------------------------------------------------------------------
 
@@ -490,8 +525,7 @@ class _Verdicts:
         return indication, safety
 
     def _unset_reason(self, rule: ir.Rule) -> VerdictReason:
-        text = self.resolver.messages["reason.inactive"].render(rule=rule.ref, why=self.program.disabled[rule.ref])
-        return trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+        return trusted(VerdictReason, text=self._inactive_text(rule), basis=self._static_basis(rule))
 
     def _unset_summary(self, rules: Sequence[ir.Rule]) -> str:
         names = sorted({p for r in rules for p in r.params() if p not in self.program.parameters})
@@ -511,16 +545,15 @@ class _Verdicts:
 
     # -- scope --------------------------------------------------------------------------------------
 
-    def scope(self) -> list[ScopeEntry]:
+    def scope(self, in_scope: Sequence[Fact]) -> list[ScopeEntry]:
+        """``in_scope``: the run's scope facts, in the run's order."""
         entries: dict[tuple[str, str, str | None], ScopeEntry] = {}
         catalogue = self.program.ruleset.interventions
         makers: dict[str, ir.Rule] = {}
-        for fact in self.run.facts:
-            if fact.type != SCOPE_FACT:
-                continue
+        for fact in in_scope:
             for firing in self.run.derived_by.get(fact.key, []):
                 makers.setdefault(fact.key, firing.rule)
-        for fact in sorted((f for f in self.run.facts if f.type == SCOPE_FACT), key=lambda f: f.label):
+        for fact in sorted(in_scope, key=lambda f: f.label):
             code = str(fact.values.get("intervention", ""))
             if code not in catalogue or fact.key not in makers:
                 continue
@@ -553,20 +586,44 @@ class _Verdicts:
         )
 
 
+def _rule_texts(program: Program) -> dict[tuple[str, str], str]:
+    """(message id, rule ref) -> the message about that rule, the same for every patient: made when first needed
+    (bounded by the ruleset's rules), kept with the program."""
+    texts = program.cache.get("verdicts.texts")
+    if texts is None:
+        texts = program.cache["verdicts.texts"] = {}
+    assert isinstance(texts, dict)
+    return texts
+
+
+def _static_bases(program: Program) -> dict[str, tuple[tuple[str, ...], tuple[Citation, ...]]]:
+    """Rule ref -> its criteria and citations, sorted, for any rule of the ruleset (made when first needed)."""
+    bases = program.cache.get("verdicts.static_bases")
+    if bases is None:
+        bases = program.cache["verdicts.static_bases"] = {}
+    assert isinstance(bases, dict)
+    return bases
+
+
 def _opt(value: object) -> str | None:
     return str(value) if value is not None else None
 
 
 def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Mapping[str, ir.Rule]) -> Assessment:
     """The assessment with a verdict per requested procedure and the interventions in scope."""
-    requests: Sequence[Fact] = sorted((f for f in run.facts if f.type == "requested"), key=_request_order)
-    has_scope = any(f.type == SCOPE_FACT for f in run.facts)
-    if not requests and not has_scope:
+    requested: list[Fact] = []
+    in_scope: list[Fact] = []
+    for fact in run.facts:
+        if fact.type == "requested":
+            requested.append(fact)
+        elif fact.type == SCOPE_FACT:
+            in_scope.append(fact)
+    if not requested and not in_scope:
         return assessment
     v = _Verdicts(program, run, assessment, unbound)
     made = CandidateFacts(program)
-    verdicts = [v.verdict(f, made) for f in requests]
-    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope() if has_scope else []})
+    verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
+    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
 
 
 def _request_order(fact: Fact) -> tuple[str, ...]:

@@ -406,15 +406,17 @@ def trusted(cls: type[_M], /, **values: Any) -> _M:
     """
     names, defaults = _DEFAULTS.get(cls) or _defaults(cls)
     given = set(values)
-    if len(values) != len(names):
-        for name, make in defaults:
-            if name not in values:
-                values[name] = make()
+    if tuple(values) != names:  # (values given as every field in the model's order serve as they are)
         if len(values) != len(names):
-            unknown = sorted(given - set(names))
-            raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
+            for name, make in defaults:
+                if name not in values:
+                    values[name] = make()
+            if len(values) != len(names):
+                unknown = sorted(given - set(names))
+                raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
+        values = {name: values[name] for name in names}
     obj = _new(cls)
-    _set(obj, "__dict__", {name: values[name] for name in names})
+    _set(obj, "__dict__", values)
     _set(obj, "__pydantic_fields_set__", given)
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
