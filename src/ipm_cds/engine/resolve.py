@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from typing import Literal
 
 from .._version import __version__
@@ -259,12 +260,14 @@ class _Resolver:
         if isinstance(compiled, str):
             return compiled
         values = self.index.values
-        return _finish(
-            "".join(
-                part if isinstance(part, str) else _fmt(bound[part.alias].values.get(part.field), values)
-                for part in compiled
-            )
-        )
+        out: list[str] = []
+        for part in compiled:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = bound[part.alias].values.get(part.field)
+            out.append(value.replace("_", " ") if type(value) is str else _fmt(value, values))
+        return _finish("".join(out))
 
     def basis(self, rule: ir.Rule) -> Basis:
         """The rule's basis; one instance per rule within an assessment (an output model is immutable)."""
@@ -678,7 +681,7 @@ def resolve(
 
     # One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
     bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
-    keyed = []
+    keyed: list[tuple[tuple[int, str, list[tuple[str, str, list[tuple[str, Scalar]]]]], TraceEntry]] = []
     for firing in run.firings:
         bindings = []
         order = []
@@ -690,18 +693,18 @@ def resolve(
                 bound_facts[(a, id(f))] = made
             bindings.append(made[0])
             order.append(made[1])
-        unless = run.blocked.get((firing.rule.id, firing.signature))
-        blocked = sorted(unless) if unless else []
+        rule = firing.rule
+        unless = run.blocked.get((rule.id, firing.signature))
+        if unless:
+            status: Literal["fired", "blocked"] = "blocked"
+            blocked_by = [f"unless[{i}]" for i in sorted(unless)]
+        else:
+            status, blocked_by = "fired", []
         traced = trusted(
-            TraceEntry,
-            rule=firing.rule.ref,
-            stratum=firing.rule.stratum,
-            status="blocked" if blocked else "fired",
-            blocked_by=[f"unless[{i}]" for i in blocked],
-            bindings=bindings,
+            TraceEntry, rule=rule.ref, stratum=rule.stratum, status=status, blocked_by=blocked_by, bindings=bindings
         )
-        keyed.append(((traced.stratum, traced.rule, order), traced))
-    keyed.sort(key=lambda pair: pair[0])  # stable, on the key alone: the order of the former trace.sort
+        keyed.append(((rule.stratum, rule.ref, order), traced))
+    keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
     trace = [t for _, t in keyed]
 
     ruleset = program.ruleset
