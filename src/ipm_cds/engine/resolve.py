@@ -82,7 +82,14 @@ class _Index:
     # this index lives; a template of another rule object is not found here and is rendered in full)
     texts: Mapping[int, str | tuple[str | ir.Ref, ...]]
     evidence: Mapping[str, str]  # rule ref -> its candidates' evidence line
+    # rule ref -> the conclusions resolution reads (all but derivations), and whether one of them is an exclusion,
+    # precaution or hold (which a firing about a requested procedure keeps to that order)
+    plans: Mapping[str, tuple[tuple[ir.Conclusion, ...], bool]]
     flag_reasons: Mapping[str, str]  # red flag code -> the reason it gives for each candidate it excludes
+    all_elective: str  # the name of "every elective intervention" in an exclusion
+    # (medication code, secondary-prevention table, risk, approval, upgraded from) -> the antithrombotic
+    # precaution's text: made when first needed, bounded by the medication catalogue
+    hold_texts: dict[tuple[str, bool, str, bool, str | None], str]
     # (base fact type, field) -> the patient field a missing value is reported as
     missing_paths: Mapping[tuple[str, str], str]
     # sorted by name, as provenance lists them (each assessment gets a copy of its own)
@@ -156,6 +163,7 @@ def _index(program: Program) -> _Index:
                 for c in r.conclusions
                 for t in _conclusion_templates(c)
             },
+            plans={r.ref: _plan(r) for r in program.rules},
             evidence={
                 r.ref: messages["candidate.evidence"].render(
                     strength=r.evidence_strength, quality=r.evidence_quality.replace("_", " ")
@@ -168,6 +176,8 @@ def _index(program: Program) -> _Index:
                 for c in r.conclusions
                 if isinstance(c, ir.RedFlag)
             },
+            all_elective=messages["exclusion.all_elective"].render(),
+            hold_texts={},
             missing_paths={
                 (name, fld): _missing_path(name, fld)
                 for name, fact_type in BASE_FACT_TYPES.items()
@@ -226,6 +236,12 @@ def _compile(
     if any(isinstance(p, ir.Ref) for p in parts):
         return tuple(parts)
     return _finish("".join(p for p in parts if isinstance(p, str)))
+
+
+def _plan(rule: ir.Rule) -> tuple[tuple[ir.Conclusion, ...], bool]:
+    """What resolution reads of a rule's conclusions (:attr:`_Index.plans`)."""
+    read = tuple(c for c in rule.conclusions if not isinstance(c, ir.Derive))
+    return read, any(isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold) for c in read)
 
 
 def _finish(joined: str) -> str:
@@ -425,12 +441,14 @@ def resolve(
     referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
     syndrome_parts: dict[str, list[tuple[str, ir.Rule]]] = {}
 
+    plans = index.plans
     for firing in live:
         rule, bound = firing.rule, firing.bindings
+        conclusions, guarded = plans.get(rule.ref) or _plan(rule)
         # A rule that matches a requested procedure's own details (its levels, steroid, guidance) judges that
         # order, not the candidates: its exclusions, precautions and holds stand in the order's verdict only.
-        about_order = any(f.type == "requested" for f in bound.values())
-        for c in rule.conclusions:
+        about_order = guarded and any(f.type == "requested" for f in bound.values())
+        for c in conclusions:
             if about_order and isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold):
                 continue
             if isinstance(c, ir.Recommend):
@@ -559,7 +577,7 @@ def resolve(
                 exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
             if not hit:
                 for code in ex_codes or (ALL_ELECTIVE,):
-                    name = catalogue[code].name if code in catalogue else r.messages["exclusion.all_elective"].render()
+                    name = catalogue[code].name if code in catalogue else index.all_elective
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
             p = trusted(
@@ -584,9 +602,11 @@ def resolve(
     meds = program.ruleset.medications
     for firing, hold in holds:
         med_fact = firing.bindings[hold.medication]
-        entry = meds[str(med_fact.values["agent"])]
+        agent = str(med_fact.values["agent"])
+        entry = meds[agent]
         secondary = med_fact.values.get("indication") == "secondary_prevention"
-        table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
+        secondary_table = bool(secondary and entry.secondary_prevention_hold)
+        table = entry.secondary_prevention_hold if secondary_table else entry.hold
         if table is None:
             continue
         approval = entry.prescriber_approval_always or secondary
@@ -594,10 +614,13 @@ def resolve(
         for cand_fact in run.stands_for(firing.bindings[hold.candidate], "candidate"):
             base = _RISK[str(cand_fact.values.get("bleeding_risk", "high"))]
             risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
-            advice: HoldAdvice = getattr(table, risk)
-            text = _hold_text(
-                r.messages, entry.name, advice, risk, entry.restart, approval, base if hold.upgrade else None
-            )
+            upgraded_from = base if hold.upgrade else None
+            text_key = (agent, secondary_table, risk, approval, upgraded_from)
+            hold_text = index.hold_texts.get(text_key)
+            if hold_text is None:
+                advice: HoldAdvice = getattr(table, risk)
+                hold_text = _hold_text(r.messages, entry.name, advice, risk, entry.restart, approval, upgraded_from)
+                index.hold_texts[text_key] = hold_text
             for key, cand in candidates.items():
                 if cand.intervention == cand_fact.values.get(
                     "intervention"
@@ -607,7 +630,7 @@ def resolve(
                             Precaution,
                             intervention=cand.intervention,
                             kind="antithrombotic",
-                            text=text,
+                            text=hold_text,
                             medication=entry.code,
                             bleeding_risk=risk,
                             requires_prescriber_approval=approval,
