@@ -64,6 +64,7 @@ class _Index:
     """Lookups over a program that every resolution needs: built once per program (``program.cache``)."""
 
     rules_by_ref: Mapping[str, ir.Rule]
+    rank: Mapping[str, int]  # rule ref -> its place in (stratum, id) order, the order conclusions are resolved in
     rules_by_id: Mapping[str, ir.Rule]
     elective: Mapping[str, bool]
     citations: Mapping[str, Citation]  # Citation holds scalars only, so one instance can be shared
@@ -91,6 +92,7 @@ class _Index:
     # precaution's text: made when first needed, bounded by the medication catalogue
     hold_texts: dict[tuple[str, bool, str, bool, str | None], str]
     # (base fact type, field) -> the patient field a missing value is reported as
+    missing_criteria: Mapping[str, tuple[str, ...]]  # rule ref -> its criteria, distinct and sorted
     missing_paths: Mapping[tuple[str, str], str]
     # sorted by name, as provenance lists them (each assessment gets a copy of its own)
     parameters: Mapping[str, ParamValue]
@@ -147,6 +149,7 @@ def _index(program: Program) -> _Index:
         )
         index = _Index(
             rules_by_ref={r.ref: r for r in program.rules},
+            rank={r.ref: i for i, r in enumerate(sorted(program.rules, key=lambda r: (r.stratum, r.id)))},
             rules_by_id={r.id: r for r in program.rules},
             elective={code: item.elective for code, item in program.ruleset.interventions.items()},
             citations=citations,
@@ -178,6 +181,7 @@ def _index(program: Program) -> _Index:
             },
             all_elective=messages["exclusion.all_elective"].render(),
             hold_texts={},
+            missing_criteria={r.ref: tuple(sorted(set(r.criteria))) for r in program.rules},
             missing_paths={
                 (name, fld): _missing_path(name, fld)
                 for name, fact_type in BASE_FACT_TYPES.items()
@@ -375,7 +379,6 @@ def _hold_text(
 def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
-    rules = index.rules_by_ref
     paths = index.missing_paths
 
     def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
@@ -398,15 +401,22 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
     for (rule_id, _sig), unknowns in run.unknown_blockers.items():
         add(unknowns, by_id[rule_id].ref)
     entries = []
+    criteria = index.missing_criteria
+    safety = index.safety_refs
     for (label, path), refs in grouped.items():
+        if len(refs) == 1:
+            (ref,) = refs
+            needed_by, of = [ref], list(criteria[ref])
+        else:
+            needed_by, of = sorted(refs), sorted({c for r in refs for c in criteria[r]})
         entries.append(
             trusted(
                 MissingData,
                 field=path,
                 item=label,
-                needed_by=sorted(refs),
-                criteria=sorted({c for r in refs for c in rules[r].criteria}),
-                safety=any(r in index.safety_refs for r in refs),
+                needed_by=needed_by,
+                criteria=of,
+                safety=not safety.isdisjoint(refs),
             )
         )
     entries.sort(key=lambda m: (m.field, m.item))
@@ -427,9 +437,38 @@ def resolve(
     r = _Resolver(program, run, index)
     catalogue = program.ruleset.interventions
     elective = index.elective
-    live = sorted(
-        (f for f in run.firings if not run.is_blocked(f)), key=lambda f: (f.rule.stratum, f.rule.id, f.signature)
-    )
+    # The trace. One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
+    bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
+    keyed: list[tuple[tuple[int, str, list[tuple[str, str, list[tuple[str, Scalar]]]]], TraceEntry]] = []
+    live: list[Firing] = []  # the firings no unless clause blocked (Run.is_blocked), sorted below
+    for firing in run.firings:
+        bindings = []
+        order = []
+        for a, f in firing.bindings.items():
+            made = bound_facts.get((a, id(f)))
+            if made is None:
+                items = sorted(f.values.items())
+                made = (trusted(BoundFact, alias=a, fact=f.label, values=dict(items)), (a, f.label, items))
+                bound_facts[(a, id(f))] = made
+            bindings.append(made[0])
+            order.append(made[1])
+        rule = firing.rule
+        unless = run.blocked.get((rule.id, firing.signature))
+        if unless is None:
+            live.append(firing)
+        if unless:
+            status: Literal["fired", "blocked"] = "blocked"
+            blocked_by = [f"unless[{i}]" for i in sorted(unless)]
+        else:
+            status, blocked_by = "fired", []
+        traced = trusted(
+            TraceEntry, rule=rule.ref, stratum=rule.stratum, status=status, blocked_by=blocked_by, bindings=bindings
+        )
+        keyed.append(((rule.stratum, rule.ref, order), traced))
+    keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
+    trace = [t for _, t in keyed]
+    rank = index.rank
+    live.sort(key=lambda f: (rank[f.rule.ref], f.signature))
 
     candidates: dict[tuple[str, str | None, str | None, str | None], Candidate] = {}
     candidate_firing: dict[tuple[str, str | None, str | None, str | None], Firing] = {}
@@ -494,7 +533,7 @@ def resolve(
                 referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
 
     for flag_code, flag_parts in syndrome_parts.items():
-        ordered = sorted(flag_parts, key=lambda p: (p[1].stratum, p[1].id, p[0]))
+        ordered = sorted(flag_parts, key=lambda p: (rank[p[1].ref], p[0]))
         code = f"red_flag.{flag_code}"
         alerts[(code, "")] = trusted(
             Alert,
@@ -505,7 +544,7 @@ def resolve(
         )
     referrals: dict[str, Referral] = {}
     for to, parts in referral_parts.items():
-        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], p[2].stratum, p[2].id, p[1]))
+        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], rank[p[2].ref], p[1]))
         urgency, _, decisive = ranked[0]
         reasons = list(dict.fromkeys(reason for _, reason, _ in ranked))
         referrals[to] = trusted(
@@ -701,34 +740,6 @@ def resolve(
             )
         )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
-
-    # One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
-    bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
-    keyed: list[tuple[tuple[int, str, list[tuple[str, str, list[tuple[str, Scalar]]]]], TraceEntry]] = []
-    for firing in run.firings:
-        bindings = []
-        order = []
-        for a, f in firing.bindings.items():
-            made = bound_facts.get((a, id(f)))
-            if made is None:
-                items = sorted(f.values.items())
-                made = (trusted(BoundFact, alias=a, fact=f.label, values=dict(items)), (a, f.label, items))
-                bound_facts[(a, id(f))] = made
-            bindings.append(made[0])
-            order.append(made[1])
-        rule = firing.rule
-        unless = run.blocked.get((rule.id, firing.signature))
-        if unless:
-            status: Literal["fired", "blocked"] = "blocked"
-            blocked_by = [f"unless[{i}]" for i in sorted(unless)]
-        else:
-            status, blocked_by = "fired", []
-        traced = trusted(
-            TraceEntry, rule=rule.ref, stratum=rule.stratum, status=status, blocked_by=blocked_by, bindings=bindings
-        )
-        keyed.append(((rule.stratum, rule.ref, order), traced))
-    keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
-    trace = [t for _, t in keyed]
 
     ruleset = program.ruleset
     applied: dict[tuple[str, str], DefaultApplied] = {}

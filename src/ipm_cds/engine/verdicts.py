@@ -144,14 +144,16 @@ class _Verdicts:
         inactive: list[VerdictReason] = []
         messages = self.resolver.messages
         active = active_rules(self.program)
+        depends = upstream(self.program)
+        as_of = self.assessment.as_of
         for rule, recs in recommenders(self.program).get(code, ()):
             out.has_rules = True
             live = active.get(rule.id)
-            if live is None or not in_effect(live, self.assessment.as_of):
+            if live is None or not in_effect(live, as_of):
                 if live is None:
                     text = self._inactive_text(rule)
                 else:
-                    why = messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
+                    why = messages["rule.not_in_effect"].render(date=as_of.isoformat())
                     text = messages["reason.inactive"].render(rule=rule.ref, why=why)
                 reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
                 inactive.append(reason)
@@ -172,9 +174,7 @@ class _Verdicts:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
-            waiting = [
-                ref for ref in (live.ref, *upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
-            ]
+            waiting = [ref for ref in (live.ref, *depends.get(live.id, ())) if ref in self.missing_by_ref]
             if waiting:
                 out.waiting.update(waiting)
                 continue
