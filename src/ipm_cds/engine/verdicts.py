@@ -205,7 +205,9 @@ class _Verdicts:
         if out.met_by is not None:
             out.reasons, out.waiting = [], set()
         elif inactive and len(inactive) < len(out.reasons):
-            out.reasons = [x for x in out.reasons if x not in inactive]  # the active rules' reasons say why
+            # the active rules' reasons say why (a reason is about its own rule: none equals another rule's)
+            dropped = {id(x) for x in inactive}
+            out.reasons = [x for x in out.reasons if id(x) not in dropped]
         self.indication_memo[key] = out
         return out
 

@@ -369,7 +369,7 @@ class Assessment(_Out):
 
 
 _M = TypeVar("_M", bound=_Out)
-_Defaults = tuple[tuple[str, ...], tuple[tuple[str, Callable[[], Any]], ...]]
+_Defaults = tuple[tuple[str, ...], frozenset[str], tuple[tuple[str, Callable[[], Any]], ...]]
 _DEFAULTS: dict[type[_Out], _Defaults] = {}
 _new = object.__new__
 _set = object.__setattr__
@@ -389,7 +389,7 @@ def _defaults(cls: type[_Out]) -> _Defaults:
             made.append((name, info.default_factory))  # type: ignore[arg-type]  # no factory takes data here
         else:
             made.append((name, functools.partial(_same, info.default)))
-    entry = (tuple(fields), tuple(made))
+    entry = (tuple(fields), frozenset(fields), tuple(made))
     _DEFAULTS[cls] = entry
     return entry
 
@@ -404,9 +404,11 @@ def trusted(cls: type[_M], /, **values: Any) -> _M:
     wrong value is *not* caught here, so only code whose values are correct by construction may use it.
     The identity check (``benchmarks/identity.py``) and the round-trip tests compare the JSON.
     """
-    names, defaults = _DEFAULTS.get(cls) or _defaults(cls)
-    given = set(values)
-    if tuple(values) != names:  # (values given as every field in the model's order serve as they are)
+    names, every, defaults = _DEFAULTS.get(cls) or _defaults(cls)
+    if tuple(values) == names:  # every field, in the model's order: the values serve as they are
+        given = set(every)
+    else:
+        given = set(values)
         if len(values) != len(names):
             for name, make in defaults:
                 if name not in values:
