@@ -18,7 +18,7 @@ must follow. The text it writes comes from the ruleset's message catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from operator import itemgetter
@@ -380,26 +380,23 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
     paths = index.missing_paths
-
-    def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
+    by_id = index.rules_by_id
+    waiting: list[tuple[str, list[Unknown]]] = [*run.missing.items()]
+    waiting += [(by_id[rule_id].ref, unknowns) for (rule_id, _sig), unknowns in run.unknown_blockers.items()]
+    for rule_ref, unknowns in waiting:
         for u in unknowns:
-            path = paths.get((u.fact.type, u.field))
+            fact = u.fact
+            path = paths.get((fact.type, u.field))
             if path is None:
-                if u.fact.type not in BASE_FACT_TYPES:
+                if fact.type not in BASE_FACT_TYPES:
                     continue
-                path = _missing_path(u.fact.type, u.field)  # (a field the fact type lacks: KeyError, as before)
-            key = (u.fact.label, path)
+                path = _missing_path(fact.type, u.field)  # (a field the fact type lacks: KeyError, as before)
+            key = (fact.label, path)
             refs = grouped.get(key)
             if refs is None:
                 grouped[key] = {rule_ref}
             else:
                 refs.add(rule_ref)
-
-    for ref, unknowns in run.missing.items():
-        add(unknowns, ref)
-    by_id = index.rules_by_id
-    for (rule_id, _sig), unknowns in run.unknown_blockers.items():
-        add(unknowns, by_id[rule_id].ref)
     entries = []
     criteria = index.missing_criteria
     safety = index.safety_refs
@@ -544,17 +541,22 @@ def resolve(
         )
     referrals: dict[str, Referral] = {}
     for to, parts in referral_parts.items():
-        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], rank[p[2].ref], p[1]))
-        urgency, _, decisive = ranked[0]
-        reasons = list(dict.fromkeys(reason for _, reason, _ in ranked))
+        if len(parts) == 1:  # (most referrals: one rule's reason)
+            urgency, reason, decisive = parts[0]
+            rules = [decisive.ref]
+        else:
+            ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], rank[p[2].ref], p[1]))
+            urgency, _, decisive = ranked[0]
+            reason = "\n".join(dict.fromkeys(reason for _, reason, _ in ranked))
+            rules = sorted({rule.ref for _, _, rule in parts})
         referrals[to] = trusted(
             Referral,
             to=to,
             name=program.ruleset.referrals[to].name,
             urgency=urgency,
-            reason="\n".join(reasons),
+            reason=reason,
             basis=r.basis(decisive),
-            rules=sorted({rule.ref for _, _, rule in parts}),
+            rules=rules,
         )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
