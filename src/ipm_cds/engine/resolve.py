@@ -42,6 +42,9 @@ from ..model.assessment import (
     Target,
     TraceEntry,
     trusted,
+    trusted_basis,
+    trusted_bound_fact,
+    trusted_trace_entry,
 )
 from ..model.facts.normalise import Fact, Scalar
 from ..model.facts.schema import BASE_FACT_TYPES
@@ -53,6 +56,7 @@ from .match import Unknown
 from .program import ParamValue, Program
 
 _URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 BleedingRisk = Literal["low", "intermediate", "high"]
 _RISK: dict[str, BleedingRisk] = {"low": "low", "intermediate": "intermediate", "high": "high"}
 _RISK_UP: dict[BleedingRisk, BleedingRisk] = {"low": "intermediate", "intermediate": "high", "high": "high"}
@@ -294,7 +298,7 @@ class _Resolver:
         made = self.bases.get(rule.ref)
         if made is None:
             criteria, sources = self.index.basis[rule.ref]
-            made = self.bases[rule.ref] = trusted(Basis, rule=rule.ref, criteria=list(criteria), sources=list(sources))
+            made = self.bases[rule.ref] = trusted_basis(rule.ref, list(criteria), list(sources))
         return made
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
@@ -445,7 +449,7 @@ def resolve(
             made = bound_facts.get((a, id(f)))
             if made is None:
                 items = sorted(f.values.items())
-                made = (trusted(BoundFact, alias=a, fact=f.label, values=dict(items)), (a, f.label, items))
+                made = (trusted_bound_fact(a, f.label, dict(items)), (a, f.label, items))
                 bound_facts[(a, id(f))] = made
             bindings.append(made[0])
             order.append(made[1])
@@ -458,9 +462,7 @@ def resolve(
             blocked_by = [f"unless[{i}]" for i in sorted(unless)]
         else:
             status, blocked_by = "fired", []
-        traced = trusted(
-            TraceEntry, rule=rule.ref, stratum=rule.stratum, status=status, blocked_by=blocked_by, bindings=bindings
-        )
+        traced = trusted_trace_entry(rule.ref, rule.stratum, status, blocked_by, bindings)
         keyed.append(((rule.stratum, rule.ref, order), traced))
     keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
     trace = [t for _, t in keyed]
@@ -777,9 +779,7 @@ def resolve(
         candidates=final,
         excluded=sorted(excluded.values(), key=lambda e: (e.intervention, e.kind, e.reason)),
         precautions=sorted(patient_level, key=lambda p: p.text),
-        alerts=sorted(
-            alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity], a.code, a.message)
-        ),
+        alerts=sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code, a.message)),
         referrals=sorted(referrals.values(), key=lambda x: (_URGENCY_ORDER[x.urgency], x.to, x.reason)),
         deferred_referrals=sorted(
             deferred, key=lambda d: (_URGENCY_ORDER[d.referral.urgency], d.referral.to, d.referral.reason)

@@ -41,6 +41,7 @@ from ..model.assessment import (
     Target,
     VerdictReason,
     trusted,
+    trusted_basis,
 )
 from ..model.facts.normalise import Fact
 from ..ruleset import ir
@@ -245,7 +246,7 @@ class _Verdicts:
                 ),
             )
             _static_bases(self.program)[rule.ref] = made
-        return trusted(Basis, rule=rule.ref, criteria=list(made[0]), sources=list(made[1]))
+        return trusted_basis(rule.ref, list(made[0]), list(made[1]))
 
     # -- safety -------------------------------------------------------------------------------------
 
