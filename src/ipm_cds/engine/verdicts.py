@@ -49,7 +49,16 @@ from .driver import CandidateFacts, Firing, Run, in_effect, resolve_value
 from .explain import _Explainer
 from .program import Program
 from .resolve import _RISK, _RISK_UP, BleedingRisk, _codes, _hold_text, _index, _Resolver
-from .rule_index import active_rules, may_block, may_concern, recommenders, upstream, upstream_all
+from .rule_index import (
+    active_rules,
+    may_block,
+    may_concern,
+    recommenders,
+    safety_plans,
+    unset_rules,
+    upstream,
+    upstream_all,
+)
 
 SCOPE_FACT = "in_scope"
 """The derived fact type that scope rules make: ``family``, ``intervention`` and ``region`` fields."""
@@ -340,19 +349,14 @@ class _Verdicts:
     def concerned_refs(self, request: Fact, candidate: Fact, code: str, elective: bool) -> set[str]:
         """Safety rules whose missing data could change a judgement on this request."""
         refs: set[str] = set()
-        for rule in self.program.rules:
-            if not rule.safety:
-                continue
-            undecided = {f.key for f in self.run.undecided_candidates.get(rule.ref, [])}
-            for c in rule.conclusions:
-                if isinstance(c, ir.RedFlag) and elective:
-                    refs.add(rule.ref)
-                elif isinstance(c, ir.Exclude | ir.Precaution):
-                    static = tuple(x for x in c.interventions if isinstance(x, str))
-                    if (c.elective_scope and elective) or code in static or candidate.key in undecided:
-                        refs.add(rule.ref)
-                elif isinstance(c, ir.AntithromboticHold | ir.Alert | ir.Refer) and candidate.key in undecided:
-                    refs.add(rule.ref)
+        undecided_candidates = self.run.undecided_candidates
+        for ref, red_flag, scopes, about_candidate in safety_plans(self.program):
+            if (
+                (red_flag and elective)
+                or any((scoped and elective) or code in static for scoped, static in scopes)
+                or (about_candidate and any(f.key == candidate.key for f in undecided_candidates.get(ref, ())))
+            ):
+                refs.add(ref)
         for (rule_id, _sig), _unknowns in self.run.unknown_blockers.items():
             for firing in self.live:
                 if firing.rule.id == rule_id and any(
@@ -494,15 +498,7 @@ class _Verdicts:
         intervention's indication rests on (its indication rules and the rules deriving what they read), and the
         safety rules that could stand against it (a red flag for an elective procedure, an exclusion naming it, or
         one about candidates that does not rule its intervention out)."""
-        program = self.program
-        unset = [
-            r
-            for r in program.ruleset.rules
-            if r.ref in program.disabled
-            and r.params() - set(program.parameters)
-            and program.ruleset.rule_specs[r.id].status == "active"  # off for its status or profile: chosen
-            and (r.profiles is None or program.profile in r.profiles)
-        ]
+        unset = unset_rules(self.program)
         if not unset:
             return [], []
         by_id = {r.id: r for r in unset}
