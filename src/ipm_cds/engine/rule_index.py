@@ -164,3 +164,30 @@ def unset_rules(program: Program) -> tuple[ir.Rule, ...]:
         program.cache["verdicts.unset"] = cached
     assert isinstance(cached, tuple)
     return cached
+
+
+def statically_concerned(program: Program, code: str, elective: bool) -> frozenset[str]:
+    """Refs of the safety rules that concern every procedure of this code whatever the record holds: a red flag
+    (for an elective procedure), or an exclusion or precaution naming the code (or every elective procedure)."""
+    known = program.cache.setdefault("verdicts.statically_concerned", {})
+    assert isinstance(known, dict)
+    refs = known.get((code, elective))
+    if refs is None:
+        refs = known[(code, elective)] = frozenset(
+            ref
+            for ref, red_flag, scopes, _about in safety_plans(program)
+            if (red_flag and elective) or any((scoped and elective) or code in static for scoped, static in scopes)
+        )
+    assert isinstance(refs, frozenset)
+    return refs
+
+
+def about_candidates(program: Program) -> frozenset[str]:
+    """Refs of the safety rules with a conclusion that could be about a matched candidate (see
+    :func:`safety_plans`)."""
+    cached = program.cache.get("verdicts.about_candidates")
+    if cached is None:
+        cached = frozenset(ref for ref, _flag, _scopes, about in safety_plans(program) if about)
+        program.cache["verdicts.about_candidates"] = cached
+    assert isinstance(cached, frozenset)
+    return cached

@@ -50,11 +50,12 @@ from .explain import _Explainer
 from .program import Program
 from .resolve import _RISK, _RISK_UP, BleedingRisk, _codes, _hold_text, _index, _Resolver
 from .rule_index import (
+    about_candidates,
     active_rules,
     may_block,
     may_concern,
     recommenders,
-    safety_plans,
+    statically_concerned,
     unset_rules,
     upstream,
     upstream_all,
@@ -348,14 +349,10 @@ class _Verdicts:
 
     def concerned_refs(self, request: Fact, candidate: Fact, code: str, elective: bool) -> set[str]:
         """Safety rules whose missing data could change a judgement on this request."""
-        refs: set[str] = set()
-        undecided_candidates = self.run.undecided_candidates
-        for ref, red_flag, scopes, about_candidate in safety_plans(self.program):
-            if (
-                (red_flag and elective)
-                or any((scoped and elective) or code in static for scoped, static in scopes)
-                or (about_candidate and any(f.key == candidate.key for f in undecided_candidates.get(ref, ())))
-            ):
+        refs = set(statically_concerned(self.program, code, elective))
+        about = about_candidates(self.program)
+        for ref, undecided in self.run.undecided_candidates.items():
+            if ref in about and any(f.key == candidate.key for f in undecided):
                 refs.add(ref)
         for (rule_id, _sig), _unknowns in self.run.unknown_blockers.items():
             for firing in self.live:
