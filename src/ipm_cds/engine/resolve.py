@@ -85,7 +85,7 @@ class _Index:
     # id() of each template of the program's rules -> its text (no patient value in it), or its parts with the
     # literal text and parameter values joined (the program holds its rules, so an id cannot be reused while
     # this index lives; a template of another rule object is not found here and is rendered in full)
-    texts: Mapping[int, str | tuple[str | ir.Ref, ...]]
+    texts: Mapping[int, str | _Parts]
     evidence: Mapping[str, str]  # rule ref -> its candidates' evidence line
     # rule ref -> the conclusions resolution reads (all but derivations), and whether one of them is an exclusion,
     # precaution or hold (which a firing about a requested procedure keeps to that order)
@@ -226,9 +226,7 @@ def _conclusion_templates(c: ir.Conclusion) -> tuple[ir.Template, ...]:
     return ()
 
 
-def _compile(
-    template: ir.Template, parameters: Mapping[str, ParamValue], values: tuple[str, str, str]
-) -> str | tuple[str | ir.Ref, ...]:
+def _compile(template: ir.Template, parameters: Mapping[str, ParamValue], values: tuple[str, str, str]) -> str | _Parts:
     """A template with what the program fixes filled in: its text, when it quotes no patient value; else its parts,
     adjacent literal text and parameter values joined, the patient values (refs) left to fill in."""
     parts: list[str | ir.Ref] = []
@@ -242,8 +240,25 @@ def _compile(
         else:
             parts.append(text)
     if any(isinstance(p, ir.Ref) for p in parts):
-        return tuple(parts)
+        return _Parts(tuple(parts), _settled(parts[0]) and _settled(parts[-1], end=True))
     return _finish("".join(p for p in parts if isinstance(p, str)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """A template's parts, the patient values (refs) left to fill in; ``settled``: it begins and ends with
+    literal text that :func:`_finish` would leave as it is (no space to strip, an upper-case first letter)."""
+
+    parts: tuple[str | ir.Ref, ...]
+    settled: bool
+
+
+def _settled(part: str | ir.Ref, end: bool = False) -> bool:
+    if not isinstance(part, str) or not part:
+        return False
+    if end:
+        return not part[-1].isspace()
+    return not part[0].isspace() and part[0].upper() == part[0]
 
 
 def _plan(rule: ir.Rule) -> tuple[tuple[ir.Conclusion, ...], bool]:
@@ -285,13 +300,13 @@ class _Resolver:
             return compiled
         values = self.index.values
         out: list[str] = []
-        for part in compiled:
+        for part in compiled.parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
             value = bound[part.alias].values.get(part.field)
             out.append(value.replace("_", " ") if type(value) is str else _fmt(value, values))
-        return _finish("".join(out))
+        return "".join(out) if compiled.settled else _finish("".join(out))
 
     def basis(self, rule: ir.Rule) -> Basis:
         """The rule's basis; one instance per rule within an assessment (an output model is immutable)."""
@@ -302,8 +317,11 @@ class _Resolver:
         return made
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
-        values = {k: resolve_value(v, bound) for k, v in rec.target}
-        return trusted(Target, **{k: (str(v) if v is not None else None) for k, v in values.items()})
+        made: dict[str, str | None] = {}
+        for k, v in rec.target:
+            value = resolve_value(v, bound)
+            made[k] = str(value) if value is not None else None
+        return trusted(Target, **made)
 
 
 def _codes(items: tuple[str | ir.Ref, ...], bound: Mapping[str, Fact]) -> tuple[str, ...]:

@@ -134,9 +134,14 @@ class _Verdicts:
         """Rule id -> its unblocked firings, in the run's order (what :meth:`indication` makes of them does not
         depend on their order: the regions they target, and whether one targets this one)."""
         out: dict[str, list[Firing]] = {}
+        blocked = self.run.blocked  # (Run.is_blocked, inline)
         for firing in self.run.firings:
-            if not self.run.is_blocked(firing):
-                out.setdefault(firing.rule.id, []).append(firing)
+            if (firing.rule.id, firing.signature) not in blocked:
+                made = out.get(firing.rule.id)
+                if made is None:
+                    out[firing.rule.id] = [firing]
+                else:
+                    made.append(firing)
         return out
 
     def basis(self, rule: ir.Rule) -> Basis:

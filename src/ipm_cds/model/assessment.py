@@ -416,7 +416,8 @@ def trusted(cls: type[_M], /, **values: Any) -> _M:
             if len(values) != len(names):
                 unknown = sorted(given - set(names))
                 raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
-        values = {name: values[name] for name in names}
+        if tuple(values) != names:  # (the defaults of trailing fields leave them in order)
+            values = {name: values[name] for name in names}
     obj = _new(cls)
     _set(obj, "__dict__", values)
     _set(obj, "__pydantic_fields_set__", given)
