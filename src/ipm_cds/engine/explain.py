@@ -56,6 +56,21 @@ def _fmt(value: Scalar | tuple[Scalar, ...] | None) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _derivers(program: Program, fact_type: str) -> list[ir.Rule]:
+    aggregate = next((a for r in program.rules for a in r.aggregates if a.fact_type == fact_type), None)
+    if aggregate is not None:
+        fact_type = aggregate.source_type
+    out = []
+    for rule in program.rules:
+        for c in rule.conclusions:
+            if (isinstance(c, ir.Derive) and c.fact == fact_type) or (
+                isinstance(c, ir.Recommend) and fact_type == "candidate"
+            ):
+                out.append(rule)
+                break
+    return out
+
+
 def _member(fact: Fact) -> str:
     date = fact.values.get("date")
     return f"{fact.label} {date}" if date is not None and str(date) not in fact.label else fact.label
@@ -276,19 +291,14 @@ class _Explainer:
         return checks, because
 
     def derivers(self, fact_type: str) -> list[ir.Rule]:
-        """The rules that make facts of this type (for an aggregate: of the type it selects)."""
-        aggregate = next((a for r in self.program.rules for a in r.aggregates if a.fact_type == fact_type), None)
-        if aggregate is not None:
-            fact_type = aggregate.source_type
-        out = []
-        for rule in self.program.rules:
-            for c in rule.conclusions:
-                if (isinstance(c, ir.Derive) and c.fact == fact_type) or (
-                    isinstance(c, ir.Recommend) and fact_type == "candidate"
-                ):
-                    out.append(rule)
-                    break
-        return out
+        """The rules that make facts of this type (for an aggregate: of the type it selects); the program's, so
+        found once per program and fact type (kept in ``program.cache``, bounded by the fact types)."""
+        known = self.program.cache.setdefault("explain.derivers", {})
+        assert isinstance(known, dict)
+        made = known.get(fact_type)
+        if made is None:
+            made = known[fact_type] = tuple(_derivers(self.program, fact_type))
+        return list(made)
 
     def why_no_fact(self, fact_type: str, depth: int) -> list[RuleAnalysis]:
         if depth >= MAX_DEPTH or fact_type == "candidate":

@@ -18,9 +18,10 @@ must follow. The text it writes comes from the ruleset's message catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from typing import Literal
 
 from .._version import __version__
@@ -41,6 +42,9 @@ from ..model.assessment import (
     Target,
     TraceEntry,
     trusted,
+    trusted_basis,
+    trusted_bound_fact,
+    trusted_trace_entry,
 )
 from ..model.facts.normalise import Fact, Scalar
 from ..model.facts.schema import BASE_FACT_TYPES
@@ -49,9 +53,10 @@ from ..ruleset.messages import Template
 from ..ruleset.model import HoldAdvice
 from .driver import Firing, Run, resolve_value
 from .match import Unknown
-from .program import Program
+from .program import ParamValue, Program
 
 _URGENCY_ORDER = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3}
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 BleedingRisk = Literal["low", "intermediate", "high"]
 _RISK: dict[str, BleedingRisk] = {"low": "low", "intermediate": "intermediate", "high": "high"}
 _RISK_UP: dict[BleedingRisk, BleedingRisk] = {"low": "intermediate", "intermediate": "high", "high": "high"}
@@ -63,6 +68,7 @@ class _Index:
     """Lookups over a program that every resolution needs: built once per program (``program.cache``)."""
 
     rules_by_ref: Mapping[str, ir.Rule]
+    rank: Mapping[str, int]  # rule ref -> its place in (stratum, id) order, the order conclusions are resolved in
     rules_by_id: Mapping[str, ir.Rule]
     elective: Mapping[str, bool]
     citations: Mapping[str, Citation]  # Citation holds scalars only, so one instance can be shared
@@ -74,6 +80,28 @@ class _Index:
     # refs of the safety rules and of the rules whose derived facts a safety rule reads (directly or through other
     # derived facts): missing data such a rule waits for is a safety rule's missing data
     safety_refs: frozenset[str]
+    # the texts that depend on the program alone, rendered once:
+    values: tuple[str, str, str]  # how a value not recorded, true and false read in a rule's text
+    # id() of each template of the program's rules -> its text (no patient value in it), or its parts with the
+    # literal text and parameter values joined (the program holds its rules, so an id cannot be reused while
+    # this index lives; a template of another rule object is not found here and is rendered in full)
+    texts: Mapping[int, str | _Parts]
+    evidence: Mapping[str, str]  # rule ref -> its candidates' evidence line
+    # rule ref -> the conclusions resolution reads (all but derivations), and whether one of them is an exclusion,
+    # precaution or hold (which a firing about a requested procedure keeps to that order)
+    plans: Mapping[str, tuple[tuple[ir.Conclusion, ...], bool]]
+    flag_reasons: Mapping[str, str]  # red flag code -> the reason it gives for each candidate it excludes
+    all_elective: str  # the name of "every elective intervention" in an exclusion
+    # (medication code, secondary-prevention table, risk, approval, upgraded from) -> the antithrombotic
+    # precaution's text: made when first needed, bounded by the medication catalogue
+    hold_texts: dict[tuple[str, bool, str, bool, str | None], str]
+    # (base fact type, field) -> the patient field a missing value is reported as
+    missing_criteria: Mapping[str, tuple[str, ...]]  # rule ref -> its criteria, distinct and sorted
+    missing_paths: Mapping[tuple[str, str], str]
+    # sorted by name, as provenance lists them (each assessment gets a copy of its own)
+    parameters: Mapping[str, ParamValue]
+    overrides: Mapping[str, ParamValue]
+    disabled: Mapping[str, str]
 
 
 def _safety_refs(rules: Sequence[ir.Rule]) -> frozenset[str]:
@@ -117,8 +145,15 @@ def _index(program: Program) -> _Index:
                 read |= aggregate.selection.params()
             if read & tagged:
                 tagged_defaults[rule.ref] = tuple(sorted(read & tagged))
+        messages = program.ruleset.messages
+        values = (
+            messages["value.not_recorded"].render(),
+            messages["value.yes"].render(),
+            messages["value.no"].render(),
+        )
         index = _Index(
             rules_by_ref={r.ref: r for r in program.rules},
+            rank={r.ref: i for i, r in enumerate(sorted(program.rules, key=lambda r: (r.stratum, r.id)))},
             rules_by_id={r.id: r for r in program.rules},
             elective={code: item.elective for code, item in program.ruleset.interventions.items()},
             citations=citations,
@@ -128,20 +163,121 @@ def _index(program: Program) -> _Index:
             },
             tagged_defaults=tagged_defaults,
             safety_refs=_safety_refs(program.rules),
+            values=values,
+            texts={
+                id(t): _compile(t, program.parameters, values)
+                for r in program.rules
+                for c in r.conclusions
+                for t in _conclusion_templates(c)
+            },
+            plans={r.ref: _plan(r) for r in program.rules},
+            evidence={
+                r.ref: messages["candidate.evidence"].render(
+                    strength=r.evidence_strength, quality=r.evidence_quality.replace("_", " ")
+                )
+                for r in program.rules
+            },
+            flag_reasons={
+                c.code: messages["red_flag.exclusion"].render(flag=c.code.replace("_", " "))
+                for r in program.rules
+                for c in r.conclusions
+                if isinstance(c, ir.RedFlag)
+            },
+            all_elective=messages["exclusion.all_elective"].render(),
+            hold_texts={},
+            missing_criteria={r.ref: tuple(sorted(set(r.criteria))) for r in program.rules},
+            missing_paths={
+                (name, fld): _missing_path(name, fld)
+                for name, fact_type in BASE_FACT_TYPES.items()
+                for fld in fact_type.fields
+            },
+            parameters=dict(sorted(program.parameters.items())),
+            overrides=dict(sorted(program.overrides.items())),
+            disabled=dict(sorted(program.disabled.items())),
         )
         program.cache["resolve"] = index
     assert isinstance(index, _Index)
     return index
 
 
-def _fmt(value: Scalar | None, messages: Mapping[str, Template]) -> str:
+def _fmt(value: Scalar | None, values: tuple[str, str, str]) -> str:
+    """A value as a rule's text quotes it; ``values``: how not recorded, true and false read (:attr:`_Index.values`)."""
     if value is None:
-        return messages["value.not_recorded"].render()
+        return values[0]
     if isinstance(value, bool):
-        return messages["value.yes" if value else "value.no"].render()
+        return values[1] if value else values[2]
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).replace("_", " ") if isinstance(value, str) else str(value)
+
+
+def _conclusion_templates(c: ir.Conclusion) -> tuple[ir.Template, ...]:
+    """The templates the resolver renders for a conclusion."""
+    if isinstance(c, ir.Recommend):
+        return (c.rationale,)
+    if isinstance(c, ir.RedFlag | ir.Alert):
+        return (c.message,)
+    if isinstance(c, ir.Exclude):
+        return (c.reason,)
+    if isinstance(c, ir.Precaution):
+        return (c.text,)
+    if isinstance(c, ir.Refer):
+        return (c.reason,)
+    return ()
+
+
+def _compile(template: ir.Template, parameters: Mapping[str, ParamValue], values: tuple[str, str, str]) -> str | _Parts:
+    """A template with what the program fixes filled in: its text, when it quotes no patient value; else its parts,
+    adjacent literal text and parameter values joined, the patient values (refs) left to fill in."""
+    parts: list[str | ir.Ref] = []
+    for part in template.parts:
+        if isinstance(part, ir.Ref):
+            parts.append(part)
+            continue
+        text = part if isinstance(part, str) else _fmt(parameters.get(part.name), values)
+        if parts and isinstance(parts[-1], str):
+            parts[-1] += text
+        else:
+            parts.append(text)
+    if any(isinstance(p, ir.Ref) for p in parts):
+        return _Parts(tuple(parts), _settled(parts[0]) and _settled(parts[-1], end=True))
+    return _finish("".join(p for p in parts if isinstance(p, str)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """A template's parts, the patient values (refs) left to fill in; ``settled``: it begins and ends with
+    literal text that :func:`_finish` would leave as it is (no space to strip, an upper-case first letter)."""
+
+    parts: tuple[str | ir.Ref, ...]
+    settled: bool
+
+
+def _settled(part: str | ir.Ref, end: bool = False) -> bool:
+    if not isinstance(part, str) or not part:
+        return False
+    if end:
+        return not part[-1].isspace()
+    return not part[0].isspace() and part[0].upper() == part[0]
+
+
+def _plan(rule: ir.Rule) -> tuple[tuple[ir.Conclusion, ...], bool]:
+    """What resolution reads of a rule's conclusions (:attr:`_Index.plans`)."""
+    read = tuple(c for c in rule.conclusions if not isinstance(c, ir.Derive))
+    return read, any(isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold) for c in read)
+
+
+def _finish(joined: str) -> str:
+    """A rendered text: stripped, its first letter upper case."""
+    text = joined.strip()
+    return text[:1].upper() + text[1:]
+
+
+def _missing_path(fact_type_name: str, fld: str) -> str:
+    """The patient field a missing value of this base fact type's field is reported as."""
+    fact_type = BASE_FACT_TYPES[fact_type_name]
+    source = fact_type.fields[fld].source or fld
+    return source if fact_type_name == "patient" else f"{fact_type.source}.{source}"
 
 
 @dataclass
@@ -150,29 +286,42 @@ class _Resolver:
     run: Run
     index: _Index
 
+    bases: dict[str, Basis] = field(default_factory=dict)  # rule ref -> its Basis, one per assessment
+
     @property
     def messages(self) -> Mapping[str, Template]:
         return self.program.ruleset.messages
 
     def render(self, template: ir.Template, bound: Mapping[str, Fact]) -> str:
+        compiled = self.index.texts.get(id(template))
+        if compiled is None:
+            compiled = _compile(template, self.program.parameters, self.index.values)
+        if isinstance(compiled, str):
+            return compiled
+        values = self.index.values
         out: list[str] = []
-        for part in template.parts:
-            if isinstance(part, ir.Ref):
-                out.append(_fmt(bound[part.alias].values.get(part.field), self.messages))
-            elif isinstance(part, ir.Param):
-                out.append(_fmt(self.program.parameters.get(part.name), self.messages))
-            else:
+        for part in compiled.parts:
+            if isinstance(part, str):
                 out.append(part)
-        text = "".join(out).strip()
-        return text[:1].upper() + text[1:]
+                continue
+            value = bound[part.alias].values.get(part.field)
+            out.append(value.replace("_", " ") if type(value) is str else _fmt(value, values))
+        return "".join(out) if compiled.settled else _finish("".join(out))
 
     def basis(self, rule: ir.Rule) -> Basis:
-        criteria, sources = self.index.basis[rule.ref]
-        return trusted(Basis, rule=rule.ref, criteria=list(criteria), sources=list(sources))
+        """The rule's basis; one instance per rule within an assessment (an output model is immutable)."""
+        made = self.bases.get(rule.ref)
+        if made is None:
+            criteria, sources = self.index.basis[rule.ref]
+            made = self.bases[rule.ref] = trusted_basis(rule.ref, list(criteria), list(sources))
+        return made
 
     def target(self, rec: ir.Recommend, bound: Mapping[str, Fact]) -> Target:
-        values = {k: resolve_value(v, bound) for k, v in rec.target}
-        return trusted(Target, **{k: (str(v) if v is not None else None) for k, v in values.items()})
+        made: dict[str, str | None] = {}
+        for k, v in rec.target:
+            value = resolve_value(v, bound)
+            made[k] = str(value) if value is not None else None
+        return trusted(Target, **made)
 
 
 def _codes(items: tuple[str | ir.Ref, ...], bound: Mapping[str, Fact]) -> tuple[str, ...]:
@@ -252,37 +401,41 @@ def _hold_text(
 def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
-    meta: dict[tuple[str, str], tuple[str, str]] = {}
-    rules = index.rules_by_ref
-
-    def add(unknowns: Iterable[Unknown], rule_ref: str) -> None:
-        for u in unknowns:
-            fact_type = BASE_FACT_TYPES.get(u.fact.type)
-            if fact_type is None:
-                continue
-            spec = fact_type.fields[u.field]
-            source = spec.source or u.field
-            path = source if u.fact.type == "patient" else f"{fact_type.source}.{source}"
-            key = (u.fact.label, path)
-            grouped.setdefault(key, set()).add(rule_ref)
-            meta[key] = (u.fact.label, path)
-
-    for ref, unknowns in run.missing.items():
-        add(unknowns, ref)
+    paths = index.missing_paths
     by_id = index.rules_by_id
-    for (rule_id, _sig), unknowns in run.unknown_blockers.items():
-        add(unknowns, by_id[rule_id].ref)
+    waiting: list[tuple[str, list[Unknown]]] = [*run.missing.items()]
+    waiting += [(by_id[rule_id].ref, unknowns) for (rule_id, _sig), unknowns in run.unknown_blockers.items()]
+    for rule_ref, unknowns in waiting:
+        for u in unknowns:
+            fact = u.fact
+            path = paths.get((fact.type, u.field))
+            if path is None:
+                if fact.type not in BASE_FACT_TYPES:
+                    continue
+                path = _missing_path(fact.type, u.field)  # (a field the fact type lacks: KeyError, as before)
+            key = (fact.label, path)
+            refs = grouped.get(key)
+            if refs is None:
+                grouped[key] = {rule_ref}
+            else:
+                refs.add(rule_ref)
     entries = []
-    for key, refs in grouped.items():
-        label, path = meta[key]
+    criteria = index.missing_criteria
+    safety = index.safety_refs
+    for (label, path), refs in grouped.items():
+        if len(refs) == 1:
+            (ref,) = refs
+            needed_by, of = [ref], list(criteria[ref])
+        else:
+            needed_by, of = sorted(refs), sorted({c for r in refs for c in criteria[r]})
         entries.append(
             trusted(
                 MissingData,
                 field=path,
                 item=label,
-                needed_by=sorted(refs),
-                criteria=sorted({c for r in refs for c in rules[r].criteria}),
-                safety=any(r in index.safety_refs for r in refs),
+                needed_by=needed_by,
+                criteria=of,
+                safety=not safety.isdisjoint(refs),
             )
         )
     entries.sort(key=lambda m: (m.field, m.item))
@@ -303,9 +456,36 @@ def resolve(
     r = _Resolver(program, run, index)
     catalogue = program.ruleset.interventions
     elective = index.elective
-    live = sorted(
-        (f for f in run.firings if not run.is_blocked(f)), key=lambda f: (f.rule.stratum, f.rule.id, f.signature)
-    )
+    # The trace. One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
+    bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
+    keyed: list[tuple[tuple[int, str, list[tuple[str, str, list[tuple[str, Scalar]]]]], TraceEntry]] = []
+    live: list[Firing] = []  # the firings no unless clause blocked (Run.is_blocked), sorted below
+    for firing in run.firings:
+        bindings = []
+        order = []
+        for a, f in firing.bindings.items():
+            made = bound_facts.get((a, id(f)))
+            if made is None:
+                items = sorted(f.values.items())
+                made = (trusted_bound_fact(a, f.label, dict(items)), (a, f.label, items))
+                bound_facts[(a, id(f))] = made
+            bindings.append(made[0])
+            order.append(made[1])
+        rule = firing.rule
+        unless = run.blocked.get((rule.id, firing.signature))
+        if unless is None:
+            live.append(firing)
+        if unless:
+            status: Literal["fired", "blocked"] = "blocked"
+            blocked_by = [f"unless[{i}]" for i in sorted(unless)]
+        else:
+            status, blocked_by = "fired", []
+        traced = trusted_trace_entry(rule.ref, rule.stratum, status, blocked_by, bindings)
+        keyed.append(((rule.stratum, rule.ref, order), traced))
+    keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
+    trace = [t for _, t in keyed]
+    rank = index.rank
+    live.sort(key=lambda f: (rank[f.rule.ref], f.signature))
 
     candidates: dict[tuple[str, str | None, str | None, str | None], Candidate] = {}
     candidate_firing: dict[tuple[str, str | None, str | None, str | None], Firing] = {}
@@ -317,12 +497,14 @@ def resolve(
     referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
     syndrome_parts: dict[str, list[tuple[str, ir.Rule]]] = {}
 
+    plans = index.plans
     for firing in live:
         rule, bound = firing.rule, firing.bindings
+        conclusions, guarded = plans.get(rule.ref) or _plan(rule)
         # A rule that matches a requested procedure's own details (its levels, steroid, guidance) judges that
         # order, not the candidates: its exclusions, precautions and holds stand in the order's verdict only.
-        about_order = any(f.type == "requested" for f in bound.values())
-        for c in rule.conclusions:
+        about_order = guarded and any(f.type == "requested" for f in bound.values())
+        for c in conclusions:
             if about_order and isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold):
                 continue
             if isinstance(c, ir.Recommend):
@@ -343,9 +525,7 @@ def resolve(
                     image_guidance=list(item.image_guidance),
                     bleeding_risk=category,
                     rationale=r.render(c.rationale, bound),
-                    evidence=r.messages["candidate.evidence"].render(
-                        strength=rule.evidence_strength, quality=rule.evidence_quality.replace("_", " ")
-                    ),
+                    evidence=index.evidence[rule.ref],
                     basis=r.basis(rule),
                 )
                 candidate_firing[key] = firing
@@ -370,7 +550,7 @@ def resolve(
                 referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
 
     for flag_code, flag_parts in syndrome_parts.items():
-        ordered = sorted(flag_parts, key=lambda p: (p[1].stratum, p[1].id, p[0]))
+        ordered = sorted(flag_parts, key=lambda p: (rank[p[1].ref], p[0]))
         code = f"red_flag.{flag_code}"
         alerts[(code, "")] = trusted(
             Alert,
@@ -381,17 +561,22 @@ def resolve(
         )
     referrals: dict[str, Referral] = {}
     for to, parts in referral_parts.items():
-        ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], p[2].stratum, p[2].id, p[1]))
-        urgency, _, decisive = ranked[0]
-        reasons = list(dict.fromkeys(reason for _, reason, _ in ranked))
+        if len(parts) == 1:  # (most referrals: one rule's reason)
+            urgency, reason, decisive = parts[0]
+            rules = [decisive.ref]
+        else:
+            ranked = sorted(parts, key=lambda p: (_URGENCY_ORDER[p[0]], rank[p[2].ref], p[1]))
+            urgency, _, decisive = ranked[0]
+            reason = "\n".join(dict.fromkeys(reason for _, reason, _ in ranked))
+            rules = sorted({rule.ref for _, _, rule in parts})
         referrals[to] = trusted(
             Referral,
             to=to,
             name=program.ruleset.referrals[to].name,
             urgency=urgency,
-            reason="\n".join(reasons),
+            reason=reason,
             basis=r.basis(decisive),
-            rules=sorted({rule.ref for _, _, rule in parts}),
+            rules=rules,
         )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
@@ -421,7 +606,7 @@ def resolve(
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
-        reason = r.messages["red_flag.exclusion"].render(flag=flag.code.replace("_", " "))
+        reason = index.flag_reasons[flag.code]
         for key, cand in candidates.items():
             if elective[cand.intervention]:
                 exclude(key, cand.intervention, cand.name, reason, "red_flag", firing.rule)
@@ -434,7 +619,9 @@ def resolve(
         for ref_key, referral in list(referrals.items()):
             if program.ruleset.referrals[referral.to].elective:
                 del referrals[ref_key]
-                deferred.append(DeferredReferral(referral=referral, reason=why, basis=r.basis(red_flags[0][0].rule)))
+                deferred.append(
+                    trusted(DeferredReferral, referral=referral, reason=why, basis=r.basis(red_flags[0][0].rule))
+                )
     # Safety step 3: absolute contraindications exclude; relative ones become precautions.
     attached: dict[tuple[str, str | None, str | None, str | None], list[Precaution]] = {}
     patient_level: list[Precaution] = []
@@ -451,7 +638,7 @@ def resolve(
                 exclude(key, candidates[key].intervention, candidates[key].name, reason, kind, firing.rule)
             if not hit:
                 for code in ex_codes or (ALL_ELECTIVE,):
-                    name = catalogue[code].name if code in catalogue else r.messages["exclusion.all_elective"].render()
+                    name = catalogue[code].name if code in catalogue else index.all_elective
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
             p = trusted(
@@ -476,9 +663,11 @@ def resolve(
     meds = program.ruleset.medications
     for firing, hold in holds:
         med_fact = firing.bindings[hold.medication]
-        entry = meds[str(med_fact.values["agent"])]
+        agent = str(med_fact.values["agent"])
+        entry = meds[agent]
         secondary = med_fact.values.get("indication") == "secondary_prevention"
-        table = entry.secondary_prevention_hold if secondary and entry.secondary_prevention_hold else entry.hold
+        secondary_table = bool(secondary and entry.secondary_prevention_hold)
+        table = entry.secondary_prevention_hold if secondary_table else entry.hold
         if table is None:
             continue
         approval = entry.prescriber_approval_always or secondary
@@ -486,10 +675,13 @@ def resolve(
         for cand_fact in run.stands_for(firing.bindings[hold.candidate], "candidate"):
             base = _RISK[str(cand_fact.values.get("bleeding_risk", "high"))]
             risk: BleedingRisk = _RISK_UP[base] if hold.upgrade else base
-            advice: HoldAdvice = getattr(table, risk)
-            text = _hold_text(
-                r.messages, entry.name, advice, risk, entry.restart, approval, base if hold.upgrade else None
-            )
+            upgraded_from = base if hold.upgrade else None
+            text_key = (agent, secondary_table, risk, approval, upgraded_from)
+            hold_text = index.hold_texts.get(text_key)
+            if hold_text is None:
+                advice: HoldAdvice = getattr(table, risk)
+                hold_text = _hold_text(r.messages, entry.name, advice, risk, entry.restart, approval, upgraded_from)
+                index.hold_texts[text_key] = hold_text
             for key, cand in candidates.items():
                 if cand.intervention == cand_fact.values.get(
                     "intervention"
@@ -499,7 +691,7 @@ def resolve(
                             Precaution,
                             intervention=cand.intervention,
                             kind="antithrombotic",
-                            text=text,
+                            text=hold_text,
                             medication=entry.code,
                             bleeding_risk=risk,
                             requires_prescriber_approval=approval,
@@ -571,33 +763,6 @@ def resolve(
         )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
 
-    # One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
-    bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
-    keyed = []
-    for firing in run.firings:
-        bindings = []
-        order = []
-        for a, f in firing.bindings.items():
-            made = bound_facts.get((a, id(f)))
-            if made is None:
-                items = sorted(f.values.items())
-                made = (trusted(BoundFact, alias=a, fact=f.label, values=dict(items)), (a, f.label, items))
-                bound_facts[(a, id(f))] = made
-            bindings.append(made[0])
-            order.append(made[1])
-        blocked = sorted(run.blocked.get((firing.rule.id, firing.signature), set()))
-        traced = trusted(
-            TraceEntry,
-            rule=firing.rule.ref,
-            stratum=firing.rule.stratum,
-            status="blocked" if blocked else "fired",
-            blocked_by=[f"unless[{i}]" for i in blocked],
-            bindings=bindings,
-        )
-        keyed.append(((traced.stratum, traced.rule, order), traced))
-    keyed.sort(key=lambda pair: pair[0])  # stable, on the key alone: the order of the former trace.sort
-    trace = [t for _, t in keyed]
-
     ruleset = program.ruleset
     applied: dict[tuple[str, str], DefaultApplied] = {}
     for firing in live:
@@ -618,43 +783,42 @@ def resolve(
                 rule=firing.rule.ref,
                 decided=decided,
             )
-    not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
-    return Assessment(
+    if run.not_in_effect:
+        not_in_effect = r.messages["rule.not_in_effect"].render(date=as_of.isoformat())
+        inactive = dict(sorted({**program.disabled, **{ref: not_in_effect for ref in run.not_in_effect}}.items()))
+    else:
+        inactive = {**index.disabled}
+    # The models below are built from values of their field types (trusted): validating them again would cost
+    # more than the rest of resolving; the identity check compares their JSON with the validated build's.
+    return trusted(
+        Assessment,
         patient_id=patient_id,
         as_of=as_of,
         candidates=final,
         excluded=sorted(excluded.values(), key=lambda e: (e.intervention, e.kind, e.reason)),
         precautions=sorted(patient_level, key=lambda p: p.text),
-        alerts=sorted(
-            alerts.values(), key=lambda a: ({"critical": 0, "warning": 1, "info": 2}[a.severity], a.code, a.message)
-        ),
+        alerts=sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code, a.message)),
         referrals=sorted(referrals.values(), key=lambda x: (_URGENCY_ORDER[x.urgency], x.to, x.reason)),
         deferred_referrals=sorted(
             deferred, key=lambda d: (_URGENCY_ORDER[d.referral.urgency], d.referral.to, d.referral.reason)
         ),
         missing_data=missing,
         trace=trace,
-        provenance=Provenance(
+        provenance=trusted(
+            Provenance,
             ruleset_id=ruleset.id,
             ruleset_version=ruleset.version,
             ruleset_sha256=ruleset.sha256,
             library_version=__version__,
             profile=program.profile,
-            parameter_overrides=dict(sorted(program.overrides.items())),
-            parameters=dict(sorted(program.parameters.items())),
+            parameter_overrides={**index.overrides},
+            parameters={**index.parameters},
             backend=backend,
             backend_auto=backend_auto,
             as_of=as_of,
             evaluated_at=datetime.now(timezone.utc) if timestamp else None,  # noqa: UP017
             rules_active=len(program.rules) - len(run.not_in_effect),
-            rules_inactive=dict(
-                sorted(
-                    {
-                        **program.disabled,
-                        **{ref: not_in_effect for ref in run.not_in_effect},
-                    }.items()
-                )
-            ),
+            rules_inactive=inactive,
             defaults_applied=[applied[u] for u in sorted(applied)],
         ),
         disclaimer=ruleset.manifest.disclaimer,

@@ -116,3 +116,78 @@ def may_block(program: Program, ref: str) -> bool:
         program.cache["verdicts.blocking"] = blocking
     assert isinstance(blocking, set)
     return ref in blocking
+
+
+SafetyPlan = tuple[str, bool, tuple[tuple[bool, tuple[str, ...]], ...], bool]
+"""A safety rule's ref; whether it raises a red flag; for each exclusion or precaution, whether it is about
+every elective procedure and the codes it names; whether any conclusion could be about a matched candidate (an
+exclusion, precaution, hold, alert or referral)."""
+
+
+def safety_plans(program: Program) -> tuple[SafetyPlan, ...]:
+    """What a requested procedure's verdict asks of each safety rule of the program, read once per program."""
+    cached = program.cache.get("verdicts.safety_plans")
+    if cached is None:
+        plans: list[SafetyPlan] = []
+        for rule in program.rules:
+            if not rule.safety:
+                continue
+            scopes = tuple(
+                (c.elective_scope, tuple(x for x in c.interventions if isinstance(x, str)))
+                for c in rule.conclusions
+                if isinstance(c, ir.Exclude | ir.Precaution)
+            )
+            about_candidate = any(
+                isinstance(c, ir.Exclude | ir.Precaution | ir.AntithromboticHold | ir.Alert | ir.Refer)
+                for c in rule.conclusions
+            )
+            red_flag = any(isinstance(c, ir.RedFlag) for c in rule.conclusions)
+            plans.append((rule.ref, red_flag, scopes, about_candidate))
+        program.cache["verdicts.safety_plans"] = cached = tuple(plans)
+    assert isinstance(cached, tuple)
+    return cached
+
+
+def unset_rules(program: Program) -> tuple[ir.Rule, ...]:
+    """The ruleset's rules that do not run because a parameter they read has no value under the profile (active,
+    and part of the profile, otherwise)."""
+    cached = program.cache.get("verdicts.unset")
+    if cached is None:
+        cached = tuple(
+            r
+            for r in program.ruleset.rules
+            if r.ref in program.disabled
+            and r.params() - set(program.parameters)
+            and program.ruleset.rule_specs[r.id].status == "active"  # off for its status or profile: chosen
+            and (r.profiles is None or program.profile in r.profiles)
+        )
+        program.cache["verdicts.unset"] = cached
+    assert isinstance(cached, tuple)
+    return cached
+
+
+def statically_concerned(program: Program, code: str, elective: bool) -> frozenset[str]:
+    """Refs of the safety rules that concern every procedure of this code whatever the record holds: a red flag
+    (for an elective procedure), or an exclusion or precaution naming the code (or every elective procedure)."""
+    known = program.cache.setdefault("verdicts.statically_concerned", {})
+    assert isinstance(known, dict)
+    refs = known.get((code, elective))
+    if refs is None:
+        refs = known[(code, elective)] = frozenset(
+            ref
+            for ref, red_flag, scopes, _about in safety_plans(program)
+            if (red_flag and elective) or any((scoped and elective) or code in static for scoped, static in scopes)
+        )
+    assert isinstance(refs, frozenset)
+    return refs
+
+
+def about_candidates(program: Program) -> frozenset[str]:
+    """Refs of the safety rules with a conclusion that could be about a matched candidate (see
+    :func:`safety_plans`)."""
+    cached = program.cache.get("verdicts.about_candidates")
+    if cached is None:
+        cached = frozenset(ref for ref, _flag, _scopes, about in safety_plans(program) if about)
+        program.cache["verdicts.about_candidates"] = cached
+    assert isinstance(cached, frozenset)
+    return cached

@@ -27,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Literal
 
 from ..model.assessment import (
     Assessment,
     Basis,
+    Citation,
     MissingData,
     RequestedVerdict,
     SafetyJudgement,
@@ -39,6 +41,7 @@ from ..model.assessment import (
     Target,
     VerdictReason,
     trusted,
+    trusted_basis,
 )
 from ..model.facts.normalise import Fact
 from ..ruleset import ir
@@ -46,7 +49,17 @@ from .driver import CandidateFacts, Firing, Run, in_effect, resolve_value
 from .explain import _Explainer
 from .program import Program
 from .resolve import _RISK, _RISK_UP, BleedingRisk, _codes, _hold_text, _index, _Resolver
-from .rule_index import active_rules, may_block, may_concern, recommenders, upstream, upstream_all
+from .rule_index import (
+    about_candidates,
+    active_rules,
+    may_block,
+    may_concern,
+    recommenders,
+    statically_concerned,
+    unset_rules,
+    upstream,
+    upstream_all,
+)
 
 SCOPE_FACT = "in_scope"
 """The derived fact type that scope rules make: ``family``, ``intervention`` and ``region`` fields."""
@@ -98,21 +111,38 @@ class _Verdicts:
     unbound: Mapping[str, ir.Rule]
 
     def __post_init__(self) -> None:
-        self.resolver = _Resolver(self.program, self.run, _index(self.program))
-        self.live: list[Firing] = sorted(
-            (f for f in self.run.firings if not self.run.is_blocked(f)),
-            key=lambda f: (f.rule.stratum, f.rule.id, f.signature),
-        )
+        index = _index(self.program)
+        self.resolver = _Resolver(self.program, self.run, index)
         self.explainer = _Explainer(self.program, self.run, self.unbound)
-        self.elective = {code: item.elective for code, item in self.program.ruleset.interventions.items()}
+        self.elective: Mapping[str, bool] = index.elective
         self.missing_by_ref: dict[str, list[MissingData]] = {}
         for entry in self.assessment.missing_data:
             for ref in entry.needed_by:
                 self.missing_by_ref.setdefault(ref, []).append(entry)
         self.indication_memo: dict[tuple[str, str | None, str | None, bool], _Indication] = {}
-        self.live_by_rule: dict[str, list[Firing]] = {}
-        for firing in self.live:
-            self.live_by_rule.setdefault(firing.rule.id, []).append(firing)
+
+    @cached_property
+    def live(self) -> list[Firing]:
+        """The firings no unless clause blocked, in resolution order (the first judgement of a kind stands)."""
+        return sorted(
+            (f for f in self.run.firings if not self.run.is_blocked(f)),
+            key=lambda f: (f.rule.stratum, f.rule.id, f.signature),
+        )
+
+    @cached_property
+    def live_by_rule(self) -> dict[str, list[Firing]]:
+        """Rule id -> its unblocked firings, in the run's order (what :meth:`indication` makes of them does not
+        depend on their order: the regions they target, and whether one targets this one)."""
+        out: dict[str, list[Firing]] = {}
+        blocked = self.run.blocked  # (Run.is_blocked, inline)
+        for firing in self.run.firings:
+            if (firing.rule.id, firing.signature) not in blocked:
+                made = out.get(firing.rule.id)
+                if made is None:
+                    out[firing.rule.id] = [firing]
+                else:
+                    made.append(firing)
+        return out
 
     def basis(self, rule: ir.Rule) -> Basis:
         return self.resolver.basis(rule)
@@ -130,16 +160,17 @@ class _Verdicts:
         inactive: list[VerdictReason] = []
         messages = self.resolver.messages
         active = active_rules(self.program)
+        depends = upstream(self.program)
+        as_of = self.assessment.as_of
         for rule, recs in recommenders(self.program).get(code, ()):
             out.has_rules = True
             live = active.get(rule.id)
-            if live is None or not in_effect(live, self.assessment.as_of):
-                why = (
-                    self.program.disabled.get(rule.ref)
-                    if live is None
-                    else messages["rule.not_in_effect"].render(date=self.assessment.as_of.isoformat())
-                )
-                text = messages["reason.inactive"].render(rule=rule.ref, why=why or "")
+            if live is None or not in_effect(live, as_of):
+                if live is None:
+                    text = self._inactive_text(rule)
+                else:
+                    why = messages["rule.not_in_effect"].render(date=as_of.isoformat())
+                    text = messages["reason.inactive"].render(rule=rule.ref, why=why)
                 reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
                 inactive.append(reason)
                 out.reasons.append(reason)
@@ -159,9 +190,7 @@ class _Verdicts:
                         out.met_by, out.met_basis = live.ref, self.basis(live)
             if out.met_by == live.ref:
                 continue
-            waiting = [
-                ref for ref in (live.ref, *upstream(self.program).get(live.id, ())) if ref in self.missing_by_ref
-            ]
+            waiting = [ref for ref in (live.ref, *depends.get(live.id, ())) if ref in self.missing_by_ref]
             if waiting:
                 out.waiting.update(waiting)
                 continue
@@ -171,8 +200,7 @@ class _Verdicts:
                     out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
                 continue
             if not detailed:
-                text = messages["reason.not_met"].render(rule=live.ref, criteria=", ".join(sorted(live.criteria)))
-                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                out.reasons.append(trusted(VerdictReason, text=self._not_met_text(live), basis=self.basis(live)))
                 continue
             analysis = self.explainer.analyse(live)
             check = (
@@ -193,22 +221,47 @@ class _Verdicts:
         if out.met_by is not None:
             out.reasons, out.waiting = [], set()
         elif inactive and len(inactive) < len(out.reasons):
-            out.reasons = [x for x in out.reasons if x not in inactive]  # the active rules' reasons say why
+            # the active rules' reasons say why (a reason is about its own rule: none equals another rule's)
+            dropped = {id(x) for x in inactive}
+            out.reasons = [x for x in out.reasons if id(x) not in dropped]
         self.indication_memo[key] = out
         return out
 
-    def _static_basis(self, rule: ir.Rule) -> Basis:
-        sources = self.program.ruleset.sources
-        from ..model.assessment import Citation
+    def _not_met_text(self, rule: ir.Rule) -> str:
+        """That a rule's criteria are not met, naming them (made once per program and rule)."""
+        texts = _rule_texts(self.program)
+        text = texts.get(("reason.not_met", rule.ref))
+        if text is None:
+            text = self.resolver.messages["reason.not_met"].render(
+                rule=rule.ref, criteria=", ".join(sorted(rule.criteria))
+            )
+            texts[("reason.not_met", rule.ref)] = text
+        return text
 
-        return Basis(
-            rule=rule.ref,
-            criteria=sorted(rule.criteria),
-            sources=[
-                Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
-                for s in sorted(rule.sources)
-            ],
-        )
+    def _inactive_text(self, rule: ir.Rule) -> str:
+        """Why a rule that is not part of the program does not run (made once per program and rule)."""
+        texts = _rule_texts(self.program)
+        text = texts.get(("reason.inactive", rule.ref))
+        if text is None:
+            why = self.program.disabled.get(rule.ref)
+            text = self.resolver.messages["reason.inactive"].render(rule=rule.ref, why=why or "")
+            texts[("reason.inactive", rule.ref)] = text
+        return text
+
+    def _static_basis(self, rule: ir.Rule) -> Basis:
+        """The basis of a rule of the ruleset, whether the program runs it or not."""
+        made = _static_bases(self.program).get(rule.ref)
+        if made is None:
+            sources = self.program.ruleset.sources
+            made = (
+                tuple(sorted(rule.criteria)),
+                tuple(
+                    Citation(id=s, citation=sources[s].citation, url=sources[s].url, year=sources[s].year)
+                    for s in sorted(rule.sources)
+                ),
+            )
+            _static_bases(self.program)[rule.ref] = made
+        return trusted_basis(rule.ref, list(made[0]), list(made[1]))
 
     # -- safety -------------------------------------------------------------------------------------
 
@@ -301,20 +354,11 @@ class _Verdicts:
 
     def concerned_refs(self, request: Fact, candidate: Fact, code: str, elective: bool) -> set[str]:
         """Safety rules whose missing data could change a judgement on this request."""
-        refs: set[str] = set()
-        for rule in self.program.rules:
-            if not rule.safety:
-                continue
-            undecided = {f.key for f in self.run.undecided_candidates.get(rule.ref, [])}
-            for c in rule.conclusions:
-                if isinstance(c, ir.RedFlag) and elective:
-                    refs.add(rule.ref)
-                elif isinstance(c, ir.Exclude | ir.Precaution):
-                    static = tuple(x for x in c.interventions if isinstance(x, str))
-                    if (c.elective_scope and elective) or code in static or candidate.key in undecided:
-                        refs.add(rule.ref)
-                elif isinstance(c, ir.AntithromboticHold | ir.Alert | ir.Refer) and candidate.key in undecided:
-                    refs.add(rule.ref)
+        refs = set(statically_concerned(self.program, code, elective))
+        about = about_candidates(self.program)
+        for ref, undecided in self.run.undecided_candidates.items():
+            if ref in about and any(f.key == candidate.key for f in undecided):
+                refs.add(ref)
         for (rule_id, _sig), _unknowns in self.run.unknown_blockers.items():
             for firing in self.live:
                 if firing.rule.id == rule_id and any(
@@ -456,15 +500,7 @@ class _Verdicts:
         intervention's indication rests on (its indication rules and the rules deriving what they read), and the
         safety rules that could stand against it (a red flag for an elective procedure, an exclusion naming it, or
         one about candidates that does not rule its intervention out)."""
-        program = self.program
-        unset = [
-            r
-            for r in program.ruleset.rules
-            if r.ref in program.disabled
-            and r.params() - set(program.parameters)
-            and program.ruleset.rule_specs[r.id].status == "active"  # off for its status or profile: chosen
-            and (r.profiles is None or program.profile in r.profiles)
-        ]
+        unset = unset_rules(self.program)
         if not unset:
             return [], []
         by_id = {r.id: r for r in unset}
@@ -490,8 +526,7 @@ class _Verdicts:
         return indication, safety
 
     def _unset_reason(self, rule: ir.Rule) -> VerdictReason:
-        text = self.resolver.messages["reason.inactive"].render(rule=rule.ref, why=self.program.disabled[rule.ref])
-        return trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+        return trusted(VerdictReason, text=self._inactive_text(rule), basis=self._static_basis(rule))
 
     def _unset_summary(self, rules: Sequence[ir.Rule]) -> str:
         names = sorted({p for r in rules for p in r.params() if p not in self.program.parameters})
@@ -511,16 +546,15 @@ class _Verdicts:
 
     # -- scope --------------------------------------------------------------------------------------
 
-    def scope(self) -> list[ScopeEntry]:
+    def scope(self, in_scope: Sequence[Fact]) -> list[ScopeEntry]:
+        """``in_scope``: the run's scope facts, in the run's order."""
         entries: dict[tuple[str, str, str | None], ScopeEntry] = {}
         catalogue = self.program.ruleset.interventions
         makers: dict[str, ir.Rule] = {}
-        for fact in self.run.facts:
-            if fact.type != SCOPE_FACT:
-                continue
+        for fact in in_scope:
             for firing in self.run.derived_by.get(fact.key, []):
                 makers.setdefault(fact.key, firing.rule)
-        for fact in sorted((f for f in self.run.facts if f.type == SCOPE_FACT), key=lambda f: f.label):
+        for fact in sorted(in_scope, key=lambda f: f.label):
             code = str(fact.values.get("intervention", ""))
             if code not in catalogue or fact.key not in makers:
                 continue
@@ -553,20 +587,44 @@ class _Verdicts:
         )
 
 
+def _rule_texts(program: Program) -> dict[tuple[str, str], str]:
+    """(message id, rule ref) -> the message about that rule, the same for every patient: made when first needed
+    (bounded by the ruleset's rules), kept with the program."""
+    texts = program.cache.get("verdicts.texts")
+    if texts is None:
+        texts = program.cache["verdicts.texts"] = {}
+    assert isinstance(texts, dict)
+    return texts
+
+
+def _static_bases(program: Program) -> dict[str, tuple[tuple[str, ...], tuple[Citation, ...]]]:
+    """Rule ref -> its criteria and citations, sorted, for any rule of the ruleset (made when first needed)."""
+    bases = program.cache.get("verdicts.static_bases")
+    if bases is None:
+        bases = program.cache["verdicts.static_bases"] = {}
+    assert isinstance(bases, dict)
+    return bases
+
+
 def _opt(value: object) -> str | None:
     return str(value) if value is not None else None
 
 
 def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Mapping[str, ir.Rule]) -> Assessment:
     """The assessment with a verdict per requested procedure and the interventions in scope."""
-    requests: Sequence[Fact] = sorted((f for f in run.facts if f.type == "requested"), key=_request_order)
-    has_scope = any(f.type == SCOPE_FACT for f in run.facts)
-    if not requests and not has_scope:
+    requested: list[Fact] = []
+    in_scope: list[Fact] = []
+    for fact in run.facts:
+        if fact.type == "requested":
+            requested.append(fact)
+        elif fact.type == SCOPE_FACT:
+            in_scope.append(fact)
+    if not requested and not in_scope:
         return assessment
     v = _Verdicts(program, run, assessment, unbound)
     made = CandidateFacts(program)
-    verdicts = [v.verdict(f, made) for f in requests]
-    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope() if has_scope else []})
+    verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
+    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
 
 
 def _request_order(fact: Fact) -> tuple[str, ...]:
