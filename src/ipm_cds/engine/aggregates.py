@@ -141,6 +141,9 @@ class FieldIndex:
         if gate is None or not facts:
             return facts
         name, allowed = gate
+        if len(facts) == 1:  # (most records: one fact of a type)
+            value = facts[0].values.get(name)
+            return facts if value is None or value in allowed else ()
         if len(facts) < 8:  # too few to be worth an index
             return [f for f in facts if (value := f.values.get(name)) is None or value in allowed]
         entry = self._index.get((fact_type, name))

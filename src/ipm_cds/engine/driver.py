@@ -181,7 +181,7 @@ class _Plan:
     """What every evaluation of a program needs and nothing in it changes: computed once per program."""
 
     exec_rules: Mapping[str, ExecRule]
-    # per stratum: the fact types each of its engine rules needs, and the types the stratum itself can derive
+    # per stratum: the sets of fact types its engine rules need, and the types the stratum itself can derive
     needs: tuple[tuple[frozenset[str], ...], ...]
     derives: tuple[frozenset[str], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
@@ -217,7 +217,8 @@ def _plan(program: Program) -> _Plan:
                         first.setdefault(aggregate.fact_type, aggregate)
             computed.update(first)
             aggregates.append(tuple(first.values()))
-            needs.append(tuple(frozenset(p.fact_type for p in er.patterns) for er in stratum.rules))
+            # (each distinct set once: can_fire asks whether any is available)
+            needs.append(tuple(dict.fromkeys(frozenset(p.fact_type for p in er.patterns) for er in stratum.rules)))
             made: set[str] = set()
             for er in stratum.rules:
                 for c in er.rule.conclusions:
