@@ -14,6 +14,7 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -30,7 +31,7 @@ from ..patient import (
 )
 from .schema import BASE_FACT_TYPES
 from .series import relief_in_series, series_facts
-from .vocabulary import CodeInfo, check_codes
+from .vocabulary import CodeInfo, RangeCheck, Vocabularies, check_codes, coded_fields, nested_fields, range_check
 
 Scalar = str | int | float | bool
 
@@ -82,12 +83,18 @@ _M = TypeVar("_M", bound=BaseModel)
 SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 
 
-def _canonical(items: Sequence[_M]) -> list[_M]:
+def _json_of(model: BaseModel) -> bytes:
+    """``model.model_dump_json()`` as UTF-8 bytes, from pydantic-core without the wrapper's keyword handling (the
+    same defaults); UTF-8 bytes sort as their text does, so the order is the same."""
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def _canonical(items: Sequence[_M]) -> Sequence[_M]:
     if len(items) < 2:
-        return list(items)  # nothing to order (and no JSON to write for the sort key)
+        return items  # nothing to order (and no JSON to write for the sort key); only read, never changed
     # pydantic-core's JSON of each item (fields in declaration order): a total order on content, three times
     # faster than sorted-key JSON of model_dump (measured on the largest patients)
-    return sorted(items, key=lambda m: m.model_dump_json())
+    return sorted(items, key=_json_of)
 
 
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
@@ -112,12 +119,6 @@ def _label(type_name: str, values: Mapping[str, Scalar]) -> str:
 FLOAT_DECIMALS = 6
 """Float facts carry at most this many decimals: no clinical measurement needs more, and both backends
 then compare exactly the same numbers."""
-
-
-def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    return {
-        k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v) for k, v in values.items() if v is not None
-    }
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -174,6 +175,62 @@ def _any_after(value: Any, as_of: date) -> bool:
                 return True
         return False
     return isinstance(value, date) and value > as_of
+
+
+_ScanPlan = tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...], RangeCheck | None, tuple[str, ...]]
+
+
+@cache
+def _scan_plan(model: type[BaseModel]) -> _ScanPlan:
+    """What :func:`_clean` reads of one model: the fields that may hold a date (other than the models inside),
+    the coded fields, the check of its ranged values, the fields that hold models."""
+    nested = nested_fields(model)
+    dates = tuple(n for n in _date_fields(model) if n not in nested)
+    return dates, coded_fields(model), range_check(model), nested
+
+
+def _clean(model: BaseModel, as_of: date, vocabularies: Vocabularies) -> bool:
+    """True when nothing in ``model`` is dated after ``as_of`` and :func:`check_codes` has nothing to report:
+    the one walk that most documents need. False when either may have a problem (a partial date is read as its
+    last day here); the caller then runs the exact checks, which name each field."""
+    dates, codes, check, nested = _scan_plan(type(model))
+    for name in dates:
+        value = getattr(model, name)
+        if isinstance(value, date):
+            if value > as_of:
+                return False
+        elif value is not None and _any_after(value, as_of):
+            return False
+    for name, vocabulary, many in codes:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        known = vocabularies.get(vocabulary)
+        if known is None:
+            continue
+        if many:
+            for code in value:
+                if code not in known:
+                    return False
+        elif value not in known:
+            return False
+    if check is not None and check(model, "", vocabularies):
+        return False
+    for name in nested:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            if not _clean(value, as_of, vocabularies):
+                return False
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    if not _clean(item, as_of, vocabularies):
+                        return False
+                elif isinstance(item, list | tuple) or _any_after(item, as_of):
+                    return False  # not a shape the patient model has: the exact checks decide
+        elif value is not None and (isinstance(value, tuple) or _any_after(value, as_of)):
+            return False
+    return True
 
 
 # The laboratory tests of renal function (ruleset vocabulary lab_test): their latest results make the patient's
@@ -239,9 +296,11 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
 
 def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
     """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
-    problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
-    if context.vocabularies:
-        problems += check_codes(patient, context.vocabularies)
+    problems: list[Problem] = []
+    if not _clean(patient, as_of, context.vocabularies):  # most documents: one walk, no problem to name
+        problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
+        if context.vocabularies:
+            problems += check_codes(patient, context.vocabularies)
     demo = patient.demographics
     age = demo.age_years
     if demo.birth_date is not None:
@@ -309,17 +368,23 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         raise PatientDataError(problems)
 
     facts: list[Fact] = []
-    seen: set[tuple[str, tuple[tuple[str, Scalar], ...]]] = set()
+    seen: set[tuple[str, frozenset[tuple[str, Scalar]]]] = set()
 
-    def add(type_name: str, index: int | None, values: Mapping[str, Any]) -> None:
-        compact = _compact(values)
+    def add(type_name: str, index: int | None, values: Mapping[str, Any], *, unique: bool = False) -> None:
+        compact = {
+            k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)  # known values, floats rounded
+            for k, v in values.items()
+            if v is not None
+        }
         # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
         # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
-        # document itself, so two orders of one opioid still add up in MME/day.
-        content = (type_name, tuple(sorted(compact.items())))
-        if content in seen:
-            return
-        seen.add(content)
+        # document itself, so two orders of one opioid still add up in MME/day. A fact that is ``unique`` (the
+        # only one of its type, or one per distinct key) cannot repeat another, so its content is not kept.
+        if not unique:
+            content = (type_name, frozenset(compact.items()))  # equal exactly when the attributes are
+            if content in seen:
+                return
+            seen.add(content)
         key = type_name if index is None else f"{type_name}#{index}"
         facts.append(Fact(type_name, key, compact, _label(type_name, compact)))
 
@@ -347,7 +412,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         "psych_eval_completed": psych.completed if psych else None,
         "psych_eval_cleared": psych.cleared if psych else None,
         "hospitalised": patient.hospitalised, "renal_gfr": _renal_gfr(patient.labs),
-    })  # fmt: skip
+    }, unique=True)  # fmt: skip
     for i, pain in enumerate(_canonical(patient.pain)):
         weeks = longest = pain.duration_weeks
         if pain.onset_date is not None:  # a partial onset: shortest from its last day, longest from its first
@@ -373,7 +438,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "group": group,
             "positive_count": sum(1 for ex in recorded if ex.positive),
             "negative_count": sum(1 for ex in recorded if not ex.positive),
-        })  # fmt: skip
+        }, unique=True)  # fmt: skip
     for i, rf in enumerate(_canonical(patient.red_flags)):
         onset = latest(rf.onset_date, rf.onset_precision) if rf.onset_date is not None else None
         add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(onset),
@@ -403,14 +468,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         }
 
     for i, ((kind, region), dates) in enumerate(sorted(by_kind.items())):
-        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)})
+        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)}, unique=True)
     by_group: dict[tuple[str, str], set[date]] = {}
     for group, members in context.procedure_groups.items():
         for (kind, region), dates in by_kind.items():
             if kind in members:
                 by_group.setdefault((group, region), set()).update(dates)
     for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
-        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)})
+        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)}, unique=True)
     mme_total: float | None = 0.0
     mme_known = 0.0
     opioids = uncounted = 0
@@ -436,10 +501,10 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     if opioids:
         add("opioid_summary", None, {
             "total_mme_per_day": mme_total, "known_mme_per_day": mme_known, "opioid_count": opioids,
-            "uncounted_count": uncounted})  # fmt: skip
+            "uncounted_count": uncounted}, unique=True)  # fmt: skip
     for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
         count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
-        add("medication_summary", i, {"group": group, "count": count})
+        add("medication_summary", i, {"group": group, "count": count}, unique=True)
     for i, lab in enumerate(_canonical(patient.labs)):
         add("lab", i, {
             "test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date),
@@ -472,12 +537,12 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "injections_in_window": len(in_window),
             "mpe_mg_in_window": sum(known) if len(known) == len(in_window) else None,
             "known_mpe_mg_in_window": sum(known), "dose_unknown_in_window": len(in_window) - len(known),
-        })  # fmt: skip
+        }, unique=True)  # fmt: skip
     if patient.prognosis is not None:
         add("prognosis", None, {
             "life_expectancy_months": patient.prognosis.life_expectancy_months,
             "days_since": days(patient.prognosis.date),
-        })  # fmt: skip
+        }, unique=True)  # fmt: skip
     for i, stent in enumerate(_canonical(patient.coronary_stents)):
         add("coronary_stent", i, {
             "stent_type": stent.type, "days_since": days(stent.date),
