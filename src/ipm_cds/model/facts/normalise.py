@@ -101,6 +101,14 @@ def _canonical(items: Sequence[_M]) -> Sequence[_M]:
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
 
 
+_SHOWN = MappingProxyType({"day": 10, "month": 7, "year": 4})  # characters of an ISO date a precision keeps
+
+
+def _levels(levels: list[str]) -> list[str]:
+    """Distinct levels in anatomical order (one or none: nothing to order)."""
+    return sorted(set(levels), key=_level_key) if len(levels) > 1 else list(levels)
+
+
 def _level_key(level: str) -> tuple[int, int, str]:
     """Anatomical order of a spinal level or segment: C1 < ... < T12 < L1 < ... < S5."""
     return _SEGMENT_ORDER[level[0]], int(level[1:].split("-", maxsplit=1)[0]), level
@@ -135,6 +143,10 @@ _FACT_SLOTS = ("type", "key", "values", "label", "derived")
 if tuple(f.name for f in fields(Fact)) != _FACT_SLOTS:  # pragma: no cover (a new field must be set here too)
     raise TypeError(f"normalise sets the fields {_FACT_SLOTS} of Fact, not {[f.name for f in fields(Fact)]}")
 _SET_TYPE, _SET_KEY, _SET_VALUES, _SET_LABEL, _SET_DERIVED = (getattr(Fact, n).__set__ for n in _FACT_SLOTS)
+_new_fact = object.__new__
+_KEPT: Mapping[str, Scalar] = MappingProxyType({})  # normalise: the first fact of this type is in ``seen``
+_KEYS = MappingProxyType({name: tuple(f"{name}#{i}" for i in range(16)) for name in BASE_FACT_TYPES})
+"""The keys of the first facts of each type (``pain#0`` ...), made once."""
 
 
 FLOAT_DECIMALS = 6
@@ -143,6 +155,7 @@ then compare exactly the same numbers."""
 
 
 _PLAIN = (str, int, float, bool, type(None))
+_KEPT_AS_IS = frozenset({str, int, bool})
 
 
 def _may_hold_date(annotation: Any) -> bool:
@@ -210,47 +223,50 @@ def _scan_plan(model: type[BaseModel]) -> _ScanPlan:
     return dates, coded_fields(model), range_check(model), nested
 
 
-def _clean(model: BaseModel, as_of: date, vocabularies: Vocabularies) -> bool:
-    """True when nothing in ``model`` is dated after ``as_of`` and :func:`check_codes` has nothing to report:
-    the one walk that most documents need. False when either may have a problem (a partial date is read as its
-    last day here); the caller then runs the exact checks, which name each field."""
-    dates, codes, check, nested = _scan_plan(type(model))
-    for name in dates:
-        value = getattr(model, name)
-        if isinstance(value, date):
-            if value > as_of:
-                return False
-        elif value is not None and _any_after(value, as_of):
-            return False
-    for name, vocabulary, many in codes:
-        value = getattr(model, name)
-        if value is None:
-            continue
-        known = vocabularies.get(vocabulary)
-        if known is None:
-            continue
-        if many:
-            for code in value:
-                if code not in known:
+def _clean(models: Sequence[Any], as_of: date, vocabularies: Vocabularies) -> bool:
+    """True when nothing in ``models`` (a patient, or the items of one of its lists) is dated after ``as_of`` and
+    :func:`check_codes` has nothing to report: the one walk that most documents need. False when either may have
+    a problem (a partial date is read as its last day here); the caller then runs the exact checks, which name
+    each field."""
+    kind: type | None = None
+    for model in models:
+        if type(model) is not kind:  # the first item of a list (its items share a type): what to read of it
+            if not isinstance(model, BaseModel):
+                return False  # not a shape the patient model has: the exact checks decide
+            kind = type(model)
+            dates, codes, check, nested = _scan_plan(kind)
+        for name in dates:
+            value = getattr(model, name)
+            if isinstance(value, date):
+                if value > as_of:
                     return False
-        elif value not in known:
-            return False
-    if check is not None and check(model, "", vocabularies):
-        return False
-    for name in nested:
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            if not _clean(value, as_of, vocabularies):
+            elif value is not None and _any_after(value, as_of):
                 return False
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, BaseModel):
-                    if not _clean(item, as_of, vocabularies):
+        for name, vocabulary, many in codes:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            known = vocabularies.get(vocabulary)
+            if known is None:
+                continue
+            if many:
+                for code in value:
+                    if code not in known:
                         return False
-                elif isinstance(item, list | tuple) or _any_after(item, as_of):
-                    return False  # not a shape the patient model has: the exact checks decide
-        elif value is not None and (isinstance(value, tuple) or _any_after(value, as_of)):
+            elif value not in known:
+                return False
+        if check is not None and check(model, "", vocabularies):
             return False
+        for name in nested:
+            value = getattr(model, name)
+            if type(value) is list:
+                if value and not _clean(value, as_of, vocabularies):
+                    return False
+            elif isinstance(value, BaseModel):
+                if not _clean((value,), as_of, vocabularies):
+                    return False
+            elif value is not None:
+                return False  # not a shape the patient model has: the exact checks decide
     return True
 
 
@@ -318,7 +334,7 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
 def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
     """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
     problems: list[Problem] = []
-    if not _clean(patient, as_of, context.vocabularies):  # most documents: one walk, no problem to name
+    if not _clean((patient,), as_of, context.vocabularies):  # most documents: one walk, no problem to name
         problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
         if context.vocabularies:
             problems += check_codes(patient, context.vocabularies)
@@ -390,37 +406,37 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     facts: list[Fact] = []
     seen: set[tuple[str, frozenset[tuple[str, Scalar]]]] = set()
-    new_fact, set_type, set_key, set_values, set_label, set_derived = (
-        object.__new__,
-        _SET_TYPE,
-        _SET_KEY,
-        _SET_VALUES,
-        _SET_LABEL,
-        _SET_DERIVED,
-    )
-    labels = _LABELS
+    firsts: dict[str, Mapping[str, Scalar]] = {}  # the first fact of a type, its content kept once a second comes
 
     def add(type_name: str, index: int | None, values: Mapping[str, Any], *, unique: bool = False) -> None:
         compact = {
-            k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)  # known values, floats rounded
+            # known values, floats rounded (a str, int or bool, most values, is kept with no isinstance call)
+            k: (v if type(v) in _KEPT_AS_IS else round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)
             for k, v in values.items()
             if v is not None
         }
         # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
         # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
         # document itself, so two orders of one opioid still add up in MME/day. A fact that is ``unique`` (the
-        # only one of its type, or one per distinct key) cannot repeat another, so its content is not kept.
+        # only one of its type, or one per distinct key) cannot repeat another, nor can the first of its type.
         if not unique:
-            held = len(seen)
-            seen.add((type_name, frozenset(compact.items())))  # equal exactly when the attributes are
-            if len(seen) == held:
-                return
-        fact = new_fact(Fact)  # Fact(type_name, key, compact, label), through the slots (see _FACT_SLOTS)
-        set_type(fact, type_name)
-        set_key(fact, type_name if index is None else f"{type_name}#{index}")
-        set_values(fact, compact)
-        set_label(fact, labels[type_name](compact))
-        set_derived(fact, False)
+            first = firsts.setdefault(type_name, compact)
+            if first is not compact:
+                if first is not _KEPT:
+                    seen.add((type_name, frozenset(first.items())))
+                    firsts[type_name] = _KEPT
+                held = len(seen)
+                seen.add((type_name, frozenset(compact.items())))  # equal exactly when the attributes are
+                if len(seen) == held:
+                    return
+        fact = _new_fact(Fact)  # Fact(type_name, key, compact, label), through the slots (see _FACT_SLOTS)
+        _SET_TYPE(fact, type_name)
+        _SET_KEY(
+            fact, type_name if index is None else _KEYS[type_name][index] if index < 16 else f"{type_name}#{index}"
+        )
+        _SET_VALUES(fact, compact)
+        _SET_LABEL(fact, _LABELS[type_name](compact))
+        _SET_DERIVED(fact, False)
         facts.append(fact)
 
     def days(d: date | None) -> int | None:
@@ -435,7 +451,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     def shown(d: date, precision: str) -> str:
         """A partial date as the clinician gave it (YYYY or YYYY-MM), so that no text reads it as exact."""
-        return d.isoformat()[: {"day": 10, "month": 7, "year": 4}[precision]]
+        return d.isoformat()[: _SHOWN[precision]]
 
     care, psych = patient.conservative_care, patient.psychological_evaluation
     add("patient", None, {
@@ -481,7 +497,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     by_kind: dict[tuple[str, str], set[date]] = {}
     in_series = relief_in_series(patient, as_of, context.vocabularies.get("outcome_measure", {}))
     for i, proc in enumerate(_canonical(patient.procedures)):
-        levels = sorted(set(proc.levels), key=_level_key)
+        levels = _levels(proc.levels)
         when = latest(proc.date, proc.date_precision)
         add("procedure", i, {
             "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
@@ -495,22 +511,23 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         })  # fmt: skip
         by_kind.setdefault((proc.kind, proc.region), set()).add(when)
 
-    def history(dates: set[date]) -> dict[str, int]:
+    def history(head: str, name: str, region: str, dates: set[date]) -> dict[str, Any]:
+        ages = [(as_of - d).days for d in dates]
+        window = context.rolling_window_days
         return {
-            "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
-            "sessions_total": len(dates),
-            "last_days_since": min((as_of - d).days for d in dates),
-        }
+            head: name, "region": region, "sessions_in_window": len([age for age in ages if age < window]),
+            "sessions_total": len(dates), "last_days_since": min(ages),
+        }  # fmt: skip
 
     for i, ((kind, region), dates) in enumerate(sorted(by_kind.items())):
-        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)}, unique=True)
+        add("procedure_history", i, history("kind", kind, region, dates), unique=True)
     by_group: dict[tuple[str, str], set[date]] = {}
     for group, members in context.procedure_groups.items():
         for (kind, region), dates in by_kind.items():
             if kind in members:
                 by_group.setdefault((group, region), set()).update(dates)
     for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
-        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)}, unique=True)
+        add("procedure_group_history", i, history("group", group, region, dates), unique=True)
     mme_total: float | None = 0.0
     mme_known = 0.0
     opioids = uncounted = 0
@@ -592,7 +609,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             counters[type_name] = counters.get(type_name, -1) + 1
             add(type_name, counters[type_name], values)
     for i, req in enumerate(_canonical(patient.requested)):
-        levels = sorted(set(req.levels), key=_level_key)
+        levels = _levels(req.levels)
         allowed = context.interventions.get(req.intervention)
         add("requested", i, {
             "order": req.id, "intervention": req.intervention, "status": req.status, "region": req.region,
