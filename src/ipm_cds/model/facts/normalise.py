@@ -129,7 +129,10 @@ def _labeller(type_name: str, identity: tuple[str, ...]) -> Callable[[Mapping[st
         return lambda values: f"{type_name}[{name}={values[name]}]" if name in values else type_name
 
     def label(values: Mapping[str, Scalar]) -> str:
-        parts = [f"{name}={values[name]}" for name in identity if name in values]
+        parts = []
+        for name in identity:  # a loop: a comprehension would make a function object each label
+            if name in values:
+                parts.append(f"{name}={values[name]}")
         return f"{type_name}[{', '.join(parts)}]" if parts else type_name
 
     return label
@@ -409,12 +412,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     firsts: dict[str, Mapping[str, Scalar]] = {}  # the first fact of a type, its content kept once a second comes
 
     def add(type_name: str, index: int | None, values: Mapping[str, Any], *, unique: bool = False) -> None:
-        compact = {
-            # known values, floats rounded (a str, int or bool, most values, is kept with no isinstance call)
-            k: (v if type(v) in _KEPT_AS_IS else round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v)
-            for k, v in values.items()
-            if v is not None
-        }
+        # the known values, floats rounded; a str, int or bool (most values) is kept with no isinstance call, and
+        # a loop, not a comprehension, costs no function object a fact
+        compact: dict[str, Scalar] = {}
+        for k, v in values.items():
+            if v is not None:
+                compact[k] = (
+                    v if type(v) in _KEPT_AS_IS else round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v
+                )
         # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
         # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
         # document itself, so two orders of one opioid still add up in MME/day. A fact that is ``unique`` (the
