@@ -489,12 +489,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
     for i, (group, members) in enumerate(sorted(context.exam_groups.items())):
-        recorded = [ex for ex in patient.exam if ex.test in members]
-        add("exam_summary", i, {
-            "group": group,
-            "positive_count": sum(1 for ex in recorded if ex.positive),
-            "negative_count": sum(1 for ex in recorded if not ex.positive),
-        }, unique=True)  # fmt: skip
+        positive = negative = 0
+        for ex in patient.exam:
+            if ex.test in members:
+                if ex.positive:
+                    positive += 1
+                else:
+                    negative += 1
+        add("exam_summary", i, {"group": group, "positive_count": positive, "negative_count": negative}, unique=True)
     for i, rf in enumerate(_canonical(patient.red_flags)):
         onset = latest(rf.onset_date, rf.onset_precision) if rf.onset_date is not None else None
         add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(onset),
@@ -560,7 +562,10 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "total_mme_per_day": mme_total, "known_mme_per_day": mme_known, "opioid_count": opioids,
             "uncounted_count": uncounted}, unique=True)  # fmt: skip
     for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
-        count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
+        count = 0
+        for med in patient.medications:
+            if context.medications[med.agent].drug_class in classes:
+                count += 1
         add("medication_summary", i, {"group": group, "count": count}, unique=True)
     for i, lab in enumerate(_canonical(patient.labs)):
         add("lab", i, {
