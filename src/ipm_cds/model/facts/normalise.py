@@ -147,7 +147,7 @@ if tuple(f.name for f in fields(Fact)) != _FACT_SLOTS:  # pragma: no cover (a ne
     raise TypeError(f"normalise sets the fields {_FACT_SLOTS} of Fact, not {[f.name for f in fields(Fact)]}")
 _SET_TYPE, _SET_KEY, _SET_VALUES, _SET_LABEL, _SET_DERIVED = (getattr(Fact, n).__set__ for n in _FACT_SLOTS)
 _new_fact = object.__new__
-_KEPT: Mapping[str, Scalar] = MappingProxyType({})  # normalise: the first fact of this type is in ``seen``
+_COMPARED = 8  # normalise compares a fact with up to this many of its type one by one, then hashes them all
 _KEYS = MappingProxyType({name: tuple(f"{name}#{i}" for i in range(16)) for name in BASE_FACT_TYPES})
 """The keys of the first facts of each type (``pain#0`` ...), made once."""
 
@@ -408,8 +408,9 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         raise PatientDataError(problems)
 
     facts: list[Fact] = []
-    seen: set[tuple[str, frozenset[tuple[str, Scalar]]]] = set()
-    firsts: dict[str, Mapping[str, Scalar]] = {}  # the first fact of a type, its content kept once a second comes
+    # the values of the facts of each type so far: a list while they are few (compared as dicts), then a set of
+    # their contents (frozensets of the attributes); equal either way exactly when the attributes are
+    kept: dict[str, list[dict[str, Scalar]] | set[frozenset[tuple[str, Scalar]]]] = {}
 
     def add(type_name: str, index: int | None, values: Mapping[str, Any], *, unique: bool = False) -> None:
         # the known values, floats rounded; a str, int or bool (most values) is kept with no isinstance call, and
@@ -423,16 +424,22 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
         # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
         # document itself, so two orders of one opioid still add up in MME/day. A fact that is ``unique`` (the
-        # only one of its type, or one per distinct key) cannot repeat another, nor can the first of its type.
+        # only one of its type, or one per distinct key) cannot repeat another.
         if not unique:
-            first = firsts.setdefault(type_name, compact)
-            if first is not compact:
-                if first is not _KEPT:
-                    seen.add((type_name, frozenset(first.items())))
-                    firsts[type_name] = _KEPT
-                held = len(seen)
-                seen.add((type_name, frozenset(compact.items())))  # equal exactly when the attributes are
-                if len(seen) == held:
+            same = kept.get(type_name)
+            if same is None:
+                kept[type_name] = [compact]
+            elif isinstance(same, list):
+                if compact in same:
+                    return
+                if len(same) < _COMPARED:
+                    same.append(compact)
+                else:
+                    kept[type_name] = {frozenset(earlier.items()) for earlier in (*same, compact)}
+            else:
+                held = len(same)
+                same.add(frozenset(compact.items()))
+                if len(same) == held:
                     return
         fact = _new_fact(Fact)  # Fact(type_name, key, compact, label), through the slots (see _FACT_SLOTS)
         _SET_TYPE(fact, type_name)
