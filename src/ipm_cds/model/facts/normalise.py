@@ -149,7 +149,7 @@ _SET_TYPE, _SET_KEY, _SET_VALUES, _SET_LABEL, _SET_DERIVED = (getattr(Fact, n)._
 _new_fact = object.__new__
 _COMPARED = 8  # normalise compares a fact with up to this many of its type one by one, then hashes them all
 _KEYS = MappingProxyType({name: tuple(f"{name}#{i}" for i in range(16)) for name in BASE_FACT_TYPES})
-"""The keys of the first facts of each type (``pain#0`` ...), made once."""
+"""The keys of the first 16 facts of each type (``pain#0`` ... ``pain#15``), made once."""
 
 
 FLOAT_DECIMALS = 6
@@ -443,9 +443,11 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
                     return
         fact = _new_fact(Fact)  # Fact(type_name, key, compact, label), through the slots (see _FACT_SLOTS)
         _SET_TYPE(fact, type_name)
-        _SET_KEY(
-            fact, type_name if index is None else _KEYS[type_name][index] if index < 16 else f"{type_name}#{index}"
-        )
+        if index is None:
+            _SET_KEY(fact, type_name)
+        else:
+            keys = _KEYS[type_name]
+            _SET_KEY(fact, keys[index] if index < len(keys) else f"{type_name}#{index}")
         _SET_VALUES(fact, compact)
         _SET_LABEL(fact, _LABELS[type_name](compact))
         _SET_DERIVED(fact, False)
