@@ -72,11 +72,14 @@ MAX_AGE_YEARS = 120
 is checked against it when the patient is evaluated (:func:`ipm_cds.model.facts.normalise.normalise`)."""
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _iso_date(value: Any) -> Any:
     """Accept a ``date`` or an ISO ``YYYY-MM-DD`` string; nothing else (no timestamps, no datetimes)."""
     if isinstance(value, date) and not hasattr(value, "hour"):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError as exc:
@@ -145,7 +148,17 @@ def _vertebra_rank(vertebra: str) -> tuple[int, int]:
     return _REGION_ORDER[vertebra[0]], int(vertebra[1:])
 
 
+_VERTEBRAE = tuple(f"{r}{n}" for r, top in (("C", 7), ("T", 12), ("L", 5), ("S", 5)) for n in range(1, top + 1))
+_VALID_LEVELS = frozenset(
+    (*_VERTEBRAE, *(f"{upper}-{lower}" for i, upper in enumerate(_VERTEBRAE) for lower in _VERTEBRAE[i + 1 :]))
+)
+"""Every level :func:`_spinal_level` accepts as written: a vertebra, or a segment from head to tail (the
+common case, found without the pattern and the ranks)."""
+
+
 def _spinal_level(value: Any) -> Any:
+    if type(value) is str and value in _VALID_LEVELS:
+        return value
     if isinstance(value, str) and not _LEVEL.match(value):
         raise ValueError(f"not a spinal level: {value!r} (write a segment like 'L4-L5' or a vertebra like 'L4')")
     if isinstance(value, str) and "-" in value:

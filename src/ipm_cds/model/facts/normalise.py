@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import date
+from functools import cache
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -30,7 +32,7 @@ from ..patient import (
 )
 from .schema import BASE_FACT_TYPES
 from .series import relief_in_series, series_facts
-from .vocabulary import CodeInfo, check_codes
+from .vocabulary import CodeInfo, RangeCheck, Vocabularies, check_codes, coded_fields, nested_fields, range_check
 
 Scalar = str | int | float | bool
 
@@ -82,15 +84,29 @@ _M = TypeVar("_M", bound=BaseModel)
 SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(x, sort_keys=True), the encoder made once
 
 
-def _canonical(items: Sequence[_M]) -> list[_M]:
+def _json_of(model: BaseModel) -> bytes:
+    """``model.model_dump_json()`` as UTF-8 bytes, from pydantic-core without the wrapper's keyword handling (the
+    same defaults); UTF-8 bytes sort as their text does, so the order is the same."""
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def _canonical(items: Sequence[_M]) -> Sequence[_M]:
     if len(items) < 2:
-        return list(items)  # nothing to order (and no JSON to write for the sort key)
+        return items  # nothing to order (and no JSON to write for the sort key); only read, never changed
     # pydantic-core's JSON of each item (fields in declaration order): a total order on content, three times
     # faster than sorted-key JSON of model_dump (measured on the largest patients)
-    return sorted(items, key=lambda m: m.model_dump_json())
+    return sorted(items, key=_json_of)
 
 
 _SEGMENT_ORDER = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+_SHOWN = MappingProxyType({"day": 10, "month": 7, "year": 4})  # characters of an ISO date a precision keeps
+
+
+def _levels(levels: list[str]) -> list[str]:
+    """Distinct levels in anatomical order (one or none: nothing to order)."""
+    return sorted(set(levels), key=_level_key) if len(levels) > 1 else list(levels)
 
 
 def _level_key(level: str) -> tuple[int, int, str]:
@@ -103,10 +119,37 @@ def _months_between(earlier: date, later: date) -> int:
     return months - (1 if later.day < earlier.day else 0)
 
 
-def _label(type_name: str, values: Mapping[str, Scalar]) -> str:
-    identity = BASE_FACT_TYPES[type_name].identity
-    parts = [f"{name}={values[name]}" for name in identity if name in values]
-    return f"{type_name}[{', '.join(parts)}]" if parts else type_name
+def _labeller(type_name: str, identity: tuple[str, ...]) -> Callable[[Mapping[str, Scalar]], str]:
+    """The label of a fact of one type: its type and the values of its identity fields (``lab[test=inr, date=
+    2025-05-01]``), made once a type (most name one field or none, which needs no list)."""
+    if not identity:
+        return lambda values: type_name
+    if len(identity) == 1:
+        name = identity[0]
+        return lambda values: f"{type_name}[{name}={values[name]}]" if name in values else type_name
+
+    def label(values: Mapping[str, Scalar]) -> str:
+        parts = []
+        for name in identity:  # a loop: a comprehension would make a function object each label
+            if name in values:
+                parts.append(f"{name}={values[name]}")
+        return f"{type_name}[{', '.join(parts)}]" if parts else type_name
+
+    return label
+
+
+_LABELS = MappingProxyType({name: _labeller(name, ft.identity) for name, ft in BASE_FACT_TYPES.items()})
+
+# Fact(...) runs the frozen dataclass's __init__, an object.__setattr__ for each field; setting the same slots
+# through their descriptors makes the same object in a third of the time (normalise makes ~17 facts a patient).
+_FACT_SLOTS = ("type", "key", "values", "label", "derived")
+if tuple(f.name for f in fields(Fact)) != _FACT_SLOTS:  # pragma: no cover (a new field must be set here too)
+    raise TypeError(f"normalise sets the fields {_FACT_SLOTS} of Fact, not {[f.name for f in fields(Fact)]}")
+_SET_TYPE, _SET_KEY, _SET_VALUES, _SET_LABEL, _SET_DERIVED = (getattr(Fact, n).__set__ for n in _FACT_SLOTS)
+_new_fact = object.__new__
+_COMPARED = 8  # normalise compares a fact with up to this many of its type one by one, then hashes them all
+_KEYS = MappingProxyType({name: tuple(f"{name}#{i}" for i in range(16)) for name in BASE_FACT_TYPES})
+"""The keys of the first 16 facts of each type (``pain#0`` ... ``pain#15``), made once."""
 
 
 FLOAT_DECIMALS = 6
@@ -114,13 +157,8 @@ FLOAT_DECIMALS = 6
 then compare exactly the same numbers."""
 
 
-def _compact(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    return {
-        k: (round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v) for k, v in values.items() if v is not None
-    }
-
-
 _PLAIN = (str, int, float, bool, type(None))
+_KEPT_AS_IS = frozenset({str, int, bool})
 
 
 def _may_hold_date(annotation: Any) -> bool:
@@ -174,6 +212,65 @@ def _any_after(value: Any, as_of: date) -> bool:
                 return True
         return False
     return isinstance(value, date) and value > as_of
+
+
+_ScanPlan = tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...], RangeCheck | None, tuple[str, ...]]
+
+
+@cache
+def _scan_plan(model: type[BaseModel]) -> _ScanPlan:
+    """What :func:`_clean` reads of one model: the fields that may hold a date (other than the models inside),
+    the coded fields, the check of its ranged values, the fields that hold models."""
+    nested = nested_fields(model)
+    dates = tuple(n for n in _date_fields(model) if n not in nested)
+    return dates, coded_fields(model), range_check(model), nested
+
+
+def _clean(models: Sequence[Any], as_of: date, vocabularies: Vocabularies) -> bool:
+    """True when nothing in ``models`` (a patient, or the items of one of its lists) is dated after ``as_of`` and
+    :func:`check_codes` has nothing to report: the one walk that most documents need. False when either may have
+    a problem (a partial date is read as its last day here); the caller then runs the exact checks, which name
+    each field."""
+    kind: type | None = None
+    for model in models:
+        if type(model) is not kind:  # the first item of a list (its items share a type): what to read of it
+            if not isinstance(model, BaseModel):
+                return False  # not a shape the patient model has: the exact checks decide
+            kind = type(model)
+            dates, codes, check, nested = _scan_plan(kind)
+        for name in dates:
+            value = getattr(model, name)
+            if isinstance(value, date):
+                if value > as_of:
+                    return False
+            elif value is not None and _any_after(value, as_of):
+                return False
+        for name, vocabulary, many in codes:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            known = vocabularies.get(vocabulary)
+            if known is None:
+                continue
+            if many:
+                for code in value:
+                    if code not in known:
+                        return False
+            elif value not in known:
+                return False
+        if check is not None and check(model, "", vocabularies):
+            return False
+        for name in nested:
+            value = getattr(model, name)
+            if type(value) is list:
+                if value and not _clean(value, as_of, vocabularies):
+                    return False
+            elif isinstance(value, BaseModel):
+                if not _clean((value,), as_of, vocabularies):
+                    return False
+            elif value is not None:
+                return False  # not a shape the patient model has: the exact checks decide
+    return True
 
 
 # The laboratory tests of renal function (ruleset vocabulary lab_test): their latest results make the patient's
@@ -239,9 +336,11 @@ def _check_dates(patient: PatientCase, as_of: date) -> list[Problem]:
 
 def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> list[Fact]:
     """Turn a validated patient into facts. Raises :class:`PatientDataError` naming the field."""
-    problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
-    if context.vocabularies:
-        problems += check_codes(patient, context.vocabularies)
+    problems: list[Problem] = []
+    if not _clean((patient,), as_of, context.vocabularies):  # most documents: one walk, no problem to name
+        problems = _check_dates(patient, as_of) if _any_after(patient, as_of) else []
+        if context.vocabularies:
+            problems += check_codes(patient, context.vocabularies)
     demo = patient.demographics
     age = demo.age_years
     if demo.birth_date is not None:
@@ -309,19 +408,50 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         raise PatientDataError(problems)
 
     facts: list[Fact] = []
-    seen: set[tuple[str, tuple[tuple[str, Scalar], ...]]] = set()
+    # the values of the facts of each type so far: a list while they are few (compared as dicts), then a set of
+    # their contents (frozensets of the attributes); equal either way exactly when the attributes are
+    kept: dict[str, list[dict[str, Scalar]] | set[frozenset[tuple[str, Scalar]]]] = {}
 
-    def add(type_name: str, index: int | None, values: Mapping[str, Any]) -> None:
-        compact = _compact(values)
+    def add(type_name: str, index: int | None, values: Mapping[str, Any], *, unique: bool = False) -> None:
+        # the known values, floats rounded; a str, int or bool (most values) is kept with no isinstance call, and
+        # a loop, not a comprehension, costs no function object a fact
+        compact: dict[str, Scalar] = {}
+        for k, v in values.items():
+            if v is not None:
+                compact[k] = (
+                    v if type(v) in _KEPT_AS_IS else round(v, FLOAT_DECIMALS) + 0.0 if isinstance(v, float) else v
+                )
         # Facts are a set: an item recorded twice with the same content (the same drug listed twice, one
         # result entered twice) is one fact, so no rule matches it twice. Summaries are computed from the
-        # document itself, so two orders of one opioid still add up in MME/day.
-        content = (type_name, tuple(sorted(compact.items())))
-        if content in seen:
-            return
-        seen.add(content)
-        key = type_name if index is None else f"{type_name}#{index}"
-        facts.append(Fact(type_name, key, compact, _label(type_name, compact)))
+        # document itself, so two orders of one opioid still add up in MME/day. A fact that is ``unique`` (the
+        # only one of its type, or one per distinct key) cannot repeat another.
+        if not unique:
+            same = kept.get(type_name)
+            if same is None:
+                kept[type_name] = [compact]
+            elif isinstance(same, list):
+                if compact in same:
+                    return
+                if len(same) < _COMPARED:
+                    same.append(compact)
+                else:
+                    kept[type_name] = {frozenset(earlier.items()) for earlier in (*same, compact)}
+            else:
+                held = len(same)
+                same.add(frozenset(compact.items()))
+                if len(same) == held:
+                    return
+        fact = _new_fact(Fact)  # Fact(type_name, key, compact, label), through the slots (see _FACT_SLOTS)
+        _SET_TYPE(fact, type_name)
+        if index is None:
+            _SET_KEY(fact, type_name)
+        else:
+            keys = _KEYS[type_name]
+            _SET_KEY(fact, keys[index] if index < len(keys) else f"{type_name}#{index}")
+        _SET_VALUES(fact, compact)
+        _SET_LABEL(fact, _LABELS[type_name](compact))
+        _SET_DERIVED(fact, False)
+        facts.append(fact)
 
     def days(d: date | None) -> int | None:
         return (as_of - d).days if d is not None else None
@@ -335,7 +465,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
 
     def shown(d: date, precision: str) -> str:
         """A partial date as the clinician gave it (YYYY or YYYY-MM), so that no text reads it as exact."""
-        return d.isoformat()[: {"day": 10, "month": 7, "year": 4}[precision]]
+        return d.isoformat()[: _SHOWN[precision]]
 
     care, psych = patient.conservative_care, patient.psychological_evaluation
     add("patient", None, {
@@ -347,7 +477,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         "psych_eval_completed": psych.completed if psych else None,
         "psych_eval_cleared": psych.cleared if psych else None,
         "hospitalised": patient.hospitalised, "renal_gfr": _renal_gfr(patient.labs),
-    })  # fmt: skip
+    }, unique=True)  # fmt: skip
     for i, pain in enumerate(_canonical(patient.pain)):
         weeks = longest = pain.duration_weeks
         if pain.onset_date is not None:  # a partial onset: shortest from its last day, longest from its first
@@ -368,12 +498,14 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     for i, ex in enumerate(_canonical(patient.exam)):
         add("exam", i, {"test": ex.test, "positive": ex.positive, "region": ex.region, "side": ex.side})
     for i, (group, members) in enumerate(sorted(context.exam_groups.items())):
-        recorded = [ex for ex in patient.exam if ex.test in members]
-        add("exam_summary", i, {
-            "group": group,
-            "positive_count": sum(1 for ex in recorded if ex.positive),
-            "negative_count": sum(1 for ex in recorded if not ex.positive),
-        })  # fmt: skip
+        positive = negative = 0
+        for ex in patient.exam:
+            if ex.test in members:
+                if ex.positive:
+                    positive += 1
+                else:
+                    negative += 1
+        add("exam_summary", i, {"group": group, "positive_count": positive, "negative_count": negative}, unique=True)
     for i, rf in enumerate(_canonical(patient.red_flags)):
         onset = latest(rf.onset_date, rf.onset_precision) if rf.onset_date is not None else None
         add("red_flag", i, {"code": rf.code, "deteriorating": rf.deteriorating, "onset_days": days(onset),
@@ -381,7 +513,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     by_kind: dict[tuple[str, str], set[date]] = {}
     in_series = relief_in_series(patient, as_of, context.vocabularies.get("outcome_measure", {}))
     for i, proc in enumerate(_canonical(patient.procedures)):
-        levels = sorted(set(proc.levels), key=_level_key)
+        levels = _levels(proc.levels)
         when = latest(proc.date, proc.date_precision)
         add("procedure", i, {
             "kind": proc.kind, "purpose": proc.purpose, "region": proc.region,
@@ -395,22 +527,23 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
         })  # fmt: skip
         by_kind.setdefault((proc.kind, proc.region), set()).add(when)
 
-    def history(dates: set[date]) -> dict[str, int]:
+    def history(head: str, name: str, region: str, dates: set[date]) -> dict[str, Any]:
+        ages = [(as_of - d).days for d in dates]
+        window = context.rolling_window_days
         return {
-            "sessions_in_window": sum(1 for d in dates if (as_of - d).days < context.rolling_window_days),
-            "sessions_total": len(dates),
-            "last_days_since": min((as_of - d).days for d in dates),
-        }
+            head: name, "region": region, "sessions_in_window": len([age for age in ages if age < window]),
+            "sessions_total": len(dates), "last_days_since": min(ages),
+        }  # fmt: skip
 
     for i, ((kind, region), dates) in enumerate(sorted(by_kind.items())):
-        add("procedure_history", i, {"kind": kind, "region": region, **history(dates)})
+        add("procedure_history", i, history("kind", kind, region, dates), unique=True)
     by_group: dict[tuple[str, str], set[date]] = {}
     for group, members in context.procedure_groups.items():
         for (kind, region), dates in by_kind.items():
             if kind in members:
                 by_group.setdefault((group, region), set()).update(dates)
     for i, ((group, region), dates) in enumerate(sorted(by_group.items())):
-        add("procedure_group_history", i, {"group": group, "region": region, **history(dates)})
+        add("procedure_group_history", i, history("group", group, region, dates), unique=True)
     mme_total: float | None = 0.0
     mme_known = 0.0
     opioids = uncounted = 0
@@ -436,10 +569,13 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
     if opioids:
         add("opioid_summary", None, {
             "total_mme_per_day": mme_total, "known_mme_per_day": mme_known, "opioid_count": opioids,
-            "uncounted_count": uncounted})  # fmt: skip
+            "uncounted_count": uncounted}, unique=True)  # fmt: skip
     for i, (group, classes) in enumerate(sorted(context.medication_groups.items())):
-        count = sum(1 for med in patient.medications if context.medications[med.agent].drug_class in classes)
-        add("medication_summary", i, {"group": group, "count": count})
+        count = 0
+        for med in patient.medications:
+            if context.medications[med.agent].drug_class in classes:
+                count += 1
+        add("medication_summary", i, {"group": group, "count": count}, unique=True)
     for i, lab in enumerate(_canonical(patient.labs)):
         add("lab", i, {
             "test": lab.test, "value": float(lab.value), "days_since": days(lab.date), "date": iso(lab.date),
@@ -472,12 +608,12 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             "injections_in_window": len(in_window),
             "mpe_mg_in_window": sum(known) if len(known) == len(in_window) else None,
             "known_mpe_mg_in_window": sum(known), "dose_unknown_in_window": len(in_window) - len(known),
-        })  # fmt: skip
+        }, unique=True)  # fmt: skip
     if patient.prognosis is not None:
         add("prognosis", None, {
             "life_expectancy_months": patient.prognosis.life_expectancy_months,
             "days_since": days(patient.prognosis.date),
-        })  # fmt: skip
+        }, unique=True)  # fmt: skip
     for i, stent in enumerate(_canonical(patient.coronary_stents)):
         add("coronary_stent", i, {
             "stent_type": stent.type, "days_since": days(stent.date),
@@ -492,7 +628,7 @@ def normalise(patient: PatientCase, as_of: date, context: NormaliseContext) -> l
             counters[type_name] = counters.get(type_name, -1) + 1
             add(type_name, counters[type_name], values)
     for i, req in enumerate(_canonical(patient.requested)):
-        levels = sorted(set(req.levels), key=_level_key)
+        levels = _levels(req.levels)
         allowed = context.interventions.get(req.intervention)
         add("requested", i, {
             "order": req.id, "intervention": req.intervention, "status": req.status, "region": req.region,

@@ -11,7 +11,7 @@ instrument's score range and the subscores it has.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from functools import cache
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from ...errors import Problem
 from ..patient import SUBSCORE_FIELDS, Lab, Measurement, PatientCase, Screening, Vocab
 
-__all__ = ["CodeInfo", "check_codes", "coded_fields"]
+__all__ = ["CodeInfo", "check_codes", "coded_fields", "nested_fields", "range_check"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def _holds_model(annotation: Any) -> bool:
 
 
 @cache
-def _nested(model: type[BaseModel]) -> tuple[str, ...]:
+def nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of a model that hold models (or lists of them): the only ones the walk descends into."""
     return tuple(name for name, info in model.model_fields.items() if _holds_model(info.annotation))
 
@@ -90,7 +90,7 @@ def _walk(value: Any, path: str | None) -> Iterator[tuple[BaseModel, str]]:
     paths are written only for a document that has a problem to name)."""
     if isinstance(value, BaseModel):
         yield value, path or ""
-        for name in _nested(type(value)):
+        for name in nested_fields(type(value)):
             yield from _walk(getattr(value, name), None if path is None else f"{path}.{name}" if path else name)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
@@ -132,13 +132,26 @@ def _problems(patient: PatientCase, vocabularies: Vocabularies, *, with_paths: b
                 where = f"{path}.{name}" if path else name
                 if code not in known:
                     problems.append(_unknown(code, vocabulary, known, where if i is None else f"{where}[{i}]"))
-        if isinstance(model, Lab):
-            problems.extend(_lab_range(model, path, vocabularies))
-        elif isinstance(model, Screening):
-            problems.extend(_screening_range(model, path, vocabularies))
-        elif isinstance(model, Measurement):
-            problems.extend(_measurement_range(model, path, vocabularies))
+        check = range_check(type(model))
+        if check is not None:
+            problems.extend(check(model, path, vocabularies))
     return problems
+
+
+RangeCheck = Callable[[Any, str, Vocabularies], list[Problem]]
+
+
+@cache
+def range_check(model: type[BaseModel]) -> RangeCheck | None:
+    """The check of the values a model's codes give a range to (laboratory results, screening and outcome scores):
+    ``check(instance, path, vocabularies)`` lists the problems; None for a model with no such value."""
+    if issubclass(model, Lab):
+        return _lab_range
+    if issubclass(model, Screening):
+        return _screening_range
+    if issubclass(model, Measurement):
+        return _measurement_range
+    return None
 
 
 def _lab_range(lab: Lab, path: str, vocabularies: Vocabularies) -> list[Problem]:
