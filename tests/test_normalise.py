@@ -11,7 +11,7 @@ import pytest
 
 import ipm_cds
 from ipm_cds import PatientDataError, parse_patient
-from ipm_cds.model.facts.normalise import Fact, normalise
+from ipm_cds.model.facts.normalise import Fact, make_fact, normalise
 
 from .conftest import AS_OF
 
@@ -81,3 +81,12 @@ def test_an_unknown_code_and_a_future_date_are_both_named(ruleset: ipm_cds.Rules
     problems = {p.field: p for p in caught.value.problems}
     assert set(problems) == {"labs[0].date", "conditions[1].code"}
     assert problems["conditions[1].code"].hint == "did you mean 'diabetes'?"
+
+
+def test_make_fact_is_the_dataclass_constructor() -> None:
+    """The engine makes facts per record through the slots (make_fact): the very object Fact(...) makes."""
+    for derived in (False, True):
+        made = make_fact("pain", "pain#0", {"region": "lumbar", "nrs": 7}, "pain lumbar", derived)
+        expected = Fact("pain", "pain#0", {"region": "lumbar", "nrs": 7}, "pain lumbar", derived)
+        assert made == expected and repr(made) == repr(expected)
+        assert made.content() == expected.content()

@@ -33,11 +33,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.facts.normalise import SORTED_JSON, Fact, Scalar
+from ..model.facts.normalise import SORTED_JSON, Fact, Scalar, make_fact
 from ..ruleset import ir
 from .match import Unknown, eval_pattern
 
 Group = tuple[Scalar | None, ...]
+GroupKeys = dict[tuple[tuple[type, ...], Group], str]
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Aggregated:
     unranked: dict[str, list[Unknown]] = field(default_factory=dict)
     # made fact type -> its fields that stand for a field of the selected facts (rank -> days_since, total -> ...)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    # a memo of groups' JSON (their order), shared by a program's evaluations
+    group_keys: GroupKeys | None = field(default=None, compare=False, repr=False)
 
     def add(self, other: Aggregated) -> None:
         """Add what another computation made (copies of its containers: ``other`` may be reused)."""
@@ -204,12 +207,12 @@ def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, sel
                 out.undecided.setdefault(fact_made.key, []).extend(unknowns)
         if mine not in groups:  # it could make a group of its own
             alone.setdefault(mine, []).extend(unknowns)
-    for i, group in enumerate(_group_order(alone)):
+    for i, group in enumerate(_group_order(alone, out.group_keys)):
         values = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
         where = ", ".join(f"{b}={v}" for b, v in values.items())
         key = f"{aggregate.fact_type}#pending{i}"
         label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} undecided"
-        out.facts.append(Fact(aggregate.fact_type, key, values, label, derived=True))
+        out.facts.append(make_fact(aggregate.fact_type, key, values, label, derived=True))
         out.members[key] = ()
         out.pending[key] = alone[group]
 
@@ -242,12 +245,28 @@ def could_change(pattern: ir.Pattern, fact: Fact, extra: int) -> bool:
     )
 
 
-def _group_order(groups: Iterable[Group]) -> list[Group]:
-    """Groups in a fixed order (by their JSON), whatever the order of the facts that made them."""
+_GROUP_KEYS = 4096  # the most group texts a memo keeps
+
+
+def _group_order(groups: Iterable[Group], memo: GroupKeys | None = None) -> list[Group]:
+    """Groups in a fixed order (by their JSON), whatever the order of the facts that made them. ``memo``: the
+    JSON of groups already seen (records share most groups: a region, a kind), kept by the caller."""
     ordered = list(groups)
     if len(ordered) < 2:
         return ordered  # (sorted would still write the JSON of the one key)
-    return sorted(ordered, key=lambda g: SORTED_JSON(list(g)))
+    if memo is None:
+        return sorted(ordered, key=lambda g: SORTED_JSON(list(g)))
+
+    def text(group: Group) -> str:
+        typed = (tuple(map(type, group)), group)  # (1, 1.0 and True are equal, and written differently)
+        found = memo.get(typed)
+        if found is None:
+            if len(memo) >= _GROUP_KEYS:
+                memo.clear()  # bounded (threads: a lost entry is written again)
+            found = memo[typed] = SORTED_JSON(list(group))
+        return found
+
+    return sorted(ordered, key=text)
 
 
 def _rank(
@@ -263,7 +282,7 @@ def _rank(
     pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
     for fact, unknowns in undecided:
         pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
-    for group in _group_order({*groups, *pending}):
+    for group in _group_order({*groups, *pending}, out.group_keys):
         members = tuple(groups.get(group, ()))
         unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), int | float)]
         unranked += pending.get(group, [])
@@ -286,7 +305,7 @@ def _rank(
             if before:
                 out.uncertain[key] = before
             out.facts.append(
-                Fact(aggregate.fact_type, key, {**fact.values, "rank": rank},
+                make_fact(aggregate.fact_type, key, {**fact.values, "rank": rank},
                      f"{fact.label}, {word} #{rank} of {len(members)}", derived=fact.derived)
             )  # fmt: skip
             out.members[key] = members
@@ -295,7 +314,7 @@ def _rank(
             key = f"{aggregate.fact_type}:{fact.key}"
             selected = fact in members
             label = f"{fact.label}, {'undated' if selected else 'not known to be selected'}, {word} rank unknown"
-            out.facts.append(Fact(aggregate.fact_type, key, dict(fact.values), label, derived=fact.derived))
+            out.facts.append(make_fact(aggregate.fact_type, key, dict(fact.values), label, derived=fact.derived))
             out.members[key] = members
             out.sources[key] = fact
             out.unranked[key] = unknowns
@@ -312,7 +331,7 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
         name: source for name, source in (("total", aggregate.sum), ("listed", aggregate.list)) if source
     }
     made: list[tuple[Group, Fact]] = []
-    for i, group in enumerate(_group_order(groups)):
+    for i, group in enumerate(_group_order(groups, out.group_keys)):
         members = tuple(groups[group])
         values: dict[str, Scalar] = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
         if aggregate.distinct is None:
@@ -339,7 +358,7 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
         key = f"{aggregate.fact_type}#{i}"
         label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} = {values['count']}"
         # Derived: its fields are computed; what its facts lack is found through Aggregated.translate.
-        fact = Fact(aggregate.fact_type, key, values, label, derived=True)
+        fact = make_fact(aggregate.fact_type, key, values, label, derived=True)
         out.facts.append(fact)
         out.members[key] = members
         made.append((group, fact))

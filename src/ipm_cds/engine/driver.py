@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
-from ..model.facts.normalise import SORTED_JSON, Fact, Scalar
+from ..model.facts.normalise import SORTED_JSON, Fact, Scalar, make_fact
 from ..ruleset import ir
 from .aggregates import Aggregated, FieldIndex, Prefilter, Selection, compute, could_change, prefilter
 from .base import Backend
@@ -97,7 +97,7 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
     compact = {k: v for k, v in sorted(values.items()) if v is not None}
     digest = hashlib.sha256(SORTED_JSON([type_name, compact]).encode()).hexdigest()[:12]
     label = f"{type_name}[{', '.join(f'{k}={v}' for k, v in compact.items())}]"
-    fact = Fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
+    fact = make_fact(type_name, f"{type_name}:{digest}", compact, label, derived=True)
     if memo is not None:
         if len(memo) >= _DERIVED_MEMO_SIZE:
             memo.clear()  # bounded: a long-running engine keeps at most this many (threads: a lost entry is remade)
@@ -284,7 +284,9 @@ def run_program(
     """
     plan = _plan(program)
     exec_rules = plan.exec_rules
-    run = Run(facts=list(facts))
+    group_keys = program.cache.setdefault("aggregate_group_keys", {})
+    assert isinstance(group_keys, dict)
+    run = Run(facts=list(facts), aggregated=Aggregated(group_keys=group_keys))
     run.not_in_effect = {r.ref for r in plan.dated if not in_effect(r, as_of)}
     candidate_fact = CandidateFacts(program)
     # A requested procedure is judged as a proposed one: its candidate fact exists from the start.

@@ -147,6 +147,20 @@ if tuple(f.name for f in fields(Fact)) != _FACT_SLOTS:  # pragma: no cover (a ne
     raise TypeError(f"normalise sets the fields {_FACT_SLOTS} of Fact, not {[f.name for f in fields(Fact)]}")
 _SET_TYPE, _SET_KEY, _SET_VALUES, _SET_LABEL, _SET_DERIVED = (getattr(Fact, n).__set__ for n in _FACT_SLOTS)
 _new_fact = object.__new__
+
+
+def make_fact(type_name: str, key: str, values: Mapping[str, Scalar], label: str, derived: bool = False) -> Fact:
+    """``Fact(type_name, key, values, label, derived)``, made through the slots (see ``_FACT_SLOTS``): the same
+    object, for the code that makes facts per record (the aggregates, the driver's derived facts)."""
+    fact = _new_fact(Fact)
+    _SET_TYPE(fact, type_name)
+    _SET_KEY(fact, key)
+    _SET_VALUES(fact, values)
+    _SET_LABEL(fact, label)
+    _SET_DERIVED(fact, derived)
+    return fact
+
+
 _COMPARED = 8  # normalise compares a fact with up to this many of its type one by one, then hashes them all
 _KEYS = MappingProxyType({name: tuple(f"{name}#{i}" for i in range(16)) for name in BASE_FACT_TYPES})
 """The keys of the first 16 facts of each type (``pain#0`` ... ``pain#15``), made once."""
