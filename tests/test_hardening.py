@@ -484,10 +484,12 @@ def test_compiled_matchers_equal_the_reference_matcher(python_engine: ipm_cds.En
             assert code.match[er.name](by_type) == expected, er.rule.ref
             assert i in admitted or not expected, f"{er.rule.ref}: its gates leave out a rule that matches"
     waiting = code.rule_gates.admitted(by_type, three_valued=True)
+    lacking = code.rule_fields.may_wait(by_type)
     for i, rule in enumerate(program.rules):
         expected_missing = list(_reference_missing(rule.patterns, by_type))
         assert code.missing[rule.ref](by_type) == expected_missing, rule.ref
         assert i in waiting or not expected_missing, f"{rule.ref}: its gates leave out a rule that waits for data"
+        assert i in lacking or not expected_missing, f"{rule.ref}: left out as reading no missing field, yet waits"
         for firing in (f for f in run.firings if f.rule.id == rule.id):
             for blocker in rule.blockers:
                 expected_extend = [(t, u) for _, t, u in driver._extend(blocker.pattern, firing.bindings, by_type)]

@@ -418,9 +418,11 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
     not_in_effect = run.not_in_effect
     present = set(by_type)
     # (a rule reading a fact type with no fact has no combination, decided or not, nor one whose gates no
-    # value or absence admits: it is not run). In the program's order.
+    # value or absence admits, nor one none of whose fields a fact lacks: it is not run). In the program's order.
     needs, refs = compiled.rule_needs, compiled.rule_refs
-    for i in sorted(compiled.rule_gates.admitted(by_type, three_valued=True)):
+    undecided_rules = compiled.rule_fields.may_wait(by_type)
+    undecided_rules &= compiled.rule_gates.admitted(by_type, three_valued=True)
+    for i in sorted(undecided_rules):
         if not needs[i] <= present:
             continue
         ref = refs[i]

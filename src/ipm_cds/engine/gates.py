@@ -123,3 +123,48 @@ class GateIndex:
                 hit = by_value.get(value)
                 if hit is not None:
                     out.update(hit)
+
+
+def fields_read(patterns: Sequence[ir.Pattern]) -> frozenset[tuple[str, str]]:
+    """The (fact type, field) pairs a rule's tests read, a join's other side included, except ``absent`` tests
+    (which are true or false, never unknown): only a fact without one of these can leave the rule undecided."""
+    types = {p.alias: p.fact_type for p in patterns}
+    found: set[tuple[str, str]] = set()
+    for pattern in patterns:
+        for test in pattern.all_tests():
+            if test.op != "absent":
+                found.add((pattern.fact_type, test.field))
+            if isinstance(test.operand, ir.Ref):
+                found.add((types[test.operand.alias], test.operand.field))
+    return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceIndex:
+    """Rules, by position, indexed by the fields they read (:func:`fields_read`). Three-valued, a test is unknown
+    only on a field a fact does not have, so a rule none of whose fields any fact lacks has no undecided
+    combination: the missing-data search leaves it out."""
+
+    fields: Mapping[str, tuple[str, ...]]  # fact type -> the fields some rule reads of it
+    rules: Mapping[tuple[str, str], frozenset[int]]  # (fact type, field) -> the rules that read it
+
+    @classmethod
+    def build(cls, reads: Sequence[frozenset[tuple[str, str]]]) -> AbsenceIndex:
+        fields: dict[str, dict[str, None]] = {}
+        rules: dict[tuple[str, str], set[int]] = {}
+        for position, pairs in enumerate(reads):
+            for fact_type, field in sorted(pairs):
+                fields.setdefault(fact_type, {})[field] = None
+                rules.setdefault((fact_type, field), set()).add(position)
+        return cls({t: tuple(f) for t, f in fields.items()}, {k: frozenset(v) for k, v in rules.items()})
+
+    def may_wait(self, by_type: Mapping[str, Sequence[Fact]]) -> set[int]:
+        """The rules that read a field some fact of the record does not have."""
+        out: set[int] = set()
+        for fact_type, facts in by_type.items():
+            for field in self.fields.get(fact_type, ()):
+                for fact in facts:
+                    if field not in fact.values:
+                        out.update(self.rules[(fact_type, field)])
+                        break
+        return out
