@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import date
 
 from ..errors import EvaluationError, FiringLimitError, IpmCdsError
@@ -64,6 +65,22 @@ class Run:
 
 def _signature(rule: ir.Rule, bound: Mapping[str, Fact]) -> Signature:
     return tuple((p.alias, bound[p.alias].key) for p in rule.patterns)
+
+
+# A firing is made for each rule that fires (about 20 a record): through its slots, as make_fact makes facts,
+# rather than the frozen dataclass's __init__ (an object.__setattr__ per field)
+_SET_RULE, _SET_BINDINGS, _SET_SIGNATURE = (getattr(Firing, n).__set__ for n in ("rule", "bindings", "signature"))
+if tuple(f.name for f in dataclass_fields(Firing)) != ("rule", "bindings", "signature"):  # pragma: no cover
+    raise TypeError("the driver sets every field of Firing: a new one must be set in _firing too")
+
+
+def _firing(rule: ir.Rule, bindings: Mapping[str, Fact], signature: Signature) -> Firing:
+    """``Firing(rule, bindings, signature)``, the same object."""
+    firing = object.__new__(Firing)
+    _SET_RULE(firing, rule)
+    _SET_BINDINGS(firing, bindings)
+    _SET_SIGNATURE(firing, signature)
+    return firing
 
 
 def resolve_value(value: ir.Value, bound: Mapping[str, Fact]) -> Scalar | None:
@@ -350,7 +367,7 @@ def run_program(
                 if er.blocker is not None:
                     run.blocked.setdefault((rule.id, signature), set()).add(er.blocker)
                     return []
-                run.firings.append(Firing(rule, dict(bound), signature))
+                run.firings.append(_firing(rule, dict(bound), signature))
                 made: list[Fact] = []
                 for conclusion in rule.conclusions:
                     if isinstance(conclusion, ir.Derive):

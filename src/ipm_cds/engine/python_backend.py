@@ -73,7 +73,7 @@ class PythonBackend:
             for i in selected:
                 name = names[i]
                 for bound in match[name](of_type):
-                    signature = (name, tuple(id(f) for f in bound.values()))
+                    signature = (name, tuple(map(id, bound.values())))
                     if signature not in fired:
                         fired.add(signature)
                         made.extend(on_fire(name, bound))
