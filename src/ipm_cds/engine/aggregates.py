@@ -38,6 +38,7 @@ from ..ruleset import ir
 from .match import Unknown, eval_pattern
 
 Group = tuple[Scalar | None, ...]
+_NUMBER = (int, float)  # (isinstance with a tuple: the same test as ``int | float``, cheaper in 3.11)
 GroupKeys = dict[tuple[tuple[type, ...], Group], str]
 
 
@@ -221,7 +222,7 @@ def _may_precede(aggregate: ir.Aggregate, fact: Fact, other: Fact) -> bool:
     """Whether ``fact`` could rank at or before ``other`` (an unknown date could be any date)."""
     assert aggregate.order is not None
     mine, theirs = fact.values.get(aggregate.order), other.values.get(aggregate.order)
-    if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
+    if not isinstance(mine, _NUMBER) or not isinstance(theirs, _NUMBER):
         return True
     return mine <= theirs if aggregate.function == "latest" else mine >= theirs
 
@@ -284,20 +285,20 @@ def _rank(
         pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
     for group in _group_order({*groups, *pending}, out.group_keys):
         members = tuple(groups.get(group, ()))
-        unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), int | float)]
+        unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), _NUMBER)]
         unranked += pending.get(group, [])
         # facts of this group, or of a group not known, that may rank before a ranked fact
         maybe_before = unranked + [
             item for g, items in pending.items() if g != group and _may_join(g, group) for item in items
         ]
         days = sorted(
-            {v for f in members if isinstance(v := f.values.get(order), int | float)},
+            {v for f in members if isinstance(v := f.values.get(order), _NUMBER)},
             reverse=aggregate.function == "earliest",
         )
         rank_of = {value: i + 1 for i, value in enumerate(days)}
         for fact in members:
             value = fact.values.get(order)
-            if not isinstance(value, int | float):
+            if not isinstance(value, _NUMBER):
                 continue
             key = f"{aggregate.fact_type}:{fact.key}"
             rank = rank_of[value]
@@ -333,7 +334,9 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
     made: list[tuple[Group, Fact]] = []
     for i, group in enumerate(_group_order(groups, out.group_keys)):
         members = tuple(groups[group])
-        values: dict[str, Scalar] = {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None}
+        values: dict[str, Scalar] = (
+            {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None} if group else {}
+        )
         if aggregate.distinct is None:
             values["count"] = len(members)
         else:
@@ -345,7 +348,7 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
             listed = {str(f.values[aggregate.list]) for f in members if aggregate.list in f.values}
             values["listed"] = ", ".join(sorted(listed))
         if order is not None:
-            dated = [f for f in members if isinstance(f.values.get(order), int | float)]
+            dated = [f for f in members if isinstance(f.values.get(order), _NUMBER)]
             if dated:
                 newest = min(dated, key=lambda f: f.values[order])
                 oldest = max(dated, key=lambda f: f.values[order])
@@ -354,7 +357,9 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
                 if "date" in newest.values and "date" in oldest.values:
                     values["latest_date"] = newest.values["date"]
                     values["earliest_date"] = oldest.values["date"]
-        where = ", ".join(f"{b}={v}" for b, v in zip(aggregate.by, group, strict=True) if v is not None)
+        where = ""
+        if group:
+            where = ", ".join(f"{b}={v}" for b, v in zip(aggregate.by, group, strict=True) if v is not None)
         key = f"{aggregate.fact_type}#{i}"
         label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} = {values['count']}"
         # Derived: its fields are computed; what its facts lack is found through Aggregated.translate.

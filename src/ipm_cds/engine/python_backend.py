@@ -29,6 +29,7 @@ class PythonBackend:
         self._compiled: CompiledProgram | None = None
         # per stratum: the engine rules' names, the fact types each reads, and the rules by their gates
         self._strata: dict[int, tuple[tuple[str, ...], tuple[frozenset[str], ...], GateIndex]] = {}
+        self._readers: dict[int, dict[str, frozenset[int]]] = {}  # per stratum: fact type -> the rules reading it
 
     def prepare(self, program: Program) -> None:
         self._compiled = compile_program(program)
@@ -36,10 +37,16 @@ class PythonBackend:
             names = tuple(er.name for er in stratum.rules)
             reads = tuple(self._compiled.needs[name] for name in names)
             self._strata[stratum.index] = (names, reads, GateIndex.build([self._compiled.gates[n] for n in names]))
+            readers: dict[str, set[int]] = {}
+            for i, types in enumerate(reads):
+                for fact_type in types:
+                    readers.setdefault(fact_type, set()).add(i)
+            self._readers[stratum.index] = {t: frozenset(r) for t, r in readers.items()}
 
     def close(self) -> None:
         self._compiled = None
         self._strata.clear()
+        self._readers.clear()
 
     def run_stratum(
         self,
@@ -51,6 +58,7 @@ class PythonBackend:
         assert self._compiled is not None, "prepare() first"
         match = self._compiled.match
         names, reads, gates = self._strata[stratum.index]
+        readers = self._readers[stratum.index]
         # (its own mapping, the lists shared: what a round derives replaces a list here when the round ends,
         # and the driver replaces, never extends, the lists it gave)
         of_type = dict(by_type) if by_type is not None else index_by_type(facts)
@@ -62,9 +70,14 @@ class PythonBackend:
             # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
             # derived in the round before (its other matches already fired); a rule whose gates no value admits.
             # The others run in stratum order.
-            selected = [
-                i for i in admitted if reads[i] <= present and (changed is None or not reads[i].isdisjoint(changed))
-            ]
+            if changed is None:
+                pool = admitted
+            else:  # the rules that read a type derived in the round before
+                pool = set()
+                for fact_type in changed:
+                    pool |= readers.get(fact_type, frozenset())
+                pool &= admitted
+            selected = [i for i in pool if reads[i] <= present]
             selected.sort()
             # Each match fires as soon as it is found (so the driver's firing cap holds while matching, not after
             # every match has been collected); what it derives joins the facts when the round ends, so a round
