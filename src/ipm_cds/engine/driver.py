@@ -463,8 +463,11 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
     # the types of the counts that facts of undecided selection could change (only their patterns can wait)
     waits = {f.type for f in aggregated.facts if f.key in aggregated.undecided} if aggregated.undecided else set()
     if waits:  # facts a count could not take or leave: where they could change its answer
-        for rule in program.rules:
-            if rule.ref in not_in_effect or not rule.aggregates:
+        readers = _count_readers(program)
+        chosen = {rule.ref: rule for fact_type in waits for rule in readers.get(fact_type, ())}
+        for ref in sorted(chosen, key=compiled.rule_order.__getitem__):  # (in the program's order)
+            rule = chosen[ref]
+            if ref in not_in_effect:
                 continue
             waiting = [
                 u for p in rule.patterns if p.fact_type in waits for u in _could_change(p, by_type, aggregated, None)
@@ -496,6 +499,21 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
                 undecided.extend(_could_change(blocker.pattern, by_type, aggregated, firing.bindings))
         if undecided:
             run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(undecided)
+
+
+def _count_readers(program: Program) -> Mapping[str, tuple[ir.Rule, ...]]:
+    """Fact type -> the rules with aggregates that have a pattern of it (once per program): the rules a count
+    of that type could leave waiting."""
+    readers = program.cache.get("count_readers")
+    if readers is None:
+        found: dict[str, list[ir.Rule]] = {}
+        for rule in program.rules:
+            if rule.aggregates:
+                for fact_type in dict.fromkeys(p.fact_type for p in rule.patterns):
+                    found.setdefault(fact_type, []).append(rule)
+        readers = program.cache["count_readers"] = {t: tuple(r) for t, r in found.items()}
+    assert isinstance(readers, dict)
+    return readers
 
 
 def _could_change(

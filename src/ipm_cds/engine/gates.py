@@ -145,7 +145,7 @@ class AbsenceIndex:
     only on a field a fact does not have, so a rule none of whose fields any fact lacks has no undecided
     combination: the missing-data search leaves it out."""
 
-    fields: Mapping[str, tuple[str, ...]]  # fact type -> the fields some rule reads of it
+    fields: Mapping[str, frozenset[str]]  # fact type -> the fields some rule reads of it
     rules: Mapping[tuple[str, str], frozenset[int]]  # (fact type, field) -> the rules that read it
 
     @classmethod
@@ -156,15 +156,18 @@ class AbsenceIndex:
             for fact_type, field in sorted(pairs):
                 fields.setdefault(fact_type, {})[field] = None
                 rules.setdefault((fact_type, field), set()).add(position)
-        return cls({t: tuple(f) for t, f in fields.items()}, {k: frozenset(v) for k, v in rules.items()})
+        return cls({t: frozenset(f) for t, f in fields.items()}, {k: frozenset(v) for k, v in rules.items()})
 
     def may_wait(self, by_type: Mapping[str, Sequence[Fact]]) -> set[int]:
         """The rules that read a field some fact of the record does not have."""
         out: set[int] = set()
         for fact_type, facts in by_type.items():
-            for field in self.fields.get(fact_type, ()):
-                for fact in facts:
-                    if field not in fact.values:
-                        out.update(self.rules[(fact_type, field)])
-                        break
+            fields = self.fields.get(fact_type)
+            if not fields:
+                continue
+            lacking: set[str] = set()
+            for fact in facts:
+                lacking |= fields.difference(fact.values)
+            for field in lacking:
+                out |= self.rules[(fact_type, field)]
         return out
