@@ -44,14 +44,12 @@ def test_exception_inside_an_action_fails_closed_and_engine_recovers(
     durable: ipm_cds.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json()
-    real = driver.derived_fact
+    real = driver.CandidateFacts.__call__
 
-    def broken(type_name: str, values: Any, memo: Any = None) -> Any:
-        if type_name == "candidate":
-            raise RuntimeError("injected fault")
-        return real(type_name, values, memo)
+    def broken(self: Any, rec: Any, bound: Any) -> Any:  # a recommendation's action: its candidate fact
+        raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(driver, "derived_fact", broken)
+    monkeypatch.setattr(driver.CandidateFacts, "__call__", broken)
     first = next(durable_backend._SIDS)
     with pytest.raises(EvaluationError) as info:
         durable.evaluate(RFA_PATIENT, as_of=AS_OF)
@@ -59,7 +57,7 @@ def test_exception_inside_an_action_fails_closed_and_engine_recovers(
     recommending = {r.ref for r in durable.program.rules if any(type(c).__name__ == "Recommend" for c in r.conclusions)}
     assert info.value.rule in recommending
     assert "injected fault" in str(info.value)
-    monkeypatch.setattr(driver, "derived_fact", real)
+    monkeypatch.setattr(driver.CandidateFacts, "__call__", real)
     assert durable.evaluate(RFA_PATIENT, as_of=AS_OF, timestamp=False).to_json() == before
 
 
