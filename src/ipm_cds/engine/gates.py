@@ -13,7 +13,7 @@ it changes nothing the rule would say, by these semantics (:mod:`.match`):
 
 * a gate is a test of the pattern itself (not inside ``any_of``), so it must hold for the pattern to;
 * ``eq`` and ``in`` hold only for a value equal to one of the constants (the values are scalars, whose
-  hashes agree with ``==``); ``present`` only for a recorded value;
+  hashes agree with ``==``);
 * two-valued, an absent value makes the test false; three-valued, unknown: a gate of the missing-data search
   admits a fact without the field (the rule could be waiting for it).
 """
@@ -29,24 +29,22 @@ from ..ruleset import ir
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """A test of one of a rule's patterns that only facts with one of ``allowed`` values of ``field`` pass
-    (``allowed`` None: any recorded value)."""
+    """A test of one of a rule's patterns that only facts with one of ``allowed`` values of ``field`` pass."""
 
     fact_type: str
     field: str
-    allowed: frozenset[Scalar] | None
+    allowed: frozenset[Scalar]
 
 
 def gates_of(patterns: Sequence[ir.Pattern]) -> tuple[Gate, ...]:
-    """The gates of a rule with these patterns: each top-level ``eq``, ``in`` or ``present`` test of a constant."""
+    """The gates of a rule with these patterns: each top-level ``eq`` or ``in`` test of a constant (a ``present``
+    test admits most records: it is not one)."""
     found: dict[Gate, None] = {}  # (in order, once each)
     for pattern in patterns:
         for node in pattern.tests:
             if not isinstance(node, ir.Test) or isinstance(node.operand, ir.Ref | ir.Param):
                 continue
-            if node.op == "present":
-                found[Gate(pattern.fact_type, node.field, None)] = None
-            elif node.op in ("eq", "in"):
+            if node.op in ("eq", "in"):
                 operand = node.operand
                 assert operand is not None, "a rule compares with a value, never with None"
                 values = frozenset(operand) if isinstance(operand, tuple) else frozenset((operand,))
@@ -55,11 +53,11 @@ def gates_of(patterns: Sequence[ir.Pattern]) -> tuple[Gate, ...]:
 
 
 def primary(gates: Sequence[Gate]) -> Gate | None:
-    """The gate a rule is indexed by: of its ``eq`` and ``in`` gates, the one with the fewest values (the first
-    such); None when it has none (a ``present`` gate admits most records: such a rule is matched unindexed)."""
+    """The gate a rule is indexed by: the one with the fewest values (the first such); None when it has none
+    (such a rule is matched unindexed)."""
     best: Gate | None = None
     for gate in gates:
-        if gate.allowed is not None and (best is None or best.allowed is None or len(gate.allowed) < len(best.allowed)):
+        if best is None or len(gate.allowed) < len(best.allowed):
             best = gate
     return best
 
@@ -81,7 +79,7 @@ class GateIndex:
         ungated: list[int] = []
         for position, rule_gates in enumerate(gates):
             gate = primary(rule_gates)
-            if gate is None or gate.allowed is None:
+            if gate is None:
                 ungated.append(position)
                 continue
             by_value = keys.setdefault((gate.fact_type, gate.field), {})
