@@ -244,14 +244,16 @@ def _plan(program: Program) -> _Plan:
                     elif isinstance(c, ir.Recommend):
                         made.add("candidate")
             derives.append(frozenset(made))
-        planned = tuple(tuple(_plan_aggregate(a) for a in batch) for batch in aggregates)
+        # what each aggregate makes from no facts, made once: its own facts, and merged per stratum
+        nothing = {a.fact_type: _from_nothing(a) for batch in aggregates for a in batch}
+        planned = tuple(tuple(_plan_aggregate(a, nothing[a.fact_type]) for a in batch) for batch in aggregates)
         plan = _Plan(
             {er.name: er for s in program.strata for er in s.rules},
             tuple(needs),
             tuple(derives),
             tuple(r for r in program.rules if r.effective != (None, None)),
             planned,
-            tuple(_empty(batch) for batch in aggregates),
+            tuple(_merged([nothing[a.fact_type] for a in batch]) for batch in aggregates),
             frozenset().union(*derives),
         )
         program.cache["plan"] = plan
@@ -267,20 +269,20 @@ def _from_nothing(aggregate: ir.Aggregate) -> Aggregated:
     return made
 
 
-def _plan_aggregate(aggregate: ir.Aggregate) -> _AggregatePlan:
+def _plan_aggregate(aggregate: ir.Aggregate, from_nothing: Aggregated) -> _AggregatePlan:
     return _AggregatePlan(
         aggregate,
         aggregate.source_type,
         selection_check(aggregate.selection),
         prefilter(aggregate),
-        tuple(_from_nothing(aggregate).facts),
+        tuple(from_nothing.facts),
     )
 
 
-def _empty(aggregates: Sequence[ir.Aggregate]) -> tuple[dict[str, tuple[Fact, ...]], dict[str, dict[str, str]]]:
+def _merged(made: Sequence[Aggregated]) -> tuple[dict[str, tuple[Fact, ...]], dict[str, dict[str, str]]]:
     merged = Aggregated()
-    for aggregate in aggregates:
-        merged.add(_from_nothing(aggregate))
+    for part in made:
+        merged.add(part)
     return merged.members, merged.fields
 
 
