@@ -426,6 +426,12 @@ def trusted(cls: type[_M], /, **values: Any) -> _M:
                 raise TypeError(f"{cls.__name__}: unknown or missing fields {unknown or sorted(set(names) - given)}")
         if tuple(values) != names:  # (the defaults of trailing fields leave them in order)
             values = {name: values[name] for name in names}
+    return _filled(cls, values, given)
+
+
+def _filled(cls: type[_M], values: dict[str, Any], given: set[str]) -> _M:
+    """A model of ``cls`` holding ``values`` (every field, in order), the fields in ``given`` marked as set:
+    what pydantic's constructor leaves on the instance, without its validation."""
     obj = _new(cls)
     _set(obj, "__dict__", values)
     _set(obj, "__pydantic_fields_set__", given)
@@ -451,33 +457,18 @@ def trusted_trace_entry(
     rule: str, stratum: int, status: Literal["fired", "blocked"], blocked_by: list[str], bindings: list[BoundFact]
 ) -> TraceEntry:
     """``trusted(TraceEntry, ...)`` given every field, in order."""
-    obj = _new(TraceEntry)
-    _set(
-        obj,
-        "__dict__",
+    return _filled(
+        TraceEntry,
         {"rule": rule, "stratum": stratum, "status": status, "blocked_by": blocked_by, "bindings": bindings},
+        {"rule", "stratum", "status", "blocked_by", "bindings"},
     )
-    _set(obj, "__pydantic_fields_set__", {"rule", "stratum", "status", "blocked_by", "bindings"})
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
 
 
 def trusted_bound_fact(alias: str, fact: str, values: dict[str, str | int | float | bool]) -> BoundFact:
     """``trusted(BoundFact, ...)`` given every field, in order."""
-    obj = _new(BoundFact)
-    _set(obj, "__dict__", {"alias": alias, "fact": fact, "values": values})
-    _set(obj, "__pydantic_fields_set__", {"alias", "fact", "values"})
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+    return _filled(BoundFact, {"alias": alias, "fact": fact, "values": values}, {"alias", "fact", "values"})
 
 
 def trusted_basis(rule: str, criteria: list[str], sources: list[Citation]) -> Basis:
     """``trusted(Basis, ...)`` given every field, in order."""
-    obj = _new(Basis)
-    _set(obj, "__dict__", {"rule": rule, "criteria": criteria, "sources": sources})
-    _set(obj, "__pydantic_fields_set__", {"rule", "criteria", "sources"})
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+    return _filled(Basis, {"rule": rule, "criteria": criteria, "sources": sources}, {"rule", "criteria", "sources"})
