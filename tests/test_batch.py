@@ -88,6 +88,27 @@ def test_results_match_sequential_evaluation_in_input_order(
     assert results[0].assessment().to_json(indent=None, timestamp=False, sort_keys=False) == expected[0]
 
 
+@pytest.mark.parametrize("label", [None, "clinic é/patients-1.jsonl"])
+def test_lines_are_the_results_json_lines_byte_for_byte(cohort: list[dict[str, Any]], label: str | None) -> None:
+    # What ipm-cds batch (and the Dask path) write: each result's to_json_line(), encoded, without a str between
+    config = batch._config(None, None, "python", None, AS_OF, False, None, False)
+    evaluator = batch._Evaluator(config)
+    documents: list[Any] = [*map(json.dumps, cohort[:30]), '{"pain": "not a list"}', "{not json", batch._Oversize()]
+    records = [(i, i + 3, d) for i, d in enumerate(documents)] + [(33, None, json.dumps(cohort[30]))]
+    prefix = b"" if label is None else b'"file": ' + json.dumps(label, ensure_ascii=False).encode() + b", "
+    lines = evaluator.lines(records, prefix)
+    expected = [evaluator.evaluate(r).to_json_line() for r in records]
+    if label is not None:
+        expected = ['{"file": ' + json.dumps(label, ensure_ascii=False) + ", " + e[1:] for e in expected]
+    assert lines.text == "".join(e + "\n" for e in expected).encode()
+    assert (lines.records, lines.errors, lines.decisions) == (len(records), 3, ())
+    assert [json.loads(t).get("line", "none") for t in lines.text.splitlines()] == [*range(3, 36), "none"]
+    logged = batch._Evaluator(batch._config(None, None, "python", None, AS_OF, False, "unused.jsonl", False))
+    decisions = logged.lines(records).decisions
+    expected_codes = [r.assessment().codes() for r in map(evaluator.evaluate, records) if r.ok]
+    assert [d["conclusions"] for d in decisions] == expected_codes
+
+
 def test_python_backend_and_profile_are_passed_to_the_workers(
     ruleset: ipm_cds.Ruleset, cohort: list[dict[str, Any]]
 ) -> None:
@@ -183,15 +204,15 @@ def test_progress_bar_only_on_a_terminal() -> None:
         def isatty(self) -> bool:
             return True
 
-    result = batch.BatchResult(0, 1, "{}", None)
+    lines = batch.Lines(b'{"line": 1, "assessment": {}}\n{"line": 2, "error": {}}\n', records=2, errors=1)
     for stream, shown in ((io.StringIO(), False), (Tty(), True)):
         progress = batch_cli._Progress(1000, stream, min_interval=0)
-        progress.update(result, 500)
+        progress.update(lines, 500)
         progress.close(1000)
         text = stream.getvalue()
         assert bool(text) is shown
         if shown:
-            assert "50%" in text and "100%" in text and "1 records" in text
+            assert "50%" in text and "100%" in text and "2 records, 1 errors" in text
 
 
 # -- the decision log ------------------------------------------------------------------------------------------

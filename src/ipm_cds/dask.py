@@ -51,7 +51,7 @@ from .decision_log import DecisionLog, decision_line
 from .engine.facade import BackendChoice
 from .errors import ConfigurationError, EvaluationError, InputFileError
 from .ruleset.loader import Ruleset
-from .serving.batch import BatchResult, _Config, _config, _Evaluator
+from .serving.batch import BatchResult, _chunks, _Config, _config, _Evaluator
 from .serving.batch_cli import _Reader, _refuse_overwriting_the_input, _StopHandler
 from .summarize import ROW_FIELDS, conclusion_rows, is_parquet
 
@@ -218,6 +218,7 @@ class _Slice:
 
 _BLOCK = 1 << 24
 _ROW_GROUP = 8192  # Parquet rows a worker holds before writing them
+_LINES_AT_ONCE = 64  # records whose JSON Lines are written at once (their text is held until then)
 
 
 def _cuts(path: Path, lines_per_slice: int) -> list[tuple[int, int, int]]:
@@ -281,10 +282,6 @@ def _arrow_schema() -> Any:
     return pa.schema([(name, types.get(name, pa.string())) for name in ROW_FIELDS])
 
 
-def _tagged(line: str, label: str | None) -> str:
-    return line if label is None else '{"file": ' + json.dumps(label, ensure_ascii=False) + ", " + line[1:]
-
-
 def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, int, str, str]:
     """Evaluate one slice and write its results to a part file; return (records, errors, part file, and the
     decision-log lines of its assessments, in input order: empty when the run logs no decisions)."""
@@ -299,14 +296,16 @@ def _run_slice(piece: _Slice, job: _Job, folder: str, fmt: str) -> tuple[int, in
     records = errors = 0
     decisions: list[str] = []  # (a few hundred bytes per record: returned with the result, not a file)
     if fmt == "jsonl":
-        with partial.open("w", encoding="utf-8") as out:
-            for record in reader:
-                result = evaluator.evaluate(record)
-                out.write(_tagged(result.to_json_line(), piece.label) + "\n")
-                records += 1
-                errors += 0 if result.ok else 1
-                if result.decision is not None:
-                    decisions.append(decision_line(dict(result.decision)))
+        # (several files: each record names its file first)
+        label = piece.label
+        prefix = b"" if label is None else b'"file": ' + json.dumps(label, ensure_ascii=False).encode() + b", "
+        with partial.open("wb") as out:
+            for chunk in _chunks(reader, _LINES_AT_ONCE):
+                lines = evaluator.lines(chunk, prefix)
+                out.write(lines.text)
+                records += lines.records
+                errors += lines.errors
+                decisions.extend(decision_line(dict(d)) for d in lines.decisions)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq

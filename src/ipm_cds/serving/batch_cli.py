@@ -30,7 +30,7 @@ from ..engine.facade import BackendChoice
 from ..errors import ConfigurationError, InputFileError
 from ..jsonsrc import UTF8_BOM, strip_bom
 from ..ruleset.loader import Ruleset
-from .batch import DEFAULT_CHUNK_SIZE, MAX_RECORD_BYTES, BatchResult, Record, _close, _evaluate, _Oversize
+from .batch import DEFAULT_CHUNK_SIZE, MAX_RECORD_BYTES, Lines, Record, _close, _evaluate_as_lines, _Oversize
 
 
 class EngineArguments(TypedDict):
@@ -104,9 +104,9 @@ class _Progress:
             dynamic_ncols=True,
         )
 
-    def update(self, result: BatchResult, bytes_read: int) -> None:
-        self.done += 1
-        self.errors += 0 if result.ok else 1
+    def update(self, lines: Lines, bytes_read: int) -> None:
+        self.done += lines.records
+        self.errors += lines.errors
         if self.enabled:
             self.bar.set_postfix_str(f"{self.done:,} records, {self.errors:,} errors", refresh=False)
             self.bar.update(bytes_read - self.bar.n)
@@ -263,7 +263,7 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
     source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
     reader = _Reader(source)
     try:
-        results = _evaluate(
+        results = _evaluate_as_lines(
             reader,
             workers=args.workers,
             **engine_arguments(args),
@@ -277,23 +277,23 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
             source.close()
         raise
     try:
-        out: IO[str] = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+        out: IO[bytes] = sys.stdout.buffer if str(args.out) == "-" else args.out.open("wb")
     except BaseException:
         _close(results)
         if source is not sys.stdin.buffer:
             source.close()
         raise
     try:
-        for result in results:
-            with stopper.record():  # a stop waits for this line to be written and counted
-                out.write(result.to_json_line() + "\n")
-                progress.update(result, reader.bytes_read)
+        for lines in results:
+            with stopper.record():  # a stop waits for these lines to be written and counted
+                out.write(lines.text)
+                progress.update(lines, reader.bytes_read)
     finally:
         _close(results)  # stopped or failed: the workers are stopped before anything else is closed
         progress.close(reader.bytes_read)
         if source is not sys.stdin.buffer:
             source.close()
-        if out is not sys.stdout:
+        if out is not sys.stdout.buffer:
             out.close()
         else:
             out.flush()
