@@ -269,6 +269,31 @@ def test_a_count_without_groups_is_made_when_nothing_is_selected() -> None:
     assert [f.values for f in out.facts] == [{"count": 0}]
 
 
+@pytest.mark.parametrize(
+    "made",
+    [_aggregate("count"), _aggregate("count", by=("value",)), _aggregate("latest"), _aggregate("earliest")],
+    ids=["count", "count-by", "latest", "earliest"],
+)
+@pytest.mark.parametrize(
+    "facts", [LABS[4:], [_fact("u", value=1.0, days_since=2)], LABS], ids=["none", "undecided", "some"]
+)
+def test_what_selects_nothing_is_what_no_facts_make(made: ir.Aggregate, facts: list[Fact]) -> None:
+    # The driver's shortcut: an aggregate given the facts it makes from none (and their members and fields,
+    # already in ``out``) adds those facts as they are when it selects nothing; otherwise it computes.
+    empty = aggregates.Aggregated()
+    aggregates.compute(made, (), empty)
+    shortcut, computed = aggregates.Aggregated(), aggregates.Aggregated()
+    for out in (shortcut, computed):
+        out.add(empty)
+        out.facts.clear()
+    aggregates.compute(made, facts, shortcut, nothing=tuple(empty.facts))
+    aggregates.compute(made, facts, computed)
+    assert shortcut == computed
+    assert [(f.key, f.values, f.label) for f in shortcut.facts] == [(f.key, f.values, f.label) for f in computed.facts]
+    if facts is LABS[4:]:  # nothing selected, nothing undecided: the very facts given
+        assert all(a is b for a, b in zip(shortcut.facts, empty.facts, strict=True))
+
+
 def test_a_total_over_a_missing_value_is_missing_never_smaller() -> None:
     out = aggregates.Aggregated()
     aggregates.compute(_aggregate("count", sum="value"), [LABS[0], _fact("x", test="inr", days_since=5)], out)

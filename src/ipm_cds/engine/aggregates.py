@@ -168,9 +168,18 @@ class FieldIndex:
         return [facts[i] for i in positions]
 
 
-def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, select: Selection | None = None) -> None:
+def compute(
+    aggregate: ir.Aggregate,
+    facts: Sequence[Fact],
+    out: Aggregated,
+    select: Selection | None = None,
+    nothing: Sequence[Fact] | None = None,
+) -> None:
     """Add the facts ``aggregate`` makes from ``facts`` (those of its source type are read) to ``out``.
-    ``select``: the selection compiled (``compiled.selection_check``), else it is interpreted."""
+    ``select``: the selection compiled (``compiled.selection_check``), else it is interpreted. ``nothing``: the
+    facts it makes from no facts, when the caller has them and ``out`` already holds their members and fields
+    (the driver's plan): when no fact is selected, nor undecided, they are what it makes, and are added as
+    they are."""
     check = select or selection_of(aggregate)
     selected: list[Fact] = []
     undecided: list[tuple[Fact, list[Unknown]]] = []
@@ -185,6 +194,9 @@ def compute(aggregate: ir.Aggregate, facts: Sequence[Fact], out: Aggregated, sel
             selected.append(fact)
         else:
             undecided.append((fact, result[1]))
+    if nothing is not None and not selected and not undecided:
+        out.facts.extend(nothing)
+        return
     groups: dict[Group, list[Fact]] = {}
     by = aggregate.by
     if by:
