@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import ipm_cds
-from ipm_cds.model.assessment import Provenance
+from ipm_cds.model.assessment import BoundFact, Provenance
 from ipm_cds.patientfile import read_patient_document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "patients"
@@ -133,3 +133,45 @@ def test_loading_a_ruleset_logs_through_logging(caplog: pytest.LogCaptureFixture
     ruleset = ipm_cds.load_ruleset(with_tests=False)
     (record,) = [r for r in caplog.records if r.name == "ipm_cds.ruleset.loader"]
     assert record.levelno == logging.DEBUG and ruleset.sha256 in record.getMessage()
+
+
+# -- mappings of scalars: written from each value's own type ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "union"),
+    [
+        (BoundFact, "values", dict[str, str | int | float | bool]),
+        (Provenance, "parameters", dict[str, int | float]),
+    ],
+)
+def test_scalar_mappings_are_written_and_described_as_their_type_would_be(
+    model: type[BaseModel], field: str, union: Any
+) -> None:
+    # Their JSON skips pydantic's union dispatch; the text, the JSON Schema (both modes) and validation stay the
+    # type's own.
+    plain = TypeAdapter(union)
+    values = {
+        "s": "é 0.5",
+        "yes": True,
+        "no": False,
+        "i": 3,
+        "big": 2**70,
+        "x": 1.5,
+        "tiny": 1e-7,
+        "zero": 0.0,
+        "n": -2,
+    }
+    if union == dict[str, int | float]:
+        values = {k: v for k, v in values.items() if isinstance(v, int | float)}
+    adapter = TypeAdapter(model.model_fields[field].annotation)
+    assert adapter.dump_json(values) == plain.dump_json(values)
+    dumped = adapter.dump_python(values, mode="json")
+    assert dumped == plain.dump_python(values, mode="json") and dumped is not values  # a copy: the model's stays
+    for mode in ("validation", "serialization"):
+        own = model.model_json_schema(mode=mode)["properties"][field]
+        assert {k: v for k, v in own.items() if k not in ("title", "description")} == plain.json_schema(mode=mode)
+    with pytest.raises(ValidationError):
+        adapter.validate_python({"a": [1]})
+    bound = BoundFact(alias="a", fact="f", values={"x": 1.5, "yes": True})
+    assert bound.model_dump_json() == '{"alias":"a","fact":"f","values":{"x":1.5,"yes":true}}'
