@@ -5,6 +5,7 @@ The multi-process comparison runs 2,000 generated patients in CI; ``IPM_CDS_STRE
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -123,6 +124,18 @@ def test_python_backend_and_profile_are_passed_to_the_workers(
         timestamp=False,
     )
     assert outcomes(results) == sequential(engine, cohort[:30])
+
+
+def _gc_settings(chunk: list[batch.Record]) -> tuple[tuple[int, int, int], int]:
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+def test_a_worker_process_freezes_the_engine_and_collects_young_objects_less_often() -> None:
+    config = batch._config(None, None, "python", None, AS_OF, False, None, False)
+    ((threshold, frozen),) = batch._pooled([(0, 1, "{}")], config, 1, 8, _gc_settings)
+    assert threshold[0] == batch.WORKER_GC_THRESHOLD and threshold[1:] == gc.get_threshold()[1:]
+    assert frozen > 10_000  # the ruleset and the engine, built before the first record
+    assert gc.get_threshold()[0] != batch.WORKER_GC_THRESHOLD  # this process's own settings are not touched
 
 
 def test_bad_settings_fail_before_any_patient_is_read() -> None:
