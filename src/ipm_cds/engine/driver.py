@@ -64,7 +64,14 @@ class Run:
 
 
 def _signature(rule: ir.Rule, bound: Mapping[str, Fact]) -> Signature:
-    return tuple((p.alias, bound[p.alias].key) for p in rule.patterns)
+    patterns = rule.patterns
+    if len(patterns) == 1:  # (most rules: one or two patterns, without a generator's frame)
+        alias = patterns[0].alias
+        return ((alias, bound[alias].key),)
+    if len(patterns) == 2:
+        first, second = patterns[0].alias, patterns[1].alias
+        return ((first, bound[first].key), (second, bound[second].key))
+    return tuple((p.alias, bound[p.alias].key) for p in patterns)
 
 
 # A firing is made for each rule that fires (about 20 a record): through its slots, as make_fact makes facts,
@@ -348,9 +355,14 @@ def run_program(
             aggregated.fields.update(fields)
             of_type = FieldIndex(by_type)
             for planned in aggregates:
-                selectable = (
-                    of_type.facts(planned.source_type, planned.prefilter) if planned.source_type in present else ()
-                )
+                of_source = by_type.get(planned.source_type)
+                gate = planned.prefilter
+                selectable: Sequence[Fact] = ()
+                if of_source and gate is not None and len(of_source) == 1:  # (most: one; FieldIndex's test, inline)
+                    value = of_source[0].values.get(gate[0])
+                    selectable = of_source if value is None or value in gate[1] else ()
+                elif of_source:
+                    selectable = of_type.facts(planned.source_type, gate)
                 if selectable:
                     compute(planned.aggregate, selectable, aggregated, planned.selection, planned.empty)
                 else:
