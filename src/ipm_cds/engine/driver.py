@@ -205,9 +205,8 @@ class _Plan:
     """What every evaluation of a program needs and nothing in it changes: computed once per program."""
 
     exec_rules: Mapping[str, ExecRule]
-    # per stratum: the sets of fact types its engine rules need, and the types the stratum itself can derive
+    # per stratum: the fact types its engine rules need that the stratum cannot derive itself (the least such sets)
     needs: tuple[tuple[frozenset[str], ...], ...]
-    derives: tuple[frozenset[str], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
     aggregates: tuple[tuple[_AggregatePlan, ...], ...]  # per stratum: the aggregates first read there
     # per stratum: what its aggregates make from no facts (most records have none of most types), made once:
@@ -241,7 +240,6 @@ def _plan(program: Program) -> _Plan:
                         first.setdefault(aggregate.fact_type, aggregate)
             computed.update(first)
             aggregates.append(tuple(first.values()))
-            needs.append(_least(frozenset(p.fact_type for p in er.patterns) for er in stratum.rules))
             made: set[str] = set()
             for er in stratum.rules:
                 for c in er.rule.conclusions:
@@ -250,13 +248,13 @@ def _plan(program: Program) -> _Plan:
                     elif isinstance(c, ir.Recommend):
                         made.add("candidate")
             derives.append(frozenset(made))
+            needs.append(_least(frozenset(p.fact_type for p in er.patterns) - made for er in stratum.rules))
         # what each aggregate makes from no facts, made once: its own facts, and merged per stratum
         nothing = {a.fact_type: _from_nothing(a) for batch in aggregates for a in batch}
         planned = tuple(tuple(_plan_aggregate(a, nothing[a.fact_type]) for a in batch) for batch in aggregates)
         plan = _Plan(
             {er.name: er for s in program.strata for er in s.rules},
             tuple(needs),
-            tuple(derives),
             tuple(r for r in program.rules if r.effective != (None, None)),
             planned,
             tuple(_merged([nothing[a.fact_type] for a in batch]) for batch in aggregates),
@@ -294,17 +292,17 @@ def _merged(made: Sequence[Aggregated]) -> tuple[dict[str, tuple[Fact, ...]], di
 
 def _least(needs: Iterable[frozenset[str]]) -> tuple[frozenset[str], ...]:
     """The sets of ``needs`` that hold no other one, smallest first (deterministic): :func:`can_fire` asks whether
-    any set is available, and a set is only available when every set it holds is (164 rules' sets -> 49)."""
+    any set is present, and a set is only present when every set it holds is (164 rules' sets -> 49)."""
     distinct = set(needs)
     least = [n for n in distinct if not any(other < n for other in distinct)]
     return tuple(sorted(least, key=lambda n: (len(n), sorted(n))))
 
 
-def can_fire(plan_needs: Sequence[frozenset[str]], derives: frozenset[str], present: set[str]) -> bool:
+def can_fire(plan_needs: Sequence[frozenset[str]], present: set[str]) -> bool:
     """Whether any rule of a stratum could match: each of its patterns needs a fact of its type, recorded or
-    derivable in the stratum. A stratum where none could is not run (nothing would fire in it)."""
-    available = present | derives
-    return any(needed <= available for needed in plan_needs)
+    derivable in the stratum (``plan_needs`` holds what the stratum cannot derive). A stratum where none could is
+    not run (nothing would fire in it)."""
+    return any(needed <= present for needed in plan_needs)
 
 
 def run_program(
@@ -341,9 +339,7 @@ def run_program(
     memo = candidate_fact.memo
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
-    for stratum, needs, derives, aggregates, empty in zip(
-        program.strata, plan.needs, plan.derives, plan.aggregates, plan.empty, strict=True
-    ):
+    for stratum, needs, aggregates, empty in zip(program.strata, plan.needs, plan.aggregates, plan.empty, strict=True):
         if aggregates:  # computed once, before the first stratum that reads them, from the facts known then
             aggregated = run.aggregated
             before = len(aggregated.facts)
@@ -368,7 +364,7 @@ def run_program(
                 else:
                     aggregated.facts.extend(planned.empty)
             add(aggregated.facts[before:])
-        if not can_fire(needs, derives, present):
+        if not can_fire(needs, present):
             continue
         deferred.clear()
 
