@@ -400,7 +400,12 @@ _M = TypeVar("_M", bound=_Out)
 _Defaults = tuple[tuple[str, ...], frozenset[str], tuple[tuple[str, Callable[[], Any]], ...]]
 _DEFAULTS: dict[type[_Out], _Defaults] = {}
 _new = object.__new__
-_set = object.__setattr__
+# pydantic's own slots of a model instance, set through their descriptors (object.__setattr__ looks each one up
+# on every call: about 30 % of building a small model)
+_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+if tuple(BaseModel.__slots__) != _SLOTS:  # pragma: no cover - a pydantic that keeps more: every one must be set
+    raise TypeError(f"pydantic's models have the slots {BaseModel.__slots__}; _filled sets {_SLOTS}")
+_SET_DICT, _SET_FIELDS_SET, _SET_EXTRA, _SET_PRIVATE = (vars(BaseModel)[name].__set__ for name in _SLOTS)
 
 
 def _same(value: Any) -> Any:
@@ -453,10 +458,10 @@ def _filled(cls: type[_M], values: dict[str, Any], given: set[str]) -> _M:
     """A model of ``cls`` holding ``values`` (every field, in order), the fields in ``given`` marked as set:
     what pydantic's constructor leaves on the instance, without its validation."""
     obj = _new(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", given)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
+    _SET_DICT(obj, values)
+    _SET_FIELDS_SET(obj, given)
+    _SET_EXTRA(obj, None)
+    _SET_PRIVATE(obj, None)
     return obj
 
 
