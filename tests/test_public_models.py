@@ -148,8 +148,8 @@ def test_loading_a_ruleset_logs_through_logging(caplog: pytest.LogCaptureFixture
 def test_scalar_mappings_are_written_and_described_as_their_type_would_be(
     model: type[BaseModel], field: str, written: Any, union: Any
 ) -> None:
-    # Their JSON skips pydantic's union dispatch; the text, the JSON Schema (both modes) and validation stay the
-    # type's own.
+    # Written with pydantic's "any" serializer, not its union dispatch; the text, the JSON Schema (both modes)
+    # and validation stay the type's own, and a dump is a copy.
     plain = TypeAdapter(union)
     values = {
         "s": "é 0.5",
@@ -170,6 +170,7 @@ def test_scalar_mappings_are_written_and_described_as_their_type_would_be(
     assert adapter.dump_json(values) == plain.dump_json(values)
     dumped = adapter.dump_python(values, mode="json")
     assert dumped == plain.dump_python(values, mode="json") and dumped is not values  # a copy: the model's stays
+    assert adapter.dump_python(values) == values and adapter.dump_python(values) is not values
     for mode in ("validation", "serialization"):
         own = model.model_json_schema(mode=mode)["properties"][field]
         assert {k: v for k, v in own.items() if k not in ("title", "description")} == plain.json_schema(mode=mode)
