@@ -1,8 +1,9 @@
 """Population runs: ``ipm-cds batch --workers 2`` against the Dask path, scaling, overhead, the 1,000,000 figure.
 
-``python -m benchmarks.population [--records N] [--backend python|durable]`` (or ``python -m benchmarks
---sections population``) generates ``--records`` patients (the benchmarks' cohort, repeated) as JSON Lines and
-measures, on this machine:
+``python -m benchmarks.population [--population-records N] [--population-backend python|durable]
+[--population-distinct N]`` (or ``python -m benchmarks --sections population``) generates ``--population-records``
+patients (the first ``--population-distinct`` of the benchmarks' generator, 200 by default, repeated) as JSON
+Lines and measures, on this machine:
 
 * ``per_record``: CPU time per record in one process, by stage (parse, rules, assessment JSON, Parquet rows),
   per backend: what any scheduler has to pay per patient;
@@ -44,11 +45,12 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def make_input(path: Path, records: int) -> int:
-    """``records`` JSON Lines patients (the 200-patient cohort repeated); returns the file's size in bytes."""
+def make_input(path: Path, records: int, distinct: int = 200) -> int:
+    """``records`` JSON Lines patients: the first ``distinct`` patients of the benchmarks' generator, repeated (the
+    200-patient cohort by default); returns the file's size in bytes."""
     from .workloads import cohort
 
-    documents = [json.dumps(d) for d in cohort(200)]
+    documents = [json.dumps(d) for d in cohort(min(distinct, records))]
     with path.open("w", encoding="utf-8") as out:
         for i in range(records):
             out.write(documents[i % len(documents)] + "\n")
@@ -348,6 +350,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     backend = args.population_backend
     result: dict[str, Any] = {
         "records": records,
+        "distinct": min(args.population_distinct, records),
         "backend": backend,
         "cores": os.cpu_count(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
@@ -358,7 +361,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ipm-cds-population-") as tmp:
         folder = Path(tmp)
         source = folder / "patients.jsonl"
-        result["input_bytes"] = make_input(source, records)
+        result["input_bytes"] = make_input(source, records, args.population_distinct)
         result["end_to_end"] = end_to_end(source, folder, records, backend)
         result["scaling"] = scaling(source, folder, records, backend, args.partition_sizes)
     result["extrapolated"] = extrapolate(result)
@@ -369,7 +372,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 def report_lines(r: dict[str, Any]) -> list[str]:
     per = r["per_record"]
     lines = [
-        f"population ({r['records']:,} generated patients, {r['backend']} backend, {r['cores']} cores, "
+        f"population ({r['records']:,} generated patients, {r.get('distinct', 200):,} distinct, "
+        f"{r['backend']} backend, {r['cores']} cores, "
         f"load average {r['load_at_start']} at start, {r['load_at_end']} at end):",
         f"  CPU per record, one process: parse {per['parse_us']} µs, rules {per['rules_us']} µs, assessment JSON "
         f"{per['assessment_json_us']} µs, output line {per['jsonl_line_us']} µs (= {per['jsonl_total_us']} µs for "
@@ -426,6 +430,14 @@ def report_lines(r: dict[str, Any]) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population-records", type=int, default=20_000, metavar="N")
     parser.add_argument("--population-backend", choices=["python", "durable"], default="python")
+    parser.add_argument(
+        "--population-distinct",
+        type=int,
+        default=200,
+        metavar="N",
+        help="distinct generated patients the end-to-end input repeats (default 200, the cohort; generating "
+        "20,000 takes about a minute)",
+    )
     parser.add_argument(
         "--partition-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[500, 2000, 8000], metavar="A,B,C"
     )
