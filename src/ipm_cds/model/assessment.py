@@ -363,7 +363,7 @@ class Assessment(_Out):
 
         Keys are sorted by default. ``sort_keys=False`` writes each object's fields in the model's order (and
         a mapping's keys in the order the assessment holds them), with pydantic's own serializer: the same
-        content, about four times faster, which is what ``ipm-cds batch`` writes. Both are deterministic: one
+        content, about six times faster, which is what ``ipm-cds batch`` writes. Both are deterministic: one
         assessment always gives the same text."""
         if not sort_keys:
             exclude = None if timestamp else {"provenance": {"evaluated_at"}}
