@@ -126,6 +126,22 @@ def test_python_backend_and_profile_are_passed_to_the_workers(
     assert outcomes(results) == sequential(engine, cohort[:30])
 
 
+def test_one_worker_gives_each_record_s_line_as_soon_as_it_is_read(cohort: list[dict[str, Any]]) -> None:
+    # ipm-cds batch --workers 1 reading a live stdin answers each record before the next arrives
+    config = batch._config(None, None, "python", None, AS_OF, False, None, False)
+    read: list[int] = []
+
+    def records() -> Iterator[batch.Record]:
+        for i, document in enumerate(cohort[:3]):
+            read.append(i)
+            yield i, i + 1, json.dumps(document)
+
+    lines = batch._evaluate_lines(records(), config, 1, 32)
+    first = next(lines)
+    assert (first.records, read) == (1, [0]) and first.text.startswith(b'{"line": 1, "assessment": ')
+    assert [one.records for one in lines] == [1, 1]
+
+
 def _gc_settings(chunk: list[batch.Record]) -> tuple[tuple[int, int, int], int]:
     return gc.get_threshold(), gc.get_freeze_count()
 

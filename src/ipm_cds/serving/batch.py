@@ -260,10 +260,10 @@ def _evaluate_records(
 
 def _evaluate_lines(records: Iterable[Record], config: _Config, workers: int, chunk_size: int) -> Iterator[Lines]:
     """The results as :class:`Lines`, a chunk at a time, in input order (what ``ipm-cds batch`` writes)."""
-    if workers == 1:
+    if workers == 1:  # each record's line as soon as it is made, as evaluate_many gives it (stdin read live)
         evaluator = _Evaluator(config)
-        for chunk in _chunks(records, chunk_size):
-            yield evaluator.lines(chunk)
+        for record in records:
+            yield evaluator.lines((record,))
         return
     yield from _pooled(records, config, workers, chunk_size, _run_chunk_lines)
 
