@@ -290,7 +290,8 @@ def _rank(
 ) -> None:
     order = aggregate.order
     assert order is not None, "latest and earliest rank by a day count (checked when the rule compiled)"
-    out.fields[aggregate.fact_type] = {"rank": order}
+    if aggregate.fact_type not in out.fields:  # (as in _count)
+        out.fields[aggregate.fact_type] = {"rank": order}
     word = aggregate.function
     pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
     for fact, unknowns in undecided:
@@ -340,15 +341,18 @@ def _may_join(one: Group, other: Group) -> bool:
 
 def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:
     order = aggregate.order
-    out.fields[aggregate.fact_type] = {
-        name: source for name, source in (("total", aggregate.sum), ("listed", aggregate.list)) if source
-    }
+    if aggregate.fact_type not in out.fields:  # (the driver's plan has put it there already: the same mapping)
+        out.fields[aggregate.fact_type] = {
+            name: source for name, source in (("total", aggregate.sum), ("listed", aggregate.list)) if source
+        }
     made: list[tuple[Group, Fact]] = []
     for i, group in enumerate(_group_order(groups, out.group_keys)):
         members = tuple(groups[group])
         values: dict[str, Scalar] = (
             {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None} if group else {}
         )
+        # (the group's known values, before the counts join them)
+        where = ", ".join(f"{b}={v}" for b, v in values.items()) if values else ""
         if aggregate.distinct is None:
             values["count"] = len(members)
         else:
@@ -369,9 +373,6 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
                 if "date" in newest.values and "date" in oldest.values:
                     values["latest_date"] = newest.values["date"]
                     values["earliest_date"] = oldest.values["date"]
-        where = ""
-        if group:
-            where = ", ".join(f"{b}={v}" for b, v in zip(aggregate.by, group, strict=True) if v is not None)
         key = f"{aggregate.fact_type}#{i}"
         label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} = {values['count']}"
         # Derived: its fields are computed; what its facts lack is found through Aggregated.translate.
