@@ -159,13 +159,17 @@ class AbsenceIndex:
     def may_wait(self, by_type: Mapping[str, Sequence[Fact]]) -> set[int]:
         """The rules that read a field some fact of the record does not have."""
         out: set[int] = set()
+        fields_of, rules = self.fields, self.rules
         for fact_type, facts in by_type.items():
-            fields = self.fields.get(fact_type)
+            fields = fields_of.get(fact_type)
             if not fields:
                 continue
-            lacking: set[str] = set()
-            for fact in facts:
-                lacking |= fields.difference(fact.values)
+            if len(facts) == 1:  # (most types: one fact)
+                lacking: frozenset[str] | set[str] = fields.difference(facts[0].values)
+            else:
+                lacking = set()
+                for fact in facts:
+                    lacking |= fields.difference(fact.values)
             for field in lacking:
-                out |= self.rules[(fact_type, field)]
+                out |= rules[(fact_type, field)]
         return out
