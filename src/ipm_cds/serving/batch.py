@@ -400,8 +400,7 @@ def evaluate_many(
             f"patients must be an iterable of patient documents, not {type(patients).__name__}",
             hint="a list of mappings, PatientCase objects or JSON texts, or a generator of them",
         ) from None
-    return _evaluate(
-        ((i, None, p) for i, p in enumerate(documents)),
+    batch = _prepare(
         workers=workers,
         ruleset=ruleset,
         profile=profile,
@@ -413,53 +412,23 @@ def evaluate_many(
         decision_log=decision_log,
         include_patient_id=include_patient_id,
     )
+    return _evaluate(((i, None, p) for i, p in enumerate(documents)), batch)
 
 
-def _evaluate(
-    records: Iterable[Record],
-    *,
-    workers: int,
-    ruleset: Ruleset | str | os.PathLike[str] | None,
-    profile: str | None,
-    as_of: date | None,
-    backend: BackendChoice,
-    parameters: Mapping[str, int | float] | None,
-    chunk_size: int,
-    timestamp: bool,
-    decision_log: str | os.PathLike[str] | DecisionLog | None,
-    include_patient_id: bool,
-) -> Iterator[BatchResult]:
-    config, log, owned = _prepare(
-        workers, ruleset, profile, as_of, backend, parameters, chunk_size, timestamp, decision_log, include_patient_id
-    )
-    results = _evaluate_records(records, config, workers, chunk_size)
-    return results if log is None else _logged(results, log, owned, _decision_of)
+@dataclass(frozen=True)
+class _Batch:
+    """A batch's settings, checked (:func:`_prepare`): what every worker builds its engine from, how many
+    workers evaluate chunks of how many records, and the decision log (``owned``: this batch opened it)."""
 
-
-def _evaluate_as_lines(
-    records: Iterable[Record],
-    *,
-    workers: int,
-    ruleset: Ruleset | str | os.PathLike[str] | None,
-    profile: str | None,
-    as_of: date | None,
-    backend: BackendChoice,
-    parameters: Mapping[str, int | float] | None,
-    chunk_size: int,
-    timestamp: bool,
-    decision_log: str | os.PathLike[str] | DecisionLog | None,
-    include_patient_id: bool,
-) -> Iterator[Lines]:
-    """What :func:`_evaluate` yields, a chunk of records at a time, as the JSON Lines text ``ipm-cds batch``
-    writes (:class:`Lines`): the same bytes, with less work in the workers and in this process."""
-    config, log, owned = _prepare(
-        workers, ruleset, profile, as_of, backend, parameters, chunk_size, timestamp, decision_log, include_patient_id
-    )
-    lines = _evaluate_lines(records, config, workers, chunk_size)
-    return lines if log is None else _logged(lines, log, owned, _decisions_of)
+    config: _Config
+    workers: int
+    chunk_size: int
+    log: DecisionLog | None
+    owned: bool
 
 
 def _prepare(
+    *,
     workers: int,
     ruleset: Ruleset | str | os.PathLike[str] | None,
     profile: str | None,
@@ -470,18 +439,31 @@ def _prepare(
     timestamp: bool,
     decision_log: str | os.PathLike[str] | DecisionLog | None,
     include_patient_id: bool,
-) -> tuple[_Config, DecisionLog | None, bool]:
-    """The settings checked, the workers' configuration, and the decision log (and whether it is ours to close)."""
+) -> _Batch:
+    """The settings checked, before any record is read (what :func:`evaluate_many` and ``ipm-cds batch`` take)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigurationError(f"workers must be a positive whole number, got {workers!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}")
     config = _config(ruleset, profile, backend, parameters, as_of, timestamp, decision_log, include_patient_id)
     if isinstance(decision_log, DecisionLog):
-        return config, decision_log, False
+        return _Batch(config, workers, chunk_size, decision_log, False)
     if decision_log is not None:
-        return config, DecisionLog(decision_log, include_patient_id=include_patient_id), True
-    return config, None, False
+        log = DecisionLog(decision_log, include_patient_id=include_patient_id)
+        return _Batch(config, workers, chunk_size, log, True)
+    return _Batch(config, workers, chunk_size, None, False)
+
+
+def _evaluate(records: Iterable[Record], batch: _Batch) -> Iterator[BatchResult]:
+    results = _evaluate_records(records, batch.config, batch.workers, batch.chunk_size)
+    return results if batch.log is None else _logged(results, batch.log, batch.owned, _decision_of)
+
+
+def _evaluate_as_lines(records: Iterable[Record], batch: _Batch) -> Iterator[Lines]:
+    """What :func:`_evaluate` yields, a chunk of records at a time, as the JSON Lines text ``ipm-cds batch``
+    writes (:class:`Lines`): the same bytes, with less work in the workers and in this process."""
+    lines = _evaluate_lines(records, batch.config, batch.workers, batch.chunk_size)
+    return lines if batch.log is None else _logged(lines, batch.log, batch.owned, _decisions_of)
 
 
 def _decision_of(result: BatchResult) -> Iterable[Mapping[str, Any]]:

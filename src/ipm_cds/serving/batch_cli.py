@@ -30,7 +30,16 @@ from ..engine.facade import BackendChoice
 from ..errors import ConfigurationError, InputFileError
 from ..jsonsrc import UTF8_BOM, strip_bom
 from ..ruleset.loader import Ruleset
-from .batch import DEFAULT_CHUNK_SIZE, MAX_RECORD_BYTES, Lines, Record, _close, _evaluate_as_lines, _Oversize
+from .batch import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_RECORD_BYTES,
+    Lines,
+    Record,
+    _close,
+    _evaluate_as_lines,
+    _Oversize,
+    _prepare,
+)
 
 
 class EngineArguments(TypedDict):
@@ -263,8 +272,7 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
     source: IO[bytes] = sys.stdin.buffer if str(args.input) == "-" else args.input.open("rb")
     reader = _Reader(source)
     try:
-        results = _evaluate_as_lines(
-            reader,
+        batch = _prepare(
             workers=args.workers,
             **engine_arguments(args),
             chunk_size=args.chunk_size,
@@ -272,6 +280,7 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
             decision_log=args.decision_log,
             include_patient_id=args.log_patient_id,
         )
+        results = _evaluate_as_lines(reader, batch)
     except BaseException:
         if source is not sys.stdin.buffer:
             source.close()
