@@ -26,8 +26,10 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	$(BIN)/ipm-cds evaluate examples/patients/facet_rfa_candidate.yaml --as-of 2025-06-02
 
+# -n auto: one pytest-xdist worker per core (the tests share no files, ports or state: each writes under its own
+# tmp_path); -n 0 runs them in this one process, e.g. with pdb.
 test: $(INSTALLED) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The report's screenshot test renders a page in Debian's chromium (a browser that downloads itself does not
 # work here); installed once when missing, with apt-get (as root, or through sudo).
