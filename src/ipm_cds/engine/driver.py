@@ -454,9 +454,7 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
     # (a rule reading a fact type with no fact has no combination, decided or not, nor one whose gates no
     # value or absence admits, nor one none of whose fields a fact lacks: it is not run). In the program's order.
     needs, refs = compiled.rule_needs, compiled.rule_refs
-    undecided_rules = compiled.rule_fields.may_wait(by_type)
-    undecided_rules &= compiled.rule_gates.admitted(by_type, three_valued=True)
-    for i in sorted(undecided_rules):
+    for i in compiled.rule_waits.waiting(by_type):
         if not needs[i] <= present:
             continue
         ref = refs[i]
