@@ -485,6 +485,7 @@ def test_compiled_matchers_equal_the_reference_matcher(python_engine: ipm_cds.En
             assert i in admitted or not expected, f"{er.rule.ref}: its gates leave out a rule that matches"
     waiting = code.rule_gates.admitted(by_type, three_valued=True)
     lacking = code.rule_fields.may_wait(by_type)
+    assert code.rule_waits.waiting(by_type) == sorted(waiting & lacking)  # (both in one walk, as bits)
     for i, rule in enumerate(program.rules):
         expected_missing = list(_reference_missing(rule.patterns, by_type))
         assert code.missing[rule.ref](by_type) == expected_missing, rule.ref

@@ -90,3 +90,21 @@ def test_make_fact_is_the_dataclass_constructor() -> None:
         expected = Fact("pain", "pain#0", {"region": "lumbar", "nrs": 7}, "pain lumbar", derived)
         assert made == expected and repr(made) == repr(expected)
         assert made.content() == expected.content()
+
+
+def test_items_are_ordered_as_their_json_also_when_their_first_fields_decide() -> None:
+    """The canonical order of a list is that of each item's JSON; when the first fields are distinct codes it is
+    found from them alone (a code that begins another, as 'ab' and 'ab_c', sorts first both ways), else from the
+    JSON: equal codes, and values that are no codes (a space, '!' and a quote sort before the closing quote)."""
+    from ipm_cds.model.facts.normalise import _canonical, _json_of
+    from ipm_cds.model.patient import Allergy
+
+    heads = ["ab", "ab_c", "a1", "b", "ab c", "ab!", 'ab"', "a\\b", "", None, "ç", "ab_c"]
+    rng = random.Random(3)
+    for size in (2, 3, 5, 8):
+        for _ in range(200):
+            chosen = rng.sample(heads, size)
+            items = [Allergy.model_construct(substance=h, reaction=rng.choice([None, "rash", "hives"])) for h in chosen]
+            assert list(map(id, _canonical(items))) == list(map(id, sorted(items, key=_json_of))), chosen
+    valid = [Allergy(substance=s) for s in ("latex", "iodinated_contrast", "latex_x", "chlorhexidine")]
+    assert [a.substance for a in _canonical(valid)] == ["chlorhexidine", "iodinated_contrast", "latex", "latex_x"]

@@ -284,3 +284,27 @@ def test_hospitalised_is_recorded_as_given_and_absent_when_not(value: bool | Non
     document: dict[str, object] = {} if value is None else {"hospitalised": value}
     (patient,) = [f for f in _facts(document, ruleset) if f.type == "patient"]
     assert patient.values.get("hospitalised") == value
+
+
+@pytest.mark.parametrize(
+    ("written", "fragment"),
+    [
+        ("2025-02-30", "not a valid calendar date"),
+        ("2025-13-01", "not a valid calendar date"),
+        ("2025-01-0\u0661", "not a valid calendar date"),  # an Arabic-Indic digit: a digit to the pattern only
+        ("2025-1-011", "expected a date as YYYY-MM-DD"),
+        ("2025-W01-1", "expected a date as YYYY-MM-DD"),  # ISO week dates: fromisoformat reads them, we do not
+        ("20250101", "expected a date as YYYY-MM-DD"),
+        ("2025-01-01T00:00", "expected a date as YYYY-MM-DD"),
+    ],
+)
+def test_a_date_is_ten_ascii_characters_yyyy_mm_dd_of_a_real_day(written: str, fragment: str) -> None:
+    """Dates read the short way (ten characters with their dashes in place) refuse what the long way refuses,
+    with its messages."""
+    document = {**BASE, "labs": [{"test": "inr", "value": 1.1, "date": written}]}
+    with pytest.raises(PatientDataError, match=fragment) as caught:
+        parse_patient(document)
+    assert caught.value.problems[0].field == "labs[0].date"
+    assert parse_patient({**BASE, "labs": [{"test": "inr", "value": 1.1, "date": "2024-02-29"}]}).labs[0].date == date(
+        2024, 2, 29
+    )

@@ -267,6 +267,12 @@ def _any_of3(node: ir.AnyOf, positions: Mapping[str, int]) -> Step3:
     return any_of
 
 
+_TRUE: tuple[Truth, list[Unknown]] = (True, [])
+"""A pattern true with nothing unknown, one object for every such fact (no tuple and list made per fact): its list
+is never changed (the matchers, the unless clauses and the aggregates' selections only read the unknown fields
+of an undecided result, and a rule's combination joins them into a new list)."""
+
+
 def _pattern3(pattern: ir.Pattern, positions: Mapping[str, int]) -> Check3:
     """One fact against one pattern: None when false, else (True or None, the unknown fields in order)."""
     if all(_is_constant(node) for node in pattern.tests):
@@ -281,7 +287,7 @@ def _pattern3(pattern: ir.Pattern, positions: Mapping[str, int]) -> Check3:
                     return None, [Unknown(fact, field)]
                 if predicate is not None and not predicate(x):
                     return None
-                return True, []
+                return _TRUE
 
             return check_one
 
@@ -296,7 +302,7 @@ def _pattern3(pattern: ir.Pattern, positions: Mapping[str, int]) -> Check3:
                     sink.append(Unknown(fact, field))
                 elif predicate is not None and not predicate(x):
                     return None
-            return (True, []) if sink is None else (None, sink)
+            return _TRUE if sink is None else (None, sink)
 
         return check_constants
     steps = tuple(

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ..model.facts.normalise import Fact
 from ..ruleset import ir
 from .closures import Check3, _pattern2, _pattern3, _positions
-from .gates import AbsenceIndex, Gate, GateIndex, fields_read, gates_of
+from .gates import AbsenceIndex, Gate, GateIndex, WaitIndex, fields_read, gates_of
 from .match import Truth, Unknown
 
 Bindings = dict[str, Fact]
@@ -354,6 +354,12 @@ class CompiledProgram:
         self.rule_needs: tuple[frozenset[str], ...] = tuple(self.needs[ref] for ref in self.rule_refs)
         self.rule_gates = GateIndex.build([self.gates[ref] for ref in self.rule_refs])  # rules by position
         self.rule_fields = AbsenceIndex.build([fields_read(rules[ref]) for ref in self.rule_refs])  # (the same)
+        self.rule_waits = WaitIndex.build(self.rule_fields, self.rule_gates)  # (both at once: the missing-data search)
+        # the aliases of each rule's candidate patterns (the missing-data search records the candidates it leaves
+        # undecided), by position
+        self.rule_candidates: tuple[tuple[str, ...], ...] = tuple(
+            tuple(p.alias for p in rules[ref] if p.fact_type == "candidate") for ref in self.rule_refs
+        )
         self.match: dict[str, MatchFn] = _Lazy(lambda key: _matcher(exec_rules[key]), exec_rules)
         self.missing: dict[str, MissingFn] = _Lazy(lambda key: _missing_matcher(rules[key]), rules)
         self.extend: dict[tuple[str, int], ExtendFn] = _Lazy(lambda key: _extender(*blockers[key]), blockers)

@@ -453,10 +453,8 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
     present = set(by_type)
     # (a rule reading a fact type with no fact has no combination, decided or not, nor one whose gates no
     # value or absence admits, nor one none of whose fields a fact lacks: it is not run). In the program's order.
-    needs, refs = compiled.rule_needs, compiled.rule_refs
-    undecided_rules = compiled.rule_fields.may_wait(by_type)
-    undecided_rules &= compiled.rule_gates.admitted(by_type, three_valued=True)
-    for i in sorted(undecided_rules):
+    needs, refs, candidate_aliases = compiled.rule_needs, compiled.rule_refs, compiled.rule_candidates
+    for i in compiled.rule_waits.waiting(by_type):
         if not needs[i] <= present:
             continue
         ref = refs[i]
@@ -470,10 +468,8 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
         for bound, unknown in found:
             recorded = [t for u in unknown for t in translate(u) if not t.fact.derived]
             unknowns.extend(recorded)
-            if recorded:
-                candidates = [f for f in bound.values() if f.type == "candidate"]
-                if candidates:
-                    run.undecided_candidates.setdefault(ref, []).extend(candidates)
+            if recorded and candidate_aliases[i]:  # (the facts its candidate patterns bound, in their order)
+                run.undecided_candidates.setdefault(ref, []).extend([bound[a] for a in candidate_aliases[i]])
         if unknowns:
             run.missing[ref] = unknowns
     aggregated = run.aggregated
@@ -492,15 +488,17 @@ def _find_missing(program: Program, run: Run, by_type: Mapping[str, Sequence[Fac
             if waiting:
                 run.missing.setdefault(rule.ref, []).extend(waiting)
     uncertain = run.aggregated.uncertain
+    blocked = run.blocked  # (run.is_blocked, inline: once or twice a firing)
     for firing in run.firings:
-        if uncertain and not run.is_blocked(firing):  # it bound "the latest" of a group where another may be newer
+        # (uncertain: it bound "the latest" of a group where another may be newer)
+        if uncertain and (firing.rule.id, firing.signature) not in blocked:
             for fact in firing.bindings.values():
                 maybe_newer = uncertain.get(fact.key)
                 if maybe_newer:
                     run.unknown_blockers.setdefault((firing.rule.id, firing.signature), []).extend(
                         u for u in maybe_newer if not u.fact.derived
                     )
-        if not firing.rule.blockers or run.is_blocked(firing):
+        if not firing.rule.blockers or (firing.rule.id, firing.signature) in blocked:
             continue
         undecided: list[Unknown] = []
         used = {id(f) for f in firing.bindings.values()}

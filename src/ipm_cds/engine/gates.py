@@ -173,3 +173,75 @@ class AbsenceIndex:
             for field in lacking:
                 out |= rules[(fact_type, field)]
         return out
+
+
+_MaskKey = tuple[str, Mapping[Scalar, int], int]  # field, value -> rules, every rule of the field (bits of an int)
+
+
+def _bits(positions: frozenset[int] | Sequence[int]) -> int:
+    mask = 0
+    for position in positions:
+        mask |= 1 << position
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class WaitIndex:
+    """The rules the missing-data search runs: those :meth:`AbsenceIndex.may_wait` and three-valued
+    :meth:`GateIndex.admitted` both keep, found in one walk over the record's fact types, the rules as bits of
+    an int (an or per field or value instead of a set union, one and instead of a set intersection, and the
+    positions come out in order, with no sort)."""
+
+    types: Mapping[str, tuple[tuple[tuple[str, int], ...], tuple[_MaskKey, ...]]]  # fact type -> fields read, gates
+    ungated: int
+
+    @classmethod
+    def build(cls, absence: AbsenceIndex, gates: GateIndex) -> WaitIndex:
+        read: dict[str, tuple[tuple[str, int], ...]] = {
+            fact_type: tuple((field, _bits(absence.rules[(fact_type, field)])) for field in sorted(fields))
+            for fact_type, fields in absence.fields.items()
+        }
+        gated: dict[str, tuple[_MaskKey, ...]] = {
+            fact_type: tuple(
+                (field, {value: _bits(rules) for value, rules in by_value.items()}, _bits(everyone))
+                for field, by_value, everyone in keys
+            )
+            for fact_type, keys in gates.keys.items()
+        }
+        return cls(
+            {fact_type: (read.get(fact_type, ()), gated.get(fact_type, ())) for fact_type in {*read, *gated}},
+            _bits(gates.ungated),
+        )
+
+    def waiting(self, by_type: Mapping[str, Sequence[Fact]]) -> list[int]:
+        """The positions, in order, of the rules that read a field some fact lacks and whose primary gate a fact
+        admits, three-valued (or that have none): ``sorted(may_wait(by_type) & admitted(by_type, True))``."""
+        lacking = 0
+        admitted = self.ungated
+        types = self.types
+        for fact_type, facts in by_type.items():
+            entry = types.get(fact_type)
+            if entry is None:
+                continue
+            read, keys = entry
+            for fact in facts:
+                values = fact.values
+                for field, rules in read:  # (a loop: most types have few fields, cheaper than a set difference)
+                    if field not in values:
+                        lacking |= rules
+            for field, by_value, everyone in keys:
+                for fact in facts:
+                    value = fact.values.get(field)
+                    if value is None:
+                        admitted |= everyone
+                        break
+                    hit = by_value.get(value)
+                    if hit is not None:
+                        admitted |= hit
+        both = lacking & admitted
+        out: list[int] = []
+        while both:
+            lowest = both & -both
+            out.append(lowest.bit_length() - 1)
+            both ^= lowest
+        return out

@@ -77,6 +77,13 @@ _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def _iso_date(value: Any) -> Any:
     """Accept a ``date`` or an ISO ``YYYY-MM-DD`` string; nothing else (no timestamps, no datetimes)."""
+    if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        # (most dates: fromisoformat reads ten characters with these dashes only as ASCII YYYY-MM-DD, which the
+        # pattern below also accepts; what it refuses goes the long way, to the same error)
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     if isinstance(value, date) and not hasattr(value, "hour"):
         return value
     if isinstance(value, str) and _ISO_DAY.fullmatch(value):
@@ -116,8 +123,8 @@ def _read_partial_date(data: Any, field: str, precision_field: str) -> Any:
     value = data.get(field)
     if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
         value = str(value)  # a bare year, as YAML reads `date: 2023`
-    if not isinstance(value, str):
-        return data
+    if not isinstance(value, str) or len(value) > 7:
+        return data  # (a full date: the pattern matches four or seven characters)
     found = _PARTIAL_DATE.fullmatch(value)
     if found is None:
         return data  # a full date, or an error the date type reports
