@@ -464,13 +464,35 @@ def _filled(cls: type[_M], values: dict[str, Any], given: set[str]) -> _M:
 # matched, a basis per rule), built as trusted() builds them from every field, without its per-call checks
 # (about a tenth of the trace's cost). The field names are checked here, once: a field added to one of these
 # models fails at import until its builder has it.
-for _cls, _names in (
-    (TraceEntry, ("rule", "stratum", "status", "blocked_by", "bindings")),
-    (BoundFact, ("alias", "fact", "values")),
-    (Basis, ("rule", "criteria", "sources")),
+# The next most frequent (several per assessment each) have builders too; those given fewer than every field
+# fill the rest with the defaults checked here (what trusted() would fill, the same fields marked as set).
+for _cls, _names, _filled_in in (
+    (TraceEntry, ("rule", "stratum", "status", "blocked_by", "bindings"), {}),
+    (BoundFact, ("alias", "fact", "values"), {}),
+    (Basis, ("rule", "criteria", "sources"), {}),
+    (Alert, ("code", "severity", "message", "basis"), {}),
+    (Referral, ("to", "name", "urgency", "reason", "basis", "rules"), {}),
+    (Exclusion, ("intervention", "name", "reason", "kind", "was_candidate", "basis"), {}),
+    (MissingData, ("field", "item", "needed_by", "criteria", "safety"), {}),
+    (VerdictReason, ("text", "basis"), {}),
+    (
+        Precaution,
+        ("intervention", "kind", "text", "medication", "bleeding_risk", "requires_prescriber_approval", "basis"),
+        {"medication": None, "bleeding_risk": None, "requires_prescriber_approval": False},
+    ),
+    (
+        ScopeEntry,
+        ("family", "intervention", "name", "region", "status", "in_scope_by", "reasons", "missing"),
+        {"reasons": [], "missing": []},
+    ),
 ):
     if tuple(_cls.model_fields) != _names:
         raise TypeError(f"{_cls.__name__} has the fields {tuple(_cls.model_fields)}, its builder {_names}")
+    for _name, _default in _filled_in.items():
+        _info = _cls.model_fields[_name]
+        _made = _info.default_factory() if _info.default_factory is not None else _info.default  # type: ignore[call-arg]
+        if _info.is_required() or _made != _default:
+            raise TypeError(f"{_cls.__name__}.{_name}: its builder fills in {_default!r}, the model {_made!r}")
 
 
 def trusted_trace_entry(
@@ -492,3 +514,114 @@ def trusted_bound_fact(alias: str, fact: str, values: dict[str, str | int | floa
 def trusted_basis(rule: str, criteria: list[str], sources: list[Citation]) -> Basis:
     """``trusted(Basis, ...)`` given every field, in order."""
     return _filled(Basis, {"rule": rule, "criteria": criteria, "sources": sources}, {"rule", "criteria", "sources"})
+
+
+def trusted_alert(code: str, severity: Literal["critical", "warning", "info"], message: str, basis: Basis) -> Alert:
+    """``trusted(Alert, ...)`` given every field, in order."""
+    return _filled(
+        Alert,
+        {"code": code, "severity": severity, "message": message, "basis": basis},
+        {"code", "severity", "message", "basis"},
+    )
+
+
+def trusted_referral(to: str, name: str, urgency: Urgency, reason: str, basis: Basis, rules: list[str]) -> Referral:
+    """``trusted(Referral, ...)`` given every field, in order."""
+    return _filled(
+        Referral,
+        {"to": to, "name": name, "urgency": urgency, "reason": reason, "basis": basis, "rules": rules},
+        {"to", "name", "urgency", "reason", "basis", "rules"},
+    )
+
+
+def trusted_exclusion(
+    intervention: str,
+    name: str,
+    reason: str,
+    kind: Literal["absolute_contraindication", "red_flag", "unmet_criterion"],
+    was_candidate: bool,
+    basis: Basis,
+) -> Exclusion:
+    """``trusted(Exclusion, ...)`` given every field, in order."""
+    return _filled(
+        Exclusion,
+        {
+            "intervention": intervention,
+            "name": name,
+            "reason": reason,
+            "kind": kind,
+            "was_candidate": was_candidate,
+            "basis": basis,
+        },
+        {"intervention", "name", "reason", "kind", "was_candidate", "basis"},
+    )
+
+
+def trusted_missing_data(field: str, item: str, needed_by: list[str], criteria: list[str], safety: bool) -> MissingData:
+    """``trusted(MissingData, ...)`` given every field, in order."""
+    return _filled(
+        MissingData,
+        {"field": field, "item": item, "needed_by": needed_by, "criteria": criteria, "safety": safety},
+        {"field", "item", "needed_by", "criteria", "safety"},
+    )
+
+
+def trusted_verdict_reason(text: str, basis: Basis) -> VerdictReason:
+    """``trusted(VerdictReason, ...)`` given every field, in order."""
+    return _filled(VerdictReason, {"text": text, "basis": basis}, {"text", "basis"})
+
+
+def trusted_precaution(
+    intervention: str | None, kind: Literal["relative_contraindication", "caution"], text: str, basis: Basis
+) -> Precaution:
+    """``trusted(Precaution, intervention=..., kind=..., text=..., basis=...)``: no medication (the defaults)."""
+    return _filled(
+        Precaution,
+        {
+            "intervention": intervention,
+            "kind": kind,
+            "text": text,
+            "medication": None,
+            "bleeding_risk": None,
+            "requires_prescriber_approval": False,
+            "basis": basis,
+        },
+        {"intervention", "kind", "text", "basis"},
+    )
+
+
+def trusted_scope_entry(
+    family: str,
+    intervention: str,
+    name: str,
+    region: str | None,
+    status: Literal["candidate", "excluded", "not_indicated", "not_decidable"],
+    in_scope_by: Basis,
+    reasons: list[VerdictReason] | None = None,
+    missing: list[str] | None = None,
+) -> ScopeEntry:
+    """``trusted(ScopeEntry, ...)`` given the first six fields, and ``reasons`` or ``missing`` when not None
+    (None: not given, the default, an empty list of the entry's own)."""
+    given = {"family", "intervention", "name", "region", "status", "in_scope_by"}
+    if reasons is None:
+        reasons = []
+    else:
+        given.add("reasons")
+    if missing is None:
+        missing = []
+    else:
+        given.add("missing")
+    return _filled(
+        ScopeEntry,
+        {
+            "family": family,
+            "intervention": intervention,
+            "name": name,
+            "region": region,
+            "status": status,
+            "in_scope_by": in_scope_by,
+            "reasons": reasons,
+            "missing": missing,
+        },
+        given,
+    )
