@@ -46,6 +46,7 @@ from ..model.assessment import (
     trusted_alert,
     trusted_basis,
     trusted_bound_fact,
+    trusted_copy,
     trusted_exclusion,
     trusted_missing_data,
     trusted_precaution,
@@ -620,7 +621,7 @@ def resolve(
         else:
             p = trusted_precaution(None, "relative_contraindication", reason, r.basis(firing.rule))
             for key in hit:
-                attached.setdefault(key, []).append(p.model_copy(update={"intervention": key[0]}))
+                attached.setdefault(key, []).append(trusted_copy(p, {"intervention": key[0]}))
     # Safety step 4: precautions and antithrombotic holds.
     for firing, pr in precaution_rules:
         region = resolve_value(pr.region, firing.bindings) if pr.region is not None else None
@@ -728,9 +729,7 @@ def resolve(
             key=lambda p: (p.kind, p.medication or "", p.text),
         )
         final.append(
-            cand.model_copy(
-                update={"precautions": precautions, "unresolved_checks": sorted(unresolved.get(key, set()))}
-            )
+            trusted_copy(cand, {"precautions": precautions, "unresolved_checks": sorted(unresolved.get(key, set()))})
         )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
 

@@ -42,6 +42,7 @@ from ..model.assessment import (
     VerdictReason,
     trusted,
     trusted_basis,
+    trusted_copy,
     trusted_scope_entry,
     trusted_verdict_reason,
 )
@@ -625,7 +626,7 @@ def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Ma
     v = _Verdicts(program, run, assessment, unbound)
     made = CandidateFacts(program)
     verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
-    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
+    return trusted_copy(assessment, {"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
 
 
 def _request_order(fact: Fact) -> tuple[str, ...]:

@@ -657,3 +657,19 @@ def trusted_scope_entry(
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj
+
+
+def trusted_copy(model: _M, update: dict[str, Any]) -> _M:
+    """``model.model_copy(update=update)`` for an output model given values of its field types: the same new
+    instance (its values with those of ``update`` in their place, the fields updated marked as set; an output
+    model holds no extra or private values), without pydantic's copy of each slot through ``copy.copy``."""
+    values = model.__dict__.copy()
+    values.update(update)
+    given = set(model.__pydantic_fields_set__)
+    given.update(update)
+    obj = _new(type(model))
+    _SET_DICT(obj, values)
+    _SET_FIELDS_SET(obj, given)
+    _SET_EXTRA(obj, None)
+    _SET_PRIVATE(obj, None)
+    return obj
