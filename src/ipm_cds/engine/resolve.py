@@ -84,6 +84,8 @@ class _Index:
     # rule ref -> the tagged defaults in force (default_basis, not set by the profile or an override) that its
     # conditions read: when the rule fires, they decided its conclusions
     tagged_defaults: Mapping[str, tuple[str, ...]]
+    # rule ref -> what it decides (_decided), for the rules whose conclusions name no matched fact's value
+    decided: Mapping[str, tuple[str, ...]]
     # refs of the safety rules and of the rules whose derived facts a safety rule reads (directly or through other
     # derived facts): missing data such a rule waits for is a safety rule's missing data
     safety_refs: frozenset[str]
@@ -169,6 +171,11 @@ def _index(program: Program) -> _Index:
                 for r in program.rules
             },
             tagged_defaults=tagged_defaults,
+            decided={
+                r.ref: tuple(_decided(r, {}))
+                for r in program.rules
+                if r.ref in tagged_defaults and not _reads_bindings(r)
+            },
             safety_refs=_safety_refs(program.rules),
             values=values,
             texts={
@@ -368,6 +375,16 @@ def _decided(rule: ir.Rule, bound: Mapping[str, Fact]) -> list[str]:
         else:
             out.append("hold:antithrombotic")
     return sorted(set(out))
+
+
+def _reads_bindings(rule: ir.Rule) -> bool:
+    """Whether what the rule decides (:func:`_decided`) names a value of the facts it matched."""
+    return any(
+        isinstance(x, ir.Ref)
+        for c in rule.conclusions
+        if isinstance(c, ir.Exclude | ir.Precaution)
+        for x in c.interventions
+    )
 
 
 def _precaution_key(p: Precaution) -> tuple[object, ...]:
@@ -738,7 +755,8 @@ def resolve(
     for firing in live:
         for name in index.tagged_defaults.get(firing.rule.ref, ()):
             used = (name, firing.rule.ref)
-            decided = _decided(firing.rule, firing.bindings)
+            static = index.decided.get(firing.rule.ref)
+            decided = list(static) if static is not None else _decided(firing.rule, firing.bindings)
             if used in applied:
                 decided = sorted({*applied[used].decided, *decided})
             basis = ruleset.parameters[name].default_basis
