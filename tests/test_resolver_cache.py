@@ -12,13 +12,31 @@ from pydantic import BaseModel
 
 import ipm_cds
 from ipm_cds.model.assessment import (
+    Alert,
     Basis,
     BoundFact,
+    Candidate,
     Citation,
+    Exclusion,
+    MissingData,
+    Precaution,
+    Referral,
+    ScopeEntry,
+    Target,
     TraceEntry,
+    VerdictReason,
+    trusted,
+    trusted_alert,
     trusted_basis,
     trusted_bound_fact,
+    trusted_copy,
+    trusted_exclusion,
+    trusted_missing_data,
+    trusted_precaution,
+    trusted_referral,
+    trusted_scope_entry,
     trusted_trace_entry,
+    trusted_verdict_reason,
 )
 
 
@@ -45,6 +63,93 @@ def test_the_trusted_builders_give_what_the_models_validate() -> None:
         TraceEntry(
             rule="facet.rfa.initial@1.2.0", stratum=2, status="blocked", blocked_by=["unless[0]"], bindings=[bound]
         ),
+    )
+
+
+def test_the_builders_of_the_next_most_frequent_models_give_what_the_models_validate() -> None:
+    basis = trusted_basis("spine.red_flag@1.0.0", ["RF-01"], [])
+    same(
+        trusted_alert("x.y", "warning", "Text", basis),
+        Alert(code="x.y", severity="warning", message="Text", basis=basis),
+    )
+    same(
+        trusted_referral("physical_therapy", "Physical therapy", "routine", "Why", basis, ["a@1.0.0"]),
+        Referral(
+            to="physical_therapy",
+            name="Physical therapy",
+            urgency="routine",
+            reason="Why",
+            basis=basis,
+            rules=["a@1.0.0"],
+        ),
+    )
+    same(
+        trusted_exclusion("facet_rfa", "Facet RFA", "Why", "red_flag", True, basis),
+        Exclusion(
+            intervention="facet_rfa", name="Facet RFA", reason="Why", kind="red_flag", was_candidate=True, basis=basis
+        ),
+    )
+    same(
+        trusted_missing_data("pain.duration_weeks", "pain[region=lumbar]", ["a@1.0.0"], ["C-1"], True),
+        MissingData(
+            field="pain.duration_weeks",
+            item="pain[region=lumbar]",
+            needed_by=["a@1.0.0"],
+            criteria=["C-1"],
+            safety=True,
+        ),
+    )
+    reason = trusted_verdict_reason("Why", basis)
+    same(reason, VerdictReason(text="Why", basis=basis))
+    for intervention in (None, "facet_rfa"):
+        same(
+            trusted_precaution(intervention, "caution", "Heed", basis),
+            Precaution(intervention=intervention, kind="caution", text="Heed", basis=basis),
+        )
+    common: dict[str, Any] = {"family": "facet", "intervention": "facet_rfa", "name": "Facet RFA", "region": "lumbar"}
+    same(
+        trusted_scope_entry("facet", "facet_rfa", "Facet RFA", "lumbar", "candidate", basis),
+        ScopeEntry(**common, status="candidate", in_scope_by=basis),
+    )
+    same(
+        trusted_scope_entry("facet", "facet_rfa", "Facet RFA", "lumbar", "excluded", basis, reasons=[reason]),
+        ScopeEntry(**common, status="excluded", in_scope_by=basis, reasons=[reason]),
+    )
+    same(
+        trusted_scope_entry("facet", "facet_rfa", "Facet RFA", "lumbar", "not_decidable", basis, missing=["pain.x"]),
+        ScopeEntry(**common, status="not_decidable", in_scope_by=basis, missing=["pain.x"]),
+    )
+    # an entry's default lists are its own
+    first = trusted_scope_entry("facet", "facet_rfa", "Facet RFA", None, "candidate", basis)
+    second = trusted_scope_entry("facet", "facet_rfa", "Facet RFA", None, "candidate", basis)
+    assert first.reasons is not second.reasons and first.missing is not second.missing
+
+
+def test_trusted_copy_gives_what_model_copy_gives() -> None:
+    basis = trusted_basis("facet.rfa.initial@1.2.0", ["FACET-RFA-01"], [])
+    candidate = trusted(
+        Candidate,
+        intervention="facet_rfa",
+        name="Facet RFA",
+        kind="therapeutic",
+        cpt=["64635"],
+        evidence_status="standard",
+        target=trusted(Target, region="lumbar"),
+        image_guidance=["fluoroscopy"],
+        bleeding_risk="intermediate",
+        rationale="Why",
+        evidence="Strong",
+        basis=basis,
+    )
+    update: dict[str, Any] = {"precautions": [], "unresolved_checks": ["check"]}
+    made, copied = trusted_copy(candidate, dict(update)), candidate.model_copy(update=dict(update))
+    same(made, copied)
+    assert made.__dict__ is not candidate.__dict__ and made.model_fields_set is not candidate.model_fields_set
+    assert candidate.unresolved_checks == [] and "unresolved_checks" not in candidate.model_fields_set
+    precaution = trusted_precaution(None, "relative_contraindication", "Weigh it", basis)
+    same(
+        trusted_copy(precaution, {"intervention": "facet_rfa"}),
+        precaution.model_copy(update={"intervention": "facet_rfa"}),
     )
 
 

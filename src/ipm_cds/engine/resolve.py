@@ -41,9 +41,16 @@ from ..model.assessment import (
     Referral,
     Target,
     TraceEntry,
+    Urgency,
     trusted,
+    trusted_alert,
     trusted_basis,
     trusted_bound_fact,
+    trusted_copy,
+    trusted_exclusion,
+    trusted_missing_data,
+    trusted_precaution,
+    trusted_referral,
     trusted_trace_entry,
 )
 from ..model.facts.normalise import Fact, Scalar
@@ -77,6 +84,8 @@ class _Index:
     # rule ref -> the tagged defaults in force (default_basis, not set by the profile or an override) that its
     # conditions read: when the rule fires, they decided its conclusions
     tagged_defaults: Mapping[str, tuple[str, ...]]
+    # rule ref -> what it decides (_decided), for the rules whose conclusions name no matched fact's value
+    decided: Mapping[str, tuple[str, ...]]
     # refs of the safety rules and of the rules whose derived facts a safety rule reads (directly or through other
     # derived facts): missing data such a rule waits for is a safety rule's missing data
     safety_refs: frozenset[str]
@@ -162,6 +171,11 @@ def _index(program: Program) -> _Index:
                 for r in program.rules
             },
             tagged_defaults=tagged_defaults,
+            decided={
+                r.ref: tuple(_decided(r, {}))
+                for r in program.rules
+                if r.ref in tagged_defaults and not _reads_bindings(r)
+            },
             safety_refs=_safety_refs(program.rules),
             values=values,
             texts={
@@ -363,6 +377,16 @@ def _decided(rule: ir.Rule, bound: Mapping[str, Fact]) -> list[str]:
     return sorted(set(out))
 
 
+def _reads_bindings(rule: ir.Rule) -> bool:
+    """Whether what the rule decides (:func:`_decided`) names a value of the facts it matched."""
+    return any(
+        isinstance(x, ir.Ref)
+        for c in rule.conclusions
+        if isinstance(c, ir.Exclude | ir.Precaution)
+        for x in c.interventions
+    )
+
+
 def _precaution_key(p: Precaution) -> tuple[object, ...]:
     """Everything a precaution's JSON holds (its basis follows from the rule): equal keys, equal JSON."""
     return (p.intervention, p.kind, p.text, p.medication, p.bleeding_risk, p.requires_prescriber_approval, p.basis.rule)
@@ -428,16 +452,7 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
             needed_by, of = [ref], list(criteria[ref])
         else:
             needed_by, of = sorted(refs), sorted({c for r in refs for c in criteria[r]})
-        entries.append(
-            trusted(
-                MissingData,
-                field=path,
-                item=label,
-                needed_by=needed_by,
-                criteria=of,
-                safety=not safety.isdisjoint(refs),
-            )
-        )
+        entries.append(trusted_missing_data(path, label, needed_by, of, not safety.isdisjoint(refs)))
     entries.sort(key=lambda m: (m.field, m.item))
     return entries, grouped
 
@@ -494,7 +509,7 @@ def resolve(
     precaution_rules: list[tuple[Firing, ir.Precaution]] = []
     holds: list[tuple[Firing, ir.AntithromboticHold]] = []
     alerts: dict[tuple[str, str], Alert] = {}
-    referral_parts: dict[str, list[tuple[str, str, ir.Rule]]] = {}
+    referral_parts: dict[str, list[tuple[Urgency, str, ir.Rule]]] = {}
     syndrome_parts: dict[str, list[tuple[str, ir.Rule]]] = {}
 
     plans = index.plans
@@ -542,9 +557,7 @@ def resolve(
             elif isinstance(c, ir.Alert):
                 message = r.render(c.message, bound)
                 if (c.code, message) not in alerts:  # the first rule in firing order speaks for it
-                    alerts[(c.code, message)] = trusted(
-                        Alert, code=c.code, severity=c.severity, message=message, basis=r.basis(rule)
-                    )
+                    alerts[(c.code, message)] = trusted_alert(c.code, c.severity, message, r.basis(rule))
             elif isinstance(c, ir.Refer):
                 # One referral per target: every reason behind it, the highest urgency wins (merged below).
                 referral_parts.setdefault(c.to, []).append((c.urgency, r.render(c.reason, bound), rule))
@@ -552,12 +565,8 @@ def resolve(
     for flag_code, flag_parts in syndrome_parts.items():
         ordered = sorted(flag_parts, key=lambda p: (rank[p[1].ref], p[0]))
         code = f"red_flag.{flag_code}"
-        alerts[(code, "")] = trusted(
-            Alert,
-            code=code,
-            severity="critical",
-            message="\n".join(dict.fromkeys(message for message, _ in ordered)),
-            basis=r.basis(ordered[0][1]),
+        alerts[(code, "")] = trusted_alert(
+            code, "critical", "\n".join(dict.fromkeys(message for message, _ in ordered)), r.basis(ordered[0][1])
         )
     referrals: dict[str, Referral] = {}
     for to, parts in referral_parts.items():
@@ -569,14 +578,8 @@ def resolve(
             urgency, _, decisive = ranked[0]
             reason = "\n".join(dict.fromkeys(reason for _, reason, _ in ranked))
             rules = sorted({rule.ref for _, _, rule in parts})
-        referrals[to] = trusted(
-            Referral,
-            to=to,
-            name=program.ruleset.referrals[to].name,
-            urgency=urgency,
-            reason=reason,
-            basis=r.basis(decisive),
-            rules=rules,
+        referrals[to] = trusted_referral(
+            to, program.ruleset.referrals[to].name, urgency, reason, r.basis(decisive), rules
         )
 
     excluded: dict[tuple[str, str], Exclusion] = {}
@@ -594,15 +597,7 @@ def resolve(
             removed.add(key)
         if (code, reason) in excluded:
             return  # the first exclusion with this reason stands (built only when it is the first)
-        excluded[(code, reason)] = trusted(
-            Exclusion,
-            intervention=code,
-            name=name,
-            reason=reason,
-            kind=kind,
-            was_candidate=key is not None,
-            basis=r.basis(rule),
-        )
+        excluded[(code, reason)] = trusted_exclusion(code, name, reason, kind, key is not None, r.basis(rule))
 
     # Safety step 2: red flags suppress every elective candidate.
     for firing, flag in red_flags:
@@ -641,11 +636,9 @@ def resolve(
                     name = catalogue[code].name if code in catalogue else index.all_elective
                     exclude(None, code, name, reason, kind, firing.rule)
         else:
-            p = trusted(
-                Precaution, intervention=None, kind="relative_contraindication", text=reason, basis=r.basis(firing.rule)
-            )
+            p = trusted_precaution(None, "relative_contraindication", reason, r.basis(firing.rule))
             for key in hit:
-                attached.setdefault(key, []).append(p.model_copy(update={"intervention": key[0]}))
+                attached.setdefault(key, []).append(trusted_copy(p, {"intervention": key[0]}))
     # Safety step 4: precautions and antithrombotic holds.
     for firing, pr in precaution_rules:
         region = resolve_value(pr.region, firing.bindings) if pr.region is not None else None
@@ -653,13 +646,9 @@ def resolve(
         pr_codes = _codes(pr.interventions, firing.bindings)
         hit = [k for k, c in candidates.items() if _matches(c, pr_codes, pr.elective_scope, region, elective)]
         for key in hit:
-            attached.setdefault(key, []).append(
-                trusted(Precaution, intervention=key[0], kind="caution", text=text, basis=r.basis(firing.rule))
-            )
+            attached.setdefault(key, []).append(trusted_precaution(key[0], "caution", text, r.basis(firing.rule)))
         if not hit and pr.elective_scope:
-            patient_level.append(
-                trusted(Precaution, intervention=None, kind="caution", text=text, basis=r.basis(firing.rule))
-            )
+            patient_level.append(trusted_precaution(None, "caution", text, r.basis(firing.rule)))
     meds = program.ruleset.medications
     for firing, hold in holds:
         med_fact = firing.bindings[hold.medication]
@@ -757,9 +746,7 @@ def resolve(
             key=lambda p: (p.kind, p.medication or "", p.text),
         )
         final.append(
-            cand.model_copy(
-                update={"precautions": precautions, "unresolved_checks": sorted(unresolved.get(key, set()))}
-            )
+            trusted_copy(cand, {"precautions": precautions, "unresolved_checks": sorted(unresolved.get(key, set()))})
         )
     final.sort(key=lambda c: (c.intervention, c.target.region or "", c.target.side or "", c.target.levels or ""))
 
@@ -768,7 +755,8 @@ def resolve(
     for firing in live:
         for name in index.tagged_defaults.get(firing.rule.ref, ()):
             used = (name, firing.rule.ref)
-            decided = _decided(firing.rule, firing.bindings)
+            static = index.decided.get(firing.rule.ref)
+            decided = list(static) if static is not None else _decided(firing.rule, firing.bindings)
             if used in applied:
                 decided = sorted({*applied[used].decided, *decided})
             basis = ruleset.parameters[name].default_basis

@@ -42,6 +42,9 @@ from ..model.assessment import (
     VerdictReason,
     trusted,
     trusted_basis,
+    trusted_copy,
+    trusted_scope_entry,
+    trusted_verdict_reason,
 )
 from ..model.facts.normalise import Fact
 from ..ruleset import ir
@@ -171,7 +174,7 @@ class _Verdicts:
                 else:
                     why = messages["rule.not_in_effect"].render(date=as_of.isoformat())
                     text = messages["reason.inactive"].render(rule=rule.ref, why=why)
-                reason = trusted(VerdictReason, text=text, basis=self._static_basis(rule))
+                reason = trusted_verdict_reason(text, self._static_basis(rule))
                 inactive.append(reason)
                 out.reasons.append(reason)
                 continue
@@ -197,10 +200,10 @@ class _Verdicts:
             if regions:
                 for other in sorted(regions):
                     text = messages["reason.other_target"].render(rule=live.ref, region=other.replace("_", " "))
-                    out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                    out.reasons.append(trusted_verdict_reason(text, self.basis(live)))
                 continue
             if not detailed:
-                out.reasons.append(trusted(VerdictReason, text=self._not_met_text(live), basis=self.basis(live)))
+                out.reasons.append(trusted_verdict_reason(self._not_met_text(live), self.basis(live)))
                 continue
             analysis = self.explainer.analyse(live)
             check = (
@@ -214,10 +217,10 @@ class _Verdicts:
                 text = messages["reason.condition"].render(
                     rule=live.ref, condition=check.condition, actual=check.actual
                 )
-                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                out.reasons.append(trusted_verdict_reason(text, self.basis(live)))
             elif analysis.outcome == "blocked":
                 text = messages["reason.blocked"].render(rule=live.ref, detail="; ".join(analysis.details))
-                out.reasons.append(trusted(VerdictReason, text=text, basis=self.basis(live)))
+                out.reasons.append(trusted_verdict_reason(text, self.basis(live)))
         if out.met_by is not None:
             out.reasons, out.waiting = [], set()
         elif inactive and len(inactive) < len(out.reasons):
@@ -407,7 +410,7 @@ class _Verdicts:
         if blocking or unmet:
             verdict = "not_appropriate"
             stands = blocking or unmet
-            reasons = [trusted(VerdictReason, text=j.text, basis=j.basis) for j in stands]
+            reasons = [trusted_verdict_reason(j.text, j.basis) for j in stands]
             key = "verdict.blocked" if blocking else "verdict.unmet"
             summary = messages[key].render(rule=stands[0].basis.rule)
         elif (indication.met_by is not None and not missing_safety and unset_safety) or (
@@ -526,7 +529,7 @@ class _Verdicts:
         return indication, safety
 
     def _unset_reason(self, rule: ir.Rule) -> VerdictReason:
-        return trusted(VerdictReason, text=self._inactive_text(rule), basis=self._static_basis(rule))
+        return trusted_verdict_reason(self._inactive_text(rule), self._static_basis(rule))
 
     def _unset_summary(self, rules: Sequence[ir.Rule]) -> str:
         names = sorted({p for r in rules for p in r.params() if p not in self.program.parameters})
@@ -570,20 +573,19 @@ class _Verdicts:
     def scope_entry(self, family: str, code: str, region: str | None, maker: ir.Rule) -> ScopeEntry:
         a = self.assessment
         name = self.program.ruleset.interventions[code].name
-        common = {"family": family, "intervention": code, "name": name, "region": region}
         in_scope_by = self.basis(maker)
         if any(c.intervention == code and (region is None or c.target.region == region) for c in a.candidates):
-            return trusted(ScopeEntry, **common, status="candidate", in_scope_by=in_scope_by)
+            return trusted_scope_entry(family, code, name, region, "candidate", in_scope_by)
         excluded = [e for e in a.excluded if e.intervention in (code, "all_elective")]
         if excluded:
-            reasons = [trusted(VerdictReason, text=e.reason, basis=e.basis) for e in excluded]
-            return trusted(ScopeEntry, **common, status="excluded", in_scope_by=in_scope_by, reasons=reasons)
+            reasons = [trusted_verdict_reason(e.reason, e.basis) for e in excluded]
+            return trusted_scope_entry(family, code, name, region, "excluded", in_scope_by, reasons=reasons)
         indication = self.indication(code, region, None, detailed=False)
         if indication.waiting:
             fields = sorted({m.field for m in self._missing(indication.waiting)})
-            return trusted(ScopeEntry, **common, status="not_decidable", in_scope_by=in_scope_by, missing=fields)
-        return trusted(
-            ScopeEntry, **common, status="not_indicated", in_scope_by=in_scope_by, reasons=list(indication.reasons)
+            return trusted_scope_entry(family, code, name, region, "not_decidable", in_scope_by, missing=fields)
+        return trusted_scope_entry(
+            family, code, name, region, "not_indicated", in_scope_by, reasons=list(indication.reasons)
         )
 
 
@@ -624,7 +626,7 @@ def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Ma
     v = _Verdicts(program, run, assessment, unbound)
     made = CandidateFacts(program)
     verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
-    return assessment.model_copy(update={"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
+    return trusted_copy(assessment, {"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
 
 
 def _request_order(fact: Fact) -> tuple[str, ...]:
