@@ -19,6 +19,7 @@ from ..ruleset import ir
 from .aggregates import Aggregated, FieldIndex, Prefilter, Selection, compute, could_change, prefilter
 from .base import Backend
 from .compiled import compile_program, selection_check
+from .gates import Gate, GateIndex
 from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
@@ -208,7 +209,7 @@ class _Plan:
     # per stratum: the fact types its engine rules need that the stratum cannot derive itself (the least such sets)
     needs: tuple[tuple[frozenset[str], ...], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
-    aggregates: tuple[tuple[_AggregatePlan, ...], ...]  # per stratum: the aggregates first read there
+    aggregates: tuple[_AggregateBatch, ...]  # per stratum: the aggregates first read there
     # per stratum: what its aggregates make from no facts (most records have none of most types), made once:
     # their ``members`` and ``fields`` entries, merged (a computed aggregate replaces its own)
     empty: tuple[tuple[Mapping[str, tuple[Fact, ...]], Mapping[str, dict[str, str]]], ...]
@@ -222,6 +223,31 @@ class _AggregatePlan:
     selection: Selection  # compiled
     prefilter: Prefilter | None  # the facts its selection could take
     empty: tuple[Fact, ...]  # the facts it makes from no facts
+
+
+@dataclass(frozen=True, slots=True)
+class _AggregateBatch:
+    """The aggregates first read in one stratum."""
+
+    planned: tuple[_AggregatePlan, ...]
+    # the aggregates by their prefilters, as rules by their gates (the same test: a fact without the field is
+    # admitted): one the record's facts cannot feed makes what it makes from none, without being looked at
+    gates: GateIndex
+    empty: tuple[Fact, ...]  # what each aggregate makes from no facts, in order
+    bounds: tuple[tuple[int, int], ...]  # per aggregate: where its own are in ``empty``
+
+    def __bool__(self) -> bool:
+        return bool(self.planned)
+
+
+def _batch(planned: tuple[_AggregatePlan, ...]) -> _AggregateBatch:
+    gates = [() if p.prefilter is None else (Gate(p.source_type, *p.prefilter),) for p in planned]
+    bounds: list[tuple[int, int]] = []
+    empty: list[Fact] = []
+    for p in planned:
+        bounds.append((len(empty), len(empty) + len(p.empty)))
+        empty.extend(p.empty)
+    return _AggregateBatch(planned, GateIndex.build(gates), tuple(empty), tuple(bounds))
 
 
 def _plan(program: Program) -> _Plan:
@@ -256,7 +282,7 @@ def _plan(program: Program) -> _Plan:
             {er.name: er for s in program.strata for er in s.rules},
             tuple(needs),
             tuple(r for r in program.rules if r.effective != (None, None)),
-            planned,
+            tuple(_batch(batch) for batch in planned),
             tuple(_merged([nothing[a.fact_type] for a in batch]) for batch in aggregates),
             frozenset().union(*derives),
         )
@@ -349,21 +375,27 @@ def run_program(
             members, fields = empty
             aggregated.members.update(members)
             aggregated.fields.update(fields)
-            of_type = FieldIndex(by_type)
-            for planned in aggregates:
-                of_source = by_type.get(planned.source_type)
-                gate = planned.prefilter
-                selectable: Sequence[Fact] = ()
-                if of_source and gate is not None and len(of_source) == 1:  # (most: one; FieldIndex's test, inline)
-                    value = of_source[0].values.get(gate[0])
-                    selectable = of_source if value is None or value in gate[1] else ()
-                elif of_source:
-                    selectable = of_type.facts(planned.source_type, gate)
-                if selectable:
-                    compute(planned.aggregate, selectable, aggregated, planned.selection, planned.empty)
-                else:
-                    aggregated.facts.extend(planned.empty)
-            add(aggregated.facts[before:])
+            # Computed: the aggregates a fact of the record could feed (most records have none of most types, or
+            # none a prefilter admits), in order; the others make what they make from none, in their place.
+            made_facts = aggregated.facts
+            of_type: FieldIndex | None = None
+            done = 0
+            for i in sorted(aggregates.gates.admitted(by_type, three_valued=True)):
+                planned = aggregates.planned[i]
+                selectable: Sequence[Fact] | None = by_type.get(planned.source_type)
+                if not selectable:
+                    continue  # (an aggregate without a prefilter is admitted whatever the record has)
+                if len(selectable) > 1 and planned.prefilter is not None:  # (one fact: admitted, it is the one)
+                    if of_type is None:
+                        of_type = FieldIndex(by_type)
+                    selectable = of_type.facts(planned.source_type, planned.prefilter)
+                start, end = aggregates.bounds[i]
+                if done < start:
+                    made_facts.extend(aggregates.empty[done:start])
+                compute(planned.aggregate, selectable, aggregated, planned.selection, planned.empty)
+                done = end
+            made_facts.extend(aggregates.empty[done:])
+            add(made_facts[before:])
         if not can_fire(needs, present):
             continue
         deferred.clear()
