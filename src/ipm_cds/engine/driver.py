@@ -115,6 +115,12 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
     digest and label."""
     # the value's type is part of the key: 1, 1.0 and True are equal (and hash alike) but are written differently
     cache_key = (type_name, tuple((k, type(v), v) for k, v in sorted(values.items()) if v is not None))
+    return _derived_fact(cache_key, values, memo)
+
+
+def _derived_fact(cache_key: _DerivedKey, values: Mapping[str, Scalar | None], memo: DerivedMemo | None) -> Fact:
+    """:func:`derived_fact`, its memo's key made (the type, and the values by name, with their types, not None)."""
+    type_name = cache_key[0]
     if memo is not None:
         fact = memo.get(cache_key)
         if fact is not None:
@@ -214,6 +220,28 @@ class _Plan:
     # their ``members`` and ``fields`` entries, merged (a computed aggregate replaces its own)
     empty: tuple[tuple[Mapping[str, tuple[Fact, ...]], Mapping[str, dict[str, str]]], ...]
     derivable: frozenset[str]  # the fact types a firing can make (derive conclusions, candidates)
+    # engine rule name -> the conclusions that make a fact, in order (most rules make none): a derivation, or the
+    # recommendation whose candidate it makes
+    makes: Mapping[str, tuple[_Derivation | ir.Recommend, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Derivation:
+    """A ``derive`` conclusion, its values in :func:`derived_fact`'s order (by name) for the memo's key."""
+
+    fact_type: str
+    values: tuple[tuple[str, ir.Value], ...]
+
+
+def _makes(rule: ir.Rule) -> tuple[_Derivation | ir.Recommend, ...]:
+    made: list[_Derivation | ir.Recommend] = []
+    for conclusion in rule.conclusions:
+        if isinstance(conclusion, ir.Derive):
+            assert len(dict(conclusion.values)) == len(conclusion.values), "a derived fact names each field once"
+            made.append(_Derivation(conclusion.fact, tuple(sorted(conclusion.values, key=lambda kv: kv[0]))))
+        elif isinstance(conclusion, ir.Recommend):
+            made.append(conclusion)
+    return tuple(made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +313,7 @@ def _plan(program: Program) -> _Plan:
             tuple(_batch(batch) for batch in planned),
             tuple(_merged([nothing[a.fact_type] for a in batch]) for batch in aggregates),
             frozenset().union(*derives),
+            {er.name: _makes(er.rule) for s in program.strata for er in s.rules},
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
@@ -363,6 +392,7 @@ def run_program(
             present.add(fact.type)
 
     memo = candidate_fact.memo
+    makes = plan.makes
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
     for stratum, needs, aggregates, empty in zip(program.strata, plan.needs, plan.aggregates, plan.empty, strict=True):
@@ -418,12 +448,24 @@ def run_program(
                     return []
                 run.firings.append(_firing(rule, dict(bound), signature))
                 made: list[Fact] = []
-                for conclusion in rule.conclusions:
-                    if isinstance(conclusion, ir.Derive):
-                        values = {k: resolve_value(v, bound) for k, v in conclusion.values}
-                        made.append(derived_fact(conclusion.fact, values, memo))
-                    elif isinstance(conclusion, ir.Recommend):
-                        made.append(candidate_fact(conclusion, bound))
+                for making in makes[name]:
+                    if isinstance(making, _Derivation):  # derived_fact(type, values, memo), its key made here
+                        typed: list[tuple[str, type, Scalar]] = []
+                        for field_name, operand in making.values:
+                            value = (
+                                bound[operand.alias].values.get(operand.field)
+                                if isinstance(operand, ir.Ref)
+                                else operand
+                            )
+                            if value is not None:
+                                typed.append((field_name, type(value), value))
+                        cache_key = (making.fact_type, tuple(typed))
+                        fact = memo.get(cache_key)
+                        if fact is None:
+                            fact = _derived_fact(cache_key, {k: v for k, _, v in typed}, memo)
+                        made.append(fact)
+                    else:
+                        made.append(candidate_fact(making, bound))
             except IpmCdsError:
                 raise
             except Exception as exc:
