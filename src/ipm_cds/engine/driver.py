@@ -136,6 +136,17 @@ def _derived_fact(cache_key: _DerivedKey, values: Mapping[str, Scalar | None], m
     return fact
 
 
+_Content = tuple[str, tuple[tuple[str, Scalar], ...]]
+
+
+def _made_contents(program: Program) -> dict[int, tuple[Fact, _Content]]:
+    """The program's memo of the contents of facts that firings made (most are the derived facts' and candidate
+    facts' memos' own, made again by every record): by the fact's id, with the fact."""
+    made = program.cache.setdefault("made_contents", {})
+    assert isinstance(made, dict)
+    return made
+
+
 _RISK_RANK = {"low": 0, "intermediate": 1, "high": 2}
 
 
@@ -393,6 +404,7 @@ def run_program(
 
     memo = candidate_fact.memo
     makes = plan.makes
+    made_contents = _made_contents(program)
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
     for stratum, needs, aggregates, empty in zip(program.strata, plan.needs, plan.aggregates, plan.empty, strict=True):
@@ -473,10 +485,21 @@ def run_program(
             if rule.blockers:
                 deferred.append((rule, signature, made))
                 return []
+            if not made:
+                return made  # (most firings: a conclusion only)
             firing = run.firings[-1]
+            contents = []
             for fact in made:
                 run.derived_by.setdefault(fact.key, []).append(firing)
-            contents = [f.content() for f in made]
+                seen = made_contents.get(id(fact))  # (a memo's fact is made again and again: its content once)
+                if seen is not None and seen[0] is fact:
+                    contents.append(seen[1])
+                else:
+                    content = fact.content()
+                    if len(made_contents) >= _DERIVED_MEMO_SIZE:
+                        made_contents.clear()  # bounded, as the memos of the facts
+                    made_contents[id(fact)] = (fact, content)  # (the fact kept: its id is not reused)
+                    contents.append(content)
             new = [f for f, content in zip(made, contents, strict=True) if content not in known]
             known.update(contents)  # (the others' contents are known already)
             add(new)
