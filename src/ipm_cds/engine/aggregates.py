@@ -183,7 +183,7 @@ def compute(
     check = select or selection_of(aggregate)
     selected: list[Fact] = []
     undecided: list[tuple[Fact, list[Unknown]]] = []
-    source = aggregate.source_type
+    source = aggregate.selection.fact_type  # (the source type, without a property's call)
     for fact in facts:
         if fact.type != source:
             continue
@@ -197,18 +197,17 @@ def compute(
     if nothing is not None and not selected and not undecided:
         out.facts.extend(nothing)
         return
-    groups: dict[Group, list[Fact]] = {}
     by = aggregate.by
+    groups: dict[Group, list[Fact]]
     if by:
+        groups = {}
         for fact in selected:
             groups.setdefault(tuple(map(fact.values.get, by)), []).append(fact)
-    elif selected:
-        groups[()] = selected
+    else:  # (one group; a count makes it also from none)
+        groups = {(): selected} if selected or aggregate.function == "count" else {}
     if aggregate.function != "count":
         _rank(aggregate, groups, undecided, out)
         return
-    if not by and not groups:
-        groups[()] = []
     made = _count(aggregate, groups, out)
     if not undecided:
         return
@@ -293,6 +292,22 @@ def _rank(
     if aggregate.fact_type not in out.fields:  # (as in _count)
         out.fields[aggregate.fact_type] = {"rank": order}
     word = aggregate.function
+    fact_type = aggregate.fact_type
+    if not undecided and len(groups) == 1:
+        members = tuple(next(iter(groups.values())))
+        if len(members) == 1:  # (most: one fact, ranked first, or undated) what the general case below makes
+            fact = members[0]
+            key = f"{fact_type}:{fact.key}"
+            if isinstance(fact.values.get(order), _NUMBER):
+                label = f"{fact.label}, {word} #1 of 1"
+                out.facts.append(make_fact(fact_type, key, {**fact.values, "rank": 1}, label, derived=fact.derived))
+            else:
+                label = f"{fact.label}, undated, {word} rank unknown"
+                out.facts.append(make_fact(fact_type, key, dict(fact.values), label, derived=fact.derived))
+                out.unranked[key] = [Unknown(fact, order)]
+            out.members[key] = members
+            out.sources[key] = fact
+            return
     pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
     for fact, unknowns in undecided:
         pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
@@ -301,9 +316,11 @@ def _rank(
         unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), _NUMBER)]
         unranked += pending.get(group, [])
         # facts of this group, or of a group not known, that may rank before a ranked fact
-        maybe_before = unranked + [
-            item for g, items in pending.items() if g != group and _may_join(g, group) for item in items
-        ]
+        maybe_before = unranked
+        if pending:
+            maybe_before = unranked + [
+                item for g, items in pending.items() if g != group and _may_join(g, group) for item in items
+            ]
         days = sorted(
             {v for f in members if isinstance(v := f.values.get(order), _NUMBER)},
             reverse=aggregate.function == "earliest",
@@ -315,9 +332,10 @@ def _rank(
                 continue
             key = f"{aggregate.fact_type}:{fact.key}"
             rank = rank_of[value]
-            before = [u for f, unknowns in maybe_before if _may_precede(aggregate, f, fact) for u in unknowns]
-            if before:
-                out.uncertain[key] = before
+            if maybe_before:
+                before = [u for f, unknowns in maybe_before if _may_precede(aggregate, f, fact) for u in unknowns]
+                if before:
+                    out.uncertain[key] = before
             out.facts.append(
                 make_fact(aggregate.fact_type, key, {**fact.values, "rank": rank},
                      f"{fact.label}, {word} #{rank} of {len(members)}", derived=fact.derived)
@@ -341,42 +359,58 @@ def _may_join(one: Group, other: Group) -> bool:
 
 def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Aggregated) -> list[tuple[Group, Fact]]:
     order = aggregate.order
-    if aggregate.fact_type not in out.fields:  # (the driver's plan has put it there already: the same mapping)
-        out.fields[aggregate.fact_type] = {
+    fact_type, by, distinct = aggregate.fact_type, aggregate.by, aggregate.distinct
+    if fact_type not in out.fields:  # (the driver's plan has put it there already: the same mapping)
+        out.fields[fact_type] = {
             name: source for name, source in (("total", aggregate.sum), ("listed", aggregate.list)) if source
         }
     made: list[tuple[Group, Fact]] = []
-    for i, group in enumerate(_group_order(groups, out.group_keys)):
+    head = f"count of {aggregate.selection.fact_type}"
+    if order is not None:
+        latest, earliest = f"latest_{order}", f"earliest_{order}"
+    # (most counts have one group: nothing to order)
+    for i, group in enumerate(_group_order(groups, out.group_keys) if len(groups) > 1 else groups):
         members = tuple(groups[group])
-        values: dict[str, Scalar] = (
-            {b: v for b, v in zip(aggregate.by, group, strict=True) if v is not None} if group else {}
-        )
-        # (the group's known values, before the counts join them)
-        where = ", ".join(f"{b}={v}" for b, v in values.items()) if values else ""
-        if aggregate.distinct is None:
+        if group:
+            # (the group's known values, before the counts join them)
+            values: dict[str, Scalar] = {b: v for b, v in zip(by, group, strict=True) if v is not None}
+            label = f"{head}[{', '.join(f'{b}={v}' for b, v in values.items())}]" if values else head
+        else:
+            values, label = {}, head
+        if distinct is None:
             values["count"] = len(members)
         else:
-            known = {f.values[aggregate.distinct] for f in members if aggregate.distinct in f.values}
-            values["count"] = len(known) + sum(1 for f in members if aggregate.distinct not in f.values)
+            known = {f.values[distinct] for f in members if distinct in f.values}
+            values["count"] = len(known) + sum(1 for f in members if distinct not in f.values)
         if aggregate.sum is not None and all(aggregate.sum in f.values for f in members):
             values["total"] = round(sum(float(f.values[aggregate.sum]) for f in members), 6) + 0.0
         if aggregate.list is not None:
             listed = {str(f.values[aggregate.list]) for f in members if aggregate.list in f.values}
             values["listed"] = ", ".join(sorted(listed))
-        if order is not None:
-            dated = [f for f in members if isinstance(f.values.get(order), _NUMBER)]
-            if dated:
-                newest = min(dated, key=lambda f: f.values[order])
-                oldest = max(dated, key=lambda f: f.values[order])
-                values[f"latest_{order}"] = newest.values[order]
-                values[f"earliest_{order}"] = oldest.values[order]
+        if order is not None and members:
+            # the first dated fact with the smallest and the first with the largest value (as min and max give)
+            newest = oldest = None
+            low = high = 0.0
+            for f in members:
+                value = f.values.get(order)
+                if not isinstance(value, _NUMBER):
+                    continue
+                if newest is None:
+                    newest = oldest = f
+                    low = high = value
+                elif value < low:
+                    newest, low = f, value
+                elif value > high:
+                    oldest, high = f, value
+            if newest is not None and oldest is not None:
+                values[latest] = low
+                values[earliest] = high
                 if "date" in newest.values and "date" in oldest.values:
                     values["latest_date"] = newest.values["date"]
                     values["earliest_date"] = oldest.values["date"]
-        key = f"{aggregate.fact_type}#{i}"
-        label = f"count of {aggregate.source_type}{f'[{where}]' if where else ''} = {values['count']}"
+        key = f"{fact_type}#{i}"
         # Derived: its fields are computed; what its facts lack is found through Aggregated.translate.
-        fact = make_fact(aggregate.fact_type, key, values, label, derived=True)
+        fact = make_fact(fact_type, key, values, f"{label} = {values['count']}", derived=True)
         out.facts.append(fact)
         out.members[key] = members
         made.append((group, fact))

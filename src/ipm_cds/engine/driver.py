@@ -19,6 +19,7 @@ from ..ruleset import ir
 from .aggregates import Aggregated, FieldIndex, Prefilter, Selection, compute, could_change, prefilter
 from .base import Backend
 from .compiled import compile_program, selection_check
+from .gates import Gate, GateIndex
 from .match import Truth, Unknown, eval_pattern, index_by_type
 from .program import ExecRule, Program
 
@@ -114,6 +115,12 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
     digest and label."""
     # the value's type is part of the key: 1, 1.0 and True are equal (and hash alike) but are written differently
     cache_key = (type_name, tuple((k, type(v), v) for k, v in sorted(values.items()) if v is not None))
+    return _derived_fact(cache_key, values, memo)
+
+
+def _derived_fact(cache_key: _DerivedKey, values: Mapping[str, Scalar | None], memo: DerivedMemo | None) -> Fact:
+    """:func:`derived_fact`, its memo's key made (the type, and the values by name, with their types, not None)."""
+    type_name = cache_key[0]
     if memo is not None:
         fact = memo.get(cache_key)
         if fact is not None:
@@ -127,6 +134,17 @@ def derived_fact(type_name: str, values: Mapping[str, Scalar | None], memo: Deri
             memo.clear()  # bounded: a long-running engine keeps at most this many (threads: a lost entry is remade)
         memo[cache_key] = fact
     return fact
+
+
+_Content = tuple[str, tuple[tuple[str, Scalar], ...]]
+
+
+def _made_contents(program: Program) -> dict[int, tuple[Fact, _Content]]:
+    """The program's memo of the contents of facts that firings made (most are the derived facts' and candidate
+    facts' memos' own, made again by every record): by the fact's id, with the fact."""
+    made = program.cache.setdefault("made_contents", {})
+    assert isinstance(made, dict)
+    return made
 
 
 _RISK_RANK = {"low": 0, "intermediate": 1, "high": 2}
@@ -208,11 +226,33 @@ class _Plan:
     # per stratum: the fact types its engine rules need that the stratum cannot derive itself (the least such sets)
     needs: tuple[tuple[frozenset[str], ...], ...]
     dated: tuple[ir.Rule, ...]  # rules with an effective period (the others are always in effect)
-    aggregates: tuple[tuple[_AggregatePlan, ...], ...]  # per stratum: the aggregates first read there
+    aggregates: tuple[_AggregateBatch, ...]  # per stratum: the aggregates first read there
     # per stratum: what its aggregates make from no facts (most records have none of most types), made once:
     # their ``members`` and ``fields`` entries, merged (a computed aggregate replaces its own)
     empty: tuple[tuple[Mapping[str, tuple[Fact, ...]], Mapping[str, dict[str, str]]], ...]
     derivable: frozenset[str]  # the fact types a firing can make (derive conclusions, candidates)
+    # engine rule name -> the conclusions that make a fact, in order (most rules make none): a derivation, or the
+    # recommendation whose candidate it makes
+    makes: Mapping[str, tuple[_Derivation | ir.Recommend, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Derivation:
+    """A ``derive`` conclusion, its values in :func:`derived_fact`'s order (by name) for the memo's key."""
+
+    fact_type: str
+    values: tuple[tuple[str, ir.Value], ...]
+
+
+def _makes(rule: ir.Rule) -> tuple[_Derivation | ir.Recommend, ...]:
+    made: list[_Derivation | ir.Recommend] = []
+    for conclusion in rule.conclusions:
+        if isinstance(conclusion, ir.Derive):
+            assert len(dict(conclusion.values)) == len(conclusion.values), "a derived fact names each field once"
+            made.append(_Derivation(conclusion.fact, tuple(sorted(conclusion.values, key=lambda kv: kv[0]))))
+        elif isinstance(conclusion, ir.Recommend):
+            made.append(conclusion)
+    return tuple(made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +262,31 @@ class _AggregatePlan:
     selection: Selection  # compiled
     prefilter: Prefilter | None  # the facts its selection could take
     empty: tuple[Fact, ...]  # the facts it makes from no facts
+
+
+@dataclass(frozen=True, slots=True)
+class _AggregateBatch:
+    """The aggregates first read in one stratum."""
+
+    planned: tuple[_AggregatePlan, ...]
+    # the aggregates by their prefilters, as rules by their gates (the same test: a fact without the field is
+    # admitted): one the record's facts cannot feed makes what it makes from none, without being looked at
+    gates: GateIndex
+    empty: tuple[Fact, ...]  # what each aggregate makes from no facts, in order
+    bounds: tuple[tuple[int, int], ...]  # per aggregate: where its own are in ``empty``
+
+    def __bool__(self) -> bool:
+        return bool(self.planned)
+
+
+def _batch(planned: tuple[_AggregatePlan, ...]) -> _AggregateBatch:
+    gates = [() if p.prefilter is None else (Gate(p.source_type, *p.prefilter),) for p in planned]
+    bounds: list[tuple[int, int]] = []
+    empty: list[Fact] = []
+    for p in planned:
+        bounds.append((len(empty), len(empty) + len(p.empty)))
+        empty.extend(p.empty)
+    return _AggregateBatch(planned, GateIndex.build(gates), tuple(empty), tuple(bounds))
 
 
 def _plan(program: Program) -> _Plan:
@@ -256,9 +321,10 @@ def _plan(program: Program) -> _Plan:
             {er.name: er for s in program.strata for er in s.rules},
             tuple(needs),
             tuple(r for r in program.rules if r.effective != (None, None)),
-            planned,
+            tuple(_batch(batch) for batch in planned),
             tuple(_merged([nothing[a.fact_type] for a in batch]) for batch in aggregates),
             frozenset().union(*derives),
+            {er.name: _makes(er.rule) for s in program.strata for er in s.rules},
         )
         program.cache["plan"] = plan
     assert isinstance(plan, _Plan)
@@ -337,6 +403,8 @@ def run_program(
             present.add(fact.type)
 
     memo = candidate_fact.memo
+    makes = plan.makes
+    made_contents = _made_contents(program)
     count = 0
     deferred: list[tuple[ir.Rule, Signature, list[Fact]]] = []  # derivations of rules with unless clauses
     for stratum, needs, aggregates, empty in zip(program.strata, plan.needs, plan.aggregates, plan.empty, strict=True):
@@ -349,21 +417,27 @@ def run_program(
             members, fields = empty
             aggregated.members.update(members)
             aggregated.fields.update(fields)
-            of_type = FieldIndex(by_type)
-            for planned in aggregates:
-                of_source = by_type.get(planned.source_type)
-                gate = planned.prefilter
-                selectable: Sequence[Fact] = ()
-                if of_source and gate is not None and len(of_source) == 1:  # (most: one; FieldIndex's test, inline)
-                    value = of_source[0].values.get(gate[0])
-                    selectable = of_source if value is None or value in gate[1] else ()
-                elif of_source:
-                    selectable = of_type.facts(planned.source_type, gate)
-                if selectable:
-                    compute(planned.aggregate, selectable, aggregated, planned.selection, planned.empty)
-                else:
-                    aggregated.facts.extend(planned.empty)
-            add(aggregated.facts[before:])
+            # Computed: the aggregates a fact of the record could feed (most records have none of most types, or
+            # none a prefilter admits), in order; the others make what they make from none, in their place.
+            made_facts = aggregated.facts
+            of_type: FieldIndex | None = None
+            done = 0
+            for i in sorted(aggregates.gates.admitted(by_type, three_valued=True)):
+                planned = aggregates.planned[i]
+                selectable: Sequence[Fact] | None = by_type.get(planned.source_type)
+                if not selectable:
+                    continue  # (an aggregate without a prefilter is admitted whatever the record has)
+                if len(selectable) > 1 and planned.prefilter is not None:  # (one fact: admitted, it is the one)
+                    if of_type is None:
+                        of_type = FieldIndex(by_type)
+                    selectable = of_type.facts(planned.source_type, planned.prefilter)
+                start, end = aggregates.bounds[i]
+                if done < start:
+                    made_facts.extend(aggregates.empty[done:start])
+                compute(planned.aggregate, selectable, aggregated, planned.selection, planned.empty)
+                done = end
+            made_facts.extend(aggregates.empty[done:])
+            add(made_facts[before:])
         if not can_fire(needs, present):
             continue
         deferred.clear()
@@ -386,12 +460,24 @@ def run_program(
                     return []
                 run.firings.append(_firing(rule, dict(bound), signature))
                 made: list[Fact] = []
-                for conclusion in rule.conclusions:
-                    if isinstance(conclusion, ir.Derive):
-                        values = {k: resolve_value(v, bound) for k, v in conclusion.values}
-                        made.append(derived_fact(conclusion.fact, values, memo))
-                    elif isinstance(conclusion, ir.Recommend):
-                        made.append(candidate_fact(conclusion, bound))
+                for making in makes[name]:
+                    if isinstance(making, _Derivation):  # derived_fact(type, values, memo), its key made here
+                        typed: list[tuple[str, type, Scalar]] = []
+                        for field_name, operand in making.values:
+                            value = (
+                                bound[operand.alias].values.get(operand.field)
+                                if isinstance(operand, ir.Ref)
+                                else operand
+                            )
+                            if value is not None:
+                                typed.append((field_name, type(value), value))
+                        cache_key = (making.fact_type, tuple(typed))
+                        fact = memo.get(cache_key)
+                        if fact is None:
+                            fact = _derived_fact(cache_key, {k: v for k, _, v in typed}, memo)
+                        made.append(fact)
+                    else:
+                        made.append(candidate_fact(making, bound))
             except IpmCdsError:
                 raise
             except Exception as exc:
@@ -399,10 +485,21 @@ def run_program(
             if rule.blockers:
                 deferred.append((rule, signature, made))
                 return []
+            if not made:
+                return made  # (most firings: a conclusion only)
             firing = run.firings[-1]
+            contents = []
             for fact in made:
                 run.derived_by.setdefault(fact.key, []).append(firing)
-            contents = [f.content() for f in made]
+                seen = made_contents.get(id(fact))  # (a memo's fact is made again and again: its content once)
+                if seen is not None and seen[0] is fact:
+                    contents.append(seen[1])
+                else:
+                    content = fact.content()
+                    if len(made_contents) >= _DERIVED_MEMO_SIZE:
+                        made_contents.clear()  # bounded, as the memos of the facts
+                    made_contents[id(fact)] = (fact, content)  # (the fact kept: its id is not reused)
+                    contents.append(content)
             new = [f for f, content in zip(made, contents, strict=True) if content not in known]
             known.update(contents)  # (the others' contents are known already)
             add(new)
