@@ -465,8 +465,7 @@ def _filled(cls: type[_M], values: dict[str, Any], given: set[str]) -> _M:
 # (about a tenth of the trace's cost). The field names are checked here, once: a field added to one of these
 # models fails at import until its builder has it.
 # The next most frequent (several per assessment each) have builders too; those given fewer than every field
-# fill the rest with the defaults checked here (what trusted() would fill, the same fields marked as set). Each
-# builder does what _filled does, inline (a Python call less per model: about 7 % of building one).
+# fill the rest with the defaults checked here (what trusted() would fill, the same fields marked as set).
 for _cls, _names, _filled_in in (
     (TraceEntry, ("rule", "stratum", "status", "blocked_by", "bindings"), {}),
     (BoundFact, ("alias", "fact", "values"), {}),
@@ -500,52 +499,39 @@ def trusted_trace_entry(
     rule: str, stratum: int, status: Literal["fired", "blocked"], blocked_by: list[str], bindings: list[BoundFact]
 ) -> TraceEntry:
     """``trusted(TraceEntry, ...)`` given every field, in order."""
-    obj = _new(TraceEntry)
-    _SET_DICT(obj, {"rule": rule, "stratum": stratum, "status": status, "blocked_by": blocked_by, "bindings": bindings})
-    _SET_FIELDS_SET(obj, {"rule", "stratum", "status", "blocked_by", "bindings"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(
+        TraceEntry,
+        {"rule": rule, "stratum": stratum, "status": status, "blocked_by": blocked_by, "bindings": bindings},
+        {"rule", "stratum", "status", "blocked_by", "bindings"},
+    )
 
 
 def trusted_bound_fact(alias: str, fact: str, values: dict[str, str | int | float | bool]) -> BoundFact:
     """``trusted(BoundFact, ...)`` given every field, in order."""
-    obj = _new(BoundFact)
-    _SET_DICT(obj, {"alias": alias, "fact": fact, "values": values})
-    _SET_FIELDS_SET(obj, {"alias", "fact", "values"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(BoundFact, {"alias": alias, "fact": fact, "values": values}, {"alias", "fact", "values"})
 
 
 def trusted_basis(rule: str, criteria: list[str], sources: list[Citation]) -> Basis:
     """``trusted(Basis, ...)`` given every field, in order."""
-    obj = _new(Basis)
-    _SET_DICT(obj, {"rule": rule, "criteria": criteria, "sources": sources})
-    _SET_FIELDS_SET(obj, {"rule", "criteria", "sources"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(Basis, {"rule": rule, "criteria": criteria, "sources": sources}, {"rule", "criteria", "sources"})
 
 
 def trusted_alert(code: str, severity: Literal["critical", "warning", "info"], message: str, basis: Basis) -> Alert:
     """``trusted(Alert, ...)`` given every field, in order."""
-    obj = _new(Alert)
-    _SET_DICT(obj, {"code": code, "severity": severity, "message": message, "basis": basis})
-    _SET_FIELDS_SET(obj, {"code", "severity", "message", "basis"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(
+        Alert,
+        {"code": code, "severity": severity, "message": message, "basis": basis},
+        {"code", "severity", "message", "basis"},
+    )
 
 
 def trusted_referral(to: str, name: str, urgency: Urgency, reason: str, basis: Basis, rules: list[str]) -> Referral:
     """``trusted(Referral, ...)`` given every field, in order."""
-    obj = _new(Referral)
-    _SET_DICT(obj, {"to": to, "name": name, "urgency": urgency, "reason": reason, "basis": basis, "rules": rules})
-    _SET_FIELDS_SET(obj, {"to", "name", "urgency", "reason", "basis", "rules"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(
+        Referral,
+        {"to": to, "name": name, "urgency": urgency, "reason": reason, "basis": basis, "rules": rules},
+        {"to", "name", "urgency", "reason", "basis", "rules"},
+    )
 
 
 def trusted_exclusion(
@@ -557,9 +543,8 @@ def trusted_exclusion(
     basis: Basis,
 ) -> Exclusion:
     """``trusted(Exclusion, ...)`` given every field, in order."""
-    obj = _new(Exclusion)
-    _SET_DICT(
-        obj,
+    return _filled(
+        Exclusion,
         {
             "intervention": intervention,
             "name": name,
@@ -568,40 +553,30 @@ def trusted_exclusion(
             "was_candidate": was_candidate,
             "basis": basis,
         },
+        {"intervention", "name", "reason", "kind", "was_candidate", "basis"},
     )
-    _SET_FIELDS_SET(obj, {"intervention", "name", "reason", "kind", "was_candidate", "basis"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
 
 
 def trusted_missing_data(field: str, item: str, needed_by: list[str], criteria: list[str], safety: bool) -> MissingData:
     """``trusted(MissingData, ...)`` given every field, in order."""
-    obj = _new(MissingData)
-    _SET_DICT(obj, {"field": field, "item": item, "needed_by": needed_by, "criteria": criteria, "safety": safety})
-    _SET_FIELDS_SET(obj, {"field", "item", "needed_by", "criteria", "safety"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(
+        MissingData,
+        {"field": field, "item": item, "needed_by": needed_by, "criteria": criteria, "safety": safety},
+        {"field", "item", "needed_by", "criteria", "safety"},
+    )
 
 
 def trusted_verdict_reason(text: str, basis: Basis) -> VerdictReason:
     """``trusted(VerdictReason, ...)`` given every field, in order."""
-    obj = _new(VerdictReason)
-    _SET_DICT(obj, {"text": text, "basis": basis})
-    _SET_FIELDS_SET(obj, {"text", "basis"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(VerdictReason, {"text": text, "basis": basis}, {"text", "basis"})
 
 
 def trusted_precaution(
     intervention: str | None, kind: Literal["relative_contraindication", "caution"], text: str, basis: Basis
 ) -> Precaution:
     """``trusted(Precaution, intervention=..., kind=..., text=..., basis=...)``: no medication (the defaults)."""
-    obj = _new(Precaution)
-    _SET_DICT(
-        obj,
+    return _filled(
+        Precaution,
         {
             "intervention": intervention,
             "kind": kind,
@@ -611,11 +586,8 @@ def trusted_precaution(
             "requires_prescriber_approval": False,
             "basis": basis,
         },
+        {"intervention", "kind", "text", "basis"},
     )
-    _SET_FIELDS_SET(obj, {"intervention", "kind", "text", "basis"})
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
 
 
 def trusted_scope_entry(
@@ -639,9 +611,8 @@ def trusted_scope_entry(
         missing = []
     else:
         given.add("missing")
-    obj = _new(ScopeEntry)
-    _SET_DICT(
-        obj,
+    return _filled(
+        ScopeEntry,
         {
             "family": family,
             "intervention": intervention,
@@ -652,11 +623,8 @@ def trusted_scope_entry(
             "reasons": reasons,
             "missing": missing,
         },
+        given,
     )
-    _SET_FIELDS_SET(obj, given)
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
 
 
 def trusted_copy(model: _M, update: dict[str, Any]) -> _M:
@@ -667,9 +635,4 @@ def trusted_copy(model: _M, update: dict[str, Any]) -> _M:
     values.update(update)
     given = set(model.__pydantic_fields_set__)
     given.update(update)
-    obj = _new(type(model))
-    _SET_DICT(obj, values)
-    _SET_FIELDS_SET(obj, given)
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
-    return obj
+    return _filled(type(model), values, given)
