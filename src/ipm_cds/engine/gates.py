@@ -157,21 +157,18 @@ class AbsenceIndex:
         return cls({t: frozenset(f) for t, f in fields.items()}, {k: frozenset(v) for k, v in rules.items()})
 
     def may_wait(self, by_type: Mapping[str, Sequence[Fact]]) -> set[int]:
-        """The rules that read a field some fact of the record does not have."""
+        """The rules that read a field some fact of the record does not have (the missing-data search finds them
+        with :class:`WaitIndex`; this is the plain statement it is tested against)."""
         out: set[int] = set()
-        fields_of, rules = self.fields, self.rules
         for fact_type, facts in by_type.items():
-            fields = fields_of.get(fact_type)
+            fields = self.fields.get(fact_type)
             if not fields:
                 continue
-            if len(facts) == 1:  # (most types: one fact)
-                lacking: frozenset[str] | set[str] = fields.difference(facts[0].values)
-            else:
-                lacking = set()
-                for fact in facts:
-                    lacking |= fields.difference(fact.values)
+            lacking: set[str] = set()
+            for fact in facts:
+                lacking |= fields.difference(fact.values)
             for field in lacking:
-                out |= rules[(fact_type, field)]
+                out |= self.rules[(fact_type, field)]
         return out
 
 
