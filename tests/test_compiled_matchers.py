@@ -121,3 +121,39 @@ def test_compiled_matchers_equal_the_reference_on_arbitrary_patterns(
                 if id(f) not in used and (r := extend(f, bound)) is not None
             ]
             assert got == [(t, u) for _, t, u in driver._extend(unless, bound, by_type)]
+
+
+_SHAPES: list[tuple[ir.Test, ...]] = [
+    (ir.Test("x", "present", None), ir.Test("x", "gte", 1)),  # the presence test implied by the comparison
+    (ir.Test("x", "present", None), ir.Test("y", "lt", 2)),
+    (ir.Test("s", "eq", "p"), ir.Test("x", "eq", 1)),
+    (ir.Test("s", "eq", "p"), ir.Test("x", "in", (0, 2))),
+    (ir.Test("s", "eq", "q"), ir.Test("x", "gt", 1)),
+    (ir.Test("s", "eq", "q"), ir.Test("x", "lte", 2)),
+    (ir.Test("s", "eq", "q"), ir.Test("x", "lt", 2)),
+    (ir.Test("s", "eq", "q"), ir.Test("x", "gte", 2)),
+    (ir.Test("s", "eq", "q"), ir.Test("x", "neq", 2)),
+    (ir.Test("s", "in", ("p", "r")), ir.Test("x", "in", (1, 3.5))),
+    (ir.Test("s", "in", ("p", "r")), ir.Test("x", "gte", 1)),
+    (ir.Test("s", "in", ("p", "r")),),
+    (ir.Test("s", "eq", "r"),),
+    (ir.Test("x", "gt", 0),),
+    (ir.Test("x", "not_in", (0, 1)),),
+    (ir.Test("s", "eq", "p"), ir.Test("x", "gte", 1), ir.Test("y", "absent", None)),
+    (ir.Test("x", "gte", 1), ir.Test("y", "absent", None), ir.Test("s", "present", None)),
+]
+
+
+def test_written_out_local_tests_equal_the_reference() -> None:
+    """Each one- and two-test shape :func:`closures._local2` writes out, and the loops it falls back on,
+    against the reference matcher (values absent, equal, below and above the constants)."""
+    recorded = [
+        Fact("a", f"k{n}", values, f"fact {n}")
+        for n, values in enumerate(
+            [{}, {"x": 0}, {"x": 1, "s": "p"}, {"x": 2, "s": "q"}, {"x": 3.5, "s": "r", "y": 1}, {"s": "p", "y": 2}]
+        )
+    ]
+    by_type = index_by_type(recorded)
+    for tests in _SHAPES:
+        rule = [ir.Pattern("p0", "a", tests)]
+        assert compiled._matcher(rule)(by_type) == [bound for bound, _, _ in matches(rule, by_type)], tests

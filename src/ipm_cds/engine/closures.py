@@ -83,29 +83,60 @@ def _is_constant(node: ir.Node) -> bool:
     return isinstance(node, ir.Test) and node.op != "absent" and not isinstance(node.operand, ir.Ref)
 
 
+def _is_absent(node: ir.Node) -> bool:
+    return isinstance(node, ir.Test) and node.op == "absent"
+
+
 def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
     """The conjunction of tests that read only the fact's own values; None when there are none.
 
     ``eq`` and ``in`` need no test for absence: an absent value (None) equals no constant and is in no set
-    of them (the values are scalars, never NaN: rule files and patients refuse it)."""
+    of them (the values are scalars, never NaN: rule files and patients refuse it). A ``present`` test of a
+    field another of these tests compares is implied by it (``count present, count >= 1``): it is left out."""
     if not nodes:
         return None
     tests = [n for n in nodes if isinstance(n, ir.Test) and _is_constant(n)]
+    compared = {t.field for t in tests if t.op != "present"}
+    tests = [t for t in tests if t.op != "present" or t.field not in compared]
     equal = [(t.field, _scalar(t.operand)) for t in tests if t.op == "eq"]
     member = [(t.field, frozenset(t.operand)) for t in tests if t.op == "in" and isinstance(t.operand, tuple)]
-    constants = _constant_tests([t for t in tests if t.op not in ("eq", "in")])
-    others = tuple(_node2(n, {}) for n in nodes if not _is_constant(n))
-    if len(tests) == 1 and not others:
-        if equal:
-            ((field, value),) = equal
-            return lambda v: v.get(field) == value
-        if member:
-            ((field, values),) = member
-            return lambda v: v.get(field) in values
-        ((field, predicate),) = constants
-        if predicate is None:
-            return lambda v: v.get(field) is not None
-        return lambda v: (x := v.get(field)) is not None and predicate(x)
+    ordered = [t for t in tests if t.op not in ("eq", "in")]
+    constants = _constant_tests(ordered)
+    absent = tuple(n.field for n in nodes if isinstance(n, ir.Test) and _is_absent(n))
+    others = tuple(_node2(n, {}) for n in nodes if not _is_constant(n) and not _is_absent(n))
+    if not others and not absent and len(tests) <= 2:
+        # the common shapes (one or two tests; equalities first, then membership, then the rest), as one
+        # expression each: no loop over the tests and no call per test
+        shape = _shape2(equal, member, ordered)
+        if shape is not None:
+            return shape
+
+    if equal:
+        # the first equality written out: most facts a rule's pattern rejects fail it
+        (head_field, head_value), equal = equal[0], equal[1:]
+
+        def local_eq(v: Values) -> bool:
+            if v.get(head_field) != head_value:
+                return False
+            for field, value in equal:
+                if v.get(field) != value:
+                    return False
+            for field, values in member:
+                if v.get(field) not in values:
+                    return False
+            for field, predicate in constants:
+                x = v.get(field)
+                if x is None or (predicate is not None and not predicate(x)):
+                    return False
+            for field in absent:
+                if v.get(field) is not None:
+                    return False
+            for step in others:  # noqa: SIM110 (as in _all2)
+                if not step(v, ()):
+                    return False
+            return True
+
+        return local_eq
 
     def local(v: Values) -> bool:
         for field, value in equal:
@@ -118,12 +149,73 @@ def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
             x = v.get(field)
             if x is None or (predicate is not None and not predicate(x)):
                 return False
+        for field in absent:
+            if v.get(field) is not None:
+                return False
         for step in others:  # noqa: SIM110 (as in _all2)
             if not step(v, ()):
                 return False
         return True
 
     return local
+
+
+def _one2(test: ir.Test) -> Local2:
+    """One comparison with a constant (not ``eq``, ``in`` or ``absent``), written out for the common operators."""
+    field, op = test.field, test.op
+    if op == "present":
+        return lambda v: v.get(field) is not None
+    if op not in ("gte", "gt", "lte", "lt"):
+        predicate = _predicate(op, test.operand)
+        return lambda v: (x := v.get(field)) is not None and predicate(x)
+    c: Any = _scalar(test.operand)
+    if op == "gte":
+        return lambda v: (x := v.get(field)) is not None and x >= c
+    if op == "gt":
+        return lambda v: (x := v.get(field)) is not None and x > c
+    if op == "lte":
+        return lambda v: (x := v.get(field)) is not None and x <= c
+    assert op == "lt"
+    return lambda v: (x := v.get(field)) is not None and x < c
+
+
+def _shape2(
+    equal: Sequence[tuple[str, Scalar]], member: Sequence[tuple[str, frozenset[Scalar]]], ordered: Sequence[ir.Test]
+) -> Local2 | None:
+    """One or two local tests as one function; None for a shape written out nowhere (the loop then serves)."""
+    if len(equal) == 2:
+        ((f1, c1), (f2, c2)) = equal
+        return lambda v: v.get(f1) == c1 and v.get(f2) == c2
+    if len(equal) == 1:
+        ((f1, c1),) = equal
+        if member:
+            ((f2, s2),) = member
+            return lambda v: v.get(f1) == c1 and v.get(f2) in s2
+        if ordered:
+            (t2,) = ordered
+            if t2.op in ("gte", "gt", "lte", "lt"):
+                bound: Any = _scalar(t2.operand)
+                f3 = t2.field
+                if t2.op == "gte":
+                    return lambda v: v.get(f1) == c1 and (x := v.get(f3)) is not None and x >= bound
+                if t2.op == "gt":
+                    return lambda v: v.get(f1) == c1 and (x := v.get(f3)) is not None and x > bound
+                if t2.op == "lte":
+                    return lambda v: v.get(f1) == c1 and (x := v.get(f3)) is not None and x <= bound
+                return lambda v: v.get(f1) == c1 and (x := v.get(f3)) is not None and x < bound
+            return None
+        return lambda v: v.get(f1) == c1
+    if len(member) == 2:
+        ((f1, s1), (f2, s2)) = member
+        return lambda v: v.get(f1) in s1 and v.get(f2) in s2
+    if len(member) == 1:
+        ((f1, s1),) = member
+        if ordered:
+            return None
+        return lambda v: v.get(f1) in s1
+    if len(ordered) == 1:
+        return _one2(ordered[0])
+    return None
 
 
 def _test2(test: ir.Test, positions: Mapping[str, int]) -> Check2:
