@@ -53,13 +53,18 @@ def gates_of(patterns: Sequence[ir.Pattern]) -> tuple[Gate, ...]:
 
 
 def primary(gates: Sequence[Gate]) -> Gate | None:
-    """The gate a rule is indexed by: the one with the fewest values (the first such); None when it has none
-    (such a rule is matched unindexed)."""
+    """The gate a rule is indexed by: the one with the fewest values (the first such), a gate of a flag (only
+    ``true`` or ``false`` allowed) only when it has no other, as most facts have either value (``code in [...],
+    active: true`` is indexed by its code); None when it has none (such a rule is matched unindexed)."""
     best: Gate | None = None
     for gate in gates:
-        if best is None or len(gate.allowed) < len(best.allowed):
+        if best is None or _rank(gate) < _rank(best):
             best = gate
     return best
+
+
+def _rank(gate: Gate) -> tuple[bool, int]:
+    return all(isinstance(value, bool) for value in gate.allowed), len(gate.allowed)
 
 
 _Key = tuple[str, Mapping[Scalar, tuple[int, ...]], frozenset[int]]  # field, value -> rules, every rule of the field
