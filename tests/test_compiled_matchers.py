@@ -123,7 +123,7 @@ def test_compiled_matchers_equal_the_reference_on_arbitrary_patterns(
             assert got == [(t, u) for _, t, u in driver._extend(unless, bound, by_type)]
 
 
-_SHAPES: list[tuple[ir.Test, ...]] = [
+_SHAPES: list[tuple[ir.Node, ...]] = [
     (ir.Test("x", "present", None), ir.Test("x", "gte", 1)),  # the presence test implied by the comparison
     (ir.Test("x", "present", None), ir.Test("y", "lt", 2)),
     (ir.Test("s", "eq", "p"), ir.Test("x", "eq", 1)),
@@ -141,6 +141,15 @@ _SHAPES: list[tuple[ir.Test, ...]] = [
     (ir.Test("x", "not_in", (0, 1)),),
     (ir.Test("s", "eq", "p"), ir.Test("x", "gte", 1), ir.Test("y", "absent", None)),
     (ir.Test("x", "gte", 1), ir.Test("y", "absent", None), ir.Test("s", "present", None)),
+    (ir.AnyOf(((ir.Test("x", "neq", 1),), (ir.Test("x", "absent", None),))),),
+    (ir.AnyOf(((ir.Test("y", "absent", None),), (ir.Test("y", "lt", 2),))),),
+    (ir.AnyOf(((ir.Test("s", "in", ("p", "q")),), (ir.Test("s", "absent", None),))), ir.Test("x", "gt", 0)),
+    (
+        ir.AnyOf(((ir.Test("x", "neq", 0),), (ir.Test("x", "absent", None),))),
+        ir.AnyOf(((ir.Test("y", "gte", 2),), (ir.Test("y", "absent", None),))),
+    ),
+    (ir.AnyOf(((ir.Test("x", "neq", 0),), (ir.Test("y", "absent", None),))),),  # two fields: not one test
+    (ir.AnyOf(((ir.Test("x", "present", None),), (ir.Test("x", "absent", None),))),),
 ]
 
 

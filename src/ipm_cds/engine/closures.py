@@ -103,7 +103,20 @@ def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
     ordered = [t for t in tests if t.op not in ("eq", "in")]
     constants = _constant_tests(ordered)
     absent = tuple(n.field for n in nodes if isinstance(n, ir.Test) and _is_absent(n))
-    others = tuple(_node2(n, {}) for n in nodes if not _is_constant(n) and not _is_absent(n))
+    # ``any_of`` of a comparison and the absence of one field (``x != c or x absent``), as one test of x
+    unless: list[Local2] = []
+    others_nodes: list[ir.Node] = []
+    for n in nodes:
+        if _is_constant(n) or _is_absent(n):
+            continue
+        test = _or_absent(n)
+        if test is not None:
+            unless.append(test)
+        else:
+            others_nodes.append(n)
+    if len(unless) == 1 and not others_nodes and not absent and not tests:
+        return unless[0]
+    others = tuple(lambda v, env, test=test: test(v) for test in unless) + tuple(_node2(n, {}) for n in others_nodes)
     if not others and not absent and len(tests) <= 2:
         # the common shapes (one or two tests; equalities first, then membership, then the rest), as one
         # expression each: no loop over the tests and no call per test
@@ -158,6 +171,24 @@ def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
         return True
 
     return local
+
+
+def _or_absent(node: ir.Node) -> Local2 | None:
+    """An ``any_of`` of two branches of one test each, a comparison of a field with a constant and the absence
+    of the same field (either order), as one function; None for any other node. An absent value is None,
+    which no constant is (``neq``: ``None != c`` holds, as the absence does)."""
+    if not isinstance(node, ir.AnyOf) or len(node.branches) != 2 or any(len(b) != 1 for b in node.branches):
+        return None
+    (first,), (second,) = node.branches
+    compare, gone = (first, second) if _is_absent(second) else (second, first)
+    if not _is_absent(gone) or compare.field != gone.field or not _is_constant(compare) or compare.op == "present":
+        return None
+    field = compare.field
+    if compare.op == "neq":
+        c: Any = _scalar(compare.operand)
+        return lambda v: v.get(field) != c
+    predicate = _predicate(compare.op, compare.operand)
+    return lambda v: (x := v.get(field)) is None or predicate(x)
 
 
 def _one2(test: ir.Test) -> Local2:
