@@ -92,7 +92,8 @@ class GateIndex:
                 by_value.setdefault(value, []).append(position)
         by_type: dict[str, list[_Key]] = {}
         for (fact_type, field), by_value in keys.items():
-            rules = {v: tuple(p) for v, p in by_value.items()}
+            # (no value None: a fact without the field admits nothing two-valued, and ``get(None)`` finds nothing)
+            rules = {v: tuple(p) for v, p in by_value.items() if v is not None}
             by_type.setdefault(fact_type, []).append((field, rules, frozenset().union(*by_value.values())))
         return cls({t: tuple(k) for t, k in by_type.items()}, frozenset(ungated))
 
@@ -100,10 +101,20 @@ class GateIndex:
         """The rules whose primary gate a fact admits (three-valued: also a fact without the field), and the
         rules without one. A rule left out has no combination (three-valued: no undecided one either)."""
         out = set(self.ungated)
-        for fact_type, keys in self.keys.items():
+        if three_valued:
+            for fact_type, keys in self.keys.items():
+                facts = by_type.get(fact_type)
+                if facts:
+                    self._admit(keys, facts, out, True)
+            return out
+        for fact_type, keys in self.keys.items():  # (two-valued, the python backend's: written out, no call per type)
             facts = by_type.get(fact_type)
             if facts:
-                self._admit(keys, facts, out, three_valued)
+                for field, by_value, _ in keys:
+                    for fact in facts:
+                        hit = by_value.get(fact.values.get(field))  # type: ignore[arg-type]
+                        if hit is not None:
+                            out.update(hit)
         return out
 
     def admit(self, facts: Sequence[Fact], into: set[int]) -> None:
