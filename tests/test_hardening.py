@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipm_cds
-from ipm_cds.engine import compiled, driver, durable_backend, gates
+from ipm_cds.engine import closures, compiled, driver, durable_backend, gates
 from ipm_cds.engine.match import index_by_type, matches
 from ipm_cds.errors import EngineFaultError, EvaluationError, FiringLimitError, PatientDataError, RulesetError
 from ipm_cds.model.facts.normalise import Fact, normalise
@@ -483,6 +483,11 @@ def test_compiled_matchers_equal_the_reference_matcher(python_engine: ipm_cds.En
             expected = [bound for bound, _, _ in matches(er.patterns, by_type)]
             assert code.match[er.name](by_type) == expected, er.rule.ref
             assert i in admitted or not expected, f"{er.rule.ref}: its gates leave out a rule that matches"
+            ranged = gates.range_gate_of(er.patterns)  # (the python backend's, for a rule without gates)
+            if ranged is not None and expected:
+                holds = closures.predicate(ranged.op, ranged.bound)
+                facts = by_type.get(ranged.fact_type, ())
+                assert any((x := f.values.get(ranged.field)) is not None and holds(x) for f in facts), er.rule.ref
     waiting = code.rule_gates.admitted(by_type, three_valued=True)
     lacking = code.rule_fields.may_wait(by_type)
     assert code.rule_waits.waiting(by_type) == sorted(waiting & lacking)  # (both in one walk, as bits)

@@ -55,6 +55,9 @@ def _predicate(op: str, operand: ir.Operand) -> Callable[[Scalar], bool]:
     return partial(_FLIPPED[op], _scalar(operand))
 
 
+predicate = _predicate  # (the python backend's range gates compare as the matchers do)
+
+
 def _scalar(operand: ir.Operand) -> Scalar:
     """A comparison's constant (parameters are bound before matching; joins and sets are handled apart)."""
     assert not isinstance(operand, ir.Param | ir.Ref | tuple) and operand is not None

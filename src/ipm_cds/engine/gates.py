@@ -139,6 +139,34 @@ class GateIndex:
                     out.update(hit)
 
 
+@dataclass(frozen=True, slots=True)
+class RangeGate:
+    """A test of one of a rule's patterns that compares ``field`` with a constant (``lt``, ``lte``, ``gt``, ``gte``):
+    two-valued, only a fact with the field and a value the comparison holds for passes it."""
+
+    fact_type: str
+    field: str
+    op: str
+    bound: Scalar
+
+
+_ORDERED = ("lt", "lte", "gt", "gte")
+
+
+def range_gate_of(patterns: Sequence[ir.Pattern]) -> RangeGate | None:
+    """The first top-level comparison of a field with a constant (``count >= 1``) of a rule's patterns; None when
+    it has none. The python backend checks it for the rules with no gate (as those of :func:`gates_of`, it must
+    hold for the pattern to: two-valued, a rule none of whose facts passes it has no combination). (Checked for
+    every rule, as a second gate, it cost more than the matcher calls it saved.)"""
+    for pattern in patterns:
+        for node in pattern.tests:
+            if isinstance(node, ir.Test) and node.op in _ORDERED and not isinstance(node.operand, ir.Ref | ir.Param):
+                operand = node.operand
+                assert operand is not None and not isinstance(operand, tuple)
+                return RangeGate(pattern.fact_type, node.field, node.op, operand)
+    return None
+
+
 def fields_read(patterns: Sequence[ir.Pattern]) -> frozenset[tuple[str, str]]:
     """The (fact type, field) pairs a rule's tests read, a join's other side included, except ``absent`` tests
     (which are true or false, never unknown): only a fact without one of these can leave the rule undecided."""

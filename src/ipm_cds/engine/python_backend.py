@@ -7,19 +7,25 @@ of facts fires a rule once, as in the durable engine.
 Patterns run as compiled matchers (:mod:`compiled`: closures built from the IR, with the semantics of
 :mod:`match`). After the first round, a rule is matched again only when a fact of a type it reads was
 derived in the round before: its other matches are the ones it already fired. A rule whose gates
-(:mod:`.gates`) no value of the record admits is not matched at all: it has no match.
+(:mod:`.gates`) no value of the record admits is not matched at all: it has no match; nor is a rule without
+gates whose first comparison of a field with a constant (``count >= 1``, :func:`.gates.range_gate_of`) no fact
+passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from ..model.facts.normalise import Fact
+from ..model.facts.normalise import Fact, Scalar
 from .base import OnFire
+from .closures import predicate
 from .compiled import CompiledProgram, compile_program
-from .gates import GateIndex
+from .gates import GateIndex, range_gate_of
 from .match import index_by_type
 from .program import Program, Stratum
+
+# fact type -> per ranged field: the field, the comparison, the rules it gates
+_Ranges = dict[str, tuple[tuple[str, Callable[[Scalar], bool], frozenset[int]], ...]]
 
 
 class PythonBackend:
@@ -30,13 +36,27 @@ class PythonBackend:
         # per stratum: the engine rules' names, the fact types each reads, and the rules by their gates
         self._strata: dict[int, tuple[tuple[str, ...], tuple[frozenset[str], ...], GateIndex]] = {}
         self._readers: dict[int, dict[str, frozenset[int]]] = {}  # per stratum: fact type -> the rules reading it
+        # per stratum: the rules without a gate that compare a field with a constant (``count >= 1``), and by the
+        # first such comparison
+        self._ranged: dict[int, tuple[frozenset[int], _Ranges]] = {}
 
     def prepare(self, program: Program) -> None:
         self._compiled = compile_program(program)
         for stratum in program.strata:
             names = tuple(er.name for er in stratum.rules)
             reads = tuple(self._compiled.needs[name] for name in names)
-            self._strata[stratum.index] = (names, reads, GateIndex.build([self._compiled.gates[n] for n in names]))
+            gates = GateIndex.build([self._compiled.gates[n] for n in names])
+            self._strata[stratum.index] = (names, reads, gates)
+            by_range: dict[tuple[str, str, str, Scalar], set[int]] = {}
+            for i in sorted(gates.ungated):
+                found = range_gate_of(stratum.rules[i].patterns)
+                if found is not None:
+                    by_range.setdefault((found.fact_type, found.field, found.op, found.bound), set()).add(i)
+            ranges: dict[str, list[tuple[str, Callable[[Scalar], bool], frozenset[int]]]] = {}
+            for (fact_type, field, op, bound), rules in by_range.items():
+                ranges.setdefault(fact_type, []).append((field, predicate(op, bound), frozenset(rules)))
+            ranged = frozenset().union(*by_range.values())
+            self._ranged[stratum.index] = (ranged, {t: tuple(r) for t, r in ranges.items()})
             readers: dict[str, set[int]] = {}
             for i, types in enumerate(reads):
                 for fact_type in types:
@@ -47,6 +67,7 @@ class PythonBackend:
         self._compiled = None
         self._strata.clear()
         self._readers.clear()
+        self._ranged.clear()
 
     def run_stratum(
         self,
@@ -66,9 +87,17 @@ class PythonBackend:
         fired: set[tuple[str, tuple[int, ...]]] = set()
         changed: set[str] | None = None  # fact types derived in the last round; None: first round
         admitted = gates.admitted(of_type)  # (facts are only ever added: it only grows)
+        ranged, ranges = self._ranged[stratum.index]
+        if ranged:  # the rules without a gate that no fact passes the first comparison of
+            admitted -= ranged
+            for fact_type, by_field in ranges.items():
+                found = of_type.get(fact_type)
+                if found:
+                    _admit_ranged(by_field, found, admitted)
         while True:
             # Skipped: a rule with no fact of a type it reads; after the first round, a rule that reads nothing
-            # derived in the round before (its other matches already fired); a rule whose gates no value admits.
+            # derived in the round before (its other matches already fired); a rule whose gates no value admits
+            # (a rule without gates: whose first comparison with a constant no fact passes).
             # The others run in stratum order.
             if changed is None:
                 pool = admitted
@@ -98,5 +127,19 @@ class PythonBackend:
             for fact_type, new in derived.items():
                 of_type[fact_type] = [*of_type.get(fact_type, ()), *new]
                 gates.admit(new, admitted)
+                if fact_type in ranges:
+                    _admit_ranged(ranges[fact_type], new, admitted)
             changed = set(derived)
             present |= changed
+
+
+def _admit_ranged(
+    by_field: tuple[tuple[str, Callable[[Scalar], bool], frozenset[int]], ...], facts: Sequence[Fact], into: set[int]
+) -> None:
+    """Add to ``into`` the rules a fact passes the comparison of (two-valued: a fact without the field does not)."""
+    for field, holds, rules in by_field:
+        for fact in facts:
+            x = fact.values.get(field)
+            if x is not None and holds(x):
+                into |= rules
+                break
