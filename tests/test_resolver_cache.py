@@ -194,3 +194,34 @@ def test_two_assessments_share_no_list_dict_or_model(backend: str) -> None:
         if checked == 40:
             break
     assert checked == 40
+
+
+def test_the_per_program_memos_give_what_working_it_out_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bound fact's values sorted by name and a missing field's rules and criteria, read from the per-program
+    memos (filled by the first assessments), are what an engine that remembers none of them works out."""
+    from ipm_cds.engine import resolve as resolve_module
+
+    ruleset = ipm_cds.load_ruleset()
+    cases = [t.case for t in ruleset.tests if not t.case.profile and not t.case.parameters][:60]
+
+    def outputs(engine: ipm_cds.Engine) -> list[str]:
+        out = []
+        for case in cases:
+            try:
+                out.append(engine.evaluate(case.patient, as_of=case.as_of, timestamp=False).to_json())
+            except ipm_cds.IpmCdsError:
+                out.append("refused")
+        return out
+
+    warm = ipm_cds.Engine(ruleset, backend="python")
+    outputs(warm)  # (fills the memos)
+    remembered = outputs(warm)
+    monkeypatch.setattr(resolve_module, "_ORDERS_MAX", 0)
+    monkeypatch.setattr(resolve_module, "_GROUPS_MAX", 0)
+    cold = ipm_cds.Engine(ruleset, backend="python")
+    assert outputs(cold) == remembered
+    index = resolve_module._index(cold.program)
+    assert not index.value_orders and not index.waiting_groups
+    assert resolve_module._index(warm.program).waiting_groups  # (the cases have rules waiting for one field)
+    for names, by_name in resolve_module._index(warm.program).value_orders.items():
+        assert (by_name or names) == tuple(sorted(names))

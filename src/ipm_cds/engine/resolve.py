@@ -104,6 +104,12 @@ class _Index:
     # (medication code, secondary-prevention table, risk, approval, upgraded from) -> the antithrombotic
     # precaution's text: made when first needed, bounded by the medication catalogue
     hold_texts: dict[tuple[str, bool, str, bool, str | None], str]
+    # a fact's value names, in its order -> the same names sorted, () when they already are (a bound fact's values
+    # are written sorted): made when first met, at most _ORDERS_MAX of them
+    value_orders: dict[tuple[str, ...], tuple[str, ...]]
+    # a set of rules waiting for one patient field -> its MissingData's needed_by and criteria (sorted), and whether
+    # a safety rule is among them: made when first met, at most _GROUPS_MAX of them
+    waiting_groups: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, ...], bool]]
     # (base fact type, field) -> the patient field a missing value is reported as
     missing_criteria: Mapping[str, tuple[str, ...]]  # rule ref -> its criteria, distinct and sorted
     missing_paths: Mapping[tuple[str, str], str]
@@ -199,6 +205,8 @@ def _index(program: Program) -> _Index:
             },
             all_elective=messages["exclusion.all_elective"].render(),
             hold_texts={},
+            value_orders={},
+            waiting_groups={},
             missing_criteria={r.ref: tuple(sorted(set(r.criteria))) for r in program.rules},
             missing_paths={
                 (name, fld): _missing_path(name, fld)
@@ -254,16 +262,28 @@ def _compile(template: ir.Template, parameters: Mapping[str, ParamValue], values
         else:
             parts.append(text)
     if any(isinstance(p, ir.Ref) for p in parts):
-        return _Parts(tuple(parts), _settled(parts[0]) and _settled(parts[-1], end=True))
+        # (adjacent literal text is joined: the text before the first value, and after each value)
+        lead = ""
+        slots: list[tuple[str, str, str]] = []
+        for part in parts:
+            if isinstance(part, ir.Ref):
+                slots.append((part.alias, part.field, ""))
+            elif slots:
+                slots[-1] = (slots[-1][0], slots[-1][1], part)
+            else:
+                lead = part
+        return _Parts(lead, tuple(slots), _settled(parts[0]) and _settled(parts[-1], end=True))
     return _finish("".join(p for p in parts if isinstance(p, str)))
 
 
 @dataclass(frozen=True, slots=True)
 class _Parts:
-    """A template's parts, the patient values (refs) left to fill in; ``settled``: it begins and ends with
+    """A template's parts, the patient values (refs) left to fill in: its literal text before the first value
+    (``lead``), and each value as (alias, field, the literal text after it); ``settled``: it begins and ends with
     literal text that :func:`_finish` would leave as it is (no space to strip, an upper-case first letter)."""
 
-    parts: tuple[str | ir.Ref, ...]
+    lead: str
+    slots: tuple[tuple[str, str, str], ...]
     settled: bool
 
 
@@ -313,13 +333,11 @@ class _Resolver:
         if isinstance(compiled, str):
             return compiled
         values = self.index.values
-        out: list[str] = []
-        for part in compiled.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = bound[part.alias].values.get(part.field)
+        out = [compiled.lead]
+        for alias, fld, after in compiled.slots:
+            value = bound[alias].values.get(fld)
             out.append(value.replace("_", " ") if type(value) is str else _fmt(value, values))
+            out.append(after)
         return "".join(out) if compiled.settled else _finish("".join(out))
 
     def basis(self, rule: ir.Rule) -> Basis:
@@ -422,6 +440,20 @@ def _hold_text(
     return " ".join(parts)
 
 
+_GROUPS_MAX = 4096  # sets of rules waiting for one field remembered per program (more are worked out each time)
+_ORDERS_MAX = 4096  # distinct value-name tuples remembered per program (more are sorted each time)
+
+
+def _value_order(orders: dict[tuple[str, ...], tuple[str, ...]], names: tuple[str, ...]) -> tuple[str, ...]:
+    """A fact's value names sorted, or () when they already are (:attr:`_Index.value_orders`)."""
+    ordered = tuple(sorted(names))
+    if ordered == names:
+        ordered = ()
+    if len(orders) < _ORDERS_MAX:
+        orders[names] = ordered
+    return ordered
+
+
 def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[tuple[str, str], set[str]]]:
     """Group unknown fields by patient field; return entries and (fact key, field) -> rule refs."""
     grouped: dict[tuple[str, str], set[str]] = {}
@@ -446,13 +478,24 @@ def _missing_entries(run: Run, index: _Index) -> tuple[list[MissingData], dict[t
     entries = []
     criteria = index.missing_criteria
     safety = index.safety_refs
+    waiting_groups = index.waiting_groups
     for (label, path), refs in grouped.items():
         if len(refs) == 1:
             (ref,) = refs
             needed_by, of = [ref], list(criteria[ref])
-        else:
-            needed_by, of = sorted(refs), sorted({c for r in refs for c in criteria[r]})
-        entries.append(trusted_missing_data(path, label, needed_by, of, not safety.isdisjoint(refs)))
+            entries.append(trusted_missing_data(path, label, needed_by, of, ref in safety))
+            continue
+        group = frozenset(refs)
+        made = waiting_groups.get(group)
+        if made is None:
+            made = (
+                tuple(sorted(refs)),
+                tuple(sorted({c for r in refs for c in criteria[r]})),
+                not safety.isdisjoint(refs),
+            )
+            if len(waiting_groups) < _GROUPS_MAX:
+                waiting_groups[group] = made
+        entries.append(trusted_missing_data(path, label, list(made[0]), list(made[1]), made[2]))
     entries.sort(key=lambda m: (m.field, m.item))
     return entries, grouped
 
@@ -468,26 +511,36 @@ def resolve(
     timestamp: bool = True,
 ) -> Assessment:
     index = _index(program)
+    rank = index.rank
     r = _Resolver(program, run, index)
     catalogue = program.ruleset.interventions
     elective = index.elective
     # The trace. One BoundFact (and its part of the sort key) per alias and fact: a fact is bound by many firings.
     bound_facts: dict[tuple[str, int], tuple[BoundFact, tuple[str, str, list[tuple[str, Scalar]]]]] = {}
+    orders = index.value_orders
     keyed: list[tuple[tuple[int, str, list[tuple[str, str, list[tuple[str, Scalar]]]]], TraceEntry]] = []
     live: list[Firing] = []  # the firings no unless clause blocked (Run.is_blocked), sorted below
+    blocked = run.blocked
     for firing in run.firings:
         bindings = []
         order = []
         for a, f in firing.bindings.items():
             made = bound_facts.get((a, id(f)))
             if made is None:
-                items = sorted(f.values.items())
-                made = (trusted_bound_fact(a, f.label, dict(items)), (a, f.label, items))
+                values = f.values
+                names = tuple(values)
+                by_name = orders.get(names)
+                if by_name is None:
+                    by_name = _value_order(orders, names)
+                # the fact's values sorted by name (by_name is empty when they already are)
+                values = {name: values[name] for name in by_name} if by_name else dict(values)
+                made = (trusted_bound_fact(a, f.label, values), (a, f.label, list(values.items())))
                 bound_facts[(a, id(f))] = made
             bindings.append(made[0])
             order.append(made[1])
         rule = firing.rule
-        unless = run.blocked.get((rule.id, firing.signature))
+        # (only a rule with unless clauses can be blocked: Run.blocked holds what they matched)
+        unless = blocked.get((rule.id, firing.signature)) if rule.blockers else None
         if unless is None:
             live.append(firing)
         if unless:
@@ -499,7 +552,6 @@ def resolve(
         keyed.append(((rule.stratum, rule.ref, order), traced))
     keyed.sort(key=itemgetter(0))  # stable, on the key alone: the order of the former trace.sort
     trace = [t for _, t in keyed]
-    rank = index.rank
     live.sort(key=lambda f: (rank[f.rule.ref], f.signature))
 
     candidates: dict[tuple[str, str | None, str | None, str | None], Candidate] = {}

@@ -624,8 +624,10 @@ def add_verdicts(program: Program, run: Run, assessment: Assessment, unbound: Ma
     if not requested and not in_scope:
         return assessment
     v = _Verdicts(program, run, assessment, unbound)
-    made = CandidateFacts(program)
-    verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
+    verdicts: list[RequestedVerdict] = []
+    if requested:  # (most records request nothing: they need no candidate facts)
+        made = CandidateFacts(program)
+        verdicts = [v.verdict(f, made) for f in sorted(requested, key=_request_order)]
     return trusted_copy(assessment, {"requested": verdicts, "scope": v.scope(in_scope) if in_scope else []})
 
 
