@@ -35,7 +35,9 @@ from ipm_cds.testing.strategies import patients, raw_patient_documents
 from .conftest import AS_OF, RFA_PATIENT, run_in_threads
 
 FULL = os.environ.get("IPM_CDS_STRESS") == "full"
-TIME_BOUND_S = 5.0  # every hostile input is refused well within this
+# every hostile input is refused well within this many CPU seconds of this process (CPU, not wall time: on a
+# loaded machine, xdist workers and other jobs stretch wall time without the refusal doing more work)
+TIME_BOUND_S = 5.0
 MEMORY_BOUND_MB = 64.0
 
 
@@ -47,11 +49,11 @@ def ruleset_copy(tmp_path: Path) -> Path:
 
 
 def refused(root: Path) -> tuple[str, float]:
-    """Load ``root``: it must fail with a RulesetError. Returns the report and the seconds it took."""
-    started = time.perf_counter()
+    """Load ``root``: it must fail with a RulesetError. Returns the report and the CPU seconds it took."""
+    started = time.process_time()
     with pytest.raises(RulesetError) as info:
         ipm_cds.load_ruleset(root)
-    return info.value.report(), time.perf_counter() - started
+    return info.value.report(), time.process_time() - started
 
 
 # -- hostile rule files ------------------------------------------------------------------------------------------
@@ -99,10 +101,10 @@ def test_deep_nesting_is_refused_without_libyaml(monkeypatch: pytest.MonkeyPatch
     """The pure-Python composer recurses once per level; the stack running out is a clear error too."""
     monkeypatch.setattr(yamlsrc, "_FAST_LOADER", yaml.SafeLoader)
     for text in ("a: " + "[" * 3000 + "]" * 3000 + "\n", "- " * 3000 + "x\n"):
-        started = time.perf_counter()
+        started = time.process_time()
         with pytest.raises(RulesetError, match="nesting deeper than"):
             yamlsrc.load_yaml(text, "f.yaml")
-        assert time.perf_counter() - started < TIME_BOUND_S
+        assert time.process_time() - started < TIME_BOUND_S
     assert sys.getrecursionlimit() > 0  # the interpreter is intact afterwards
 
 
@@ -137,9 +139,9 @@ def test_hostile_patient_yaml_file_is_refused(tmp_path: Path) -> None:
     for name, (content, _) in HOSTILE_FILES.items():
         path = tmp_path / "patient.yaml"
         path.write_bytes(content.replace(b"rules", b"pain"))
-        started = time.perf_counter()
+        started = time.process_time()
         assert main(["evaluate", str(path), "--as-of", "2025-06-02"]) == 4, name
-        assert time.perf_counter() - started < TIME_BOUND_S, name
+        assert time.process_time() - started < TIME_BOUND_S, name
 
 
 def test_deeply_nested_patient_json_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,9 +193,9 @@ def test_fuzz_hostile_documents_same_answer_on_both_backends(
     durable: ipm_cds.Engine, python_engine: ipm_cds.Engine, document: Any
 ) -> None:
     """Rejected with the same problems, or assessed identically; never a crash, a hang or a different answer."""
-    started = time.perf_counter()
+    started = time.process_time()
     assert _outcome(durable, document) == _outcome(python_engine, document)
-    assert time.perf_counter() - started < TIME_BOUND_S
+    assert time.process_time() - started < TIME_BOUND_S
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -201,10 +203,10 @@ def test_huge_lists_are_rejected_quickly(durable: ipm_cds.Engine, as_json: bool)
     item = {"kind": "facet_mbb", "region": "lumbar", "date": "2025-01-01", "relief_pct": 90}
     document: Any = {"pain": [{"region": "lumbar", "character": "axial"}], "procedures": [item] * 200_000}
     document = json.dumps(document) if as_json else document
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(PatientDataError, match="procedures"):
         durable.evaluate(document, as_of=AS_OF)
-    assert time.perf_counter() - started < TIME_BOUND_S
+    assert time.process_time() - started < TIME_BOUND_S
 
 
 def test_every_list_at_its_cap_is_assessed_identically(durable: ipm_cds.Engine, python_engine: ipm_cds.Engine) -> None:
@@ -221,9 +223,9 @@ def test_every_list_at_its_cap_is_assessed_identically(durable: ipm_cds.Engine, 
     facts = normalise(case, AS_OF, durable.ruleset.normalise_context())
     distinct = {(f.type, tuple(sorted(f.values.items()))) for f in facts}
     assert len(facts) == len(distinct) > 600
-    started = time.perf_counter()
+    started = time.process_time()
     assert _outcome(durable, document) == _outcome(python_engine, document)
-    assert time.perf_counter() - started < 4 * TIME_BOUND_S
+    assert time.process_time() - started < 4 * TIME_BOUND_S
 
 
 def test_no_fact_type_can_reach_the_engine_property_limit() -> None:
@@ -303,10 +305,10 @@ def test_too_many_joined_patterns_of_one_type_are_refused_not_hung(ruleset_copy:
         "      pain: {{type: pain, nrs: {{gte: {a}}}}}\n"
         "      block: {{type: procedure, region: {{same_as: pain.region}}, relief_pct: {{gte: {b}}}}}",
     )
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(RulesetError, match="hangs past 511"):
         ipm_cds.Engine(ruleset, backend="durable")
-    assert time.perf_counter() - started < TIME_BOUND_S
+    assert time.process_time() - started < TIME_BOUND_S
     assert ipm_cds.Engine(ruleset, backend="python").evaluate(RFA_PATIENT, as_of=AS_OF).alerts
 
 
