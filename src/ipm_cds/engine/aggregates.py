@@ -311,34 +311,41 @@ def _rank(
     pending: dict[Group, list[tuple[Fact, list[Unknown]]]] = {}  # facts without a rank, by group
     for fact, unknowns in undecided:
         pending.setdefault(tuple(fact.values.get(b) for b in aggregate.by), []).append((fact, unknowns))
-    for group in _group_order({*groups, *pending}, out.group_keys):
+    reverse = word == "earliest"
+    for group in _group_order({*groups, *pending} if pending else groups, out.group_keys):
         members = tuple(groups.get(group, ()))
-        unranked = [(f, [Unknown(f, order)]) for f in members if not isinstance(f.values.get(order), _NUMBER)]
-        unranked += pending.get(group, [])
+        # one pass over the members (loops, not comprehensions): the dated ones with their values, the distinct
+        # values (the first of equal ones, as a set keeps it), the undated ones
+        dated: list[tuple[Fact, Scalar]] = []
+        days_seen: set[Scalar] = set()
+        unranked: list[tuple[Fact, list[Unknown]]] = []
+        for fact in members:
+            value = fact.values.get(order)
+            if isinstance(value, _NUMBER):
+                dated.append((fact, value))
+                days_seen.add(value)
+            else:
+                unranked.append((fact, [Unknown(fact, order)]))
         # facts of this group, or of a group not known, that may rank before a ranked fact
         maybe_before = unranked
         if pending:
+            unranked += pending.get(group, [])
             maybe_before = unranked + [
                 item for g, items in pending.items() if g != group and _may_join(g, group) for item in items
             ]
-        days = sorted(
-            {v for f in members if isinstance(v := f.values.get(order), _NUMBER)},
-            reverse=aggregate.function == "earliest",
-        )
-        rank_of = {value: i + 1 for i, value in enumerate(days)}
-        for fact in members:
-            value = fact.values.get(order)
-            if not isinstance(value, _NUMBER):
-                continue
-            key = f"{aggregate.fact_type}:{fact.key}"
+        days = sorted(days_seen, reverse=reverse)
+        rank_of = dict(zip(days, range(1, len(days) + 1), strict=True))
+        size = len(members)
+        for fact, value in dated:
+            key = f"{fact_type}:{fact.key}"
             rank = rank_of[value]
             if maybe_before:
                 before = [u for f, unknowns in maybe_before if _may_precede(aggregate, f, fact) for u in unknowns]
                 if before:
                     out.uncertain[key] = before
             out.facts.append(
-                make_fact(aggregate.fact_type, key, {**fact.values, "rank": rank},
-                     f"{fact.label}, {word} #{rank} of {len(members)}", derived=fact.derived)
+                make_fact(fact_type, key, {**fact.values, "rank": rank}, f"{fact.label}, {word} #{rank} of {size}",
+                          derived=fact.derived)
             )  # fmt: skip
             out.members[key] = members
             out.sources[key] = fact
@@ -371,12 +378,18 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
     # (most counts have one group: nothing to order)
     for i, group in enumerate(_group_order(groups, out.group_keys) if len(groups) > 1 else groups):
         members = tuple(groups[group])
+        values: dict[str, Scalar] = {}
+        label = head
         if group:
-            # (the group's known values, before the counts join them)
-            values: dict[str, Scalar] = {b: v for b, v in zip(by, group, strict=True) if v is not None}
-            label = f"{head}[{', '.join(f'{b}={v}' for b, v in values.items())}]" if values else head
-        else:
-            values, label = {}, head
+            # (the group's known values, before the counts join them; loops, not comprehensions: most groups
+            # have one value)
+            shown: list[str] = []
+            for b, v in zip(by, group, strict=True):
+                if v is not None:
+                    values[b] = v
+                    shown.append(f"{b}={v}")
+            if shown:
+                label = f"{head}[{', '.join(shown)}]"
         if distinct is None:
             values["count"] = len(members)
         else:
