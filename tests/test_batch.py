@@ -465,3 +465,65 @@ def test_cli_batch_reports_hostile_json_records_with_a_position_and_goes_on(
     assert "recursion limit exceeded at line 1 column" in first["error"]["message"]
     assert "number out of range at line 1 column" in second["error"]["message"]
     assert "set_int_max_str_digits" not in second["error"]["message"] and "assessment" in third
+
+
+def test_a_large_output_is_released_from_the_page_cache_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every DROP_EVERY bytes: the range written since the last time (writeback started) and, once there is more
+    than KEEP_CACHED, the range older than the last KEEP_CACHED bytes (dropped), each byte released once."""
+    monkeypatch.setattr(batch_cli, "DROP_EVERY", 100)
+    monkeypatch.setattr(batch_cli, "KEEP_CACHED", 250)
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        calls.append((offset, length))
+        real(fd, offset, length, advice)  # the real call too: it must accept these ranges
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        cached = batch_cli._CacheLimit(out)
+        for size in (60, 30, 40, 120, 90, 200, 150, 10):
+            out.write(b"x" * size)
+            cached.wrote(size)
+    # written: 60, 90, 130 (writeback 0-130), 250 (writeback 130-250), 340 (nothing: 90 since), 540 (writeback
+    # 250-540, drop 0-290), 690 (writeback 540-690, drop 290-440), 700 (nothing)
+    assert calls == [(0, 130), (130, 120), (250, 290), (0, 290), (540, 150), (290, 150)]
+
+
+def test_a_small_output_a_pipe_or_standard_output_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda *args: calls.append(1))
+    monkeypatch.setattr(batch_cli, "DROP_EVERY", 100)
+    with (tmp_path / "small.jsonl").open("wb") as out:
+        cached = batch_cli._CacheLimit(out)
+        cached.wrote(99)
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as r, os.fdopen(write_end, "wb") as w:
+        assert batch_cli._CacheLimit(w).fd is None
+        assert r.readable()
+    assert batch_cli._CacheLimit(io.BytesIO()).fd is None  # no file descriptor at all
+    assert calls == []
+
+
+def test_cli_batch_output_is_the_same_with_the_cache_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cohort: list[dict[str, Any]]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    write_jsonl(source, cohort[:40])
+    outputs = []
+    for every, keep in ((1 << 40, 1 << 40), (4096, 8192)):  # never released; released every 4 KB behind 8 KB
+        monkeypatch.setattr(batch_cli, "DROP_EVERY", every)
+        monkeypatch.setattr(batch_cli, "KEEP_CACHED", keep)
+        out = tmp_path / f"out-{every}.jsonl"
+        assert main(["batch", str(source), "--out", str(out), "--workers", "1", "--as-of", "2025-06-02"]) == 0
+        text = out.read_text(encoding="utf-8")
+        assert len(text.encode()) > 4 * keep or every > len(text)  # (the second run releases ranges for real)
+        # (each line as written, but for the time of its evaluation)
+        outputs.append(re.sub(r'"evaluated_at": ?"[^"]*"', '"evaluated_at": ""', text))
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == 40

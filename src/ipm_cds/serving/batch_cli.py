@@ -53,6 +53,45 @@ class EngineArguments(TypedDict):
     parameters: Mapping[str, int | float] | None
 
 
+# A large output is kept out of the page cache as it is written: of a regular file, at most about the last
+# KEEP_CACHED bytes stay cached. A million assessments are 25.6 GB; left cached, they fill the memory of a 24 GB
+# machine, and the kernel then reclaims page cache while the batch writes (44 s more of the driving process's
+# kernel time in a million's run: docs/population.md) and evicts whatever else the machine had cached.
+KEEP_CACHED = 1 << 30
+DROP_EVERY = 256 << 20  # how often (bytes written) the ranges behind are released
+
+
+class _CacheLimit:
+    """Keeps a large output file from filling the page cache (Linux ``posix_fadvise``). Every ``DROP_EVERY``
+    bytes: ``POSIX_FADV_DONTNEED`` over the range written since the last time, whose pages are all dirty, which
+    only starts their writeback; and over the range older than the last ``KEEP_CACHED`` bytes, written back by
+    then, whose pages it drops. What is written is unchanged. An output under ``DROP_EVERY`` bytes is never
+    touched, nor a pipe, a terminal or standard output, nor anything where ``posix_fadvise`` does not exist."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.fd: int | None = None
+        self.written = self.kicked = self.released = 0
+        if hasattr(os, "posix_fadvise") and out is not sys.stdout.buffer:
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                fd = out.fileno()
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    self.fd = fd
+
+    def wrote(self, size: int) -> None:
+        self.written += size
+        if self.fd is None or self.written - self.kicked < DROP_EVERY:
+            return
+        try:
+            os.posix_fadvise(self.fd, self.kicked, self.written - self.kicked, os.POSIX_FADV_DONTNEED)
+            self.kicked = self.written
+            end = self.written - KEEP_CACHED
+            if end > self.released:
+                os.posix_fadvise(self.fd, self.released, end - self.released, os.POSIX_FADV_DONTNEED)
+                self.released = end
+        except OSError:  # advice only: where it is refused, the pages stay cached and nothing else changes
+            self.fd = None
+
+
 def engine_arguments(args: argparse.Namespace) -> EngineArguments:
     """The parsed ``--ruleset``, ``--profile``, ``--as-of``, ``--backend`` and ``--param`` of ``ipm-cds batch``."""
     return EngineArguments(
@@ -292,10 +331,12 @@ def _run_batch(args: argparse.Namespace, progress: _Progress, stopper: _StopHand
         if source is not sys.stdin.buffer:
             source.close()
         raise
+    cached = _CacheLimit(out)
     try:
         for lines in results:
             with stopper.record():  # a stop waits for these lines to be written and counted
                 out.write(lines.text)
+                cached.wrote(len(lines.text))
                 progress.update(lines, reader.bytes_read)
     finally:
         _close(results)  # stopped or failed: the workers are stopped before anything else is closed
