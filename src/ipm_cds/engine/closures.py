@@ -127,32 +127,9 @@ def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
         if shape is not None:
             return shape
 
-    if equal:
-        # the first equality written out: most facts a rule's pattern rejects fail it
-        (head_field, head_value), equal = equal[0], equal[1:]
-
-        def local_eq(v: Values) -> bool:
-            if v.get(head_field) != head_value:
-                return False
-            for field, value in equal:
-                if v.get(field) != value:
-                    return False
-            for field, values in member:
-                if v.get(field) not in values:
-                    return False
-            for field, predicate in constants:
-                x = v.get(field)
-                if x is None or (predicate is not None and not predicate(x)):
-                    return False
-            for field in absent:
-                if v.get(field) is not None:
-                    return False
-            for step in others:  # noqa: SIM110 (as in _all2)
-                if not step(v, ()):
-                    return False
-            return True
-
-        return local_eq
+    head: tuple[str, Scalar] | None = None
+    if equal:  # the first equality ahead of the loop: most facts a rule's pattern rejects fail it
+        head, equal = equal[0], equal[1:]
 
     def local(v: Values) -> bool:
         for field, value in equal:
@@ -173,7 +150,10 @@ def _local2(nodes: Sequence[ir.Node]) -> Local2 | None:
                 return False
         return True
 
-    return local
+    if head is None:
+        return local
+    head_field, head_value = head
+    return lambda v: v.get(head_field) == head_value and local(v)
 
 
 def _or_absent(node: ir.Node) -> Local2 | None:
