@@ -27,7 +27,7 @@ from ipm_cds.cli import main
 from ipm_cds.decision_log import DecisionLog, input_digest
 from ipm_cds.errors import ConfigurationError
 from ipm_cds.model.patient import PatientCase
-from ipm_cds.serving import batch, batch_cli
+from ipm_cds.serving import batch, batch_cli, pool
 from ipm_cds.testing.strategies import patients
 
 from .conftest import AS_OF, RFA_PATIENT
@@ -142,13 +142,13 @@ def test_one_worker_gives_each_record_s_line_as_soon_as_it_is_read(cohort: list[
     assert [one.records for one in lines] == [1, 1]
 
 
-def _gc_settings(chunk: list[batch.Record]) -> tuple[tuple[int, int, int], int]:
-    return gc.get_threshold(), gc.get_freeze_count()
+def _gc_settings(chunk: list[batch.Record], slot: memoryview | None) -> tuple[int, tuple[tuple[int, int, int], int]]:
+    return -1, (gc.get_threshold(), gc.get_freeze_count())
 
 
 def test_a_worker_process_freezes_the_engine_and_collects_young_objects_less_often() -> None:
     config = batch._config(None, None, "python", None, AS_OF, False, None, False)
-    ((threshold, frozen),) = batch._pooled([(0, 1, "{}")], config, 1, 8, _gc_settings)
+    ((threshold, frozen),) = batch._pooled([(0, 1, "{}")], config, 1, 8, _gc_settings, batch._received)
     assert threshold[0] == batch.WORKER_GC_THRESHOLD and threshold[1:] == gc.get_threshold()[1:]
     assert frozen > 10_000  # the ruleset and the engine, built before the first record
     assert gc.get_threshold()[0] != batch.WORKER_GC_THRESHOLD  # this process's own settings are not touched
@@ -175,7 +175,7 @@ def test_streaming_holds_a_bounded_number_of_records(cohort: list[dict[str, Any]
 
     workers, chunk = 2, 5
     results = batch.evaluate_many(endless(), workers=workers, as_of=AS_OF, chunk_size=chunk)
-    bound = (workers * batch.IN_FLIGHT_CHUNKS + 1) * chunk
+    bound = (workers * pool.IN_FLIGHT_CHUNKS + 1) * chunk
     for n, result in enumerate(results, start=1):
         assert result.ok
         assert read[0] - n <= bound, f"{read[0]} read for {n} written"

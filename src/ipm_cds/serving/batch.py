@@ -5,7 +5,8 @@ objects, or JSON text) and yields one :class:`BatchResult` per document, in inpu
 and every result before it are ready. It streams: however long the input, at most
 ``workers * IN_FLIGHT_CHUNKS`` chunks of ``chunk_size`` documents are held at once. With ``workers > 1``
 each worker process builds one engine and evaluates chunk after chunk (durable-rules never releases the
-GIL, so processes are the way to use several cores); with ``workers=1`` everything runs in this process.
+GIL, so processes are the way to use several cores: :mod:`ipm_cds.serving.pool`); with ``workers=1``
+everything runs in this process.
 
 A document that cannot be assessed (invalid patient data, an evaluation error) becomes a result that
 carries the error instead of an assessment; the batch goes on. ``ipm-cds batch`` writes each result as
@@ -23,10 +24,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,9 +34,9 @@ from ..decision_log import DecisionLog, decision_entry
 from ..engine.facade import BackendChoice, Engine, choose_backend
 from ..errors import ConfigurationError, EvaluationError, IpmCdsError, PatientDataError, Problem
 from ..ruleset.loader import Ruleset, load_ruleset
+from .pool import Work, ordered_results
 
 DEFAULT_CHUNK_SIZE = 32
-IN_FLIGHT_CHUNKS = 4  # per worker: enough to keep every worker busy, bounded so that memory stays constant
 WORKER_GC_THRESHOLD = 10_000  # a batch worker's first-generation threshold (gc.set_threshold)
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 """A JSON Lines record longer than this is reported as an error without being read into memory whole."""
@@ -86,9 +84,12 @@ class Lines:
     """The results of consecutive records as ``ipm-cds batch`` writes them: ``text`` is their JSON Lines
     records, UTF-8, each ended by a newline (byte for byte ``(result.to_json_line() + "\n").encode()`` of
     each :class:`BatchResult`); ``records`` and ``errors`` count them, ``decisions`` holds the decision-log
-    entries of the assessments among them, in input order (empty when decisions are not logged)."""
+    entries of the assessments among them, in input order (empty when decisions are not logged).
 
-    text: bytes
+    From worker processes, ``text`` is a read-only view of the memory the worker wrote it to
+    (:mod:`ipm_cds.serving.pool`), valid until the next chunk's results are asked for: write it out at once."""
+
+    text: bytes | memoryview
     records: int
     errors: int
     decisions: tuple[Mapping[str, Any], ...] = ()
@@ -107,6 +108,8 @@ class _Config:
 
 
 Record = tuple[int, int | None, Any]  # (index, line, document)
+_Sent = TypeVar("_Sent")
+_Out = TypeVar("_Out")
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -160,6 +163,13 @@ class _Evaluator:
         ``str``: each assessment goes from pydantic's serializer to the output as the UTF-8 bytes it writes
         (what :meth:`evaluate` then :meth:`BatchResult.to_json_line` give, encoded, about 20 µs sooner a
         record). ``prefix``: the bytes each record starts with after its ``{`` (a ``"file": ...,`` member)."""
+        parts, count, errors, decisions = self.parts(records, prefix)
+        return Lines(b"".join(parts), count, errors, decisions)
+
+    def parts(
+        self, records: Iterable[Record], prefix: bytes = b""
+    ) -> tuple[list[bytes], int, int, tuple[Mapping[str, Any], ...]]:
+        """What :meth:`lines` gives, its text still in pieces (to be joined, or copied where it goes)."""
         parts: list[bytes] = []
         decisions: list[Mapping[str, Any]] = []
         count = errors = 0
@@ -180,7 +190,7 @@ class _Evaluator:
             decision = self.decision(outcome)
             if decision is not None:
                 decisions.append(decision)
-        return Lines(b"".join(parts), count, errors, tuple(decisions))
+        return parts, count, errors, tuple(decisions)
 
     def decision(self, outcome: tuple[Any, Any, float]) -> dict[str, Any] | None:
         """The decision-log entry of an assessment :meth:`assess` made, when this run logs decisions."""
@@ -219,13 +229,33 @@ def _init_worker(config: _Config) -> None:
     gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _run_chunk(chunk: list[Record]) -> list[BatchResult]:
+def _run_chunk(chunk: list[Record], slot: memoryview | None) -> tuple[int, list[BatchResult]]:
     evaluator = _WORKER["evaluator"]
-    return [evaluator.evaluate(record) for record in chunk]
+    return -1, [evaluator.evaluate(record) for record in chunk]
 
 
-def _run_chunk_lines(chunk: list[Record]) -> Lines:
-    return _WORKER["evaluator"].lines(chunk)
+def _run_chunk_lines(chunk: list[Record], slot: memoryview | None) -> tuple[int, Lines]:
+    """A chunk's :class:`Lines`, its text written into ``slot`` when it fits (only the counts and decisions
+    then travel back through the pipe)."""
+    parts, count, errors, decisions = _WORKER["evaluator"].parts(chunk)
+    if slot is not None:
+        size = sum(map(len, parts))
+        if size <= len(slot):
+            at = 0
+            for part in parts:
+                end = at + len(part)
+                slot[at:end] = part
+                at = end
+            return size, Lines(b"", count, errors, decisions)
+    return -1, Lines(b"".join(parts), count, errors, decisions)
+
+
+def _received(sent: _Out, data: memoryview | None) -> _Out:
+    return sent
+
+
+def _received_lines(sent: Lines, data: memoryview | None) -> Lines:
+    return sent if data is None else Lines(data, sent.records, sent.errors, sent.decisions)
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -254,7 +284,7 @@ def _evaluate_records(
         for record in records:
             yield evaluator.evaluate(record)
         return
-    for results in _pooled(records, config, workers, chunk_size, _run_chunk):
+    for results in _pooled(records, config, workers, chunk_size, _run_chunk, _received):
         yield from results
 
 
@@ -265,10 +295,7 @@ def _evaluate_lines(records: Iterable[Record], config: _Config, workers: int, ch
         for record in records:
             yield evaluator.lines((record,))
         return
-    yield from _pooled(records, config, workers, chunk_size, _run_chunk_lines)
-
-
-_Out = TypeVar("_Out")
+    yield from _pooled(records, config, workers, chunk_size, _run_chunk_lines, _received_lines)
 
 
 def _pooled(
@@ -276,51 +303,13 @@ def _pooled(
     config: _Config,
     workers: int,
     chunk_size: int,
-    run_chunk: Callable[[list[Record]], _Out],
+    run_chunk: Callable[[list[Record], memoryview | None], tuple[int, _Sent]],
+    receive: Callable[[_Sent, memoryview | None], _Out],
 ) -> Iterator[_Out]:
-    """``run_chunk`` of each chunk of ``records``, run in ``workers`` worker processes, in input order."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(config,))
-    pending: deque[Future[_Out]] = deque()
-    finished = False
-    try:
-        for chunk in _chunks(records, chunk_size):
-            pending.append(pool.submit(run_chunk, chunk))
-            while len(pending) >= workers * IN_FLIGHT_CHUNKS:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-        finished = True
-    except BrokenProcessPool as exc:
-        raise EvaluationError(
-            "a batch worker process ended unexpectedly; no result after the last one written is certain",
-            hint="run the batch again with --workers 1 to find the record",
-        ) from exc
-    finally:
-        if not finished:
-            # Abandoned (an error, an interrupt, a consumer that stopped reading): no result in flight will
-            # be read, so the workers are stopped now rather than waited for. The futures are left to the
-            # pool, which fails them itself (cancelling them here races with it: InvalidStateError).
-            _terminate_workers(pool)
-        pool.shutdown(wait=True)
-
-
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop the pool's workers now, whatever they are doing, so that ``pool.shutdown`` cannot wait forever."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(5)
-        if process.is_alive():  # pragma: no cover - a worker that outlives SIGTERM
-            process.kill()
-            process.join()
-    # A worker stopped while writing its results (a chunk's results are larger than a pipe holds) leaves the
-    # pool's thread that reads them waiting for the rest of the message forever, since this process holds
-    # the pipe's writing end too. With every worker gone, closing that end shows the reader the end of the
-    # pipe instead: the pool then counts itself broken and shuts down.
-    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
-    if writer is not None:
-        writer.close()
+    """``run_chunk`` of each chunk of ``records``, run in ``workers`` worker processes, in input order
+    (:func:`ipm_cds.serving.pool.ordered_results`); ``receive`` makes each result in this process."""
+    work = Work(initializer=_init_worker, initargs=(config,), run=run_chunk, receive=receive)
+    return ordered_results(_chunks(records, chunk_size), work, workers, _context())
 
 
 def _config(
