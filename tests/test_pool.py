@@ -94,8 +94,10 @@ def test_an_exception_raised_by_a_chunk_is_raised_here_after_the_results_before_
     chunks = [(0, 10, 0.0), (1, 10, 0.0), (-2, 10, 0.0), (3, 10, 0.0)]
     results = pool.ordered_results(chunks, _work(), 2, batch._context())
     assert [next(results)[0], next(results)[0]] == [0, 1]
-    with pytest.raises(ValueError, match="chunk -2 refused"):
+    with pytest.raises(ValueError, match="chunk -2 refused") as raised:
         next(results)
+    (note,) = raised.value.__notes__
+    assert note.startswith("raised in a batch worker process:") and 'raise ValueError(f"chunk {index} refused")' in note
     assert _workers_alive() == []  # the pool stopped its workers on the way out
 
 

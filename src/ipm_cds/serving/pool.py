@@ -32,6 +32,7 @@ import mmap
 import os
 import queue
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -265,7 +266,8 @@ def _serve(
         view = area.slot(slot) if area is not None and slot >= 0 else None
         try:
             reply: tuple[bool, Any] = (True, work.run(chunk, view))  # (used, sent)
-        except Exception as exc:  # raised again in the driving process, as the executor did
+        except Exception as exc:  # raised again in the driving process, with where it was raised
+            exc.add_note("raised in a batch worker process:\n" + "".join(traceback.format_tb(exc.__traceback__)))
             reply = (False, exc)
         finally:
             if view is not None:
