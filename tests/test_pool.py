@@ -115,6 +115,17 @@ def test_a_killed_worker_is_a_clear_error_never_missing_records() -> None:
     assert _workers_alive() == []
 
 
+def _fail_to_start() -> None:
+    raise RuntimeError("no engine today")
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error() -> None:
+    work = pool.Work(initializer=_fail_to_start, initargs=(), run=_echo, receive=_copy)
+    with pytest.raises(EvaluationError, match=r"ended unexpectedly \(pid \d+, exit code 1\)"):
+        list(pool.ordered_results([(i, 10, 0.0) for i in range(5)], work, 2, batch._context()))
+    assert _workers_alive() == []
+
+
 def test_abandoned_results_stop_the_workers_at_once() -> None:
     results = pool.ordered_results(((i, 10, 0.5) for i in range(1000)), _work(), 2, batch._context())
     next(results)
