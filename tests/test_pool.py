@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ def test_a_killed_worker_is_a_clear_error_never_missing_records() -> None:
         for result in results:
             seen.append(result[0])
     assert seen == list(range(len(seen)))  # every result given is the next one: none skipped
+    assert _workers_alive() == []
+
+
+def _unpicklable(chunk: Any, slot: memoryview | None) -> tuple[int, Any]:
+    return -1, threading.Lock()
+
+
+def test_a_result_that_cannot_be_sent_back_is_a_clear_error() -> None:
+    work = pool.Work(initializer=_nothing, initargs=(), run=_unpicklable, receive=_copy)
+    with pytest.raises(EvaluationError, match="could not send its result back: TypeError"):
+        list(pool.ordered_results([1, 2, 3], work, 2, batch._context()))
     assert _workers_alive() == []
 
 

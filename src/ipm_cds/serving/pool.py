@@ -7,8 +7,9 @@ memory stays flat whatever the input's length.
 
 Why not :class:`concurrent.futures.ProcessPoolExecutor` (what this replaced): a million assessments are 25.6 GB
 of JSON Lines, and the executor sends every result back pickled through one pipe, read by a thread of the
-driving process that hands it to the main thread by a condition variable. On two cores that took 5.5 % of the
-run's CPU in the driving process and 2.8 % of each worker's (docs/population.md). Here:
+driving process that hands it to the main thread by a condition variable: 5.5 % of the run's CPU, on two cores,
+was the driving process's. With these workers it is half that (6.7 → 3.6 s per 100,000 records; the workers'
+own CPU did not change measurably: docs/population.md). Here:
 
 - Each worker has its own pipes for tasks and results; the driving process has no thread of its own. It sends
   a chunk to the worker with the fewest in flight, and reads each result from the worker that has it, in order.
@@ -78,7 +79,12 @@ def ordered_results(
     """``work.run`` of each of ``chunks`` in ``workers`` processes started from ``context``, in input order."""
     slots = workers * IN_FLIGHT_CHUNKS
     area = _SharedArea.create(slots, slot_size)
-    pool = _Workers(work, workers, context, area)
+    try:
+        pool = _Workers(work, workers, context, area)
+    except BaseException:
+        if area is not None:
+            area.close()
+        raise
     free = list(range(slots)) if area is not None else []
     pending: deque[tuple[int, int]] = deque()  # (worker, slot) of each chunk sent, in input order
     in_flight = [0] * workers
@@ -274,6 +280,8 @@ def _serve(
                 view.release()
         try:
             results.send(reply)
+        except OSError:  # the driving process has gone (or stopped reading): there is no one to answer
+            return
         except Exception as exc:  # the result or the exception does not pickle: say so rather than vanish
             results.send((False, EvaluationError(f"a batch worker could not send its result back: {exc!r}")))
 
