@@ -66,8 +66,8 @@ class _CacheLimit:
     bytes: ``POSIX_FADV_DONTNEED`` over the range written since the last time, whose pages are all dirty, which
     only starts their writeback; and over the range older than the last ``KEEP_CACHED`` bytes, whose pages it
     drops (those still being written back stay: 5.1 GB of a million's 25.6 GB at its end). What is written is
-    unchanged. An output under ``DROP_EVERY`` bytes is never
-    touched, nor a pipe, a terminal or standard output, nor anything where ``posix_fadvise`` does not exist."""
+    unchanged. An output under ``DROP_EVERY`` bytes is never touched, nor a pipe, a terminal or standard output,
+    nor anything where ``posix_fadvise`` does not exist."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.fd: int | None = None
