@@ -403,7 +403,10 @@ def _count(aggregate: ir.Aggregate, groups: Mapping[Group, list[Fact]], out: Agg
         if order is not None and members:
             # the first dated fact with the smallest and the first with the largest value (as min and max give)
             newest = oldest = None
-            low = high = 0.0
+            # (int | float, not a float: compiled with mypyc, a variable inferred float turns an int into one, and
+            # "earliest_days_since": 521 would be written 521.0)
+            low: int | float = 0
+            high: int | float = 0
             for f in members:
                 value = f.values.get(order)
                 if not isinstance(value, _NUMBER):
